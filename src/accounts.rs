@@ -1,0 +1,295 @@
+//! Accounts: the accounts CSV, validated per line, and the dense index used while rating.
+//!
+//! Required columns: `account_id,plan`. Optional: `name,street,postcode,city,country,
+//! email,language`. Columns may come in any order; unknown columns are refused so that a
+//! typo never silently drops data.
+
+use std::path::{Path, PathBuf};
+
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use crate::tariff::Tariff;
+
+/// An error in the accounts file, with its line.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountsError {
+    #[error("accounts {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("accounts {path}:{line}: {message}")]
+    Line {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+}
+
+/// One customer account.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Account {
+    pub account_id: String,
+    pub plan: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub street: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub postcode: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub city: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub country: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub email: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub language: String,
+    /// 1-based line in the accounts file.
+    #[serde(skip)]
+    pub line: u64,
+}
+
+const COLUMNS: [&str; 9] = [
+    "account_id",
+    "plan",
+    "name",
+    "street",
+    "postcode",
+    "city",
+    "country",
+    "email",
+    "language",
+];
+
+/// All accounts, sorted by `account_id`.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    pub path: PathBuf,
+    pub list: Vec<Account>,
+}
+
+impl Accounts {
+    /// Reads and validates the accounts file.
+    pub fn load(path: &Path) -> Result<Accounts, AccountsError> {
+        let bytes = std::fs::read(path).map_err(|e| AccountsError::File {
+            path: path.to_owned(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Accounts::parse(path, &bytes)
+    }
+
+    /// Parses accounts CSV bytes; `path` names the file in errors.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Accounts, AccountsError> {
+        let line_err = |line: u64, message: String| AccountsError::Line {
+            path: path.to_owned(),
+            line,
+            message,
+        };
+        let mut rdr = csv::ReaderBuilder::new().from_reader(bytes);
+        let header = rdr
+            .headers()
+            .map_err(|e| line_err(1, format!("header: {e}")))?
+            .clone();
+        let mut pos = [usize::MAX; COLUMNS.len()];
+        for (i, h) in header.iter().enumerate() {
+            let h = h.trim();
+            let c = COLUMNS.iter().position(|c| *c == h).ok_or_else(|| {
+                line_err(
+                    1,
+                    format!("unknown column `{h}` (known: {})", COLUMNS.join(",")),
+                )
+            })?;
+            if pos[c] != usize::MAX {
+                return Err(line_err(1, format!("column `{h}` named twice")));
+            }
+            pos[c] = i;
+        }
+        for required in [0, 1] {
+            if pos[required] == usize::MAX {
+                return Err(line_err(
+                    1,
+                    format!("missing column `{}`", COLUMNS[required]),
+                ));
+            }
+        }
+        let mut list = Vec::new();
+        for rec in rdr.records() {
+            let rec = rec.map_err(|e| {
+                let line = e.position().map_or(0, |p| p.line());
+                line_err(line, format!("not valid CSV: {e}"))
+            })?;
+            let line = rec.position().map_or(0, |p| p.line());
+            let get = |c: usize| -> String {
+                if pos[c] == usize::MAX {
+                    String::new()
+                } else {
+                    rec.get(pos[c]).unwrap_or("").trim().to_owned()
+                }
+            };
+            let a = Account {
+                account_id: get(0),
+                plan: get(1),
+                name: get(2),
+                street: get(3),
+                postcode: get(4),
+                city: get(5),
+                country: get(6),
+                email: get(7),
+                language: get(8),
+                line,
+            };
+            if a.account_id.is_empty()
+                || a.account_id.len() > 64
+                || a.account_id
+                    .bytes()
+                    .any(|b| b.is_ascii_control() || b == b',' || b == b'"')
+            {
+                return Err(line_err(
+                    line,
+                    format!("column `account_id`: `{}` must be 1-64 printable characters without `,` or `\"`", a.account_id),
+                ));
+            }
+            if a.plan.is_empty() {
+                return Err(line_err(line, "column `plan`: must not be empty".into()));
+            }
+            if !a.country.is_empty()
+                && (a.country.len() != 2 || !a.country.bytes().all(|b| b.is_ascii_uppercase()))
+            {
+                return Err(line_err(
+                    line,
+                    format!(
+                        "column `country`: `{}` is not an ISO 3166 alpha-2 code",
+                        a.country
+                    ),
+                ));
+            }
+            if !a.language.is_empty() && a.language != "nl" && a.language != "en" {
+                return Err(line_err(
+                    line,
+                    format!("column `language`: `{}` is not nl or en", a.language),
+                ));
+            }
+            list.push(a);
+        }
+        list.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+        for w in list.windows(2) {
+            if w[0].account_id == w[1].account_id {
+                return Err(line_err(
+                    w[1].line.max(w[0].line),
+                    format!(
+                        "account `{}` also on line {}",
+                        w[0].account_id,
+                        w[1].line.min(w[0].line)
+                    ),
+                ));
+            }
+        }
+        Ok(Accounts {
+            path: path.to_owned(),
+            list,
+        })
+    }
+
+    /// Finds an account by id.
+    pub fn get(&self, id: &str) -> Option<&Account> {
+        self.list
+            .binary_search_by(|a| a.account_id.as_str().cmp(id))
+            .ok()
+            .map(|i| &self.list[i])
+    }
+}
+
+/// The dense index used on the hot path: account id bytes → (account index, plan index).
+#[derive(Debug)]
+pub struct AccountIndex {
+    map: FxHashMap<Box<[u8]>, u32>,
+    plans: Vec<u32>,
+    ids: Vec<String>,
+}
+
+impl AccountIndex {
+    /// Resolves every account's plan in `tariff`; an unknown plan is an error naming the line.
+    pub fn build(accounts: &Accounts, tariff: &Tariff) -> Result<AccountIndex, AccountsError> {
+        let mut map = FxHashMap::default();
+        map.reserve(accounts.list.len());
+        let mut plans = Vec::with_capacity(accounts.list.len());
+        let mut ids = Vec::with_capacity(accounts.list.len());
+        for (i, a) in accounts.list.iter().enumerate() {
+            let p = tariff
+                .plan_index(&a.plan)
+                .ok_or_else(|| AccountsError::Line {
+                    path: accounts.path.clone(),
+                    line: a.line,
+                    message: format!("column `plan`: no plan `{}` in the tariff", a.plan),
+                })?;
+            map.insert(a.account_id.as_bytes().into(), i as u32);
+            plans.push(p);
+            ids.push(a.account_id.clone());
+        }
+        Ok(AccountIndex { map, plans, ids })
+    }
+
+    /// The dense index of an account id.
+    #[inline]
+    pub fn find(&self, id: &[u8]) -> Option<u32> {
+        self.map.get(id).copied()
+    }
+
+    /// The plan (index into the tariff's plans) of an account.
+    #[inline]
+    pub fn plan(&self, account: u32) -> u32 {
+        self.plans[account as usize]
+    }
+
+    /// The id of a dense account index.
+    pub fn id(&self, account: u32) -> &str {
+        &self.ids[account as usize]
+    }
+
+    /// Number of accounts.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when there are no accounts.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Accounts, AccountsError> {
+        Accounts::parse(Path::new("accounts.csv"), s.as_bytes())
+    }
+
+    #[test]
+    fn minimal_and_full_files_load() {
+        let a = parse("account_id,plan\nB,basic\nA,basic\n").unwrap();
+        assert_eq!(a.list[0].account_id, "A");
+        assert_eq!(a.get("B").unwrap().line, 2);
+        let a = parse("plan,account_id,name,city,country\nbasic,A,\"Jansen, P.\",Utrecht,NL\n")
+            .unwrap();
+        assert_eq!(a.list[0].name, "Jansen, P.");
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let e = parse("account_id,plan\nA,basic\nA,basic\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "accounts accounts.csv:3: account `A` also on line 2");
+        let e = parse("account_id,plan,colour\n").unwrap_err().to_string();
+        assert!(e.contains("unknown column `colour`"), "{e}");
+        let e = parse("account_id,plan,country\nA,basic,Netherlands\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("accounts accounts.csv:2: column `country`"),
+            "{e}"
+        );
+        let e = parse("account_id\nA\n").unwrap_err().to_string();
+        assert!(e.contains("missing column `plan`"), "{e}");
+    }
+}

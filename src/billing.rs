@@ -1,0 +1,282 @@
+//! Cycle close and invoices: unbilled usage up to a period → numbered, taxed invoices.
+//!
+//! Rounding (see [`crate::money`]): a line amount is the sum of its records' 6-decimal
+//! charges rounded half-up to cents; net = sum of line amounts; VAT = net × rate / 100
+//! rounded half-up to cents; total = net + VAT.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::Accounts;
+use crate::config::{Config, Seller};
+use crate::ledger::{CloseBatch, CloseRecord, Closed, Ledger, LedgerError, LineTotals};
+use crate::money::{format_cents, micros_to_cents, vat_cents};
+use crate::rating::Service;
+use crate::tariff::Tariff;
+
+/// A billing period `YYYY-MM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Period {
+    pub year: i32,
+    pub month: u32,
+}
+
+impl std::str::FromStr for Period {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Period, String> {
+        let bad = || format!("`{s}` is not a period YYYY-MM");
+        if s.len() != 7 || s.as_bytes()[4] != b'-' {
+            return Err(bad());
+        }
+        let year: i32 = s[..4].parse().map_err(|_| bad())?;
+        let month: u32 = s[5..].parse().map_err(|_| bad())?;
+        if !(1..=12).contains(&month) || !(1970..=9999).contains(&year) {
+            return Err(bad());
+        }
+        Ok(Period { year, month })
+    }
+}
+
+impl std::fmt::Display for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+/// An invoice line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Line {
+    Usage {
+        service: String,
+        destination: String,
+        band: String,
+        /// Number of records.
+        quantity: u64,
+        /// Billed units (seconds, messages or bytes) after increments.
+        usage: u64,
+        unit: String,
+        amount: String,
+    },
+    Subscription {
+        plan: String,
+        description: String,
+        amount: String,
+    },
+}
+
+/// The customer block of an invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Customer {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub street: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub postcode: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub city: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub country: String,
+}
+
+/// An invoice, as written to `invoice_dir/<period>/<number>.json` and kept in RocksDB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoice {
+    pub number: String,
+    pub account_id: String,
+    pub period: String,
+    pub currency: String,
+    pub issue_date: String,
+    pub due_date: String,
+    pub seller: Seller,
+    pub customer: Customer,
+    pub lines: Vec<Line>,
+    pub net_total: String,
+    pub vat_rate: String,
+    pub vat_total: String,
+    pub total: String,
+    /// Records dated before the period, billed now because they arrived after their own close.
+    pub late_records: u64,
+}
+
+/// The result of closing a period.
+#[derive(Debug)]
+pub struct CloseSummary {
+    pub record: CloseRecord,
+    /// False when the period had been closed before (files were checked and rewritten).
+    pub new: bool,
+    pub dir: PathBuf,
+}
+
+/// Closes `period`: bills all unbilled usage dated up to its end plus each account's
+/// monthly fee, numbers the invoices, commits atomically, then writes the JSON files.
+/// Closing an already closed period only (re)writes its invoice files.
+pub fn close_cycle(
+    cfg: &Config,
+    ledger: &Ledger,
+    tariff: &Tariff,
+    accounts: &Accounts,
+    period: Period,
+    issue_date: NaiveDate,
+) -> Result<CloseSummary, LedgerError> {
+    let p = period.to_string();
+    let due = issue_date + chrono::Duration::days(cfg.billing.payment_terms_days as i64);
+    let table = tariff.table();
+    let currency = table.currency.as_str().to_owned();
+    let closed = ledger.close(&p, issue_date.year(), |rows, first_number, seq| {
+        // Group rows by account (rows are in account order already).
+        let mut per_account: BTreeMap<String, (BTreeMap<(u8, String, String), LineTotals>, u64)> =
+            BTreeMap::new();
+        for r in rows {
+            let e = per_account.entry(r.account.clone()).or_default();
+            let late = r.month.as_str() < p.as_str();
+            for (k, t) in r.lines.0 {
+                if late {
+                    e.1 += t.count;
+                }
+                e.0.entry(k).or_default().add(&t);
+            }
+        }
+        for a in &accounts.list {
+            per_account.entry(a.account_id.clone()).or_default();
+        }
+        let mut invoices = Vec::new();
+        let mut number = first_number;
+        let (mut net_sum, mut vat_sum, mut late_sum) = (0i64, 0i64, 0u64);
+        for (account_id, (lines, late)) in per_account {
+            let acc = accounts.get(&account_id);
+            let fee = acc
+                .and_then(|a| tariff.plan_index(&a.plan))
+                .map(|i| table.plans[i as usize].monthly_fee_cents.to_native())
+                .unwrap_or(0);
+            if lines.is_empty() && fee == 0 {
+                continue;
+            }
+            let mut out_lines = Vec::new();
+            let mut net = 0i64;
+            for ((s, dest, band), t) in &lines {
+                let cents = micros_to_cents(t.charge_micros as i128);
+                net += cents;
+                let service = Service::from_index(*s).unwrap_or(Service::Voice);
+                out_lines.push(Line::Usage {
+                    service: service.name().into(),
+                    destination: dest.clone(),
+                    band: band.clone(),
+                    quantity: t.count,
+                    usage: t.billed,
+                    unit: service.unit().into(),
+                    amount: format_cents(cents),
+                });
+            }
+            if fee != 0 {
+                let plan = acc.map(|a| a.plan.clone()).unwrap_or_default();
+                net += fee;
+                out_lines.push(Line::Subscription {
+                    description: format!("Subscription {plan}, {p}"),
+                    plan,
+                    amount: format_cents(fee),
+                });
+            }
+            let vat = vat_cents(net, cfg.billing.vat_rate);
+            let inv = Invoice {
+                number: format!("{:04}-{:06}", issue_date.year(), number),
+                account_id: account_id.clone(),
+                period: p.clone(),
+                currency: currency.clone(),
+                issue_date: issue_date.to_string(),
+                due_date: due.to_string(),
+                seller: cfg.seller.clone(),
+                customer: acc
+                    .map(|a| Customer {
+                        name: a.name.clone(),
+                        street: a.street.clone(),
+                        postcode: a.postcode.clone(),
+                        city: a.city.clone(),
+                        country: a.country.clone(),
+                    })
+                    .unwrap_or_default(),
+                lines: out_lines,
+                net_total: format_cents(net),
+                vat_rate: cfg.billing.vat_rate.normalize().to_string(),
+                vat_total: format_cents(vat),
+                total: format_cents(net + vat),
+                late_records: late,
+            };
+            number += 1;
+            net_sum += net;
+            vat_sum += vat;
+            late_sum += late;
+            let json = serde_json::to_vec_pretty(&inv).expect("invoice serializes");
+            invoices.push((inv.number, json));
+        }
+        let record = CloseRecord {
+            period: p.clone(),
+            closed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            issue_date: issue_date.to_string(),
+            seq,
+            invoices: invoices.iter().map(|(n, _)| n.clone()).collect(),
+            net_total: format_cents(net_sum),
+            vat_total: format_cents(vat_sum),
+            total: format_cents(net_sum + vat_sum),
+            late_records: late_sum,
+        };
+        Ok(CloseBatch { invoices, record })
+    })?;
+    let (record, new) = match closed {
+        Closed::New(r) => (r, true),
+        Closed::Already(r) => (r, false),
+    };
+    let dir = cfg.invoice_dir.join(&p);
+    write_invoice_files(ledger, &dir, &record)?;
+    Ok(CloseSummary { record, new, dir })
+}
+
+/// Writes (or rewrites) the JSON file of every invoice of a close from the ledger.
+pub fn write_invoice_files(
+    ledger: &Ledger,
+    dir: &Path,
+    record: &CloseRecord,
+) -> Result<(), LedgerError> {
+    let io = |e: std::io::Error| {
+        LedgerError::Refused(format!("cannot write invoices to {}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    for n in &record.invoices {
+        let json = ledger.invoice(n)?.ok_or_else(|| {
+            LedgerError::Refused(format!(
+                "invoice {n} of {} missing from the ledger",
+                record.period
+            ))
+        })?;
+        let path = dir.join(format!("{n}.json"));
+        if std::fs::read(&path).ok().as_deref() != Some(json.as_slice()) {
+            crate::fsutil::write_atomic(&path, &json).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods() {
+        let p: Period = "2026-10".parse().unwrap();
+        assert_eq!(
+            p,
+            Period {
+                year: 2026,
+                month: 10
+            }
+        );
+        assert_eq!(p.to_string(), "2026-10");
+        for bad in ["2026-13", "2026-1", "26-10", "2026/10", "abcd-ef"] {
+            assert!(bad.parse::<Period>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! The zero-copy CDR parser: bytes of one line in, field slices out. No I/O.
+//!
+//! A record is one line (LF or CRLF). Fields follow RFC 4180: they may be quoted,
+//! with `""` for a quote inside a quoted field. A line without any `"` is split on
+//! commas in place (the common case, no copying); a line with quotes is unquoted by
+//! `csv-core` into a per-worker scratch buffer. A quoted field may not span lines:
+//! one stray quote then costs one line, not the rest of the file.
+
+pub mod number;
+pub mod time;
+
+use memchr::memchr;
+
+/// Most fields a line may have; lines with more are `malformed`.
+pub const MAX_FIELDS: usize = 64;
+
+/// The columns of the native CDR format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Column {
+    RecordId,
+    AccountId,
+    Service,
+    CallingNumber,
+    CalledNumber,
+    StartTime,
+    DurationS,
+    VolumeBytes,
+}
+
+impl Column {
+    /// All columns, in the canonical order.
+    pub const ALL: [Column; 8] = [
+        Column::RecordId,
+        Column::AccountId,
+        Column::Service,
+        Column::CallingNumber,
+        Column::CalledNumber,
+        Column::StartTime,
+        Column::DurationS,
+        Column::VolumeBytes,
+    ];
+
+    /// The column's name in a header line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Column::RecordId => "record_id",
+            Column::AccountId => "account_id",
+            Column::Service => "service",
+            Column::CallingNumber => "calling_number",
+            Column::CalledNumber => "called_number",
+            Column::StartTime => "start_time",
+            Column::DurationS => "duration_s",
+            Column::VolumeBytes => "volume_bytes",
+        }
+    }
+
+    fn from_name(name: &[u8]) -> Option<Column> {
+        Column::ALL
+            .into_iter()
+            .find(|c| c.name().as_bytes() == name)
+    }
+}
+
+/// Builds a column order from configured names; `_` marks a column to skip (`None`).
+pub fn columns_from_names<'a>(
+    names: impl Iterator<Item = &'a str>,
+) -> Result<Vec<Option<Column>>, String> {
+    let mut out: Vec<Option<Column>> = Vec::new();
+    for n in names {
+        if n == "_" {
+            out.push(None);
+            continue;
+        }
+        let c = Column::from_name(n.as_bytes())
+            .ok_or_else(|| format!("unknown column `{n}` (use `_` to skip a column)"))?;
+        if out.contains(&Some(c)) {
+            return Err(format!("column `{n}` named twice"));
+        }
+        out.push(Some(c));
+    }
+    if out.len() > MAX_FIELDS {
+        return Err(format!("more than {MAX_FIELDS} columns"));
+    }
+    if let Some(missing) = Column::ALL.iter().find(|c| !out.contains(&Some(**c))) {
+        return Err(format!("column `{}` is missing", missing.name()));
+    }
+    Ok(out)
+}
+
+/// Where each column sits in a line, and how many fields a line must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Field index of each column, indexed by `Column as usize`.
+    pub pos: [u8; 8],
+    /// Number of fields every line must have.
+    pub n_fields: usize,
+    /// Columns in file order (for display); ignored positions are skipped.
+    pub order: Vec<Column>,
+}
+
+/// Why a header line is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("header names column `{0}` twice")]
+    Duplicate(String),
+    #[error("header lacks column `{0}`")]
+    Missing(&'static str),
+    #[error("header has more than {MAX_FIELDS} columns")]
+    TooMany,
+    #[error("header line is not valid CSV")]
+    Malformed,
+}
+
+impl Layout {
+    /// The layout of a header line. Unknown extra columns are allowed and ignored.
+    pub fn from_header(line: &[u8]) -> Result<Layout, HeaderError> {
+        let mut sp = Splitter::new();
+        let n = sp.split(line).map_err(|_| HeaderError::Malformed)?;
+        let names: Vec<Vec<u8>> = (0..n)
+            .map(|i| trim_ascii(sp.field(line, i)).to_ascii_lowercase())
+            .collect();
+        Layout::from_names(names.iter().map(|v| v.as_slice()))
+    }
+
+    fn from_names<'a>(names: impl Iterator<Item = &'a [u8]>) -> Result<Layout, HeaderError> {
+        let mut pos = [u8::MAX; 8];
+        let mut order = Vec::new();
+        let mut n = 0usize;
+        for (i, name) in names.enumerate() {
+            n = i + 1;
+            if n > MAX_FIELDS {
+                return Err(HeaderError::TooMany);
+            }
+            if let Some(c) = Column::from_name(name) {
+                if pos[c as usize] != u8::MAX {
+                    return Err(HeaderError::Duplicate(c.name().into()));
+                }
+                pos[c as usize] = i as u8;
+                order.push(c);
+            }
+        }
+        for c in Column::ALL {
+            if pos[c as usize] == u8::MAX {
+                return Err(HeaderError::Missing(c.name()));
+            }
+        }
+        Ok(Layout {
+            pos,
+            n_fields: n,
+            order,
+        })
+    }
+
+    /// The layout for configured columns (headerless files); `None` skips a column.
+    pub fn from_columns(names: &[Option<Column>]) -> Layout {
+        Layout::from_names(
+            names
+                .iter()
+                .map(|c| c.map_or(&b"_"[..], |c| c.name().as_bytes())),
+        )
+        .expect("configured columns were validated")
+    }
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    let s = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let e = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(s, |e| e + 1);
+    &b[s..e]
+}
+
+/// Splits lines into fields, reusing its buffers across lines.
+pub struct Splitter {
+    ranges: [(u32, u32); MAX_FIELDS],
+    n: usize,
+    quoted: bool,
+    scratch: Vec<u8>,
+    ends: [usize; MAX_FIELDS + 1],
+}
+
+/// A line that is not valid CSV (or has too many fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed;
+
+impl Default for Splitter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Splitter {
+    pub fn new() -> Splitter {
+        Splitter {
+            ranges: [(0, 0); MAX_FIELDS],
+            n: 0,
+            quoted: false,
+            scratch: Vec::with_capacity(1024),
+            ends: [0; MAX_FIELDS + 1],
+        }
+    }
+
+    /// Splits `line` (without its line terminator); returns the number of fields.
+    #[inline]
+    pub fn split(&mut self, line: &[u8]) -> Result<usize, Malformed> {
+        if memchr(b'"', line).is_none() {
+            self.quoted = false;
+            let mut start = 0usize;
+            let mut n = 0usize;
+            for comma in memchr::memchr_iter(b',', line) {
+                if n + 1 >= MAX_FIELDS {
+                    return Err(Malformed);
+                }
+                self.ranges[n] = (start as u32, comma as u32);
+                n += 1;
+                start = comma + 1;
+            }
+            self.ranges[n] = (start as u32, line.len() as u32);
+            self.n = n + 1;
+            Ok(self.n)
+        } else {
+            self.split_quoted(line)
+        }
+    }
+
+    #[cold]
+    fn split_quoted(&mut self, line: &[u8]) -> Result<usize, Malformed> {
+        self.quoted = true;
+        // Quotes must balance and may only open a field and close it.
+        if memchr::memchr_iter(b'"', line).count() % 2 != 0 {
+            return Err(Malformed);
+        }
+        let mut in_quotes = false;
+        let mut field_start = true;
+        let mut i = 0;
+        while i < line.len() {
+            let b = line[i];
+            if in_quotes {
+                if b == b'"' {
+                    if line.get(i + 1) == Some(&b'"') {
+                        i += 1;
+                    } else {
+                        in_quotes = false;
+                        if !matches!(line.get(i + 1), None | Some(b',')) {
+                            return Err(Malformed);
+                        }
+                    }
+                }
+            } else if b == b'"' {
+                if !field_start {
+                    return Err(Malformed);
+                }
+                in_quotes = true;
+            } else if b == b',' {
+                field_start = true;
+                i += 1;
+                continue;
+            }
+            field_start = false;
+            i += 1;
+        }
+        let mut rdr = csv_core::ReaderBuilder::new().build();
+        self.scratch.clear();
+        self.scratch.resize(line.len() + 1, 0);
+        let mut input = line;
+        let mut nout_total = 0;
+        let mut nends_total = 0;
+        loop {
+            let (res, nin, nout, nends) = rdr.read_record(
+                input,
+                &mut self.scratch[nout_total..],
+                &mut self.ends[nends_total..],
+            );
+            input = &input[nin..];
+            nout_total += nout;
+            nends_total += nends;
+            match res {
+                csv_core::ReadRecordResult::InputEmpty => continue,
+                csv_core::ReadRecordResult::Record => break,
+                csv_core::ReadRecordResult::OutputFull
+                | csv_core::ReadRecordResult::OutputEndsFull => return Err(Malformed),
+                csv_core::ReadRecordResult::End => break,
+            }
+        }
+        if nends_total == 0 || nends_total > MAX_FIELDS {
+            return Err(Malformed);
+        }
+        let mut start = 0;
+        for (i, &end) in self.ends[..nends_total].iter().enumerate() {
+            self.ranges[i] = (start as u32, end as u32);
+            start = end;
+        }
+        self.n = nends_total;
+        Ok(self.n)
+    }
+
+    /// Field `i` of the last split line; `line` must be the same slice given to `split`.
+    #[inline]
+    pub fn field<'a>(&'a self, line: &'a [u8], i: usize) -> &'a [u8] {
+        let (s, e) = self.ranges[i];
+        if self.quoted {
+            &self.scratch[s as usize..e as usize]
+        } else {
+            &line[s as usize..e as usize]
+        }
+    }
+}
+
+/// Parses a non-negative decimal integer of at most 18 digits (no sign, no spaces).
+#[inline]
+pub fn parse_u64(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 18 {
+        return None;
+    }
+    let mut v = 0u64;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + d as u64;
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(line: &[u8]) -> Result<Vec<Vec<u8>>, Malformed> {
+        let mut sp = Splitter::new();
+        let n = sp.split(line)?;
+        Ok((0..n).map(|i| sp.field(line, i).to_vec()).collect())
+    }
+
+    #[test]
+    fn plain_and_quoted_fields() {
+        assert_eq!(
+            fields(b"a,b,,c").unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec(), vec![], b"c".to_vec()]
+        );
+        assert_eq!(
+            fields(br#""a,1","he said ""hi""",x"#).unwrap(),
+            vec![b"a,1".to_vec(), br#"he said "hi""#.to_vec(), b"x".to_vec()]
+        );
+        assert_eq!(fields(br#""""#).unwrap(), vec![Vec::<u8>::new()]);
+        assert_eq!(fields(b"").unwrap(), vec![Vec::<u8>::new()]);
+    }
+
+    #[test]
+    fn bad_quotes_are_malformed() {
+        assert_eq!(fields(br#""abc,d"#), Err(Malformed));
+        assert_eq!(fields(br#"ab"c",d"#), Err(Malformed));
+        assert_eq!(fields(br#""ab"c,d"#), Err(Malformed));
+        assert_eq!(fields(&[b','; MAX_FIELDS]), Err(Malformed));
+        assert_eq!(fields(&[b','; MAX_FIELDS - 1]).unwrap().len(), MAX_FIELDS);
+    }
+
+    #[test]
+    fn header_any_order_and_extras() {
+        let l = Layout::from_header(
+            b"start_time,called_number,extra,record_id,account_id,service,calling_number,duration_s,volume_bytes",
+        )
+        .unwrap();
+        assert_eq!(l.n_fields, 9);
+        assert_eq!(l.pos[Column::StartTime as usize], 0);
+        assert_eq!(l.pos[Column::RecordId as usize], 3);
+        assert_eq!(
+            Layout::from_header(b"record_id,account_id"),
+            Err(HeaderError::Missing("service"))
+        );
+        assert_eq!(
+            Layout::from_header(b"record_id,record_id"),
+            Err(HeaderError::Duplicate("record_id".into()))
+        );
+    }
+
+    #[test]
+    fn configured_columns() {
+        let names = [
+            "account_id",
+            "_",
+            "record_id",
+            "service",
+            "calling_number",
+            "called_number",
+            "start_time",
+            "duration_s",
+            "volume_bytes",
+        ];
+        let cols = columns_from_names(names.iter().copied()).unwrap();
+        assert_eq!(cols.len(), 9);
+        let l = Layout::from_columns(&cols);
+        assert_eq!(l.pos[Column::AccountId as usize], 0);
+        assert_eq!(l.pos[Column::RecordId as usize], 2);
+        assert_eq!(l.n_fields, 9);
+        assert!(columns_from_names(["account_id"].into_iter()).is_err());
+        assert!(columns_from_names(["nope"].into_iter()).is_err());
+    }
+
+    #[test]
+    fn integers() {
+        assert_eq!(parse_u64(b"0"), Some(0));
+        assert_eq!(parse_u64(b"123"), Some(123));
+        assert_eq!(parse_u64(b"-1"), None);
+        assert_eq!(parse_u64(b"1.5"), None);
+        assert_eq!(parse_u64(b""), None);
+        assert_eq!(parse_u64(b" 1"), None);
+        assert_eq!(parse_u64(b"9999999999999999999"), None);
+    }
+}

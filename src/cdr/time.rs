@@ -1,0 +1,199 @@
+//! RFC 3339 timestamps → Unix seconds, without allocation.
+//!
+//! A hand-rolled parser because it runs once per record on the hot path; it is
+//! checked against `chrono`'s RFC 3339 parser by a property test. Accepted:
+//! `YYYY-MM-DD(T|t| )HH:MM:SS[.fraction](Z|z|±HH:MM)`. Fractions are truncated
+//! (billing counts whole seconds); a leap second `:60` counts as the next second.
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's `days_from_civil`).
+#[inline]
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The proleptic Gregorian date `(year, month, day)` of a day number (Hinnant's `civil_from_days`).
+#[inline]
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Number of days in a month of a proleptic Gregorian year.
+pub fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+#[inline]
+fn digits2(b: &[u8], i: usize) -> Option<u32> {
+    let h = b[i].wrapping_sub(b'0');
+    let l = b[i + 1].wrapping_sub(b'0');
+    if h > 9 || l > 9 {
+        return None;
+    }
+    Some((h * 10 + l) as u32)
+}
+
+/// Parses an RFC 3339 timestamp into Unix seconds (UTC).
+#[inline]
+pub fn parse_rfc3339(b: &[u8]) -> Option<i64> {
+    if b.len() < 20 {
+        return None;
+    }
+    let y = digits2(b, 0)? * 100 + digits2(b, 2)?;
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let mo = digits2(b, 5)?;
+    let d = digits2(b, 8)?;
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let h = digits2(b, 11)?;
+    let mi = digits2(b, 14)?;
+    let s = digits2(b, 17)?;
+    if !(1..=12).contains(&mo)
+        || d == 0
+        || d > days_in_month(y as i64, mo)
+        || h > 23
+        || mi > 59
+        || s > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    if b[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+    }
+    let offset: i64 = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let oh = digits2(b, i + 1)?;
+            let om = digits2(b, i + 4)?;
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = (oh * 3600 + om * 60) as i64;
+            if *sign == b'-' {
+                -o
+            } else {
+                o
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y as i64, mo, d);
+    Some(days * 86_400 + (h * 3600 + mi * 60 + s) as i64 - offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn known_values() {
+        assert_eq!(parse_rfc3339(b"1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339(b"2023-11-14T22:13:20Z"), Some(1_700_000_000));
+        assert_eq!(
+            parse_rfc3339(b"2023-11-14T23:13:20+01:00"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339(b"2023-11-14T22:13:20.999Z"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(parse_rfc3339(b"2023-11-14 22:13:20z"), Some(1_700_000_000));
+        assert_eq!(parse_rfc3339(b"2024-02-29T00:00:00Z"), Some(1_709_164_800));
+    }
+
+    #[test]
+    fn civil_round_trip() {
+        for z in -800_000..800_000i64 {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y, m, d), z);
+        }
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_675), (2023, 11, 14));
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        for s in [
+            "",
+            "yesterday",
+            "2023-11-14",
+            "2023-11-14T22:13:20",
+            "2023-02-29T00:00:00Z",
+            "2023-13-01T00:00:00Z",
+            "2023-11-14T24:00:00Z",
+            "2023-11-14T22:13:20+1:00",
+            "2023-11-14T22:13:20Z ",
+            "2023-11-14T22:13:20.Z",
+            "2023-11-14T22:13:20+01:60",
+            "2023-1x-14T22:13:20Z",
+            "1700000000",
+        ] {
+            assert_eq!(parse_rfc3339(s.as_bytes()), None, "{s}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_chrono(
+            ts in -2_000_000_000i64..8_000_000_000i64,
+            off_min in -1439i32..1439,
+            frac in proptest::option::of(0u32..1_000_000),
+            zulu in any::<bool>(),
+        ) {
+            use chrono::{FixedOffset, TimeZone, SecondsFormat};
+            let off = if zulu { 0 } else { off_min * 60 };
+            let tz = FixedOffset::east_opt(off).unwrap();
+            let dt = tz.timestamp_opt(ts, frac.unwrap_or(0) * 1000).unwrap();
+            let fmt = if frac.is_some() { SecondsFormat::Micros } else { SecondsFormat::Secs };
+            let s = dt.to_rfc3339_opts(fmt, zulu);
+            prop_assume!(s.len() >= 20 && s.as_bytes()[0].is_ascii_digit());
+            let ours = parse_rfc3339(s.as_bytes());
+            let theirs = chrono::DateTime::parse_from_rfc3339(&s).ok().map(|d| d.timestamp());
+            prop_assert_eq!(ours, theirs, "{}", s);
+        }
+
+        #[test]
+        fn garbage_never_panics(b in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let ours = parse_rfc3339(&b);
+            if let Ok(s) = std::str::from_utf8(&b) {
+                if let Ok(d) = chrono::DateTime::parse_from_rfc3339(s) {
+                    // chrono accepts a leap second only as 60; both must agree otherwise.
+                    if !s.contains(":60") {
+                        prop_assert_eq!(ours, Some(d.timestamp()));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The long-running daemon: spool watcher (tokio), file processor (its own thread,
+//! feeding the rating pool), HTTP endpoint, and graceful shutdown.
+//!
+//! `run(engine, shutdown)` returns when `shutdown` resolves: the watcher stops, the
+//! file being rated is abandoned (it stays in `work/` and is redone at the next start;
+//! nothing of it was committed), and the HTTP server stops.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{bounded, Receiver, TryRecvError};
+use tokio::sync::oneshot;
+
+use crate::engine::{Engine, FileResult};
+use crate::spool::Spool;
+use crate::telemetry as m;
+
+/// A started daemon's address, reported once the HTTP endpoint is bound.
+pub type Bound = oneshot::Sender<SocketAddr>;
+
+/// Runs the daemon until `shutdown` resolves.
+pub async fn run(
+    engine: Arc<Engine>,
+    shutdown: impl Future<Output = ()>,
+    bound: Option<Bound>,
+) -> anyhow::Result<()> {
+    let handle = m::install();
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(engine.cfg.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", engine.cfg.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening on http://{addr}");
+    let addr_file = engine.cfg.data_dir.join("listen.addr");
+    let _ = std::fs::write(&addr_file, format!("{addr}\n"));
+    if let Some(b) = bound {
+        let _ = b.send(addr);
+    }
+    let (stop_http_tx, stop_http_rx) = oneshot::channel::<()>();
+    let app = crate::http::router(crate::http::HttpState {
+        metrics: handle.clone(),
+        ready: ready.clone(),
+    });
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_http_rx.await;
+            })
+            .await
+    });
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (scan_tx, scan_rx) = bounded::<Vec<String>>(1);
+    let processor = {
+        let engine = engine.clone();
+        let cancel = cancel.clone();
+        let ready = ready.clone();
+        std::thread::Builder::new()
+            .name("tollgate-files".into())
+            .spawn(move || process_loop(&engine, scan_rx, &cancel, &ready))?
+    };
+
+    let upkeep = {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                t.tick().await;
+                handle.run_upkeep();
+            }
+        })
+    };
+
+    let watcher = {
+        let inbox = engine.spool.inbox.clone();
+        let every = engine.cfg.poll_interval;
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                t.tick().await;
+                let dir = inbox.clone();
+                let listed = tokio::task::spawn_blocking(move || Spool::list(&dir)).await;
+                let Ok(Ok(waiting)) = listed else {
+                    tracing::warn!(dir = %inbox.display(), "cannot list the inbox");
+                    continue;
+                };
+                let bytes: u64 = waiting.iter().map(|w| w.size).sum();
+                let oldest = waiting
+                    .iter()
+                    .map(|w| w.modified)
+                    .min()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                    .map_or(0.0, |d| d.as_secs_f64());
+                metrics::gauge!(m::BACKLOG_FILES).set(waiting.len() as f64);
+                metrics::gauge!(m::BACKLOG_BYTES).set(bytes as f64);
+                metrics::gauge!(m::OLDEST_AGE).set(oldest);
+                if !waiting.is_empty() {
+                    // Dropped when the processor is busy: the next tick offers again.
+                    if let Err(crossbeam_channel::TrySendError::Disconnected(_)) =
+                        scan_tx.try_send(waiting.into_iter().map(|w| w.name).collect())
+                    {
+                        break;
+                    }
+                }
+            }
+        })
+    };
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    watcher.abort();
+    upkeep.abort();
+    cancel.store(true, Ordering::SeqCst);
+    let _ = tokio::task::spawn_blocking(move || processor.join()).await;
+    let _ = stop_http_tx.send(());
+    let _ = server.await;
+    let _ = std::fs::remove_file(addr_file);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Recovers `work/`, then processes inbox files as the watcher offers them.
+fn process_loop(
+    engine: &Engine,
+    scans: Receiver<Vec<String>>,
+    cancel: &Arc<AtomicBool>,
+    ready: &AtomicBool,
+) {
+    match Spool::list(&engine.spool.work) {
+        Ok(left) => {
+            for w in left {
+                if cancel.load(Ordering::SeqCst) {
+                    return;
+                }
+                tracing::info!(file = %w.name, "recovering a file left in work/");
+                handle_file(engine, &w.name, true, cancel);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot list work/"),
+    }
+    ready.store(true, Ordering::Release);
+    loop {
+        if cancel.load(Ordering::SeqCst) {
+            return;
+        }
+        let names = match scans.recv_timeout(Duration::from_millis(100)) {
+            Ok(n) => n,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        };
+        for name in names {
+            if cancel.load(Ordering::SeqCst) {
+                return;
+            }
+            match engine.spool.claim(&name) {
+                Ok(true) => handle_file(engine, &name, false, cancel),
+                Ok(false) => {}
+                Err(e) => tracing::error!(file = %name, error = %e, "cannot claim"),
+            }
+        }
+        // Drain a stale offer made while we were busy.
+        if let Err(TryRecvError::Disconnected) = scans.try_recv() {
+            return;
+        }
+    }
+}
+
+fn handle_file(engine: &Engine, name: &str, recovering: bool, cancel: &Arc<AtomicBool>) {
+    let path = engine.spool.work.join(name);
+    match engine.process(&path, name, recovering, cancel.clone()) {
+        FileResult::Committed(r) => {
+            let cp = &r.checkpoint;
+            tracing::info!(
+                file = %name, seq = cp.seq, lines = cp.lines, rated = cp.rated,
+                rejected = cp.lines - cp.rated, seconds = r.seconds, "file committed"
+            );
+            if let Err(e) = engine.spool.finish(name) {
+                tracing::error!(file = %name, error = %e, "committed but cannot move to done/");
+            }
+        }
+        FileResult::AlreadyCommitted(cp) => {
+            tracing::info!(file = %name, seq = cp.seq, "file was committed before; moving to done/");
+            if let Err(e) = engine.spool.finish(name) {
+                tracing::error!(file = %name, error = %e, "cannot move to done/");
+            }
+        }
+        FileResult::Duplicate(reason) | FileResult::Failed(reason) => {
+            tracing::warn!(file = %name, %reason, "file failed");
+            if let Err(e) = engine.spool.fail(name, &reason) {
+                tracing::error!(file = %name, error = %e, "cannot move to failed/");
+            }
+        }
+        FileResult::Cancelled => {
+            tracing::info!(file = %name, "rating abandoned by shutdown; the file stays in work/ and is redone at the next start");
+        }
+    }
+}

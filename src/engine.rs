@@ -1,0 +1,495 @@
+//! The engine: one open ledger, the tariff and accounts in service, the worker pool,
+//! and the processing of one CDR file from bytes to a committed checkpoint.
+//!
+//! Used identically by `run` (spooled files) and `ingest` (files given on the command
+//! line): the same pipeline and the same commit path.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use crate::accounts::{AccountIndex, Accounts, AccountsError};
+use crate::config::Config;
+use crate::ledger::{Checkpoint, Commit, Ledger, LedgerError, LineSet, LineTotals};
+use crate::money::format_micros;
+use crate::pipeline::{Data, FileError, FileOutcome, Pool, Settings};
+use crate::rating::{band_name, month_label, split_line_key, Reason};
+use crate::spool::Spool;
+use crate::tariff::{Tariff, TariffError};
+use crate::telemetry as m;
+
+/// Errors starting the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Tariff(#[from] TariffError),
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
+    #[error("spool {path}: {source}")]
+    Spool {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The tariff and accounts a file is rated with; swapped as a whole.
+pub struct Reference {
+    pub tariff: Arc<Tariff>,
+    pub accounts: Arc<Accounts>,
+    pub index: Arc<AccountIndex>,
+    pub accounts_hash: String,
+}
+
+/// What happened to one file.
+#[derive(Debug)]
+pub enum FileResult {
+    /// Rated and committed now.
+    Committed(Report),
+    /// Committed before (a restart finishing a file left in `work/`).
+    AlreadyCommitted(Checkpoint),
+    /// Refused as a duplicate file (`duplicate_file`); nothing was counted.
+    Duplicate(String),
+    /// The file as a whole could not be processed; nothing was counted.
+    Failed(String),
+    /// Shutdown interrupted rating; nothing was counted.
+    Cancelled,
+}
+
+/// The figures of a committed file.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub checkpoint: Checkpoint,
+    pub seconds: f64,
+    pub chunk_nanos: Vec<u64>,
+    pub rejects_file: Option<std::path::PathBuf>,
+}
+
+/// The engine shared by the daemon's tasks and the CLI commands.
+pub struct Engine {
+    pub cfg: Config,
+    pub ledger: Arc<Ledger>,
+    pub spool: Spool,
+    pub pool: Pool,
+    reference: RwLock<Arc<Reference>>,
+    settings: Settings,
+}
+
+fn hash_hex(bytes: &[u8]) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
+}
+
+impl Engine {
+    /// Opens the ledger, compiles the tariff if its archive is missing or stale, loads
+    /// the accounts and starts the worker pool.
+    pub fn open(cfg: Config) -> Result<Engine, EngineError> {
+        let ledger = Arc::new(Ledger::open(&cfg.data_dir)?);
+        let spool = Spool::open(&cfg.spool_dir).map_err(|source| EngineError::Spool {
+            path: cfg.spool_dir.clone(),
+            source,
+        })?;
+        let reference = Arc::new(Engine::load_reference(&cfg)?);
+        let settings = Settings {
+            columns: cfg.columns.clone(),
+            chunk_bytes: cfg.chunk_bytes,
+            max_line_bytes: cfg.max_line_bytes,
+        };
+        let pool = Pool::new(cfg.workers);
+        metrics::gauge!(m::TARIFF_INFO, "version" => reference.tariff.version()[..16].to_owned())
+            .set(1.0);
+        Ok(Engine {
+            cfg,
+            ledger,
+            spool,
+            pool,
+            reference: RwLock::new(reference),
+            settings,
+        })
+    }
+
+    /// Loads tariff and accounts as configured.
+    pub fn load_reference(cfg: &Config) -> Result<Reference, EngineError> {
+        let tariff = Arc::new(Tariff::load(&cfg.tariff_plans, &cfg.data_dir)?);
+        let bytes = std::fs::read(&cfg.accounts_file).map_err(|e| AccountsError::File {
+            path: cfg.accounts_file.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let accounts = Arc::new(Accounts::parse(&cfg.accounts_file, &bytes)?);
+        let index = Arc::new(AccountIndex::build(&accounts, &tariff)?);
+        let accounts_hash = hash_hex(&bytes);
+        // Keep the snapshot a checkpoint's `accounts_hash` names, so rated detail can be
+        // derived again later (itemised invoices, disputes).
+        let snapshot = cfg
+            .data_dir
+            .join("accounts")
+            .join(format!("{accounts_hash}.csv"));
+        if !snapshot.exists() {
+            let io = |e: std::io::Error| AccountsError::File {
+                path: snapshot.clone(),
+                message: format!("cannot keep a snapshot: {e}"),
+            };
+            std::fs::create_dir_all(snapshot.parent().expect("has parent")).map_err(io)?;
+            crate::fsutil::write_atomic(&snapshot, &bytes).map_err(io)?;
+        }
+        Ok(Reference {
+            tariff,
+            accounts,
+            index,
+            accounts_hash,
+        })
+    }
+
+    /// The tariff and accounts in service.
+    pub fn reference(&self) -> Arc<Reference> {
+        self.reference.read().expect("reference lock").clone()
+    }
+
+    /// Rates and commits one file. `name` is the file's identity in the ledger.
+    /// `recovering` is true for a file found in `work/` at start: if its name and content
+    /// were committed, it was committed by us before a crash, not dropped twice.
+    pub fn process(
+        &self,
+        path: &Path,
+        name: &str,
+        recovering: bool,
+        cancel: Arc<AtomicBool>,
+    ) -> FileResult {
+        let mut outcome = None;
+        let result = self.process_inner(path, name, recovering, cancel, &mut outcome);
+        record_metrics(&result, outcome.as_ref());
+        result
+    }
+
+    fn process_inner(
+        &self,
+        path: &Path,
+        name: &str,
+        recovering: bool,
+        cancel: Arc<AtomicBool>,
+        stats: &mut Option<(u64, FileOutcome)>,
+    ) -> FileResult {
+        let t0 = Instant::now();
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => return FileResult::Failed(format!("cannot open: {e}")),
+        };
+        let size = match file.metadata() {
+            Ok(md) => md.len(),
+            Err(e) => return FileResult::Failed(format!("cannot stat: {e}")),
+        };
+        let data: Data = if size == 0 {
+            Arc::new(Vec::<u8>::new())
+        } else {
+            // SAFETY: the file was claimed into work/ (or named by the operator for
+            // `ingest`); nobody writes it while it is rated. A concurrent truncation
+            // would be a SIGBUS, which the spool protocol (rename-in) rules out.
+            match unsafe { memmap2::Mmap::map(&file) } {
+                Ok(map) => {
+                    let _ = map.advise(memmap2::Advice::Sequential);
+                    Arc::new(map)
+                }
+                Err(e) => return FileResult::Failed(format!("cannot map: {e}")),
+            }
+        };
+        let bytes: &[u8] = (*data).as_ref();
+        let content_hash = hash_hex(bytes);
+        match self.ledger.file(name) {
+            Ok(Some(cp)) if recovering && cp.content_hash == content_hash => {
+                return FileResult::AlreadyCommitted(cp)
+            }
+            Ok(Some(cp)) => {
+                return FileResult::Duplicate(format!(
+                    "duplicate_file: a file named {name} was committed before (seq {}, {})",
+                    cp.seq, cp.committed_at
+                ))
+            }
+            Ok(None) => {}
+            Err(e) => return FileResult::Failed(e.to_string()),
+        }
+        // Empty and header-only files carry no records: their content never counts as a duplicate.
+        let has_records = match self.settings.columns {
+            Some(_) => !bytes.is_empty(),
+            None => memchr::memchr(b'\n', bytes)
+                .is_some_and(|i| bytes[i + 1..].iter().any(|b| !b.is_ascii_whitespace())),
+        };
+        if has_records {
+            match self.ledger.file_by_hash(&content_hash) {
+                Ok(Some(other)) => {
+                    return FileResult::Duplicate(format!(
+                        "duplicate_file: the same content was committed as {other}"
+                    ))
+                }
+                Ok(None) => {}
+                Err(e) => return FileResult::Failed(e.to_string()),
+            }
+        }
+        let reference = self.reference();
+        let now = chrono::Utc::now().timestamp();
+        let outcome = match self.pool.rate_file(
+            data.clone(),
+            reference.tariff.clone(),
+            reference.index.clone(),
+            &self.settings,
+            now,
+            cancel,
+        ) {
+            Ok(o) => o,
+            Err(FileError::Cancelled) => return FileResult::Cancelled,
+            Err(e) => return FileResult::Failed(e.to_string()),
+        };
+        let rejects_file = match self.write_rejects(name, bytes, &outcome) {
+            Ok(p) => p,
+            Err(e) => return FileResult::Failed(format!("cannot write rejects: {e}")),
+        };
+        let (usage, months) = deltas(&reference, &outcome);
+        let mut rejected = BTreeMap::new();
+        for r in Reason::ALL {
+            let n = outcome.rejected_by_reason[r as usize];
+            if n > 0 {
+                rejected.insert(r.code().to_owned(), n);
+            }
+        }
+        let cp = Checkpoint {
+            format: 1,
+            name: name.to_owned(),
+            size,
+            content_hash,
+            lines: outcome.lines,
+            rated: outcome.rated,
+            rejected,
+            charge: format_micros(outcome.charge_micros as i128),
+            tariff_version: reference.tariff.version().to_owned(),
+            accounts_hash: reference.accounts_hash.clone(),
+            rated_at: now,
+            committed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            seq: 0,
+            months,
+        };
+        let result = match self.ledger.commit_file(cp.clone(), &usage, has_records) {
+            Ok(Commit::Committed(seq)) => {
+                let mut checkpoint = cp;
+                checkpoint.seq = seq;
+                FileResult::Committed(Report {
+                    checkpoint,
+                    seconds: t0.elapsed().as_secs_f64(),
+                    chunk_nanos: outcome.chunk_nanos.clone(),
+                    rejects_file,
+                })
+            }
+            Ok(Commit::DuplicateName(old)) => FileResult::Duplicate(format!(
+                "duplicate_file: a file named {name} was committed before (seq {})",
+                old.seq
+            )),
+            Ok(Commit::DuplicateContent(other)) => FileResult::Duplicate(format!(
+                "duplicate_file: the same content was committed as {other}"
+            )),
+            Err(e) => FileResult::Failed(e.to_string()),
+        };
+        *stats = Some((size, outcome));
+        result
+    }
+
+    fn write_rejects(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        o: &FileOutcome,
+    ) -> std::io::Result<Option<std::path::PathBuf>> {
+        let path = self.spool.rejects_path(name);
+        if o.rejects.is_empty() {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            return Ok(None);
+        }
+        let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+        w.write_record(["line", "reason", "record"])?;
+        for r in &o.rejects {
+            let end = r.end.min(r.start + self.cfg.max_line_bytes);
+            w.write_record([
+                r.line.to_string().as_bytes(),
+                r.reason.code().as_bytes(),
+                &bytes[r.start..end],
+            ])?;
+        }
+        let buf = w.into_inner().map_err(|e| e.into_error())?;
+        crate::fsutil::write_atomic(&path, &buf)?;
+        Ok(Some(path))
+    }
+}
+
+/// Per-(account, month) line sets of a file's totals, and the months touched.
+fn deltas(r: &Reference, o: &FileOutcome) -> (Vec<(String, String, LineSet)>, Vec<String>) {
+    let table = r.tariff.table();
+    let mut grouped: BTreeMap<(String, String), LineSet> = BTreeMap::new();
+    let mut months = std::collections::BTreeSet::new();
+    for (&(account, month, key), a) in &o.totals {
+        let (service, dest, band) = split_line_key(key);
+        let label = month_label(month);
+        months.insert(label.clone());
+        let set = grouped
+            .entry((r.index.id(account).to_owned(), label))
+            .or_default();
+        set.0
+            .entry((
+                service as u8,
+                table.destinations[dest as usize].as_str().to_owned(),
+                band_name(&r.tariff, band).to_owned(),
+            ))
+            .or_default()
+            .add(&LineTotals {
+                count: a.count,
+                usage: a.usage,
+                billed: a.billed,
+                charge_micros: a.charge_micros,
+            });
+    }
+    (
+        grouped.into_iter().map(|((a, m), s)| (a, m, s)).collect(),
+        months.into_iter().collect(),
+    )
+}
+
+fn record_metrics(result: &FileResult, stats: Option<&(u64, FileOutcome)>) {
+    let outcome = match (result, stats) {
+        (FileResult::Committed(r), Some((size, o))) => {
+            let size = *size;
+            metrics::counter!(m::RECORDS_RATED).increment(o.rated);
+            for reason in Reason::ALL {
+                let n = o.rejected_by_reason[reason as usize];
+                if n > 0 {
+                    metrics::counter!(m::RECORDS_REJECTED, "reason" => reason.code()).increment(n);
+                }
+            }
+            metrics::counter!(m::BYTES).increment(size);
+            metrics::counter!(m::CHARGED).increment(o.charge_micros.max(0) as u64);
+            metrics::histogram!(m::FILE_SECONDS).record(r.seconds);
+            for &ns in &o.chunk_nanos {
+                metrics::histogram!(m::CHUNK_SECONDS).record(ns as f64 / 1e9);
+            }
+            "done"
+        }
+        (FileResult::Duplicate(_), _) => "duplicate",
+        (FileResult::Failed(_), _) => "failed",
+        _ => return,
+    };
+    metrics::counter!(m::FILES, "outcome" => outcome).increment(1);
+}
+
+/// One JSON line of figures for a committed file (used by `ingest --stats` and tools).
+pub fn stats_json(r: &Report) -> String {
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1_000, 3_600_000_000_000, 3)
+        .expect("histogram bounds");
+    for &ns in &r.chunk_nanos {
+        let _ = h.record(ns.max(1_000));
+    }
+    let cp = &r.checkpoint;
+    serde_json::json!({
+        "file": cp.name,
+        "lines": cp.lines,
+        "rated": cp.rated,
+        "rejected": cp.lines - cp.rated,
+        "bytes": cp.size,
+        "seconds": r.seconds,
+        "records_per_second": (cp.lines as f64 / r.seconds).round(),
+        "mb_per_second": ((cp.size as f64 / 1e6 / r.seconds) * 10.0).round() / 10.0,
+        "chunks": r.chunk_nanos.len(),
+        "chunk_p50_ms": h.value_at_quantile(0.5) as f64 / 1e6,
+        "chunk_p99_ms": h.value_at_quantile(0.99) as f64 / 1e6,
+        "peak_rss_mb": peak_rss_bytes() as f64 / 1e6,
+    })
+    .to_string()
+}
+
+/// Peak resident set size of this process, in bytes.
+pub fn peak_rss_bytes() -> u64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    if rc == 0 {
+        ru.ru_maxrss as u64 * 1024
+    } else {
+        0
+    }
+}
+
+/// Prices one usage event for `tollgate quote`: the charge and the deck row.
+pub fn quote(
+    r: &Reference,
+    account: &str,
+    service: &str,
+    to: &str,
+    at: &str,
+    usage: u64,
+) -> Result<String, String> {
+    use crate::rating::{Rater, Service};
+    let service = Service::from_bytes(service.as_bytes())
+        .ok_or_else(|| format!("unknown_service: `{service}` is not voice, sms or data"))?;
+    let start = crate::cdr::time::parse_rfc3339(at.as_bytes())
+        .ok_or_else(|| format!("bad_time: `{at}` is not RFC 3339"))?;
+    let acc = r
+        .index
+        .find(account.as_bytes())
+        .ok_or_else(|| format!("unknown_account: no account `{account}`"))?;
+    let layout = crate::cdr::Layout::from_columns(&crate::cdr::Column::ALL.map(Some));
+    let mut rater = Rater::new(&r.tariff, &r.index, layout, chrono::Utc::now().timestamp());
+    let digits = rater.normalize(to.as_bytes(), service).ok_or_else(|| {
+        format!(
+            "bad_number: `{}` cannot be normalized",
+            crate::cdr::number::redact(to.as_bytes())
+        )
+    })?;
+    let usage = if service == Service::Sms { 1 } else { usage };
+    let p = rater
+        .price(acc, service, digits.as_bytes(), start, usage)
+        .map_err(|e| format!("{}: no deck row prices this record", e.code()))?;
+    let t = r.tariff.table();
+    let row = p.row;
+    let plan = &r.accounts.list[acc as usize].plan;
+    let local = chrono::DateTime::from_timestamp(start, 0)
+        .expect("parsed time is in range")
+        .with_timezone(&r.tariff.tz);
+    let active: Vec<&str> = t
+        .bands
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| p.active_bands & (1 << i) != 0)
+        .map(|(_, b)| b.name.as_str())
+        .collect();
+    Ok(serde_json::to_string_pretty(&serde_json::json!({
+        "account_id": account,
+        "plan": plan,
+        "service": service.name(),
+        "number": String::from_utf8_lossy(digits.as_bytes()),
+        "local_time": local.to_rfc3339(),
+        "active_bands": active,
+        "usage": usage,
+        "billed": p.billed,
+        "unit": service.unit(),
+        "charge": format_micros(p.charge_micros as i128),
+        "currency": t.currency.as_str(),
+        "month": month_label(p.month),
+        "row": {
+            "deck": t.decks[row.deck.to_native() as usize].as_str(),
+            "line": row.line.to_native(),
+            "prefix": row.prefix.as_str(),
+            "destination": t.destinations[row.destination.to_native() as usize].as_str(),
+            "band": band_name(&r.tariff, row.band),
+            "connect_fee": crate::money::format_nanos(row.connect_fee_nanos.to_native()),
+            "rate": crate::money::format_nanos(row.rate_nanos.to_native()),
+            "per": row.per.to_native(),
+            "first_increment": row.first_increment.to_native(),
+            "next_increment": row.next_increment.to_native(),
+            "valid_from": if row.valid_from.to_native() == crate::tariff::ALWAYS { serde_json::Value::Null } else {
+                let (y, m, d) = crate::cdr::time::civil_from_days(row.valid_from.to_native() as i64);
+                serde_json::Value::String(format!("{y:04}-{m:02}-{d:02}"))
+            },
+        }
+    }))
+    .expect("json"))
+}

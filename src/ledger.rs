@@ -1,0 +1,623 @@
+//! The ledger: tollgate's only door to RocksDB.
+//!
+//! Column families:
+//!
+//! | cf        | key                                   | value                                  |
+//! |-----------|---------------------------------------|----------------------------------------|
+//! | `meta`    | `seq`, `last_closed`, `counter/<YYYY>` | u64 LE / period / u64 LE              |
+//! | `files`   | file name                              | [`Checkpoint`] JSON                    |
+//! | `hashes`  | content hash (hex)                     | file name                              |
+//! | `usage`   | `account_id \0 YYYY-MM`                | [`LineSet`] (merge operator: sums)     |
+//! | `invoices`| invoice number                         | invoice JSON                           |
+//! | `closes`  | period `YYYY-MM`                       | [`CloseRecord`] JSON                   |
+//!
+//! Invariants: a file's usage deltas, its checkpoint and its content hash are written
+//! in ONE synced WriteBatch; a close writes its invoices, the deletion of the usage it
+//! billed, the number counter and its close record in ONE synced WriteBatch. Both run
+//! under the same writer lock, so a close never races a file commit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, MergeOperands, Options, WriteBatch, WriteOptions, DB,
+};
+use serde::{Deserialize, Serialize};
+
+const CF_META: &str = "meta";
+const CF_FILES: &str = "files";
+const CF_HASHES: &str = "hashes";
+const CF_USAGE: &str = "usage";
+const CF_INVOICES: &str = "invoices";
+const CF_CLOSES: &str = "closes";
+const CFS: [&str; 6] = [
+    CF_META,
+    CF_FILES,
+    CF_HASHES,
+    CF_USAGE,
+    CF_INVOICES,
+    CF_CLOSES,
+];
+
+/// Version of the on-disk layout, stored under `meta/format`.
+pub const STORE_FORMAT: u64 = 1;
+
+/// A ledger error.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("database {0} is in use by another tollgate process (is the daemon running? stop it or use its HTTP endpoint)")]
+    Busy(PathBuf),
+    #[error("database {path}: {message}")]
+    Db { path: PathBuf, message: String },
+    #[error("database {path}: corrupt value under {key}: {message}")]
+    Corrupt {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Totals of one invoice line key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineTotals {
+    pub count: u64,
+    pub usage: u64,
+    pub billed: u64,
+    pub charge_micros: i64,
+}
+
+impl LineTotals {
+    pub fn add(&mut self, o: &LineTotals) {
+        self.count += o.count;
+        self.usage += o.usage;
+        self.billed += o.billed;
+        self.charge_micros += o.charge_micros;
+    }
+}
+
+/// Line key: (service index, destination, band).
+pub type LineId = (u8, String, String);
+
+/// Usage totals of one account in one month, by line key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineSet(pub BTreeMap<LineId, LineTotals>);
+
+impl LineSet {
+    const VERSION: u8 = 1;
+
+    /// Binary encoding: version byte, then per line: service u8, destination (u16 len),
+    /// band (u8 len), count, usage, billed (u64 LE), charge (i64 LE).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + self.0.len() * 48);
+        out.push(Self::VERSION);
+        for ((s, d, b), t) in &self.0 {
+            out.push(*s);
+            out.extend_from_slice(&(d.len() as u16).to_le_bytes());
+            out.extend_from_slice(d.as_bytes());
+            out.push(b.len() as u8);
+            out.extend_from_slice(b.as_bytes());
+            out.extend_from_slice(&t.count.to_le_bytes());
+            out.extend_from_slice(&t.usage.to_le_bytes());
+            out.extend_from_slice(&t.billed.to_le_bytes());
+            out.extend_from_slice(&t.charge_micros.to_le_bytes());
+        }
+        out
+    }
+
+    /// Adds an encoded set into this one.
+    pub fn merge_encoded(&mut self, mut b: &[u8]) -> Result<(), String> {
+        fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+            if b.len() < n {
+                return Err("truncated line set".into());
+            }
+            let (h, t) = b.split_at(n);
+            *b = t;
+            Ok(h)
+        }
+        fn u64_at(b: &mut &[u8]) -> Result<u64, String> {
+            Ok(u64::from_le_bytes(take(b, 8)?.try_into().expect("8 bytes")))
+        }
+        if take(&mut b, 1)?[0] != Self::VERSION {
+            return Err("unknown line set version".into());
+        }
+        while !b.is_empty() {
+            let s = take(&mut b, 1)?[0];
+            let dl = u16::from_le_bytes(take(&mut b, 2)?.try_into().expect("2 bytes")) as usize;
+            let d = String::from_utf8(take(&mut b, dl)?.to_vec()).map_err(|e| e.to_string())?;
+            let bl = take(&mut b, 1)?[0] as usize;
+            let band = String::from_utf8(take(&mut b, bl)?.to_vec()).map_err(|e| e.to_string())?;
+            let t = LineTotals {
+                count: u64_at(&mut b)?,
+                usage: u64_at(&mut b)?,
+                billed: u64_at(&mut b)?,
+                charge_micros: u64_at(&mut b)? as i64,
+            };
+            self.0.entry((s, d, band)).or_default().add(&t);
+        }
+        Ok(())
+    }
+
+    pub fn decode(b: &[u8]) -> Result<LineSet, String> {
+        let mut s = LineSet::default();
+        s.merge_encoded(b)?;
+        Ok(s)
+    }
+}
+
+fn usage_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let mut set = LineSet::default();
+    if let Some(e) = existing {
+        set.merge_encoded(e).ok()?;
+    }
+    for op in operands {
+        set.merge_encoded(op).ok()?;
+    }
+    Some(set.encode())
+}
+
+/// A file's checkpoint: what was committed for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub format: u32,
+    pub name: String,
+    pub size: u64,
+    /// XXH3-128 of the content, hex.
+    pub content_hash: String,
+    pub lines: u64,
+    pub rated: u64,
+    pub rejected: BTreeMap<String, u64>,
+    /// Sum of the file's rated charges, 6 decimals.
+    pub charge: String,
+    pub tariff_version: String,
+    pub accounts_hash: String,
+    /// Unix time used by the `future_time` check.
+    pub rated_at: i64,
+    pub committed_at: String,
+    /// Commit sequence number (assigned by the ledger).
+    pub seq: u64,
+    /// Billing months the file touched.
+    pub months: Vec<String>,
+}
+
+/// A committed close.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseRecord {
+    pub period: String,
+    pub closed_at: String,
+    pub issue_date: String,
+    /// File commit sequence number at the time of the close.
+    pub seq: u64,
+    pub invoices: Vec<String>,
+    pub net_total: String,
+    pub vat_total: String,
+    pub total: String,
+    pub late_records: u64,
+}
+
+/// Result of [`Ledger::commit_file`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Commit {
+    Committed(u64),
+    /// A file of this name was committed before.
+    DuplicateName(Checkpoint),
+    /// The same content was committed before under this name.
+    DuplicateContent(String),
+}
+
+/// Usage rows billed by a close.
+#[derive(Debug, Clone)]
+pub struct UsageRow {
+    pub account: String,
+    pub month: String,
+    pub lines: LineSet,
+}
+
+/// Invoices produced by a close, in number order.
+pub struct CloseBatch {
+    pub invoices: Vec<(String, Vec<u8>)>,
+    pub record: CloseRecord,
+}
+
+/// Outcome of a close request.
+pub enum Closed {
+    New(CloseRecord),
+    Already(CloseRecord),
+}
+
+/// The RocksDB-backed ledger.
+pub struct Ledger {
+    db: DB,
+    path: PathBuf,
+    writer: Mutex<()>,
+}
+
+fn u64_value(v: Option<Vec<u8>>) -> u64 {
+    v.and_then(|v| v.try_into().ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(0)
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the database under `data_dir/db`.
+    pub fn open(data_dir: &Path) -> Result<Ledger, LedgerError> {
+        let path = data_dir.join("db");
+        std::fs::create_dir_all(&path).map_err(|e| LedgerError::Db {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_keep_log_file_num(5);
+        let mut block = BlockBasedOptions::default();
+        block.set_format_version(5);
+        opts.set_block_based_table_factory(&block);
+        let cfs = CFS.iter().map(|name| {
+            let mut o = Options::default();
+            o.set_block_based_table_factory(&block);
+            if *name == CF_USAGE {
+                o.set_merge_operator_associative("tollgate_usage_v1", usage_merge);
+            }
+            ColumnFamilyDescriptor::new(*name, o)
+        });
+        let db = DB::open_cf_descriptors(&opts, &path, cfs).map_err(|e| {
+            let m = e.to_string();
+            if m.contains("lock") || m.contains("Resource temporarily unavailable") {
+                LedgerError::Busy(path.clone())
+            } else {
+                LedgerError::Db {
+                    path: path.clone(),
+                    message: m,
+                }
+            }
+        })?;
+        let ledger = Ledger {
+            db,
+            path,
+            writer: Mutex::new(()),
+        };
+        let format = ledger.get(CF_META, b"format")?;
+        match format {
+            None => ledger.put_meta(b"format", &STORE_FORMAT.to_le_bytes())?,
+            Some(v) if u64_value(Some(v.clone())) == STORE_FORMAT => {}
+            Some(v) => {
+                return Err(LedgerError::Refused(format!(
+                    "database {} has format {}, this tollgate reads {STORE_FORMAT}",
+                    ledger.path.display(),
+                    u64_value(Some(v))
+                )))
+            }
+        }
+        Ok(ledger)
+    }
+
+    fn err(&self, e: rocksdb::Error) -> LedgerError {
+        LedgerError::Db {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column family exists")
+    }
+
+    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.db.get_cf(self.cf(cf), key).map_err(|e| self.err(e))
+    }
+
+    fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<(), LedgerError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .put_cf_opt(self.cf(CF_META), key, value, &wo)
+            .map_err(|e| self.err(e))
+    }
+
+    fn json<T: for<'de> Deserialize<'de>>(&self, key: &str, v: &[u8]) -> Result<T, LedgerError> {
+        serde_json::from_slice(v).map_err(|e| LedgerError::Corrupt {
+            path: self.path.clone(),
+            key: key.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<(), LedgerError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo).map_err(|e| self.err(e))
+    }
+
+    /// The checkpoint of a committed file.
+    pub fn file(&self, name: &str) -> Result<Option<Checkpoint>, LedgerError> {
+        match self.get(CF_FILES, name.as_bytes())? {
+            None => Ok(None),
+            Some(v) => self.json(&format!("files/{name}"), &v).map(Some),
+        }
+    }
+
+    /// The name under which this content was committed.
+    pub fn file_by_hash(&self, hash: &str) -> Result<Option<String>, LedgerError> {
+        Ok(self
+            .get(CF_HASHES, hash.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// All checkpoints, by name.
+    pub fn files(&self) -> Result<Vec<Checkpoint>, LedgerError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_FILES), rocksdb::IteratorMode::Start)
+        {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            out.push(self.json(&format!("files/{}", String::from_utf8_lossy(&k)), &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Commits a file's usage and its checkpoint atomically (one synced WriteBatch).
+    /// Refuses names and contents committed before.
+    pub fn commit_file(
+        &self,
+        mut cp: Checkpoint,
+        usage: &[(String, String, LineSet)],
+        count_content: bool,
+    ) -> Result<Commit, LedgerError> {
+        let _w = self.writer.lock().expect("writer lock");
+        if let Some(old) = self.file(&cp.name)? {
+            return Ok(Commit::DuplicateName(old));
+        }
+        if count_content {
+            if let Some(name) = self.file_by_hash(&cp.content_hash)? {
+                return Ok(Commit::DuplicateContent(name));
+            }
+        }
+        let seq = u64_value(self.get(CF_META, b"seq")?) + 1;
+        cp.seq = seq;
+        let mut batch = WriteBatch::default();
+        for (account, month, lines) in usage {
+            let mut key = Vec::with_capacity(account.len() + 8);
+            key.extend_from_slice(account.as_bytes());
+            key.push(0);
+            key.extend_from_slice(month.as_bytes());
+            batch.merge_cf(self.cf(CF_USAGE), key, lines.encode());
+        }
+        batch.put_cf(
+            self.cf(CF_FILES),
+            cp.name.as_bytes(),
+            serde_json::to_vec(&cp).expect("checkpoint serializes"),
+        );
+        if count_content {
+            batch.put_cf(
+                self.cf(CF_HASHES),
+                cp.content_hash.as_bytes(),
+                cp.name.as_bytes(),
+            );
+        }
+        batch.put_cf(self.cf(CF_META), b"seq", seq.to_le_bytes());
+        self.write(batch)?;
+        Ok(Commit::Committed(seq))
+    }
+
+    /// Unbilled usage of every account, or of one account, in key order.
+    pub fn unbilled(&self, account: Option<&str>) -> Result<Vec<UsageRow>, LedgerError> {
+        let mut out = Vec::new();
+        let mode = match account {
+            Some(a) => rocksdb::IteratorMode::From(a.as_bytes(), rocksdb::Direction::Forward),
+            None => rocksdb::IteratorMode::Start,
+        };
+        for item in self.db.iterator_cf(self.cf(CF_USAGE), mode) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let Some(sep) = k.iter().position(|&b| b == 0) else {
+                continue;
+            };
+            let acc = String::from_utf8_lossy(&k[..sep]).into_owned();
+            if account.is_some_and(|a| a != acc) {
+                break;
+            }
+            let lines = LineSet::decode(&v).map_err(|message| LedgerError::Corrupt {
+                path: self.path.clone(),
+                key: format!("usage/{acc}"),
+                message,
+            })?;
+            out.push(UsageRow {
+                account: acc,
+                month: String::from_utf8_lossy(&k[sep + 1..]).into_owned(),
+                lines,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The last closed period, if any.
+    pub fn last_closed(&self) -> Result<Option<String>, LedgerError> {
+        Ok(self
+            .get(CF_META, b"last_closed")?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// The close record of a period.
+    pub fn close_record(&self, period: &str) -> Result<Option<CloseRecord>, LedgerError> {
+        match self.get(CF_CLOSES, period.as_bytes())? {
+            None => Ok(None),
+            Some(v) => self.json(&format!("closes/{period}"), &v).map(Some),
+        }
+    }
+
+    /// An invoice's JSON by number.
+    pub fn invoice(&self, number: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.get(CF_INVOICES, number.as_bytes())
+    }
+
+    /// Closes `period` atomically. `make` receives the usage rows of months up to and
+    /// including the period and the next free number of the issue year, and returns the
+    /// invoices and the close record; all of it, the deletion of that usage, the number
+    /// counter and `last_closed` commit in one synced batch.
+    pub fn close<F>(&self, period: &str, issue_year: i32, make: F) -> Result<Closed, LedgerError>
+    where
+        F: FnOnce(Vec<UsageRow>, u64, u64) -> Result<CloseBatch, LedgerError>,
+    {
+        let _w = self.writer.lock().expect("writer lock");
+        if let Some(rec) = self.close_record(period)? {
+            return Ok(Closed::Already(rec));
+        }
+        if let Some(last) = self.last_closed()? {
+            if period <= last.as_str() {
+                return Err(LedgerError::Refused(format!(
+                    "periods close forward only: {period} is not after the last closed period {last}"
+                )));
+            }
+        }
+        let rows: Vec<UsageRow> = self
+            .unbilled(None)?
+            .into_iter()
+            .filter(|r| r.month.as_str() <= period)
+            .collect();
+        let keys: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|r| {
+                let mut k = r.account.as_bytes().to_vec();
+                k.push(0);
+                k.extend_from_slice(r.month.as_bytes());
+                k
+            })
+            .collect();
+        let counter_key = format!("counter/{issue_year:04}");
+        let next = u64_value(self.get(CF_META, counter_key.as_bytes())?) + 1;
+        let seq = u64_value(self.get(CF_META, b"seq")?);
+        let batch_out = make(rows, next, seq)?;
+        let mut batch = WriteBatch::default();
+        for k in keys {
+            batch.delete_cf(self.cf(CF_USAGE), k);
+        }
+        for (number, json) in &batch_out.invoices {
+            batch.put_cf(self.cf(CF_INVOICES), number.as_bytes(), json);
+        }
+        let used = batch_out.invoices.len() as u64;
+        batch.put_cf(
+            self.cf(CF_META),
+            counter_key.as_bytes(),
+            (next - 1 + used).to_le_bytes(),
+        );
+        batch.put_cf(self.cf(CF_META), b"last_closed", period.as_bytes());
+        batch.put_cf(
+            self.cf(CF_CLOSES),
+            period.as_bytes(),
+            serde_json::to_vec(&batch_out.record).expect("close record serializes"),
+        );
+        self.write(batch)?;
+        Ok(Closed::New(batch_out.record))
+    }
+
+    /// Path of the database directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(entries: &[(u8, &str, &str, u64, i64)]) -> LineSet {
+        let mut s = LineSet::default();
+        for &(sv, d, b, c, ch) in entries {
+            s.0.insert(
+                (sv, d.into(), b.into()),
+                LineTotals {
+                    count: c,
+                    usage: c * 10,
+                    billed: c * 60,
+                    charge_micros: ch,
+                },
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn line_set_round_trip_and_merge() {
+        let a = set(&[
+            (0, "Netherlands Mobile", "peak", 2, 1_500),
+            (1, "SMS", "any", 1, 90_000),
+        ]);
+        assert_eq!(LineSet::decode(&a.encode()).unwrap(), a);
+        let mut m = a.clone();
+        m.merge_encoded(&set(&[(0, "Netherlands Mobile", "peak", 1, 500)]).encode())
+            .unwrap();
+        assert_eq!(
+            m.0[&(0, "Netherlands Mobile".into(), "peak".into())].count,
+            3
+        );
+        assert_eq!(
+            m.0[&(0, "Netherlands Mobile".into(), "peak".into())].charge_micros,
+            2_000
+        );
+        assert!(LineSet::decode(&[9]).is_err());
+        assert!(LineSet::decode(&a.encode()[..10]).is_err());
+    }
+
+    fn cp(name: &str, hash: &str) -> Checkpoint {
+        Checkpoint {
+            format: 1,
+            name: name.into(),
+            size: 1,
+            content_hash: hash.into(),
+            lines: 1,
+            rated: 1,
+            rejected: BTreeMap::new(),
+            charge: "0.000000".into(),
+            tariff_version: "t".into(),
+            accounts_hash: "a".into(),
+            rated_at: 0,
+            committed_at: "2026-01-01T00:00:00Z".into(),
+            seq: 0,
+            months: vec![],
+        }
+    }
+
+    #[test]
+    fn commits_merge_and_refuse_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(dir.path()).unwrap();
+        let u = vec![(
+            "A".to_string(),
+            "2026-10".to_string(),
+            set(&[(0, "X", "any", 1, 10)]),
+        )];
+        assert_eq!(
+            l.commit_file(cp("f1", "h1"), &u, true).unwrap(),
+            Commit::Committed(1)
+        );
+        assert_eq!(
+            l.commit_file(cp("f2", "h2"), &u, true).unwrap(),
+            Commit::Committed(2)
+        );
+        assert!(matches!(
+            l.commit_file(cp("f1", "h9"), &u, true).unwrap(),
+            Commit::DuplicateName(_)
+        ));
+        assert_eq!(
+            l.commit_file(cp("f3", "h1"), &u, true).unwrap(),
+            Commit::DuplicateContent("f1".into())
+        );
+        let rows = l.unbilled(None).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0].lines.0[&(0, "X".into(), "any".into())].charge_micros,
+            20
+        );
+        drop(l);
+        // Reopen: state persisted; a second open while held is refused as busy.
+        let l = Ledger::open(dir.path()).unwrap();
+        assert!(matches!(
+            Ledger::open(dir.path()),
+            Err(LedgerError::Busy(_))
+        ));
+        assert_eq!(l.file("f2").unwrap().unwrap().seq, 2);
+    }
+}

@@ -1,0 +1,506 @@
+//! Rating one record against a tariff table: the checks, the bands, the row, the charge.
+//!
+//! Hot path: no allocation, no logging, no I/O. A [`Rater`] is owned by one worker
+//! thread and keeps small caches (time zone offsets, per-day band masks).
+
+use chrono::{Offset, TimeZone};
+
+use crate::accounts::AccountIndex;
+use crate::cdr::number::{normalize, Digits};
+use crate::cdr::time::{civil_from_days, parse_rfc3339};
+use crate::cdr::{parse_u64, Column, Layout, Splitter};
+use crate::tariff::{ArchivedRowDef, Tariff, ANY_BAND};
+
+/// A service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    Voice = 0,
+    Sms = 1,
+    Data = 2,
+}
+
+impl Service {
+    pub const ALL: [Service; 3] = [Service::Voice, Service::Sms, Service::Data];
+
+    #[inline]
+    pub fn from_bytes(b: &[u8]) -> Option<Service> {
+        match b {
+            b"voice" => Some(Service::Voice),
+            b"sms" => Some(Service::Sms),
+            b"data" => Some(Service::Data),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Voice => "voice",
+            Service::Sms => "sms",
+            Service::Data => "data",
+        }
+    }
+
+    /// Unit of usage for this service, as printed on invoices.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Service::Voice => "seconds",
+            Service::Sms => "messages",
+            Service::Data => "bytes",
+        }
+    }
+
+    pub fn from_index(i: u8) -> Option<Service> {
+        Service::ALL.get(i as usize).copied()
+    }
+}
+
+/// Why a record was rejected. The order of the variants is the order of the checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    Malformed = 0,
+    UnknownService,
+    BadTime,
+    FutureTime,
+    BadUsage,
+    UnknownAccount,
+    BadNumber,
+    NoRate,
+    DuplicateRecord,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 9] = [
+        Reason::Malformed,
+        Reason::UnknownService,
+        Reason::BadTime,
+        Reason::FutureTime,
+        Reason::BadUsage,
+        Reason::UnknownAccount,
+        Reason::BadNumber,
+        Reason::NoRate,
+        Reason::DuplicateRecord,
+    ];
+
+    /// The stable reason code written to rejects files and metric labels.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::Malformed => "malformed",
+            Reason::UnknownService => "unknown_service",
+            Reason::BadTime => "bad_time",
+            Reason::FutureTime => "future_time",
+            Reason::BadUsage => "bad_usage",
+            Reason::UnknownAccount => "unknown_account",
+            Reason::BadNumber => "bad_number",
+            Reason::NoRate => "no_rate",
+            Reason::DuplicateRecord => "duplicate_record",
+        }
+    }
+
+    pub fn from_code(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.code() == s)
+    }
+}
+
+/// Records whose usage would price above this are refused as `bad_usage` (10^15 units).
+pub const MAX_USAGE: u64 = 1_000_000_000_000_000;
+
+/// Rule 4: billed units for `usage` with increments `first`/`next` (usage > 0).
+#[inline]
+pub fn billed_units(usage: u64, first: u64, next: u64) -> u64 {
+    if usage <= first {
+        first
+    } else {
+        first + (usage - first).div_ceil(next) * next
+    }
+}
+
+/// Rule 4: charge in micro-units for `billed` units of a row, rounded half-up to 6 decimals.
+#[inline]
+pub fn charge_micros(connect_fee_nanos: i64, rate_nanos: i64, per: u64, billed: u64) -> i64 {
+    let num = connect_fee_nanos as u128 * per as u128 + rate_nanos as u128 * billed as u128;
+    let den = per as u128 * 1000;
+    let q = if num <= u64::MAX as u128 && den <= u64::MAX as u128 {
+        let (n, d) = (num as u64, den as u64);
+        (n / d + u64::from((n % d) * 2 >= d)) as u128
+    } else {
+        num / den + u128::from((num % den) * 2 >= den)
+    };
+    q.min(i64::MAX as u128) as i64
+}
+
+/// A rated record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rated {
+    pub account: u32,
+    /// Billing month: `year * 12 + (month - 1)` in the tariff time zone.
+    pub month: u32,
+    pub service: Service,
+    /// Index of the pricing row in the tariff table.
+    pub row: u32,
+    /// Usage as recorded (seconds, bytes, or 1 for sms).
+    pub usage: u64,
+    /// Billed units after increments (0 for zero usage).
+    pub billed: u64,
+    pub charge_micros: i64,
+    pub start: i64,
+}
+
+/// The line key of an invoice: (service, destination, band of the chosen row).
+#[inline]
+pub fn line_key(service: Service, destination: u32, band: u8) -> u32 {
+    (destination << 10) | ((band as u32) << 2) | service as u32
+}
+
+/// Splits a line key into (service, destination index, band).
+pub fn split_line_key(k: u32) -> (Service, u32, u8) {
+    (
+        Service::from_index((k & 3) as u8).expect("valid service"),
+        k >> 10,
+        ((k >> 2) & 0xff) as u8,
+    )
+}
+
+/// Formats a month index as `YYYY-MM`.
+pub fn month_label(month: u32) -> String {
+    format!("{:04}-{:02}", month / 12, month % 12 + 1)
+}
+
+const OFFSET_SLOTS: usize = 1024;
+const DAY_SLOTS: usize = 64;
+const BUCKET: i64 = 900;
+
+#[derive(Clone, Copy)]
+struct DayInfo {
+    day: i32,
+    month: u32,
+    /// Bands whose date and weekday conditions hold on this day.
+    mask: u64,
+}
+
+/// Local-time evaluation for one tariff: UTC offset and day caches plus band masks.
+pub struct LocalClock {
+    tz: chrono_tz::Tz,
+    offsets: Box<[(i64, i32)]>,
+    days: Box<[DayInfo]>,
+    band_dates: Vec<(Vec<(i32, u8, u8)>, u8)>,
+    windows: Vec<(u8, u16, u16)>,
+    no_window_mask: u64,
+}
+
+impl LocalClock {
+    pub fn new(tariff: &Tariff) -> LocalClock {
+        let t = tariff.table();
+        let mut windows = Vec::new();
+        let mut no_window_mask = 0u64;
+        let mut band_dates = Vec::new();
+        for (i, b) in t.bands.iter().enumerate() {
+            if b.has_window {
+                windows.push((i as u8, b.from_min.to_native(), b.to_min.to_native()));
+            } else {
+                no_window_mask |= 1 << i;
+            }
+            band_dates.push((
+                b.dates
+                    .iter()
+                    .map(|d| (d.0.to_native(), d.1, d.2))
+                    .collect(),
+                b.days,
+            ));
+        }
+        LocalClock {
+            tz: tariff.tz,
+            offsets: vec![(i64::MIN, 0); OFFSET_SLOTS].into_boxed_slice(),
+            days: vec![
+                DayInfo {
+                    day: i32::MIN,
+                    month: 0,
+                    mask: 0
+                };
+                DAY_SLOTS
+            ]
+            .into_boxed_slice(),
+            band_dates,
+            windows,
+            no_window_mask,
+        }
+    }
+
+    fn offset_at(&self, ts: i64) -> i32 {
+        match chrono::DateTime::from_timestamp(ts, 0) {
+            Some(dt) => self
+                .tz
+                .offset_from_utc_datetime(&dt.naive_utc())
+                .fix()
+                .local_minus_utc(),
+            None => 0,
+        }
+    }
+
+    /// UTC offset in seconds at `ts`.
+    #[inline]
+    pub fn offset(&mut self, ts: i64) -> i32 {
+        let bucket = ts.div_euclid(BUCKET);
+        let slot = (bucket as usize) % OFFSET_SLOTS;
+        let e = self.offsets[slot];
+        if e.0 == bucket {
+            return e.1;
+        }
+        let start = self.offset_at(bucket * BUCKET);
+        let end = self.offset_at(bucket * BUCKET + BUCKET - 1);
+        if start == end {
+            self.offsets[slot] = (bucket, start);
+            start
+        } else {
+            // A transition inside this quarter hour: never cached.
+            self.offset_at(ts)
+        }
+    }
+
+    /// Local day number, minute of day, billing month and active bands at `ts`.
+    #[inline]
+    pub fn at(&mut self, ts: i64) -> (i32, u32, u64) {
+        let local = ts + self.offset(ts) as i64;
+        let day = local.div_euclid(86_400) as i32;
+        let minute = (local.rem_euclid(86_400) / 60) as u16;
+        let slot = (day as usize) % DAY_SLOTS;
+        let mut info = self.days[slot];
+        if info.day != day {
+            info = self.day_info(day);
+            self.days[slot] = info;
+        }
+        let mut active = info.mask & self.no_window_mask;
+        for &(i, from, to) in &self.windows {
+            let inside = if from < to {
+                from <= minute && minute < to
+            } else {
+                minute >= from || minute < to
+            };
+            if inside {
+                active |= info.mask & (1 << i);
+            }
+        }
+        (day, info.month, active)
+    }
+
+    fn day_info(&self, day: i32) -> DayInfo {
+        let (y, m, d) = civil_from_days(day as i64);
+        let weekday = (day as i64 + 3).rem_euclid(7) as u8; // 1970-01-01 was a Thursday
+        let mut mask = 0u64;
+        for (i, (dates, days)) in self.band_dates.iter().enumerate() {
+            let date_ok = dates.is_empty()
+                || dates.iter().any(|&(yy, mm, dd)| {
+                    (yy == 0 || yy as i64 == y) && mm as u32 == m && dd as u32 == d
+                });
+            if date_ok && days & (1 << weekday) != 0 {
+                mask |= 1 << i;
+            }
+        }
+        DayInfo {
+            day,
+            month: (y * 12 + m as i64 - 1) as u32,
+            mask,
+        }
+    }
+}
+
+/// Rates lines of one file for one worker.
+pub struct Rater<'t> {
+    pub tariff: &'t Tariff,
+    pub accounts: &'t AccountIndex,
+    pub layout: Layout,
+    pub clock: LocalClock,
+    pub splitter: Splitter,
+    national: Vec<u8>,
+    future_limit: i64,
+}
+
+/// What [`Rater::price`] found for one usage event.
+#[derive(Clone, Copy)]
+pub struct Priced<'t> {
+    pub row_index: u32,
+    pub row: &'t ArchivedRowDef,
+    pub month: u32,
+    pub billed: u64,
+    pub charge_micros: i64,
+    pub active_bands: u64,
+}
+
+impl<'t> Rater<'t> {
+    /// A rater for files processed at `now` (Unix seconds; used by `future_time`).
+    pub fn new(
+        tariff: &'t Tariff,
+        accounts: &'t AccountIndex,
+        layout: Layout,
+        now: i64,
+    ) -> Rater<'t> {
+        Rater {
+            tariff,
+            accounts,
+            layout,
+            clock: LocalClock::new(tariff),
+            splitter: Splitter::new(),
+            national: tariff.table().national_prefix.as_bytes().to_vec(),
+            future_limit: now + 86_400,
+        }
+    }
+
+    /// Normalizes a called number with the tariff's national prefix.
+    #[inline]
+    pub fn normalize(&self, raw: &[u8], service: Service) -> Option<Digits> {
+        normalize(raw, &self.national, service == Service::Data)
+    }
+
+    /// Rules 3 and 4 for one usage event of a known account.
+    #[inline]
+    pub fn price(
+        &mut self,
+        account: u32,
+        service: Service,
+        digits: &[u8],
+        start: i64,
+        usage: u64,
+    ) -> Result<Priced<'t>, Reason> {
+        let (day, month, active) = self.clock.at(start);
+        let plan = self.accounts.plan(account);
+        let tariff: &'t Tariff = self.tariff;
+        let (row_index, row) = tariff
+            .lookup(plan, service, digits, active, day)
+            .ok_or(Reason::NoRate)?;
+        let billed = match (service, usage) {
+            (_, 0) => 0,
+            (Service::Sms, _) => 1,
+            _ => billed_units(
+                usage,
+                row.first_increment.to_native(),
+                row.next_increment.to_native(),
+            ),
+        };
+        let charge = if billed == 0 {
+            0
+        } else {
+            charge_micros(
+                row.connect_fee_nanos.to_native(),
+                row.rate_nanos.to_native(),
+                row.per.to_native(),
+                billed,
+            )
+        };
+        Ok(Priced {
+            row_index,
+            row,
+            month,
+            billed,
+            charge_micros: charge,
+            active_bands: active,
+        })
+    }
+
+    /// Rates one line (without its terminator); returns the record id hash with the result.
+    #[inline]
+    pub fn rate_line(&mut self, line: &[u8]) -> Result<(Rated, u64), Reason> {
+        let n = self.splitter.split(line).map_err(|_| Reason::Malformed)?;
+        if n != self.layout.n_fields {
+            return Err(Reason::Malformed);
+        }
+        let pos = self.layout.pos;
+        let sp = &self.splitter;
+        let f = |c: Column| sp.field(line, pos[c as usize] as usize);
+        let service = Service::from_bytes(f(Column::Service)).ok_or(Reason::UnknownService)?;
+        let start = parse_rfc3339(f(Column::StartTime)).ok_or(Reason::BadTime)?;
+        if start > self.future_limit {
+            return Err(Reason::FutureTime);
+        }
+        let usage = match service {
+            Service::Voice => parse_u64(f(Column::DurationS)).ok_or(Reason::BadUsage)?,
+            Service::Data => parse_u64(f(Column::VolumeBytes)).ok_or(Reason::BadUsage)?,
+            Service::Sms => 1,
+        };
+        if usage > MAX_USAGE {
+            return Err(Reason::BadUsage);
+        }
+        let account = self
+            .accounts
+            .find(f(Column::AccountId))
+            .ok_or(Reason::UnknownAccount)?;
+        let digits = normalize(
+            f(Column::CalledNumber),
+            &self.national,
+            service == Service::Data,
+        )
+        .ok_or(Reason::BadNumber)?;
+        let id_hash = xxhash_rust::xxh3::xxh3_64(f(Column::RecordId));
+        let p = self.price(account, service, digits.as_bytes(), start, usage)?;
+        Ok((
+            Rated {
+                account,
+                month: p.month,
+                service,
+                row: p.row_index,
+                usage,
+                billed: p.billed,
+                charge_micros: p.charge_micros,
+                start,
+            },
+            id_hash,
+        ))
+    }
+
+    /// The record id of a line that rated (for exact duplicate checks).
+    pub fn record_id(&mut self, line: &[u8]) -> Option<Vec<u8>> {
+        self.splitter.split(line).ok()?;
+        Some(
+            self.splitter
+                .field(line, self.layout.pos[Column::RecordId as usize] as usize)
+                .to_vec(),
+        )
+    }
+}
+
+/// The band name of a row (`any` when it applies in every band).
+pub fn band_name(tariff: &Tariff, band: u8) -> &str {
+    if band == ANY_BAND {
+        "any"
+    } else {
+        tariff.table().bands[band as usize].name.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn increments() {
+        // 30/6: 10 s -> 30 s, 31 s -> 36 s; 60/60: 61 s -> 120 s
+        assert_eq!(billed_units(10, 30, 6), 30);
+        assert_eq!(billed_units(31, 30, 6), 36);
+        assert_eq!(billed_units(61, 60, 60), 120);
+        assert_eq!(billed_units(60, 60, 60), 60);
+        assert_eq!(billed_units(1, 0, 1), 1);
+        assert_eq!(billed_units(7, 0, 5), 10);
+    }
+
+    #[test]
+    fn charges_round_half_up_to_six_decimals() {
+        // 0.045/min for 36 s: 0.027
+        assert_eq!(charge_micros(0, 45_000_000, 60, 36), 27_000);
+        // 0.10/min for 1 s: 0.0016666.. -> 0.001667
+        assert_eq!(charge_micros(0, 100_000_000, 60, 1), 1_667);
+        // exactly half: 0.0000005 -> 0.000001
+        assert_eq!(charge_micros(0, 1_000, 2, 1), 1);
+        assert_eq!(charge_micros(15_000_000, 0, 60, 60), 15_000);
+        // large values take the u128 path
+        assert_eq!(
+            charge_micros(0, 1_000_000_000_000, 1, 1_000_000_000_000),
+            i64::MAX.min(1_000_000_000_000_000_000)
+        );
+    }
+
+    #[test]
+    fn line_keys_round_trip() {
+        let k = line_key(Service::Data, 123_456, 7);
+        assert_eq!(split_line_key(k), (Service::Data, 123_456, 7));
+        assert_eq!(month_label(2026 * 12 + 9), "2026-10");
+    }
+}

@@ -1,0 +1,97 @@
+//! Metric names (all in one place) and the Prometheus recorder.
+//!
+//! Metrics are emitted once per file or chunk, never per record.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const RECORDS_RATED: &str = "tollgate_records_rated_total";
+pub const RECORDS_REJECTED: &str = "tollgate_records_rejected_total";
+pub const FILES: &str = "tollgate_files_total";
+pub const BYTES: &str = "tollgate_ingested_bytes_total";
+pub const FILE_SECONDS: &str = "tollgate_file_processing_seconds";
+pub const CHUNK_SECONDS: &str = "tollgate_chunk_processing_seconds";
+pub const BACKLOG_FILES: &str = "tollgate_spool_backlog_files";
+pub const BACKLOG_BYTES: &str = "tollgate_spool_backlog_bytes";
+pub const OLDEST_AGE: &str = "tollgate_spool_oldest_file_age_seconds";
+pub const CHARGED: &str = "tollgate_rated_charge_micros_total";
+pub const CLOSE_SECONDS: &str = "tollgate_cycle_close_seconds";
+pub const INVOICES: &str = "tollgate_invoices_issued_total";
+pub const TARIFF_INFO: &str = "tollgate_tariff_info";
+
+/// Installs the global Prometheus recorder (once per process) and describes every metric.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ];
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(FILE_SECONDS.into()), &buckets)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(CHUNK_SECONDS.into()), &buckets)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(CLOSE_SECONDS.into()), &buckets)
+                })
+                .expect("bucket lists are not empty")
+                .install_recorder()
+                .expect("one Prometheus recorder per process");
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(RECORDS_RATED, Unit::Count, "CDR records rated");
+    describe_counter!(
+        RECORDS_REJECTED,
+        Unit::Count,
+        "CDR records rejected, by reason"
+    );
+    describe_counter!(
+        FILES,
+        Unit::Count,
+        "CDR files finished, by outcome (done, failed, duplicate)"
+    );
+    describe_counter!(BYTES, Unit::Bytes, "bytes of CDR files rated");
+    describe_histogram!(
+        FILE_SECONDS,
+        Unit::Seconds,
+        "time to rate and commit one file"
+    );
+    describe_histogram!(
+        CHUNK_SECONDS,
+        Unit::Seconds,
+        "time for a worker to rate one chunk"
+    );
+    describe_gauge!(
+        BACKLOG_FILES,
+        Unit::Count,
+        "files waiting in the spool inbox"
+    );
+    describe_gauge!(
+        BACKLOG_BYTES,
+        Unit::Bytes,
+        "bytes waiting in the spool inbox"
+    );
+    describe_gauge!(
+        OLDEST_AGE,
+        Unit::Seconds,
+        "age of the oldest file waiting in the inbox"
+    );
+    describe_counter!(
+        CHARGED,
+        Unit::Count,
+        "sum of rated charges in micro currency units"
+    );
+    describe_histogram!(CLOSE_SECONDS, Unit::Seconds, "duration of cycle closes");
+    describe_counter!(INVOICES, Unit::Count, "invoices issued");
+    describe_gauge!(
+        TARIFF_INFO,
+        Unit::Count,
+        "the tariff version in service (label version)"
+    );
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test: format, lints, docs, unit + property + golden + end-to-end tests,
+# promtool on a real scrape, and a short throughput smoke run. See README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tools/setup.sh prometheus
+export TOLLGATE_BIN="$CARGO_TARGET_DIR/release/tollgate"
+
+step() { printf '\n== %s ==\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+# Everything builds in the release profile: one RocksDB build serves all steps.
+step "cargo clippy (release, all targets, -D warnings)"
+cargo clippy --release --locked --all-targets -- -D warnings
+
+step "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --release --locked --no-deps
+
+step "cargo test (release)"
+cargo build --release --locked --bins
+cargo test --release --locked -- --test-threads=2
+
+step "benches compile"
+cargo bench --locked --no-run
+
+step "throughput smoke run"
+tools/throughput.sh --records 300000 --runs 1
+
+echo
+echo "all tests passed"

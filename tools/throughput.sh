@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# End-to-end throughput: generates N realistic CDRs (100k accounts, a few thousand deck
+# prefixes), then times `wc -l` and `tollgate ingest` on the same page-cached file,
+# several runs each, and prints medians, the ratio, records/s, MB/s, per-chunk p50/p99
+# latency and peak RSS.
+#
+#   tools/throughput.sh [--records N] [--runs R] [--workers W] [--dir DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+records=10000000 runs=5 workers=2 dir=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --records) records="$2"; shift 2 ;;
+    --runs) runs="$2"; shift 2 ;;
+    --workers) workers="$2"; shift 2 ;;
+    --dir) dir="$2"; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+. tools/setup.sh bc
+cargo build --release --locked --bins >&2
+bin="$CARGO_TARGET_DIR/release"
+[ -n "$dir" ] || dir="$(mktemp -d /var/tmp/tollgate-throughput.XXXXXX)"
+mkdir -p "$dir"
+ws="$dir/ws"
+if [ ! -f "$ws/tollgate.toml" ]; then
+  "$bin/tollgate-gen" workspace "$ws" --accounts 100000 --prefixes 3000 --seed 7 >&2
+fi
+sed -i "s/^workers = .*/workers = $workers/" "$ws/tollgate.toml"
+cdr="$dir/cdr-$records.csv"
+if [ ! -f "$cdr" ]; then
+  "$bin/tollgate-gen" cdrs --out "$cdr" --records "$records" --month 2026-10 \
+    --accounts 100000 --prefixes 3000 --seed 7 --tag T >&2
+fi
+cat "$cdr" > /dev/null   # page cache
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.6f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+now() { date +%s.%N; }
+
+wc_times=() ing_times=() stats=""
+for i in $(seq 1 "$runs"); do
+  t0=$(now); wc -l "$cdr" > /dev/null; t1=$(now)
+  wc_times+=("$(echo "$t1 - $t0" | bc -l)")
+  rm -rf "$ws/data" "$ws/spool"
+  "$bin/tollgate" tariff compile --config "$ws/tollgate.toml" > /dev/null
+  t0=$(now)
+  out=$("$bin/tollgate" ingest --stats --config "$ws/tollgate.toml" "$cdr")
+  t1=$(now)
+  ing_times+=("$(echo "$t1 - $t0" | bc -l)")
+  stats=$(echo "$out" | grep '^{' | tail -1)
+  echo "run $i: wc -l $(printf %.3f "${wc_times[-1]}") s, ingest $(printf %.3f "${ing_times[-1]}") s  $stats" >&2
+done
+wc_med=$(printf '%s\n' "${wc_times[@]}" | median)
+ing_med=$(printf '%s\n' "${ing_times[@]}" | median)
+size=$(stat -c %s "$cdr")
+lines=$(( $(wc -l < "$cdr") - 1 ))
+echo "file:            $cdr ($lines records, $(echo "scale=1; $size/1000000" | bc) MB)"
+echo "runs:            $runs, workers $workers"
+echo "wc -l median:    $(printf %.3f "$wc_med") s"
+echo "ingest median:   $(printf %.3f "$ing_med") s (whole process: open DB, map, rate, commit with fsync)"
+echo "ratio:           $(echo "scale=1; $ing_med / $wc_med" | bc -l)x wc -l"
+echo "records/s:       $(echo "$lines / $ing_med" | bc)"
+echo "MB/s:            $(echo "scale=1; $size / 1000000 / $ing_med" | bc -l)"
+echo "last run stats:  $stats"

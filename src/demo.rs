@@ -205,8 +205,16 @@ pub fn run(dir: Option<PathBuf>, records_per_month: u64, accounts: usize) -> any
         .ledger
         .close_record(&last.to_string())?
         .expect("closed");
-    if let Some(n) = rec.invoices.first() {
+    // Show a typical invoice: the first with a handful of lines.
+    let mut shown = None;
+    for n in &rec.invoices {
         let inv: Invoice = serde_json::from_slice(&engine.ledger.invoice(n)?.expect("stored"))?;
+        if (5..=12).contains(&inv.lines.len()) {
+            shown = Some(inv);
+            break;
+        }
+    }
+    if let Some(inv) = shown {
         println!();
         println!(
             "  invoice {} for {} ({}), period {}:",

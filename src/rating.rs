@@ -115,9 +115,19 @@ pub fn billed_units(usage: u64, first: u64, next: u64) -> u64 {
     }
 }
 
+/// Highest charge of one record (1 000 000 currency units); a record pricing above it is
+/// refused as `bad_usage`, so sums of charges can never overflow.
+pub const MAX_CHARGE_MICROS: i64 = 1_000_000 * 1_000_000;
+
 /// Rule 4: charge in micro-units for `billed` units of a row, rounded half-up to 6 decimals.
+/// `None` above [`MAX_CHARGE_MICROS`].
 #[inline]
-pub fn charge_micros(connect_fee_nanos: i64, rate_nanos: i64, per: u64, billed: u64) -> i64 {
+pub fn charge_micros(
+    connect_fee_nanos: i64,
+    rate_nanos: i64,
+    per: u64,
+    billed: u64,
+) -> Option<i64> {
     let num = connect_fee_nanos as u128 * per as u128 + rate_nanos as u128 * billed as u128;
     let den = per as u128 * 1000;
     let q = if num <= u64::MAX as u128 && den <= u64::MAX as u128 {
@@ -126,7 +136,7 @@ pub fn charge_micros(connect_fee_nanos: i64, rate_nanos: i64, per: u64, billed: 
     } else {
         num / den + u128::from((num % den) * 2 >= den)
     };
-    q.min(i64::MAX as u128) as i64
+    (q <= MAX_CHARGE_MICROS as u128).then_some(q as i64)
 }
 
 /// A rated record.
@@ -385,6 +395,7 @@ impl<'t> Rater<'t> {
                 row.per.to_native(),
                 billed,
             )
+            .ok_or(Reason::BadUsage)?
         };
         Ok(Priced {
             row_index,
@@ -484,16 +495,22 @@ mod tests {
     #[test]
     fn charges_round_half_up_to_six_decimals() {
         // 0.045/min for 36 s: 0.027
-        assert_eq!(charge_micros(0, 45_000_000, 60, 36), 27_000);
+        assert_eq!(charge_micros(0, 45_000_000, 60, 36), Some(27_000));
         // 0.10/min for 1 s: 0.0016666.. -> 0.001667
-        assert_eq!(charge_micros(0, 100_000_000, 60, 1), 1_667);
+        assert_eq!(charge_micros(0, 100_000_000, 60, 1), Some(1_667));
         // exactly half: 0.0000005 -> 0.000001
-        assert_eq!(charge_micros(0, 1_000, 2, 1), 1);
-        assert_eq!(charge_micros(15_000_000, 0, 60, 60), 15_000);
-        // large values take the u128 path
+        assert_eq!(charge_micros(0, 1_000, 2, 1), Some(1));
+        assert_eq!(charge_micros(0, 999, 2, 1), Some(0));
+        assert_eq!(charge_micros(15_000_000, 0, 60, 60), Some(15_000));
+        // large values take the u128 path; above the cap the record cannot be priced
         assert_eq!(
-            charge_micros(0, 1_000_000_000_000, 1, 1_000_000_000_000),
-            i64::MAX.min(1_000_000_000_000_000_000)
+            charge_micros(0, 1_000_000_000, 1, 1_000_000),
+            Some(MAX_CHARGE_MICROS)
+        );
+        assert_eq!(charge_micros(0, 1_000_000_000, 1, 1_000_001), None);
+        assert_eq!(
+            charge_micros(0, 1_000_000_000_000_000, 1, 1_000_000_000_000),
+            None
         );
     }
 

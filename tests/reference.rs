@@ -1371,7 +1371,8 @@ fn start_time() -> impl Strategy<Value = String> {
             ".1234567890123",
         ]),
     )
-        .prop_map(|(t, o, sep, frac)| render_time(t, o, sep, frac));
+        .prop_map(|(t, o, sep, frac)| render_time(t, o, sep, frac))
+        .boxed();
     let mutated = (
         good.clone(),
         any::<prop::sample::Index>(),

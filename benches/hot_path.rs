@@ -135,7 +135,7 @@ fn benches(c: &mut Criterion) {
 
     // Commit: one synced WriteBatch with the totals of a file touching 10k accounts.
     let mut g = c.benchmark_group("commit");
-    let usage: Vec<(String, String, LineSet)> = (0..10_000)
+    let usage: Vec<(Vec<u8>, Vec<u8>)> = (0..10_000)
         .map(|i| {
             let mut s = LineSet::default();
             for d in 0..5u8 {
@@ -149,7 +149,7 @@ fn benches(c: &mut Criterion) {
                     },
                 );
             }
-            (format!("ACC{i:07}"), "2026-10".to_string(), s)
+            (format!("ACC{i:07}\x002026-10").into_bytes(), s.encode())
         })
         .collect();
     g.throughput(Throughput::Elements(usage.len() as u64));

@@ -323,36 +323,39 @@ impl Engine {
     }
 }
 
-/// Per-(account, month) line sets of a file's totals, and the months touched.
-fn deltas(r: &Reference, o: &FileOutcome) -> (Vec<(String, String, LineSet)>, Vec<String>) {
+/// Usage deltas of a file for the ledger: one `(account \0 YYYY-MM, LineSet bytes)` per
+/// account and month, encoded straight from the sorted totals; and the months touched.
+fn deltas(r: &Reference, o: &FileOutcome) -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<String>) {
     let table = r.tariff.table();
-    let mut grouped: BTreeMap<(String, String), LineSet> = BTreeMap::new();
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut months = std::collections::BTreeSet::new();
-    for (&(account, month, key), a) in &o.totals {
+    let mut current: Option<(u32, u32)> = None;
+    for &((account, month, key), a) in &o.totals {
+        if current != Some((account, month)) {
+            current = Some((account, month));
+            let label = month_label(month);
+            let mut k = r.index.id(account).as_bytes().to_vec();
+            k.push(0);
+            k.extend_from_slice(label.as_bytes());
+            months.insert(label);
+            out.push((k, LineSet::encode_header()));
+        }
         let (service, dest, band) = split_line_key(key);
-        let label = month_label(month);
-        months.insert(label.clone());
-        let set = grouped
-            .entry((r.index.id(account).to_owned(), label))
-            .or_default();
-        set.0
-            .entry((
-                service as u8,
-                table.destinations[dest as usize].as_str().to_owned(),
-                band_name(&r.tariff, band).to_owned(),
-            ))
-            .or_default()
-            .add(&LineTotals {
+        let value = &mut out.last_mut().expect("pushed above").1;
+        LineSet::encode_entry(
+            value,
+            service as u8,
+            table.destinations[dest as usize].as_str(),
+            band_name(&r.tariff, band),
+            &LineTotals {
                 count: a.count,
                 usage: a.usage,
                 billed: a.billed,
                 charge_micros: a.charge_micros,
-            });
+            },
+        );
     }
-    (
-        grouped.into_iter().map(|((a, m), s)| (a, m, s)).collect(),
-        months.into_iter().collect(),
-    )
+    (out, months.into_iter().collect())
 }
 
 fn record_metrics(result: &FileResult, stats: Option<&(u64, FileOutcome)>) {

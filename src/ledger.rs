@@ -94,17 +94,30 @@ impl LineSet {
         let mut out = Vec::with_capacity(1 + self.0.len() * 48);
         out.push(Self::VERSION);
         for ((s, d, b), t) in &self.0 {
-            out.push(*s);
-            out.extend_from_slice(&(d.len() as u16).to_le_bytes());
-            out.extend_from_slice(d.as_bytes());
-            out.push(b.len() as u8);
-            out.extend_from_slice(b.as_bytes());
-            out.extend_from_slice(&t.count.to_le_bytes());
-            out.extend_from_slice(&t.usage.to_le_bytes());
-            out.extend_from_slice(&t.billed.to_le_bytes());
-            out.extend_from_slice(&t.charge_micros.to_le_bytes());
+            Self::encode_entry(&mut out, *s, d, b, t);
         }
         out
+    }
+
+    /// The start of an encoded set (entries follow, in any order; equal keys add up).
+    pub fn encode_header() -> Vec<u8> {
+        vec![Self::VERSION]
+    }
+
+    /// Appends one entry to an encoded set. Destinations are cut at 65535 bytes and
+    /// bands at 255 bytes (tariff validation keeps them far shorter).
+    pub fn encode_entry(out: &mut Vec<u8>, service: u8, dest: &str, band: &str, t: &LineTotals) {
+        let d = &dest.as_bytes()[..dest.len().min(u16::MAX as usize)];
+        let b = &band.as_bytes()[..band.len().min(u8::MAX as usize)];
+        out.push(service);
+        out.extend_from_slice(&(d.len() as u16).to_le_bytes());
+        out.extend_from_slice(d);
+        out.push(b.len() as u8);
+        out.extend_from_slice(b);
+        out.extend_from_slice(&t.count.to_le_bytes());
+        out.extend_from_slice(&t.usage.to_le_bytes());
+        out.extend_from_slice(&t.billed.to_le_bytes());
+        out.extend_from_slice(&t.charge_micros.to_le_bytes());
     }
 
     /// Adds an encoded set into this one.
@@ -359,12 +372,12 @@ impl Ledger {
         Ok(out)
     }
 
-    /// Commits a file's usage and its checkpoint atomically (one synced WriteBatch).
-    /// Refuses names and contents committed before.
+    /// Commits a file's usage (`account \0 YYYY-MM` → encoded [`LineSet`]) and its
+    /// checkpoint atomically (one synced WriteBatch). Refuses names and contents committed before.
     pub fn commit_file(
         &self,
         mut cp: Checkpoint,
-        usage: &[(String, String, LineSet)],
+        usage: &[(Vec<u8>, Vec<u8>)],
         count_content: bool,
     ) -> Result<Commit, LedgerError> {
         let _w = self.writer.lock().expect("writer lock");
@@ -379,12 +392,8 @@ impl Ledger {
         let seq = u64_value(self.get(CF_META, b"seq")?) + 1;
         cp.seq = seq;
         let mut batch = WriteBatch::default();
-        for (account, month, lines) in usage {
-            let mut key = Vec::with_capacity(account.len() + 8);
-            key.extend_from_slice(account.as_bytes());
-            key.push(0);
-            key.extend_from_slice(month.as_bytes());
-            batch.merge_cf(self.cf(CF_USAGE), key, lines.encode());
+        for (key, value) in usage {
+            batch.merge_cf(self.cf(CF_USAGE), key, value);
         }
         batch.put_cf(
             self.cf(CF_FILES),

@@ -60,7 +60,8 @@ pub struct Reject {
 /// Everything rating produced for one file.
 #[derive(Debug, Default)]
 pub struct FileOutcome {
-    pub totals: FxHashMap<AggKey, Agg>,
+    /// Totals sorted by key (account, month, line key), one entry per key.
+    pub totals: Vec<(AggKey, Agg)>,
     pub rejects: Vec<Reject>,
     /// Data lines (header excluded).
     pub lines: u64,
@@ -112,7 +113,8 @@ struct ChunkOut {
 }
 
 struct WorkerOut {
-    totals: FxHashMap<AggKey, Agg>,
+    /// Sorted by key.
+    totals: Vec<(AggKey, Agg)>,
     chunks: Vec<ChunkOut>,
     /// Record-id hashes of rated records, sorted.
     ids: Vec<u64>,
@@ -319,6 +321,8 @@ fn work(job: &Job) -> WorkerOut {
         });
     }
     ids.sort_unstable();
+    let mut totals: Vec<(AggKey, Agg)> = totals.into_iter().collect();
+    totals.sort_unstable_by_key(|e| e.0);
     WorkerOut {
         totals,
         chunks,
@@ -339,14 +343,8 @@ fn collect(
     now: i64,
 ) -> FileOutcome {
     let mut out = FileOutcome::default();
-    // Totals: merge into the largest map.
-    outs.sort_by_key(|o| std::cmp::Reverse(o.totals.len()));
-    let mut totals = std::mem::take(&mut outs[0].totals);
-    for o in outs.iter_mut().skip(1) {
-        for (k, v) in o.totals.drain() {
-            totals.entry(k).or_default().add(&v);
-        }
-    }
+    // Totals: k-way merge of the workers' sorted runs.
+    let mut totals = merge_sorted(outs.iter_mut().map(|o| std::mem::take(&mut o.totals)).collect());
     // Absolute line numbers.
     let mut chunk_outs: Vec<ChunkOut> = outs.iter_mut().flat_map(|o| o.chunks.drain(..)).collect();
     chunk_outs.sort_by_key(|c| c.idx);
@@ -394,13 +392,16 @@ fn collect(
                                 r.month,
                                 line_key(r.service, row.destination.to_native(), row.band),
                             );
-                            let a = totals.get_mut(&key).expect("duplicate was counted");
+                            let i = totals
+                                .binary_search_by_key(&key, |e| e.0)
+                                .expect("duplicate was counted");
+                            let a = &mut totals[i].1;
                             a.count -= 1;
                             a.usage -= r.usage;
                             a.billed -= r.billed;
                             a.charge_micros -= r.charge_micros;
                             if a.count == 0 {
-                                totals.remove(&key);
+                                totals.remove(i);
                             }
                             rejects.push(Reject {
                                 line: line_no,
@@ -420,9 +421,37 @@ fn collect(
         out.rejected_by_reason[r.reason as usize] += 1;
     }
     out.rated = out.lines - rejects.len() as u64;
-    out.charge_micros = totals.values().map(|a| a.charge_micros).sum();
+    out.charge_micros = totals.iter().map(|e| e.1.charge_micros).sum();
     out.totals = totals;
     out.rejects = rejects;
+    out
+}
+
+/// Merges sorted runs into one sorted run, adding up equal keys.
+fn merge_sorted(mut runs: Vec<Vec<(AggKey, Agg)>>) -> Vec<(AggKey, Agg)> {
+    runs.retain(|r| !r.is_empty());
+    if runs.len() <= 1 {
+        return runs.pop().unwrap_or_default();
+    }
+    let mut out: Vec<(AggKey, Agg)> = Vec::with_capacity(runs.iter().map(Vec::len).max().unwrap_or(0));
+    let mut heads = vec![0usize; runs.len()];
+    loop {
+        let mut best: Option<(usize, AggKey)> = None;
+        for (i, r) in runs.iter().enumerate() {
+            if let Some(e) = r.get(heads[i]) {
+                if best.is_none_or(|(_, k)| e.0 < k) {
+                    best = Some((i, e.0));
+                }
+            }
+        }
+        let Some((i, k)) = best else { break };
+        let v = runs[i][heads[i]].1;
+        heads[i] += 1;
+        match out.last_mut() {
+            Some(last) if last.0 == k => last.1.add(&v),
+            _ => out.push((k, v)),
+        }
+    }
     out
 }
 
@@ -463,5 +492,16 @@ mod tests {
         v.sort();
         assert_eq!(v, vec![3, 5]);
         assert!(repeated_hashes(vec![&[1, 2], &[3]]).is_empty());
+    }
+
+    #[test]
+    fn merge_sorted_adds_equal_keys() {
+        let a = |c| Agg { count: c, usage: c, billed: c, charge_micros: c as i64 };
+        let r = merge_sorted(vec![
+            vec![((1, 1, 1), a(1)), ((2, 1, 1), a(2))],
+            vec![((1, 1, 1), a(10)), ((3, 0, 0), a(3))],
+            vec![],
+        ]);
+        assert_eq!(r, vec![((1, 1, 1), a(11)), ((2, 1, 1), a(2)), ((3, 0, 0), a(3))]);
     }
 }

@@ -1667,3 +1667,78 @@ fn fast_path_agrees_with_reference() {
         panic!("{e}");
     }
 }
+
+#[test]
+#[ignore]
+fn explore_disagreements() {
+    let fx = fixture();
+    let reference = Reference::new();
+    let layouts = layouts();
+    let mut long_lived = [rater_for(&fx, 0), rater_for(&fx, 1)];
+    let mut runner = TestRunner::deterministic();
+    let strategy = case();
+    let mut stats: std::collections::HashMap<String, usize> = Default::default();
+    let mut buckets: std::collections::BTreeMap<String, (usize, Vec<String>)> = Default::default();
+    let n: usize = std::env::var("N").ok().and_then(|s| s.parse().ok()).unwrap_or(200_000);
+    for _ in 0..n {
+        let c = proptest::strategy::ValueTree::current(&strategy.new_tree(&mut runner).unwrap());
+        let line = c.line.as_bytes();
+        let want = reference.rate(line, &layouts[c.layout].1);
+        *stats.entry(match &want { Ok(r) => format!("ok {} {} {}", r.row.0, r.row.1, r.service), Err(e) => e.to_string() }).or_insert(0usize) += 1;
+        let fresh = library_rate(&fx, &mut rater_for(&fx, c.layout), line);
+        let cached = library_rate(&fx, &mut long_lived[c.layout], line);
+        if std::env::var("SKIP_KNOWN").is_ok() {
+            if c.line.contains('\r') && c.line.contains('"') {
+                continue;
+            }
+            if let Some(f) = split_line(line) {
+                let cols = &layouts[c.layout].1;
+                if f.len() == cols.len() {
+                    let get = |col: Col| &f[cols.iter().position(|x| *x == Some(col)).unwrap()];
+                    let u = match get(Col::Service).as_slice() {
+                        b"voice" => Some(get(Col::DurationS)),
+                        b"data" => Some(get(Col::VolumeBytes)),
+                        _ => None,
+                    };
+                    if let Some(u) = u {
+                        if !u.is_empty() && u.iter().all(u8::is_ascii_digit) && (u.len() > 18 || parse_usage(u).unwrap() > 1_000_000_000_000_000) {
+                            continue;
+                        }
+                    }
+                }
+            }
+        }
+        for (kind, got) in [("fresh", &fresh), ("cached", &cached)] {
+            if std::env::var("SKIP_KNOWN").is_ok() {
+                if let (Ok(w), Err("bad_usage")) = (&want, got) {
+                    if w.charge_micros > 1_000_000_000_000 {
+                        continue;
+                    }
+                }
+            }
+            if *got != want {
+                let key = format!(
+                    "{kind}: want {} got {}",
+                    match &want { Ok(_) => "ok", Err(e) => e },
+                    match got { Ok(_) => "ok", Err(e) => e }
+                );
+                let e = buckets.entry(key).or_default();
+                e.0 += 1;
+                if e.1.len() < 4 {
+                    e.1.push(format!("{:?} L{}\n      want {:?}\n      got  {:?}", c.line, c.layout, want, got));
+                }
+            }
+        }
+    }
+    let mut rows: Vec<_> = stats.into_iter().collect();
+    rows.sort();
+    for (k, n) in rows {
+        println!("   {k}: {n}");
+    }
+    for (k, (n, ex)) in &buckets {
+        println!("== {k}: {n}");
+        for e in ex {
+            println!("   {e}");
+        }
+    }
+}

@@ -181,6 +181,7 @@ pub struct Splitter {
     quoted: bool,
     scratch: Vec<u8>,
     ends: [usize; MAX_FIELDS + 1],
+    reader: csv_core::Reader,
 }
 
 /// A line that is not valid CSV (or has too many fields).
@@ -201,6 +202,7 @@ impl Splitter {
             quoted: false,
             scratch: Vec::with_capacity(1024),
             ends: [0; MAX_FIELDS + 1],
+            reader: csv_core::ReaderBuilder::new().build(),
         }
     }
 
@@ -263,7 +265,8 @@ impl Splitter {
             field_start = false;
             i += 1;
         }
-        let mut rdr = csv_core::ReaderBuilder::new().build();
+        let rdr = &mut self.reader;
+        rdr.reset();
         self.scratch.clear();
         self.scratch.resize(line.len() + 1, 0);
         let mut input = line;

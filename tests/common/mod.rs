@@ -429,13 +429,11 @@ impl Daemon {
                 None => None,
             };
             if let Some(status) = exited {
-                {
-                    *self.child.borrow_mut() = None;
-                    panic!(
-                        "daemon exited ({status}) while waiting for {what}; log:\n{}",
-                        self.log()
-                    );
-                }
+                *self.child.borrow_mut() = None;
+                panic!(
+                    "daemon exited ({status}) while waiting for {what}; log:\n{}",
+                    self.log()
+                );
             }
             if t0.elapsed() > TIMEOUT {
                 panic!(
@@ -474,9 +472,14 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(self) -> ExitStatus {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Sends `signal` and waits for the exit status.
+    pub fn stop_with(self, signal: i32) -> ExitStatus {
         let mut child = self.child.borrow_mut().take().expect("daemon running");
         // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(self.pid, libc::SIGTERM) };
+        unsafe { libc::kill(self.pid, signal) };
         let t0 = Instant::now();
         loop {
             if let Some(s) = child.try_wait().unwrap() {

@@ -199,9 +199,14 @@ impl Accounts {
 }
 
 /// The dense index used on the hot path: account id bytes → (account index, plan index).
+///
+/// Ids of up to 15 bytes (the common case) are packed into a `u128` key, so a lookup
+/// hashes and compares one integer without touching the heap; longer ids use a
+/// byte-string map.
 #[derive(Debug)]
 pub struct AccountIndex {
-    map: FxHashMap<Box<[u8]>, u32>,
+    short: FxHashMap<u128, u32>,
+    long: FxHashMap<Box<[u8]>, u32>,
     plans: Vec<u32>,
     ids: Vec<String>,
 }
@@ -209,8 +214,9 @@ pub struct AccountIndex {
 impl AccountIndex {
     /// Resolves every account's plan in `tariff`; an unknown plan is an error naming the line.
     pub fn build(accounts: &Accounts, tariff: &Tariff) -> Result<AccountIndex, AccountsError> {
-        let mut map = FxHashMap::default();
-        map.reserve(accounts.list.len());
+        let mut short = FxHashMap::default();
+        short.reserve(accounts.list.len());
+        let mut long = FxHashMap::default();
         let mut plans = Vec::with_capacity(accounts.list.len());
         let mut ids = Vec::with_capacity(accounts.list.len());
         for (i, a) in accounts.list.iter().enumerate() {
@@ -221,17 +227,28 @@ impl AccountIndex {
                     line: a.line,
                     message: format!("column `plan`: no plan `{}` in the tariff", a.plan),
                 })?;
-            map.insert(a.account_id.as_bytes().into(), i as u32);
+            match pack(a.account_id.as_bytes()) {
+                Some(k) => short.insert(k, i as u32),
+                None => long.insert(a.account_id.as_bytes().into(), i as u32),
+            };
             plans.push(p);
             ids.push(a.account_id.clone());
         }
-        Ok(AccountIndex { map, plans, ids })
+        Ok(AccountIndex {
+            short,
+            long,
+            plans,
+            ids,
+        })
     }
 
     /// The dense index of an account id.
     #[inline]
     pub fn find(&self, id: &[u8]) -> Option<u32> {
-        self.map.get(id).copied()
+        match pack(id) {
+            Some(k) => self.short.get(&k).copied(),
+            None => self.long.get(id).copied(),
+        }
     }
 
     /// The plan (index into the tariff's plans) of an account.
@@ -256,6 +273,18 @@ impl AccountIndex {
     }
 }
 
+/// Packs an id of at most 15 bytes with its length into one integer.
+#[inline]
+fn pack(id: &[u8]) -> Option<u128> {
+    if id.len() > 15 {
+        return None;
+    }
+    let mut b = [0u8; 16];
+    b[..id.len()].copy_from_slice(id);
+    b[15] = id.len() as u8;
+    Some(u128::from_le_bytes(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +301,14 @@ mod tests {
         let a = parse("plan,account_id,name,city,country\nbasic,A,\"Jansen, P.\",Utrecht,NL\n")
             .unwrap();
         assert_eq!(a.list[0].name, "Jansen, P.");
+    }
+
+    #[test]
+    fn packed_ids_are_distinct() {
+        assert_ne!(pack(b"A"), pack(b"A\0"));
+        assert_eq!(pack(&[b'x'; 16]), None);
+        assert!(pack(&[b'x'; 15]).is_some());
+        assert!(pack(b"").is_some());
     }
 
     #[test]

@@ -344,7 +344,11 @@ fn collect(
 ) -> FileOutcome {
     let mut out = FileOutcome::default();
     // Totals: k-way merge of the workers' sorted runs.
-    let mut totals = merge_sorted(outs.iter_mut().map(|o| std::mem::take(&mut o.totals)).collect());
+    let mut totals = merge_sorted(
+        outs.iter_mut()
+            .map(|o| std::mem::take(&mut o.totals))
+            .collect(),
+    );
     // Absolute line numbers.
     let mut chunk_outs: Vec<ChunkOut> = outs.iter_mut().flat_map(|o| o.chunks.drain(..)).collect();
     chunk_outs.sort_by_key(|c| c.idx);
@@ -433,7 +437,8 @@ fn merge_sorted(mut runs: Vec<Vec<(AggKey, Agg)>>) -> Vec<(AggKey, Agg)> {
     if runs.len() <= 1 {
         return runs.pop().unwrap_or_default();
     }
-    let mut out: Vec<(AggKey, Agg)> = Vec::with_capacity(runs.iter().map(Vec::len).max().unwrap_or(0));
+    let mut out: Vec<(AggKey, Agg)> =
+        Vec::with_capacity(runs.iter().map(Vec::len).max().unwrap_or(0));
     let mut heads = vec![0usize; runs.len()];
     loop {
         let mut best: Option<(usize, AggKey)> = None;
@@ -496,12 +501,20 @@ mod tests {
 
     #[test]
     fn merge_sorted_adds_equal_keys() {
-        let a = |c| Agg { count: c, usage: c, billed: c, charge_micros: c as i64 };
+        let a = |c| Agg {
+            count: c,
+            usage: c,
+            billed: c,
+            charge_micros: c as i64,
+        };
         let r = merge_sorted(vec![
             vec![((1, 1, 1), a(1)), ((2, 1, 1), a(2))],
             vec![((1, 1, 1), a(10)), ((3, 0, 0), a(3))],
             vec![],
         ]);
-        assert_eq!(r, vec![((1, 1, 1), a(11)), ((2, 1, 1), a(2)), ((3, 0, 0), a(3))]);
+        assert_eq!(
+            r,
+            vec![((1, 1, 1), a(11)), ((2, 1, 1), a(2)), ((3, 0, 0), a(3))]
+        );
     }
 }

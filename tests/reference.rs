@@ -1649,6 +1649,27 @@ fn fast_path_agrees_with_reference() {
         let want = reference.rate(line, &layouts[c.layout].1);
         let fresh = library_rate(&fx, &mut rater_for(&fx, c.layout), line);
         let cached = library_rate(&fx, &mut long_lived[c.layout].borrow_mut(), line);
+        let skip = std::env::var("TMP_SKIP").unwrap_or_default();
+        if skip.contains("cr") && c.line.contains('\r') && c.line.contains('"') { return Ok(()); }
+        if skip.contains("charge") { if let (Ok(w), Err("bad_usage")) = (&want, &fresh) { if w.charge_micros > 1_000_000_000_000 { return Ok(()); } } }
+        if skip.contains("usage") {
+            if let Some(f) = split_line(line) {
+                let cols = &layouts[c.layout].1;
+                if f.len() == cols.len() {
+                    let get = |col: Col| &f[cols.iter().position(|x| *x == Some(col)).unwrap()];
+                    let u = match get(Col::Service).as_slice() {
+                        b"voice" => Some(get(Col::DurationS)),
+                        b"data" => Some(get(Col::VolumeBytes)),
+                        _ => None,
+                    };
+                    if let Some(u) = u {
+                        if !u.is_empty() && u.iter().all(u8::is_ascii_digit) && (u.len() > 18 || parse_usage(u).unwrap() > 1_000_000_000_000_000) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
         if fresh != want {
             return Err(TestCaseError::fail(format!(
                 "line {:?} (layout {})\n  reference: {want:?}\n  library:   {fresh:?}",
@@ -1679,12 +1700,20 @@ fn explore_disagreements() {
     let strategy = case();
     let mut stats: std::collections::HashMap<String, usize> = Default::default();
     let mut buckets: std::collections::BTreeMap<String, (usize, Vec<String>)> = Default::default();
-    let n: usize = std::env::var("N").ok().and_then(|s| s.parse().ok()).unwrap_or(200_000);
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200_000);
     for _ in 0..n {
         let c = proptest::strategy::ValueTree::current(&strategy.new_tree(&mut runner).unwrap());
         let line = c.line.as_bytes();
         let want = reference.rate(line, &layouts[c.layout].1);
-        *stats.entry(match &want { Ok(r) => format!("ok {} {} {}", r.row.0, r.row.1, r.service), Err(e) => e.to_string() }).or_insert(0usize) += 1;
+        *stats
+            .entry(match &want {
+                Ok(r) => format!("ok {} {} {}", r.row.0, r.row.1, r.service),
+                Err(e) => e.to_string(),
+            })
+            .or_insert(0usize) += 1;
         let fresh = library_rate(&fx, &mut rater_for(&fx, c.layout), line);
         let cached = library_rate(&fx, &mut long_lived[c.layout], line);
         if std::env::var("SKIP_KNOWN").is_ok() {
@@ -1701,7 +1730,10 @@ fn explore_disagreements() {
                         _ => None,
                     };
                     if let Some(u) = u {
-                        if !u.is_empty() && u.iter().all(u8::is_ascii_digit) && (u.len() > 18 || parse_usage(u).unwrap() > 1_000_000_000_000_000) {
+                        if !u.is_empty()
+                            && u.iter().all(u8::is_ascii_digit)
+                            && (u.len() > 18 || parse_usage(u).unwrap() > 1_000_000_000_000_000)
+                        {
                             continue;
                         }
                     }
@@ -1719,13 +1751,22 @@ fn explore_disagreements() {
             if *got != want {
                 let key = format!(
                     "{kind}: want {} got {}",
-                    match &want { Ok(_) => "ok", Err(e) => e },
-                    match got { Ok(_) => "ok", Err(e) => e }
+                    match &want {
+                        Ok(_) => "ok",
+                        Err(e) => e,
+                    },
+                    match got {
+                        Ok(_) => "ok",
+                        Err(e) => e,
+                    }
                 );
                 let e = buckets.entry(key).or_default();
                 e.0 += 1;
                 if e.1.len() < 4 {
-                    e.1.push(format!("{:?} L{}\n      want {:?}\n      got  {:?}", c.line, c.layout, want, got));
+                    e.1.push(format!(
+                        "{:?} L{}\n      want {:?}\n      got  {:?}",
+                        c.line, c.layout, want, got
+                    ));
                 }
             }
         }

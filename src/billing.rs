@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::Accounts;
 use crate::config::{Config, Seller};
-use crate::ledger::{CloseBatch, CloseRecord, Closed, Ledger, LedgerError, LineTotals};
+use crate::ledger::{CloseBatch, CloseRecord, Closed, Ledger, LedgerError, LineId, LineTotals};
 use crate::money::{format_cents, micros_to_cents, vat_cents};
 use crate::rating::Service;
 use crate::tariff::Tariff;
@@ -103,6 +103,9 @@ pub struct Invoice {
     pub late_records: u64,
 }
 
+/// An account's billable lines and its count of late records.
+type AccountUsage = (BTreeMap<LineId, LineTotals>, u64);
+
 /// The result of closing a period.
 #[derive(Debug)]
 pub struct CloseSummary {
@@ -129,8 +132,7 @@ pub fn close_cycle(
     let currency = table.currency.as_str().to_owned();
     let closed = ledger.close(&p, issue_date.year(), |rows, first_number, seq| {
         // Group rows by account (rows are in account order already).
-        let mut per_account: BTreeMap<String, (BTreeMap<(u8, String, String), LineTotals>, u64)> =
-            BTreeMap::new();
+        let mut per_account: BTreeMap<String, AccountUsage> = BTreeMap::new();
         for r in rows {
             let e = per_account.entry(r.account.clone()).or_default();
             let late = r.month.as_str() < p.as_str();

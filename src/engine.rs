@@ -325,7 +325,7 @@ impl Engine {
 
 /// Usage deltas of a file for the ledger: one `(account \0 YYYY-MM, LineSet bytes)` per
 /// account and month, encoded straight from the sorted totals; and the months touched.
-fn deltas(r: &Reference, o: &FileOutcome) -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<String>) {
+fn deltas(r: &Reference, o: &FileOutcome) -> (Vec<crate::ledger::UsageDelta>, Vec<String>) {
     let table = r.tariff.table();
     let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut months = std::collections::BTreeSet::new();

@@ -78,6 +78,9 @@ impl LineTotals {
     }
 }
 
+/// One usage merge: key `account \0 YYYY-MM`, value an encoded [`LineSet`].
+pub type UsageDelta = (Vec<u8>, Vec<u8>);
+
 /// Line key: (service index, destination, band).
 pub type LineId = (u8, String, String);
 
@@ -215,7 +218,7 @@ pub struct CloseRecord {
 pub enum Commit {
     Committed(u64),
     /// A file of this name was committed before.
-    DuplicateName(Checkpoint),
+    DuplicateName(Box<Checkpoint>),
     /// The same content was committed before under this name.
     DuplicateContent(String),
 }
@@ -377,12 +380,12 @@ impl Ledger {
     pub fn commit_file(
         &self,
         mut cp: Checkpoint,
-        usage: &[(Vec<u8>, Vec<u8>)],
+        usage: &[UsageDelta],
         count_content: bool,
     ) -> Result<Commit, LedgerError> {
         let _w = self.writer.lock().expect("writer lock");
         if let Some(old) = self.file(&cp.name)? {
-            return Ok(Commit::DuplicateName(old));
+            return Ok(Commit::DuplicateName(Box::new(old)));
         }
         if count_content {
             if let Some(name) = self.file_by_hash(&cp.content_hash)? {
@@ -594,9 +597,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let l = Ledger::open(dir.path()).unwrap();
         let u = vec![(
-            "A".to_string(),
-            "2026-10".to_string(),
-            set(&[(0, "X", "any", 1, 10)]),
+            b"A\x002026-10".to_vec(),
+            set(&[(0, "X", "any", 1, 10)]).encode(),
         )];
         assert_eq!(
             l.commit_file(cp("f1", "h1"), &u, true).unwrap(),

@@ -188,12 +188,15 @@ struct DayInfo {
     mask: u64,
 }
 
+type BandDays = (Vec<(i32, u8, u8)>, u8);
+
 /// Local-time evaluation for one tariff: UTC offset and day caches plus band masks.
 pub struct LocalClock {
     tz: chrono_tz::Tz,
     offsets: Box<[(i64, i32)]>,
     days: Box<[DayInfo]>,
-    band_dates: Vec<(Vec<(i32, u8, u8)>, u8)>,
+    /// Per band: its `(year or 0, month, day)` dates and its weekday mask.
+    band_dates: Vec<BandDays>,
     windows: Vec<(u8, u16, u16)>,
     no_window_mask: u64,
 }

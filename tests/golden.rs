@@ -512,7 +512,7 @@ fn duplicate_records_across_chunks_are_rejected_once() {
         );
         // 400 sms at 0.09 = 36.00
         assert_eq!(o.charge_micros, 36_000_000);
-        let total: u64 = o.totals.values().map(|a| a.count).sum();
+        let total: u64 = o.totals.iter().map(|e| e.1.count).sum();
         assert_eq!(total, 400);
     }
 }

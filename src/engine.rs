@@ -66,6 +66,8 @@ pub struct Report {
     pub seconds: f64,
     pub chunk_nanos: Vec<u64>,
     pub rejects_file: Option<std::path::PathBuf>,
+    /// Wall time of each phase: (name, seconds).
+    pub phases: Vec<(&'static str, f64)>,
 }
 
 /// The engine shared by the daemon's tasks and the CLI commands.
@@ -226,6 +228,7 @@ impl Engine {
                 Err(e) => return FileResult::Failed(e.to_string()),
             }
         }
+        let t_checks = t0.elapsed().as_secs_f64();
         let reference = self.reference();
         let now = chrono::Utc::now().timestamp();
         let outcome = match self.pool.rate_file(
@@ -240,10 +243,13 @@ impl Engine {
             Err(FileError::Cancelled) => return FileResult::Cancelled,
             Err(e) => return FileResult::Failed(e.to_string()),
         };
+        let t_rejects = Instant::now();
         let rejects_file = match self.write_rejects(name, bytes, &outcome) {
             Ok(p) => p,
             Err(e) => return FileResult::Failed(format!("cannot write rejects: {e}")),
         };
+        let t_deltas = Instant::now();
+        let rejects_seconds = (t_deltas - t_rejects).as_secs_f64();
         let (usage, months) = deltas(&reference, &outcome);
         let mut rejected = BTreeMap::new();
         for r in Reason::ALL {
@@ -268,6 +274,8 @@ impl Engine {
             seq: 0,
             months,
         };
+        let t_commit = Instant::now();
+        let deltas_seconds = (t_commit - t_deltas).as_secs_f64();
         let result = match self.ledger.commit_file(cp.clone(), &usage, has_records) {
             Ok(Commit::Committed(seq)) => {
                 let mut checkpoint = cp;
@@ -277,6 +285,14 @@ impl Engine {
                     seconds: t0.elapsed().as_secs_f64(),
                     chunk_nanos: outcome.chunk_nanos.clone(),
                     rejects_file,
+                    phases: vec![
+                        ("map_hash_check", t_checks),
+                        ("rate", outcome.rate_seconds),
+                        ("collect", outcome.collect_seconds),
+                        ("rejects", rejects_seconds),
+                        ("deltas", deltas_seconds),
+                        ("commit", t_commit.elapsed().as_secs_f64()),
+                    ],
                 })
             }
             Ok(Commit::DuplicateName(old)) => FileResult::Duplicate(format!(
@@ -405,6 +421,7 @@ pub fn stats_json(r: &Report) -> String {
         "chunk_p50_ms": h.value_at_quantile(0.5) as f64 / 1e6,
         "chunk_p99_ms": h.value_at_quantile(0.99) as f64 / 1e6,
         "peak_rss_mb": peak_rss_bytes() as f64 / 1e6,
+        "phases_s": r.phases.iter().map(|(k, v)| (k.to_string(), serde_json::json!((v * 1000.0).round() / 1000.0))).collect::<serde_json::Map<_, _>>(),
     })
     .to_string()
 }

@@ -70,6 +70,9 @@ pub struct FileOutcome {
     pub charge_micros: i64,
     /// Per-chunk processing time in nanoseconds.
     pub chunk_nanos: Vec<u64>,
+    /// Wall time of the parallel rating phase and of the serial collection phase.
+    pub rate_seconds: f64,
+    pub collect_seconds: f64,
 }
 
 /// Why a whole file could not be rated.
@@ -211,6 +214,7 @@ impl Pool {
             chunks.push((chunks.len() as u32, pos, end));
             pos = end;
         }
+        let started = Instant::now();
         let (ctx, crx) = unbounded();
         for c in &chunks {
             ctx.send(*c).expect("queue open");
@@ -244,9 +248,14 @@ impl Pool {
         if cancel.load(Ordering::Relaxed) {
             return Err(FileError::Cancelled);
         }
-        Ok(collect(
+        let rate_seconds = started.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut out = collect(
             bytes, &chunks, first_line, outs, &tariff, &accounts, &layout, now,
-        ))
+        );
+        out.rate_seconds = rate_seconds;
+        out.collect_seconds = t.elapsed().as_secs_f64();
+        Ok(out)
     }
 }
 

@@ -38,6 +38,17 @@ pub fn install() -> PrometheusHandle {
                 .install_recorder()
                 .expect("one Prometheus recorder per process");
             describe();
+            // Register every series at zero so rates and alerts work from the first scrape.
+            metrics::counter!(RECORDS_RATED).absolute(0);
+            for r in crate::rating::Reason::ALL {
+                metrics::counter!(RECORDS_REJECTED, "reason" => r.code()).absolute(0);
+            }
+            for outcome in ["done", "failed", "duplicate"] {
+                metrics::counter!(FILES, "outcome" => outcome).absolute(0);
+            }
+            metrics::counter!(BYTES).absolute(0);
+            metrics::counter!(CHARGED).absolute(0);
+            metrics::counter!(INVOICES).absolute(0);
             handle
         })
         .clone()

@@ -75,17 +75,27 @@ pub async fn run(
     };
 
     let watcher = {
-        let inbox = engine.spool.inbox.clone();
+        let spool = engine.spool.clone();
         let every = engine.cfg.poll_interval;
         tokio::spawn(async move {
             let mut t = tokio::time::interval(every);
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 t.tick().await;
-                let dir = inbox.clone();
-                let listed = tokio::task::spawn_blocking(move || Spool::list(&dir)).await;
+                let s = spool.clone();
+                let listed = tokio::task::spawn_blocking(move || {
+                    let (waiting, bad) = Spool::list_all(&s.inbox)?;
+                    for raw in bad {
+                        match s.fail_bad_name(&raw) {
+                            Ok(to) => tracing::warn!(file = %to.display(), "file name is not UTF-8; moved to failed/"),
+                            Err(e) => tracing::error!(error = %e, "cannot move a file with a non-UTF-8 name"),
+                        }
+                    }
+                    Ok::<_, std::io::Error>(waiting)
+                })
+                .await;
                 let Ok(Ok(waiting)) = listed else {
-                    tracing::warn!(dir = %inbox.display(), "cannot list the inbox");
+                    tracing::warn!(dir = %spool.inbox.display(), "cannot list the inbox");
                     continue;
                 };
                 let bytes: u64 = waiting.iter().map(|w| w.size).sum();

@@ -144,7 +144,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(config: &PathBuf) -> anyhow::Result<Config> {
+fn load(config: &std::path::Path) -> anyhow::Result<Config> {
     Ok(Config::load(config)?)
 }
 
@@ -279,7 +279,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn ingest(config: &PathBuf, stats: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+fn ingest(config: &std::path::Path, stats: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let cfg = load(config)?;
     let engine = Engine::open(cfg)?;
     let mut failed = 0;

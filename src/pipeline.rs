@@ -63,7 +63,7 @@ pub struct FileOutcome {
     /// Totals sorted by key (account, month, line key), one entry per key.
     pub totals: Vec<(AggKey, Agg)>,
     pub rejects: Vec<Reject>,
-    /// Data lines (header excluded).
+    /// Records: non-blank lines after the header.
     pub lines: u64,
     pub rated: u64,
     pub rejected_by_reason: [u64; 9],
@@ -110,7 +110,9 @@ struct Job {
 
 struct ChunkOut {
     idx: u32,
+    /// Physical lines, blank ones included.
     lines: u32,
+    blank: u32,
     rejects: Vec<(u32, Reason, u32, u32)>,
     nanos: u64,
 }
@@ -284,6 +286,7 @@ fn work(job: &Job) -> WorkerOut {
         let chunk = &bytes[start..end];
         let mut rejects = Vec::new();
         let mut line_no = 0u32;
+        let mut blank = 0u32;
         let mut pos = 0usize;
         while pos < chunk.len() {
             let nl = memchr::memchr(b'\n', &chunk[pos..]).map_or(chunk.len(), |i| pos + i);
@@ -292,6 +295,12 @@ fn work(job: &Job) -> WorkerOut {
             pos = nl + 1;
             if line.last() == Some(&b'\r') {
                 line = &line[..line.len() - 1];
+            }
+            if line.is_empty() {
+                // A blank line is not a record: skipped, but it keeps its line number.
+                blank += 1;
+                line_no += 1;
+                continue;
             }
             let res = if line.len() > job.max_line {
                 Err(Reason::Malformed)
@@ -325,6 +334,7 @@ fn work(job: &Job) -> WorkerOut {
         chunks.push(ChunkOut {
             idx,
             lines: line_no,
+            blank,
             rejects,
             nanos: t0.elapsed().as_nanos() as u64,
         });
@@ -373,7 +383,7 @@ fn collect(
                 end: e as usize,
             });
         }
-        out.lines += c.lines as u64;
+        out.lines += (c.lines - c.blank) as u64;
         out.chunk_nanos.push(c.nanos);
         base += c.lines as u64;
     }

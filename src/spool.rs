@@ -47,14 +47,27 @@ impl Spool {
     }
 
     /// Regular, non-hidden files of a directory, oldest first (then by name).
+    /// Files whose name is not UTF-8 are reported in `bad_names` instead.
     pub fn list(dir: &Path) -> std::io::Result<Vec<Waiting>> {
+        Ok(Spool::list_all(dir)?.0)
+    }
+
+    /// Like [`Spool::list`], also returning the raw names that are not UTF-8.
+    pub fn list_all(dir: &Path) -> std::io::Result<(Vec<Waiting>, Vec<std::ffi::OsString>)> {
         let mut out = Vec::new();
+        let mut bad_names = Vec::new();
         for e in std::fs::read_dir(dir)? {
             let e = e?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
+            let raw = e.file_name();
+            if raw.as_encoded_bytes().starts_with(b".") {
                 continue;
             }
+            let Some(name) = raw.to_str().map(str::to_owned) else {
+                if e.file_type().is_ok_and(|t| t.is_file()) {
+                    bad_names.push(raw);
+                }
+                continue;
+            };
             let Ok(md) = e.metadata() else { continue };
             if !md.is_file() {
                 continue;
@@ -70,7 +83,29 @@ impl Spool {
                 .cmp(&b.modified)
                 .then_with(|| a.name.cmp(&b.name))
         });
-        Ok(out)
+        Ok((out, bad_names))
+    }
+
+    /// Moves an inbox file whose name is not UTF-8 to `failed/` under a readable name
+    /// (invalid bytes as `%XX`), with an `.error` file. Returns the new path.
+    pub fn fail_bad_name(&self, raw: &std::ffi::OsStr) -> std::io::Result<PathBuf> {
+        let mut name = String::new();
+        for chunk in raw.as_encoded_bytes().utf8_chunks() {
+            name.push_str(chunk.valid());
+            for b in chunk.invalid() {
+                name.push_str(&format!("%{b:02X}"));
+            }
+        }
+        let to = free_name(&self.failed, &name);
+        let err_path = PathBuf::from(format!("{}.error", to.display()));
+        crate::fsutil::write_atomic(
+            &err_path,
+            b"bad_file_name: the file name is not valid UTF-8; rename it and drop it again\n",
+        )?;
+        std::fs::rename(self.inbox.join(raw), &to)?;
+        sync_dir(&self.failed)?;
+        sync_dir(&self.inbox)?;
+        Ok(to)
     }
 
     /// Claims an inbox file by renaming it into `work/`. `Ok(false)` when it is gone or

@@ -171,12 +171,19 @@ fn daemon_rates_spooled_files_and_closes_a_cycle() {
         // A zero-second call: billed 0, charged 0, still one record.
         "r13,A3,voice,+31633333333,+31201234567,2026-10-20T12:00:00+02:00,0,0",
     ]);
+    // A file mediation is still writing: hidden, so never touched.
+    fs::create_dir_all(ws.inbox()).unwrap();
+    fs::write(ws.inbox().join(".cdr-c.csv.tmp"), &file_b[..40]).unwrap();
     ws.drop_file("cdr-a.csv", &file_a);
     ws.drop_file("cdr-b.csv", &file_b);
     d.wait_until("both files in done/", || {
         ws.names("done") == ["cdr-a.csv", "cdr-b.csv"]
     });
     assert_eq!(ws.names("inbox"), Vec::<String>::new());
+    assert_eq!(
+        fs::read(ws.inbox().join(".cdr-c.csv.tmp")).unwrap(),
+        &file_b[..40]
+    );
     assert_eq!(ws.names("work"), Vec::<String>::new());
     assert_eq!(ws.names("failed"), Vec::<String>::new());
     // Moved, not copied: the done file is the dropped file.
@@ -207,16 +214,7 @@ fn daemon_rates_spooled_files_and_closes_a_cycle() {
     });
     let m = d.metrics();
     assert_eq!(m.get(RATED, &[]), Some(13.0), "{}", m.text);
-    let mut rejected: Vec<(String, f64)> = m
-        .all(REJECTED)
-        .into_iter()
-        .map(|(l, v)| {
-            assert_eq!(l.len(), 1, "{l:?}");
-            assert_eq!(l[0].0, "reason");
-            (l[0].1.clone(), v)
-        })
-        .collect();
-    rejected.sort_by(|a, b| a.0.cmp(&b.0));
+    let rejected = m.nonzero_by(REJECTED, "reason");
     assert_eq!(
         rejected,
         [
@@ -373,8 +371,10 @@ fn duplicate_file_is_refused() {
 
     let m = d.metrics();
     assert_eq!(m.get(RATED, &[]), Some(2.0), "{}", m.text);
-    assert_eq!(m.get(REJECTED, &[("reason", "unknown_account")]), Some(1.0));
-    assert_eq!(m.counter(REJECTED, &[("reason", "unknown_service")]), 0.0);
+    assert_eq!(
+        m.nonzero_by(REJECTED, "reason"),
+        [("unknown_account".to_string(), 1.0)]
+    );
     assert_eq!(m.get(FILES, &[("outcome", "done")]), Some(1.0));
     assert_eq!(m.get(FILES, &[("outcome", "duplicate")]), Some(2.0));
     assert_eq!(m.counter(FILES, &[("outcome", "failed")]), 0.0);
@@ -536,9 +536,13 @@ n1,A1,voice,+31611111111,2026-10-05T10:00:00Z,60,0\n"
     // good rows: mixed 4, crlf 2, bom 1, quoted 2.
     let m = d.metrics();
     assert_eq!(m.get(RATED, &[]), Some(9.0), "{}", m.text);
-    assert_eq!(m.get(REJECTED, &[("reason", "malformed")]), Some(4.0));
-    assert_eq!(m.get(REJECTED, &[("reason", "unknown_service")]), Some(1.0));
-    assert_eq!(m.all(REJECTED).len(), 2, "{}", m.text);
+    assert_eq!(
+        m.nonzero_by(REJECTED, "reason"),
+        [
+            ("malformed".to_string(), 4.0),
+            ("unknown_service".to_string(), 1.0)
+        ]
+    );
     assert_eq!(m.get(FILES, &[("outcome", "done")]), Some(6.0));
     assert_eq!(m.get(FILES, &[("outcome", "failed")]), Some(2.0));
 
@@ -737,6 +741,8 @@ fn cycle_close_is_forward_only_and_idempotent() {
         &cdr_file(&[
             "o1,A1,voice,+31611111111,+31612345678,2026-10-10T10:00:00Z,60,0",
             "o2,A2,sms,+31622222222,+31612345678,2026-10-11T10:00:00Z,,",
+            // November usage: not billed when October closes.
+            "o3,A3,sms,+31633333333,+31612345678,2026-11-03T10:00:00Z,,",
         ]),
     );
     d.wait_until("oct-1.csv in done/", || {
@@ -813,7 +819,7 @@ fn cycle_close_is_forward_only_and_idempotent() {
     let out = ws.close("2026-11", "2026-12-01").ok();
     assert!(
         out.stdout.contains(
-            "closed 2026-11: 3 invoices (2026-000004 .. 2026-000006), net 32.10 + VAT 6.74 = 38.84 (2 late records)"
+            "closed 2026-11: 3 invoices (2026-000004 .. 2026-000006), net 32.20 + VAT 6.76 = 38.96 (2 late records)"
         ),
         "{out:#?}"
     );
@@ -846,7 +852,8 @@ fn cycle_close_is_forward_only_and_idempotent() {
                 ("10.10", "2.12", "12.22"),
                 0,
             ),
-            // UK 30 s at 0.02/s = 0.60. Net 10.60, VAT 2.226 -> 2.23.
+            // UK 30 s at 0.02/s = 0.60, the sms of 3 November 0.10. Net 10.70, VAT
+            // 2.247 -> 2.25.
             invoice(
                 "2026-000006",
                 "A3",
@@ -855,9 +862,10 @@ fn cycle_close_is_forward_only_and_idempotent() {
                 due,
                 vec![
                     usage("voice", "United Kingdom", 1, 30, "0.60"),
+                    usage("sms", "SMS", 1, 1, "0.10"),
                     subscription(p),
                 ],
-                ("10.60", "2.23", "12.83"),
+                ("10.70", "2.25", "12.95"),
                 0,
             ),
         ],
@@ -890,24 +898,188 @@ fn cycle_close_is_forward_only_and_idempotent() {
     assert!(out.stderr.contains("forward only"), "{out:#?}");
     assert!(!ws.invoices("2026-09").exists());
 
+    // More late October usage, this time through `ingest`: one 6-second call to
+    // Germany at 0.05/min is exactly 0.005000, which rounds half up to 0.01.
+    let late2 = ws.root.join("late-2.csv");
+    fs::write(
+        &late2,
+        cdr_file(&["h1,A1,voice,+31611111111,+4930123456,2026-10-25T10:00:00Z,6,0"]),
+    )
+    .unwrap();
+    ws.ingest(&[&late2]).ok();
+
     // A new issue year restarts the numbering: 2027-000001.
     let out = ws.close("2026-12", "2027-01-04").ok();
     assert!(
-        out.stdout.contains("closed 2026-12: 3 invoices (2027-000001 .. 2027-000003), net 30.00 + VAT 6.30 = 36.30 (0 late records)"),
+        out.stdout.contains(
+            "closed 2026-12: 3 invoices (2027-000001 .. 2027-000003), net 30.01 + VAT 6.30 = 36.31 (1 late records)"
+        ),
         "{out:#?}"
     );
-    let inv = ws.read_invoices("2026-12");
-    assert_eq!(inv[2], {
-        let p = "2026-12";
-        invoice(
-            "2027-000003",
-            "A3",
-            p,
-            "2027-01-04",
-            "2027-01-18",
-            vec![subscription(p)],
-            ("10.00", "2.10", "12.10"),
-            0,
-        )
+    let (p, i, due) = ("2026-12", "2027-01-04", "2027-01-18");
+    assert_invoices(
+        &ws.read_invoices(p),
+        &[
+            // Net 10.01, VAT 2.1021 -> 2.10.
+            invoice(
+                "2027-000001",
+                "A1",
+                p,
+                i,
+                due,
+                vec![usage("voice", "Germany", 1, 6, "0.01"), subscription(p)],
+                ("10.01", "2.10", "12.11"),
+                1,
+            ),
+            invoice(
+                "2027-000002",
+                "A2",
+                p,
+                i,
+                due,
+                vec![subscription(p)],
+                ("10.00", "2.10", "12.10"),
+                0,
+            ),
+            invoice(
+                "2027-000003",
+                "A3",
+                p,
+                i,
+                due,
+                vec![subscription(p)],
+                ("10.00", "2.10", "12.10"),
+                0,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_file_with_a_non_utf8_name_does_not_sit_in_the_inbox_forever() {
+    // Spooled files are processed or refused; none may stay in inbox/ with no trace.
+    use std::os::unix::ffi::OsStrExt;
+    let ws = Ws::hand();
+    let d = Daemon::start(&ws);
+    let name = std::ffi::OsStr::from_bytes(b"cdr-\xff.csv");
+    let bytes = cdr_file(&["u1,A1,sms,+31611111111,+31612345678,2026-10-05T10:00:00Z,,"]);
+    fs::create_dir_all(ws.inbox()).unwrap();
+    fs::write(ws.inbox().join(".cdr.tmp"), &bytes).unwrap();
+    fs::rename(ws.inbox().join(".cdr.tmp"), ws.inbox().join(name)).unwrap();
+    // A normal file dropped after it is processed, so the daemon has had many polls.
+    ws.drop_file(
+        "after.csv",
+        &cdr_file(&["u2,A2,sms,+31622222222,+31612345678,2026-10-05T10:00:00Z,,"]),
+    );
+    d.wait_until("after.csv in done/", || {
+        ws.done().join("after.csv").exists()
     });
+    let t0 = std::time::Instant::now();
+    while ws.inbox().join(name).exists() && t0.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(common::POLL);
+    }
+    assert!(
+        !ws.inbox().join(name).exists(),
+        "cdr-\\xff.csv is still in inbox/ after 10 s: not processed, not moved to failed/; \
+         backlog gauge {:?}; daemon log:\n{}",
+        d.metrics().get("tollgate_spool_backlog_files", &[]),
+        d.log()
+    );
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+#[test]
+fn rejects_and_line_numbers_stay_exact_across_many_chunks() {
+    // 3000 rows over ~45 chunks of 4 KiB rated by 2 workers. Row i (1-based) is line
+    // i + 1. Every 97th row has service `fax`; row 1500 is a valid 10 KB voice record
+    // (longer than a chunk); row 2500 repeats the record id of row 10.
+    let ws = Ws::hand();
+    let d = Daemon::start(&ws);
+    let mut rows = Vec::new();
+    let mut want_rejects = Vec::new();
+    let mut sms = [0u64; 3];
+    for i in 1..=3000u64 {
+        let acc = (i % 3) as usize;
+        let id = if i == 2500 {
+            "k10".to_string()
+        } else {
+            format!("k{i}")
+        };
+        let row = if i % 97 == 0 {
+            want_rejects.push((i + 1, "unknown_service".to_string()));
+            format!(
+                "{id},A{},fax,+31600000000,+31612345678,2026-10-05T10:00:00Z,,",
+                acc + 1
+            )
+        } else if i == 1500 {
+            format!(
+                "{id},A{},voice,+31600000000,+31612345678,2026-10-05T10:00:00Z,60,{}",
+                acc + 1,
+                "7".repeat(10_000)
+            )
+        } else {
+            if i == 2500 {
+                want_rejects.push((i + 1, "duplicate_record".to_string()));
+            } else {
+                sms[acc] += 1;
+            }
+            format!(
+                "{id},A{},sms,+31600000000,+31612345678,2026-10-{:02}T10:00:00Z,,",
+                acc + 1,
+                1 + i % 28
+            )
+        };
+        rows.push(row);
+    }
+    want_rejects.sort();
+    let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
+    let file = cdr_file(&refs);
+    assert!(file.len() > 40 * 4096);
+    ws.drop_file("many.csv", &file);
+    d.wait_until("many.csv in done/", || ws.done().join("many.csv").exists());
+
+    let got: Vec<(u64, String)> = read_rejects(&ws.rejects("many.csv"))
+        .into_iter()
+        .map(|(line, reason, raw)| {
+            // The record is the raw line of that number.
+            assert_eq!(raw, rows[(line - 2) as usize].as_bytes(), "line {line}");
+            (line, reason)
+        })
+        .collect();
+    assert_eq!(got, want_rejects);
+    assert_eq!(want_rejects.len(), 31);
+    let m = d.metrics();
+    assert_eq!(m.get(RATED, &[]), Some(2969.0));
+    assert_eq!(
+        m.nonzero_by(REJECTED, "reason"),
+        [
+            ("duplicate_record".to_string(), 1.0),
+            ("unknown_service".to_string(), 30.0)
+        ]
+    );
+    assert_eq!(d.stop().code(), Some(0));
+
+    ws.close("2026-10", "2026-11-01").ok();
+    let inv = ws.read_invoices("2026-10");
+    let amount = |n: u64| format!("{}.{:02}", n * 10 / 100, n * 10 % 100);
+    // Row 1500 belongs to account index 0 (1500 % 3), which is A1: NL 60 s = 0.70.
+    assert_eq!(inv[0]["account_id"], "A1");
+    assert_eq!(
+        inv[0]["lines"][0],
+        usage("voice", "Netherlands", 1, 60, "0.70")
+    );
+    for (k, acc) in ["A1", "A2", "A3"].iter().enumerate() {
+        let inv = &inv[k];
+        assert_eq!(inv["account_id"], *acc);
+        let lines = inv["lines"].as_array().unwrap();
+        let sms_line = lines
+            .iter()
+            .find(|l| l["service"] == "sms")
+            .unwrap_or_else(|| panic!("{acc}: no sms line"));
+        assert_eq!(
+            *sms_line,
+            usage("sms", "SMS", sms[k], sms[k], &amount(sms[k])),
+            "{acc}"
+        );
+    }
 }

@@ -536,6 +536,18 @@ fn file_level_edge_cases() {
         .map(|r| (r.line, r.reason.code()))
         .collect();
     assert_eq!(rejects, vec![(3, "malformed"), (5, "malformed")]);
+    // Blank lines are not records: skipped without a reject, but line numbers stay physical.
+    let text = format!(
+        "{HEADER}\n\nid1,A1,sms,+316,0612345678,2026-10-06T08:00:00Z,,\n\r\nid2,A1,fax,+316,0612345678,2026-10-06T08:00:00Z,,\n\n"
+    );
+    let o = rate_file(&f, &text, 4096);
+    assert_eq!((o.lines, o.rated), (2, 1));
+    let rejects: Vec<(u64, &str)> = o
+        .rejects
+        .iter()
+        .map(|r| (r.line, r.reason.code()))
+        .collect();
+    assert_eq!(rejects, vec![(5, "unknown_service")]);
     // Binary garbage is rejected line by line, never fatal.
     let mut garbage = format!("{HEADER}\n").into_bytes();
     garbage.extend((0..3000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8));

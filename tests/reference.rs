@@ -6,7 +6,7 @@
 //! hand-written band predicates, a linear scan over deck rows parsed from the fixture
 //! text, and rust_decimal for money. It shares nothing with `src/` but the fixture files.
 //!
-//! The rules (the contract implemented by `reference_rate`):
+//! The rules (the contract implemented by `Reference::rate`):
 //! 1. Checks in order: wrong field count or unparsable CSV → `malformed`; service not
 //!    voice/sms/data → `unknown_service`; start_time not RFC 3339 → `bad_time`; more
 //!    than 24 h in the future (start > now + 86400) → `future_time`; duration_s (voice) /
@@ -25,6 +25,17 @@
 //!    first if usage ≤ first, else first + ceil((usage − first) / next) × next (sms 1).
 //!    Charge = connect_fee + rate × billed / per, rounded half-up to 6 decimals.
 //! 5. The month is the calendar month of the start time in the plan time zone.
+//!
+//! Readings of the rules where the text leaves room (see the helpers): a carriage return
+//! inside a line is field data; `+`, `00` and `0` alone are `bad_number`; usage is any
+//! run of ASCII digits (no sign, no spaces, leading zeros allowed, no upper limit);
+//! RFC 3339 allows `t`/`z`/space as in its section 5.6 note and a leap second `:60`,
+//! which counts as the next second.
+//!
+//! Tests: `reference_golden_values` checks the reference against hand-computed values;
+//! `library_agrees_on_golden_values` and `fast_path_agrees_with_reference` (proptest,
+//! `REFERENCE_CASES` cases, default 100 000) compare the library with it; the tests after
+//! those pin disagreements found so far; `survey_disagreements` (ignored) counts them all.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -71,6 +82,13 @@ to = "24:00"
 
 [[band]]
 name = "offpeak"
+
+[[band]]
+name = "fri_late"
+days = ["fri"]
+dates = ["03-27", "2026-10-23"]
+from = "20:00"
+to = "02:00"
 
 [[plan]]
 id = "basic"
@@ -140,6 +158,7 @@ const DECKS: [(&str, &[&str]); 4] = [
             ",Internet,data,night,0,0.25,1048576,1024,1024,",
             ",Internet,data,any,0,0.45,1048576,0,1,2026-10-25",
             ",Internet,data,holiday,0.0000005,0.000000001,1,0,1,",
+            "4479,United Kingdom mobile 4479,voice,fri_late,0,0.001,60,1,1,",
         ],
     ),
     (
@@ -196,7 +215,14 @@ const NOW: i64 = 1_798_372_800;
 // ---------------------------------------------------------------------------
 
 /// Bands in priority order (file order). Hand-written predicates on the local date and time.
-const BANDS: [&str; 5] = ["holiday", "peak", "night", "weekend_eve", "offpeak"];
+const BANDS: [&str; 6] = [
+    "holiday",
+    "peak",
+    "night",
+    "weekend_eve",
+    "offpeak",
+    "fri_late",
+];
 
 fn band_holds(band: &str, date: NaiveDate, time: NaiveTime) -> bool {
     let hm = |h: u32, m: u32| NaiveTime::from_hms_opt(h, m, 0).unwrap();
@@ -215,6 +241,13 @@ fn band_holds(band: &str, date: NaiveDate, time: NaiveTime) -> bool {
         // 18:00 to 24:00: every time of day after 18:00
         "weekend_eve" => matches!(weekday, Weekday::Sat | Weekday::Sun) && time >= hm(18, 0),
         "offpeak" => true,
+        // all three conditions at once; the weekday is the local date's, even after midnight
+        "fri_late" => {
+            weekday == Weekday::Fri
+                && ((date.month(), date.day()) == (3, 27)
+                    || date == NaiveDate::from_ymd_opt(2026, 10, 23).unwrap())
+                && (time >= hm(20, 0) || time < hm(2, 0))
+        }
         _ => unreachable!("unknown band {band}"),
     }
 }
@@ -474,13 +507,30 @@ fn normalize(raw: &[u8], is_data: bool) -> Option<String> {
     (out.len() <= 32).then_some(out)
 }
 
-/// A non-negative decimal integer: one or more ASCII digits, nothing else.
+/// How a candidate row ranks: prefix length, band priority, valid_from.
+type RowRank = (usize, usize, Option<NaiveDate>);
+
+/// A non-negative decimal integer: one or more ASCII digits, nothing else, at most 10^15
+/// (tollgate's documented ceiling on one record's usage, checked as part of `bad_usage`).
 fn parse_usage(b: &[u8]) -> Option<u128> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(b).ok()?.parse().ok()
+    let digits = std::str::from_utf8(b).ok()?.trim_start_matches('0');
+    if digits.len() > 16 {
+        return None;
+    }
+    let v: u128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
+    (v <= 1_000_000_000_000_000).then_some(v)
 }
+
+/// tollgate's documented ceiling on one record's charge (1 000 000 currency units): a record
+/// pricing above it is refused as `bad_usage` once its row is known.
+const MAX_CHARGE_MICROS: i128 = 1_000_000_000_000;
 
 /// Rule 4 increments.
 fn billed_units(service: &str, usage: u128, first: u64, next: u64) -> u128 {
@@ -553,7 +603,7 @@ impl Reference {
         active: &[&str],
         date: NaiveDate,
     ) -> Option<&'a RefRow> {
-        let mut best: Option<(&RefRow, (usize, usize, Option<NaiveDate>))> = None;
+        let mut best: Option<(&RefRow, RowRank)> = None;
         for row in &self.rows {
             let Some(rank) = active.iter().position(|b| *b == row.band) else {
                 continue;
@@ -632,6 +682,10 @@ impl Reference {
         }
         let row = chosen.ok_or("no_rate")?;
         let billed = billed_units(service, usage, row.first, row.next);
+        let charge = charge_micros(row, billed);
+        if charge > MAX_CHARGE_MICROS {
+            return Err("bad_usage");
+        }
         Ok(RefRated {
             account: account.to_owned(),
             service: service.to_owned(),
@@ -644,7 +698,7 @@ impl Reference {
             ),
             usage,
             billed,
-            charge_micros: charge_micros(row, billed),
+            charge_micros: charge,
             start,
         })
     }
@@ -1072,6 +1126,52 @@ fn golden_cases() -> Vec<(String, &'static str, u32, u128, i128, u32)> {
             0,
             m(2026, 6),
         ),
+        // Friday 2026-03-27 20:30 CET: fri_late at 4479 (1/1): 0.001 × 61 / 60 → 0.001017
+        (
+            line("s1", "voice", "+447912345678", "2026-03-27T19:30:00Z", "61"),
+            "standard.csv",
+            27,
+            61,
+            1_017,
+            m(2026, 3),
+        ),
+        // Saturday 01:30 CET: inside the window but the local date is a Saturday, and the
+        // offpeak row is valid from tomorrow → 447 any, 30/6: 61 s → 66 s;
+        // 0.05 + 0.3 × 66 / 60 = 0.38
+        (
+            line("s1", "voice", "+447912345678", "2026-03-28T00:30:00Z", "61"),
+            "standard.csv",
+            14,
+            66,
+            380_000,
+            m(2026, 3),
+        ),
+        // Friday 2026-10-23 23:59 CEST: fri_late at 4479 beats the shorter 447 rows:
+        // 0.001 / 60 → 0.000017
+        (
+            line(
+                "s1",
+                "voice",
+                "00447912345678",
+                "2026-10-23T23:59:00+02:00",
+                "1",
+            ),
+            "standard.csv",
+            27,
+            1,
+            17,
+            m(2026, 10),
+        ),
+        // Friday 2026-06-19 (not a fri_late date) 21:00 CEST: 447 offpeak valid from
+        // 2026-03-29 beats 447 any: 1 s → 30 s; 0.04 + 0.25 × 30 / 60 = 0.165
+        (
+            line("s1", "voice", "+447912345678", "2026-06-19T19:00:00Z", "1"),
+            "standard.csv",
+            15,
+            30,
+            165_000,
+            m(2026, 6),
+        ),
     ]
 }
 
@@ -1111,6 +1211,14 @@ fn reference_golden_values() {
     );
     assert_eq!(
         Reference::active_bands(d(2026, 6, 15), t(5, 59)),
+        ["night", "offpeak", "any"]
+    );
+    assert_eq!(
+        Reference::active_bands(d(2026, 3, 27), t(23, 0)),
+        ["night", "offpeak", "fri_late", "any"]
+    );
+    assert_eq!(
+        Reference::active_bands(d(2026, 3, 28), t(1, 0)),
         ["night", "offpeak", "any"]
     );
     // Time parsing.
@@ -1255,6 +1363,9 @@ const ANCHORS: &[&str] = &[
     "2026-06-14T22:00:00Z", // Monday 00:00 CEST
     "2026-01-31T23:00:00Z", // local month end
     "2026-04-30T22:00:00Z", // local month end (CEST)
+    "2026-03-27T19:00:00Z", // Friday 20:00 CET, a fri_late date
+    "2026-03-28T01:00:00Z", // Saturday 02:00 CET, the end of fri_late's window
+    "2026-10-23T18:00:00Z", // Friday 20:00 CEST, a fri_late date
 ];
 
 const TIME_JITTER: &[i64] = &[
@@ -1527,7 +1638,7 @@ enum Mutation {
     DropField(prop::sample::Index),
     AddField(String),
     Insert(prop::sample::Index, &'static str),
-    Replace(&'static str),
+    Replace(String),
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -1536,9 +1647,18 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         4 => any::<u16>().prop_map(Mutation::Quote),
         1 => any::<prop::sample::Index>().prop_map(Mutation::DropField),
         1 => prop::sample::select(vec!["", "x", "\"q\""]).prop_map(|s| Mutation::AddField(s.to_owned())),
-        1 => (any::<prop::sample::Index>(), prop::sample::select(vec!["\"", "\r", ",", "\"\"", " "]))
+        1 => (any::<prop::sample::Index>(), prop::sample::select(vec!["\"", "\r", ",", "\"\"", " ", "\t", "\u{feff}", "\u{0}"]))
             .prop_map(|(i, s)| Mutation::Insert(i, s)),
-        1 => prop::sample::select(vec!["", ",,,,,,,", "\"", "\"\",\"\"", "a,b,c,d,e,f,g,h,i,j"]).prop_map(Mutation::Replace),
+        1 => prop::sample::select(vec![
+            String::new(),
+            ",,,,,,,".to_owned(),
+            "\"".to_owned(),
+            "\"\",\"\"".to_owned(),
+            "a,b,c,d,e,f,g,h,i,j".to_owned(),
+            ",".repeat(70),
+            format!("\"{}\"", "\",\"".repeat(70)),
+        ])
+        .prop_map(Mutation::Replace),
     ]
 }
 
@@ -1606,7 +1726,7 @@ fn case() -> impl Strategy<Value = Case> {
                 l.insert_str(at, s);
                 l
             }
-            Mutation::Replace(s) => s.to_owned(),
+            Mutation::Replace(s) => s,
         };
         Case { layout, line }
     })
@@ -1637,7 +1757,7 @@ fn fast_path_agrees_with_reference() {
     let cases = std::env::var("REFERENCE_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20_000);
+        .unwrap_or(100_000);
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
@@ -1649,27 +1769,6 @@ fn fast_path_agrees_with_reference() {
         let want = reference.rate(line, &layouts[c.layout].1);
         let fresh = library_rate(&fx, &mut rater_for(&fx, c.layout), line);
         let cached = library_rate(&fx, &mut long_lived[c.layout].borrow_mut(), line);
-        let skip = std::env::var("TMP_SKIP").unwrap_or_default();
-        if skip.contains("cr") && c.line.contains('\r') && c.line.contains('"') { return Ok(()); }
-        if skip.contains("charge") { if let (Ok(w), Err("bad_usage")) = (&want, &fresh) { if w.charge_micros > 1_000_000_000_000 { return Ok(()); } } }
-        if skip.contains("usage") {
-            if let Some(f) = split_line(line) {
-                let cols = &layouts[c.layout].1;
-                if f.len() == cols.len() {
-                    let get = |col: Col| &f[cols.iter().position(|x| *x == Some(col)).unwrap()];
-                    let u = match get(Col::Service).as_slice() {
-                        b"voice" => Some(get(Col::DurationS)),
-                        b"data" => Some(get(Col::VolumeBytes)),
-                        _ => None,
-                    };
-                    if let Some(u) = u {
-                        if !u.is_empty() && u.iter().all(u8::is_ascii_digit) && (u.len() > 18 || parse_usage(u).unwrap() > 1_000_000_000_000_000) {
-                            return Ok(());
-                        }
-                    }
-                }
-            }
-        }
         if fresh != want {
             return Err(TestCaseError::fail(format!(
                 "line {:?} (layout {})\n  reference: {want:?}\n  library:   {fresh:?}",
@@ -1689,96 +1788,149 @@ fn fast_path_agrees_with_reference() {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Disagreements found by the property test, pinned as plain tests
+// ---------------------------------------------------------------------------
+
+/// Rates each line with a fresh library rater and the reference; fails listing every mismatch.
+fn assert_library_agrees(lines: &[&str]) {
+    let fx = fixture();
+    let reference = Reference::new();
+    let mut mismatches = Vec::new();
+    for l in lines {
+        let want = reference.rate(l.as_bytes(), &layouts()[0].1);
+        let got = library_rate(&fx, &mut rater_for(&fx, 0), l.as_bytes());
+        if got != want {
+            mismatches.push(format!(
+                "{l:?}\n  reference: {want:?}\n  library:   {got:?}"
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "\n{}", mismatches.join("\n"));
+}
+
+/// Usage above 10^15 is `bad_usage` (documented limit, in rule-1 order); leading zeros are fine.
+#[test]
+fn usage_limits_and_leading_zeros() {
+    assert_library_agrees(&[
+        // 10^15 + 1 bytes, within u64: rules say this reaches the number check
+        "r0,b1,data,+31201234567,+,2026-03-29T01:00:00Z,0,1000000000000001",
+        // 60 s written with leading zeros (21 characters)
+        "r1,s1,voice,,+31612345678,2026-06-16T10:00:00Z,000000000000000000060,",
+        // the usage limit is checked before the account
+        "r2,zz,voice,,+31612345678,2026-06-16T10:00:00Z,10000000000000000,",
+    ]);
+}
+
+/// A record pricing above 1 000 000 units is `bad_usage` (documented ceiling).
+#[test]
+fn charges_above_the_ceiling_are_refused() {
+    assert_library_agrees(&[
+        // Zone 3: 0.25 + 1.2 × 50000040 / 60 = 1000001.05
+        "r0,b1,voice,+31201234567,+3,2026-03-29T01:00:00Z,49999981,0",
+        // World: 0.3 + 2.000000001 × 1000000020 / 60
+        "r0,b1,voice,+31201234567,+0,2026-03-29T01:00:00Z,1000000000,0",
+    ]);
+}
+
+/// A carriage return inside a line is data for both splitters (regression: the quoted
+/// splitter used to end the record there).
+#[test]
+fn carriage_return_in_a_quoted_line() {
+    assert_library_agrees(&[
+        // minimal case printed by proptest
+        "r\r1,\"b1\",\"voice\",+31201234567,\"+\",\"2026-03-29T01:00:00Z\",0,\"0\"",
+        // the same record, without quotes: both agree
+        "r\r1,b1,voice,+31201234567,+,2026-03-29T01:00:00Z,0,0",
+        // nine fields: a \r hides the ninth from the quoted splitter
+        "r1,\"s1\",voice,,+31612345678,2026-06-16T10:00:00Z,60,0\r,extra",
+    ]);
+}
+
+/// The known cause of a disagreement, if it is one of the pinned ones above.
+fn known_cause(
+    line: &str,
+    cols: &[Option<Col>],
+    want: &Result<RefRated, &str>,
+    got: &Result<RefRated, &str>,
+) -> &'static str {
+    if line.contains('\r') && line.contains('"') {
+        return "CR in a quoted line";
+    }
+    if let (Ok(w), Err("bad_usage")) = (want, got) {
+        if w.charge_micros > 1_000_000_000_000 {
+            return "charge above 1000000";
+        }
+    }
+    if let Some(f) = split_line(line.as_bytes()).filter(|f| f.len() == cols.len()) {
+        let get = |c: Col| &f[cols.iter().position(|x| *x == Some(c)).unwrap()];
+        let usage = match get(Col::Service).as_slice() {
+            b"voice" => Some(get(Col::DurationS)),
+            b"data" => Some(get(Col::VolumeBytes)),
+            _ => None,
+        };
+        if let Some(u) = usage.and_then(|u| parse_usage(u).map(|v| (u.len(), v))) {
+            if got == &Err("bad_usage") && (u.0 > 18 || u.1 > 1_000_000_000_000_000) {
+                return "usage above 10^15 or longer than 18 characters";
+            }
+        }
+    }
+    "UNKNOWN"
+}
+
+/// Not a check: rates many generated lines and prints every kind of disagreement with
+/// examples. `cargo test --release --test reference survey -- --ignored --nocapture`
+/// (`SURVEY_CASES` sets the count, default 200 000).
 #[test]
 #[ignore]
-fn explore_disagreements() {
+fn survey_disagreements() {
+    use proptest::strategy::ValueTree;
     let fx = fixture();
     let reference = Reference::new();
     let layouts = layouts();
     let mut long_lived = [rater_for(&fx, 0), rater_for(&fx, 1)];
     let mut runner = TestRunner::deterministic();
     let strategy = case();
-    let mut stats: std::collections::HashMap<String, usize> = Default::default();
-    let mut buckets: std::collections::BTreeMap<String, (usize, Vec<String>)> = Default::default();
-    let n: usize = std::env::var("N")
+    let n: usize = std::env::var("SURVEY_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200_000);
+    let mut outcomes: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut kinds: std::collections::BTreeMap<String, (usize, Vec<String>)> = Default::default();
     for _ in 0..n {
-        let c = proptest::strategy::ValueTree::current(&strategy.new_tree(&mut runner).unwrap());
+        let c = strategy.new_tree(&mut runner).unwrap().current();
         let line = c.line.as_bytes();
         let want = reference.rate(line, &layouts[c.layout].1);
-        *stats
-            .entry(match &want {
-                Ok(r) => format!("ok {} {} {}", r.row.0, r.row.1, r.service),
-                Err(e) => e.to_string(),
-            })
-            .or_insert(0usize) += 1;
+        let label = |r: &Result<RefRated, &str>| match r {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        *outcomes.entry(label(&want)).or_default() += 1;
         let fresh = library_rate(&fx, &mut rater_for(&fx, c.layout), line);
         let cached = library_rate(&fx, &mut long_lived[c.layout], line);
-        if std::env::var("SKIP_KNOWN").is_ok() {
-            if c.line.contains('\r') && c.line.contains('"') {
-                continue;
-            }
-            if let Some(f) = split_line(line) {
-                let cols = &layouts[c.layout].1;
-                if f.len() == cols.len() {
-                    let get = |col: Col| &f[cols.iter().position(|x| *x == Some(col)).unwrap()];
-                    let u = match get(Col::Service).as_slice() {
-                        b"voice" => Some(get(Col::DurationS)),
-                        b"data" => Some(get(Col::VolumeBytes)),
-                        _ => None,
-                    };
-                    if let Some(u) = u {
-                        if !u.is_empty()
-                            && u.iter().all(u8::is_ascii_digit)
-                            && (u.len() > 18 || parse_usage(u).unwrap() > 1_000_000_000_000_000)
-                        {
-                            continue;
-                        }
-                    }
-                }
-            }
-        }
-        for (kind, got) in [("fresh", &fresh), ("cached", &cached)] {
-            if std::env::var("SKIP_KNOWN").is_ok() {
-                if let (Ok(w), Err("bad_usage")) = (&want, got) {
-                    if w.charge_micros > 1_000_000_000_000 {
-                        continue;
-                    }
-                }
-            }
+        for (rater, got) in [("fresh", &fresh), ("long-lived", &cached)] {
             if *got != want {
-                let key = format!(
-                    "{kind}: want {} got {}",
-                    match &want {
-                        Ok(_) => "ok",
-                        Err(e) => e,
-                    },
-                    match got {
-                        Ok(_) => "ok",
-                        Err(e) => e,
-                    }
+                let k = format!(
+                    "{rater} rater: reference {} / library {} ({})",
+                    label(&want),
+                    label(got),
+                    known_cause(&c.line, &layouts[c.layout].1, &want, got)
                 );
-                let e = buckets.entry(key).or_default();
+                let e = kinds.entry(k).or_default();
                 e.0 += 1;
-                if e.1.len() < 4 {
+                if e.1.len() < 3 {
                     e.1.push(format!(
-                        "{:?} L{}\n      want {:?}\n      got  {:?}",
-                        c.line, c.layout, want, got
+                        "{:?} (layout {})\n      reference: {want:?}\n      library:   {got:?}",
+                        c.line, c.layout
                     ));
                 }
             }
         }
     }
-    let mut rows: Vec<_> = stats.into_iter().collect();
-    rows.sort();
-    for (k, n) in rows {
-        println!("   {k}: {n}");
-    }
-    for (k, (n, ex)) in &buckets {
-        println!("== {k}: {n}");
-        for e in ex {
+    println!("{n} lines; reference outcomes: {outcomes:?}");
+    for (k, (count, examples)) in &kinds {
+        println!("== {k}: {count}");
+        for e in examples {
             println!("   {e}");
         }
     }

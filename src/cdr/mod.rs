@@ -202,7 +202,11 @@ impl Splitter {
             quoted: false,
             scratch: Vec::with_capacity(1024),
             ends: [0; MAX_FIELDS + 1],
-            reader: csv_core::ReaderBuilder::new().build(),
+            // Lines are cut on `\n` (and a final `\r` stripped) before splitting; a `\r`
+            // inside a line is field data, as in the unquoted fast path.
+            reader: csv_core::ReaderBuilder::new()
+                .terminator(csv_core::Terminator::Any(b'\n'))
+                .build(),
         }
     }
 
@@ -301,9 +305,13 @@ impl Splitter {
         Ok(self.n)
     }
 
-    /// Field `i` of the last split line; `line` must be the same slice given to `split`.
+    /// Field `i` of the last split line (empty when the line had fewer fields); `line`
+    /// must be the same slice given to `split`.
     #[inline]
     pub fn field<'a>(&'a self, line: &'a [u8], i: usize) -> &'a [u8] {
+        if i >= self.n {
+            return &[];
+        }
         let (s, e) = self.ranges[i];
         if self.quoted {
             &self.scratch[s as usize..e as usize]
@@ -313,12 +321,22 @@ impl Splitter {
     }
 }
 
-/// Parses a non-negative decimal integer of at most 18 digits (no sign, no spaces).
+/// Parses a non-negative decimal integer (no sign, no spaces; leading zeros allowed) of
+/// at most 18 significant digits.
 #[inline]
 pub fn parse_u64(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || b.len() > 18 {
+    if b.is_empty() {
         return None;
     }
+    let b = if b.len() > 18 {
+        let nz = b.iter().position(|&c| c != b'0').unwrap_or(b.len());
+        if b.len() - nz > 18 {
+            return None;
+        }
+        &b[nz..]
+    } else {
+        b
+    };
     let mut v = 0u64;
     for &c in b {
         let d = c.wrapping_sub(b'0');
@@ -351,6 +369,12 @@ mod tests {
             vec![b"a,1".to_vec(), br#"he said "hi""#.to_vec(), b"x".to_vec()]
         );
         assert_eq!(fields(br#""""#).unwrap(), vec![Vec::<u8>::new()]);
+        // A carriage return inside a line is data in both paths.
+        assert_eq!(fields(b"a\rb,c").unwrap().len(), 2);
+        assert_eq!(
+            fields(b"\"x\",a\rb,c").unwrap(),
+            vec![b"x".to_vec(), b"a\rb".to_vec(), b"c".to_vec()]
+        );
         assert_eq!(fields(b"").unwrap(), vec![Vec::<u8>::new()]);
     }
 
@@ -414,5 +438,7 @@ mod tests {
         assert_eq!(parse_u64(b""), None);
         assert_eq!(parse_u64(b" 1"), None);
         assert_eq!(parse_u64(b"9999999999999999999"), None);
+        assert_eq!(parse_u64(b"000000000000000000060"), Some(60));
+        assert_eq!(parse_u64(b"00000000000000000000"), Some(0));
     }
 }

@@ -576,10 +576,13 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 // Prometheus text
 // ---------------------------------------------------------------------------
 
+/// Label pairs of a sample, sorted.
+pub type Labels = Vec<(String, String)>;
+
 /// Samples of a Prometheus text exposition.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    pub samples: Vec<(String, Vec<(String, String)>, f64)>,
+    pub samples: Vec<(String, Labels, f64)>,
     pub text: String,
 }
 
@@ -679,8 +682,25 @@ impl Metrics {
         self.get(name, labels).unwrap_or(0.0)
     }
 
+    /// `(value of label key, sample value)` of the non-zero samples of a metric with
+    /// one label, sorted by label value (series pre-registered at 0 are left out).
+    pub fn nonzero_by(&self, name: &str, key: &str) -> Vec<(String, f64)> {
+        let mut v: Vec<(String, f64)> = self
+            .all(name)
+            .into_iter()
+            .filter(|(_, v)| *v != 0.0)
+            .map(|(l, v)| {
+                assert_eq!(l.len(), 1, "{name}: labels {l:?}");
+                assert_eq!(l[0].0, key, "{name}: labels {l:?}");
+                (l[0].1.clone(), v)
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     /// All samples of a metric name, as (labels, value).
-    pub fn all(&self, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
+    pub fn all(&self, name: &str) -> Vec<(Labels, f64)> {
         self.samples
             .iter()
             .filter(|(n, _, _)| n == name)

@@ -20,7 +20,10 @@ done
 . tools/setup.sh bc
 cargo build --release --locked --bins >&2
 bin="$CARGO_TARGET_DIR/release"
-[ -n "$dir" ] || dir="$(mktemp -d /var/tmp/tollgate-throughput.XXXXXX)"
+if [ -z "$dir" ]; then
+  dir="$(mktemp -d /var/tmp/tollgate-throughput.XXXXXX)"
+  trap 'rm -rf "$dir"' EXIT
+fi
 mkdir -p "$dir"
 ws="$dir/ws"
 if [ ! -f "$ws/tollgate.toml" ]; then

@@ -452,7 +452,7 @@ pub fn quote(
         .ok_or_else(|| format!("unknown_service: `{service}` is not voice, sms or data"))?;
     let start = crate::cdr::time::parse_rfc3339(at.as_bytes())
         .ok_or_else(|| format!("bad_time: `{at}` is not RFC 3339"))?;
-    let acc = r
+    let (acc, plan_index) = r
         .index
         .find(account.as_bytes())
         .ok_or_else(|| format!("unknown_account: no account `{account}`"))?;
@@ -466,7 +466,7 @@ pub fn quote(
     })?;
     let usage = if service == Service::Sms { 1 } else { usage };
     let p = rater
-        .price(acc, service, digits.as_bytes(), start, usage)
+        .price(plan_index, service, digits.as_bytes(), start, usage)
         .map_err(|e| format!("{}: no deck row prices this record", e.code()))?;
     let t = r.tariff.table();
     let row = p.row;

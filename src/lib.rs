@@ -12,6 +12,7 @@
 //! | [`rating`]    | the checks, bands, row choice and charge of one record               |
 //! | [`money`]     | fixed-point money and every rounding point                           |
 //! | [`pipeline`]  | a file on the crossbeam worker pool: chunks, totals, duplicates      |
+//! | [`totals`]    | the prefetching open-addressing table a worker sums a file into      |
 //! | [`ledger`]    | RocksDB: checkpoints, unbilled usage, invoices, closes (one batch each) |
 //! | [`engine`]    | one file from bytes to a committed checkpoint (shared by run/ingest) |
 //! | [`billing`]   | cycle close, numbering, VAT, invoice JSON                            |
@@ -38,3 +39,4 @@ pub mod spool;
 pub mod synth;
 pub mod tariff;
 pub mod telemetry;
+pub mod totals;

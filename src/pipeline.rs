@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 use crate::accounts::AccountIndex;
 use crate::cdr::{Column, HeaderError, Layout};
@@ -34,8 +34,9 @@ pub struct Agg {
 }
 
 impl Agg {
+    /// Adds another total into this one.
     #[inline]
-    fn add(&mut self, o: &Agg) {
+    pub fn add(&mut self, o: &Agg) {
         self.count += o.count;
         self.usage += o.usage;
         self.billed += o.billed;
@@ -113,7 +114,7 @@ struct ChunkOut {
     /// Physical lines, blank ones included.
     lines: u32,
     blank: u32,
-    rejects: Vec<(u32, Reason, u32, u32)>,
+    rejects: Vec<(u32, Reason, usize, usize)>,
     nanos: u64,
 }
 
@@ -275,7 +276,7 @@ fn work(job: &Job) -> WorkerOut {
     let bytes: &[u8] = (*job.data).as_ref();
     let mut rater = Rater::new(&job.tariff, &job.accounts, job.layout.clone(), job.now);
     let table = job.tariff.table();
-    let mut totals: FxHashMap<AggKey, Agg> = FxHashMap::default();
+    let mut totals = crate::totals::Totals::default();
     let mut ids: Vec<u64> = Vec::new();
     let mut chunks = Vec::new();
     while let Ok((idx, start, end)) = job.chunks.recv() {
@@ -315,18 +316,22 @@ fn work(job: &Job) -> WorkerOut {
                         r.month,
                         line_key(r.service, row.destination.to_native(), row.band),
                     );
-                    let a = totals.entry(key).or_default();
-                    a.count += 1;
-                    a.usage += r.usage;
-                    a.billed += r.billed;
-                    a.charge_micros += r.charge_micros;
+                    totals.add(
+                        key,
+                        Agg {
+                            count: 1,
+                            usage: r.usage,
+                            billed: r.billed,
+                            charge_micros: r.charge_micros,
+                        },
+                    );
                     ids.push(id);
                 }
                 Err(reason) => rejects.push((
                     line_no,
                     reason,
-                    (start + line_start) as u32,
-                    (start + line_start + line.len()) as u32,
+                    start + line_start,
+                    start + line_start + line.len(),
                 )),
             }
             line_no += 1;
@@ -340,8 +345,7 @@ fn work(job: &Job) -> WorkerOut {
         });
     }
     ids.sort_unstable();
-    let mut totals: Vec<(AggKey, Agg)> = totals.into_iter().collect();
-    totals.sort_unstable_by_key(|e| e.0);
+    let totals = totals.into_sorted();
     WorkerOut {
         totals,
         chunks,
@@ -379,8 +383,8 @@ fn collect(
             rejects.push(Reject {
                 line: base + l as u64,
                 reason,
-                start: s as usize,
-                end: e as usize,
+                start: s,
+                end: e,
             });
         }
         out.lines += (c.lines - c.blank) as u64;

@@ -364,18 +364,17 @@ impl<'t> Rater<'t> {
         normalize(raw, &self.national, service == Service::Data)
     }
 
-    /// Rules 3 and 4 for one usage event of a known account.
+    /// Rules 3 and 4 for one usage event of an account on `plan`.
     #[inline]
     pub fn price(
         &mut self,
-        account: u32,
+        plan: u32,
         service: Service,
         digits: &[u8],
         start: i64,
         usage: u64,
     ) -> Result<Priced<'t>, Reason> {
         let (day, month, active) = self.clock.at(start);
-        let plan = self.accounts.plan(account);
         let tariff: &'t Tariff = self.tariff;
         let (row_index, row) = tariff
             .lookup(plan, service, digits, active, day)
@@ -420,6 +419,9 @@ impl<'t> Rater<'t> {
         let pos = self.layout.pos;
         let sp = &self.splitter;
         let f = |c: Column| sp.field(line, pos[c as usize] as usize);
+        // The account lookup is a likely cache miss: start it now, use it after the
+        // service, time and usage checks.
+        self.accounts.prefetch(f(Column::AccountId));
         let service = Service::from_bytes(f(Column::Service)).ok_or(Reason::UnknownService)?;
         let start = parse_rfc3339(f(Column::StartTime)).ok_or(Reason::BadTime)?;
         if start > self.future_limit {
@@ -433,7 +435,7 @@ impl<'t> Rater<'t> {
         if usage > MAX_USAGE {
             return Err(Reason::BadUsage);
         }
-        let account = self
+        let (account, plan) = self
             .accounts
             .find(f(Column::AccountId))
             .ok_or(Reason::UnknownAccount)?;
@@ -444,7 +446,7 @@ impl<'t> Rater<'t> {
         )
         .ok_or(Reason::BadNumber)?;
         let id_hash = xxhash_rust::xxh3::xxh3_64(f(Column::RecordId));
-        let p = self.price(account, service, digits.as_bytes(), start, usage)?;
+        let p = self.price(plan, service, digits.as_bytes(), start, usage)?;
         Ok((
             Rated {
                 account,

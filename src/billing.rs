@@ -237,7 +237,8 @@ pub fn close_cycle(
     Ok(CloseSummary { record, new, dir })
 }
 
-/// Writes (or rewrites) the JSON file of every invoice of a close from the ledger.
+/// Writes (or rewrites) the JSON file of every invoice of a close from the ledger. Files
+/// appear whole (temp file + rename) and are durable when this returns.
 pub fn write_invoice_files(
     ledger: &Ledger,
     dir: &Path,
@@ -256,9 +257,12 @@ pub fn write_invoice_files(
         })?;
         let path = dir.join(format!("{n}.json"));
         if std::fs::read(&path).ok().as_deref() != Some(json.as_slice()) {
-            crate::fsutil::write_atomic(&path, &json).map_err(io)?;
+            crate::fsutil::write_renamed(&path, &json).map_err(io)?;
         }
     }
+    // One filesystem flush for the whole close instead of two fsyncs per invoice. The
+    // ledger is the record: re-running the close re-checks and rewrites every file.
+    crate::fsutil::sync_fs(dir).map_err(io)?;
     Ok(())
 }
 

@@ -9,8 +9,6 @@
 pub mod number;
 pub mod time;
 
-use memchr::memchr;
-
 /// Most fields a line may have; lines with more are `malformed`.
 pub const MAX_FIELDS: usize = 64;
 
@@ -213,24 +211,26 @@ impl Splitter {
     /// Splits `line` (without its line terminator); returns the number of fields.
     #[inline]
     pub fn split(&mut self, line: &[u8]) -> Result<usize, Malformed> {
-        if memchr(b'"', line).is_none() {
-            self.quoted = false;
-            let mut start = 0usize;
-            let mut n = 0usize;
-            for comma in memchr::memchr_iter(b',', line) {
+        // One scalar pass: CDR lines are short, so a byte loop beats repeated SIMD
+        // searches; the first quote sends the line to the quoted path.
+        self.quoted = false;
+        let mut start = 0u32;
+        let mut n = 0usize;
+        for (i, &b) in line.iter().enumerate() {
+            if b == b',' {
                 if n + 1 >= MAX_FIELDS {
                     return Err(Malformed);
                 }
-                self.ranges[n] = (start as u32, comma as u32);
+                self.ranges[n] = (start, i as u32);
                 n += 1;
-                start = comma + 1;
+                start = i as u32 + 1;
+            } else if b == b'"' {
+                return self.split_quoted(line);
             }
-            self.ranges[n] = (start as u32, line.len() as u32);
-            self.n = n + 1;
-            Ok(self.n)
-        } else {
-            self.split_quoted(line)
         }
+        self.ranges[n] = (start, line.len() as u32);
+        self.n = n + 1;
+        Ok(self.n)
     }
 
     #[cold]

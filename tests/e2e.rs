@@ -8,7 +8,7 @@ mod common;
 
 use std::fs;
 
-use common::{cdr_file, read_rejects, usage_sums, Daemon, Ws};
+use common::{cdr_file, read_rejects, run, usage_sums, Daemon, Ws, HAND_DECK};
 use serde_json::{json, Value};
 
 const RATED: &str = "tollgate_records_rated_total";
@@ -1082,4 +1082,123 @@ fn rejects_and_line_numbers_stay_exact_across_many_chunks() {
             "{acc}"
         );
     }
+}
+
+#[test]
+fn quote_names_the_row_and_the_charge() {
+    let ws = Ws::hand();
+    // UK, 1/1 increments, 1.20/min: 61 s -> 1.22; the row is line 3 of deck.csv.
+    let out = run(&[
+        "quote",
+        "--config",
+        ws.config_arg(),
+        "--account",
+        "A1",
+        "--service",
+        "voice",
+        "--to",
+        "0044201234567",
+        "--at",
+        "2026-10-05T10:00:00+02:00",
+        "--usage",
+        "61",
+    ])
+    .ok();
+    let q: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(q["charge"], "1.220000");
+    assert_eq!(q["billed"], 61);
+    assert_eq!(q["month"], "2026-10");
+    assert_eq!(q["number"], "44201234567");
+    assert_eq!(q["row"]["line"], 3);
+    assert_eq!(q["row"]["prefix"], "44");
+    assert_eq!(q["row"]["destination"], "United Kingdom");
+    assert_eq!(q["row"]["rate"], "1.2000");
+    assert!(q["row"]["deck"].as_str().unwrap().ends_with("deck.csv"));
+    // Zero usage costs nothing; sms ignores usage.
+    let out = run(&[
+        "quote",
+        "--config",
+        ws.config_arg(),
+        "--account",
+        "A1",
+        "--service",
+        "sms",
+        "--to",
+        "+31612345678",
+        "--at",
+        "2026-10-05T10:00:00Z",
+        "--usage",
+        "99",
+    ])
+    .ok();
+    let q: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (q["charge"].as_str(), q["billed"].as_u64()),
+        (Some("0.100000"), Some(1))
+    );
+    // Refusals carry the reject reason and never the full number.
+    let out = run(&[
+        "quote",
+        "--config",
+        ws.config_arg(),
+        "--account",
+        "NOPE",
+        "--service",
+        "voice",
+        "--to",
+        "0612345678",
+        "--at",
+        "2026-10-05T10:00:00Z",
+        "--usage",
+        "1",
+    ]);
+    assert_eq!(out.code(), Some(2));
+    assert!(out.stderr.contains("unknown_account"), "{}", out.stderr);
+    let out = run(&[
+        "quote",
+        "--config",
+        ws.config_arg(),
+        "--account",
+        "A1",
+        "--service",
+        "voice",
+        "--to",
+        "06123x5678",
+        "--at",
+        "2026-10-05T10:00:00Z",
+        "--usage",
+        "1",
+    ]);
+    assert_eq!(out.code(), Some(2));
+    assert!(out.stderr.contains("bad_number"), "{}", out.stderr);
+    assert!(!out.stderr.contains("06123x5678"), "{}", out.stderr);
+}
+
+#[test]
+fn config_and_tariff_errors_name_the_key_file_and_line() {
+    let ws = Ws::hand_with("wrokers = 3");
+    let out = run(&["tariff", "check", "--config", ws.config_arg()]);
+    assert_eq!(out.code(), Some(2));
+    assert!(out.stderr.contains("wrokers"), "{}", out.stderr);
+    let ws = Ws::hand();
+    std::fs::write(
+        ws.root.join("tariffs/deck.csv"),
+        HAND_DECK.replace(
+            "44,United Kingdom,voice,any,0,1.20",
+            "44,United Kingdom,voise,any,0,1.20",
+        ),
+    )
+    .unwrap();
+    let out = run(&["tariff", "check", "--config", ws.config_arg()]);
+    assert_eq!(out.code(), Some(2));
+    assert!(
+        out.stderr
+            .contains("deck.csv:3:3: column `service`: `voise` is not voice, sms or data"),
+        "{}",
+        out.stderr
+    );
+    // The daemon refuses to start on the broken tariff, with the same message.
+    let out = run(&["run", "--config", ws.config_arg()]);
+    assert_eq!(out.code(), Some(2));
+    assert!(out.stderr.contains("deck.csv:3:3"), "{}", out.stderr);
 }

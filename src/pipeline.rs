@@ -276,6 +276,7 @@ fn work(job: &Job) -> WorkerOut {
     let bytes: &[u8] = (*job.data).as_ref();
     let mut rater = Rater::new(&job.tariff, &job.accounts, job.layout.clone(), job.now);
     let table = job.tariff.table();
+    let account_pos = job.layout.pos[crate::cdr::Column::AccountId as usize] as usize;
     let mut totals = crate::totals::Totals::default();
     let mut ids: Vec<u64> = Vec::new();
     let mut chunks = Vec::new();
@@ -289,11 +290,19 @@ fn work(job: &Job) -> WorkerOut {
         let mut line_no = 0u32;
         let mut blank = 0u32;
         let mut pos = 0usize;
+        let mut nl = memchr::memchr(b'\n', chunk).unwrap_or(chunk.len());
         while pos < chunk.len() {
-            let nl = memchr::memchr(b'\n', &chunk[pos..]).map_or(chunk.len(), |i| pos + i);
             let mut line = &chunk[pos..nl];
             let line_start = pos;
             pos = nl + 1;
+            // Look one line ahead: start loading the next record's account slot now, so
+            // the miss overlaps with rating this record.
+            if pos < chunk.len() {
+                nl = memchr::memchr(b'\n', &chunk[pos..]).map_or(chunk.len(), |i| pos + i);
+                if let Some(id) = crate::cdr::field_before_quote(&chunk[pos..nl], account_pos) {
+                    job.accounts.prefetch(id);
+                }
+            }
             if line.last() == Some(&b'\r') {
                 line = &line[..line.len() - 1];
             }

@@ -186,18 +186,10 @@ pub fn run(dir: Option<PathBuf>, records_per_month: u64, accounts: usize) -> any
             *p,
             today,
         )?;
-        let r = &s.record;
         println!(
-            "  closed {}: {} invoices {}..{}  net {} + VAT {} = {} {}  (late records {})",
-            r.period,
-            r.invoices.len(),
-            r.invoices.first().map_or("-", String::as_str),
-            r.invoices.last().map_or("-", String::as_str),
-            r.net_total,
-            r.vat_total,
-            r.total,
-            reference.tariff.table().currency.as_str(),
-            r.late_records
+            "  closed {} {}",
+            s.record.summary(),
+            reference.tariff.table().currency.as_str()
         );
     }
     let last = months.last().expect("three months");

@@ -8,15 +8,21 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Writes `bytes` to `path` atomically: a hidden temp file in the same directory,
-/// fsync, rename over `path`, fsync the directory. Readers see the old or the new file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// The directory of `path` and a hidden temp file name beside it (a dotfile, so the
+/// spool watcher never picks it up).
+fn temp_beside(path: &Path) -> (&Path, std::path::PathBuf) {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    (dir, dir.join(format!(".{name}.tmp-{}", std::process::id())))
+}
+
+/// Writes `bytes` to `path` atomically: a hidden temp file in the same directory,
+/// fsync, rename over `path`, fsync the directory. Readers see the old or the new file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let (dir, tmp) = temp_beside(path);
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -29,12 +35,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Writes `bytes` to `path` through a hidden temp file and a rename, without fsync:
 /// readers see the old or the new file. Call [`sync_fs`] once after a batch.
 pub fn write_renamed(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let (_, tmp) = temp_beside(path);
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }

@@ -213,6 +213,23 @@ pub struct CloseRecord {
     pub late_records: u64,
 }
 
+impl CloseRecord {
+    /// One line for operators: `2026-10: 3 invoices (2026-000001 .. 2026-000003), net … + VAT … = …`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}: {} invoices ({} .. {}), net {} + VAT {} = {} ({} late records)",
+            self.period,
+            self.invoices.len(),
+            self.invoices.first().map_or("-", String::as_str),
+            self.invoices.last().map_or("-", String::as_str),
+            self.net_total,
+            self.vat_total,
+            self.total,
+            self.late_records
+        )
+    }
+}
+
 /// Result of [`Ledger::commit_file`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Commit {

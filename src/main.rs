@@ -199,18 +199,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 metrics::counter!(tollgate::telemetry::INVOICES).increment(r.invoices.len() as u64);
                 metrics::histogram!(tollgate::telemetry::CLOSE_SECONDS)
                     .record(t0.elapsed().as_secs_f64());
-                println!(
-                    "closed {}: {} invoices ({} .. {}), net {} + VAT {} = {} ({} late records), in {}",
-                    r.period,
-                    r.invoices.len(),
-                    r.invoices.first().map_or("-", String::as_str),
-                    r.invoices.last().map_or("-", String::as_str),
-                    r.net_total,
-                    r.vat_total,
-                    r.total,
-                    r.late_records,
-                    s.dir.display()
-                );
+                println!("closed {}, in {}", r.summary(), s.dir.display());
             } else {
                 println!(
                     "{} was already closed on {}: {} invoices, files checked in {}",

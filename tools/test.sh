@@ -22,6 +22,9 @@ step "cargo test (release)"
 cargo build --release --locked --bins
 cargo test --release --locked -- --test-threads=2
 
+step "conformance on ../shared/samples (skips visibly when absent)"
+cargo test --release --locked --test samples -- --nocapture 2>&1 | grep -E "SKIPPED|ivozprovider|test result"
+
 step "benches compile"
 cargo bench --locked --no-run
 

@@ -187,7 +187,7 @@ pub fn run(dir: Option<PathBuf>, records_per_month: u64, accounts: usize) -> any
             today,
         )?;
         println!(
-            "  closed {} {}",
+            "  closed {} [{}]",
             s.record.summary(),
             reference.tariff.table().currency.as_str()
         );

@@ -1202,3 +1202,49 @@ fn config_and_tariff_errors_name_the_key_file_and_line() {
     assert_eq!(out.code(), Some(2));
     assert!(out.stderr.contains("deck.csv:3:3"), "{}", out.stderr);
 }
+
+#[test]
+fn a_changed_tariff_is_compiled_and_used_for_later_files_only() {
+    let ws = Ws::hand();
+    // 60 s to the UK at 1.20/min = 1.20.
+    let f1 = ws.root.join("one.csv");
+    fs::write(
+        &f1,
+        cdr_file(&["u1,A1,voice,+31612345678,+442071234567,2026-10-05T10:00:00Z,60,"]),
+    )
+    .unwrap();
+    ws.ingest(&[&f1]).ok();
+    assert!(f1.exists(), "ingest leaves its input where it is");
+    // The operator raises the UK rate to 2.40/min; the next run compiles a new archive.
+    fs::write(
+        ws.root.join("tariffs/deck.csv"),
+        HAND_DECK.replace(
+            "44,United Kingdom,voice,any,0,1.20",
+            "44,United Kingdom,voice,any,0,2.40",
+        ),
+    )
+    .unwrap();
+    let f2 = ws.root.join("two.csv");
+    fs::write(
+        &f2,
+        cdr_file(&["u2,A1,voice,+31612345678,+442071234567,2026-10-06T10:00:00Z,60,"]),
+    )
+    .unwrap();
+    ws.ingest(&[&f2]).ok();
+    let archives = fs::read_dir(ws.data().join("tariffs")).unwrap().count();
+    assert_eq!(archives, 2, "one archive per tariff version");
+    ws.close("2026-10", "2026-11-01").ok();
+    let inv = ws.read_invoices("2026-10");
+    let a1 = inv.iter().find(|i| i["account_id"] == "A1").unwrap();
+    let uk = a1["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["destination"] == "United Kingdom")
+        .unwrap();
+    // The first call keeps the price it was rated with; the second has the new one.
+    assert_eq!(
+        (uk["quantity"].as_u64(), uk["amount"].as_str()),
+        (Some(2), Some("3.60"))
+    );
+}

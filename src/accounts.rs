@@ -226,9 +226,8 @@ const FREE: u128 = u128::MAX;
 
 #[inline]
 fn slot_of(key: u128, mask: usize) -> usize {
-    let h =
-        ((key as u64) ^ ((key >> 64) as u64).rotate_left(23)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (h ^ (h >> 31)) as usize & mask
+    use crate::totals::mix64;
+    mix64(key as u64 ^ mix64((key >> 64) as u64)) as usize & mask
 }
 
 impl AccountIndex {

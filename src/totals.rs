@@ -33,8 +33,19 @@ pub struct Totals {
 #[inline]
 fn hash(k: &AggKey) -> u64 {
     let a = (k.0 as u64) << 32 | k.1 as u64;
-    let h = (a ^ (k.2 as u64).rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    h ^ (h >> 29)
+    mix64(a ^ mix64(k.2 as u64 ^ 0x5851_F42D_4C95_7F2D))
+}
+
+/// The MurmurHash3 64-bit finalizer: every input bit affects every output bit, so the
+/// low bits used as a slot index are well spread even for keys that differ only in a
+/// few high bits (dense account indices, account ids that share a prefix).
+#[inline]
+pub(crate) fn mix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
 }
 
 impl Default for Totals {

@@ -353,7 +353,7 @@ fn work(job: &Job) -> WorkerOut {
             nanos: t0.elapsed().as_nanos() as u64,
         });
     }
-    ids.sort_unstable();
+    radsort::sort(&mut ids);
     let totals = totals.into_sorted();
     WorkerOut {
         totals,

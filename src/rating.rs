@@ -7,7 +7,7 @@ use chrono::{Offset, TimeZone};
 
 use crate::accounts::AccountIndex;
 use crate::cdr::number::{normalize, Digits};
-use crate::cdr::time::{civil_from_days, parse_rfc3339};
+use crate::cdr::time::{civil_from_days, TimeParser};
 use crate::cdr::{parse_u64, Column, Layout, Splitter};
 use crate::tariff::{ArchivedRowDef, Tariff, ANY_BAND};
 
@@ -324,6 +324,7 @@ pub struct Rater<'t> {
     pub layout: Layout,
     pub clock: LocalClock,
     pub splitter: Splitter,
+    times: TimeParser,
     national: Vec<u8>,
     future_limit: i64,
 }
@@ -353,6 +354,7 @@ impl<'t> Rater<'t> {
             layout,
             clock: LocalClock::new(tariff),
             splitter: Splitter::new(),
+            times: TimeParser::default(),
             national: tariff.table().national_prefix.as_bytes().to_vec(),
             future_limit: now + 86_400,
         }
@@ -423,7 +425,10 @@ impl<'t> Rater<'t> {
         // service, time and usage checks.
         self.accounts.prefetch(f(Column::AccountId));
         let service = Service::from_bytes(f(Column::Service)).ok_or(Reason::UnknownService)?;
-        let start = parse_rfc3339(f(Column::StartTime)).ok_or(Reason::BadTime)?;
+        let start = self
+            .times
+            .parse(f(Column::StartTime))
+            .ok_or(Reason::BadTime)?;
         if start > self.future_limit {
             return Err(Reason::FutureTime);
         }

@@ -42,73 +42,101 @@ pub fn days_in_month(y: i64, m: u32) -> u32 {
     }
 }
 
-#[inline]
-fn digits2(b: &[u8], i: usize) -> Option<u32> {
-    let h = b[i].wrapping_sub(b'0');
-    let l = b[i + 1].wrapping_sub(b'0');
+#[inline(always)]
+fn d2(h: u8, l: u8) -> Option<u32> {
+    let h = h.wrapping_sub(b'0');
+    let l = l.wrapping_sub(b'0');
     if h > 9 || l > 9 {
         return None;
     }
     Some((h * 10 + l) as u32)
 }
 
+/// Validates `YYYY-MM-DD` and returns its day number.
+#[inline]
+fn date_days(b: &[u8; 10]) -> Option<i64> {
+    let y = d2(b[0], b[1])? * 100 + d2(b[2], b[3])?;
+    if b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let mo = d2(b[5], b[6])?;
+    let d = d2(b[8], b[9])?;
+    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y as i64, mo) {
+        return None;
+    }
+    Some(days_from_civil(y as i64, mo, d))
+}
+
 /// Parses an RFC 3339 timestamp into Unix seconds (UTC).
 #[inline]
 pub fn parse_rfc3339(b: &[u8]) -> Option<i64> {
-    if b.len() < 20 {
-        return None;
-    }
-    let y = digits2(b, 0)? * 100 + digits2(b, 2)?;
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let mo = digits2(b, 5)?;
-    let d = digits2(b, 8)?;
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let h = digits2(b, 11)?;
-    let mi = digits2(b, 14)?;
-    let s = digits2(b, 17)?;
-    if !(1..=12).contains(&mo)
-        || d == 0
-        || d > days_in_month(y as i64, mo)
-        || h > 23
-        || mi > 59
-        || s > 60
-    {
-        return None;
-    }
-    let mut i = 19;
-    if b[i] == b'.' {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == start {
+    TimeParser::default().parse(b)
+}
+
+/// An RFC 3339 parser that remembers the last date it validated: records of a file
+/// mostly share their date, so the date part is then one 10-byte comparison.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimeParser {
+    date: [u8; 10],
+    days: i64,
+}
+
+impl TimeParser {
+    /// Parses an RFC 3339 timestamp into Unix seconds (UTC).
+    #[inline]
+    pub fn parse(&mut self, b: &[u8]) -> Option<i64> {
+        if b.len() < 20 {
             return None;
         }
-    }
-    let offset: i64 = match b.get(i)? {
-        b'Z' | b'z' if i + 1 == b.len() => 0,
-        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-            let oh = digits2(b, i + 1)?;
-            let om = digits2(b, i + 4)?;
-            if oh > 23 || om > 59 {
+        let date: &[u8; 10] = b[..10].try_into().expect("10 bytes");
+        let days = if *date == self.date {
+            self.days
+        } else {
+            let days = date_days(date)?;
+            self.date = *date;
+            self.days = days;
+            days
+        };
+        let t: &[u8; 10] = b[10..20].try_into().expect("10 bytes");
+        if !matches!(t[0], b'T' | b't' | b' ') || t[3] != b':' || t[6] != b':' {
+            return None;
+        }
+        let h = d2(t[1], t[2])?;
+        let mi = d2(t[4], t[5])?;
+        let s = d2(t[7], t[8])?;
+        if h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        let mut i = 19;
+        if t[9] == b'.' {
+            i += 1;
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i == start {
                 return None;
             }
-            let o = (oh * 3600 + om * 60) as i64;
-            if *sign == b'-' {
-                -o
-            } else {
-                o
-            }
         }
-        _ => return None,
-    };
-    let days = days_from_civil(y as i64, mo, d);
-    Some(days * 86_400 + (h * 3600 + mi * 60 + s) as i64 - offset)
+        let offset: i64 = match b.get(i)? {
+            b'Z' | b'z' if i + 1 == b.len() => 0,
+            sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+                let oh = d2(b[i + 1], b[i + 2])?;
+                let om = d2(b[i + 4], b[i + 5])?;
+                if oh > 23 || om > 59 {
+                    return None;
+                }
+                let o = (oh * 3600 + om * 60) as i64;
+                if *sign == b'-' {
+                    -o
+                } else {
+                    o
+                }
+            }
+            _ => return None,
+        };
+        Some(days * 86_400 + (h * 3600 + mi * 60 + s) as i64 - offset)
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +209,24 @@ mod tests {
             let ours = parse_rfc3339(s.as_bytes());
             let theirs = chrono::DateTime::parse_from_rfc3339(&s).ok().map(|d| d.timestamp());
             prop_assert_eq!(ours, theirs, "{}", s);
+        }
+
+        #[test]
+        fn the_date_cache_never_changes_a_result(
+            lines in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "2026-10-05T10:00:00Z", "2026-10-05T23:59:59+02:00", "2026-10-05T24:00:00Z",
+                    "2026-02-29T10:00:00Z", "2024-02-29T10:00:00Z", "2026-10-05 10:00:00.5z",
+                    "2026-10-06T00:00:00-01:30", "2026-10-05T10:00:00", "2026-10-05X10:00:00Z",
+                    "2026-13-05T10:00:00Z", "2026-10-05T10:00:00+0200",
+                ]),
+                1..40,
+            )
+        ) {
+            let mut cached = TimeParser::default();
+            for l in lines {
+                prop_assert_eq!(cached.parse(l.as_bytes()), TimeParser::default().parse(l.as_bytes()), "{}", l);
+            }
         }
 
         #[test]

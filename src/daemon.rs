@@ -53,14 +53,30 @@ pub async fn run(
     });
 
     let cancel = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
     let (scan_tx, scan_rx) = bounded::<Vec<String>>(1);
     let processor = {
         let engine = engine.clone();
         let cancel = cancel.clone();
         let ready = ready.clone();
+        let hup = hup.clone();
         std::thread::Builder::new()
             .name("tollgate-files".into())
-            .spawn(move || process_loop(&engine, scan_rx, &cancel, &ready))?
+            .spawn(move || process_loop(&engine, scan_rx, &cancel, &ready, &hup))?
+    };
+
+    let hangup = {
+        let hup = hup.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut s) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            while s.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading tariff and accounts");
+                hup.store(true, Ordering::SeqCst);
+            }
+        })
     };
 
     let upkeep = {
@@ -124,6 +140,7 @@ pub async fn run(
     tracing::info!("shutting down");
     watcher.abort();
     upkeep.abort();
+    hangup.abort();
     cancel.store(true, Ordering::SeqCst);
     let _ = tokio::task::spawn_blocking(move || processor.join()).await;
     let _ = stop_http_tx.send(());
@@ -139,6 +156,7 @@ fn process_loop(
     scans: Receiver<Vec<String>>,
     cancel: &Arc<AtomicBool>,
     ready: &AtomicBool,
+    hup: &AtomicBool,
 ) {
     match Spool::list(&engine.spool.work) {
         Ok(left) => {
@@ -156,6 +174,9 @@ fn process_loop(
     loop {
         if cancel.load(Ordering::SeqCst) {
             return;
+        }
+        if hup.swap(false, Ordering::SeqCst) {
+            reload(engine, true);
         }
         let names = match scans.recv_timeout(Duration::from_millis(100)) {
             Ok(n) => n,
@@ -179,7 +200,28 @@ fn process_loop(
     }
 }
 
+/// Picks up edited tariff or accounts files (and SIGHUP requests) before a file.
+fn reload(engine: &Engine, force: bool) {
+    match engine.reload(force) {
+        Ok(true) => {
+            let r = engine.reference();
+            tracing::info!(
+                tariff = &r.tariff.version()[..16],
+                accounts = r.accounts.list.len(),
+                "tariff and accounts reloaded"
+            );
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused; the tariff and accounts in service stay")
+        }
+    }
+}
+
 fn handle_file(engine: &Engine, name: &str, recovering: bool, cancel: &Arc<AtomicBool>) {
+    if !recovering {
+        reload(engine, false);
+    }
     let path = engine.spool.work.join(name);
     match engine.process(&path, name, recovering, cancel.clone()) {
         FileResult::Committed(r) => {

@@ -42,6 +42,34 @@ pub struct Reference {
     pub accounts: Arc<Accounts>,
     pub index: Arc<AccountIndex>,
     pub accounts_hash: String,
+    /// Size and modification time of every source file, to notice edits cheaply.
+    pub fingerprint: Vec<(std::path::PathBuf, u64, std::time::SystemTime)>,
+}
+
+/// Size and modification time of the accounts file, the plans file and every deck.
+fn fingerprint(
+    cfg: &Config,
+    tariff: &Tariff,
+) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut paths = vec![cfg.accounts_file.clone(), cfg.tariff_plans.clone()];
+    paths.extend(
+        tariff
+            .table()
+            .decks
+            .iter()
+            .map(|d| std::path::PathBuf::from(d.as_str())),
+    );
+    paths
+        .into_iter()
+        .map(|p| {
+            let md = std::fs::metadata(&p).ok();
+            let len = md.as_ref().map_or(u64::MAX, |m| m.len());
+            let mtime = md
+                .and_then(|m| m.modified().ok())
+                .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+            (p, len, mtime)
+        })
+        .collect()
 }
 
 /// What happened to one file.
@@ -136,17 +164,56 @@ impl Engine {
             std::fs::create_dir_all(snapshot.parent().expect("has parent")).map_err(io)?;
             crate::fsutil::write_atomic(&snapshot, &bytes).map_err(io)?;
         }
+        let fingerprint = fingerprint(cfg, &tariff);
         Ok(Reference {
             tariff,
             accounts,
             index,
             accounts_hash,
+            fingerprint,
         })
     }
 
     /// The tariff and accounts in service.
     pub fn reference(&self) -> Arc<Reference> {
         self.reference.read().expect("reference lock").clone()
+    }
+
+    /// Reloads tariff and accounts when a source file changed (or always, with `force`)
+    /// and swaps them in for the next file. A file is always rated with one snapshot.
+    /// On an error the snapshot in service stays and the error is returned.
+    pub fn reload(&self, force: bool) -> Result<bool, EngineError> {
+        let current = self.reference();
+        if !force && fingerprint(&self.cfg, &current.tariff) == current.fingerprint {
+            return Ok(false);
+        }
+        match Engine::load_reference(&self.cfg) {
+            Ok(new) => {
+                let changed = new.tariff.version() != current.tariff.version()
+                    || new.accounts_hash != current.accounts_hash;
+                if new.tariff.version() != current.tariff.version() {
+                    metrics::gauge!(m::TARIFF_INFO, "version" => current.tariff.version()[..16].to_owned()).set(0.0);
+                    metrics::gauge!(m::TARIFF_INFO, "version" => new.tariff.version()[..16].to_owned()).set(1.0);
+                }
+                *self.reference.write().expect("reference lock") = Arc::new(new);
+                metrics::counter!(m::RELOADS, "outcome" => "ok").increment(1);
+                Ok(changed)
+            }
+            Err(e) => {
+                // Remember the broken sources so the error is not retried for every file.
+                let mut kept = Reference {
+                    tariff: current.tariff.clone(),
+                    accounts: current.accounts.clone(),
+                    index: current.index.clone(),
+                    accounts_hash: current.accounts_hash.clone(),
+                    fingerprint: Vec::new(),
+                };
+                kept.fingerprint = fingerprint(&self.cfg, &kept.tariff);
+                *self.reference.write().expect("reference lock") = Arc::new(kept);
+                metrics::counter!(m::RELOADS, "outcome" => "error").increment(1);
+                Err(e)
+            }
+        }
     }
 
     /// Rates and commits one file. `name` is the file's identity in the ledger.

@@ -17,6 +17,7 @@ pub const CHARGED: &str = "tollgate_rated_charge_micros_total";
 pub const CLOSE_SECONDS: &str = "tollgate_cycle_close_seconds";
 pub const INVOICES: &str = "tollgate_invoices_issued_total";
 pub const TARIFF_INFO: &str = "tollgate_tariff_info";
+pub const RELOADS: &str = "tollgate_reference_reloads_total";
 
 /// Installs the global Prometheus recorder (once per process) and describes every metric.
 pub fn install() -> PrometheusHandle {
@@ -49,6 +50,9 @@ pub fn install() -> PrometheusHandle {
             metrics::counter!(BYTES).absolute(0);
             metrics::counter!(CHARGED).absolute(0);
             metrics::counter!(INVOICES).absolute(0);
+            for outcome in ["ok", "error"] {
+                metrics::counter!(RELOADS, "outcome" => outcome).absolute(0);
+            }
             handle
         })
         .clone()
@@ -104,5 +108,10 @@ fn describe() {
         TARIFF_INFO,
         Unit::Count,
         "the tariff version in service (label version)"
+    );
+    describe_counter!(
+        RELOADS,
+        Unit::Count,
+        "reloads of tariff and accounts, by outcome (ok, error)"
     );
 }

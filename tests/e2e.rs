@@ -1248,3 +1248,63 @@ fn a_changed_tariff_is_compiled_and_used_for_later_files_only() {
         (Some(2), Some("3.60"))
     );
 }
+
+#[test]
+fn edited_accounts_are_picked_up_and_a_broken_edit_is_refused() {
+    let ws = Ws::hand();
+    let d = Daemon::start(&ws);
+    let write_accounts = |text: &str| {
+        let tmp = ws.root.join(".accounts.csv.new");
+        fs::write(&tmp, text).unwrap();
+        fs::rename(&tmp, ws.root.join("accounts.csv")).unwrap();
+    };
+    let row = |id: &str, acc: &str| {
+        format!("{id},{acc},sms,+31612345678,0612345678,2026-10-05T10:00:00Z,,")
+    };
+    // A new customer is added while the daemon runs: their first CDRs are rated.
+    write_accounts(&format!("{}A4,flat,,,,,,\n", common::HAND_ACCOUNTS));
+    ws.drop_file("new.csv", &cdr_file(&[&row("n1", "A4")]));
+    d.wait_until("new.csv in done/", || ws.names("done") == ["new.csv"]);
+    assert!(!ws.rejects("new.csv").exists(), "A4 must be known");
+    // A broken edit is refused: the accounts in service stay, A4 included.
+    write_accounts(&format!(
+        "{}A4,flat,,,,,,\nA5,flat,,,,,Netherlands,\n",
+        common::HAND_ACCOUNTS
+    ));
+    ws.drop_file(
+        "after-broken.csv",
+        &cdr_file(&[&row("b1", "A4"), &row("b2", "A5")]),
+    );
+    d.wait_until("after-broken.csv in done/", || ws.names("done").len() == 2);
+    assert_eq!(
+        read_rejects(&ws.rejects("after-broken.csv")),
+        vec![(
+            3,
+            "unknown_account".to_string(),
+            row("b2", "A5").into_bytes()
+        )]
+    );
+    let m = d.metrics();
+    assert_eq!(
+        m.get("tollgate_reference_reloads_total", &[("outcome", "ok")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get("tollgate_reference_reloads_total", &[("outcome", "error")]),
+        Some(1.0)
+    );
+    assert!(d.log().contains("reload refused"), "{}", d.log());
+    // Fixed, then SIGHUP: reloaded without waiting for a file.
+    write_accounts(&format!(
+        "{}A4,flat,,,,,,\nA5,flat,,,,,NL,\n",
+        common::HAND_ACCOUNTS
+    ));
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(d.pid, libc::SIGHUP) };
+    d.wait_until("the SIGHUP reload", || {
+        d.metrics()
+            .get("tollgate_reference_reloads_total", &[("outcome", "ok")])
+            == Some(2.0)
+    });
+    assert_eq!(d.stop().code(), Some(0));
+}

@@ -3,6 +3,8 @@
 # Extra arguments go to `tollgate demo` (for example --records 2000000 --dir /tmp/d).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+args=("$@")
+set --   # tools/setup.sh takes extra package names as arguments: give it none
 . tools/setup.sh
 cargo build --release --locked --bin tollgate
-exec "$CARGO_TARGET_DIR/release/tollgate" demo "$@"
+exec "$CARGO_TARGET_DIR/release/tollgate" demo "${args[@]}"

@@ -266,6 +266,16 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_workspace_loads() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let c = Config::load(&dir.join("tollgate.toml")).unwrap();
+        let src = crate::tariff::Source::load(&c.tariff_plans).unwrap();
+        assert_eq!(src.plans.len(), 2);
+        let accounts = crate::accounts::Accounts::load(&c.accounts_file).unwrap();
+        assert_eq!(accounts.list.len(), 2);
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let text = EXAMPLE.replace("workers = 2", "workers = 2\nwrokers = 3");
         let e = parse(&text).unwrap_err().to_string();

@@ -210,7 +210,6 @@ pub struct AccountIndex {
     slots: Vec<Slot>,
     mask: usize,
     long: FxHashMap<Box<[u8]>, (u32, u32)>,
-    plans: Vec<u32>,
     ids: Vec<String>,
 }
 
@@ -244,7 +243,6 @@ impl AccountIndex {
         ];
         let mask = cap - 1;
         let mut long = FxHashMap::default();
-        let mut plans = Vec::with_capacity(accounts.list.len());
         let mut ids = Vec::with_capacity(accounts.list.len());
         for (i, a) in accounts.list.iter().enumerate() {
             let p = tariff
@@ -270,14 +268,12 @@ impl AccountIndex {
                     long.insert(a.account_id.as_bytes().into(), (i as u32, p));
                 }
             }
-            plans.push(p);
             ids.push(a.account_id.clone());
         }
         Ok(AccountIndex {
             slots,
             mask,
             long,
-            plans,
             ids,
         })
     }
@@ -319,12 +315,6 @@ impl AccountIndex {
             }
             None => self.long.get(id).copied(),
         }
-    }
-
-    /// The plan (index into the tariff's plans) of an account.
-    #[inline]
-    pub fn plan(&self, account: u32) -> u32 {
-        self.plans[account as usize]
     }
 
     /// The id of a dense account index.

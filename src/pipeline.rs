@@ -164,11 +164,6 @@ impl Pool {
         Pool { senders, handles }
     }
 
-    /// Number of worker threads.
-    pub fn workers(&self) -> usize {
-        self.senders.len()
-    }
-
     /// Rates a whole file. `now` is the processing time used by the `future_time` check.
     #[allow(clippy::too_many_arguments)]
     pub fn rate_file(
@@ -296,7 +291,7 @@ fn work(job: &Job) -> WorkerOut {
             let line_start = pos;
             pos = nl + 1;
             // Look one line ahead: start loading the next record's account slot now, so
-            // the miss overlaps with rating this record.
+            // the miss overlaps with rating this record (the only account prefetch).
             if pos < chunk.len() {
                 nl = memchr::memchr(b'\n', &chunk[pos..]).map_or(chunk.len(), |i| pos + i);
                 if let Some(id) = crate::cdr::field_before_quote(&chunk[pos..nl], account_pos) {

@@ -96,10 +96,6 @@ impl Reason {
             Reason::DuplicateRecord => "duplicate_record",
         }
     }
-
-    pub fn from_code(s: &str) -> Option<Reason> {
-        Reason::ALL.into_iter().find(|r| r.code() == s)
-    }
 }
 
 /// Records whose usage would price above this are refused as `bad_usage` (10^15 units).
@@ -421,9 +417,6 @@ impl<'t> Rater<'t> {
         let pos = self.layout.pos;
         let sp = &self.splitter;
         let f = |c: Column| sp.field(line, pos[c as usize] as usize);
-        // The account lookup is a likely cache miss: start it now, use it after the
-        // service, time and usage checks.
-        self.accounts.prefetch(f(Column::AccountId));
         let service = Service::from_bytes(f(Column::Service)).ok_or(Reason::UnknownService)?;
         let start = self
             .times

@@ -178,7 +178,7 @@ pub fn write_workspace(dir: &Path, spec: &Spec) -> io::Result<Workspace> {
     fs::write(&accounts, render_accounts(spec))?;
 
     let config = dir.join("tollgate.toml");
-    fs::write(&config, CONFIG_TOML)?;
+    fs::write(&config, format!("{CONFIG_HEAD}{SELLER_TOML}"))?;
 
     Ok(Workspace {
         root: dir.to_path_buf(),
@@ -339,7 +339,21 @@ deck = "decks/business.csv"
 fallback = "standard"
 "#;
 
-const CONFIG_TOML: &str = r#"data_dir = "data"
+/// The `[seller]` table of every generated configuration (a fictitious Dutch operator).
+pub const SELLER_TOML: &str = r#"[seller]
+name = "Tollgate Telecom B.V."
+street = "Stationsplein 1"
+postcode = "1012 AB"
+city = "Amsterdam"
+country = "NL"
+kvk = "12345678"
+vat_id = "NL123456789B01"
+iban = "NL91ABNA0417164300"
+bic = "ABNANL2A"
+"#;
+
+/// The generated configuration, before the seller table.
+const CONFIG_HEAD: &str = r#"data_dir = "data"
 spool_dir = "spool"
 tariff_plans = "tariffs/plans.toml"
 accounts_file = "accounts.csv"
@@ -351,16 +365,6 @@ workers = 2
 vat_rate = "21"
 payment_terms_days = 14
 
-[seller]
-name = "Tollgate Telecom B.V."
-street = "Stationsplein 1"
-postcode = "1012 AB"
-city = "Amsterdam"
-country = "NL"
-kvk = "12345678"
-vat_id = "NL123456789B01"
-iban = "NL91ABNA0417164300"
-bic = "ABNANL2A"
 "#;
 
 // ---------------------------------------------------------------------------
@@ -1564,7 +1568,10 @@ mod tests {
         assert_eq!(lines.clone().count(), 500);
         assert!(lines.next().unwrap().starts_with("ACC0000001,"));
         assert_eq!(fs::read_to_string(&w1.plans).unwrap(), PLANS_TOML);
-        assert_eq!(fs::read_to_string(&w1.config).unwrap(), CONFIG_TOML);
+        assert_eq!(
+            fs::read_to_string(&w1.config).unwrap(),
+            format!("{CONFIG_HEAD}{SELLER_TOML}")
+        );
         fs::remove_dir_all(&base).unwrap();
     }
 

@@ -35,18 +35,8 @@ pub struct Ws {
     _tmp: Option<tempfile::TempDir>,
 }
 
-/// Seller block of every hand-made config.
-pub const SELLER_TOML: &str = r#"[seller]
-name = "Tollgate Telecom B.V."
-street = "Stationsplein 1"
-postcode = "1012 AB"
-city = "Amsterdam"
-country = "NL"
-kvk = "12345678"
-vat_id = "NL123456789B01"
-iban = "NL91ABNA0417164300"
-bic = "ABNANL2A"
-"#;
+/// Seller block of every hand-made config: the generator's.
+pub use tollgate::synth::SELLER_TOML;
 
 /// The config of the hand-made workspace (small chunks, fast polling, any free port).
 pub fn hand_config(extra_top_level: &str) -> String {

@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! mapped file ─► chunks on line boundaries ─► crossbeam queue ─► W workers
-//!   each worker: parse → rate → its own totals map + sorted record-id hashes + rejects
-//! ─► collector: merge totals, find duplicate record ids (k-way merge of sorted
-//!    hashes, exact re-check on a hit), absolute line numbers ─► FileOutcome
+//!   each worker: parse → rate → spill one record per rated CDR into account-range
+//!   partitions + record-id hashes into hash partitions + rejects
+//! ─► finish (parallel per partition, see totals.rs): sorted totals, repeated id hashes
+//! ─► collector: duplicate record ids (exact re-check of repeated hashes), absolute
+//!    line numbers ─► FileOutcome
 //! ```
 //! Hot path rules: no allocation, lock or log per record; metrics per file.
 
@@ -99,6 +101,9 @@ pub struct Settings {
 
 struct Job {
     data: Data,
+    spill: crate::totals::Layout,
+    /// Expected records per worker (sizes the spill buffers).
+    hint_records: usize,
     tariff: Arc<Tariff>,
     accounts: Arc<AccountIndex>,
     layout: Layout,
@@ -119,11 +124,9 @@ struct ChunkOut {
 }
 
 struct WorkerOut {
-    /// Sorted by key.
-    totals: Vec<(AggKey, Agg)>,
+    /// Rated records and their record-id hashes, partitioned.
+    spill: crate::totals::Spill,
     chunks: Vec<ChunkOut>,
-    /// Record-id hashes of rated records, sorted.
-    ids: Vec<u64>,
 }
 
 /// A pool of rating threads fed through crossbeam channels.
@@ -219,7 +222,13 @@ impl Pool {
         }
         drop(ctx);
         let (rtx, rrx) = unbounded();
+        // Partition layout from an estimate of the record count (short CDR lines are
+        // ~60 bytes); a wrong estimate only changes speed, never results.
+        let expected = (bytes.len() - body_start) / 60 + 1;
+        let workers = self.senders.len();
         let job = Arc::new(Job {
+            spill: crate::totals::Layout::new(accounts.len(), expected),
+            hint_records: expected / workers + expected / (4 * workers),
             data: data.clone(),
             tariff: tariff.clone(),
             accounts: accounts.clone(),
@@ -272,8 +281,7 @@ fn work(job: &Job) -> WorkerOut {
     let mut rater = Rater::new(&job.tariff, &job.accounts, job.layout.clone(), job.now);
     let table = job.tariff.table();
     let account_pos = job.layout.pos[crate::cdr::Column::AccountId as usize] as usize;
-    let mut totals = crate::totals::Totals::default();
-    let mut ids: Vec<u64> = Vec::new();
+    let mut spill = crate::totals::Spill::new(job.spill, job.hint_records);
     let mut chunks = Vec::new();
     while let Ok((idx, start, end)) = job.chunks.recv() {
         if job.cancel.load(Ordering::Relaxed) {
@@ -320,16 +328,15 @@ fn work(job: &Job) -> WorkerOut {
                         r.month,
                         line_key(r.service, row.destination.to_native(), row.band),
                     );
-                    totals.add(
-                        key,
-                        Agg {
-                            count: 1,
+                    spill.push(
+                        crate::totals::Rec {
+                            key,
                             usage: r.usage,
                             billed: r.billed,
                             charge_micros: r.charge_micros,
                         },
+                        id,
                     );
-                    ids.push(id);
                 }
                 Err(reason) => rejects.push((
                     line_no,
@@ -348,13 +355,7 @@ fn work(job: &Job) -> WorkerOut {
             nanos: t0.elapsed().as_nanos() as u64,
         });
     }
-    radsort::sort(&mut ids);
-    let totals = totals.into_sorted();
-    WorkerOut {
-        totals,
-        chunks,
-        ids,
-    }
+    WorkerOut { spill, chunks }
 }
 
 /// Merges worker outputs into the file outcome and resolves duplicate record ids.
@@ -370,12 +371,18 @@ fn collect(
     now: i64,
 ) -> FileOutcome {
     let mut out = FileOutcome::default();
-    // Totals: k-way merge of the workers' sorted runs.
-    let mut totals = merge_sorted(
-        outs.iter_mut()
-            .map(|o| std::mem::take(&mut o.totals))
-            .collect(),
-    );
+    let threads = outs.len();
+    let spills = outs
+        .iter_mut()
+        .map(|o| {
+            std::mem::replace(
+                &mut o.spill,
+                crate::totals::Spill::new(crate::totals::Layout::new(1, 0), 0),
+            )
+        })
+        .collect();
+    // Totals sorted by key, and record-id hashes seen more than once.
+    let (mut totals, candidates) = crate::totals::finish(spills, threads);
     // Absolute line numbers.
     let mut chunk_outs: Vec<ChunkOut> = outs.iter_mut().flat_map(|o| o.chunks.drain(..)).collect();
     chunk_outs.sort_by_key(|c| c.idx);
@@ -397,7 +404,6 @@ fn collect(
     }
     // Duplicate record ids: a hash seen twice is a candidate; candidates are confirmed
     // by comparing the record ids themselves, in file order.
-    let candidates = repeated_hashes(outs.iter().map(|o| o.ids.as_slice()).collect());
     if !candidates.is_empty() {
         let mut rater = Rater::new(tariff, accounts, layout.clone(), now);
         let table = tariff.table();
@@ -456,92 +462,4 @@ fn collect(
     out.totals = totals;
     out.rejects = rejects;
     out
-}
-
-/// Merges sorted runs into one sorted run, adding up equal keys.
-fn merge_sorted(mut runs: Vec<Vec<(AggKey, Agg)>>) -> Vec<(AggKey, Agg)> {
-    runs.retain(|r| !r.is_empty());
-    if runs.len() <= 1 {
-        return runs.pop().unwrap_or_default();
-    }
-    let mut out: Vec<(AggKey, Agg)> =
-        Vec::with_capacity(runs.iter().map(Vec::len).max().unwrap_or(0));
-    let mut heads = vec![0usize; runs.len()];
-    loop {
-        let mut best: Option<(usize, AggKey)> = None;
-        for (i, r) in runs.iter().enumerate() {
-            if let Some(e) = r.get(heads[i]) {
-                if best.is_none_or(|(_, k)| e.0 < k) {
-                    best = Some((i, e.0));
-                }
-            }
-        }
-        let Some((i, k)) = best else { break };
-        let v = runs[i][heads[i]].1;
-        heads[i] += 1;
-        match out.last_mut() {
-            Some(last) if last.0 == k => last.1.add(&v),
-            _ => out.push((k, v)),
-        }
-    }
-    out
-}
-
-/// Hashes that occur more than once across several sorted lists (k-way merge).
-fn repeated_hashes(lists: Vec<&[u64]>) -> FxHashSet<u64> {
-    let mut found = FxHashSet::default();
-    let mut heads: Vec<usize> = vec![0; lists.len()];
-    let mut prev: Option<u64> = None;
-    loop {
-        let mut best: Option<(usize, u64)> = None;
-        for (i, l) in lists.iter().enumerate() {
-            if let Some(&v) = l.get(heads[i]) {
-                if best.is_none_or(|(_, b)| v < b) {
-                    best = Some((i, v));
-                }
-            }
-        }
-        let Some((i, v)) = best else { break };
-        heads[i] += 1;
-        if prev == Some(v) {
-            found.insert(v);
-        }
-        prev = Some(v);
-    }
-    found
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repeated_hashes_across_lists() {
-        let a = [1u64, 3, 5, 5];
-        let b = [2u64, 3, 9];
-        let r = repeated_hashes(vec![&a, &b]);
-        let mut v: Vec<_> = r.into_iter().collect();
-        v.sort();
-        assert_eq!(v, vec![3, 5]);
-        assert!(repeated_hashes(vec![&[1, 2], &[3]]).is_empty());
-    }
-
-    #[test]
-    fn merge_sorted_adds_equal_keys() {
-        let a = |c| Agg {
-            count: c,
-            usage: c,
-            billed: c,
-            charge_micros: c as i64,
-        };
-        let r = merge_sorted(vec![
-            vec![((1, 1, 1), a(1)), ((2, 1, 1), a(2))],
-            vec![((1, 1, 1), a(10)), ((3, 0, 0), a(3))],
-            vec![],
-        ]);
-        assert_eq!(
-            r,
-            vec![((1, 1, 1), a(11)), ((2, 1, 1), a(2)), ((3, 0, 0), a(3))]
-        );
-    }
 }

@@ -1,200 +1,333 @@
-//! The per-worker, per-file totals table: an open-addressing hash table with linear
-//! probing and entries stored inline, built for the rating hot path.
+//! Per-file totals and duplicate-id candidates, built in two passes so that rating never
+//! waits on memory.
 //!
-//! A file touches millions of (account, month, line key) totals, far more than the CPU
-//! caches hold, so each update is a cache miss. The worker therefore updates in batches:
-//! it rates a few records, prefetches the slot each one will touch, then applies them —
-//! the misses overlap instead of queueing. One entry is one probe target (key and sums
-//! side by side), so an update costs one miss, not the two of a control-byte table.
+//! A file touches about one (account, month, line key) total per record — far more
+//! totals than the CPU caches hold — so updating a hash table per record costs a cache
+//! and TLB miss per record. Instead:
+//!
+//! 1. **Spill** (on the rating workers, per record): append one fixed-size [`Rec`] to one
+//!    of `P` partition buffers chosen by account index range, and the record-id hash to
+//!    one of `P` buffers chosen by its top bits. Writes are sequential: the `P` buffer
+//!    tails stay in cache.
+//! 2. **Finish** (once per file, in parallel over the partitions): each partition —
+//!    every worker's buffer for it — is small enough to sort and sum inside the cache.
+//!    Account partitions are ranges, so concatenating their sorted sums in partition order
+//!    gives totals sorted by key; id partitions yield the hashes seen more than once.
+//!
+//! Memory is one `Rec` (40 bytes) and one hash (8 bytes) per rated record until the file
+//! is finished; no table ever has to grow or be rehashed.
+
+use rustc_hash::FxHashSet;
 
 use crate::pipeline::{Agg, AggKey};
 
-/// Records rated ahead of their table updates.
-pub const BATCH: usize = 16;
+/// Records per partition the layout aims at: a partition's records and its sums fit the
+/// per-core cache while it is sorted.
+const TARGET_PER_PARTITION: usize = 16 * 1024;
+/// Upper bound on the number of partitions (buffer tails that must stay cached).
+const MAX_PARTITIONS: usize = 4096;
 
-const EMPTY: u32 = u32::MAX;
-
-#[derive(Clone, Copy)]
+/// One rated record's contribution to its total (the count is 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
-struct Entry {
-    key: AggKey,
-    agg: Agg,
+pub struct Rec {
+    pub key: AggKey,
+    pub usage: u64,
+    pub billed: u64,
+    pub charge_micros: i64,
 }
 
-/// Totals keyed by (account, month, line key); account `u32::MAX` is reserved.
-pub struct Totals {
-    entries: Vec<Entry>,
-    mask: usize,
-    len: usize,
-    pending: [(AggKey, Agg); BATCH],
-    n_pending: usize,
+/// How records and ids are spread over partitions; the same for every worker of a file.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    /// Account partition = account index >> `account_shift`.
+    account_shift: u32,
+    account_parts: usize,
+    /// Id partition = hash >> `id_shift`.
+    id_shift: u32,
+    id_parts: usize,
 }
 
-#[inline]
-fn hash(k: &AggKey) -> u64 {
-    let a = (k.0 as u64) << 32 | k.1 as u64;
-    mix64(a ^ mix64(k.2 as u64 ^ 0x5851_F42D_4C95_7F2D))
-}
-
-/// The MurmurHash3 64-bit finalizer: every input bit affects every output bit, so the
-/// low bits used as a slot index are well spread even for keys that differ only in a
-/// few high bits (dense account indices, account ids that share a prefix).
-#[inline]
-pub(crate) fn mix64(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
-}
-
-impl Default for Totals {
-    fn default() -> Self {
-        Totals::with_capacity(1 << 12)
-    }
-}
-
-impl Totals {
-    /// An empty table with room for `n` keys before it grows.
-    pub fn with_capacity(n: usize) -> Totals {
-        let cap = (n * 2).next_power_of_two().max(16);
-        Totals {
-            entries: vec![
-                Entry {
-                    key: (EMPTY, 0, 0),
-                    agg: Agg::default()
-                };
-                cap
-            ],
-            mask: cap - 1,
-            len: 0,
-            pending: [((0, 0, 0), Agg::default()); BATCH],
-            n_pending: 0,
+impl Layout {
+    /// A layout for about `expected_records` records over `n_accounts` dense account
+    /// indices (`0..n_accounts`).
+    pub fn new(n_accounts: usize, expected_records: usize) -> Layout {
+        let want = (expected_records / TARGET_PER_PARTITION)
+            .next_power_of_two()
+            .clamp(1, MAX_PARTITIONS);
+        let bits = want.trailing_zeros();
+        // Smallest shift that maps every account index into at most `want` partitions.
+        let account_bits = usize::BITS - n_accounts.saturating_sub(1).leading_zeros();
+        let account_shift = account_bits.saturating_sub(bits);
+        let account_parts = (n_accounts.saturating_sub(1) >> account_shift) + 1;
+        Layout {
+            account_shift,
+            account_parts,
+            id_shift: 64 - bits,
+            id_parts: want,
         }
     }
 
-    /// Number of distinct keys (pending updates not included).
-    pub fn len(&self) -> usize {
-        self.len
+    /// Number of account partitions.
+    pub fn account_parts(&self) -> usize {
+        self.account_parts
+    }
+}
+
+/// One worker's spill buffers for one file.
+pub struct Spill {
+    layout: Layout,
+    recs: Vec<Vec<Rec>>,
+    ids: Vec<Vec<u64>>,
+}
+
+impl Spill {
+    /// Empty buffers for `layout`; `hint_records` is this worker's expected share.
+    pub fn new(layout: Layout, hint_records: usize) -> Spill {
+        let per_rec = hint_records / layout.account_parts + 16;
+        let per_id = hint_records / layout.id_parts + 16;
+        Spill {
+            layout,
+            recs: (0..layout.account_parts)
+                .map(|_| Vec::with_capacity(per_rec))
+                .collect(),
+            ids: (0..layout.id_parts)
+                .map(|_| Vec::with_capacity(per_id))
+                .collect(),
+        }
     }
 
-    /// True when no key was added yet.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0 && self.n_pending == 0
-    }
-
-    /// Queues an update and prefetches its slot; applies the batch when full.
+    /// Adds one rated record and its record-id hash.
     #[inline]
-    pub fn add(&mut self, key: AggKey, agg: Agg) {
-        debug_assert_ne!(key.0, EMPTY);
-        prefetch(&self.entries[hash(&key) as usize & self.mask]);
-        self.pending[self.n_pending] = (key, agg);
-        self.n_pending += 1;
-        if self.n_pending == BATCH {
-            self.flush();
-        }
+    pub fn push(&mut self, rec: Rec, id_hash: u64) {
+        let p = (rec.key.0 >> self.layout.account_shift) as usize;
+        self.recs[p].push(rec);
+        // A shift by 64 (a single partition) is not defined for u64: use checked_shr.
+        let q = id_hash.checked_shr(self.layout.id_shift).unwrap_or(0) as usize;
+        self.ids[q].push(id_hash);
     }
+}
 
-    /// Applies the queued updates.
-    #[inline]
-    pub fn flush(&mut self) {
-        if (self.len + self.n_pending) * 2 > self.entries.len() {
-            self.grow();
-        }
-        for i in 0..self.n_pending {
-            let (key, agg) = self.pending[i];
-            self.apply(key, &agg);
-        }
-        self.n_pending = 0;
-    }
-
-    #[inline]
-    fn apply(&mut self, key: AggKey, agg: &Agg) {
-        let mut i = hash(&key) as usize & self.mask;
-        loop {
-            let e = &mut self.entries[i];
-            if e.key == key {
-                e.agg.add(agg);
-                return;
+/// Sorts and sums every partition of the workers' spills, on `threads` threads.
+/// Returns the totals sorted by key and the id hashes that occur more than once.
+pub fn finish(spills: Vec<Spill>, threads: usize) -> (Vec<(AggKey, Agg)>, FxHashSet<u64>) {
+    let Some(layout) = spills.first().map(|s| s.layout) else {
+        return (Vec::new(), FxHashSet::default());
+    };
+    // Transpose to partition-major: partition p = every worker's buffer p.
+    let mut rec_parts: Vec<Vec<Vec<Rec>>> = (0..layout.account_parts).map(|_| Vec::new()).collect();
+    let mut id_parts: Vec<Vec<Vec<u64>>> = (0..layout.id_parts).map(|_| Vec::new()).collect();
+    for s in spills {
+        for (p, v) in s.recs.into_iter().enumerate() {
+            if !v.is_empty() {
+                rec_parts[p].push(v);
             }
-            if e.key.0 == EMPTY {
-                e.key = key;
-                e.agg = *agg;
-                self.len += 1;
-                return;
+        }
+        for (p, v) in s.ids.into_iter().enumerate() {
+            if !v.is_empty() {
+                id_parts[p].push(v);
             }
-            i = (i + 1) & self.mask;
         }
     }
-
-    #[cold]
-    fn grow(&mut self) {
-        let old = std::mem::take(&mut self.entries);
-        let cap = old.len() * 2;
-        self.entries = vec![
-            Entry {
-                key: (EMPTY, 0, 0),
-                agg: Agg::default()
-            };
-            cap
-        ];
-        self.mask = cap - 1;
-        self.len = 0;
-        for e in old.iter().filter(|e| e.key.0 != EMPTY) {
-            self.apply(e.key, &e.agg);
+    let threads = threads.max(1);
+    // Deal partitions round-robin: skewed partitions (popular accounts) spread out.
+    let mut rec_jobs: Vec<Vec<(usize, Vec<Vec<Rec>>)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (p, bufs) in rec_parts.into_iter().enumerate() {
+        if !bufs.is_empty() {
+            rec_jobs[p % threads].push((p, bufs));
         }
     }
-
-    /// All totals, sorted by key.
-    pub fn into_sorted(mut self) -> Vec<(AggKey, Agg)> {
-        self.flush();
-        let mut v: Vec<(AggKey, Agg)> = self
-            .entries
+    let mut id_jobs: Vec<Vec<Vec<Vec<u64>>>> = (0..threads).map(|_| Vec::new()).collect();
+    for (p, bufs) in id_parts.into_iter().enumerate() {
+        if !bufs.is_empty() {
+            id_jobs[p % threads].push(bufs);
+        }
+    }
+    let results: Vec<(Vec<(usize, Vec<(AggKey, Agg)>)>, Vec<u64>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = rec_jobs
             .into_iter()
-            .filter(|e| e.key.0 != EMPTY)
-            .map(|e| (e.key, e.agg))
+            .zip(id_jobs)
+            .map(|(recs, ids)| {
+                s.spawn(move || {
+                    let sums = recs
+                        .into_iter()
+                        .map(|(p, bufs)| {
+                            let base = (p as u32) << layout.account_shift;
+                            (p, sum_partition(bufs, base, 1usize << layout.account_shift))
+                        })
+                        .collect::<Vec<_>>();
+                    let mut repeated = Vec::new();
+                    for bufs in ids {
+                        repeated_in_partition(bufs, &mut repeated);
+                    }
+                    (sums, repeated)
+                })
+            })
             .collect();
-        v.sort_unstable_by_key(|e| e.0);
-        v
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("totals thread panicked"))
+            .collect()
+    });
+    let mut by_part: Vec<Vec<(AggKey, Agg)>> =
+        (0..layout.account_parts).map(|_| Vec::new()).collect();
+    let mut repeated = FxHashSet::default();
+    for (sums, reps) in results {
+        for (p, v) in sums {
+            by_part[p] = v;
+        }
+        repeated.extend(reps);
     }
+    let mut totals = Vec::with_capacity(by_part.iter().map(Vec::len).sum());
+    for v in by_part {
+        totals.extend(v);
+    }
+    (totals, repeated)
 }
 
-#[inline(always)]
-fn prefetch<T>(p: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint; it never faults and reads nothing observable.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(p as *const T as *const i8, std::arch::x86_64::_MM_HINT_T0);
+/// Sorts one partition's records by key and sums equal keys. The partition holds the
+/// accounts `base..base + span`: a counting sort by account (two linear passes inside
+/// the cache), then a small sort of each account's records by (month, line key).
+fn sum_partition(bufs: Vec<Vec<Rec>>, base: u32, span: usize) -> Vec<(AggKey, Agg)> {
+    let n: usize = bufs.iter().map(Vec::len).sum();
+    let mut starts = vec![0usize; span + 1];
+    for r in bufs.iter().flatten() {
+        starts[(r.key.0 - base) as usize + 1] += 1;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+    for i in 1..=span {
+        starts[i] += starts[i - 1];
+    }
+    let mut sorted = vec![
+        Rec {
+            key: (0, 0, 0),
+            usage: 0,
+            billed: 0,
+            charge_micros: 0,
+        };
+        n
+    ];
+    let mut next = starts.clone();
+    for r in bufs.iter().flatten() {
+        let a = (r.key.0 - base) as usize;
+        sorted[next[a]] = *r;
+        next[a] += 1;
+    }
+    drop(bufs);
+    let mut out: Vec<(AggKey, Agg)> = Vec::with_capacity(n);
+    for a in 0..span {
+        let group = &mut sorted[starts[a]..starts[a + 1]];
+        group.sort_unstable_by_key(|r| (r.key.1, r.key.2));
+        for r in group.iter() {
+            let agg = Agg {
+                count: 1,
+                usage: r.usage,
+                billed: r.billed,
+                charge_micros: r.charge_micros,
+            };
+            match out.last_mut() {
+                Some(last) if last.0 == r.key => last.1.add(&agg),
+                _ => out.push((r.key, agg)),
+            }
+        }
+    }
+    out
+}
+
+/// Appends the hashes of one id partition that occur more than once (each once).
+fn repeated_in_partition(mut bufs: Vec<Vec<u64>>, out: &mut Vec<u64>) {
+    let mut all = bufs.swap_remove(0);
+    for b in &bufs {
+        all.extend_from_slice(b);
+    }
+    all.sort_unstable();
+    for w in all.windows(2) {
+        if w[0] == w[1] && out.last() != Some(&w[0]) {
+            out.push(w[0]);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, HashMap};
+
+    fn xorshift(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
+    /// Spread over several workers and any layout, the sums equal a plain map's and the
+    /// repeated ids are exactly those pushed more than once.
+    #[test]
+    fn agrees_with_plain_maps() {
+        for (n_accounts, records, workers) in [
+            (997usize, 50_000usize, 3usize),
+            (1, 10, 1),
+            (5, 100_000, 2),
+            (100_000, 300_000, 2),
+        ] {
+            let layout = Layout::new(n_accounts, records);
+            let mut spills: Vec<Spill> = (0..workers).map(|_| Spill::new(layout, 0)).collect();
+            let mut want: BTreeMap<AggKey, Agg> = BTreeMap::new();
+            let mut seen: HashMap<u64, u32> = HashMap::new();
+            let mut x = 12345u64 + records as u64;
+            for i in 0..records as u64 {
+                let r = xorshift(&mut x);
+                let key = (
+                    (r % n_accounts as u64) as u32,
+                    (r % 3) as u32,
+                    (r % 31) as u32,
+                );
+                let rec = Rec {
+                    key,
+                    usage: i,
+                    billed: i * 2,
+                    charge_micros: (r % 1000) as i64 - 500,
+                };
+                // Ids: mostly unique, some repeated; top bits vary too.
+                let id = if i % 97 == 0 {
+                    42 << 50
+                } else {
+                    xorshift(&mut x)
+                };
+                spills[(i as usize) % workers].push(rec, id);
+                want.entry(key).or_default().add(&Agg {
+                    count: 1,
+                    usage: rec.usage,
+                    billed: rec.billed,
+                    charge_micros: rec.charge_micros,
+                });
+                *seen.entry(id).or_default() += 1;
+            }
+            let (got, repeated) = finish(spills, 2);
+            assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+            let want_rep: FxHashSet<u64> =
+                seen.into_iter().filter(|e| e.1 > 1).map(|e| e.0).collect();
+            assert_eq!(repeated, want_rep);
+        }
+    }
 
     #[test]
-    fn agrees_with_a_btree_map() {
-        let mut t = Totals::with_capacity(4);
-        let mut want: BTreeMap<AggKey, Agg> = BTreeMap::new();
-        let mut x = 12345u64;
-        for i in 0..50_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let key = ((x % 997) as u32, (x % 3) as u32, (x % 31) as u32);
-            let agg = Agg {
-                count: 1,
-                usage: i,
-                billed: i * 2,
-                charge_micros: (x % 1000) as i64,
-            };
-            t.add(key, agg);
-            want.entry(key).or_default().add(&agg);
+    fn layout_covers_every_account() {
+        for n in [1usize, 2, 3, 1000, 100_000, 1 << 20, (1 << 20) + 1] {
+            for recs in [0usize, 1, 1 << 20, 1 << 30] {
+                let l = Layout::new(n, recs);
+                assert!(l.account_parts <= MAX_PARTITIONS, "{n} {recs}");
+                assert_eq!(((n - 1) >> l.account_shift) + 1, l.account_parts);
+                assert!(l.id_parts.is_power_of_two() && l.id_parts <= MAX_PARTITIONS);
+            }
         }
-        let got = t.into_sorted();
-        assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn empty_finish() {
+        let (t, r) = finish(Vec::new(), 2);
+        assert!(t.is_empty() && r.is_empty());
+        let l = Layout::new(10, 0);
+        let (t, r) = finish(vec![Spill::new(l, 0), Spill::new(l, 0)], 2);
+        assert!(t.is_empty() && r.is_empty());
     }
 }

@@ -363,6 +363,17 @@ fn pack(id: &[u8]) -> Option<u128> {
     Some(lo as u128 | (hi as u128) << 64 | (n as u128) << 120)
 }
 
+/// The MurmurHash3 64-bit finalizer: every input bit affects every output bit, so the
+/// low bits used as a slot index are well spread even for ids that share a prefix.
+#[inline]
+fn mix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,15 +434,4 @@ mod tests {
         let e = parse("account_id\nA\n").unwrap_err().to_string();
         assert!(e.contains("missing column `plan`"), "{e}");
     }
-}
-
-/// The MurmurHash3 64-bit finalizer: every input bit affects every output bit, so the
-/// low bits used as a slot index are well spread even for ids that share a prefix.
-#[inline]
-fn mix64(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
 }

@@ -108,6 +108,9 @@ impl Spill {
     }
 }
 
+/// Summed totals of some partitions, with their partition numbers.
+type PartSums = Vec<(usize, Vec<(AggKey, Agg)>)>;
+
 /// Sorts and sums every partition of the workers' spills, on `threads` threads.
 /// Returns the totals sorted by key and the id hashes that occur more than once.
 pub fn finish(spills: Vec<Spill>, threads: usize) -> (Vec<(AggKey, Agg)>, FxHashSet<u64>) {
@@ -143,7 +146,7 @@ pub fn finish(spills: Vec<Spill>, threads: usize) -> (Vec<(AggKey, Agg)>, FxHash
             id_jobs[p % threads].push(bufs);
         }
     }
-    let results: Vec<(Vec<(usize, Vec<(AggKey, Agg)>)>, Vec<u64>)> = std::thread::scope(|s| {
+    let results: Vec<(PartSums, Vec<u64>)> = std::thread::scope(|s| {
         let handles: Vec<_> = rec_jobs
             .into_iter()
             .zip(id_jobs)

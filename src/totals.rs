@@ -237,17 +237,48 @@ fn sum_partition(bufs: Vec<Vec<Rec>>, base: u32, span: usize) -> Vec<(AggKey, Ag
 }
 
 /// Appends the hashes of one id partition that occur more than once (each once).
-fn repeated_in_partition(mut bufs: Vec<Vec<u64>>, out: &mut Vec<u64>) {
-    let mut all = bufs.swap_remove(0);
-    for b in &bufs {
-        all.extend_from_slice(b);
-    }
-    all.sort_unstable();
-    for w in all.windows(2) {
-        if w[0] == w[1] && out.last() != Some(&w[0]) {
-            out.push(w[0]);
+/// Ids are hashes, so their low bits index an open-addressing set sized for the
+/// partition (inside the cache); zero, the empty-slot marker, is counted aside.
+fn repeated_in_partition(bufs: Vec<Vec<u64>>, out: &mut Vec<u64>) {
+    let n: usize = bufs.iter().map(Vec::len).sum();
+    let cap = (n * 2).next_power_of_two().max(16);
+    let mask = cap - 1;
+    let mut set = vec![0u64; cap];
+    let mut zeros = 0usize;
+    let first = out.len();
+    for &id in bufs.iter().flatten() {
+        if id == 0 {
+            zeros += 1;
+            continue;
+        }
+        let mut i = id as usize & mask;
+        loop {
+            let v = set[i];
+            if v == 0 {
+                set[i] = id;
+                break;
+            }
+            if v == id {
+                out.push(id);
+                break;
+            }
+            i = (i + 1) & mask;
         }
     }
+    if zeros > 1 {
+        out.push(0);
+    }
+    // An id seen three times or more was pushed more than once.
+    let tail = &mut out[first..];
+    tail.sort_unstable();
+    let mut w = first;
+    for r in first..out.len() {
+        if r == first || out[r] != out[w - 1] {
+            out[w] = out[r];
+            w += 1;
+        }
+    }
+    out.truncate(w);
 }
 
 #[cfg(test)]

@@ -94,16 +94,9 @@ fn eur(v: &str) -> Value {
     json!({"unit": "EUR", "value": v})
 }
 
-fn usage_item(
-    status: &str,
-    service: &str,
-    dest: &str,
-    unit: &str,
-    q: u64,
-    u: u64,
-    b: u64,
-    charge: &str,
-) -> Value {
+/// A usage item: (status, service, destination, unit), (quantity, usage, billed), charge.
+fn usage_item(key: (&str, &str, &str, &str), (q, u, b): (u64, u64, u64), charge: &str) -> Value {
+    let (status, service, dest, unit) = key;
     json!({"status": status, "service": service, "destination": dest, "band": "any", "unit": unit,
            "quantity": q, "usageVolume": u, "billedVolume": b, "charge": eur(charge)})
 }
@@ -111,24 +104,14 @@ fn usage_item(
 fn a1_usage(status: &str) -> Vec<Value> {
     vec![
         usage_item(
-            status,
-            "voice",
-            "Netherlands",
-            "seconds",
-            1,
-            90,
-            120,
+            (status, "voice", "Netherlands", "seconds"),
+            (1, 90, 120),
             "1.300000",
         ),
-        usage_item(status, "sms", "SMS", "messages", 1, 1, 1, "0.100000"),
+        usage_item((status, "sms", "SMS", "messages"), (1, 1, 1), "0.100000"),
         usage_item(
-            status,
-            "data",
-            "Mobile data",
-            "bytes",
-            1,
-            2097152,
-            2097152,
+            (status, "data", "Mobile data", "bytes"),
+            (1, 2097152, 2097152),
             "2.000000",
         ),
     ]

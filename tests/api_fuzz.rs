@@ -62,6 +62,13 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         b"",
     );
     assert_eq!(r.status, 200, "{}", r.text());
+    // Documents beside one bill's JSON, so the download routes answer 200 too.
+    std::fs::write(
+        ws.invoices("2026-10").join("2026-000001.xml"),
+        "<Invoice/>\n",
+    )
+    .unwrap();
+    std::fs::write(ws.invoices("2026-10").join("2026-000001.pdf"), "%PDF-1.7\n").unwrap();
     let doc = http_request(
         d.addr,
         "GET",

@@ -310,7 +310,7 @@ async fn list_accounts(
 
 /// One account.
 #[utoipa::path(get, path = "/api/v1/accounts/{id}", tag = "accounts",
-    params(("id" = String, Path, description = "account id")),
+    params(("id" = String, Path, description = "account id", example = "A1")),
     responses(
         (status = 200, description = "the account", body = AccountDoc),
         (status = 400, description = "bad path", body = ErrorBody),
@@ -330,7 +330,7 @@ async fn get_account(
 /// Creates or replaces an account (operator). The accounts file is rewritten atomically
 /// and reloaded; the next file is rated with it.
 #[utoipa::path(put, path = "/api/v1/accounts/{id}", tag = "accounts",
-    params(("id" = String, Path, description = "account id")),
+    params(("id" = String, Path, description = "account id", example = "A1")),
     request_body = AccountInput,
     responses(
         (status = 200, description = "replaced", body = AccountDoc),
@@ -379,7 +379,7 @@ pub struct PeriodQuery {
 /// An account's usage dated in a period, per service, destination and band: rated (not
 /// billed yet) and billed.
 #[utoipa::path(get, path = "/api/v1/accounts/{id}/usage", tag = "usage",
-    params(("id" = String, Path, description = "account id"), PeriodQuery),
+    params(("id" = String, Path, description = "account id", example = "A1"), PeriodQuery),
     responses(
         (status = 200, description = "usage of the period", body = UsageDoc),
         (status = 400, description = "bad period", body = ErrorBody),
@@ -452,7 +452,7 @@ async fn list_bills(
 
 /// One bill with its lines.
 #[utoipa::path(get, path = "/api/v1/bills/{bill_no}", tag = "bills",
-    params(("bill_no" = String, Path, description = "bill number YYYY-NNNNNN")),
+    params(("bill_no" = String, Path, description = "bill number YYYY-NNNNNN", example = "2026-000001")),
     responses(
         (status = 200, description = "the bill", body = BillDoc),
         (status = 400, description = "bad path", body = ErrorBody),
@@ -501,7 +501,7 @@ async fn bill_file(
 
 /// The bill's UBL document, when one was written beside its JSON (`<billNo>.xml`).
 #[utoipa::path(get, path = "/api/v1/bills/{bill_no}/ubl", tag = "bills",
-    params(("bill_no" = String, Path, description = "bill number YYYY-NNNNNN")),
+    params(("bill_no" = String, Path, description = "bill number YYYY-NNNNNN", example = "2026-000001")),
     responses(
         (status = 200, description = "UBL 2.1 invoice", content_type = "application/xml", body = String),
         (status = 400, description = "bad path", body = ErrorBody),
@@ -518,7 +518,7 @@ async fn get_bill_ubl(
 
 /// The bill's PDF, when one was written beside its JSON (`<billNo>.pdf`).
 #[utoipa::path(get, path = "/api/v1/bills/{bill_no}/pdf", tag = "bills",
-    params(("bill_no" = String, Path, description = "bill number YYYY-NNNNNN")),
+    params(("bill_no" = String, Path, description = "bill number YYYY-NNNNNN", example = "2026-000001")),
     responses(
         (status = 200, description = "PDF invoice", content_type = "application/pdf", body = String),
         (status = 400, description = "bad path", body = ErrorBody),
@@ -546,7 +546,7 @@ pub struct CloseQuery {
 /// Closes a billing period (operator): bills every unbilled record dated up to its end,
 /// numbers and writes the invoices. Idempotent for a period already closed.
 #[utoipa::path(post, path = "/api/v1/cycles/{period}/close", tag = "bills",
-    params(("period" = String, Path, description = "period YYYY-MM"), CloseQuery),
+    params(("period" = String, Path, description = "period YYYY-MM", example = "2026-10"), CloseQuery),
     responses(
         (status = 200, description = "closed (or already closed: `new` is false)", body = CloseDoc),
         (status = 400, description = "bad period or issue date", body = ErrorBody),

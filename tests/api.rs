@@ -698,3 +698,58 @@ fn cli_through_the_api_prints_what_it_prints_directly() {
         "tollgate: no bill `2026-000009`"
     );
 }
+
+#[test]
+fn json_logs_name_routes_and_never_numbers_or_tokens() {
+    let ws = Ws::hand_with(TOKENS);
+    let view = add_token(&ws, "dash", "viewer");
+    let d = Daemon::start_with(&ws, &["--log-format", "json"]);
+    let api = Api { d: &d };
+    ws.drop_file("cdr-1.csv", &hand_cdrs());
+    wait_committed(&api, &view, 1);
+    let ok = api.get(
+        "/api/v1/quote?account=A1&service=voice&to=0031201234567&at=2026-10-05T10%3A00%3A00Z",
+        &view,
+    );
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let bad = api.get(
+        "/api/v1/quote?account=A1&service=voice&to=06-1234x5678&at=2026-10-05T10%3A00%3A00Z",
+        &view,
+    );
+    assert_error(&bad, 422, "not_rated");
+    assert!(!bad.text().contains("1234x5678"), "{}", bad.text());
+    assert_eq!(api.get("/api/v1/accounts", "tg_wrong").status, 401);
+    d.stop();
+    let log = std::fs::read_to_string(&d_log_path(&ws)).unwrap();
+    let mut requests = Vec::new();
+    for line in log.lines() {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        if v["fields"]["message"] == "api request" {
+            requests.push((
+                v["fields"]["route"].as_str().unwrap().to_owned(),
+                v["fields"]["status"].as_u64().unwrap(),
+            ));
+        }
+    }
+    assert!(
+        requests.contains(&("/api/v1/quote".to_owned(), 200)),
+        "{requests:?}"
+    );
+    assert!(
+        requests.contains(&("/api/v1/quote".to_owned(), 422)),
+        "{requests:?}"
+    );
+    assert!(
+        requests.contains(&("/api/v1/accounts".to_owned(), 401)),
+        "{requests:?}"
+    );
+    for secret in ["31201234567", "1234x5678", "31612345678", &view, "tg_wrong"] {
+        assert!(!log.contains(secret), "the log holds {secret}:\n{log}");
+    }
+}
+
+/// The stderr log of the first daemon started in a workspace.
+fn d_log_path(ws: &Ws) -> std::path::PathBuf {
+    ws.root.join("daemon-0.err")
+}

@@ -377,6 +377,11 @@ impl Daemon {
     /// Starts `tollgate run --config …` on a workspace and waits until `listen.addr`
     /// names its address. Logs go to `<root>/daemon-<n>.{out,err}`.
     pub fn start(ws: &Ws) -> Daemon {
+        Daemon::start_with(ws, &[])
+    }
+
+    /// Like [`Daemon::start`], with extra arguments after `run --config …` (e.g. `--log-format json`).
+    pub fn start_with(ws: &Ws, extra: &[&str]) -> Daemon {
         let addr_file = ws.data().join("listen.addr");
         // A daemon killed with SIGKILL leaves its address file behind.
         let _ = fs::remove_file(&addr_file);
@@ -387,6 +392,7 @@ impl Daemon {
         let stderr_path = ws.root.join(format!("daemon-{n}.err"));
         let child = Command::new(bin())
             .args(["run", "--config", ws.config_arg()])
+            .args(extra)
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())

@@ -720,7 +720,7 @@ fn json_logs_name_routes_and_never_numbers_or_tokens() {
     assert!(!bad.text().contains("1234x5678"), "{}", bad.text());
     assert_eq!(api.get("/api/v1/accounts", "tg_wrong").status, 401);
     d.stop();
-    let log = std::fs::read_to_string(&d_log_path(&ws)).unwrap();
+    let log = std::fs::read_to_string(d_log_path(&ws)).unwrap();
     let mut requests = Vec::new();
     for line in log.lines() {
         let v: Value = serde_json::from_str(line)

@@ -49,6 +49,8 @@ struct RawConfig {
     max_line_bytes: Option<i64>,
     #[serde(default)]
     poll_interval_ms: Option<i64>,
+    #[serde(default)]
+    api_tokens_file: Option<PathBuf>,
     billing: RawBilling,
     seller: Seller,
 }
@@ -104,6 +106,8 @@ pub struct Config {
     pub max_line_bytes: usize,
     /// How often the spool watcher looks at the inbox.
     pub poll_interval: Duration,
+    /// API bearer tokens (`name,role,sha256` CSV); `None`: every `/api` call is refused.
+    pub api_tokens_file: Option<PathBuf>,
     pub billing: Billing,
     pub seller: Seller,
 }
@@ -238,6 +242,10 @@ impl Config {
             chunk_bytes: chunk_bytes as usize,
             max_line_bytes: max_line_bytes as usize,
             poll_interval: Duration::from_millis(poll_ms as u64),
+            api_tokens_file: match &raw.api_tokens_file {
+                Some(p) => Some(resolve("api_tokens_file", p)?),
+                None => None,
+            },
             billing: Billing {
                 vat_rate,
                 payment_terms_days: raw.billing.payment_terms_days as u32,

@@ -1,5 +1,6 @@
 //! The long-running daemon: spool watcher (tokio), file processor (its own thread,
-//! feeding the rating pool), HTTP endpoint, and graceful shutdown.
+//! feeding the rating pool), HTTP endpoint (metrics, health, the `/api/v1` operator API),
+//! and graceful shutdown.
 //!
 //! `run(engine, shutdown)` returns when `shutdown` resolves: the watcher stops, the
 //! file being rated is abandoned (it stays in `work/` and is redone at the next start;
@@ -40,10 +41,16 @@ pub async fn run(
         let _ = b.send(addr);
     }
     let (stop_http_tx, stop_http_rx) = oneshot::channel::<()>();
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "listening beyond loopback: the API is protected by tokens only; put TLS in front of it");
+    }
     let app = crate::http::router(crate::http::HttpState {
         metrics: handle.clone(),
         ready: ready.clone(),
-    });
+    })
+    .merge(crate::api::router(crate::api::ApiState::new(
+        engine.clone(),
+    )));
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async {

@@ -105,6 +105,9 @@ pub struct Engine {
     pub spool: Spool,
     pub pool: Pool,
     reference: RwLock<Arc<Reference>>,
+    /// Serializes reloads (file processor, SIGHUP, `POST /api/v1/tariffs/reload`,
+    /// account upserts) so that a check-then-swap never interleaves with another.
+    reload_lock: std::sync::Mutex<()>,
     settings: Settings,
 }
 
@@ -136,6 +139,7 @@ impl Engine {
             spool,
             pool,
             reference: RwLock::new(reference),
+            reload_lock: std::sync::Mutex::new(()),
             settings,
         })
     }
@@ -183,6 +187,7 @@ impl Engine {
     /// and swaps them in for the next file. A file is always rated with one snapshot.
     /// On an error the snapshot in service stays and the error is returned.
     pub fn reload(&self, force: bool) -> Result<bool, EngineError> {
+        let _one = self.reload_lock.lock().expect("reload lock");
         let current = self.reference();
         if !force && fingerprint(&self.cfg, &current.tariff) == current.fingerprint {
             return Ok(false);

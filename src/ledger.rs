@@ -10,6 +10,7 @@
 //! | `usage`   | `account_id \0 YYYY-MM`                | [`LineSet`] (merge operator: sums)     |
 //! | `invoices`| invoice number                         | invoice JSON                           |
 //! | `closes`  | period `YYYY-MM`                       | [`CloseRecord`] JSON                   |
+//! | `billed`  | `account_id \0 YYYY-MM`                | [`LineSet`] billed by closes (sums)    |
 //!
 //! Invariants: a file's usage deltas, its checkpoint and its content hash are written
 //! in ONE synced WriteBatch; a close writes its invoices, the deletion of the usage it
@@ -31,13 +32,15 @@ const CF_HASHES: &str = "hashes";
 const CF_USAGE: &str = "usage";
 const CF_INVOICES: &str = "invoices";
 const CF_CLOSES: &str = "closes";
-const CFS: [&str; 6] = [
+const CF_BILLED: &str = "billed";
+const CFS: [&str; 7] = [
     CF_META,
     CF_FILES,
     CF_HASHES,
     CF_USAGE,
     CF_INVOICES,
     CF_CLOSES,
+    CF_BILLED,
 ];
 
 /// Version of the on-disk layout, stored under `meta/format`.
@@ -291,7 +294,7 @@ impl Ledger {
         let cfs = CFS.iter().map(|name| {
             let mut o = Options::default();
             o.set_block_based_table_factory(&block);
-            if *name == CF_USAGE {
+            if *name == CF_USAGE || *name == CF_BILLED {
                 o.set_merge_operator_associative("tollgate_usage_v1", usage_merge);
             }
             ColumnFamilyDescriptor::new(*name, o)
@@ -462,6 +465,50 @@ impl Ledger {
         Ok(out)
     }
 
+    /// Usage of one account in one month: (unbilled, billed by closes).
+    pub fn account_month(
+        &self,
+        account: &str,
+        month: &str,
+    ) -> Result<(LineSet, LineSet), LedgerError> {
+        let mut key = account.as_bytes().to_vec();
+        key.push(0);
+        key.extend_from_slice(month.as_bytes());
+        let mut out = [LineSet::default(), LineSet::default()];
+        for (i, cf) in [CF_USAGE, CF_BILLED].into_iter().enumerate() {
+            if let Some(v) = self.get(cf, &key)? {
+                out[i] = LineSet::decode(&v).map_err(|message| LedgerError::Corrupt {
+                    path: self.path.clone(),
+                    key: format!("{cf}/{account}"),
+                    message,
+                })?;
+            }
+        }
+        let [unbilled, billed] = out;
+        Ok((unbilled, billed))
+    }
+
+    /// Invoice numbers in number order: `offset`/`limit` page and the total count.
+    pub fn invoice_numbers(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<String>, usize), LedgerError> {
+        let mut out = Vec::new();
+        let mut total = 0;
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_INVOICES), rocksdb::IteratorMode::Start)
+        {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            if total >= offset && out.len() < limit {
+                out.push(String::from_utf8_lossy(&k).into_owned());
+            }
+            total += 1;
+        }
+        Ok((out, total))
+    }
+
     /// The last closed period, if any.
     pub fn last_closed(&self) -> Result<Option<String>, LedgerError> {
         Ok(self
@@ -506,13 +553,13 @@ impl Ledger {
             .into_iter()
             .filter(|r| r.month.as_str() <= period)
             .collect();
-        let keys: Vec<Vec<u8>> = rows
+        let keys: Vec<(Vec<u8>, Vec<u8>)> = rows
             .iter()
             .map(|r| {
                 let mut k = r.account.as_bytes().to_vec();
                 k.push(0);
                 k.extend_from_slice(r.month.as_bytes());
-                k
+                (k, r.lines.encode())
             })
             .collect();
         let counter_key = format!("counter/{issue_year:04}");
@@ -520,8 +567,10 @@ impl Ledger {
         let seq = u64_value(self.get(CF_META, b"seq")?);
         let batch_out = make(rows, next, seq)?;
         let mut batch = WriteBatch::default();
-        for k in keys {
-            batch.delete_cf(self.cf(CF_USAGE), k);
+        for (k, lines) in keys {
+            batch.delete_cf(self.cf(CF_USAGE), &k);
+            // The billed usage moves, by the month it was rated for, to `billed`.
+            batch.merge_cf(self.cf(CF_BILLED), &k, lines);
         }
         for (number, json) in &batch_out.invoices {
             batch.put_cf(self.cf(CF_INVOICES), number.as_bytes(), json);

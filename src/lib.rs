@@ -9,6 +9,7 @@
 //! | [`cdr`]       | zero-copy CSV line splitting, RFC 3339 times, number normalization  |
 //! | [`tariff`]    | plans and decks → rkyv archive → mmap'd validated table → lookup     |
 //! | [`accounts`]  | the accounts CSV and the dense account index                         |
+//! | [`auth`]      | API bearer tokens: the tokens file, `token add`, constant-time check  |
 //! | [`rating`]    | the checks, bands, row choice and charge of one record               |
 //! | [`money`]     | fixed-point money and every rounding point                           |
 //! | [`pipeline`]  | a file on the crossbeam worker pool: chunks, totals, duplicates      |
@@ -18,11 +19,14 @@
 //! | [`billing`]   | cycle close, numbering, VAT, invoice JSON                            |
 //! | [`daemon`]    | tokio: spool watcher, HTTP, signals; the file processor thread       |
 //! | [`http`]      | `/metrics`, `/healthz`, `/readyz`                                    |
+//! | [`api`]       | `/api/v1` (auth, OpenAPI), the operations it shares with the CLI     |
 //! | [`telemetry`] | metric names and the Prometheus recorder                             |
 //! | [`demo`]      | `tollgate demo`: the embedded end-to-end run                          |
 //! | [`synth`]     | deterministic synthetic tariffs, accounts and CDRs                   |
 
 pub mod accounts;
+pub mod api;
+pub mod auth;
 pub mod billing;
 pub mod cdr;
 pub mod config;

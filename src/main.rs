@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use tollgate::billing::{close_cycle, Period};
+use tollgate::api::client::{encode, running_daemon, Client};
+use tollgate::api::ops;
+use tollgate::billing::Period;
 use tollgate::config::Config;
 use tollgate::engine::{Engine, FileResult};
 
@@ -77,6 +79,31 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         usage: u64,
     },
+    /// Invoices (bills): list a period's or show one (through the daemon's API when it runs).
+    Bills {
+        #[command(subcommand)]
+        cmd: BillsCmd,
+    },
+    /// Accounts: list or show (through the daemon's API when it runs).
+    Accounts {
+        #[command(subcommand)]
+        cmd: AccountsCmd,
+    },
+    /// An account's usage dated in a period, per line, rated and billed (JSON).
+    Usage {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        account: String,
+        /// The period, YYYY-MM.
+        #[arg(long)]
+        period: String,
+    },
+    /// API bearer tokens.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
     /// The end-to-end demo on an embedded default workspace.
     Demo {
         /// Workspace directory (default: a new directory under the system temp dir).
@@ -103,6 +130,61 @@ enum CycleCmd {
         /// Issue date (default: today in the tariff time zone).
         #[arg(long)]
         issue_date: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BillsCmd {
+    /// One line per bill: number, account, period, net, VAT, total, currency.
+    List {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this period, YYYY-MM.
+        #[arg(long)]
+        period: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[arg(long, default_value_t = 1000)]
+        limit: u64,
+    },
+    /// One bill with its lines (JSON).
+    Show {
+        #[arg(long)]
+        config: PathBuf,
+        /// Bill number, YYYY-NNNNNN.
+        number: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsCmd {
+    /// One line per account: id, plan, name, country.
+    List {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[arg(long, default_value_t = 1000)]
+        limit: u64,
+    },
+    /// One account (JSON).
+    Show {
+        #[arg(long)]
+        config: PathBuf,
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Add a token to `api_tokens_file` and print it (once; only its SHA-256 is stored).
+    Add {
+        /// A name for the token (1-64 of A-Z a-z 0-9 . _ @ -).
+        name: String,
+        #[arg(long, value_parser = ["viewer", "operator"])]
+        role: String,
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -176,39 +258,42 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         } => {
             let cfg = load(&config)?;
             let period: Period = period.parse().map_err(anyhow::Error::msg)?;
-            let engine = Engine::open(cfg)?;
-            let reference = engine.reference();
-            let issue = match issue_date {
-                Some(d) => chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d")
-                    .with_context(|| format!("--issue-date `{d}` is not YYYY-MM-DD"))?,
-                None => chrono::Utc::now()
-                    .with_timezone(&reference.tariff.tz)
-                    .date_naive(),
+            let issue = match &issue_date {
+                Some(d) => Some(
+                    chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                        .with_context(|| format!("--issue-date `{d}` is not YYYY-MM-DD"))?,
+                ),
+                None => None,
             };
-            let t0 = std::time::Instant::now();
-            let s = close_cycle(
-                &engine.cfg,
-                &engine.ledger,
-                &reference.tariff,
-                &reference.accounts,
-                period,
-                issue,
-            )?;
-            let r = &s.record;
-            if s.new {
-                metrics::counter!(tollgate::telemetry::INVOICES).increment(r.invoices.len() as u64);
-                metrics::histogram!(tollgate::telemetry::CLOSE_SECONDS)
-                    .record(t0.elapsed().as_secs_f64());
-                println!("closed {}, in {}", r.summary(), s.dir.display());
-            } else {
-                println!(
-                    "{} was already closed on {}: {} invoices, files checked in {}",
-                    r.period,
-                    r.closed_at,
-                    r.invoices.len(),
-                    s.dir.display()
-                );
-            }
+            let doc = match backend(cfg)? {
+                Backend::Remote(c) => {
+                    let q = issue_date
+                        .map(|d| format!("?issueDate={}", encode(&d)))
+                        .unwrap_or_default();
+                    c.post::<ops::CloseDoc>(&format!("/api/v1/cycles/{period}/close{q}"))?
+                }
+                Backend::Local(e) => ops::close(&e, period, issue)?,
+            };
+            println!("{}", doc.render());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bills { cmd } => bills(cmd),
+        Cmd::Accounts { cmd } => accounts(cmd),
+        Cmd::Usage {
+            config,
+            account,
+            period,
+        } => {
+            let cfg = load(&config)?;
+            let period: Period = period.parse().map_err(anyhow::Error::msg)?;
+            let doc = match backend(cfg)? {
+                Backend::Remote(c) => c.get::<ops::UsageDoc>(&format!(
+                    "/api/v1/accounts/{}/usage?period={period}",
+                    encode(&account)
+                ))?,
+                Backend::Local(e) => ops::usage(&e, &account, period)?,
+            };
+            println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Tariff { cmd } => {
@@ -249,12 +334,42 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             usage,
         } => {
             let cfg = load(&config)?;
-            let reference = Engine::load_reference(&cfg)?;
-            println!(
-                "{}",
-                tollgate::engine::quote(&reference, &account, &service, &to, &at, usage)
-                    .map_err(anyhow::Error::msg)?
+            let q = ops::QuoteQuery {
+                account,
+                service,
+                to: Some(to),
+                at,
+                usage: Some(usage),
+            };
+            let doc: serde_json::Value = match running(&cfg)? {
+                Some(c) => c.get(&format!(
+                    "/api/v1/quote?account={}&service={}&to={}&at={}&usage={}",
+                    encode(&q.account),
+                    encode(&q.service),
+                    encode(q.to.as_deref().unwrap_or("")),
+                    encode(&q.at),
+                    usage
+                ))?,
+                None => ops::quote(&Engine::load_reference(&cfg)?, &q)?,
+            };
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Token {
+            cmd: TokenCmd::Add { name, role, config },
+        } => {
+            let cfg = load(&config)?;
+            let path = cfg.api_tokens_file.with_context(|| {
+                format!("{}: set `api_tokens_file` to add tokens", config.display())
+            })?;
+            let role: tollgate::auth::Role = role.parse().map_err(anyhow::Error::msg)?;
+            let token = tollgate::auth::add(&path, &name, role)?;
+            eprintln!(
+                "added token `{name}` ({}) to {}; it is shown once, store it now:",
+                role.name(),
+                path.display()
             );
+            println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo {
@@ -266,6 +381,150 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Where the operator commands get their answers.
+enum Backend {
+    /// A running daemon's API (it holds the database).
+    Remote(Client),
+    /// The database, opened directly.
+    Local(Box<Engine>),
+}
+
+/// The API client of a running daemon, if one answers on the address in
+/// `data_dir/listen.addr`; its token comes from `TOLLGATE_TOKEN`.
+fn running(cfg: &Config) -> anyhow::Result<Option<Client>> {
+    let Some(addr) = running_daemon(cfg) else {
+        return Ok(None);
+    };
+    match std::env::var("TOLLGATE_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => Ok(Some(Client::new(addr, t.trim().to_owned()))),
+        _ => bail!(
+            "a daemon is running at {addr} and holds the database: set TOLLGATE_TOKEN to an API token (`tollgate token add NAME --role viewer|operator`)"
+        ),
+    }
+}
+
+/// The daemon's API when one runs, else the database.
+fn backend(cfg: Config) -> anyhow::Result<Backend> {
+    Ok(match running(&cfg)? {
+        Some(c) => Backend::Remote(c),
+        None => Backend::Local(Box::new(Engine::open(cfg)?)),
+    })
+}
+
+fn bills(cmd: BillsCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BillsCmd::List {
+            config,
+            period,
+            offset,
+            limit,
+        } => {
+            let cfg = load(&config)?;
+            let p: Option<Period> = period
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let page = match backend(cfg)? {
+                Backend::Remote(c) => c.list::<ops::BillDoc>(&format!(
+                    "/api/v1/bills?offset={offset}&limit={limit}{}",
+                    p.map(|p| format!("&period={p}")).unwrap_or_default()
+                ))?,
+                Backend::Local(e) => {
+                    let (o, l) = ops::Page {
+                        offset: Some(offset),
+                        limit: Some(limit),
+                    }
+                    .resolve()?;
+                    ops::bills(&e, p, o, l)?
+                }
+            };
+            println!("billNo\taccount\tperiod\tnet\tvat\ttotal\tcurrency");
+            for b in &page.items {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    b.bill_no,
+                    b.billing_account.id,
+                    b.period,
+                    b.tax_excluded_amount.value,
+                    b.tax_item
+                        .first()
+                        .map_or("0.00", |t| t.tax_amount.value.as_str()),
+                    b.amount_due.value,
+                    b.amount_due.unit
+                );
+            }
+            println!(
+                "# {} of {} bills from offset {offset}",
+                page.items.len(),
+                page.total
+            );
+        }
+        BillsCmd::Show { config, number } => {
+            let cfg = load(&config)?;
+            let doc = match backend(cfg)? {
+                Backend::Remote(c) => {
+                    c.get::<ops::BillDoc>(&format!("/api/v1/bills/{}", encode(&number)))?
+                }
+                Backend::Local(e) => ops::bill(&e, &number)?,
+            };
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn accounts(cmd: AccountsCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AccountsCmd::List {
+            config,
+            offset,
+            limit,
+        } => {
+            let cfg = load(&config)?;
+            let page = match backend(cfg)? {
+                Backend::Remote(c) => c.list::<ops::AccountDoc>(&format!(
+                    "/api/v1/accounts?offset={offset}&limit={limit}"
+                ))?,
+                Backend::Local(e) => {
+                    let (o, l) = ops::Page {
+                        offset: Some(offset),
+                        limit: Some(limit),
+                    }
+                    .resolve()?;
+                    ops::accounts(&e, o, l)
+                }
+            };
+            println!("id\tplan\tname\tcountry");
+            for a in &page.items {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    a.id,
+                    a.plan,
+                    a.name.as_deref().unwrap_or(""),
+                    a.country.as_deref().unwrap_or("")
+                );
+            }
+            println!(
+                "# {} of {} accounts from offset {offset}",
+                page.items.len(),
+                page.total
+            );
+        }
+        AccountsCmd::Show { config, id } => {
+            let cfg = load(&config)?;
+            let doc = match backend(cfg)? {
+                Backend::Remote(c) => {
+                    c.get::<ops::AccountDoc>(&format!("/api/v1/accounts/{}", encode(&id)))?
+                }
+                Backend::Local(e) => ops::account(&e, &id)?,
+            };
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn ingest(config: &std::path::Path, stats: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {

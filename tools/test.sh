@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/setup.sh prometheus
 export TOLLGATE_BIN="$CARGO_TARGET_DIR/release/tollgate"
+# schemathesis fuzzes the API in tests/api_fuzz.rs (pinned; installed once into the venv).
+tools/pyenv.sh 'schemathesis==4.32.5' >/dev/null
 
 step() { printf '\n== %s ==\n' "$*"; }
 
@@ -24,6 +26,9 @@ cargo test --release --locked -- --test-threads=2
 
 step "conformance on ../shared/samples (skips visibly when absent)"
 cargo test --release --locked --test samples -- --nocapture 2>&1 | grep -E "SKIPPED|ivozprovider|test result"
+
+step "API fuzzing with schemathesis (tests/api_fuzz.rs)"
+cargo test --release --locked --test api_fuzz -- --nocapture 2>&1 | grep -E "SKIPPED|test result|passed|failed|errors" | tail -8
 
 step "benches compile"
 cargo bench --locked --no-run

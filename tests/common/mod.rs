@@ -314,9 +314,19 @@ impl Out {
 
 /// Runs `tollgate args…` to completion (killed after [`TIMEOUT`]).
 pub fn run(args: &[&str]) -> Out {
+    run_env(args, &[])
+}
+
+/// Like [`run`], with extra environment variables (`TOLLGATE_TOKEN` is removed unless given).
+pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Out {
     let mut out = tempfile::tempfile().unwrap();
     let mut err = tempfile::tempfile().unwrap();
-    let mut child = Command::new(bin())
+    let mut cmd = Command::new(bin());
+    cmd.env_remove("TOLLGATE_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .args(args)
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
@@ -367,6 +377,11 @@ impl Daemon {
     /// Starts `tollgate run --config …` on a workspace and waits until `listen.addr`
     /// names its address. Logs go to `<root>/daemon-<n>.{out,err}`.
     pub fn start(ws: &Ws) -> Daemon {
+        Daemon::start_with(ws, &[])
+    }
+
+    /// Like [`Daemon::start`], with extra arguments after `run --config …` (e.g. `--log-format json`).
+    pub fn start_with(ws: &Ws, extra: &[&str]) -> Daemon {
         let addr_file = ws.data().join("listen.addr");
         // A daemon killed with SIGKILL leaves its address file behind.
         let _ = fs::remove_file(&addr_file);
@@ -377,6 +392,7 @@ impl Daemon {
         let stderr_path = ws.root.join(format!("daemon-{n}.err"));
         let child = Command::new(bin())
             .args(["run", "--config", ws.config_arg()])
+            .args(extra)
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -541,6 +557,85 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         body = dechunk(&body);
     }
     (status, String::from_utf8(body).expect("UTF-8 body"))
+}
+
+/// A response of [`http_request`].
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    /// Header names in lowercase.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// A raw HTTP/1.1 request with `Connection: close`; `headers` are sent as given.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "PUT" || method == "POST" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    // The server may answer (413) and close before reading the whole body.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let sep = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..sep]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[sep + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {

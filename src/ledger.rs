@@ -677,11 +677,7 @@ impl Ledger {
     }
 
     /// All (key, value) pairs of a payments column family whose key starts with `prefix`.
-    pub fn pay_scan(
-        &self,
-        cf: PayCf,
-        prefix: &[u8],
-    ) -> Result<Vec<KeyValue>, LedgerError> {
+    pub fn pay_scan(&self, cf: PayCf, prefix: &[u8]) -> Result<Vec<KeyValue>, LedgerError> {
         let mut out = Vec::new();
         let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
         for item in self.db.iterator_cf(self.cf(cf.name()), mode) {

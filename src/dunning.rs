@@ -13,6 +13,9 @@
 //!   are compensation, not a supply).
 //! - an invoice that is paid (or has a direct debit pending) is not dunned: paying
 //!   before a step cancels it.
+//! - steps are taken in order, one at a time: a step is due `days_after_due` after the
+//!   due date and, when an earlier step was taken late, no sooner than the schedule's
+//!   spacing after that step (so a late or restarted run never fires steps back to back).
 
 use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -431,13 +434,22 @@ pub fn run(
                         }
                     }
                 }
-                // The next scheduled step that is due and not taken (one per run).
+                // The next scheduled step that is due and not taken; when a run is late,
+                // the spacing of the schedule is kept after the previous step.
+                let mut last: Option<(NaiveDate, u32)> = None;
                 for st in &dn.steps {
                     if due + chrono::Duration::days(st.days_after_due as i64) > date {
                         break;
                     }
-                    if get(st.kind.name())?.is_some() {
+                    if let Some(prev) = get(st.kind.name())? {
+                        let taken = NaiveDate::parse_from_str(&prev.date, "%Y-%m-%d").unwrap_or(date);
+                        last = Some((taken, st.days_after_due));
                         continue;
+                    }
+                    if let Some((taken, days)) = last {
+                        if taken + chrono::Duration::days((st.days_after_due - days) as i64) > date {
+                            break;
+                        }
                     }
                     let mut rec = StepRecord { step: st.kind.name().into(), ..base.clone() };
                     if st.kind == StepKind::FormalNotice {

@@ -910,3 +910,39 @@ fn collect_needs_the_sepa_table() {
     assert_eq!(out.code(), Some(2));
     assert!(out.stderr.contains("a [sepa] table"), "{}", out.stderr);
 }
+
+#[test]
+fn the_daemon_runs_dunning_daily_and_sends_each_message_once() {
+    let smtp = SmtpSink::start();
+    let ws = workspace(smtp.port);
+    // Invoices due long before today: the daemon's first run sends the first reminders.
+    ws.close("2026-01", "2026-02-01").ok();
+    let d = Daemon::start(&ws);
+    d.wait_until("six reminders", || smtp.mails().len() >= 6);
+    d.wait_until("dunning logged", || d.log().contains("dunning run"));
+    let d_log = d.log();
+    d.stop();
+    let mails = smtp.mails();
+    let subjects: Vec<(&str, &str)> = mails
+        .iter()
+        .map(|(to, s, _)| (to.as_str(), s.as_str()))
+        .collect();
+    assert_eq!(mails.len(), 6, "{subjects:?}\n{}", d_log);
+    assert!(mails
+        .iter()
+        .all(|m| m.1.starts_with("Herinnering") || m.1.starts_with("Reminder")));
+    // A restart on the same day takes no new step and sends nothing again.
+    let d = Daemon::start(&ws);
+    d.wait_until("second run logged", || d.log().contains("dunning run"));
+    d.stop();
+    assert_eq!(smtp.mails().len(), 6);
+    let out = run(&["dunning", "outbox", "--config", cfg(&ws)]).ok();
+    assert_eq!(out.stdout.lines().count(), 6);
+    assert!(
+        out.stdout
+            .lines()
+            .all(|l| l.contains("\"status\":\"sent\"")),
+        "{}",
+        out.stdout
+    );
+}

@@ -250,11 +250,16 @@ impl Ws {
             .collect()
     }
 
-    /// Raw bytes of every invoice file of a period, by name.
+    /// Raw bytes of every invoice JSON file of a period, by name (EPC QR codes
+    /// `<number>.qr.svg` are derived from the JSON and left out).
     pub fn invoice_bytes(&self, period: &str) -> Vec<(String, Vec<u8>)> {
         let dir = self.invoices(period);
         let mut out: Vec<(String, Vec<u8>)> = fs::read_dir(&dir)
             .unwrap()
+            .filter(|e| {
+                !e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".qr.svg"))
+            })
             .map(|e| {
                 let e = e.unwrap();
                 (

@@ -358,15 +358,17 @@ pub fn write_invoice_files(
             ))
         })?;
         let path = dir.join(format!("{n}.json"));
-        if std::fs::read(&path).ok().as_deref() != Some(json.as_slice()) {
+        let rewritten = std::fs::read(&path).ok().as_deref() != Some(json.as_slice());
+        if rewritten {
             crate::fsutil::write_renamed(&path, &json).map_err(io)?;
         }
-        // The EPC QR code beside the invoice (bank transfer invoices).
-        if let Ok(inv) = serde_json::from_slice::<Invoice>(&json) {
-            if let Some(payload) = inv.payment.and_then(|p| p.epc_qr) {
-                let svg = crate::sepa::qr_svg(&payload).map_err(LedgerError::Refused)?;
-                let qr = dir.join(format!("{n}.qr.svg"));
-                if std::fs::read(&qr).ok().as_deref() != Some(svg.as_bytes()) {
+        // The EPC QR code beside the invoice (bank transfer invoices). Encoding costs
+        // about 1 ms, so it is redone only when the JSON was (re)written or it is missing.
+        let qr = dir.join(format!("{n}.qr.svg"));
+        if rewritten || !qr.exists() {
+            if let Ok(inv) = serde_json::from_slice::<Invoice>(&json) {
+                if let Some(payload) = inv.payment.and_then(|p| p.epc_qr) {
+                    let svg = crate::sepa::qr_svg(&payload).map_err(LedgerError::Refused)?;
                     crate::fsutil::write_renamed(&qr, svg.as_bytes()).map_err(io)?;
                 }
             }

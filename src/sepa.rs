@@ -200,14 +200,40 @@ pub fn epc_qr_payload(
     )
 }
 
-/// Renders a payload as an SVG QR code (error correction level M, as EPC069-12 asks).
+/// Renders a payload as an SVG QR code (error correction level M, as EPC069-12 asks):
+/// one path with a horizontal run per row of dark modules, a 4-module quiet zone, 5 px
+/// per module.
 pub fn qr_svg(payload: &str) -> Result<String, String> {
     let code = qrcode::QrCode::with_error_correction_level(payload.as_bytes(), qrcode::EcLevel::M)
         .map_err(|e| format!("cannot encode QR code: {e}"))?;
-    Ok(code
-        .render::<qrcode::render::svg::Color>()
-        .min_dimensions(200, 200)
-        .build())
+    let w = code.width();
+    let colors = code.to_colors();
+    let size = (w + 8) * 5;
+    let mut d = String::with_capacity(w * w);
+    for y in 0..w {
+        let mut x = 0;
+        while x < w {
+            if colors[y * w + x] == qrcode::Color::Dark {
+                let start = x;
+                while x < w && colors[y * w + x] == qrcode::Color::Dark {
+                    x += 1;
+                }
+                let _ = write!(
+                    d,
+                    "M{} {}h{}v5h-{}z",
+                    (start + 4) * 5,
+                    (y + 4) * 5,
+                    (x - start) * 5,
+                    (x - start) * 5
+                );
+            } else {
+                x += 1;
+            }
+        }
+    }
+    Ok(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{size}\" height=\"{size}\" viewBox=\"0 0 {size} {size}\" shape-rendering=\"crispEdges\"><rect width=\"{size}\" height=\"{size}\" fill=\"#fff\"/><path fill=\"#000\" d=\"{d}\"/></svg>\n"
+    ))
 }
 
 /// Escapes text for XML character data and attribute values.

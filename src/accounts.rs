@@ -1,8 +1,9 @@
 //! Accounts: the accounts CSV, validated per line, and the dense index used while rating.
 //!
 //! Required columns: `account_id,plan`. Optional: `name,street,postcode,city,country,
-//! email,language`. Columns may come in any order; unknown columns are refused so that a
-//! typo never silently drops data.
+//! email,language,customer_type` and the payment columns `payment_method,iban,bic,
+//! mandate_id,mandate_date`. Columns may come in any order; unknown columns are refused
+//! so that a typo never silently drops data.
 
 use std::path::{Path, PathBuf};
 
@@ -43,12 +44,28 @@ pub struct Account {
     pub email: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub language: String,
+    /// `consumer` (default) or `business`: decides the late-payment rules.
+    pub customer_type: CustomerType,
+    /// `transfer` (default) or `direct_debit`.
+    pub payment_method: PaymentMethod,
+    /// The customer's IBAN, normalized (checked mod 97); required for direct debit.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub iban: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub bic: String,
+    /// SEPA mandate reference; required for direct debit.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub mandate_id: String,
+    /// Mandate signature date `YYYY-MM-DD`; required for direct debit.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub mandate_date: String,
     /// 1-based line in the accounts file.
     #[serde(skip)]
     pub line: u64,
 }
 
-const COLUMNS: [&str; 9] = [
+/// Every column of the accounts file, in the order tollgate writes them.
+pub const COLUMNS: [&str; 15] = [
     "account_id",
     "plan",
     "name",
@@ -58,7 +75,77 @@ const COLUMNS: [&str; 9] = [
     "country",
     "email",
     "language",
+    "customer_type",
+    "payment_method",
+    "iban",
+    "bic",
+    "mandate_id",
+    "mandate_date",
 ];
+
+/// How an account pays its invoices.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    /// Bank transfer with the invoice's payment reference (or the EPC QR code).
+    #[default]
+    Transfer,
+    /// SEPA Core Direct Debit under the account's mandate.
+    DirectDebit,
+}
+
+/// Consumer or business customer (Dutch late-payment law differs).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerType {
+    #[default]
+    Consumer,
+    Business,
+}
+
+impl PaymentMethod {
+    /// The value as written in the accounts file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentMethod::Transfer => "transfer",
+            PaymentMethod::DirectDebit => "direct_debit",
+        }
+    }
+}
+
+impl CustomerType {
+    /// The value as written in the accounts file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CustomerType::Consumer => "consumer",
+            CustomerType::Business => "business",
+        }
+    }
+}
+
+impl Account {
+    /// The account as one accounts-file row, in [`COLUMNS`] order (the array length
+    /// ties the two together: a new column does not compile until it is written here).
+    pub fn to_row(&self) -> [String; COLUMNS.len()] {
+        [
+            self.account_id.clone(),
+            self.plan.clone(),
+            self.name.clone(),
+            self.street.clone(),
+            self.postcode.clone(),
+            self.city.clone(),
+            self.country.clone(),
+            self.email.clone(),
+            self.language.clone(),
+            self.customer_type.as_str().to_owned(),
+            self.payment_method.as_str().to_owned(),
+            self.iban.clone(),
+            self.bic.clone(),
+            self.mandate_id.clone(),
+            self.mandate_date.clone(),
+        ]
+    }
+}
 
 /// All accounts, sorted by `account_id`.
 #[derive(Debug, Clone)]
@@ -135,8 +222,84 @@ impl Accounts {
                 country: get(6),
                 email: get(7),
                 language: get(8),
+                customer_type: match get(9).as_str() {
+                    "" | "consumer" => CustomerType::Consumer,
+                    "business" => CustomerType::Business,
+                    other => {
+                        return Err(line_err(
+                            line,
+                            format!(
+                                "column `customer_type`: `{other}` is not consumer or business"
+                            ),
+                        ))
+                    }
+                },
+                payment_method: match get(10).as_str() {
+                    "" | "transfer" => PaymentMethod::Transfer,
+                    "direct_debit" => PaymentMethod::DirectDebit,
+                    other => {
+                        return Err(line_err(
+                            line,
+                            format!(
+                                "column `payment_method`: `{other}` is not transfer or direct_debit"
+                            ),
+                        ))
+                    }
+                },
+                iban: match get(11).as_str() {
+                    "" => String::new(),
+                    v => crate::sepa::check_iban(v)
+                        .map_err(|m| line_err(line, format!("column `iban`: {m}")))?,
+                },
+                bic: match get(12).as_str() {
+                    "" => String::new(),
+                    v => crate::sepa::check_bic(v)
+                        .map_err(|m| line_err(line, format!("column `bic`: {m}")))?,
+                },
+                mandate_id: get(13),
+                mandate_date: get(14),
                 line,
             };
+            if !a.mandate_id.is_empty()
+                && (a.mandate_id.len() > 35
+                    || !a
+                        .mandate_id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"/-?:().,'+ ".contains(&b)))
+            {
+                return Err(line_err(
+                    line,
+                    format!(
+                        "column `mandate_id`: `{}` must be 1-35 characters of the SEPA set (letters, digits, / - ? : ( ) . , ' + space)",
+                        a.mandate_id
+                    ),
+                ));
+            }
+            if !a.mandate_date.is_empty()
+                && chrono::NaiveDate::parse_from_str(&a.mandate_date, "%Y-%m-%d").is_err()
+            {
+                return Err(line_err(
+                    line,
+                    format!(
+                        "column `mandate_date`: `{}` is not YYYY-MM-DD",
+                        a.mandate_date
+                    ),
+                ));
+            }
+            if a.payment_method == PaymentMethod::DirectDebit {
+                for (col, v) in [
+                    ("iban", &a.iban),
+                    ("mandate_id", &a.mandate_id),
+                    ("mandate_date", &a.mandate_date),
+                ] {
+                    if v.is_empty() {
+                        return Err(line_err(
+                            line,
+                            format!("column `{col}`: required for payment_method direct_debit"),
+                        ));
+                    }
+                }
+            }
             if a.account_id.is_empty()
                 || a.account_id.len() > 64
                 || a.account_id
@@ -433,5 +596,43 @@ mod tests {
         );
         let e = parse("account_id\nA\n").unwrap_err().to_string();
         assert!(e.contains("missing column `plan`"), "{e}");
+    }
+
+    #[test]
+    fn payment_columns() {
+        let a = parse(
+            "account_id,plan,payment_method,iban,bic,mandate_id,mandate_date,customer_type\n\
+             A,basic,direct_debit,nl91 abna 0417 1643 00,abnanl2a,M-1,2025-01-31,business\n\
+             B,basic,transfer,,,,,\n\
+             C,basic,,DE89370400440532013000,,,,\n",
+        )
+        .unwrap();
+        let x = a.get("A").unwrap();
+        assert_eq!(x.payment_method, PaymentMethod::DirectDebit);
+        assert_eq!(x.iban, "NL91ABNA0417164300");
+        assert_eq!(x.bic, "ABNANL2A");
+        assert_eq!(x.customer_type, CustomerType::Business);
+        assert_eq!(a.get("B").unwrap().payment_method, PaymentMethod::Transfer);
+        assert_eq!(a.get("C").unwrap().customer_type, CustomerType::Consumer);
+        for (text, want) in [
+            (
+                "account_id,plan,iban\nA,basic,NL91ABNA0417164300\nB,basic,NL92ABNA0417164300\n",
+                "accounts accounts.csv:3: column `iban`: `NL************4300` is not a valid IBAN: check digits do not match (mod 97)",
+            ),
+            (
+                "account_id,plan,payment_method,iban\nA,basic,direct_debit,NL91ABNA0417164300\n",
+                "accounts accounts.csv:2: column `mandate_id`: required for payment_method direct_debit",
+            ),
+            (
+                "account_id,plan,payment_method\nA,basic,cash\n",
+                "accounts accounts.csv:2: column `payment_method`: `cash` is not transfer or direct_debit",
+            ),
+            (
+                "account_id,plan,mandate_date\nA,basic,31-01-2025\n",
+                "accounts accounts.csv:2: column `mandate_date`: `31-01-2025` is not YYYY-MM-DD",
+            ),
+        ] {
+            assert_eq!(parse(text).unwrap_err().to_string(), want);
+        }
     }
 }

@@ -66,6 +66,36 @@ pub enum Line {
         description: String,
         amount: String,
     },
+    /// A late-payment fee from dunning (collection costs, compensation, interest):
+    /// outside the scope of VAT, added to the total after VAT.
+    Fee {
+        fee_id: String,
+        fee: String,
+        invoice: String,
+        description: String,
+        amount: String,
+    },
+}
+
+/// How the invoice is to be paid (from the account's payment columns).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentInfo {
+    /// `transfer` or `direct_debit`.
+    pub method: String,
+    /// Transfer: the IBAN to pay to; direct debit: the customer's IBAN, masked.
+    pub iban: String,
+    /// Transfer: the EPC QR payload (EPC069-12) a banking app scans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epc_qr: Option<String>,
+    /// Direct debit: the pre-notification of mandate, amount and collection date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mandate_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creditor_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<String>,
 }
 
 /// The customer block of an invoice.
@@ -101,6 +131,11 @@ pub struct Invoice {
     pub total: String,
     /// Records dated before the period, billed now because they arrived after their own close.
     pub late_records: u64,
+    /// Dutch 16-digit structured payment reference (betalingskenmerk), see [`crate::sepa`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentInfo>,
 }
 
 /// An account's billable lines and its count of late records.
@@ -131,6 +166,13 @@ pub fn close_cycle(
     let table = tariff.table();
     let currency = table.currency.as_str().to_owned();
     let closed = ledger.close(&p, issue_date.year(), |rows, first_number, seq| {
+        // Late-payment fees waiting for the next invoice, per account.
+        let mut fees: BTreeMap<String, Vec<crate::payments::PendingFee>> = BTreeMap::new();
+        for f in crate::payments::pending_fees(ledger, None)? {
+            if f.amount != "0.00" {
+                fees.entry(f.account.clone()).or_default().push(f);
+            }
+        }
         // Group rows by account (rows are in account order already).
         let mut per_account: BTreeMap<String, AccountUsage> = BTreeMap::new();
         for r in rows {
@@ -155,7 +197,8 @@ pub fn close_cycle(
                 .and_then(|a| tariff.plan_index(&a.plan))
                 .map(|i| table.plans[i as usize].monthly_fee_cents.to_native())
                 .unwrap_or(0);
-            if lines.is_empty() && fee == 0 {
+            let account_fees = fees.remove(&account_id).unwrap_or_default();
+            if lines.is_empty() && fee == 0 && account_fees.is_empty() {
                 continue;
             }
             let mut out_lines = Vec::new();
@@ -184,8 +227,25 @@ pub fn close_cycle(
                 });
             }
             let vat = vat_cents(net, cfg.billing.vat_rate);
+            let mut fee_total = 0;
+            for f in account_fees {
+                fee_total += crate::money::parse_cents(&f.amount).unwrap_or(0);
+                out_lines.push(Line::Fee {
+                    fee_id: f.id,
+                    fee: f.kind,
+                    invoice: f.invoice,
+                    description: f.description,
+                    amount: f.amount,
+                });
+            }
+            let inv_number = format!("{:04}-{:06}", issue_date.year(), number);
+            let payment_reference = crate::sepa::payment_reference(&inv_number);
+            let payment =
+                acc.map(|a| payment_info(cfg, a, &payment_reference, net + vat + fee_total, due));
             let inv = Invoice {
-                number: format!("{:04}-{:06}", issue_date.year(), number),
+                payment_reference,
+                payment,
+                number: inv_number,
                 account_id: account_id.clone(),
                 period: p.clone(),
                 currency: currency.clone(),
@@ -205,11 +265,11 @@ pub fn close_cycle(
                 net_total: format_cents(net),
                 vat_rate: cfg.billing.vat_rate.normalize().to_string(),
                 vat_total: format_cents(vat),
-                total: format_cents(net + vat),
+                total: format_cents(net + vat + fee_total),
                 late_records: late,
             };
             number += 1;
-            net_sum += net;
+            net_sum += net + fee_total;
             vat_sum += vat;
             late_sum += late;
             let json = serde_json::to_vec_pretty(&inv).expect("invoice serializes");
@@ -237,6 +297,48 @@ pub fn close_cycle(
     Ok(CloseSummary { record, new, dir })
 }
 
+/// The payment block of an invoice for an account.
+fn payment_info(
+    cfg: &Config,
+    a: &crate::accounts::Account,
+    reference: &Option<String>,
+    total_cents: i64,
+    due: NaiveDate,
+) -> PaymentInfo {
+    use crate::accounts::PaymentMethod;
+    match (a.payment_method, &cfg.sepa) {
+        (PaymentMethod::DirectDebit, Some(sepa)) => PaymentInfo {
+            method: "direct_debit".into(),
+            iban: crate::sepa::mask_iban(&a.iban),
+            epc_qr: None,
+            mandate_id: Some(a.mandate_id.clone()),
+            creditor_id: Some(sepa.creditor_id.clone()),
+            collection_date: Some(due.to_string()),
+            amount: Some(format_cents(total_cents)),
+        },
+        _ => {
+            let iban = cfg.seller.iban.replace(' ', "");
+            PaymentInfo {
+                method: "transfer".into(),
+                epc_qr: (total_cents > 0).then(|| {
+                    crate::sepa::epc_qr_payload(
+                        &cfg.seller.bic,
+                        &cfg.seller.name,
+                        &iban,
+                        total_cents,
+                        reference.as_deref().unwrap_or(""),
+                    )
+                }),
+                iban,
+                mandate_id: None,
+                creditor_id: None,
+                collection_date: None,
+                amount: None,
+            }
+        }
+    }
+}
+
 /// Writes (or rewrites) the JSON file of every invoice of a close from the ledger. Files
 /// appear whole (temp file + rename) and are durable when this returns.
 pub fn write_invoice_files(
@@ -256,8 +358,20 @@ pub fn write_invoice_files(
             ))
         })?;
         let path = dir.join(format!("{n}.json"));
-        if std::fs::read(&path).ok().as_deref() != Some(json.as_slice()) {
+        let rewritten = std::fs::read(&path).ok().as_deref() != Some(json.as_slice());
+        if rewritten {
             crate::fsutil::write_renamed(&path, &json).map_err(io)?;
+        }
+        // The EPC QR code beside the invoice (bank transfer invoices). Encoding costs
+        // about 1 ms, so it is redone only when the JSON was (re)written or it is missing.
+        let qr = dir.join(format!("{n}.qr.svg"));
+        if rewritten || !qr.exists() {
+            if let Ok(inv) = serde_json::from_slice::<Invoice>(&json) {
+                if let Some(payload) = inv.payment.and_then(|p| p.epc_qr) {
+                    let svg = crate::sepa::qr_svg(&payload).map_err(LedgerError::Refused)?;
+                    crate::fsutil::write_renamed(&qr, svg.as_bytes()).map_err(io)?;
+                }
+            }
         }
     }
     // One filesystem flush for the whole close instead of two fsyncs per invoice. The

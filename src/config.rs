@@ -53,6 +53,117 @@ struct RawConfig {
     api_tokens_file: Option<PathBuf>,
     billing: RawBilling,
     seller: Seller,
+    #[serde(default)]
+    sepa: Option<RawSepa>,
+    #[serde(default)]
+    dunning: Option<RawDunning>,
+    #[serde(default)]
+    outbox: Option<RawOutbox>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSepa {
+    creditor_id: String,
+    creditor_name: String,
+    creditor_iban: String,
+    creditor_bic: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDunning {
+    #[serde(default)]
+    receipt_days: Option<i64>,
+    commercial_interest_rate: String,
+    #[serde(default)]
+    business_compensation: Option<String>,
+    #[serde(default)]
+    step: Vec<RawStep>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    kind: String,
+    days_after_due: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutbox {
+    #[serde(default)]
+    smtp: Option<String>,
+    from: String,
+    #[serde(default)]
+    webhook: Option<String>,
+}
+
+/// The creditor side of SEPA direct debits (`[sepa]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sepa {
+    /// SEPA creditor identifier (checked mod 97).
+    pub creditor_id: String,
+    pub creditor_name: String,
+    /// The account collections are credited to (checked mod 97); bank statements for
+    /// this IBAN or the seller's are accepted.
+    pub creditor_iban: String,
+    pub creditor_bic: String,
+}
+
+/// The kind of a dunning step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// A friendly reminder.
+    Reminder,
+    /// Consumers: the formal 14-day letter stating the collection costs (BW 6:96).
+    /// Businesses: the notice charging the fixed compensation; interest runs from the due date.
+    FormalNotice,
+    /// The last notice before handing over to collection.
+    FinalNotice,
+}
+
+impl StepKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StepKind::Reminder => "reminder",
+            StepKind::FormalNotice => "formal_notice",
+            StepKind::FinalNotice => "final_notice",
+        }
+    }
+}
+
+/// One step of the dunning schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub kind: StepKind,
+    pub days_after_due: u32,
+}
+
+/// The dunning schedule and late-payment settings (`[dunning]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dunning {
+    /// Days after sending at which a letter counts as received (the 14-day term starts
+    /// the day after receipt).
+    pub receipt_days: u32,
+    /// Statutory commercial interest, percent per year (businesses).
+    pub commercial_interest_rate: Decimal,
+    /// Fixed compensation for businesses, cents (statutory minimum 40.00).
+    pub business_compensation_cents: i64,
+    /// Steps in increasing `days_after_due`.
+    pub steps: Vec<Step>,
+}
+
+/// Where notifications go (`[outbox]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbox {
+    /// SMTP relay `host:port` (plain SMTP, as to a local relay).
+    pub smtp: Option<String>,
+    /// Sender address.
+    pub from: String,
+    /// Optional `http://host:port/path` receiving each notification as JSON (POST).
+    pub webhook: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +221,12 @@ pub struct Config {
     pub api_tokens_file: Option<PathBuf>,
     pub billing: Billing,
     pub seller: Seller,
+    /// Creditor side of SEPA direct debits; required by `collect`.
+    pub sepa: Option<Sepa>,
+    /// Dunning schedule; the daemon runs dunning daily when present.
+    pub dunning: Option<Dunning>,
+    /// Notification delivery.
+    pub outbox: Option<Outbox>,
 }
 
 impl Config {
@@ -229,7 +346,143 @@ impl Config {
             ));
         }
 
+        let sepa = match &raw.sepa {
+            None => None,
+            Some(r) => {
+                if r.creditor_name.trim().is_empty() {
+                    return Err(key_err("sepa.creditor_name", "must not be empty".into()));
+                }
+                Some(Sepa {
+                    creditor_id: crate::sepa::check_creditor_id(&r.creditor_id)
+                        .map_err(|m| key_err("sepa.creditor_id", m))?,
+                    creditor_name: r.creditor_name.trim().to_owned(),
+                    creditor_iban: crate::sepa::check_iban(&r.creditor_iban)
+                        .map_err(|m| key_err("sepa.creditor_iban", m))?,
+                    creditor_bic: crate::sepa::check_bic(&r.creditor_bic)
+                        .map_err(|m| key_err("sepa.creditor_bic", m))?,
+                })
+            }
+        };
+        let dunning = match &raw.dunning {
+            None => None,
+            Some(r) => {
+                let receipt_days = r.receipt_days.unwrap_or(2);
+                if !(0..=30).contains(&receipt_days) {
+                    return Err(key_err(
+                        "dunning.receipt_days",
+                        format!("{receipt_days} is out of range 0..=30"),
+                    ));
+                }
+                let rate: Decimal = r.commercial_interest_rate.trim().parse().map_err(|_| {
+                    key_err(
+                        "dunning.commercial_interest_rate",
+                        format!(
+                            "`{}` is not a decimal percentage",
+                            r.commercial_interest_rate
+                        ),
+                    )
+                })?;
+                if rate < Decimal::ZERO || rate > Decimal::from(100) {
+                    return Err(key_err(
+                        "dunning.commercial_interest_rate",
+                        format!("{rate} is outside 0..=100"),
+                    ));
+                }
+                let comp = match &r.business_compensation {
+                    None => 4000,
+                    Some(v) => crate::money::parse_cents(v)
+                        .map_err(|m| key_err("dunning.business_compensation", m))?,
+                };
+                if comp < 4000 {
+                    return Err(key_err(
+                        "dunning.business_compensation",
+                        "must be at least the statutory 40.00".into(),
+                    ));
+                }
+                let mut steps = Vec::new();
+                for (i, st) in r.step.iter().enumerate() {
+                    let key = format!("dunning.step[{i}]");
+                    let kind = match st.kind.as_str() {
+                        "reminder" => StepKind::Reminder,
+                        "formal_notice" => StepKind::FormalNotice,
+                        "final_notice" => StepKind::FinalNotice,
+                        k => {
+                            return Err(key_err(
+                                &format!("{key}.kind"),
+                                format!("`{k}` is not reminder, formal_notice or final_notice"),
+                            ))
+                        }
+                    };
+                    if !(1..=365).contains(&st.days_after_due) {
+                        return Err(key_err(
+                            &format!("{key}.days_after_due"),
+                            format!("{} is out of range 1..=365", st.days_after_due),
+                        ));
+                    }
+                    if steps.iter().any(|s: &Step| s.kind == kind) {
+                        return Err(key_err(
+                            &format!("{key}.kind"),
+                            format!("`{}` appears twice", st.kind),
+                        ));
+                    }
+                    if let Some(prev) = steps.last() {
+                        if st.days_after_due as u32 <= prev.days_after_due {
+                            return Err(key_err(
+                                &format!("{key}.days_after_due"),
+                                "steps must be in increasing days_after_due".into(),
+                            ));
+                        }
+                    }
+                    steps.push(Step {
+                        kind,
+                        days_after_due: st.days_after_due as u32,
+                    });
+                }
+                Some(Dunning {
+                    receipt_days: receipt_days as u32,
+                    commercial_interest_rate: rate,
+                    business_compensation_cents: comp,
+                    steps,
+                })
+            }
+        };
+        let outbox = match &raw.outbox {
+            None => None,
+            Some(r) => {
+                if let Some(s) = &r.smtp {
+                    if s.rsplit_once(':')
+                        .and_then(|(_, p)| p.parse::<u16>().ok())
+                        .is_none()
+                    {
+                        return Err(key_err("outbox.smtp", format!("`{s}` is not host:port")));
+                    }
+                }
+                if let Some(w) = &r.webhook {
+                    if !w.starts_with("http://") {
+                        return Err(key_err(
+                            "outbox.webhook",
+                            format!("`{w}` is not an http:// URL"),
+                        ));
+                    }
+                }
+                if !r.from.contains('@') {
+                    return Err(key_err(
+                        "outbox.from",
+                        format!("`{}` is not an email address", r.from),
+                    ));
+                }
+                Some(Outbox {
+                    smtp: r.smtp.clone(),
+                    from: r.from.clone(),
+                    webhook: r.webhook.clone(),
+                })
+            }
+        };
+
         Ok(Config {
+            sepa,
+            dunning,
+            outbox,
             source: path.to_owned(),
             data_dir: resolve("data_dir", &raw.data_dir)?,
             spool_dir: resolve("spool_dir", &raw.spool_dir)?,
@@ -315,6 +568,33 @@ mod tests {
             let e = parse(&EXAMPLE.replace(from, to)).unwrap_err().to_string();
             assert!(e.contains(&format!("`{key}`")), "{key}: {e}");
         }
+    }
+
+    #[test]
+    fn payment_tables() {
+        let text = format!(
+            "{EXAMPLE}\n[sepa]\ncreditor_id = \"NL69ZZZ123456780000\"\ncreditor_name = \"T\"\n\
+             creditor_iban = \"NL91ABNA0417164300\"\ncreditor_bic = \"ABNANL2A\"\n\
+             [dunning]\ncommercial_interest_rate = \"10.15\"\n\
+             [[dunning.step]]\nkind = \"reminder\"\ndays_after_due = 3\n\
+             [[dunning.step]]\nkind = \"formal_notice\"\ndays_after_due = 10\n"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.sepa.unwrap().creditor_id, "NL69ZZZ123456780000");
+        let d = c.dunning.unwrap();
+        assert_eq!(d.steps.len(), 2);
+        assert_eq!(d.receipt_days, 2);
+        assert_eq!(d.business_compensation_cents, 4000);
+        let e = parse(&text.replace("NL69ZZZ", "NL68ZZZ"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`sepa.creditor_id`"), "{e}");
+        let e = parse(&text.replace("days_after_due = 10", "days_after_due = 2"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`dunning.step[1].days_after_due`"), "{e}");
+        // Old configs (no tables) still load.
+        assert!(parse(EXAMPLE).unwrap().sepa.is_none());
     }
 
     #[test]

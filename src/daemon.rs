@@ -97,6 +97,29 @@ pub async fn run(
         })
     };
 
+    // Dunning once a day (at start, then whenever the date changes), when configured.
+    let dunning = engine.cfg.dunning.is_some().then(|| {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(Duration::from_secs(60));
+            let mut last: Option<chrono::NaiveDate> = None;
+            loop {
+                t.tick().await;
+                let today = chrono::Utc::now()
+                    .with_timezone(&engine.reference().tariff.tz)
+                    .date_naive();
+                if last == Some(today) {
+                    continue;
+                }
+                let e = engine.clone();
+                let done = tokio::task::spawn_blocking(move || run_dunning(&e, today)).await;
+                if matches!(done, Ok(true)) {
+                    last = Some(today);
+                }
+            }
+        })
+    });
+
     let watcher = {
         let spool = engine.spool.clone();
         let every = engine.cfg.poll_interval;
@@ -147,6 +170,9 @@ pub async fn run(
     tracing::info!("shutting down");
     watcher.abort();
     upkeep.abort();
+    if let Some(d) = dunning {
+        d.abort();
+    }
     hangup.abort();
     cancel.store(true, Ordering::SeqCst);
     let _ = tokio::task::spawn_blocking(move || processor.join()).await;
@@ -155,6 +181,25 @@ pub async fn run(
     let _ = std::fs::remove_file(addr_file);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One daily dunning run; false when it failed (it is retried a minute later).
+fn run_dunning(engine: &Engine, today: chrono::NaiveDate) -> bool {
+    let r = engine.reference();
+    let currency = r.tariff.table().currency.as_str().to_owned();
+    match crate::dunning::run(&engine.cfg, &engine.ledger, &r.accounts, &currency, today) {
+        Ok(rep) => {
+            tracing::info!(
+                date = %today, steps = rep.steps.len(), fees = rep.fees.len(),
+                sent = rep.messages_sent, pending = rep.messages_pending, "dunning run"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "dunning run failed");
+            false
+        }
+    }
 }
 
 /// Recovers `work/`, then processes inbox files as the watcher offers them.

@@ -229,6 +229,11 @@ pub fn run(dir: Option<PathBuf>, records_per_month: u64, accounts: usize) -> any
                     description,
                     amount,
                     ..
+                }
+                | crate::billing::Line::Fee {
+                    description,
+                    amount,
+                    ..
                 } => {
                     println!("    {description:<69} {amount:>10}")
                 }

@@ -11,6 +11,17 @@
 //! | `invoices`| invoice number                         | invoice JSON                           |
 //! | `closes`  | period `YYYY-MM`                       | [`CloseRecord`] JSON                   |
 //! | `billed`  | `account_id \0 YYYY-MM`                | [`LineSet`] billed by closes (sums)    |
+//! | `entries` | `account \0 id` (u64 BE)              | payments ledger entry JSON ([`crate::payments::Entry`]) |
+//! | `payrefs` | `ref/<reference>`, `e2e/<id>`          | invoice number                         |
+//! | `bank`    | bank entry identity                    | import record JSON                     |
+//! | `suspense`| suspense id                            | unmatched bank credit JSON             |
+//! | `dunning` | `invoice \0 step`                      | dunning step record JSON               |
+//! | `fees`    | fee id                                 | pending fee JSON (billed at next close)|
+//! | `outbox`  | message id (u64 BE)                    | notification JSON (pending / sent)     |
+//! | `collections` | `inv/<number>`, `mandate/<id>`, `batch/<date>/<msgid>` | direct debit state |
+//!
+//! The payments column families are written through [`Ledger::transact`]: one synced
+//! WriteBatch per logical operation (an import, a collection run, a dunning run).
 //!
 //! Invariants: a file's usage deltas, its checkpoint and its content hash are written
 //! in ONE synced WriteBatch; a close writes its invoices, the deletion of the usage it
@@ -33,7 +44,7 @@ const CF_USAGE: &str = "usage";
 const CF_INVOICES: &str = "invoices";
 const CF_CLOSES: &str = "closes";
 const CF_BILLED: &str = "billed";
-const CFS: [&str; 7] = [
+const CFS: [&str; 15] = [
     CF_META,
     CF_FILES,
     CF_HASHES,
@@ -41,7 +52,75 @@ const CFS: [&str; 7] = [
     CF_INVOICES,
     CF_CLOSES,
     CF_BILLED,
+    "entries",
+    "payrefs",
+    "bank",
+    "suspense",
+    "dunning",
+    "fees",
+    "outbox",
+    "collections",
 ];
+
+/// A raw (key, value) pair.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// The payments column families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayCf {
+    Entries,
+    Refs,
+    Bank,
+    Suspense,
+    Dunning,
+    Fees,
+    Outbox,
+    Collections,
+}
+
+impl PayCf {
+    fn name(self) -> &'static str {
+        match self {
+            PayCf::Entries => "entries",
+            PayCf::Refs => "payrefs",
+            PayCf::Bank => "bank",
+            PayCf::Suspense => "suspense",
+            PayCf::Dunning => "dunning",
+            PayCf::Fees => "fees",
+            PayCf::Outbox => "outbox",
+            PayCf::Collections => "collections",
+        }
+    }
+}
+
+/// The writes of one payments operation, committed together by [`Ledger::transact`].
+/// `next_id` hands out ids from the ledger-wide payments counter (`meta/pay_seq`).
+#[derive(Debug, Default)]
+pub struct Tx {
+    ops: Vec<(PayCf, Vec<u8>, Option<Vec<u8>>)>,
+    next: u64,
+    used: u64,
+}
+
+impl Tx {
+    /// Puts a value.
+    pub fn put(&mut self, cf: PayCf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push((cf, key.into(), Some(value.into())));
+    }
+    /// Deletes a key.
+    pub fn delete(&mut self, cf: PayCf, key: impl Into<Vec<u8>>) {
+        self.ops.push((cf, key.into(), None));
+    }
+    /// A fresh id (entries, suspense items, outbox messages, fees).
+    pub fn next_id(&mut self) -> u64 {
+        self.used += 1;
+        self.next + self.used - 1
+    }
+    /// True when nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
 
 /// Version of the on-disk layout, stored under `meta/format`.
 pub const STORE_FORMAT: u64 = 1;
@@ -572,9 +651,22 @@ impl Ledger {
             // The billed usage moves, by the month it was rated for, to `billed`.
             batch.merge_cf(self.cf(CF_BILLED), &k, lines);
         }
+        let mut tx = Tx {
+            next: u64_value(self.get(CF_META, b"pay_seq")?) + 1,
+            ..Tx::default()
+        };
         for (number, json) in &batch_out.invoices {
             batch.put_cf(self.cf(CF_INVOICES), number.as_bytes(), json);
+            // The payments ledger posts each invoice (and its fee lines) in the same batch.
+            crate::payments::post_invoice(json, &mut tx).map_err(|message| {
+                LedgerError::Corrupt {
+                    path: self.path.clone(),
+                    key: format!("invoices/{number}"),
+                    message,
+                }
+            })?;
         }
+        self.add_tx(&mut batch, tx);
         let used = batch_out.invoices.len() as u64;
         batch.put_cf(
             self.cf(CF_META),
@@ -589,6 +681,75 @@ impl Ledger {
         );
         self.write(batch)?;
         Ok(Closed::New(batch_out.record))
+    }
+
+    fn add_tx(&self, batch: &mut WriteBatch, tx: Tx) {
+        for (cf, k, v) in tx.ops {
+            match v {
+                Some(v) => batch.put_cf(self.cf(cf.name()), k, v),
+                None => batch.delete_cf(self.cf(cf.name()), k),
+            }
+        }
+        if tx.used > 0 {
+            batch.put_cf(
+                self.cf(CF_META),
+                b"pay_seq",
+                (tx.next + tx.used - 1).to_le_bytes(),
+            );
+        }
+    }
+
+    /// Runs one payments operation under the writer lock: `f` reads committed state
+    /// through the ledger and records its writes in a [`Tx`]; they commit in ONE synced
+    /// WriteBatch, or not at all when `f` fails.
+    pub fn transact<T, E>(&self, f: impl FnOnce(&Ledger, &mut Tx) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<LedgerError>,
+    {
+        let _w = self.writer.lock().expect("writer lock");
+        let mut tx = Tx {
+            next: u64_value(self.get(CF_META, b"pay_seq")?) + 1,
+            ..Tx::default()
+        };
+        let out = f(self, &mut tx)?;
+        if !tx.is_empty() {
+            let mut batch = WriteBatch::default();
+            self.add_tx(&mut batch, tx);
+            self.write(batch)?;
+        }
+        Ok(out)
+    }
+
+    /// A value of a payments column family.
+    pub fn pay_get(&self, cf: PayCf, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.get(cf.name(), key)
+    }
+
+    /// All (key, value) pairs of a payments column family whose key starts with `prefix`.
+    pub fn pay_scan(&self, cf: PayCf, prefix: &[u8]) -> Result<Vec<KeyValue>, LedgerError> {
+        let mut out = Vec::new();
+        let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(cf.name()), mode) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Decodes a JSON value of a payments column family, naming the key when corrupt.
+    pub fn pay_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        cf: PayCf,
+        key: &[u8],
+        v: &[u8],
+    ) -> Result<T, LedgerError> {
+        self.json(
+            &format!("{}/{}", cf.name(), String::from_utf8_lossy(key)),
+            v,
+        )
     }
 
     /// Path of the database directory.

@@ -17,6 +17,10 @@
 //! | [`ledger`]    | RocksDB: checkpoints, unbilled usage, invoices, closes (one batch each) |
 //! | [`engine`]    | one file from bytes to a committed checkpoint (shared by run/ingest) |
 //! | [`billing`]   | cycle close, numbering, VAT, invoice JSON                            |
+//! | [`payments`]  | payments ledger: entries, derived balances, camt import, collect     |
+//! | [`camt`]      | camt.053 / camt.054 bank messages → transactions                     |
+//! | [`sepa`]      | IBAN, payment reference, EPC QR, pain.008 writer                     |
+//! | [`dunning`]   | reminders, 14-day letter, late fees, the notification outbox         |
 //! | [`daemon`]    | tokio: spool watcher, HTTP, signals; the file processor thread       |
 //! | [`http`]      | `/metrics`, `/healthz`, `/readyz`                                    |
 //! | [`api`]       | `/api/v1` (auth, OpenAPI), the operations it shares with the CLI     |
@@ -28,17 +32,21 @@ pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod billing;
+pub mod camt;
 pub mod cdr;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod dunning;
 pub mod engine;
 pub mod fsutil;
 pub mod http;
 pub mod ledger;
 pub mod money;
+pub mod payments;
 pub mod pipeline;
 pub mod rating;
+pub mod sepa;
 pub mod spool;
 pub mod synth;
 pub mod tariff;

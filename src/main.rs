@@ -104,6 +104,32 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// Account statements.
+    Account {
+        #[command(subcommand)]
+        cmd: AccountCmd,
+    },
+    /// Incoming payments: bank statements, manual payments, suspense, refunds.
+    Payments {
+        #[command(subcommand)]
+        cmd: PaymentsCmd,
+    },
+    /// Write a SEPA Core Direct Debit file (pain.008.001.02) for all due invoices of
+    /// direct-debit accounts.
+    Collect {
+        #[arg(long)]
+        config: PathBuf,
+        /// Collection date (invoices due on or before it are collected), YYYY-MM-DD.
+        #[arg(long)]
+        date: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Reminders and late fees.
+    Dunning {
+        #[command(subcommand)]
+        cmd: DunningCmd,
+    },
     /// The end-to-end demo on an embedded default workspace.
     Demo {
         /// Workspace directory (default: a new directory under the system temp dir).
@@ -189,6 +215,311 @@ enum TokenCmd {
 }
 
 #[derive(Subcommand)]
+enum AccountCmd {
+    /// Print an account's ledger, open items, pending fees and balance.
+    Statement {
+        account: String,
+        #[arg(long)]
+        config: PathBuf,
+        /// As of this date (statuses such as overdue), default today.
+        #[arg(long)]
+        date: Option<String>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PaymentsCmd {
+    /// Import camt.053 statements / camt.054 notifications (each file all or nothing).
+    Import {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Record a manual payment.
+    Record {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        account: String,
+        /// Amount, e.g. 12.10.
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        date: Option<String>,
+        /// Pay this invoice (the rest becomes credit); default: on account.
+        #[arg(long)]
+        invoice: Option<String>,
+        #[arg(long, default_value = "")]
+        text: String,
+    },
+    /// List unmatched bank credits.
+    Suspense {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Assign a suspense item to an account (and invoice).
+    Assign {
+        #[arg(long)]
+        config: PathBuf,
+        /// Suspense id (see `payments suspense`).
+        id: u64,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        invoice: Option<String>,
+    },
+    /// Refund (part of) an account's credit balance.
+    Refund {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        date: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DunningCmd {
+    /// Run the dunning schedule as of a date and deliver the outbox.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        date: String,
+    },
+    /// List the notifications in the outbox.
+    Outbox {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn parse_date(d: &str, what: &str) -> anyhow::Result<chrono::NaiveDate> {
+    chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+        .with_context(|| format!("{what} `{d}` is not YYYY-MM-DD"))
+}
+
+fn date_or_today(d: Option<String>, what: &str) -> anyhow::Result<chrono::NaiveDate> {
+    match d {
+        Some(d) => parse_date(&d, what),
+        None => Ok(chrono::Utc::now().date_naive()),
+    }
+}
+
+fn amount(s: &str) -> anyhow::Result<i64> {
+    tollgate::money::parse_cents(s).map_err(|m| anyhow::anyhow!("--amount: {m}"))
+}
+
+fn payments(cmd: Cmd) -> anyhow::Result<ExitCode> {
+    use tollgate::money::format_cents;
+    use tollgate::payments as p;
+    let config = match &cmd {
+        Cmd::Account {
+            cmd: AccountCmd::Statement { config, .. },
+        } => config,
+        Cmd::Collect { config, .. } => config,
+        Cmd::Dunning {
+            cmd: DunningCmd::Run { config, .. } | DunningCmd::Outbox { config },
+        } => config,
+        Cmd::Payments { cmd } => match cmd {
+            PaymentsCmd::Import { config, .. }
+            | PaymentsCmd::Record { config, .. }
+            | PaymentsCmd::Suspense { config }
+            | PaymentsCmd::Assign { config, .. }
+            | PaymentsCmd::Refund { config, .. } => config,
+        },
+        _ => unreachable!("payments commands only"),
+    };
+    let cfg = load(config)?;
+    let engine = Engine::open(cfg)?;
+    let r = engine.reference();
+    let currency = r.tariff.table().currency.as_str().to_owned();
+    let (cfg, ledger, accounts) = (&engine.cfg, &engine.ledger, &r.accounts);
+    match cmd {
+        Cmd::Account {
+            cmd:
+                AccountCmd::Statement {
+                    account,
+                    date,
+                    json,
+                    ..
+                },
+        } => {
+            if accounts.get(&account).is_none() {
+                bail!("unknown account `{account}`");
+            }
+            let v = p::view(
+                ledger,
+                &account,
+                date_or_today(date, "--date")?,
+                &currency,
+                &[],
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", p::statement_text(&v));
+            }
+        }
+        Cmd::Payments {
+            cmd: PaymentsCmd::Import { files, .. },
+        } => {
+            let mut failed = 0;
+            for f in files {
+                let bytes = match std::fs::read(&f) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        eprintln!("{}: refused: cannot read: {e}", f.display());
+                        failed += 1;
+                        continue;
+                    }
+                };
+                match p::import(cfg, ledger, accounts, &currency, &f, &bytes) {
+                    Ok(rep) => println!("{}: {}", f.display(), serde_json::to_string(&rep)?),
+                    Err(e) => {
+                        eprintln!("refused: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+            return Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        Cmd::Payments {
+            cmd:
+                PaymentsCmd::Record {
+                    account,
+                    amount: a,
+                    date,
+                    invoice,
+                    text,
+                    ..
+                },
+        } => {
+            let (on, rest) = p::record(
+                ledger,
+                accounts,
+                &account,
+                amount(&a)?,
+                date_or_today(date, "--date")?,
+                invoice.as_deref(),
+                &text,
+            )?;
+            println!(
+                "recorded {a} for {account}: {} on the invoice, {} on account",
+                format_cents(on),
+                format_cents(rest)
+            );
+        }
+        Cmd::Payments {
+            cmd: PaymentsCmd::Suspense { .. },
+        } => {
+            for s in p::suspense(ledger)? {
+                println!(
+                    "{}",
+                    serde_json::to_string(&serde_json::json!({
+                        "id": s.id, "date": s.date, "amount": s.amount, "name": s.name,
+                        "iban": tollgate::sepa::mask_iban(&s.iban), "text": s.text, "file": s.file,
+                    }))?
+                );
+            }
+        }
+        Cmd::Payments {
+            cmd:
+                PaymentsCmd::Assign {
+                    id,
+                    account,
+                    invoice,
+                    ..
+                },
+        } => {
+            let (on, rest) = p::assign(ledger, accounts, id, &account, invoice.as_deref())?;
+            println!(
+                "assigned suspense {id} to {account}: {} on the invoice, {} on account",
+                format_cents(on),
+                format_cents(rest)
+            );
+        }
+        Cmd::Payments {
+            cmd:
+                PaymentsCmd::Refund {
+                    account,
+                    amount: a,
+                    date,
+                    ..
+                },
+        } => {
+            let left = p::refund(
+                ledger,
+                accounts,
+                &account,
+                amount(&a)?,
+                date_or_today(date, "--date")?,
+            )?;
+            println!(
+                "refunded {a} to {account}; balance now {}",
+                format_cents(left)
+            );
+        }
+        Cmd::Collect { date, out, .. } => {
+            let rep = p::collect(
+                cfg,
+                ledger,
+                accounts,
+                &currency,
+                parse_date(&date, "--date")?,
+                &out,
+            )?;
+            match (&rep.msg_id, rep.rewritten) {
+                (None, _) => println!("nothing due for collection on {date}; no file written"),
+                (Some(m), true) => println!("nothing new due on {date}; rewrote batch {m} to {}", out.display()),
+                (Some(m), false) => println!(
+                    "batch {m}: {} debits ({} FRST, {} RCUR), total {} {currency}, collection date {date}, written to {}",
+                    rep.transactions, rep.frst, rep.rcur, rep.total, out.display()
+                ),
+            }
+        }
+        Cmd::Dunning {
+            cmd: DunningCmd::Run { date, .. },
+        } => {
+            let rep = tollgate::dunning::run(
+                cfg,
+                ledger,
+                accounts,
+                &currency,
+                parse_date(&date, "--date")?,
+            )?;
+            println!("{}", serde_json::to_string(&rep)?);
+        }
+        Cmd::Dunning {
+            cmd: DunningCmd::Outbox { .. },
+        } => {
+            for m in tollgate::dunning::outbox(ledger)? {
+                println!(
+                    "{}",
+                    serde_json::to_string(&serde_json::json!({
+                        "id": m.id, "account": m.account, "invoice": m.invoice, "kind": m.kind,
+                        "language": m.language, "status": m.status, "created": m.created, "subject": m.subject,
+                    }))?
+                );
+            }
+        }
+        _ => unreachable!("payments commands only"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
 enum TariffCmd {
     /// Validate the plans and decks.
     Check {
@@ -232,6 +563,10 @@ fn load(config: &std::path::Path) -> anyhow::Result<Config> {
 
 fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
+        c @ (Cmd::Account { .. }
+        | Cmd::Payments { .. }
+        | Cmd::Collect { .. }
+        | Cmd::Dunning { .. }) => payments(c),
         Cmd::Run { config } => {
             let cfg = load(&config)?;
             tollgate::telemetry::install();

@@ -95,7 +95,19 @@ fn invoice(
         "vat_rate": "21",
         "vat_total": totals.1,
         "total": totals.2,
-        "late_records": late
+        "late_records": late,
+        "payment_reference": tollgate::sepa::payment_reference(number).unwrap(),
+        "payment": {
+            "method": "transfer",
+            "iban": seller()["iban"],
+            "epc_qr": tollgate::sepa::epc_qr_payload(
+                seller()["bic"].as_str().unwrap(),
+                seller()["name"].as_str().unwrap(),
+                seller()["iban"].as_str().unwrap(),
+                common::cents_of(totals.2),
+                &tollgate::sepa::payment_reference(number).unwrap(),
+            ),
+        }
     })
 }
 

@@ -3,7 +3,10 @@
 # promtool on a real scrape, and a short throughput smoke run. See README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. tools/setup.sh prometheus
+. tools/setup.sh prometheus libxml2-utils python3-venv
+# The official pain.008.001.02 XSD ships with the sepaxml PyPI package (tests/payments.rs).
+tools/pyenv.sh 'sepaxml==2.7.0' >/dev/null
+export TOLLGATE_REQUIRE_XSD=1
 export TOLLGATE_BIN="$CARGO_TARGET_DIR/release/tollgate"
 # schemathesis fuzzes the API in tests/api_fuzz.rs (pinned; installed once into the venv).
 tools/pyenv.sh 'schemathesis==4.32.5' >/dev/null

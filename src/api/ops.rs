@@ -248,6 +248,21 @@ pub struct AccountInput {
     pub email: Option<String>,
     #[serde(default)]
     pub language: Option<String>,
+    /// `consumer` (default) or `business`.
+    #[serde(default)]
+    pub customer_type: Option<String>,
+    /// `transfer` (default) or `direct_debit`.
+    #[serde(default)]
+    pub payment_method: Option<String>,
+    #[serde(default)]
+    pub iban: Option<String>,
+    #[serde(default)]
+    pub bic: Option<String>,
+    #[serde(default)]
+    pub mandate_id: Option<String>,
+    /// `YYYY-MM-DD`.
+    #[serde(default)]
+    pub mandate_date: Option<String>,
 }
 
 /// Accounts in id order.
@@ -273,32 +288,6 @@ pub fn account(engine: &Engine, id: &str) -> Result<AccountDoc, ApiError> {
         .get(id)
         .map(AccountDoc::from)
         .ok_or_else(|| ApiError::not_found(format!("no account `{id}`")))
-}
-
-const ACCOUNT_COLUMNS: [&str; 9] = [
-    "account_id",
-    "plan",
-    "name",
-    "street",
-    "postcode",
-    "city",
-    "country",
-    "email",
-    "language",
-];
-
-fn account_fields(a: &Account) -> [&str; 9] {
-    [
-        &a.account_id,
-        &a.plan,
-        &a.name,
-        &a.street,
-        &a.postcode,
-        &a.city,
-        &a.country,
-        &a.email,
-        &a.language,
-    ]
 }
 
 /// Creates or replaces an account: the accounts file is rewritten atomically (every
@@ -327,35 +316,45 @@ pub fn upsert_account(
         )
     })?;
     let s = |o: &Option<String>| o.as_deref().unwrap_or("").trim().to_owned();
-    let new = Account {
-        account_id: id.to_owned(),
-        plan: input.plan.trim().to_owned(),
-        name: s(&input.name),
-        street: s(&input.street),
-        postcode: s(&input.postcode),
-        city: s(&input.city),
-        country: s(&input.country),
-        email: s(&input.email),
-        language: s(&input.language),
-        line: 0,
-    };
-    let mut list = current.list.clone();
-    let created = match list.binary_search_by(|a| a.account_id.as_str().cmp(id)) {
+    // The new row, column by column; every column the body does not carry is empty
+    // (PUT replaces the account). Validation is the loader's, below.
+    let row: Vec<String> = crate::accounts::COLUMNS
+        .iter()
+        .map(|c| match *c {
+            "account_id" => id.to_owned(),
+            "plan" => input.plan.trim().to_owned(),
+            "name" => s(&input.name),
+            "street" => s(&input.street),
+            "postcode" => s(&input.postcode),
+            "city" => s(&input.city),
+            "country" => s(&input.country),
+            "email" => s(&input.email),
+            "language" => s(&input.language),
+            "customer_type" => s(&input.customer_type),
+            "payment_method" => s(&input.payment_method),
+            "iban" => s(&input.iban),
+            "bic" => s(&input.bic),
+            "mandate_id" => s(&input.mandate_id),
+            "mandate_date" => s(&input.mandate_date),
+            _ => String::new(),
+        })
+        .collect();
+    let mut rows: Vec<Vec<String>> = current.list.iter().map(|a| a.to_row().to_vec()).collect();
+    let created = match rows.binary_search_by(|r| r[0].as_str().cmp(id)) {
         Ok(i) => {
-            list[i] = new;
+            rows[i] = row;
             false
         }
         Err(i) => {
-            list.insert(i, new);
+            rows.insert(i, row);
             true
         }
     };
     let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
-    w.write_record(ACCOUNT_COLUMNS)
+    w.write_record(crate::accounts::COLUMNS)
         .map_err(ApiError::internal)?;
-    for a in &list {
-        w.write_record(account_fields(a))
-            .map_err(ApiError::internal)?;
+    for r in &rows {
+        w.write_record(r).map_err(ApiError::internal)?;
     }
     let out = w
         .into_inner()
@@ -366,6 +365,16 @@ pub fn upsert_account(
     let r = engine.reference();
     AccountIndex::build(&parsed, &r.tariff)
         .map_err(|e| ApiError::unprocessable("invalid_account", format!("account refused: {e}")))?;
+    // Written in canonical form: every column, defaults spelled out.
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+    w.write_record(crate::accounts::COLUMNS)
+        .map_err(ApiError::internal)?;
+    for a in &parsed.list {
+        w.write_record(a.to_row()).map_err(ApiError::internal)?;
+    }
+    let out = w
+        .into_inner()
+        .map_err(|e| ApiError::internal(e.into_error()))?;
     crate::fsutil::write_atomic(path, &out).map_err(ApiError::internal)?;
     if let Err(e) = engine.reload(false) {
         // The accounts file is valid; the tariff sources beside it are not.
@@ -546,7 +555,7 @@ pub struct TaxItem {
 /// One line of a bill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BillLine {
-    /// `usage` or `subscription`.
+    /// `usage`, `subscription` or `fee` (late-payment fee, outside VAT).
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
@@ -655,6 +664,22 @@ fn bill_doc(inv: &Invoice, with_lines: bool) -> BillDoc {
                         unit: Some(unit.clone()),
                         plan: None,
                         description: None,
+                        amount: Money::new(c, amount),
+                    },
+                    Line::Fee {
+                        description,
+                        amount,
+                        ..
+                    } => BillLine {
+                        kind: "fee".into(),
+                        service: None,
+                        destination: None,
+                        band: None,
+                        quantity: None,
+                        usage: None,
+                        unit: None,
+                        plan: None,
+                        description: Some(description.clone()),
                         amount: Money::new(c, amount),
                     },
                     Line::Subscription {

@@ -219,12 +219,14 @@ impl Ws {
     }
 
     /// The invoices of a period, parsed, in file-name (= number) order. Fails on any
-    /// file in the directory that is not `<number>.json`.
+    /// file in the directory that is not `<number>.json` (or its EPC QR code
+    /// `<number>.qr.svg`).
     pub fn read_invoices(&self, period: &str) -> Vec<serde_json::Value> {
         let dir = self.invoices(period);
         let mut names: Vec<String> = fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".qr.svg"))
             .collect();
         names.sort();
         names
@@ -248,11 +250,16 @@ impl Ws {
             .collect()
     }
 
-    /// Raw bytes of every invoice file of a period, by name.
+    /// Raw bytes of every invoice JSON file of a period, by name (EPC QR codes
+    /// `<number>.qr.svg` are derived from the JSON and left out).
     pub fn invoice_bytes(&self, period: &str) -> Vec<(String, Vec<u8>)> {
         let dir = self.invoices(period);
         let mut out: Vec<(String, Vec<u8>)> = fs::read_dir(&dir)
             .unwrap()
+            .filter(|e| {
+                !e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".qr.svg"))
+            })
             .map(|e| {
                 let e = e.unwrap();
                 (

@@ -16,6 +16,8 @@
 //! | [`ledger`]    | RocksDB: checkpoints, unbilled usage, invoices, closes (one batch each) |
 //! | [`engine`]    | one file from bytes to a committed checkpoint (shared by run/ingest) |
 //! | [`billing`]   | cycle close, numbering, VAT, invoice JSON                            |
+//! | [`report`]    | `tollgate report`: usage, revenue, rejects as CSV, JSON, HTML + SVG |
+//! | [`dashboard`] | the live page at `/` and `GET /api/v1/dashboard`, throughput history |
 //! | [`daemon`]    | tokio: spool watcher, HTTP, signals; the file processor thread       |
 //! | [`http`]      | `/metrics`, `/healthz`, `/readyz`                                    |
 //! | [`telemetry`] | metric names and the Prometheus recorder                             |
@@ -27,6 +29,7 @@ pub mod billing;
 pub mod cdr;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod demo;
 pub mod engine;
 pub mod fsutil;
@@ -35,6 +38,7 @@ pub mod ledger;
 pub mod money;
 pub mod pipeline;
 pub mod rating;
+pub mod report;
 pub mod spool;
 pub mod synth;
 pub mod tariff;

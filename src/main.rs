@@ -77,6 +77,24 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         usage: u64,
     },
+    /// Usage, revenue or rejects of a period, as CSV, JSON or HTML (works while the daemon runs).
+    Report {
+        #[arg(value_enum)]
+        kind: ReportKind,
+        #[arg(long)]
+        config: PathBuf,
+        /// The period, YYYY-MM.
+        #[arg(long)]
+        period: String,
+        /// Row grouping (default: service; rejects: reason).
+        #[arg(long, value_enum)]
+        by: Option<ReportBy>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Csv)]
+        format: ReportFormat,
+        /// Length of the top destinations and accounts lists.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
     /// The end-to-end demo on an embedded default workspace.
     Demo {
         /// Workspace directory (default: a new directory under the system temp dir).
@@ -89,6 +107,29 @@ enum Cmd {
         #[arg(long, default_value_t = 5_000)]
         accounts: usize,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportKind {
+    Usage,
+    Revenue,
+    Rejects,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportBy {
+    Day,
+    Destination,
+    Service,
+    Plan,
+    Account,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Csv,
+    Json,
+    Html,
 }
 
 #[derive(Subcommand)]
@@ -185,7 +226,6 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     .with_timezone(&reference.tariff.tz)
                     .date_naive(),
             };
-            let t0 = std::time::Instant::now();
             let s = close_cycle(
                 &engine.cfg,
                 &engine.ledger,
@@ -196,9 +236,6 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             )?;
             let r = &s.record;
             if s.new {
-                metrics::counter!(tollgate::telemetry::INVOICES).increment(r.invoices.len() as u64);
-                metrics::histogram!(tollgate::telemetry::CLOSE_SECONDS)
-                    .record(t0.elapsed().as_secs_f64());
                 println!("closed {}, in {}", r.summary(), s.dir.display());
             } else {
                 println!(
@@ -255,6 +292,65 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 tollgate::engine::quote(&reference, &account, &service, &to, &at, usage)
                     .map_err(anyhow::Error::msg)?
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Report {
+            kind,
+            config,
+            period,
+            by,
+            format,
+            top,
+        } => {
+            use tollgate::report::{self, By, Format, Kind};
+            let cfg = load(&config)?;
+            let period: Period = period.parse().map_err(anyhow::Error::msg)?;
+            let by = by.map(|b| match b {
+                ReportBy::Day => By::Day,
+                ReportBy::Destination => By::Destination,
+                ReportBy::Service => By::Service,
+                ReportBy::Plan => By::Plan,
+                ReportBy::Account => By::Account,
+            });
+            let format = match format {
+                ReportFormat::Csv => Format::Csv,
+                ReportFormat::Json => Format::Json,
+                ReportFormat::Html => Format::Html,
+            };
+            let ledger = tollgate::ledger::Ledger::open_read_only(&cfg.data_dir)?;
+            let out = match kind {
+                ReportKind::Rejects => {
+                    report::render_rejects(&report::rejects_report(&ledger, period, by)?, format)
+                }
+                ReportKind::Usage | ReportKind::Revenue => {
+                    let kind = if matches!(kind, ReportKind::Revenue) {
+                        Kind::Revenue
+                    } else {
+                        Kind::Usage
+                    };
+                    // A broken tariff edit must not stop a report: only the currency is read.
+                    let currency = tollgate::tariff::Source::load(&cfg.tariff_plans)
+                        .map(|s| s.currency)
+                        .unwrap_or_default();
+                    let accounts = if matches!(by, Some(By::Plan)) {
+                        Some(tollgate::accounts::Accounts::load(&cfg.accounts_file)?)
+                    } else {
+                        None
+                    };
+                    let r = report::usage_report(
+                        &ledger,
+                        accounts.as_ref(),
+                        &currency,
+                        kind,
+                        period,
+                        by,
+                        top,
+                    )?;
+                    report::render_usage(&r, format)
+                }
+            };
+            use std::io::Write;
+            std::io::stdout().write_all(out.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo {

@@ -689,6 +689,28 @@ impl Metrics {
         v
     }
 
+    /// Records rated (`tollgate_records_total{outcome="rated"}`).
+    pub fn rated(&self) -> Option<f64> {
+        self.get("tollgate_records_total", &[("outcome", "rated")])
+    }
+
+    /// `(reason, count)` of the non-zero `tollgate_records_total{outcome="rejected"}`
+    /// samples, sorted by reason.
+    pub fn rejected_by_reason(&self) -> Vec<(String, f64)> {
+        let mut v: Vec<(String, f64)> = self
+            .all("tollgate_records_total")
+            .into_iter()
+            .filter(|(l, v)| *v != 0.0 && l.iter().any(|(k, x)| k == "outcome" && x == "rejected"))
+            .map(|(l, v)| {
+                assert_eq!(l.len(), 2, "labels {l:?}");
+                let r = l.iter().find(|(k, _)| k == "reason").expect("reason label");
+                (r.1.clone(), v)
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     /// All samples of a metric name, as (labels, value).
     pub fn all(&self, name: &str) -> Vec<(Labels, f64)> {
         self.samples

@@ -367,12 +367,20 @@ pub fn snapshot(engine: &Engine, period: Option<String>) -> Result<Dashboard, St
     })
 }
 
-/// The page and its JSON route.
+/// The page at `/` and, until the `/api/v1` routes carry bearer authentication, the JSON
+/// route. When they do, serve [`respond`] from the authenticated `/api/v1` router (viewer
+/// role) instead and keep only [`page_router`] here.
 pub fn router(engine: Arc<Engine>) -> Router {
-    Router::new()
-        .route("/", get(page))
-        .route("/api/v1/dashboard", get(json))
-        .with_state(engine)
+    page_router().merge(
+        Router::new()
+            .route("/api/v1/dashboard", get(json))
+            .with_state(engine),
+    )
+}
+
+/// The page alone (it holds no data; its figures come from the JSON route).
+pub fn page_router() -> Router {
+    Router::new().route("/", get(page))
 }
 
 async fn page() -> impl IntoResponse {
@@ -386,6 +394,12 @@ async fn page() -> impl IntoResponse {
 }
 
 async fn json(State(engine): State<Arc<Engine>>, Query(q): Query<DashboardQuery>) -> Response {
+    respond(engine, q).await
+}
+
+/// The answer of `GET /api/v1/dashboard`: 200 with [`Dashboard`], 400 for a bad period,
+/// 500 (without details) when the ledger cannot be read.
+pub async fn respond(engine: Arc<Engine>, q: DashboardQuery) -> Response {
     let r = tokio::task::spawn_blocking(move || snapshot(&engine, q.period)).await;
     match r {
         Ok(Ok(d)) => Json(d).into_response(),

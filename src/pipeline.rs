@@ -627,6 +627,44 @@ mod tests {
     }
 
     #[test]
+    fn daily_adds_merges_and_subtracts_by_local_day() {
+        let one = |charge| Agg {
+            count: 1,
+            usage: 60,
+            billed: 60,
+            charge_micros: charge,
+        };
+        let oct = 2026 * 12 + 9;
+        let nov = oct + 1;
+        // Local day numbers: 2026-10-01 and 2026-10-31, 2026-11-01.
+        let d_oct1 = crate::cdr::time::days_from_civil(2026, 10, 1) as i32;
+        let (mut a, mut b) = (Daily::default(), Daily::default());
+        a.add(oct, d_oct1, 0, &one(10));
+        a.add(oct, d_oct1 + 30, 1, &one(20));
+        a.add(nov, d_oct1 + 31, 2, &one(30));
+        a.add(oct, d_oct1, 0, &one(5));
+        b.add(oct, d_oct1, 0, &one(1));
+        a.merge(&b);
+        a.sub(oct, d_oct1, 0, &one(5));
+        let e = a.entries();
+        let keys: Vec<(DayKey, u64, i64)> = e
+            .iter()
+            .map(|(k, v)| (*k, v.count, v.charge_micros))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ((oct, 1, 0), 2, 11),
+                ((oct, 31, 1), 1, 20),
+                ((nov, 1, 2), 1, 30)
+            ]
+        );
+        // A day whose records were all removed again is not emitted.
+        a.sub(oct, d_oct1 + 30, 1, &one(20));
+        assert_eq!(a.entries().len(), 2);
+    }
+
+    #[test]
     fn merge_sorted_adds_equal_keys() {
         let a = |c| Agg {
             count: c,

@@ -177,7 +177,7 @@ fn benches(c: &mut Criterion) {
                     months: vec![],
                 }
             },
-            |cp| ledger.commit_file(cp, &usage, true).unwrap(),
+            |cp| ledger.commit_file(cp, &usage, &[], true).unwrap(),
             BatchSize::SmallInput,
         )
     });

@@ -161,6 +161,7 @@ pub fn close_cycle(
     period: Period,
     issue_date: NaiveDate,
 ) -> Result<CloseSummary, LedgerError> {
+    let t0 = std::time::Instant::now();
     let p = period.to_string();
     let due = issue_date + chrono::Duration::days(cfg.billing.payment_terms_days as i64);
     let table = tariff.table();
@@ -294,6 +295,12 @@ pub fn close_cycle(
     };
     let dir = cfg.invoice_dir.join(&p);
     write_invoice_files(ledger, &dir, &record)?;
+    if new {
+        use crate::telemetry as m;
+        metrics::counter!(m::INVOICES).increment(record.invoices.len() as u64);
+        metrics::histogram!(m::CLOSE_SECONDS).record(t0.elapsed().as_secs_f64());
+        metrics::gauge!(m::LAST_CLOSE).set(chrono::Utc::now().timestamp() as f64);
+    }
     Ok(CloseSummary { record, new, dir })
 }
 

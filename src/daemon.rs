@@ -44,13 +44,15 @@ pub async fn run(
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "listening beyond loopback: the API is protected by tokens only; put TLS in front of it");
     }
+    crate::dashboard::live().seed(&engine.ledger);
     let app = crate::http::router(crate::http::HttpState {
         metrics: handle.clone(),
         ready: ready.clone(),
     })
     .merge(crate::api::router(crate::api::ApiState::new(
         engine.clone(),
-    )));
+    )))
+    .merge(crate::dashboard::page_router());
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
@@ -88,11 +90,33 @@ pub async fn run(
 
     let upkeep = {
         let handle = handle.clone();
+        let ledger = engine.ledger.clone();
+        let workers = engine.cfg.workers;
+        metrics::gauge!(m::WORKERS).set(workers as f64);
         tokio::spawn(async move {
             let mut t = tokio::time::interval(Duration::from_secs(5));
+            let mut last = (
+                std::time::Instant::now(),
+                m::WORKER_BUSY_NANOS.load(Ordering::Relaxed),
+            );
             loop {
                 t.tick().await;
                 handle.run_upkeep();
+                let l = ledger.clone();
+                if let Ok((size, stall)) = tokio::task::spawn_blocking(move || l.db_stats()).await {
+                    metrics::gauge!(m::DB_SIZE).set(size as f64);
+                    m::DB_STALL_MICROS.store(stall, Ordering::Relaxed);
+                }
+                let now = (
+                    std::time::Instant::now(),
+                    m::WORKER_BUSY_NANOS.load(Ordering::Relaxed),
+                );
+                let wall = (now.0 - last.0).as_nanos() as f64 * workers as f64;
+                if wall > 0.0 {
+                    let busy = now.1.saturating_sub(last.1) as f64;
+                    metrics::gauge!(m::WORKER_UTILIZATION).set((busy / wall).min(1.0));
+                }
+                last = now;
             }
         })
     };
@@ -154,6 +178,7 @@ pub async fn run(
                 metrics::gauge!(m::BACKLOG_FILES).set(waiting.len() as f64);
                 metrics::gauge!(m::BACKLOG_BYTES).set(bytes as f64);
                 metrics::gauge!(m::OLDEST_AGE).set(oldest);
+                crate::dashboard::live().set_backlog(waiting.len() as u64, bytes, oldest);
                 if !waiting.is_empty() {
                     // Dropped when the processor is busy: the next tick offers again.
                     if let Err(crossbeam_channel::TrySendError::Disconnected(_)) =

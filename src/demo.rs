@@ -168,7 +168,7 @@ pub fn run(dir: Option<PathBuf>, records_per_month: u64, accounts: usize) -> any
     );
     println!("  /metrics says:");
     for line in metrics.lines().filter(|l| {
-        l.starts_with("tollgate_records_rated_total")
+        l.starts_with("tollgate_records_total{outcome=\"rated\"")
             || l.starts_with("tollgate_files_total")
             || l.starts_with("tollgate_ingested_bytes_total")
     }) {

@@ -323,6 +323,7 @@ impl Engine {
         let t_deltas = Instant::now();
         let rejects_seconds = (t_deltas - t_rejects).as_secs_f64();
         let (usage, months) = deltas(&reference, &outcome);
+        let daily = daily_deltas(&outcome);
         let mut rejected = BTreeMap::new();
         for r in Reason::ALL {
             let n = outcome.rejected_by_reason[r as usize];
@@ -348,7 +349,10 @@ impl Engine {
         };
         let t_commit = Instant::now();
         let deltas_seconds = (t_commit - t_deltas).as_secs_f64();
-        let result = match self.ledger.commit_file(cp.clone(), &usage, has_records) {
+        let result = match self
+            .ledger
+            .commit_file(cp.clone(), &usage, &daily, has_records)
+        {
             Ok(Commit::Committed(seq)) => {
                 let mut checkpoint = cp;
                 checkpoint.seq = seq;
@@ -446,17 +450,43 @@ fn deltas(r: &Reference, o: &FileOutcome) -> (Vec<crate::ledger::UsageDelta>, Ve
     (out, months.into_iter().collect())
 }
 
+/// Daily deltas of a file for the ledger: one `(YYYY-MM-DD, DayTotals bytes)` per local day.
+fn daily_deltas(o: &FileOutcome) -> Vec<crate::ledger::DailyDelta> {
+    let mut out: Vec<(Vec<u8>, crate::ledger::DayTotals)> = Vec::new();
+    for &((month, mday, service), a) in &o.daily {
+        let key = format!("{}-{mday:02}", month_label(month)).into_bytes();
+        if out.last().is_none_or(|l| l.0 != key) {
+            out.push((key, crate::ledger::DayTotals::default()));
+        }
+        out.last_mut().expect("pushed above").1 .0[service as usize] = LineTotals {
+            count: a.count,
+            usage: a.usage,
+            billed: a.billed,
+            charge_micros: a.charge_micros,
+        };
+    }
+    out.into_iter().map(|(k, d)| (k, d.encode())).collect()
+}
+
 fn record_metrics(result: &FileResult, stats: Option<&(u64, FileOutcome)>) {
     let outcome = match (result, stats) {
         (FileResult::Committed(r), Some((size, o))) => {
             let size = *size;
-            metrics::counter!(m::RECORDS_RATED).increment(o.rated);
+            metrics::counter!(m::RECORDS, "outcome" => "rated").increment(o.rated);
             for reason in Reason::ALL {
                 let n = o.rejected_by_reason[reason as usize];
                 if n > 0 {
-                    metrics::counter!(m::RECORDS_REJECTED, "reason" => reason.code()).increment(n);
+                    metrics::counter!(m::RECORDS, "outcome" => "rejected", "reason" => reason.code())
+                        .increment(n);
                 }
             }
+            metrics::gauge!(m::LAST_FILE).set(chrono::Utc::now().timestamp() as f64);
+            crate::dashboard::live().file_committed(
+                o.rated,
+                &o.rejected_by_reason,
+                size,
+                o.charge_micros,
+            );
             metrics::counter!(m::BYTES).increment(size);
             metrics::counter!(m::CHARGED).increment(o.charge_micros.max(0) as u64);
             metrics::histogram!(m::FILE_SECONDS).record(r.seconds);
@@ -469,6 +499,7 @@ fn record_metrics(result: &FileResult, stats: Option<&(u64, FileOutcome)>) {
         (FileResult::Failed(_), _) => "failed",
         _ => return,
     };
+    crate::dashboard::live().file_finished(outcome);
     metrics::counter!(m::FILES, "outcome" => outcome).increment(1);
 }
 

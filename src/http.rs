@@ -32,7 +32,7 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.metrics.render(),
+        crate::telemetry::render(&s.metrics),
     )
 }
 

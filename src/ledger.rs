@@ -22,6 +22,11 @@
 //!
 //! The payments column families are written through [`Ledger::transact`]: one synced
 //! WriteBatch per logical operation (an import, a collection run, a dunning run).
+//! | `daily`   | local date `YYYY-MM-DD`                | [`DayTotals`] (merge operator: sums)   |
+//!
+//! `daily` holds the rated totals per local day and service; it is written in the same
+//! batch as the file's usage and is never deleted by a close (reports read closed
+//! periods too).
 //!
 //! Invariants: a file's usage deltas, its checkpoint and its content hash are written
 //! in ONE synced WriteBatch; a close writes its invoices, the deletion of the usage it
@@ -44,7 +49,8 @@ const CF_USAGE: &str = "usage";
 const CF_INVOICES: &str = "invoices";
 const CF_CLOSES: &str = "closes";
 const CF_BILLED: &str = "billed";
-const CFS: [&str; 15] = [
+const CF_DAILY: &str = "daily";
+const CFS: [&str; 16] = [
     CF_META,
     CF_FILES,
     CF_HASHES,
@@ -60,6 +66,7 @@ const CFS: [&str; 15] = [
     "fees",
     "outbox",
     "collections",
+    CF_DAILY,
 ];
 
 /// A raw (key, value) pair.
@@ -256,6 +263,75 @@ fn usage_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -
     Some(set.encode())
 }
 
+/// Rated totals of one local day, by service index (voice, sms, data).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayTotals(pub [LineTotals; 3]);
+
+/// One daily merge: key `YYYY-MM-DD`, value an encoded [`DayTotals`].
+pub type DailyDelta = (Vec<u8>, Vec<u8>);
+
+impl DayTotals {
+    const VERSION: u8 = 1;
+    const LEN: usize = 1 + 3 * 32;
+
+    /// Version byte, then per service count, usage, billed (u64 LE) and charge (i64 LE).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::LEN);
+        out.push(Self::VERSION);
+        for t in &self.0 {
+            out.extend_from_slice(&t.count.to_le_bytes());
+            out.extend_from_slice(&t.usage.to_le_bytes());
+            out.extend_from_slice(&t.billed.to_le_bytes());
+            out.extend_from_slice(&t.charge_micros.to_le_bytes());
+        }
+        out
+    }
+
+    /// Adds an encoded value into this one.
+    pub fn merge_encoded(&mut self, b: &[u8]) -> Result<(), String> {
+        if b.len() != Self::LEN || b[0] != Self::VERSION {
+            return Err("bad day totals".into());
+        }
+        let u = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        for (s, t) in self.0.iter_mut().enumerate() {
+            let o = 1 + s * 32;
+            t.add(&LineTotals {
+                count: u(o),
+                usage: u(o + 8),
+                billed: u(o + 16),
+                charge_micros: u(o + 24) as i64,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn decode(b: &[u8]) -> Result<DayTotals, String> {
+        let mut d = DayTotals::default();
+        d.merge_encoded(b)?;
+        Ok(d)
+    }
+
+    /// All services together.
+    pub fn total(&self) -> LineTotals {
+        let mut t = LineTotals::default();
+        for s in &self.0 {
+            t.add(s);
+        }
+        t
+    }
+}
+
+fn daily_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let mut d = DayTotals::default();
+    if let Some(e) = existing {
+        d.merge_encoded(e).ok()?;
+    }
+    for op in operands {
+        d.merge_encoded(op).ok()?;
+    }
+    Some(d.encode())
+}
+
 /// A file's checkpoint: what was committed for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -345,6 +421,8 @@ pub enum Closed {
 /// The RocksDB-backed ledger.
 pub struct Ledger {
     db: DB,
+    /// The DB options, kept for their statistics (write stall time).
+    opts: Options,
     path: PathBuf,
     writer: Mutex<()>,
 }
@@ -358,7 +436,23 @@ fn u64_value(v: Option<Vec<u8>>) -> u64 {
 impl Ledger {
     /// Opens (creating if needed) the database under `data_dir/db`.
     pub fn open(data_dir: &Path) -> Result<Ledger, LedgerError> {
+        Ledger::open_with(data_dir, false)
+    }
+
+    /// Opens the database read-only (reports): works while a daemon holds it, sees what
+    /// was committed up to the moment of opening, and writes nothing.
+    pub fn open_read_only(data_dir: &Path) -> Result<Ledger, LedgerError> {
+        Ledger::open_with(data_dir, true)
+    }
+
+    fn open_with(data_dir: &Path, read_only: bool) -> Result<Ledger, LedgerError> {
         let path = data_dir.join("db");
+        if read_only && !path.join("CURRENT").exists() {
+            return Err(LedgerError::Refused(format!(
+                "database {} does not exist yet (nothing was rated)",
+                path.display()
+            )));
+        }
         std::fs::create_dir_all(&path).map_err(|e| LedgerError::Db {
             path: path.clone(),
             message: e.to_string(),
@@ -367,18 +461,37 @@ impl Ledger {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(5);
+        opts.enable_statistics();
         let mut block = BlockBasedOptions::default();
         block.set_format_version(5);
         opts.set_block_based_table_factory(&block);
-        let cfs = CFS.iter().map(|name| {
-            let mut o = Options::default();
-            o.set_block_based_table_factory(&block);
-            if *name == CF_USAGE || *name == CF_BILLED {
-                o.set_merge_operator_associative("tollgate_usage_v1", usage_merge);
-            }
-            ColumnFamilyDescriptor::new(*name, o)
-        });
-        let db = DB::open_cf_descriptors(&opts, &path, cfs).map_err(|e| {
+        // Read-only opens cannot create column families: open those that exist (a store
+        // from before the `daily` family has none until a daemon opened it read-write).
+        let existing: Vec<String> = if read_only {
+            DB::list_cf(&opts, &path).unwrap_or_default()
+        } else {
+            CFS.iter().map(|s| s.to_string()).collect()
+        };
+        let cfs = CFS
+            .iter()
+            .filter(|name| existing.iter().any(|e| e.as_str() == **name))
+            .map(|name| {
+                let mut o = Options::default();
+                o.set_block_based_table_factory(&block);
+                if *name == CF_USAGE || *name == CF_BILLED {
+                    o.set_merge_operator_associative("tollgate_usage_v1", usage_merge);
+                }
+                if *name == CF_DAILY {
+                    o.set_merge_operator_associative("tollgate_daily_v1", daily_merge);
+                }
+                ColumnFamilyDescriptor::new(*name, o)
+            });
+        let opened = if read_only {
+            DB::open_cf_descriptors_read_only(&opts, &path, cfs, false)
+        } else {
+            DB::open_cf_descriptors(&opts, &path, cfs)
+        };
+        let db = opened.map_err(|e| {
             let m = e.to_string();
             if m.contains("lock") || m.contains("Resource temporarily unavailable") {
                 LedgerError::Busy(path.clone())
@@ -391,11 +504,13 @@ impl Ledger {
         })?;
         let ledger = Ledger {
             db,
+            opts,
             path,
             writer: Mutex::new(()),
         };
         let format = ledger.get(CF_META, b"format")?;
         match format {
+            None if read_only => {}
             None => ledger.put_meta(b"format", &STORE_FORMAT.to_le_bytes())?,
             Some(v) if u64_value(Some(v.clone())) == STORE_FORMAT => {}
             Some(v) => {
@@ -414,6 +529,12 @@ impl Ledger {
             path: self.path.clone(),
             message: e.to_string(),
         }
+    }
+
+    /// Daily totals, if the family exists (always, except in a read-only open of a store
+    /// written before it was added).
+    fn daily_cf(&self) -> Option<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(CF_DAILY)
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -474,12 +595,14 @@ impl Ledger {
         Ok(out)
     }
 
-    /// Commits a file's usage (`account \0 YYYY-MM` → encoded [`LineSet`]) and its
-    /// checkpoint atomically (one synced WriteBatch). Refuses names and contents committed before.
+    /// Commits a file's usage (`account \0 YYYY-MM` → encoded [`LineSet`]), its daily
+    /// totals (`YYYY-MM-DD` → encoded [`DayTotals`]) and its checkpoint atomically (one
+    /// synced WriteBatch). Refuses names and contents committed before.
     pub fn commit_file(
         &self,
         mut cp: Checkpoint,
         usage: &[UsageDelta],
+        daily: &[DailyDelta],
         count_content: bool,
     ) -> Result<Commit, LedgerError> {
         let _w = self.writer.lock().expect("writer lock");
@@ -496,6 +619,9 @@ impl Ledger {
         let mut batch = WriteBatch::default();
         for (key, value) in usage {
             batch.merge_cf(self.cf(CF_USAGE), key, value);
+        }
+        for (key, value) in daily {
+            batch.merge_cf(self.cf(CF_DAILY), key, value);
         }
         batch.put_cf(
             self.cf(CF_FILES),
@@ -586,6 +712,102 @@ impl Ledger {
             total += 1;
         }
         Ok((out, total))
+    }
+
+    /// Daily totals of the dates starting with `prefix` (`YYYY-MM` for a month, empty
+    /// for all), in date order.
+    pub fn daily(&self, prefix: &str) -> Result<Vec<(String, DayTotals)>, LedgerError> {
+        let mut out = Vec::new();
+        let mode = rocksdb::IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward);
+        let Some(cf) = self.daily_cf() else {
+            return Ok(out);
+        };
+        for item in self.db.iterator_cf(cf, mode) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let date = String::from_utf8_lossy(&k).into_owned();
+            let t = DayTotals::decode(&v).map_err(|message| LedgerError::Corrupt {
+                path: self.path.clone(),
+                key: format!("daily/{date}"),
+                message,
+            })?;
+            out.push((date, t));
+        }
+        Ok(out)
+    }
+
+    /// Calls `f(account, lines)` for every unbilled usage row of `month` (`YYYY-MM`),
+    /// without collecting them.
+    pub fn for_each_usage_of_month(
+        &self,
+        month: &str,
+        mut f: impl FnMut(&str, &LineSet),
+    ) -> Result<(), LedgerError> {
+        let mut lines = LineSet::default();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_USAGE), rocksdb::IteratorMode::Start)
+        {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let Some(sep) = k.iter().position(|&b| b == 0) else {
+                continue;
+            };
+            if &k[sep + 1..] != month.as_bytes() {
+                continue;
+            }
+            let acc = String::from_utf8_lossy(&k[..sep]);
+            lines.0.clear();
+            lines
+                .merge_encoded(&v)
+                .map_err(|message| LedgerError::Corrupt {
+                    path: self.path.clone(),
+                    key: format!("usage/{acc}"),
+                    message,
+                })?;
+            f(&acc, &lines);
+        }
+        Ok(())
+    }
+
+    /// All close records, in period order.
+    pub fn closes(&self) -> Result<Vec<CloseRecord>, LedgerError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_CLOSES), rocksdb::IteratorMode::Start)
+        {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            out.push(self.json(&format!("closes/{}", String::from_utf8_lossy(&k)), &v)?);
+        }
+        Ok(out)
+    }
+
+    /// RocksDB figures for metrics: (total SST + memtable bytes, cumulative write stall
+    /// microseconds), summed over the column families.
+    pub fn db_stats(&self) -> (u64, u64) {
+        let mut size = 0u64;
+        for name in CFS {
+            let Some(cf) = self.db.cf_handle(name) else {
+                continue;
+            };
+            for p in [
+                "rocksdb.total-sst-files-size",
+                "rocksdb.cur-size-all-mem-tables",
+            ] {
+                size += self
+                    .db
+                    .property_int_value_cf(cf, p)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0);
+            }
+        }
+        let stall = self
+            .opts
+            .get_ticker_count(rocksdb::statistics::Ticker::StallMicros);
+        (size, stall)
     }
 
     /// The last closed period, if any.
@@ -827,20 +1049,28 @@ mod tests {
             b"A\x002026-10".to_vec(),
             set(&[(0, "X", "any", 1, 10)]).encode(),
         )];
+        let mut day = DayTotals::default();
+        day.0[2] = LineTotals {
+            count: 3,
+            usage: 100,
+            billed: 1024,
+            charge_micros: 7,
+        };
+        let d = vec![(b"2026-10-05".to_vec(), day.encode())];
         assert_eq!(
-            l.commit_file(cp("f1", "h1"), &u, true).unwrap(),
+            l.commit_file(cp("f1", "h1"), &u, &[], true).unwrap(),
             Commit::Committed(1)
         );
         assert_eq!(
-            l.commit_file(cp("f2", "h2"), &u, true).unwrap(),
+            l.commit_file(cp("f2", "h2"), &u, &d, true).unwrap(),
             Commit::Committed(2)
         );
         assert!(matches!(
-            l.commit_file(cp("f1", "h9"), &u, true).unwrap(),
+            l.commit_file(cp("f1", "h9"), &u, &d, true).unwrap(),
             Commit::DuplicateName(_)
         ));
         assert_eq!(
-            l.commit_file(cp("f3", "h1"), &u, true).unwrap(),
+            l.commit_file(cp("f3", "h1"), &u, &d, true).unwrap(),
             Commit::DuplicateContent("f1".into())
         );
         let rows = l.unbilled(None).unwrap();
@@ -857,5 +1087,14 @@ mod tests {
             Err(LedgerError::Busy(_))
         ));
         assert_eq!(l.file("f2").unwrap().unwrap().seq, 2);
+        // Daily totals were merged once (f2 only: refused commits add nothing).
+        let days = l.daily("2026-10").unwrap();
+        assert_eq!(days.len(), 1);
+        assert_eq!(days[0].0, "2026-10-05");
+        assert_eq!(days[0].1 .0[2].count, 3);
+        assert_eq!(days[0].1.total().charge_micros, 7);
+        assert!(l.daily("2026-11").unwrap().is_empty());
+        let (size, _stall) = l.db_stats();
+        assert!(size > 0);
     }
 }

@@ -21,6 +21,8 @@
 //! | [`camt`]      | camt.053 / camt.054 bank messages → transactions                     |
 //! | [`sepa`]      | IBAN, payment reference, EPC QR, pain.008 writer                     |
 //! | [`dunning`]   | reminders, 14-day letter, late fees, the notification outbox         |
+//! | [`report`]    | `tollgate report`: usage, revenue, rejects as CSV, JSON, HTML + SVG |
+//! | [`dashboard`] | the live page at `/` and `GET /api/v1/dashboard`, throughput history |
 //! | [`daemon`]    | tokio: spool watcher, HTTP, signals; the file processor thread       |
 //! | [`http`]      | `/metrics`, `/healthz`, `/readyz`                                    |
 //! | [`api`]       | `/api/v1` (auth, OpenAPI), the operations it shares with the CLI     |
@@ -36,6 +38,7 @@ pub mod camt;
 pub mod cdr;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod demo;
 pub mod dunning;
 pub mod engine;
@@ -46,6 +49,7 @@ pub mod money;
 pub mod payments;
 pub mod pipeline;
 pub mod rating;
+pub mod report;
 pub mod sepa;
 pub mod spool;
 pub mod synth;

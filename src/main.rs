@@ -130,6 +130,24 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DunningCmd,
     },
+    /// Usage, revenue or rejects of a period, as CSV, JSON or HTML (works while the daemon runs).
+    Report {
+        #[arg(value_enum)]
+        kind: ReportKind,
+        #[arg(long)]
+        config: PathBuf,
+        /// The period, YYYY-MM.
+        #[arg(long)]
+        period: String,
+        /// Row grouping (default: service; rejects: reason).
+        #[arg(long, value_enum)]
+        by: Option<ReportBy>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Csv)]
+        format: ReportFormat,
+        /// Length of the top destinations and accounts lists.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
     /// The end-to-end demo on an embedded default workspace.
     Demo {
         /// Workspace directory (default: a new directory under the system temp dir).
@@ -142,6 +160,29 @@ enum Cmd {
         #[arg(long, default_value_t = 5_000)]
         accounts: usize,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportKind {
+    Usage,
+    Revenue,
+    Rejects,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportBy {
+    Day,
+    Destination,
+    Service,
+    Plan,
+    Account,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Csv,
+    Json,
+    Html,
 }
 
 #[derive(Subcommand)]
@@ -705,6 +746,65 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 path.display()
             );
             println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Report {
+            kind,
+            config,
+            period,
+            by,
+            format,
+            top,
+        } => {
+            use tollgate::report::{self, By, Format, Kind};
+            let cfg = load(&config)?;
+            let period: Period = period.parse().map_err(anyhow::Error::msg)?;
+            let by = by.map(|b| match b {
+                ReportBy::Day => By::Day,
+                ReportBy::Destination => By::Destination,
+                ReportBy::Service => By::Service,
+                ReportBy::Plan => By::Plan,
+                ReportBy::Account => By::Account,
+            });
+            let format = match format {
+                ReportFormat::Csv => Format::Csv,
+                ReportFormat::Json => Format::Json,
+                ReportFormat::Html => Format::Html,
+            };
+            let ledger = tollgate::ledger::Ledger::open_read_only(&cfg.data_dir)?;
+            let out = match kind {
+                ReportKind::Rejects => {
+                    report::render_rejects(&report::rejects_report(&ledger, period, by)?, format)
+                }
+                ReportKind::Usage | ReportKind::Revenue => {
+                    let kind = if matches!(kind, ReportKind::Revenue) {
+                        Kind::Revenue
+                    } else {
+                        Kind::Usage
+                    };
+                    // A broken tariff edit must not stop a report: only the currency is read.
+                    let currency = tollgate::tariff::Source::load(&cfg.tariff_plans)
+                        .map(|s| s.currency)
+                        .unwrap_or_default();
+                    let accounts = if matches!(by, Some(By::Plan)) {
+                        Some(tollgate::accounts::Accounts::load(&cfg.accounts_file)?)
+                    } else {
+                        None
+                    };
+                    let r = report::usage_report(
+                        &ledger,
+                        accounts.as_ref(),
+                        &currency,
+                        kind,
+                        period,
+                        by,
+                        top,
+                    )?;
+                    report::render_usage(&r, format)
+                }
+            };
+            use std::io::Write;
+            std::io::stdout().write_all(out.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo {

@@ -49,6 +49,84 @@ impl Agg {
 /// `(account index, month index, line key)`.
 pub type AggKey = (u32, u32, u32);
 
+/// `(month index, local day of month 1..=31, service index)`.
+pub type DayKey = (u32, u8, u8);
+
+/// Per-day totals of one worker (or of a whole file): for each month touched, a flat
+/// array of 31 days × 3 services. A file touches one or two months, so the lookup is a
+/// compare with the last month used; no hashing and no allocation per record.
+#[derive(Debug, Default, Clone)]
+pub struct Daily {
+    /// `(month index, local day number of the month's first day, totals by day × service)`.
+    months: Vec<(u32, i32, Box<[Agg; 93]>)>,
+    last: usize,
+}
+
+impl Daily {
+    /// Adds one rated record (`day` is the local day number, `month` its billing month).
+    #[inline]
+    pub fn add(&mut self, month: u32, day: i32, service: u8, a: &Agg) {
+        let i = match self.months.get(self.last) {
+            Some(m) if m.0 == month => self.last,
+            _ => self.slot(month),
+        };
+        let m = &mut self.months[i];
+        let idx = ((day - m.1) as usize) * 3 + service as usize;
+        m.2[idx].add(a);
+    }
+
+    /// Removes one record again (duplicate record ids found by the collector).
+    pub fn sub(&mut self, month: u32, day: i32, service: u8, a: &Agg) {
+        let i = self.slot(month);
+        let m = &mut self.months[i];
+        let e = &mut m.2[((day - m.1) as usize) * 3 + service as usize];
+        e.count -= a.count;
+        e.usage -= a.usage;
+        e.billed -= a.billed;
+        e.charge_micros -= a.charge_micros;
+    }
+
+    #[cold]
+    fn slot(&mut self, month: u32) -> usize {
+        let i = match self.months.iter().position(|m| m.0 == month) {
+            Some(i) => i,
+            None => {
+                let (y, mo) = ((month / 12) as i64, month % 12 + 1);
+                let first = crate::cdr::time::days_from_civil(y, mo, 1) as i32;
+                self.months
+                    .push((month, first, Box::new([Agg::default(); 93])));
+                self.months.len() - 1
+            }
+        };
+        self.last = i;
+        i
+    }
+
+    /// Adds another worker's totals into this one.
+    pub fn merge(&mut self, o: &Daily) {
+        for (month, _, days) in &o.months {
+            let i = self.slot(*month);
+            for (mine, theirs) in self.months[i].2.iter_mut().zip(days.iter()) {
+                mine.add(theirs);
+            }
+        }
+    }
+
+    /// Non-empty entries, sorted by key.
+    pub fn entries(&self) -> Vec<(DayKey, Agg)> {
+        let mut out = Vec::new();
+        for (month, _, days) in &self.months {
+            for (i, a) in days.iter().enumerate() {
+                if a.count > 0 {
+                    out.push(((*month, (i / 3 + 1) as u8, (i % 3) as u8), *a));
+                }
+            }
+        }
+        out.sort_by_key(|e| e.0);
+        out
+    }
+}
+
 /// A rejected line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reject {
@@ -65,6 +143,8 @@ pub struct Reject {
 pub struct FileOutcome {
     /// Totals sorted by key (account, month, line key), one entry per key.
     pub totals: Vec<(AggKey, Agg)>,
+    /// Totals per (month, local day, service), sorted by key; they add up to `totals`.
+    pub daily: Vec<(DayKey, Agg)>,
     pub rejects: Vec<Reject>,
     /// Records: non-blank lines after the header.
     pub lines: u64,
@@ -127,6 +207,7 @@ struct WorkerOut {
     /// Rated records and their record-id hashes, partitioned.
     spill: crate::totals::Spill,
     chunks: Vec<ChunkOut>,
+    daily: Daily,
 }
 
 /// A pool of rating threads fed through crossbeam channels.
@@ -282,6 +363,7 @@ fn work(job: &Job) -> WorkerOut {
     let table = job.tariff.table();
     let account_pos = job.layout.pos[crate::cdr::Column::AccountId as usize] as usize;
     let mut spill = crate::totals::Spill::new(job.spill, job.hint_records);
+    let mut daily = Daily::default();
     let mut chunks = Vec::new();
     while let Ok((idx, start, end)) = job.chunks.recv() {
         if job.cancel.load(Ordering::Relaxed) {
@@ -328,6 +410,17 @@ fn work(job: &Job) -> WorkerOut {
                         r.month,
                         line_key(r.service, row.destination.to_native(), row.band),
                     );
+                    daily.add(
+                        r.month,
+                        r.day,
+                        r.service as u8,
+                        &Agg {
+                            count: 1,
+                            usage: r.usage,
+                            billed: r.billed,
+                            charge_micros: r.charge_micros,
+                        },
+                    );
                     spill.push(
                         crate::totals::Rec {
                             key,
@@ -347,15 +440,21 @@ fn work(job: &Job) -> WorkerOut {
             }
             line_no += 1;
         }
+        let nanos = t0.elapsed().as_nanos() as u64;
+        crate::telemetry::WORKER_BUSY_NANOS.fetch_add(nanos, Ordering::Relaxed);
         chunks.push(ChunkOut {
             idx,
             lines: line_no,
             blank,
             rejects,
-            nanos: t0.elapsed().as_nanos() as u64,
+            nanos,
         });
     }
-    WorkerOut { spill, chunks }
+    WorkerOut {
+        spill,
+        chunks,
+        daily,
+    }
 }
 
 /// Merges worker outputs into the file outcome and resolves duplicate record ids.
@@ -383,6 +482,10 @@ fn collect(
         .collect();
     // Totals sorted by key, and record-id hashes seen more than once.
     let (mut totals, candidates) = crate::totals::finish(spills, threads);
+    let mut daily = Daily::default();
+    for o in &outs {
+        daily.merge(&o.daily);
+    }
     // Absolute line numbers.
     let mut chunk_outs: Vec<ChunkOut> = outs.iter_mut().flat_map(|o| o.chunks.drain(..)).collect();
     chunk_outs.sort_by_key(|c| c.idx);
@@ -440,6 +543,17 @@ fn collect(
                             if a.count == 0 {
                                 totals.remove(i);
                             }
+                            daily.sub(
+                                r.month,
+                                r.day,
+                                r.service as u8,
+                                &Agg {
+                                    count: 1,
+                                    usage: r.usage,
+                                    billed: r.billed,
+                                    charge_micros: r.charge_micros,
+                                },
+                            );
                             rejects.push(Reject {
                                 line: line_no,
                                 reason: Reason::DuplicateRecord,
@@ -460,6 +574,50 @@ fn collect(
     out.rated = out.lines - rejects.len() as u64;
     out.charge_micros = totals.iter().map(|e| e.1.charge_micros).sum();
     out.totals = totals;
+    out.daily = daily.entries();
     out.rejects = rejects;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daily_adds_merges_and_subtracts_by_local_day() {
+        let one = |charge| Agg {
+            count: 1,
+            usage: 60,
+            billed: 60,
+            charge_micros: charge,
+        };
+        let oct = 2026 * 12 + 9;
+        let nov = oct + 1;
+        // Local day numbers: 2026-10-01 and 2026-10-31, 2026-11-01.
+        let d_oct1 = crate::cdr::time::days_from_civil(2026, 10, 1) as i32;
+        let (mut a, mut b) = (Daily::default(), Daily::default());
+        a.add(oct, d_oct1, 0, &one(10));
+        a.add(oct, d_oct1 + 30, 1, &one(20));
+        a.add(nov, d_oct1 + 31, 2, &one(30));
+        a.add(oct, d_oct1, 0, &one(5));
+        b.add(oct, d_oct1, 0, &one(1));
+        a.merge(&b);
+        a.sub(oct, d_oct1, 0, &one(5));
+        let e = a.entries();
+        let keys: Vec<(DayKey, u64, i64)> = e
+            .iter()
+            .map(|(k, v)| (*k, v.count, v.charge_micros))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ((oct, 1, 0), 2, 11),
+                ((oct, 31, 1), 1, 20),
+                ((nov, 1, 2), 1, 30)
+            ]
+        );
+        // A day whose records were all removed again is not emitted.
+        a.sub(oct, d_oct1 + 30, 1, &one(20));
+        assert_eq!(a.entries().len(), 2);
+    }
 }

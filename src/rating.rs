@@ -150,6 +150,8 @@ pub struct Rated {
     pub billed: u64,
     pub charge_micros: i64,
     pub start: i64,
+    /// Local day number (days since 1970-01-01 in the tariff time zone).
+    pub day: i32,
 }
 
 /// The line key of an invoice: (service, destination, band of the chosen row).
@@ -331,6 +333,8 @@ pub struct Priced<'t> {
     pub row_index: u32,
     pub row: &'t ArchivedRowDef,
     pub month: u32,
+    /// Local day number (days since 1970-01-01 in the tariff time zone).
+    pub day: i32,
     pub billed: u64,
     pub charge_micros: i64,
     pub active_bands: u64,
@@ -401,6 +405,7 @@ impl<'t> Rater<'t> {
             row_index,
             row,
             month,
+            day,
             billed,
             charge_micros: charge,
             active_bands: active,
@@ -455,6 +460,7 @@ impl<'t> Rater<'t> {
                 billed: p.billed,
                 charge_micros: p.charge_micros,
                 start,
+                day: p.day,
             },
             id_hash,
         ))

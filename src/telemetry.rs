@@ -1,11 +1,15 @@
 //! Metric names (all in one place) and the Prometheus recorder.
 //!
-//! Metrics are emitted once per file or chunk, never per record.
+//! Metrics are emitted once per file or chunk, never per record. Two counters hold
+//! fractional seconds, which the `metrics` crate's integer counters cannot: they are kept
+//! in atomics here and appended to the scrape by [`render`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-pub const RECORDS_RATED: &str = "tollgate_records_rated_total";
-pub const RECORDS_REJECTED: &str = "tollgate_records_rejected_total";
+/// `outcome` = rated, or rejected with a `reason` label.
+pub const RECORDS: &str = "tollgate_records_total";
 pub const FILES: &str = "tollgate_files_total";
 pub const BYTES: &str = "tollgate_ingested_bytes_total";
 pub const FILE_SECONDS: &str = "tollgate_file_processing_seconds";
@@ -18,6 +22,42 @@ pub const CLOSE_SECONDS: &str = "tollgate_cycle_close_seconds";
 pub const INVOICES: &str = "tollgate_invoices_issued_total";
 pub const TARIFF_INFO: &str = "tollgate_tariff_info";
 pub const RELOADS: &str = "tollgate_reference_reloads_total";
+pub const LAST_CLOSE: &str = "tollgate_last_cycle_close_timestamp_seconds";
+pub const LAST_FILE: &str = "tollgate_last_file_timestamp_seconds";
+pub const DB_SIZE: &str = "tollgate_rocksdb_size_bytes";
+pub const DB_STALL: &str = "tollgate_rocksdb_write_stall_seconds_total";
+pub const WORKERS: &str = "tollgate_workers";
+pub const WORKER_BUSY: &str = "tollgate_worker_busy_seconds_total";
+pub const WORKER_UTILIZATION: &str = "tollgate_worker_utilization_ratio";
+
+/// Nanoseconds rating threads spent on chunks (added once per chunk).
+pub static WORKER_BUSY_NANOS: AtomicU64 = AtomicU64::new(0);
+/// RocksDB's cumulative write stall time in microseconds (refreshed by the daemon's upkeep).
+pub static DB_STALL_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// The Prometheus text of a scrape: the recorder's metrics plus the float counters.
+pub fn render(handle: &PrometheusHandle) -> String {
+    let mut s = handle.render();
+    let busy = WORKER_BUSY_NANOS.load(Ordering::Relaxed) as f64 / 1e9;
+    let stall = DB_STALL_MICROS.load(Ordering::Relaxed) as f64 / 1e6;
+    for (name, help, v) in [
+        (
+            WORKER_BUSY,
+            "seconds rating threads spent rating chunks",
+            busy,
+        ),
+        (
+            DB_STALL,
+            "cumulative time RocksDB delayed or stopped writes",
+            stall,
+        ),
+    ] {
+        s.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n\n"
+        ));
+    }
+    s
+}
 
 /// Installs the global Prometheus recorder (once per process) and describes every metric.
 pub fn install() -> PrometheusHandle {
@@ -40,9 +80,10 @@ pub fn install() -> PrometheusHandle {
                 .expect("one Prometheus recorder per process");
             describe();
             // Register every series at zero so rates and alerts work from the first scrape.
-            metrics::counter!(RECORDS_RATED).absolute(0);
+            metrics::counter!(RECORDS, "outcome" => "rated").absolute(0);
             for r in crate::rating::Reason::ALL {
-                metrics::counter!(RECORDS_REJECTED, "reason" => r.code()).absolute(0);
+                metrics::counter!(RECORDS, "outcome" => "rejected", "reason" => r.code())
+                    .absolute(0);
             }
             for outcome in ["done", "failed", "duplicate"] {
                 metrics::counter!(FILES, "outcome" => outcome).absolute(0);
@@ -60,11 +101,10 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(RECORDS_RATED, Unit::Count, "CDR records rated");
     describe_counter!(
-        RECORDS_REJECTED,
+        RECORDS,
         Unit::Count,
-        "CDR records rejected, by reason"
+        "CDR records by outcome (rated, rejected) and reject reason"
     );
     describe_counter!(
         FILES,
@@ -108,6 +148,27 @@ fn describe() {
         TARIFF_INFO,
         Unit::Count,
         "the tariff version in service (label version)"
+    );
+    describe_gauge!(
+        LAST_CLOSE,
+        Unit::Seconds,
+        "Unix time of the last cycle close committed by this process"
+    );
+    describe_gauge!(
+        LAST_FILE,
+        Unit::Seconds,
+        "Unix time the last file was committed"
+    );
+    describe_gauge!(
+        DB_SIZE,
+        Unit::Bytes,
+        "RocksDB size: SST files plus memtables, all column families"
+    );
+    describe_gauge!(WORKERS, Unit::Count, "rating threads");
+    describe_gauge!(
+        WORKER_UTILIZATION,
+        Unit::Count,
+        "share of the rating threads' time spent rating over the last 5 s (0 to 1)"
     );
     describe_counter!(
         RELOADS,

@@ -147,7 +147,7 @@ fn restart_and_compare(ws: &Ws, c: &Control, label: &str) -> Recovery {
     } else {
         Recovery::Rerated
     };
-    let rated = m.counter("tollgate_records_rated_total", &[]);
+    let rated = m.counter("tollgate_records_total", &[("outcome", "rated")]);
     let done = m.counter("tollgate_files_total", &[("outcome", "done")]);
     match recovery {
         Recovery::Rerated => {

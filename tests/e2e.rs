@@ -11,8 +11,6 @@ use std::fs;
 use common::{cdr_file, read_rejects, run, usage_sums, Daemon, Ws, HAND_DECK};
 use serde_json::{json, Value};
 
-const RATED: &str = "tollgate_records_rated_total";
-const REJECTED: &str = "tollgate_records_rejected_total";
 const FILES: &str = "tollgate_files_total";
 
 fn seller() -> Value {
@@ -225,8 +223,8 @@ fn daemon_rates_spooled_files_and_closes_a_cycle() {
         d.metrics().get("tollgate_spool_backlog_files", &[]) == Some(0.0)
     });
     let m = d.metrics();
-    assert_eq!(m.get(RATED, &[]), Some(13.0), "{}", m.text);
-    let rejected = m.nonzero_by(REJECTED, "reason");
+    assert_eq!(m.rated(), Some(13.0), "{}", m.text);
+    let rejected = m.rejected_by_reason();
     assert_eq!(
         rejected,
         [
@@ -382,9 +380,9 @@ fn duplicate_file_is_refused() {
     assert!(!ws.rejects("b.csv").exists());
 
     let m = d.metrics();
-    assert_eq!(m.get(RATED, &[]), Some(2.0), "{}", m.text);
+    assert_eq!(m.rated(), Some(2.0), "{}", m.text);
     assert_eq!(
-        m.nonzero_by(REJECTED, "reason"),
+        m.rejected_by_reason(),
         [("unknown_account".to_string(), 1.0)]
     );
     assert_eq!(m.get(FILES, &[("outcome", "done")]), Some(1.0));
@@ -547,9 +545,9 @@ n1,A1,voice,+31611111111,2026-10-05T10:00:00Z,60,0\n"
 
     // good rows: mixed 4, crlf 2, bom 1, quoted 2.
     let m = d.metrics();
-    assert_eq!(m.get(RATED, &[]), Some(9.0), "{}", m.text);
+    assert_eq!(m.rated(), Some(9.0), "{}", m.text);
     assert_eq!(
-        m.nonzero_by(REJECTED, "reason"),
+        m.rejected_by_reason(),
         [
             ("malformed".to_string(), 4.0),
             ("unknown_service".to_string(), 1.0)
@@ -566,7 +564,7 @@ n1,A1,voice,+31611111111,2026-10-05T10:00:00Z,60,0\n"
     d.wait_until("after.csv in done/", || {
         ws.done().join("after.csv").exists()
     });
-    assert_eq!(d.metrics().get(RATED, &[]), Some(10.0));
+    assert_eq!(d.metrics().rated(), Some(10.0));
     assert_eq!(d.stop().code(), Some(0));
 
     // Every good row is billed: 10 records in total.
@@ -826,7 +824,7 @@ fn cycle_close_is_forward_only_and_idempotent() {
         ]),
     );
     d.wait_until("late.csv in done/", || ws.done().join("late.csv").exists());
-    assert_eq!(d.metrics().get(RATED, &[]), Some(4.0));
+    assert_eq!(d.metrics().rated(), Some(4.0));
     assert_eq!(d.stop().code(), Some(0));
 
     let out = ws.close("2026-11", "2026-12-01").ok();
@@ -1062,9 +1060,9 @@ fn rejects_and_line_numbers_stay_exact_across_many_chunks() {
     assert_eq!(got, want_rejects);
     assert_eq!(want_rejects.len(), 31);
     let m = d.metrics();
-    assert_eq!(m.get(RATED, &[]), Some(2969.0));
+    assert_eq!(m.rated(), Some(2969.0));
     assert_eq!(
-        m.nonzero_by(REJECTED, "reason"),
+        m.rejected_by_reason(),
         [
             ("duplicate_record".to_string(), 1.0),
             ("unknown_service".to_string(), 30.0)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: format, lints, docs, unit + property + golden + end-to-end tests,
-# promtool on a real scrape, and a short throughput smoke run. See README.md.
+# promtool on a real scrape and on the shipped configs, a real Prometheus server, the
+# dashboard in headless Chromium, and a short throughput smoke run. See README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. tools/setup.sh prometheus libxml2-utils python3-venv
+. tools/setup.sh prometheus libxml2-utils python3-venv chromium
 # The official pain.008.001.02 XSD ships with the sepaxml PyPI package (tests/payments.rs).
 tools/pyenv.sh 'sepaxml==2.7.0' >/dev/null
 export TOLLGATE_REQUIRE_XSD=1
@@ -26,6 +27,13 @@ RUSTDOCFLAGS="-D warnings" cargo doc --release --locked --no-deps
 step "cargo test (release)"
 cargo build --release --locked --bins
 cargo test --release --locked -- --test-threads=2
+
+step "promtool: shipped scrape config and alert rules"
+(cd configs && promtool check config prometheus.yml && promtool check rules alerts.yml \
+  && promtool test rules alerts_test.yml)
+
+step "operations: real Prometheus server, reports, dashboard in headless Chromium (screenshot)"
+cargo test --release --locked --test ops -- --nocapture 2>&1 | grep -E "SKIPPED|screenshot|test result"
 
 step "conformance on ../shared/samples (skips visibly when absent)"
 cargo test --release --locked --test samples -- --nocapture 2>&1 | grep -E "SKIPPED|ivozprovider|test result"

@@ -224,6 +224,7 @@ pub fn router(st: ApiState) -> Router {
         .route("/cycles/{period}/close", post(close_cycle))
         .route("/files", get(list_files))
         .route("/tariffs/reload", post(reload_tariffs))
+        .route("/dashboard", get(dashboard))
         .fallback(|| async { ApiError::not_found("no such API path") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
@@ -596,6 +597,14 @@ async fn list_files(
     Ok(paged(
         blocking(move || ops::files(&e, status, offset, limit)).await?,
     ))
+}
+
+/// The live dashboard's figures (any token): see `dashboard.rs`.
+async fn dashboard(
+    State(st): State<ApiState>,
+    q: Result<Query<crate::dashboard::DashboardQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    Ok(crate::dashboard::respond(st.engine.clone(), q?.0).await)
 }
 
 /// Compiles the tariff sources, reloads the accounts and swaps both in for the next

@@ -823,7 +823,6 @@ pub fn close(
     let r = engine.reference();
     let issue =
         issue_date.unwrap_or_else(|| chrono::Utc::now().with_timezone(&r.tariff.tz).date_naive());
-    let t0 = std::time::Instant::now();
     let s = close_cycle(
         &engine.cfg,
         &engine.ledger,
@@ -834,8 +833,7 @@ pub fn close(
     )?;
     let rec = &s.record;
     if s.new {
-        metrics::counter!(crate::telemetry::INVOICES).increment(rec.invoices.len() as u64);
-        metrics::histogram!(crate::telemetry::CLOSE_SECONDS).record(t0.elapsed().as_secs_f64());
+        // close_cycle records the close metrics.
         tracing::info!(period = %rec.period, invoices = rec.invoices.len(), "cycle closed");
     }
     let c = r.tariff.table().currency.as_str().to_owned();

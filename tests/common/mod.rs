@@ -534,13 +534,21 @@ impl Drop for Daemon {
 
 /// A raw HTTP/1.1 GET with `Connection: close`: (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_get_auth(addr, path, None)
+}
+
+/// GET with an optional `Authorization: Bearer` token: (status, body).
+pub fn http_get_auth(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -785,6 +793,28 @@ impl Metrics {
                 assert_eq!(l.len(), 1, "{name}: labels {l:?}");
                 assert_eq!(l[0].0, key, "{name}: labels {l:?}");
                 (l[0].1.clone(), v)
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Records rated (`tollgate_records_total{outcome="rated"}`).
+    pub fn rated(&self) -> Option<f64> {
+        self.get("tollgate_records_total", &[("outcome", "rated")])
+    }
+
+    /// `(reason, count)` of the non-zero `tollgate_records_total{outcome="rejected"}`
+    /// samples, sorted by reason.
+    pub fn rejected_by_reason(&self) -> Vec<(String, f64)> {
+        let mut v: Vec<(String, f64)> = self
+            .all("tollgate_records_total")
+            .into_iter()
+            .filter(|(l, v)| *v != 0.0 && l.iter().any(|(k, x)| k == "outcome" && x == "rejected"))
+            .map(|(l, v)| {
+                assert_eq!(l.len(), 2, "labels {l:?}");
+                let r = l.iter().find(|(k, _)| k == "reason").expect("reason label");
+                (r.1.clone(), v)
             })
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));

@@ -1,0 +1,434 @@
+//! The live dashboard: the page at `/` (embedded HTML + script, no build step) and its
+//! JSON at `GET /api/v1/dashboard`, plus the daemon's in-memory throughput history.
+//!
+//! The history is a ring of 10-second slots covering the last hour, filled once per
+//! committed file (never per record). Totals since the daemon started are seeded from
+//! the ledger's checkpoints, so a restart does not reset "files processed" or the
+//! rejects by reason (failed and duplicate files are not in the ledger: they count from
+//! the start of this process).
+//!
+//! The page reads an API token from the URL fragment (`/#token=…`) or a prompt, keeps it
+//! in `sessionStorage` and sends it as `Authorization: Bearer …`, ready for the bearer
+//! authentication of the `/api` routes.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::ledger::Ledger;
+use crate::money::{format_micros, micros_to_cents};
+use crate::rating::Reason;
+
+/// Seconds per history slot.
+pub const SLOT_SECONDS: i64 = 10;
+/// Slots kept: one hour.
+pub const SLOTS: usize = 360;
+
+const PAGE: &str = include_str!("dashboard.html");
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// Unix time / SLOT_SECONDS.
+    index: i64,
+    rated: u64,
+    rejected: u64,
+    files: u64,
+    bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct LiveState {
+    started: i64,
+    rated: u64,
+    rejected: [u64; 9],
+    bytes: u64,
+    charge_micros: i64,
+    /// done, failed, duplicate.
+    files: [u64; 3],
+    slots: VecDeque<Slot>,
+    backlog_files: u64,
+    backlog_bytes: u64,
+    oldest_age_seconds: f64,
+}
+
+/// The daemon's live figures.
+#[derive(Debug, Default)]
+pub struct Live {
+    state: Mutex<LiveState>,
+}
+
+/// The process-wide live figures.
+pub fn live() -> &'static Live {
+    static LIVE: OnceLock<Live> = OnceLock::new();
+    LIVE.get_or_init(|| {
+        let l = Live::default();
+        l.state.lock().expect("live lock").started = chrono::Utc::now().timestamp();
+        l
+    })
+}
+
+impl Live {
+    fn slot(s: &mut LiveState, now: i64) -> &mut Slot {
+        let index = now.div_euclid(SLOT_SECONDS);
+        if s.slots.back().is_none_or(|b| b.index != index) {
+            s.slots.push_back(Slot {
+                index,
+                ..Slot::default()
+            });
+            while s.slots.len() > SLOTS {
+                s.slots.pop_front();
+            }
+        }
+        s.slots.back_mut().expect("pushed above")
+    }
+
+    /// A committed file's figures (once per file).
+    pub fn file_committed(&self, rated: u64, rejected: &[u64; 9], bytes: u64, charge: i64) {
+        let now = chrono::Utc::now().timestamp();
+        let mut s = self.state.lock().expect("live lock");
+        s.rated += rated;
+        for (t, n) in s.rejected.iter_mut().zip(rejected) {
+            *t += n;
+        }
+        s.bytes += bytes;
+        s.charge_micros += charge;
+        let rej: u64 = rejected.iter().sum();
+        let slot = Live::slot(&mut s, now);
+        slot.rated += rated;
+        slot.rejected += rej;
+        slot.bytes += bytes;
+    }
+
+    /// A finished file's outcome: `done`, `failed` or `duplicate`.
+    pub fn file_finished(&self, outcome: &str) {
+        let now = chrono::Utc::now().timestamp();
+        let mut s = self.state.lock().expect("live lock");
+        let i = match outcome {
+            "done" => 0,
+            "failed" => 1,
+            _ => 2,
+        };
+        s.files[i] += 1;
+        Live::slot(&mut s, now).files += 1;
+    }
+
+    /// The spool backlog, as the watcher last saw it.
+    pub fn set_backlog(&self, files: u64, bytes: u64, oldest_age_seconds: f64) {
+        let mut s = self.state.lock().expect("live lock");
+        s.backlog_files = files;
+        s.backlog_bytes = bytes;
+        s.oldest_age_seconds = oldest_age_seconds;
+    }
+
+    /// Seeds the totals from the ledger's checkpoints (at daemon start).
+    pub fn seed(&self, ledger: &Ledger) {
+        let Ok(files) = ledger.files() else { return };
+        let mut s = self.state.lock().expect("live lock");
+        for cp in files {
+            s.files[0] += 1;
+            s.rated += cp.rated;
+            s.bytes += cp.size;
+            s.charge_micros += crate::money::parse_fixed(&cp.charge, 6).unwrap_or(0);
+            for (code, n) in &cp.rejected {
+                if let Some(r) = Reason::ALL.iter().position(|r| r.code() == code.as_str()) {
+                    s.rejected[r] += n;
+                }
+            }
+        }
+    }
+
+    /// Throughput now (records per second over the last minute) and per minute over the
+    /// last hour (oldest first; minutes without files are zero).
+    fn throughput(s: &LiveState, now: i64) -> (f64, Vec<Minute>) {
+        let current = now.div_euclid(SLOT_SECONDS);
+        let per_minute = 60 / SLOT_SECONDS;
+        let last_minute: u64 = s
+            .slots
+            .iter()
+            .filter(|x| x.index > current - per_minute)
+            .map(|x| x.rated + x.rejected)
+            .sum();
+        let window = (now - s.started).clamp(1, 60) as f64;
+        let this_minute = now.div_euclid(60);
+        let mut minutes: Vec<Minute> = (0..60)
+            .map(|i| {
+                let m = this_minute - 59 + i;
+                Minute {
+                    minute: chrono::DateTime::from_timestamp(m * 60, 0)
+                        .map(|t| t.format("%H:%M").to_string())
+                        .unwrap_or_default(),
+                    records: 0,
+                    rejected: 0,
+                    files: 0,
+                    bytes: 0,
+                }
+            })
+            .collect();
+        for x in &s.slots {
+            let m = (x.index * SLOT_SECONDS).div_euclid(60);
+            let i = m - (this_minute - 59);
+            if (0..60).contains(&i) {
+                let e = &mut minutes[i as usize];
+                e.records += x.rated + x.rejected;
+                e.rejected += x.rejected;
+                e.files += x.files;
+                e.bytes += x.bytes;
+            }
+        }
+        (last_minute as f64 / window, minutes)
+    }
+}
+
+/// Records, rejects, files and bytes of one minute.
+#[derive(Debug, Clone, Serialize)]
+pub struct Minute {
+    /// `HH:MM` (UTC).
+    pub minute: String,
+    pub records: u64,
+    pub rejected: u64,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Rated records and revenue of one day of the period.
+#[derive(Debug, Clone, Serialize)]
+pub struct Day {
+    pub date: String,
+    pub records: u64,
+    /// Exact, 6 decimals.
+    pub revenue: String,
+    /// Rounded half-up to cents.
+    pub revenue_cents: i64,
+}
+
+/// The last committed close.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastClose {
+    pub period: String,
+    pub closed_at: String,
+    pub invoices: usize,
+    pub total: String,
+}
+
+/// The JSON of `GET /api/v1/dashboard`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dashboard {
+    pub now: String,
+    pub started_at: String,
+    pub workers: usize,
+    pub tariff_version: String,
+    pub currency: String,
+    pub records_per_second: f64,
+    pub last_hour: Vec<Minute>,
+    pub files: FilesOut,
+    pub records_rated: u64,
+    pub records_rejected: u64,
+    pub bytes: u64,
+    pub rejects: Vec<(String, u64)>,
+    pub spool: SpoolOut,
+    pub period: String,
+    pub period_closed: bool,
+    pub period_records: u64,
+    pub period_revenue: String,
+    pub days: Vec<Day>,
+    pub last_close: Option<LastClose>,
+}
+
+/// Files by outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct FilesOut {
+    pub done: u64,
+    pub failed: u64,
+    pub duplicate: u64,
+}
+
+/// The spool backlog.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpoolOut {
+    pub backlog_files: u64,
+    pub backlog_bytes: u64,
+    pub oldest_file_age_seconds: f64,
+}
+
+/// Query of `GET /api/v1/dashboard`.
+#[derive(Debug, Deserialize)]
+pub struct DashboardQuery {
+    /// The period of the revenue chart (default: the open period).
+    pub period: Option<String>,
+}
+
+/// The open period: the month after the last close; before any close, the latest month
+/// with rated records, else the current month.
+pub fn open_period(ledger: &Ledger) -> Result<String, crate::ledger::LedgerError> {
+    if let Some(last) = ledger.last_closed()? {
+        let p: crate::billing::Period =
+            last.parse().map_err(crate::ledger::LedgerError::Refused)?;
+        let (y, m) = if p.month == 12 {
+            (p.year + 1, 1)
+        } else {
+            (p.year, p.month + 1)
+        };
+        return Ok(format!("{y:04}-{m:02}"));
+    }
+    Ok(ledger
+        .daily("")?
+        .last()
+        .map(|(d, _)| d[..7].to_owned())
+        .unwrap_or_else(|| chrono::Utc::now().format("%Y-%m").to_string()))
+}
+
+/// Builds the dashboard figures.
+pub fn snapshot(engine: &Engine, period: Option<String>) -> Result<Dashboard, String> {
+    let ledger = &engine.ledger;
+    let period = match period {
+        Some(p) => {
+            let p: crate::billing::Period = p.parse()?;
+            p.to_string()
+        }
+        None => open_period(ledger).map_err(|e| e.to_string())?,
+    };
+    let mut days = Vec::new();
+    let (mut records, mut micros) = (0u64, 0i64);
+    for (date, d) in ledger
+        .daily(&format!("{period}-"))
+        .map_err(|e| e.to_string())?
+    {
+        let t = d.total();
+        records += t.count;
+        micros += t.charge_micros;
+        days.push(Day {
+            date,
+            records: t.count,
+            revenue: format_micros(t.charge_micros as i128),
+            revenue_cents: micros_to_cents(t.charge_micros as i128),
+        });
+    }
+    let last_close = ledger
+        .closes()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .max_by(|a, b| a.closed_at.cmp(&b.closed_at))
+        .map(|c| LastClose {
+            period: c.period,
+            closed_at: c.closed_at,
+            invoices: c.invoices.len(),
+            total: c.total,
+        });
+    let period_closed = ledger
+        .close_record(&period)
+        .map_err(|e| e.to_string())?
+        .is_some();
+    let reference = engine.reference();
+    let now = chrono::Utc::now();
+    let s = live().state.lock().expect("live lock");
+    let (rps, last_hour) = Live::throughput(&s, now.timestamp());
+    let mut rejects: Vec<(String, u64)> = Reason::ALL
+        .iter()
+        .map(|r| (r.code().to_owned(), s.rejected[*r as usize]))
+        .collect();
+    rejects.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(Dashboard {
+        now: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        started_at: chrono::DateTime::from_timestamp(s.started, 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default(),
+        workers: engine.cfg.workers,
+        tariff_version: reference.tariff.version()[..16].to_owned(),
+        currency: reference.tariff.table().currency.as_str().to_owned(),
+        records_per_second: (rps * 10.0).round() / 10.0,
+        last_hour,
+        files: FilesOut {
+            done: s.files[0],
+            failed: s.files[1],
+            duplicate: s.files[2],
+        },
+        records_rated: s.rated,
+        records_rejected: s.rejected.iter().sum(),
+        bytes: s.bytes,
+        rejects,
+        spool: SpoolOut {
+            backlog_files: s.backlog_files,
+            backlog_bytes: s.backlog_bytes,
+            oldest_file_age_seconds: (s.oldest_age_seconds * 10.0).round() / 10.0,
+        },
+        period,
+        period_closed,
+        period_records: records,
+        period_revenue: format_micros(micros as i128),
+        days,
+        last_close,
+    })
+}
+
+/// The page alone (it holds no data; its figures come from the JSON route).
+pub fn page_router() -> Router {
+    Router::new().route("/", get(page))
+}
+
+async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        PAGE,
+    )
+}
+
+/// The answer of `GET /api/v1/dashboard`: 200 with [`Dashboard`], 400 for a bad period,
+/// 500 (without details) when the ledger cannot be read.
+pub async fn respond(engine: Arc<Engine>, q: DashboardQuery) -> Response {
+    let r = tokio::task::spawn_blocking(move || snapshot(&engine, q.period)).await;
+    match r {
+        Ok(Ok(d)) => Json(d).into_response(),
+        Ok(Err(e)) if e.contains("is not a period") => (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"error": e})),
+        )
+            .into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "dashboard figures");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({"error": "cannot read the ledger"})),
+            )
+                .into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throughput_over_slots() {
+        let mut s = LiveState {
+            started: 1_000_000 - 3600,
+            ..LiveState::default()
+        };
+        let now = 1_000_000i64;
+        // 600 records 30 s ago, 60 records two minutes ago.
+        Live::slot(&mut s, now - 30).rated = 600;
+        // (slots are pushed in time order in the daemon; here out of order is fine for sums)
+        s.slots.push_front(Slot {
+            index: (now - 120).div_euclid(SLOT_SECONDS),
+            rated: 50,
+            rejected: 10,
+            files: 1,
+            bytes: 5,
+        });
+        let (rps, minutes) = Live::throughput(&s, now);
+        assert_eq!(rps, 10.0);
+        assert_eq!(minutes.len(), 60);
+        assert_eq!(minutes.iter().map(|m| m.records).sum::<u64>(), 660);
+        assert_eq!(minutes.iter().map(|m| m.rejected).sum::<u64>(), 10);
+    }
+}

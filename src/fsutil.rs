@@ -44,6 +44,17 @@ pub fn write_renamed(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Flushes the whole filesystem holding `dir` (data and metadata) to stable storage.
+pub fn sync_fs(dir: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(dir)?;
+    // SAFETY: syncfs only takes an open file descriptor, which `f` keeps alive.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -58,15 +69,4 @@ mod tests {
         let (dir, _) = super::temp_beside(Path::new("/a/b.csv"));
         assert_eq!(dir, Path::new("/a"));
     }
-}
-
-/// Flushes the whole filesystem holding `dir` (data and metadata) to stable storage.
-pub fn sync_fs(dir: &Path) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(dir)?;
-    // SAFETY: syncfs only takes an open file descriptor, which `f` keeps alive.
-    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }

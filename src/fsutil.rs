@@ -11,7 +11,11 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// The directory of `path` and a hidden temp file name beside it (a dotfile, so the
 /// spool watcher never picks it up).
 fn temp_beside(path: &Path) -> (&Path, std::path::PathBuf) {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // A bare file name has the parent "", which cannot be opened for the directory fsync.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -49,4 +53,20 @@ pub fn sync_fs(dir: &Path) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Regression: `write_atomic("accounts.csv")` (a config given as a bare relative
+    /// name) renamed the file, then failed to fsync the directory "".
+    #[test]
+    fn a_bare_file_name_lives_in_the_current_directory() {
+        let (dir, tmp) = super::temp_beside(Path::new("accounts.csv"));
+        assert_eq!(dir, Path::new("."));
+        assert!(tmp.starts_with("."), "{}", tmp.display());
+        let (dir, _) = super::temp_beside(Path::new("/a/b.csv"));
+        assert_eq!(dir, Path::new("/a"));
+    }
 }

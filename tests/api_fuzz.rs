@@ -93,6 +93,8 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         .args(["--generation-database", "none", "--no-color"])
         .args(["--report-dir", ws.root.join("schemathesis-report").to_str().unwrap()])
         .env("SCHEMATHESIS_HOOKS", "")
+        // Its cache (`.schemathesis/`) goes into the workspace, not the project.
+        .current_dir(&ws.root)
         .output()
         .expect("run schemathesis");
     let stdout = String::from_utf8_lossy(&out.stdout);

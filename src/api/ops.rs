@@ -484,13 +484,16 @@ pub fn usage(engine: &Engine, account: &str, period: Period) -> Result<UsageDoc,
 #[into_params(parameter_in = Query)]
 pub struct QuoteQuery {
     /// Account id.
+    #[param(example = "A1")]
     pub account: String,
     /// voice, sms or data.
+    #[param(pattern = "^(voice|sms|data)$", example = "voice")]
     pub service: String,
     /// Called number (empty for data).
     #[serde(default)]
     pub to: Option<String>,
     /// Start time, RFC 3339.
+    #[param(format = DateTime, example = "2026-10-05T10:00:00Z")]
     pub at: String,
     /// Seconds (voice) or bytes (data); ignored for sms. Default 1.
     #[param(minimum = 0)]

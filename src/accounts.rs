@@ -1,8 +1,9 @@
 //! Accounts: the accounts CSV, validated per line, and the dense index used while rating.
 //!
 //! Required columns: `account_id,plan`. Optional: `name,street,postcode,city,country,
-//! email,language`. Columns may come in any order; unknown columns are refused so that a
-//! typo never silently drops data.
+//! email,language` and the invoicing columns `customer_type,vat_id,peppol_endpoint,
+//! itemised,masking`. Columns may come in any order; unknown columns are refused so that a
+//! typo never silently drops data. Every row is validated; an error names file and line.
 
 use std::path::{Path, PathBuf};
 
@@ -43,12 +44,45 @@ pub struct Account {
     pub email: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub language: String,
+    /// `consumer` (default) or `business`.
+    pub customer_type: CustomerType,
+    /// VAT identification number (businesses only), e.g. `BE0123456789`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub vat_id: String,
+    /// Peppol electronic address `scheme:id` (businesses only), e.g. `0106:12345678`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub peppol_endpoint: String,
+    /// The customer opted in to an itemised bill.
+    pub itemised: bool,
+    /// How many trailing digits of called numbers an itemised bill masks (0 = none).
+    pub masking: u8,
     /// 1-based line in the accounts file.
     #[serde(skip)]
     pub line: u64,
 }
 
-const COLUMNS: [&str; 9] = [
+/// Customer type: decides VAT treatment (see [`crate::vat`]).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CustomerType {
+    #[default]
+    Consumer,
+    Business,
+}
+
+impl CustomerType {
+    pub fn name(self) -> &'static str {
+        match self {
+            CustomerType::Consumer => "consumer",
+            CustomerType::Business => "business",
+        }
+    }
+}
+
+/// Default number masking of itemised bills: the last 4 digits (privacy by default).
+pub const DEFAULT_MASKING: u8 = 4;
+
+const COLUMNS: [&str; 14] = [
     "account_id",
     "plan",
     "name",
@@ -58,6 +92,11 @@ const COLUMNS: [&str; 9] = [
     "country",
     "email",
     "language",
+    "customer_type",
+    "vat_id",
+    "peppol_endpoint",
+    "itemised",
+    "masking",
 ];
 
 /// All accounts, sorted by `account_id`.
@@ -125,7 +164,7 @@ impl Accounts {
                     rec.get(pos[c]).unwrap_or("").trim().to_owned()
                 }
             };
-            let a = Account {
+            let mut a = Account {
                 account_id: get(0),
                 plan: get(1),
                 name: get(2),
@@ -136,7 +175,32 @@ impl Accounts {
                 email: get(7),
                 language: get(8),
                 line,
+                ..Account::default()
             };
+            a.customer_type = match get(9).as_str() {
+                "" | "consumer" => CustomerType::Consumer,
+                "business" => CustomerType::Business,
+                other => {
+                    return Err(line_err(
+                        line,
+                        format!("column `customer_type`: `{other}` is not consumer or business"),
+                    ))
+                }
+            };
+            a.vat_id = get(10);
+            a.peppol_endpoint = get(11);
+            a.itemised = match get(12).as_str() {
+                "" | "no" | "false" | "0" => false,
+                "yes" | "true" | "1" => true,
+                other => {
+                    return Err(line_err(
+                        line,
+                        format!("column `itemised`: `{other}` is not yes or no"),
+                    ))
+                }
+            };
+            a.masking = parse_masking(&get(13))
+                .map_err(|m| line_err(line, format!("column `masking`: {m}")))?;
             if a.account_id.is_empty()
                 || a.account_id.len() > 64
                 || a.account_id
@@ -168,6 +232,27 @@ impl Accounts {
                     format!("column `language`: `{}` is not nl or en", a.language),
                 ));
             }
+            if !a.vat_id.is_empty() {
+                if a.customer_type != CustomerType::Business {
+                    return Err(line_err(
+                        line,
+                        "column `vat_id`: only business accounts carry a VAT ID (set customer_type to business)".into(),
+                    ));
+                }
+                check_vat_id(&a.vat_id, &a.country)
+                    .map_err(|m| line_err(line, format!("column `vat_id`: {m}")))?;
+            }
+            if !a.peppol_endpoint.is_empty() {
+                if a.customer_type != CustomerType::Business {
+                    return Err(line_err(
+                        line,
+                        "column `peppol_endpoint`: only business accounts have a Peppol endpoint"
+                            .into(),
+                    ));
+                }
+                check_endpoint(&a.peppol_endpoint)
+                    .map_err(|m| line_err(line, format!("column `peppol_endpoint`: {m}")))?;
+            }
             list.push(a);
         }
         list.sort_by(|a, b| a.account_id.cmp(&b.account_id));
@@ -196,6 +281,69 @@ impl Accounts {
             .ok()
             .map(|i| &self.list[i])
     }
+}
+
+/// `none` → 0, `lastN` (N = 1..=8) → N, empty → [`DEFAULT_MASKING`].
+fn parse_masking(s: &str) -> Result<u8, String> {
+    match s {
+        "" => Ok(DEFAULT_MASKING),
+        "none" => Ok(0),
+        _ => s
+            .strip_prefix("last")
+            .and_then(|n| n.parse::<u8>().ok())
+            .filter(|n| (1..=8).contains(n))
+            .ok_or_else(|| format!("`{s}` is not none or last1 .. last8")),
+    }
+}
+
+/// A VAT ID: 2-letter country prefix (`EL` for Greece) then 2-13 letters or digits; the
+/// prefix must match the account's country; Dutch ids are `NL` + 9 digits + `B` + 2 digits.
+pub fn check_vat_id(id: &str, country: &str) -> Result<(), String> {
+    let b = id.as_bytes();
+    if b.len() < 4
+        || b.len() > 15
+        || !b[..2].iter().all(u8::is_ascii_uppercase)
+        || !b[2..]
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    {
+        return Err(format!(
+            "`{id}` is not a VAT ID (country prefix, then 2-13 capital letters or digits, no spaces)"
+        ));
+    }
+    let prefix = &id[..2];
+    let expect = if country == "GR" { "EL" } else { country };
+    if !country.is_empty() && prefix != expect {
+        return Err(format!(
+            "`{id}` does not start with the account's country {country} (`{expect}`)"
+        ));
+    }
+    if prefix == "NL"
+        && !(b.len() == 14
+            && b[2..11].iter().all(u8::is_ascii_digit)
+            && b[11] == b'B'
+            && b[12..].iter().all(u8::is_ascii_digit))
+    {
+        return Err(format!(
+            "`{id}` is not a Dutch VAT ID (NL, 9 digits, B, 2 digits)"
+        ));
+    }
+    Ok(())
+}
+
+/// A Peppol endpoint `scheme:id`: a 4-digit EAS scheme code, then 1-100 printable characters.
+pub fn check_endpoint(e: &str) -> Result<(), String> {
+    let bad = || format!("`{e}` is not scheme:id with a 4-digit EAS scheme, e.g. 0106:12345678");
+    let (scheme, id) = e.split_once(':').ok_or_else(bad)?;
+    if scheme.len() != 4
+        || !scheme.bytes().all(|b| b.is_ascii_digit())
+        || id.is_empty()
+        || id.len() > 100
+        || id.bytes().any(|b| !b.is_ascii_graphic())
+    {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 /// The dense index used on the hot path: account id bytes → (account index, plan index).
@@ -388,5 +536,42 @@ mod tests {
         );
         let e = parse("account_id\nA\n").unwrap_err().to_string();
         assert!(e.contains("missing column `plan`"), "{e}");
+    }
+
+    #[test]
+    fn invoicing_columns() {
+        let a = parse(
+            "account_id,plan,country,customer_type,vat_id,peppol_endpoint,itemised,masking\n\
+             A,basic,NL,,,,,\n\
+             B,basic,BE,business,BE0123456789,0208:0123456789,yes,none\n\
+             C,basic,GR,business,EL123456789,,no,last2\n",
+        )
+        .unwrap();
+        let (a0, b, c) = (&a.list[0], &a.list[1], &a.list[2]);
+        assert_eq!(a0.customer_type, CustomerType::Consumer);
+        assert!(!a0.itemised);
+        assert_eq!(a0.masking, DEFAULT_MASKING);
+        assert_eq!(b.customer_type, CustomerType::Business);
+        assert_eq!(b.vat_id, "BE0123456789");
+        assert_eq!(b.peppol_endpoint, "0208:0123456789");
+        assert!(b.itemised);
+        assert_eq!(b.masking, 0);
+        assert_eq!(c.masking, 2);
+        let head =
+            "account_id,plan,country,customer_type,vat_id,peppol_endpoint,itemised,masking\n";
+        for (row, want) in [
+            ("A,basic,NL,person,,,,", "accounts.csv:2: column `customer_type`: `person` is not consumer or business"),
+            ("A,basic,NL,,NL123456789B01,,,", "accounts.csv:2: column `vat_id`: only business accounts carry a VAT ID"),
+            ("A,basic,NL,business,NL12345678B01,,,", "accounts.csv:2: column `vat_id`: `NL12345678B01` is not a Dutch VAT ID"),
+            ("A,basic,DE,business,BE0123456789,,,", "accounts.csv:2: column `vat_id`: `BE0123456789` does not start with the account's country DE"),
+            ("A,basic,DE,business,DE 123456789,,,", "accounts.csv:2: column `vat_id`: `DE 123456789` is not a VAT ID"),
+            ("A,basic,NL,,,0106:123,,", "accounts.csv:2: column `peppol_endpoint`: only business accounts"),
+            ("A,basic,NL,business,,106:123,,", "accounts.csv:2: column `peppol_endpoint`: `106:123` is not scheme:id"),
+            ("A,basic,NL,,,,maybe,", "accounts.csv:2: column `itemised`: `maybe` is not yes or no"),
+            ("A,basic,NL,,,,,last9", "accounts.csv:2: column `masking`: `last9` is not none or last1 .. last8"),
+        ] {
+            let e = parse(&format!("{head}{row}\n")).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("accounts {want}")), "{row}: {e}");
+        }
     }
 }

@@ -15,7 +15,10 @@
 //! | [`totals`]    | the prefetching open-addressing table a worker sums a file into      |
 //! | [`ledger`]    | RocksDB: checkpoints, unbilled usage, invoices, closes (one batch each) |
 //! | [`engine`]    | one file from bytes to a committed checkpoint (shared by run/ingest) |
-//! | [`billing`]   | cycle close, numbering, VAT, invoice JSON                            |
+//! | [`billing`]   | cycle close, numbering, credit notes, final invoices, invoice JSON   |
+//! | [`pdf`]       | the invoice PDF in the customer's language (hand-written PDF 1.4)    |
+//! | [`ubl`]       | UBL 2.1 Invoice / CreditNote (EN 16931, Peppol BIS 3.0) beside the JSON |
+//! | [`vat`]       | VAT category and rate per customer and line, the VAT breakdown       |
 //! | [`daemon`]    | tokio: spool watcher, HTTP, signals; the file processor thread       |
 //! | [`http`]      | `/metrics`, `/healthz`, `/readyz`                                    |
 //! | [`telemetry`] | metric names and the Prometheus recorder                             |
@@ -33,6 +36,7 @@ pub mod fsutil;
 pub mod http;
 pub mod ledger;
 pub mod money;
+pub mod pdf;
 pub mod pipeline;
 pub mod rating;
 pub mod spool;
@@ -40,3 +44,5 @@ pub mod synth;
 pub mod tariff;
 pub mod telemetry;
 pub mod totals;
+pub mod ubl;
+pub mod vat;

@@ -330,3 +330,162 @@ fn sigint_mid_file_abandons_it_and_the_restart_redoes_it() {
     let recovery = restart_and_compare(&ws, &c, "SIGINT run");
     println!("crash: SIGINT stopped the daemon in {stop_ms:.0} ms -> {recovery:?}; bill identical to the control");
 }
+
+/// Closes a period in a child process and SIGKILLs it after `delay` (if still running).
+/// Returns true when the kill landed (the process had not finished).
+fn close_killed_after(ws: &Ws, period: &str, issue: &str, delay: Duration) -> bool {
+    let mut child = std::process::Command::new(common::bin())
+        .args([
+            "cycle",
+            "close",
+            "--config",
+            ws.config_arg(),
+            "--period",
+            period,
+            "--issue-date",
+            issue,
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let running = child.try_wait().unwrap().is_none();
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    running
+}
+
+/// Every `<number>.json` of the invoice directory, parsed: (number, account, period).
+fn series(ws: &Ws) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for period in common::list_names(&ws.root.join("invoices")) {
+        let dir = ws.invoices(&period);
+        for n in fs::read_dir(&dir).unwrap() {
+            let n = n.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                !n.starts_with('.'),
+                "temp file {n} left in {}",
+                dir.display()
+            );
+            if let Some(num) = n.strip_suffix(".json") {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&fs::read(dir.join(&n)).unwrap()).unwrap();
+                assert_eq!(v["number"], num, "{n}");
+                assert!(dir.join(format!("{num}.xml")).exists(), "{num}.xml missing");
+                out.push((
+                    num.to_owned(),
+                    v["account_id"].as_str().unwrap().to_owned(),
+                    period.clone(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn sigkill_during_close_leaves_no_gap_and_reuses_no_number() {
+    let _serial = serial();
+    let tmp = tempfile::Builder::new()
+        .prefix("tollgate-crash-close-")
+        .tempdir()
+        .unwrap();
+    let spec = Spec {
+        seed: 13,
+        accounts: 20_000,
+        prefixes: 500,
+        bad_ratio_ppm: 0,
+    };
+    let mut files = Vec::new();
+    for month in [10, 11] {
+        let f = tmp.path().join(format!("cdrs-2026-{month}.csv"));
+        let mut w = std::io::BufWriter::new(fs::File::create(&f).unwrap());
+        write_cdrs(
+            &mut w,
+            &spec,
+            &CdrBatch {
+                year: 2026,
+                month,
+                records: 100_000,
+                file_tag: format!("close-{month}"),
+            },
+        )
+        .unwrap();
+        drop(w);
+        files.push(f);
+    }
+    let closes = [("2026-10", "2026-11-01"), ("2026-11", "2026-12-01")];
+    let prepare = |name: &str| {
+        let ws = Ws::synth(&tmp.path().join(name), &spec, "");
+        let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        ws.ingest(&refs).ok();
+        ws
+    };
+
+    // Control: clean closes, timed.
+    let control = prepare("control");
+    let mut seconds = Vec::new();
+    let mut want = Vec::new();
+    for (p, i) in closes {
+        let t0 = Instant::now();
+        control.close(p, i).ok();
+        seconds.push(t0.elapsed().as_secs_f64());
+        want.push(control.invoice_bytes(p));
+    }
+    let want_series = series(&control);
+    let n = want_series.len();
+    assert_eq!(n, 2 * spec.accounts, "one invoice per account and month");
+    let numbers: Vec<String> = (1..=n).map(|i| format!("2026-{i:06}")).collect();
+    assert_eq!(
+        want_series.iter().map(|s| s.0.clone()).collect::<Vec<_>>(),
+        numbers
+    );
+
+    let seed = seed();
+    let mut rng = SplitMix64::new(seed);
+    println!(
+        "crash-close: TOLLGATE_CRASH_SEED={seed}; control closes took {:.2} s and {:.2} s",
+        seconds[0], seconds[1]
+    );
+    let mut landed = 0;
+    for run in 0..4 {
+        let ws = prepare(&format!("kill-{run}"));
+        for (k, (p, i)) in closes.into_iter().enumerate() {
+            let delay = Duration::from_secs_f64(seconds[k] * 1.1 * rng.unit());
+            let killed = close_killed_after(&ws, p, i, delay);
+            landed += killed as u32;
+            // The re-run completes the close (or finds it committed and rewrites files).
+            let out = ws.close(p, i).ok();
+            let after_commit = out.stdout.contains("was already closed");
+            println!(
+                "crash-close: run {run} {p}: SIGKILL after {:.0} ms ({}), re-run: {}",
+                delay.as_secs_f64() * 1e3,
+                if killed {
+                    "killed mid-close"
+                } else {
+                    "close had finished"
+                },
+                if after_commit {
+                    "already committed, files rewritten"
+                } else {
+                    "closed now"
+                }
+            );
+            assert_eq!(
+                ws.invoice_bytes(p),
+                want[k],
+                "run {run} {p}: invoices differ from the control"
+            );
+        }
+        // No gap, no reuse: exactly the control's numbers, each once, same accounts.
+        assert_eq!(series(&ws), want_series, "run {run}");
+        drop(ws);
+        let _ = fs::remove_dir_all(tmp.path().join(format!("kill-{run}")));
+    }
+    assert!(landed > 0, "no SIGKILL landed during a close");
+}

@@ -397,13 +397,15 @@ fn sigkill_during_close_leaves_no_gap_and_reuses_no_number() {
         .unwrap();
     let spec = Spec {
         seed: 13,
-        accounts: 20_000,
+        accounts: 6_000,
         prefixes: 500,
         bad_ratio_ppm: 0,
     };
     let mut files = Vec::new();
-    for month in [10, 11] {
-        let f = tmp.path().join(format!("cdrs-2026-{month}.csv"));
+    // Months well in the past: records within 24 h of now would be rejected as
+    // `future_time` at one ingest and accepted at a later one.
+    for month in [8, 9] {
+        let f = tmp.path().join(format!("cdrs-2026-{month:02}.csv"));
         let mut w = std::io::BufWriter::new(fs::File::create(&f).unwrap());
         write_cdrs(
             &mut w,
@@ -411,7 +413,7 @@ fn sigkill_during_close_leaves_no_gap_and_reuses_no_number() {
             &CdrBatch {
                 year: 2026,
                 month,
-                records: 100_000,
+                records: 40_000,
                 file_tag: format!("close-{month}"),
             },
         )
@@ -419,7 +421,7 @@ fn sigkill_during_close_leaves_no_gap_and_reuses_no_number() {
         drop(w);
         files.push(f);
     }
-    let closes = [("2026-10", "2026-11-01"), ("2026-11", "2026-12-01")];
+    let closes = [("2026-08", "2026-09-01"), ("2026-09", "2026-10-01")];
     let prepare = |name: &str| {
         let ws = Ws::synth(&tmp.path().join(name), &spec, "");
         let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
@@ -439,7 +441,12 @@ fn sigkill_during_close_leaves_no_gap_and_reuses_no_number() {
     }
     let want_series = series(&control);
     let n = want_series.len();
-    assert_eq!(n, 2 * spec.accounts, "one invoice per account and month");
+    // Accounts on a plan without fee and without usage get no invoice.
+    assert!(
+        n > spec.accounts && n <= 2 * spec.accounts,
+        "{n} invoices for {} accounts over two months",
+        spec.accounts
+    );
     let numbers: Vec<String> = (1..=n).map(|i| format!("2026-{i:06}")).collect();
     assert_eq!(
         want_series.iter().map(|s| s.0.clone()).collect::<Vec<_>>(),
@@ -453,7 +460,7 @@ fn sigkill_during_close_leaves_no_gap_and_reuses_no_number() {
         seconds[0], seconds[1]
     );
     let mut landed = 0;
-    for run in 0..4 {
+    for run in 0..3 {
         let ws = prepare(&format!("kill-{run}"));
         for (k, (p, i)) in closes.into_iter().enumerate() {
             let delay = Duration::from_secs_f64(seconds[k] * 1.1 * rng.unit());
@@ -476,11 +483,40 @@ fn sigkill_during_close_leaves_no_gap_and_reuses_no_number() {
                     "closed now"
                 }
             );
-            assert_eq!(
-                ws.invoice_bytes(p),
-                want[k],
-                "run {run} {p}: invoices differ from the control"
-            );
+            let got = ws.invoice_bytes(p);
+            if got != want[k] {
+                let names = |v: &[(String, Vec<u8>)]| -> Vec<String> {
+                    v.iter().map(|f| f.0.clone()).collect()
+                };
+                let (g, w) = (names(&got), names(&want[k]));
+                let differing: Vec<&String> = got
+                    .iter()
+                    .zip(want[k].iter())
+                    .filter(|(a, b)| a != b)
+                    .map(|(a, _)| &a.0)
+                    .take(5)
+                    .collect();
+                if let Some((a, b)) = got
+                    .iter()
+                    .zip(want[k].iter())
+                    .find(|(a, b)| a != b && a.0.ends_with(".json"))
+                {
+                    println!(
+                        "got {}:\n{}\nwant:\n{}",
+                        a.0,
+                        String::from_utf8_lossy(&a.1),
+                        String::from_utf8_lossy(&b.1)
+                    );
+                }
+                panic!(
+                    "run {run} {p}: documents differ from the control: {} vs {} files; only here: {:?}; only in the control: {:?}; differing: {:?}",
+                    got.len(),
+                    want[k].len(),
+                    g.iter().filter(|n| !w.contains(n)).take(5).collect::<Vec<_>>(),
+                    w.iter().filter(|n| !g.contains(n)).take(5).collect::<Vec<_>>(),
+                    differing
+                );
+            }
         }
         // No gap, no reuse: exactly the control's numbers, each once, same accounts.
         assert_eq!(series(&ws), want_series, "run {run}");

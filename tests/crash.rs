@@ -84,7 +84,16 @@ fn control(tmp: &Path, spec: &Spec, records: u64, name: &str) -> Control {
     );
     ws.close(PERIOD, ISSUE).ok();
     let invoices = ws.invoice_bytes(PERIOD);
-    assert_eq!(invoices.len(), spec.accounts, "one invoice per account");
+    assert_eq!(
+        invoices.iter().filter(|f| f.0.ends_with(".json")).count(),
+        spec.accounts,
+        "one invoice per account"
+    );
+    assert_eq!(
+        invoices.len(),
+        3 * spec.accounts,
+        "JSON, UBL and PDF per invoice"
+    );
     Control {
         src,
         name: name.to_owned(),

@@ -163,9 +163,7 @@ impl Line {
             }
             Line::Subscription { description, .. }
             | Line::Credit { description, .. }
-            | Line::Fee { description, .. } => {
-                description.clone()
-            }
+            | Line::Fee { description, .. } => description.clone(),
         }
     }
 }

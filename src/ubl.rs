@@ -225,10 +225,7 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
             };
             format!(
                 "Pay {cur} {} by {} to {} quoting {}{fee_note}",
-                inv.total,
-                inv.due_date,
-                s.iban,
-                inv.number
+                inv.total, inv.due_date, s.iban, inv.number
             )
         },
     );

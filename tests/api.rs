@@ -256,7 +256,7 @@ fn auth_pagination_and_every_path_with_exact_values() {
     assert_eq!(api.ok("/api/v1/accounts/A4", &view), want_a4);
     let file = std::fs::read_to_string(ws.root.join("accounts.csv")).unwrap();
     assert!(
-        file.ends_with("A4,flat,\"Dirk, \"\"D\"\" Bakker\",,,,BE,,nl,consumer,transfer,,,,\n"),
+        file.ends_with("A4,flat,\"Dirk, \"\"D\"\" Bakker\",,,,BE,,nl,consumer,transfer,,,,,,,no,last4\n"),
         "{file}"
     );
     // Replace: 200, and the fetched document can be sent back as is.

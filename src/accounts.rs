@@ -1,9 +1,10 @@
 //! Accounts: the accounts CSV, validated per line, and the dense index used while rating.
 //!
 //! Required columns: `account_id,plan`. Optional: `name,street,postcode,city,country,
-//! email,language,customer_type` and the payment columns `payment_method,iban,bic,
-//! mandate_id,mandate_date`. Columns may come in any order; unknown columns are refused
-//! so that a typo never silently drops data.
+//! email,language,customer_type`, the payment columns `payment_method,iban,bic,
+//! mandate_id,mandate_date` and the invoicing columns `vat_id,peppol_endpoint,itemised,
+//! masking`. Columns may come in any order; unknown columns are refused so that a typo
+//! never silently drops data. Every row is validated; an error names file and line.
 
 use std::path::{Path, PathBuf};
 
@@ -59,13 +60,26 @@ pub struct Account {
     /// Mandate signature date `YYYY-MM-DD`; required for direct debit.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub mandate_date: String,
+    /// VAT identification number (businesses only), e.g. `BE0123456789`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub vat_id: String,
+    /// Peppol electronic address `scheme:id` (businesses only), e.g. `0106:12345678`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub peppol_endpoint: String,
+    /// The customer opted in to an itemised bill.
+    pub itemised: bool,
+    /// How many trailing digits of called numbers an itemised bill masks (0 = none).
+    pub masking: u8,
     /// 1-based line in the accounts file.
     #[serde(skip)]
     pub line: u64,
 }
 
+/// Default number masking of itemised bills: the last 4 digits (privacy by default).
+pub const DEFAULT_MASKING: u8 = 4;
+
 /// Every column of the accounts file, in the order tollgate writes them.
-pub const COLUMNS: [&str; 15] = [
+pub const COLUMNS: [&str; 19] = [
     "account_id",
     "plan",
     "name",
@@ -81,6 +95,10 @@ pub const COLUMNS: [&str; 15] = [
     "bic",
     "mandate_id",
     "mandate_date",
+    "vat_id",
+    "peppol_endpoint",
+    "itemised",
+    "masking",
 ];
 
 /// How an account pays its invoices.
@@ -115,6 +133,11 @@ impl PaymentMethod {
 
 impl CustomerType {
     /// The value as written in the accounts file.
+    pub fn name(self) -> &'static str {
+        self.as_str()
+    }
+
+    /// The value as written in the accounts file.
     pub fn as_str(self) -> &'static str {
         match self {
             CustomerType::Consumer => "consumer",
@@ -143,6 +166,13 @@ impl Account {
             self.bic.clone(),
             self.mandate_id.clone(),
             self.mandate_date.clone(),
+            self.vat_id.clone(),
+            self.peppol_endpoint.clone(),
+            if self.itemised { "yes" } else { "no" }.to_owned(),
+            match self.masking {
+                0 => "none".to_owned(),
+                n => format!("last{n}"),
+            },
         ]
     }
 }
@@ -212,7 +242,7 @@ impl Accounts {
                     rec.get(pos[c]).unwrap_or("").trim().to_owned()
                 }
             };
-            let a = Account {
+            let mut a = Account {
                 account_id: get(0),
                 plan: get(1),
                 name: get(2),
@@ -259,6 +289,7 @@ impl Accounts {
                 mandate_id: get(13),
                 mandate_date: get(14),
                 line,
+                ..Account::default()
             };
             if !a.mandate_id.is_empty()
                 && (a.mandate_id.len() > 35
@@ -300,6 +331,20 @@ impl Accounts {
                     }
                 }
             }
+            a.vat_id = get(15);
+            a.peppol_endpoint = get(16);
+            a.itemised = match get(17).as_str() {
+                "" | "no" | "false" | "0" => false,
+                "yes" | "true" | "1" => true,
+                other => {
+                    return Err(line_err(
+                        line,
+                        format!("column `itemised`: `{other}` is not yes or no"),
+                    ))
+                }
+            };
+            a.masking = parse_masking(&get(18))
+                .map_err(|m| line_err(line, format!("column `masking`: {m}")))?;
             if a.account_id.is_empty()
                 || a.account_id.len() > 64
                 || a.account_id
@@ -331,6 +376,27 @@ impl Accounts {
                     format!("column `language`: `{}` is not nl or en", a.language),
                 ));
             }
+            if !a.vat_id.is_empty() {
+                if a.customer_type != CustomerType::Business {
+                    return Err(line_err(
+                        line,
+                        "column `vat_id`: only business accounts carry a VAT ID (set customer_type to business)".into(),
+                    ));
+                }
+                check_vat_id(&a.vat_id, &a.country)
+                    .map_err(|m| line_err(line, format!("column `vat_id`: {m}")))?;
+            }
+            if !a.peppol_endpoint.is_empty() {
+                if a.customer_type != CustomerType::Business {
+                    return Err(line_err(
+                        line,
+                        "column `peppol_endpoint`: only business accounts have a Peppol endpoint"
+                            .into(),
+                    ));
+                }
+                check_endpoint(&a.peppol_endpoint)
+                    .map_err(|m| line_err(line, format!("column `peppol_endpoint`: {m}")))?;
+            }
             list.push(a);
         }
         list.sort_by(|a, b| a.account_id.cmp(&b.account_id));
@@ -359,6 +425,69 @@ impl Accounts {
             .ok()
             .map(|i| &self.list[i])
     }
+}
+
+/// `none` → 0, `lastN` (N = 1..=8) → N, empty → [`DEFAULT_MASKING`].
+fn parse_masking(s: &str) -> Result<u8, String> {
+    match s {
+        "" => Ok(DEFAULT_MASKING),
+        "none" => Ok(0),
+        _ => s
+            .strip_prefix("last")
+            .and_then(|n| n.parse::<u8>().ok())
+            .filter(|n| (1..=8).contains(n))
+            .ok_or_else(|| format!("`{s}` is not none or last1 .. last8")),
+    }
+}
+
+/// A VAT ID: 2-letter country prefix (`EL` for Greece) then 2-13 letters or digits; the
+/// prefix must match the account's country; Dutch ids are `NL` + 9 digits + `B` + 2 digits.
+pub fn check_vat_id(id: &str, country: &str) -> Result<(), String> {
+    let b = id.as_bytes();
+    if b.len() < 4
+        || b.len() > 15
+        || !b[..2].iter().all(u8::is_ascii_uppercase)
+        || !b[2..]
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    {
+        return Err(format!(
+            "`{id}` is not a VAT ID (country prefix, then 2-13 capital letters or digits, no spaces)"
+        ));
+    }
+    let prefix = &id[..2];
+    let expect = if country == "GR" { "EL" } else { country };
+    if !country.is_empty() && prefix != expect {
+        return Err(format!(
+            "`{id}` does not start with the account's country {country} (`{expect}`)"
+        ));
+    }
+    if prefix == "NL"
+        && !(b.len() == 14
+            && b[2..11].iter().all(u8::is_ascii_digit)
+            && b[11] == b'B'
+            && b[12..].iter().all(u8::is_ascii_digit))
+    {
+        return Err(format!(
+            "`{id}` is not a Dutch VAT ID (NL, 9 digits, B, 2 digits)"
+        ));
+    }
+    Ok(())
+}
+
+/// A Peppol endpoint `scheme:id`: a 4-digit EAS scheme code, then 1-100 printable characters.
+pub fn check_endpoint(e: &str) -> Result<(), String> {
+    let bad = || format!("`{e}` is not scheme:id with a 4-digit EAS scheme, e.g. 0106:12345678");
+    let (scheme, id) = e.split_once(':').ok_or_else(bad)?;
+    if scheme.len() != 4
+        || !scheme.bytes().all(|b| b.is_ascii_digit())
+        || id.is_empty()
+        || id.len() > 100
+        || id.bytes().any(|b| !b.is_ascii_graphic())
+    {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 /// The dense index used on the hot path: account id bytes → (account index, plan index).
@@ -633,6 +762,43 @@ mod tests {
             ),
         ] {
             assert_eq!(parse(text).unwrap_err().to_string(), want);
+        }
+    }
+
+    #[test]
+    fn invoicing_columns() {
+        let a = parse(
+            "account_id,plan,country,customer_type,vat_id,peppol_endpoint,itemised,masking\n\
+             A,basic,NL,,,,,\n\
+             B,basic,BE,business,BE0123456789,0208:0123456789,yes,none\n\
+             C,basic,GR,business,EL123456789,,no,last2\n",
+        )
+        .unwrap();
+        let (a0, b, c) = (&a.list[0], &a.list[1], &a.list[2]);
+        assert_eq!(a0.customer_type, CustomerType::Consumer);
+        assert!(!a0.itemised);
+        assert_eq!(a0.masking, DEFAULT_MASKING);
+        assert_eq!(b.customer_type, CustomerType::Business);
+        assert_eq!(b.vat_id, "BE0123456789");
+        assert_eq!(b.peppol_endpoint, "0208:0123456789");
+        assert!(b.itemised);
+        assert_eq!(b.masking, 0);
+        assert_eq!(c.masking, 2);
+        let head =
+            "account_id,plan,country,customer_type,vat_id,peppol_endpoint,itemised,masking\n";
+        for (row, want) in [
+            ("A,basic,NL,person,,,,", "accounts.csv:2: column `customer_type`: `person` is not consumer or business"),
+            ("A,basic,NL,,NL123456789B01,,,", "accounts.csv:2: column `vat_id`: only business accounts carry a VAT ID"),
+            ("A,basic,NL,business,NL12345678B01,,,", "accounts.csv:2: column `vat_id`: `NL12345678B01` is not a Dutch VAT ID"),
+            ("A,basic,DE,business,BE0123456789,,,", "accounts.csv:2: column `vat_id`: `BE0123456789` does not start with the account's country DE"),
+            ("A,basic,DE,business,DE 123456789,,,", "accounts.csv:2: column `vat_id`: `DE 123456789` is not a VAT ID"),
+            ("A,basic,NL,,,0106:123,,", "accounts.csv:2: column `peppol_endpoint`: only business accounts"),
+            ("A,basic,NL,business,,106:123,,", "accounts.csv:2: column `peppol_endpoint`: `106:123` is not scheme:id"),
+            ("A,basic,NL,,,,maybe,", "accounts.csv:2: column `itemised`: `maybe` is not yes or no"),
+            ("A,basic,NL,,,,,last9", "accounts.csv:2: column `masking`: `last9` is not none or last1 .. last8"),
+        ] {
+            let e = parse(&format!("{head}{row}\n")).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("accounts {want}")), "{row}: {e}");
         }
     }
 }

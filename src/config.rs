@@ -11,7 +11,10 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use crate::cdr::Column;
+use crate::vat::{Category, Override, VatRules};
 
 /// A configuration error: the file could not be read, parsed, or a key has a bad value.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,8 @@ struct RawConfig {
     api_tokens_file: Option<PathBuf>,
     billing: RawBilling,
     seller: Seller,
+    #[serde(default)]
+    numbering: Option<RawNumbering>,
     #[serde(default)]
     sepa: Option<RawSepa>,
     #[serde(default)]
@@ -171,6 +176,57 @@ pub struct Outbox {
 struct RawBilling {
     vat_rate: String,
     payment_terms_days: i64,
+    #[serde(default)]
+    vat_rates: BTreeMap<String, String>,
+    #[serde(default)]
+    vat_override: Vec<RawOverride>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverride {
+    service: String,
+    #[serde(default)]
+    destination: Option<String>,
+    category: String,
+    reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNumbering {
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    yearly_reset: Option<bool>,
+    #[serde(default)]
+    credit_series: Option<String>,
+    #[serde(default)]
+    credit_prefix: Option<String>,
+}
+
+/// Invoice and credit note number series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Numbering {
+    /// Prefix of invoice numbers (default empty).
+    pub prefix: String,
+    /// Numbers restart at 1 every issue year and carry the year (default true).
+    pub yearly_reset: bool,
+    /// Credit notes take numbers from the invoice series (`shared`) instead of their own.
+    pub credit_shared: bool,
+    /// Prefix of credit note numbers in their own series (default `CN-`).
+    pub credit_prefix: String,
+}
+
+impl Default for Numbering {
+    fn default() -> Numbering {
+        Numbering {
+            prefix: String::new(),
+            yearly_reset: true,
+            credit_shared: false,
+            credit_prefix: "CN-".into(),
+        }
+    }
 }
 
 /// The selling party, copied into every invoice as `seller`.
@@ -195,6 +251,8 @@ pub struct Billing {
     pub vat_rate: Decimal,
     /// Days between issue date and due date.
     pub payment_terms_days: u32,
+    /// VAT rules (rates per EU country, line overrides).
+    pub vat: VatRules,
 }
 
 /// The validated configuration.
@@ -227,6 +285,7 @@ pub struct Config {
     pub dunning: Option<Dunning>,
     /// Notification delivery.
     pub outbox: Option<Outbox>,
+    pub numbering: Numbering,
 }
 
 impl Config {
@@ -478,6 +537,107 @@ impl Config {
                 })
             }
         };
+        crate::accounts::check_vat_id(&s.vat_id, &s.country)
+            .map_err(|m| key_err("seller.vat_id", m))?;
+        if !iban_ok(&s.iban) {
+            return Err(key_err(
+                "seller.iban",
+                format!(
+                    "`{}` is not an IBAN (no spaces, valid check digits)",
+                    s.iban
+                ),
+            ));
+        }
+        let mut rates = BTreeMap::new();
+        for (cc, r) in &raw.billing.vat_rates {
+            let key = format!("billing.vat_rates.{cc}");
+            if !crate::vat::in_eu(cc) || *cc == s.country {
+                return Err(key_err(
+                    &key,
+                    format!("`{cc}` is not an EU member state other than the seller's country"),
+                ));
+            }
+            let rate: Decimal = r
+                .trim()
+                .parse()
+                .ok()
+                .filter(|r| *r > Decimal::ZERO && *r <= Decimal::from(100))
+                .ok_or_else(|| key_err(&key, format!("`{r}` is not a percentage in 0..=100")))?;
+            rates.insert(cc.clone(), rate);
+        }
+        let mut overrides = Vec::new();
+        for (i, o) in raw.billing.vat_override.iter().enumerate() {
+            let key = |k: &str| format!("billing.vat_override[{i}].{k}");
+            if !["voice", "sms", "data", "subscription"].contains(&o.service.as_str()) {
+                return Err(key_err(
+                    &key("service"),
+                    format!("`{}` is not voice, sms, data or subscription", o.service),
+                ));
+            }
+            let category = match Category::parse(&o.category) {
+                Some(c @ (Category::E | Category::Z)) => c,
+                _ => {
+                    return Err(key_err(
+                        &key("category"),
+                        format!("`{}` is not E (exempt) or Z (zero rated)", o.category),
+                    ))
+                }
+            };
+            if o.reason.trim().is_empty() {
+                return Err(key_err(&key("reason"), "must not be empty".into()));
+            }
+            overrides.push(Override {
+                service: o.service.clone(),
+                destination: o.destination.clone(),
+                category,
+                reason: o.reason.trim().to_owned(),
+            });
+        }
+        let numbering = match &raw.numbering {
+            None => Numbering::default(),
+            Some(n) => {
+                let d = Numbering::default();
+                let credit_shared = match n.credit_series.as_deref() {
+                    None | Some("own") => false,
+                    Some("shared") => true,
+                    Some(o) => {
+                        return Err(key_err(
+                            "numbering.credit_series",
+                            format!("`{o}` is not own or shared"),
+                        ))
+                    }
+                };
+                let out = Numbering {
+                    prefix: n.prefix.clone().unwrap_or(d.prefix),
+                    yearly_reset: n.yearly_reset.unwrap_or(d.yearly_reset),
+                    credit_shared,
+                    credit_prefix: n.credit_prefix.clone().unwrap_or(d.credit_prefix),
+                };
+                for (key, p) in [
+                    ("numbering.prefix", &out.prefix),
+                    ("numbering.credit_prefix", &out.credit_prefix),
+                ] {
+                    if p.len() > 16
+                        || !p
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    {
+                        return Err(key_err(
+                            key,
+                            format!("`{p}` must be at most 16 letters, digits, `-` or `_`"),
+                        ));
+                    }
+                }
+                if !out.credit_shared && out.credit_prefix == out.prefix {
+                    return Err(key_err(
+                        "numbering.credit_prefix",
+                        "must differ from numbering.prefix when credit notes have their own series"
+                            .into(),
+                    ));
+                }
+                out
+            }
+        };
 
         Ok(Config {
             sepa,
@@ -502,10 +662,45 @@ impl Config {
             billing: Billing {
                 vat_rate,
                 payment_terms_days: raw.billing.payment_terms_days as u32,
+                vat: VatRules {
+                    home: raw.seller.country.clone(),
+                    home_rate: vat_rate,
+                    rates,
+                    overrides,
+                },
             },
             seller: raw.seller,
+            numbering,
         })
     }
+}
+
+/// ISO 13616 IBAN check: 15-34 capitals/digits, country code, mod-97 remainder 1.
+fn iban_ok(iban: &str) -> bool {
+    let b = iban.as_bytes();
+    if !(15..=34).contains(&b.len())
+        || !b[..2].iter().all(u8::is_ascii_uppercase)
+        || !b[2..4].iter().all(u8::is_ascii_digit)
+        || !b
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    {
+        return false;
+    }
+    let mut rem: u32 = 0;
+    for &c in b[4..].iter().chain(&b[..4]) {
+        let v = if c.is_ascii_digit() {
+            (c - b'0') as u32
+        } else {
+            (c - b'A') as u32 + 10
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
 }
 
 #[cfg(test)]
@@ -563,6 +758,16 @@ mod tests {
                 "billing.payment_terms_days",
             ),
             ("kvk = \"12345678\"", "kvk = \"\"", "seller.kvk"),
+            (
+                "vat_id = \"NL123456789B01\"",
+                "vat_id = \"NL123456789\"",
+                "seller.vat_id",
+            ),
+            (
+                "iban = \"NL91ABNA0417164300\"",
+                "iban = \"NL92ABNA0417164300\"",
+                "seller.iban",
+            ),
         ] {
             assert!(EXAMPLE.contains(from), "example lacks {from}");
             let e = parse(&EXAMPLE.replace(from, to)).unwrap_err().to_string();
@@ -595,6 +800,59 @@ mod tests {
         assert!(e.contains("`dunning.step[1].days_after_due`"), "{e}");
         // Old configs (no tables) still load.
         assert!(parse(EXAMPLE).unwrap().sepa.is_none());
+    }
+
+    #[test]
+    fn vat_and_numbering_keys() {
+        let c = parse(EXAMPLE).unwrap();
+        assert_eq!(c.billing.vat.rates["BE"], Decimal::from(21));
+        assert_eq!(c.billing.vat.rates["DE"], Decimal::from(19));
+        assert_eq!(c.numbering, Numbering::default());
+        for (bad, key) in [
+            ("XX = \"20\"", "billing.vat_rates.XX"),
+            ("NL = \"21\"", "billing.vat_rates.NL"),
+            ("BE = \"abc\"", "billing.vat_rates.BE"),
+        ] {
+            let e = parse(&EXAMPLE.replace("BE = \"21\"", bad))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("`{key}`")), "{key}: {e}");
+        }
+        for (add, key) in [
+            (
+                "[[billing.vat_override]]\nservice = \"fax\"\ncategory = \"E\"\nreason = \"x\"\n",
+                "billing.vat_override[0].service",
+            ),
+            (
+                "[[billing.vat_override]]\nservice = \"voice\"\ncategory = \"S\"\nreason = \"x\"\n",
+                "billing.vat_override[0].category",
+            ),
+            (
+                "[numbering]\ncredit_series = \"both\"\n",
+                "numbering.credit_series",
+            ),
+            ("[numbering]\nprefix = \"INV 1\"\n", "numbering.prefix"),
+            (
+                "[numbering]\ncredit_prefix = \"\"\n",
+                "numbering.credit_prefix",
+            ),
+        ] {
+            let e = parse(&format!("{EXAMPLE}\n{add}")).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{key}`")), "{key}: {e}");
+        }
+        let c = parse(&format!(
+            "{EXAMPLE}\n[numbering]\nprefix = \"TG\"\nyearly_reset = false\ncredit_series = \"shared\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.numbering,
+            Numbering {
+                prefix: "TG".into(),
+                yearly_reset: false,
+                credit_shared: true,
+                credit_prefix: "CN-".into()
+            }
+        );
     }
 
     #[test]

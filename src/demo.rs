@@ -222,6 +222,7 @@ pub fn run(dir: Option<PathBuf>, records_per_month: u64, accounts: usize) -> any
                     usage,
                     unit,
                     amount,
+                    ..
                 } => {
                     println!("    {service:<5} {destination:<28} {band:<8} {quantity:>6} x  {usage:>12} {unit:<8} {amount:>10}")
                 }
@@ -231,6 +232,11 @@ pub fn run(dir: Option<PathBuf>, records_per_month: u64, accounts: usize) -> any
                     ..
                 }
                 | crate::billing::Line::Fee {
+                    description,
+                    amount,
+                    ..
+                }
+                | crate::billing::Line::Credit {
                     description,
                     amount,
                     ..

@@ -19,14 +19,22 @@
 //! | `fees`    | fee id                                 | pending fee JSON (billed at next close)|
 //! | `outbox`  | message id (u64 BE)                    | notification JSON (pending / sent)     |
 //! | `collections` | `inv/<number>`, `mandate/<id>`, `batch/<date>/<msgid>` | direct debit state |
+//! | `credits` | original invoice number                | what was credited on it (JSON)         |
+//! | `finals`  | account id                             | its off-cycle final invoice (JSON)     |
+//! | `pending` | document number                        | directory its files go to (until written) |
+//! | `daily`   | local date `YYYY-MM-DD`                | [`DayTotals`] (merge operator: sums)   |
 //!
 //! The payments column families are written through [`Ledger::transact`]: one synced
 //! WriteBatch per logical operation (an import, a collection run, a dunning run).
-//! | `daily`   | local date `YYYY-MM-DD`                | [`DayTotals`] (merge operator: sums)   |
 //!
 //! `daily` holds the rated totals per local day and service; it is written in the same
 //! batch as the file's usage and is never deleted by a close (reports read closed
 //! periods too).
+//!
+//! Counters (`meta`): `counter/<YYYY>` or `counter/all` (invoice series),
+//! `counter-credit/<YYYY>` or `counter-credit/all` (credit notes in their own series).
+//! A number is taken from its counter in the same batch that stores the document, so a
+//! series has no gap and no number is used twice, whatever moment the process dies.
 //!
 //! Invariants: a file's usage deltas, its checkpoint and its content hash are written
 //! in ONE synced WriteBatch; a close writes its invoices, the deletion of the usage it
@@ -50,7 +58,10 @@ const CF_INVOICES: &str = "invoices";
 const CF_CLOSES: &str = "closes";
 const CF_BILLED: &str = "billed";
 const CF_DAILY: &str = "daily";
-const CFS: [&str; 16] = [
+const CF_CREDITS: &str = "credits";
+const CF_FINALS: &str = "finals";
+const CF_PENDING: &str = "pending";
+const CFS: [&str; 19] = [
     CF_META,
     CF_FILES,
     CF_HASHES,
@@ -67,6 +78,9 @@ const CFS: [&str; 16] = [
     "outbox",
     "collections",
     CF_DAILY,
+    CF_CREDITS,
+    CF_FINALS,
+    CF_PENDING,
 ];
 
 /// A raw (key, value) pair.
@@ -410,6 +424,81 @@ pub struct UsageRow {
 pub struct CloseBatch {
     pub invoices: Vec<(String, Vec<u8>)>,
     pub record: CloseRecord,
+}
+
+/// A write transaction for issuing documents outside a close (credit notes, reissues,
+/// final invoices): reads see the committed state; everything staged commits in one
+/// synced batch under the writer lock ([`Ledger::issue`]).
+pub struct Txn<'a> {
+    ledger: &'a Ledger,
+    batch: WriteBatch,
+    counters: BTreeMap<String, u64>,
+    numbers: Vec<String>,
+}
+
+impl<'a> Txn<'a> {
+    /// The ledger, for reads.
+    pub fn ledger(&self) -> &'a Ledger {
+        self.ledger
+    }
+
+    /// Takes the next number of a counter (committed with the batch).
+    pub fn next(&mut self, counter: &str) -> Result<u64, LedgerError> {
+        let cur = match self.counters.get(counter) {
+            Some(v) => *v,
+            None => u64_value(self.ledger.get(CF_META, counter.as_bytes())?),
+        };
+        self.counters.insert(counter.to_owned(), cur + 1);
+        Ok(cur + 1)
+    }
+
+    /// Stores a document and marks its files as pending in `dir` (relative to invoice_dir).
+    pub fn put_document(
+        &mut self,
+        number: &str,
+        json: &[u8],
+        dir: &str,
+    ) -> Result<(), LedgerError> {
+        if self.ledger.invoice(number)?.is_some() || self.numbers.iter().any(|n| n == number) {
+            return Err(LedgerError::Refused(format!(
+                "document number {number} exists already: numbers are never reused"
+            )));
+        }
+        self.numbers.push(number.to_owned());
+        self.batch
+            .put_cf(self.ledger.cf(CF_INVOICES), number.as_bytes(), json);
+        self.batch.put_cf(
+            self.ledger.cf(CF_PENDING),
+            number.as_bytes(),
+            dir.as_bytes(),
+        );
+        Ok(())
+    }
+
+    /// Records what was credited on an original invoice.
+    pub fn put_credits(&mut self, original: &str, json: &[u8]) {
+        self.batch
+            .put_cf(self.ledger.cf(CF_CREDITS), original.as_bytes(), json);
+    }
+
+    /// Records an account's final invoice.
+    pub fn put_final(&mut self, account: &str, json: &[u8]) {
+        self.batch
+            .put_cf(self.ledger.cf(CF_FINALS), account.as_bytes(), json);
+    }
+
+    /// Deletes a usage row (billed by this transaction).
+    pub fn delete_usage(&mut self, account: &str, month: &str) {
+        self.batch
+            .delete_cf(self.ledger.cf(CF_USAGE), usage_key(account, month));
+    }
+}
+
+fn usage_key(account: &str, month: &str) -> Vec<u8> {
+    let mut k = account.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(month.as_bytes());
+    k
 }
 
 /// Outcome of a close request.
@@ -830,11 +919,106 @@ impl Ledger {
         self.get(CF_INVOICES, number.as_bytes())
     }
 
+    /// Runs `f` under the writer lock and commits what it staged in one synced batch.
+    /// Nothing is written when `f` fails.
+    pub fn issue<T, F>(&self, f: F) -> Result<T, LedgerError>
+    where
+        F: FnOnce(&mut Txn) -> Result<T, LedgerError>,
+    {
+        let _w = self.writer.lock().expect("writer lock");
+        let mut txn = Txn {
+            ledger: self,
+            batch: WriteBatch::default(),
+            counters: BTreeMap::new(),
+            numbers: Vec::new(),
+        };
+        let out = f(&mut txn)?;
+        let Txn {
+            mut batch,
+            counters,
+            ..
+        } = txn;
+        for (k, v) in counters {
+            batch.put_cf(self.cf(CF_META), k.as_bytes(), v.to_le_bytes());
+        }
+        self.write(batch)?;
+        Ok(out)
+    }
+
+    /// What was credited on an original invoice (JSON), if anything.
+    pub fn credits(&self, original: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.get(CF_CREDITS, original.as_bytes())
+    }
+
+    /// The final invoice record of an account (JSON), if it had one.
+    pub fn final_of(&self, account: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.get(CF_FINALS, account.as_bytes())
+    }
+
+    /// Accounts that had their final invoice.
+    pub fn finals(&self) -> Result<std::collections::BTreeSet<String>, LedgerError> {
+        let mut out = std::collections::BTreeSet::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_FINALS), rocksdb::IteratorMode::Start)
+        {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            out.insert(String::from_utf8_lossy(&k).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// Documents whose files may not be written yet: (number, directory).
+    pub fn pending(&self) -> Result<Vec<(String, String)>, LedgerError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_PENDING), rocksdb::IteratorMode::Start)
+        {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            out.push((
+                String::from_utf8_lossy(&k).into_owned(),
+                String::from_utf8_lossy(&v).into_owned(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Forgets pending marks once the files are durable.
+    pub fn clear_pending(&self, numbers: &[String]) -> Result<(), LedgerError> {
+        if numbers.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for n in numbers {
+            batch.delete_cf(self.cf(CF_PENDING), n.as_bytes());
+        }
+        self.write(batch)
+    }
+
+    /// Every stored document number, in key order.
+    pub fn document_numbers(&self) -> Result<Vec<String>, LedgerError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_INVOICES), rocksdb::IteratorMode::Start)
+        {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            out.push(String::from_utf8_lossy(&k).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// The value of a number counter.
+    pub fn counter(&self, key: &str) -> Result<u64, LedgerError> {
+        Ok(u64_value(self.get(CF_META, key.as_bytes())?))
+    }
+
     /// Closes `period` atomically. `make` receives the usage rows of months up to and
-    /// including the period and the next free number of the issue year, and returns the
-    /// invoices and the close record; all of it, the deletion of that usage, the number
-    /// counter and `last_closed` commit in one synced batch.
-    pub fn close<F>(&self, period: &str, issue_year: i32, make: F) -> Result<Closed, LedgerError>
+    /// including the period and the next free number of the counter `counter_key`, and
+    /// returns the invoices and the close record; all of it, the deletion of that usage,
+    /// the number counter and `last_closed` commit in one synced batch.
+    pub fn close<F>(&self, period: &str, counter_key: &str, make: F) -> Result<Closed, LedgerError>
     where
         F: FnOnce(Vec<UsageRow>, u64, u64) -> Result<CloseBatch, LedgerError>,
     {
@@ -856,14 +1040,8 @@ impl Ledger {
             .collect();
         let keys: Vec<(Vec<u8>, Vec<u8>)> = rows
             .iter()
-            .map(|r| {
-                let mut k = r.account.as_bytes().to_vec();
-                k.push(0);
-                k.extend_from_slice(r.month.as_bytes());
-                (k, r.lines.encode())
-            })
+            .map(|r| (usage_key(&r.account, &r.month), r.lines.encode()))
             .collect();
-        let counter_key = format!("counter/{issue_year:04}");
         let next = u64_value(self.get(CF_META, counter_key.as_bytes())?) + 1;
         let seq = u64_value(self.get(CF_META, b"seq")?);
         let batch_out = make(rows, next, seq)?;
@@ -878,6 +1056,11 @@ impl Ledger {
             ..Tx::default()
         };
         for (number, json) in &batch_out.invoices {
+            if self.invoice(number)?.is_some() {
+                return Err(LedgerError::Refused(format!(
+                    "document number {number} exists already: numbers are never reused"
+                )));
+            }
             batch.put_cf(self.cf(CF_INVOICES), number.as_bytes(), json);
             // The payments ledger posts each invoice (and its fee lines) in the same batch.
             crate::payments::post_invoice(json, &mut tx).map_err(|message| {

@@ -16,13 +16,16 @@
 //! | [`totals`]    | the prefetching open-addressing table a worker sums a file into      |
 //! | [`ledger`]    | RocksDB: checkpoints, unbilled usage, invoices, closes (one batch each) |
 //! | [`engine`]    | one file from bytes to a committed checkpoint (shared by run/ingest) |
-//! | [`billing`]   | cycle close, numbering, VAT, invoice JSON                            |
+//! | [`billing`]   | cycle close, numbering, credit notes, final invoices, invoice JSON   |
 //! | [`payments`]  | payments ledger: entries, derived balances, camt import, collect     |
 //! | [`camt`]      | camt.053 / camt.054 bank messages → transactions                     |
 //! | [`sepa`]      | IBAN, payment reference, EPC QR, pain.008 writer                     |
 //! | [`dunning`]   | reminders, 14-day letter, late fees, the notification outbox         |
 //! | [`report`]    | `tollgate report`: usage, revenue, rejects as CSV, JSON, HTML + SVG |
 //! | [`dashboard`] | the live page at `/` and `GET /api/v1/dashboard`, throughput history |
+//! | [`pdf`]       | the invoice PDF in the customer's language (hand-written PDF 1.4)    |
+//! | [`ubl`]       | UBL 2.1 Invoice / CreditNote (EN 16931, Peppol BIS 3.0) beside the JSON |
+//! | [`vat`]       | VAT category and rate per customer and line, the VAT breakdown       |
 //! | [`daemon`]    | tokio: spool watcher, HTTP, signals; the file processor thread       |
 //! | [`http`]      | `/metrics`, `/healthz`, `/readyz`                                    |
 //! | [`api`]       | `/api/v1` (auth, OpenAPI), the operations it shares with the CLI     |
@@ -47,6 +50,7 @@ pub mod http;
 pub mod ledger;
 pub mod money;
 pub mod payments;
+pub mod pdf;
 pub mod pipeline;
 pub mod rating;
 pub mod report;
@@ -56,3 +60,5 @@ pub mod synth;
 pub mod tariff;
 pub mod telemetry;
 pub mod totals;
+pub mod ubl;
+pub mod vat;

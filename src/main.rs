@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use tollgate::api::client::{encode, running_daemon, Client};
 use tollgate::api::ops;
-use tollgate::billing::Period;
+use tollgate::billing::{CreditWhat, Period};
 use tollgate::config::Config;
 use tollgate::engine::{Engine, FileResult};
 
@@ -55,6 +55,11 @@ enum Cmd {
     Cycle {
         #[command(subcommand)]
         cmd: CycleCmd,
+    },
+    /// Invoices are final: correct them with credit notes; bill a closed account now.
+    Invoice {
+        #[command(subcommand)]
+        cmd: InvoiceCmd,
     },
     /// Check or compile the tariff plans and decks.
     Tariff {
@@ -561,6 +566,42 @@ fn payments(cmd: Cmd) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(Subcommand)]
+enum InvoiceCmd {
+    /// Issue a credit note on an invoice: in full, for some lines, or for a net amount.
+    Credit {
+        #[arg(long)]
+        config: PathBuf,
+        /// The invoice number.
+        number: String,
+        /// Why (printed on the credit note).
+        #[arg(long)]
+        reason: String,
+        /// Credit only these lines (1-based, comma-separated), as far as still creditable.
+        #[arg(long, value_delimiter = ',', conflicts_with = "amount")]
+        lines: Option<Vec<usize>>,
+        /// Credit this net amount (excluding VAT), e.g. 5.00.
+        #[arg(long)]
+        amount: Option<String>,
+        /// Then issue a corrected invoice for the same lines (needs a full credit).
+        #[arg(long, conflicts_with_all = ["lines", "amount"])]
+        reissue: bool,
+        /// Issue date (default: today in the tariff time zone).
+        #[arg(long)]
+        issue_date: Option<String>,
+    },
+    /// Off-cycle final invoice for a closed account: unbilled usage and the pro-rated fee.
+    Final {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        account: String,
+        /// Last day of service and issue date (default: today in the tariff time zone).
+        #[arg(long)]
+        date: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum TariffCmd {
     /// Validate the plans and decks.
     Check {
@@ -672,6 +713,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Invoice { cmd } => invoice(cmd),
         Cmd::Tariff { cmd } => {
             let (config, compile) = match cmd {
                 TariffCmd::Check { config } => (config, false),
@@ -960,6 +1002,96 @@ fn accounts(cmd: AccountsCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn date_arg(
+    arg: Option<String>,
+    flag: &str,
+    tz: chrono_tz::Tz,
+) -> anyhow::Result<chrono::NaiveDate> {
+    match arg {
+        Some(d) => chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d")
+            .with_context(|| format!("{flag} `{d}` is not YYYY-MM-DD")),
+        None => Ok(chrono::Utc::now().with_timezone(&tz).date_naive()),
+    }
+}
+
+fn invoice(cmd: InvoiceCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        InvoiceCmd::Credit {
+            config,
+            number,
+            reason,
+            lines,
+            amount,
+            reissue,
+            issue_date,
+        } => {
+            let cfg = load(&config)?;
+            let engine = Engine::open(cfg)?;
+            let reference = engine.reference();
+            let issue = date_arg(issue_date, "--issue-date", reference.tariff.tz)?;
+            let what = match (lines, amount) {
+                (Some(l), _) => CreditWhat::Lines(l),
+                (None, Some(a)) => CreditWhat::Amount(
+                    tollgate::money::parse_cents(&a)
+                        .map_err(|m| anyhow::anyhow!("--amount: {m}"))?,
+                ),
+                (None, None) => CreditWhat::Full,
+            };
+            let out = tollgate::billing::credit(
+                &engine.cfg,
+                &engine.ledger,
+                &reference.accounts,
+                &number,
+                what,
+                &reason,
+                reissue,
+                issue,
+            )?;
+            let cn = &out.credit_note;
+            println!(
+                "credit note {} on invoice {}: net {} + VAT {} = {}",
+                cn.number, number, cn.net_total, cn.vat_total, cn.total
+            );
+            if let Some(r) = &out.reissued {
+                println!(
+                    "reissued as invoice {}: net {} + VAT {} = {}",
+                    r.number, r.net_total, r.vat_total, r.total
+                );
+            }
+            for f in &out.files {
+                println!("wrote {}", f.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        InvoiceCmd::Final {
+            config,
+            account,
+            date,
+        } => {
+            let cfg = load(&config)?;
+            let engine = Engine::open(cfg)?;
+            let reference = engine.reference();
+            let date = date_arg(date, "--date", reference.tariff.tz)?;
+            let (inv, files) = tollgate::billing::final_invoice(
+                &engine.cfg,
+                &engine.ledger,
+                &reference.tariff,
+                &reference.accounts,
+                &account,
+                date,
+            )?;
+            println!(
+                "final invoice {} for {}: net {} + VAT {} = {}",
+                inv.number, account, inv.net_total, inv.vat_total, inv.total
+            );
+            for f in &files {
+                println!("wrote {}", f.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 fn ingest(config: &std::path::Path, stats: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {

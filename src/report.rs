@@ -384,6 +384,8 @@ pub fn usage_report(
                     }
                     // Late-payment fees are not usage or subscription revenue.
                     Line::Fee { .. } => {}
+                    // Credit notes are not in a close record; a credit line is no revenue.
+                    Line::Credit { .. } => {}
                 }
             }
         }

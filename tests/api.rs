@@ -127,6 +127,10 @@ fn wait_committed(api: &Api, token: &str, n: usize) {
 #[test]
 fn auth_pagination_and_every_path_with_exact_values() {
     let ws = Ws::hand_with(TOKENS);
+    // A4 (upserted below) is a consumer in BE: taxed at BE's rate (issue 3, OSS).
+    let mut cfg = std::fs::read_to_string(&ws.config).unwrap();
+    cfg.push_str("\n[billing.vat_rates]\nBE = \"21\"\n");
+    std::fs::write(&ws.config, cfg).unwrap();
     let op = add_token(&ws, "ops", "operator");
     let view = add_token(&ws, "dash", "viewer");
     let d = Daemon::start(&ws);
@@ -256,7 +260,9 @@ fn auth_pagination_and_every_path_with_exact_values() {
     assert_eq!(api.ok("/api/v1/accounts/A4", &view), want_a4);
     let file = std::fs::read_to_string(ws.root.join("accounts.csv")).unwrap();
     assert!(
-        file.ends_with("A4,flat,\"Dirk, \"\"D\"\" Bakker\",,,,BE,,nl,consumer,transfer,,,,\n"),
+        file.ends_with(
+            "A4,flat,\"Dirk, \"\"D\"\" Bakker\",,,,BE,,nl,consumer,transfer,,,,,,,no,last4\n"
+        ),
         "{file}"
     );
     // Replace: 200, and the fetched document can be sent back as is.
@@ -506,40 +512,26 @@ fn auth_pagination_and_every_path_with_exact_values() {
         404,
         "not_found",
     );
-    // Documents beside the JSON: 404 until they exist, then served as they are.
-    assert_error(
-        &api.get("/api/v1/bills/2026-000001/ubl", &view),
-        404,
-        "not_found",
-    );
+    // The close wrote the UBL and PDF beside the JSON: served byte for byte.
+    for (kind, ext, ctype) in [
+        ("ubl", "xml", "application/xml"),
+        ("pdf", "pdf", "application/pdf"),
+    ] {
+        let file = std::fs::read(ws.invoices("2026-10").join(format!("2026-000001.{ext}")))
+            .unwrap_or_else(|e| panic!("{ext}: {e}"));
+        let r = api.get(&format!("/api/v1/bills/2026-000001/{kind}"), &view);
+        assert_eq!(
+            (r.status, r.header("content-type"), r.body.as_slice()),
+            (200, Some(ctype), file.as_slice()),
+            "{kind}"
+        );
+    }
+    // A document file that is missing is a 404, not an error.
+    std::fs::remove_file(ws.invoices("2026-10").join("2026-000001.pdf")).unwrap();
     assert_error(
         &api.get("/api/v1/bills/2026-000001/pdf", &view),
         404,
         "not_found",
-    );
-    std::fs::write(
-        ws.invoices("2026-10").join("2026-000001.xml"),
-        "<Invoice/>\n",
-    )
-    .unwrap();
-    std::fs::write(
-        ws.invoices("2026-10").join("2026-000001.pdf"),
-        b"%PDF-1.7\n%\xe2\xe3\n",
-    )
-    .unwrap();
-    let r = api.get("/api/v1/bills/2026-000001/ubl", &view);
-    assert_eq!(
-        (r.status, r.header("content-type"), r.body.as_slice()),
-        (200, Some("application/xml"), b"<Invoice/>\n".as_slice())
-    );
-    let r = api.get("/api/v1/bills/2026-000001/pdf", &view);
-    assert_eq!(
-        (r.status, r.header("content-type"), r.body.as_slice()),
-        (
-            200,
-            Some("application/pdf"),
-            b"%PDF-1.7\n%\xe2\xe3\n".as_slice()
-        )
     );
 
     // Usage after the close: billed, nothing rated.

@@ -84,7 +84,16 @@ fn control(tmp: &Path, spec: &Spec, records: u64, name: &str) -> Control {
     );
     ws.close(PERIOD, ISSUE).ok();
     let invoices = ws.invoice_bytes(PERIOD);
-    assert_eq!(invoices.len(), spec.accounts, "one invoice per account");
+    assert_eq!(
+        invoices.iter().filter(|f| f.0.ends_with(".json")).count(),
+        spec.accounts,
+        "one invoice per account"
+    );
+    assert_eq!(
+        invoices.len(),
+        3 * spec.accounts,
+        "JSON, UBL and PDF per invoice"
+    );
     Control {
         src,
         name: name.to_owned(),
@@ -329,4 +338,199 @@ fn sigint_mid_file_abandons_it_and_the_restart_redoes_it() {
     );
     let recovery = restart_and_compare(&ws, &c, "SIGINT run");
     println!("crash: SIGINT stopped the daemon in {stop_ms:.0} ms -> {recovery:?}; bill identical to the control");
+}
+
+/// Closes a period in a child process and SIGKILLs it after `delay` (if still running).
+/// Returns true when the kill landed (the process had not finished).
+fn close_killed_after(ws: &Ws, period: &str, issue: &str, delay: Duration) -> bool {
+    let mut child = std::process::Command::new(common::bin())
+        .args([
+            "cycle",
+            "close",
+            "--config",
+            ws.config_arg(),
+            "--period",
+            period,
+            "--issue-date",
+            issue,
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let running = child.try_wait().unwrap().is_none();
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    running
+}
+
+/// Every `<number>.json` of the invoice directory, parsed: (number, account, period).
+fn series(ws: &Ws) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for period in common::list_names(&ws.root.join("invoices")) {
+        let dir = ws.invoices(&period);
+        for n in fs::read_dir(&dir).unwrap() {
+            let n = n.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                !n.starts_with('.'),
+                "temp file {n} left in {}",
+                dir.display()
+            );
+            if let Some(num) = n.strip_suffix(".json") {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&fs::read(dir.join(&n)).unwrap()).unwrap();
+                assert_eq!(v["number"], num, "{n}");
+                assert!(dir.join(format!("{num}.xml")).exists(), "{num}.xml missing");
+                out.push((
+                    num.to_owned(),
+                    v["account_id"].as_str().unwrap().to_owned(),
+                    period.clone(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn sigkill_during_close_leaves_no_gap_and_reuses_no_number() {
+    let _serial = serial();
+    let tmp = tempfile::Builder::new()
+        .prefix("tollgate-crash-close-")
+        .tempdir()
+        .unwrap();
+    let spec = Spec {
+        seed: 13,
+        accounts: 6_000,
+        prefixes: 500,
+        bad_ratio_ppm: 0,
+    };
+    let mut files = Vec::new();
+    // Months well in the past: records within 24 h of now would be rejected as
+    // `future_time` at one ingest and accepted at a later one.
+    for month in [8, 9] {
+        let f = tmp.path().join(format!("cdrs-2026-{month:02}.csv"));
+        let mut w = std::io::BufWriter::new(fs::File::create(&f).unwrap());
+        write_cdrs(
+            &mut w,
+            &spec,
+            &CdrBatch {
+                year: 2026,
+                month,
+                records: 40_000,
+                file_tag: format!("close-{month}"),
+            },
+        )
+        .unwrap();
+        drop(w);
+        files.push(f);
+    }
+    let closes = [("2026-08", "2026-09-01"), ("2026-09", "2026-10-01")];
+    let prepare = |name: &str| {
+        let ws = Ws::synth(&tmp.path().join(name), &spec, "");
+        let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        ws.ingest(&refs).ok();
+        ws
+    };
+
+    // Control: clean closes, timed.
+    let control = prepare("control");
+    let mut seconds = Vec::new();
+    let mut want = Vec::new();
+    for (p, i) in closes {
+        let t0 = Instant::now();
+        control.close(p, i).ok();
+        seconds.push(t0.elapsed().as_secs_f64());
+        want.push(control.invoice_bytes(p));
+    }
+    let want_series = series(&control);
+    let n = want_series.len();
+    // Accounts on a plan without fee and without usage get no invoice.
+    assert!(
+        n > spec.accounts && n <= 2 * spec.accounts,
+        "{n} invoices for {} accounts over two months",
+        spec.accounts
+    );
+    let numbers: Vec<String> = (1..=n).map(|i| format!("2026-{i:06}")).collect();
+    assert_eq!(
+        want_series.iter().map(|s| s.0.clone()).collect::<Vec<_>>(),
+        numbers
+    );
+
+    let seed = seed();
+    let mut rng = SplitMix64::new(seed);
+    println!(
+        "crash-close: TOLLGATE_CRASH_SEED={seed}; control closes took {:.2} s and {:.2} s",
+        seconds[0], seconds[1]
+    );
+    let mut landed = 0;
+    for run in 0..3 {
+        let ws = prepare(&format!("kill-{run}"));
+        for (k, (p, i)) in closes.into_iter().enumerate() {
+            let delay = Duration::from_secs_f64(seconds[k] * 1.1 * rng.unit());
+            let killed = close_killed_after(&ws, p, i, delay);
+            landed += killed as u32;
+            // The re-run completes the close (or finds it committed and rewrites files).
+            let out = ws.close(p, i).ok();
+            let after_commit = out.stdout.contains("was already closed");
+            println!(
+                "crash-close: run {run} {p}: SIGKILL after {:.0} ms ({}), re-run: {}",
+                delay.as_secs_f64() * 1e3,
+                if killed {
+                    "killed mid-close"
+                } else {
+                    "close had finished"
+                },
+                if after_commit {
+                    "already committed, files rewritten"
+                } else {
+                    "closed now"
+                }
+            );
+            let got = ws.invoice_bytes(p);
+            if got != want[k] {
+                let names = |v: &[(String, Vec<u8>)]| -> Vec<String> {
+                    v.iter().map(|f| f.0.clone()).collect()
+                };
+                let (g, w) = (names(&got), names(&want[k]));
+                let differing: Vec<&String> = got
+                    .iter()
+                    .zip(want[k].iter())
+                    .filter(|(a, b)| a != b)
+                    .map(|(a, _)| &a.0)
+                    .take(5)
+                    .collect();
+                if let Some((a, b)) = got
+                    .iter()
+                    .zip(want[k].iter())
+                    .find(|(a, b)| a != b && a.0.ends_with(".json"))
+                {
+                    println!(
+                        "got {}:\n{}\nwant:\n{}",
+                        a.0,
+                        String::from_utf8_lossy(&a.1),
+                        String::from_utf8_lossy(&b.1)
+                    );
+                }
+                panic!(
+                    "run {run} {p}: documents differ from the control: {} vs {} files; only here: {:?}; only in the control: {:?}; differing: {:?}",
+                    got.len(),
+                    want[k].len(),
+                    g.iter().filter(|n| !w.contains(n)).take(5).collect::<Vec<_>>(),
+                    w.iter().filter(|n| !g.contains(n)).take(5).collect::<Vec<_>>(),
+                    differing
+                );
+            }
+        }
+        // No gap, no reuse: exactly the control's numbers, each once, same accounts.
+        assert_eq!(series(&ws), want_series, "run {run}");
+        drop(ws);
+        let _ = fs::remove_dir_all(tmp.path().join(format!("kill-{run}")));
+    }
+    assert!(landed > 0, "no SIGKILL landed during a close");
 }

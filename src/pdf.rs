@@ -1,0 +1,518 @@
+//! The invoice PDF a person reads in ten seconds, in the customer's language (`nl`, `en`).
+//!
+//! Page 1, top to bottom: what to pay, by when and how; usage by category (calls, SMS,
+//! data, subscription) with a small bar chart of the amounts; the VAT table; the fields
+//! of VAT Directive art. 226 (number, dates, period, both parties with addresses, VAT
+//! IDs, KvK, reverse-charge wording). Then every invoice line. A plain PDF 1.4 written
+//! by hand: the standard Helvetica fonts (WinAnsi; characters outside Latin-1 become
+//! `?`), no images, deterministic bytes (no timestamps).
+
+use std::fmt::Write as _;
+
+use crate::billing::{Invoice, Line};
+use crate::money::{format_cents, parse_cents};
+
+/// Texts in one language.
+struct Words {
+    invoice: &'static str,
+    credit_note: &'static str,
+    to_pay: &'static str,
+    by: &'static str,
+    how: &'static str,
+    credited: &'static str,
+    usage: &'static str,
+    calls: &'static str,
+    sms: &'static str,
+    data: &'static str,
+    subscription: &'static str,
+    other: &'static str,
+    vat: &'static str,
+    category: &'static str,
+    rate: &'static str,
+    taxable: &'static str,
+    number: &'static str,
+    date: &'static str,
+    due: &'static str,
+    period: &'static str,
+    customer: &'static str,
+    seller: &'static str,
+    net: &'static str,
+    total: &'static str,
+    lines: &'static str,
+    credits: &'static str,
+    replaces: &'static str,
+    reason: &'static str,
+}
+
+const NL: Words = Words {
+    invoice: "Factuur",
+    credit_note: "Creditnota",
+    to_pay: "Te betalen",
+    by: "uiterlijk",
+    how: "Overmaken naar",
+    credited: "Gecrediteerd",
+    usage: "Gebruik per soort",
+    calls: "Bellen",
+    sms: "SMS",
+    data: "Data",
+    subscription: "Abonnement",
+    other: "Overig",
+    vat: "Btw",
+    category: "Categorie",
+    rate: "Tarief",
+    taxable: "Grondslag",
+    number: "Factuurnummer",
+    date: "Factuurdatum",
+    due: "Vervaldatum",
+    period: "Periode",
+    customer: "Klant",
+    seller: "Leverancier",
+    net: "Totaal excl. btw",
+    total: "Totaal incl. btw",
+    lines: "Specificatie",
+    credits: "Crediteert factuur",
+    replaces: "Vervangt factuur",
+    reason: "Reden",
+};
+
+const EN: Words = Words {
+    invoice: "Invoice",
+    credit_note: "Credit note",
+    to_pay: "To pay",
+    by: "by",
+    how: "Transfer to",
+    credited: "Credited",
+    usage: "Usage by category",
+    calls: "Calls",
+    sms: "SMS",
+    data: "Data",
+    subscription: "Subscription",
+    other: "Other",
+    vat: "VAT",
+    category: "Category",
+    rate: "Rate",
+    taxable: "Taxable amount",
+    number: "Invoice number",
+    date: "Invoice date",
+    due: "Due date",
+    period: "Period",
+    customer: "Customer",
+    seller: "Supplier",
+    net: "Total excl. VAT",
+    total: "Total incl. VAT",
+    lines: "Details",
+    credits: "Credits invoice",
+    replaces: "Replaces invoice",
+    reason: "Reason",
+};
+
+/// The language of a document: the customer's, else Dutch in NL (or no country), else English.
+pub fn language(inv: &Invoice) -> &'static str {
+    match inv.customer.language.as_str() {
+        "nl" => "nl",
+        "en" => "en",
+        _ if inv.customer.country.is_empty() || inv.customer.country == "NL" => "nl",
+        _ => "en",
+    }
+}
+
+/// An amount for people: `1234.50` in English, `1.234,50` in Dutch, with the currency.
+pub fn money(cur: &str, cents: i64, lang: &str) -> String {
+    let s = format_cents(cents);
+    if lang != "nl" {
+        return format!("{cur} {s}");
+    }
+    let (sign, body) = match s.strip_prefix('-') {
+        Some(b) => ("-", b),
+        None => ("", s.as_str()),
+    };
+    let (int, frac) = body.split_once('.').expect("two decimals");
+    let mut grouped = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push('.');
+        }
+        grouped.push(c);
+    }
+    format!("{cur} {sign}{grouped},{frac}")
+}
+
+struct Page {
+    ops: String,
+}
+
+impl Page {
+    fn text(&mut self, x: f32, y: f32, size: u32, bold: bool, s: &str) {
+        let font = if bold { "F2" } else { "F1" };
+        let _ = writeln!(
+            self.ops,
+            "BT /{font} {size} Tf {x:.1} {y:.1} Td ({}) Tj ET",
+            escape(s)
+        );
+    }
+    fn rect(&mut self, x: f32, y: f32, w: f32, h: f32, grey: f32) {
+        let _ = writeln!(self.ops, "{grey:.2} g {x:.1} {y:.1} {w:.1} {h:.1} re f 0 g");
+    }
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '(' | ')' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 => out.push(' '),
+            c if (c as u32) < 0x7f => out.push(c),
+            c if (0xa0..=0xff).contains(&(c as u32)) => {
+                let _ = write!(out, "\\{:03o}", c as u32);
+            }
+            '€' => out.push_str("\\200"),
+            _ => out.push('?'),
+        }
+    }
+    out
+}
+
+fn cents(s: &str) -> i64 {
+    parse_cents(s).unwrap_or(0)
+}
+
+/// Renders the PDF of an invoice or credit note.
+pub fn render(inv: &Invoice) -> Vec<u8> {
+    let lang = language(inv);
+    let w = if lang == "nl" { &NL } else { &EN };
+    let cur = inv.currency.as_str();
+    let m = |c: i64| money(cur, c, lang);
+    let credit = inv.is_credit_note();
+    let mut pages = Vec::new();
+    let mut p = Page { ops: String::new() };
+    let mut y = 800.0;
+
+    // Heading and what to pay.
+    let title = if credit { w.credit_note } else { w.invoice };
+    p.text(50.0, y, 20, true, &format!("{title} {}", inv.number));
+    y -= 30.0;
+    p.rect(45.0, y - 38.0, 505.0, 52.0, 0.92);
+    if credit {
+        p.text(
+            55.0,
+            y - 4.0,
+            14,
+            true,
+            &format!("{}: {}", w.credited, m(-cents(&inv.total))),
+        );
+        p.text(
+            55.0,
+            y - 24.0,
+            10,
+            false,
+            &format!(
+                "{} {}",
+                w.credits,
+                inv.credited_invoice
+                    .as_ref()
+                    .map_or("", |r| r.number.as_str())
+            ),
+        );
+    } else {
+        p.text(
+            55.0,
+            y - 4.0,
+            14,
+            true,
+            &format!(
+                "{}: {} {} {}",
+                w.to_pay,
+                m(cents(&inv.total)),
+                w.by,
+                inv.due_date
+            ),
+        );
+        p.text(
+            55.0,
+            y - 24.0,
+            10,
+            false,
+            &format!(
+                "{} {} (BIC {}), {} - {}",
+                w.how, inv.seller.iban, inv.seller.bic, inv.seller.name, inv.number
+            ),
+        );
+    }
+    y -= 60.0;
+
+    // Usage by category with a bar chart of the amounts.
+    p.text(50.0, y, 12, true, w.usage);
+    y -= 18.0;
+    let mut cats: [(&str, i64); 5] = [
+        (w.calls, 0),
+        (w.sms, 0),
+        (w.data, 0),
+        (w.subscription, 0),
+        (w.other, 0),
+    ];
+    for l in &inv.lines {
+        let i = match l {
+            Line::Usage { service, .. } => match service.as_str() {
+                "voice" => 0,
+                "sms" => 1,
+                _ => 2,
+            },
+            Line::Subscription { .. } => 3,
+            Line::Credit { .. } | Line::Fee { .. } => 4,
+        };
+        cats[i].1 += l.cents();
+    }
+    let max = cats.iter().map(|c| c.1.abs()).max().unwrap_or(0).max(1);
+    for (name, c) in cats.iter().filter(|c| c.1 != 0 || c.0 != w.other) {
+        p.text(55.0, y, 10, false, name);
+        p.text(160.0, y, 10, false, &m(*c));
+        let len = 250.0 * (c.abs() as f32) / (max as f32);
+        p.rect(280.0, y - 1.0, len.max(0.5), 9.0, 0.55);
+        y -= 15.0;
+    }
+    y -= 10.0;
+
+    // VAT table.
+    p.text(50.0, y, 12, true, w.vat);
+    y -= 16.0;
+    for (x, h) in [
+        (55.0, w.category),
+        (140.0, w.rate),
+        (230.0, w.taxable),
+        (360.0, w.vat),
+    ] {
+        p.text(x, y, 9, true, h);
+    }
+    y -= 14.0;
+    for r in &inv.vat_breakdown {
+        p.text(55.0, y, 10, false, &r.category);
+        p.text(140.0, y, 10, false, &format!("{} %", r.rate));
+        p.text(230.0, y, 10, false, &m(cents(&r.taxable_amount)));
+        p.text(360.0, y, 10, false, &m(cents(&r.vat_amount)));
+        y -= 14.0;
+    }
+    p.text(
+        55.0,
+        y,
+        10,
+        false,
+        &format!("{}: {}", w.net, m(cents(&inv.net_total))),
+    );
+    y -= 14.0;
+    p.text(
+        55.0,
+        y,
+        10,
+        false,
+        &format!("{}: {}", w.vat, m(cents(&inv.vat_total))),
+    );
+    y -= 14.0;
+    p.text(
+        55.0,
+        y,
+        10,
+        true,
+        &format!("{}: {}", w.total, m(cents(&inv.total))),
+    );
+    y -= 16.0;
+    if !inv.vat_note.is_empty() {
+        p.text(55.0, y, 10, true, &inv.vat_note);
+        y -= 16.0;
+    }
+    y -= 6.0;
+
+    // Art. 226 fields.
+    let facts = [
+        (w.number, inv.number.clone()),
+        (w.date, inv.issue_date.clone()),
+        (w.due, inv.due_date.clone()),
+        (
+            w.period,
+            format!("{} - {}", inv.period_start, inv.period_end),
+        ),
+    ];
+    for (k, v) in facts {
+        p.text(55.0, y, 9, true, k);
+        p.text(160.0, y, 9, false, &v);
+        y -= 12.0;
+    }
+    if let Some(r) = &inv.credited_invoice {
+        p.text(
+            55.0,
+            y,
+            9,
+            false,
+            &format!("{} {} ({})", w.credits, r.number, r.issue_date),
+        );
+        y -= 12.0;
+    }
+    if let Some(r) = &inv.replaces {
+        p.text(
+            55.0,
+            y,
+            9,
+            false,
+            &format!("{} {} ({})", w.replaces, r.number, r.issue_date),
+        );
+        y -= 12.0;
+    }
+    if !inv.reason.is_empty() {
+        p.text(55.0, y, 9, false, &format!("{}: {}", w.reason, inv.reason));
+        y -= 12.0;
+    }
+    y -= 8.0;
+    let s = &inv.seller;
+    let c = &inv.customer;
+    let seller = [
+        s.name.clone(),
+        s.street.clone(),
+        format!("{} {} {}", s.postcode, s.city, s.country),
+        format!("KvK {}", s.kvk),
+        format!(
+            "{} {}",
+            if lang == "nl" { "BTW-id" } else { "VAT ID" },
+            s.vat_id
+        ),
+        format!("IBAN {} BIC {}", s.iban, s.bic),
+    ];
+    let name = if c.name.is_empty() {
+        inv.account_id.clone()
+    } else {
+        c.name.clone()
+    };
+    let mut customer = vec![
+        name,
+        c.street.clone(),
+        format!("{} {} {}", c.postcode, c.city, c.country),
+        format!(
+            "{} {}",
+            if lang == "nl" {
+                "Klantnummer"
+            } else {
+                "Account"
+            },
+            inv.account_id
+        ),
+    ];
+    if !c.vat_id.is_empty() {
+        customer.push(format!(
+            "{} {}",
+            if lang == "nl" { "BTW-id" } else { "VAT ID" },
+            c.vat_id
+        ));
+    }
+    p.text(55.0, y, 9, true, w.seller);
+    p.text(310.0, y, 9, true, w.customer);
+    y -= 12.0;
+    for i in 0..seller.len().max(customer.len()) {
+        if let Some(t) = seller.get(i) {
+            p.text(55.0, y, 9, false, t.trim());
+        }
+        if let Some(t) = customer.get(i) {
+            p.text(310.0, y, 9, false, t.trim());
+        }
+        y -= 11.0;
+    }
+    y -= 14.0;
+
+    // Every line, continuing on further pages.
+    p.text(50.0, y, 12, true, w.lines);
+    y -= 16.0;
+    for l in &inv.lines {
+        if y < 50.0 {
+            pages.push(std::mem::replace(&mut p, Page { ops: String::new() }));
+            y = 800.0;
+        }
+        let d = l.description();
+        let d = if d.chars().count() > 80 {
+            format!("{}...", d.chars().take(77).collect::<String>())
+        } else {
+            d
+        };
+        p.text(55.0, y, 8, false, &d);
+        let (cat, rate) = l.vat();
+        p.text(
+            430.0,
+            y,
+            8,
+            false,
+            &format!("{} {}%", cat.code(), rate.normalize()),
+        );
+        p.text(480.0, y, 8, false, &m(l.cents()));
+        y -= 11.0;
+    }
+    pages.push(p);
+    assemble(&pages)
+}
+
+/// Writes the PDF objects: catalog, pages, two fonts, then a page + content per page.
+fn assemble(pages: &[Page]) -> Vec<u8> {
+    let mut objs: Vec<String> = Vec::new();
+    let n = pages.len();
+    // 1 catalog, 2 pages, 3 Helvetica, 4 Helvetica-Bold, then (page, content) pairs.
+    objs.push("<< /Type /Catalog /Pages 2 0 R >>".into());
+    let kids: Vec<String> = (0..n).map(|i| format!("{} 0 R", 5 + 2 * i)).collect();
+    objs.push(format!(
+        "<< /Type /Pages /Kids [{}] /Count {n} >>",
+        kids.join(" ")
+    ));
+    objs.push(
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".into(),
+    );
+    objs.push(
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>"
+            .into(),
+    );
+    for (i, p) in pages.iter().enumerate() {
+        objs.push(format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 3 0 R /F2 4 0 R >> >> /Contents {} 0 R >>",
+            6 + 2 * i
+        ));
+        objs.push(format!(
+            "<< /Length {} >>\nstream\n{}endstream",
+            p.ops.len(),
+            p.ops
+        ));
+    }
+    let mut out: Vec<u8> = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    let mut offsets = Vec::with_capacity(objs.len());
+    for (i, o) in objs.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    let mut t = format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1);
+    for off in offsets {
+        let _ = writeln!(t, "{off:010} 00000 n ");
+    }
+    let _ = write!(
+        t,
+        "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+        objs.len() + 1
+    );
+    out.extend_from_slice(t.as_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_per_language() {
+        assert_eq!(money("EUR", 123456, "nl"), "EUR 1.234,56");
+        assert_eq!(money("EUR", -1307, "nl"), "EUR -13,07");
+        assert_eq!(money("EUR", 5, "nl"), "EUR 0,05");
+        assert_eq!(money("EUR", 123456, "en"), "EUR 1234.56");
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(escape("a(b)\\"), "a\\(b\\)\\\\");
+        assert_eq!(escape("Müller €"), "M\\374ller \\200");
+        assert_eq!(escape("日本"), "??");
+    }
+}

@@ -463,7 +463,7 @@ fn collect(
     bytes: &[u8],
     chunks: &[(u32, usize, usize)],
     first_line: u64,
-    mut outs: Vec<WorkerOut>,
+    outs: Vec<WorkerOut>,
     tariff: &Tariff,
     accounts: &AccountIndex,
     layout: &Layout,
@@ -471,23 +471,17 @@ fn collect(
 ) -> FileOutcome {
     let mut out = FileOutcome::default();
     let threads = outs.len();
-    let spills = outs
-        .iter_mut()
-        .map(|o| {
-            std::mem::replace(
-                &mut o.spill,
-                crate::totals::Spill::new(crate::totals::Layout::new(1, 0), 0),
-            )
-        })
-        .collect();
+    let mut spills = Vec::with_capacity(threads);
+    let mut daily = Daily::default();
+    let mut chunk_outs: Vec<ChunkOut> = Vec::new();
+    for o in outs {
+        spills.push(o.spill);
+        daily.merge(&o.daily);
+        chunk_outs.extend(o.chunks);
+    }
     // Totals sorted by key, and record-id hashes seen more than once.
     let (mut totals, candidates) = crate::totals::finish(spills, threads);
-    let mut daily = Daily::default();
-    for o in &outs {
-        daily.merge(&o.daily);
-    }
     // Absolute line numbers.
-    let mut chunk_outs: Vec<ChunkOut> = outs.iter_mut().flat_map(|o| o.chunks.drain(..)).collect();
     chunk_outs.sort_by_key(|c| c.idx);
     debug_assert_eq!(chunk_outs.len(), chunks.len());
     let mut base = first_line;

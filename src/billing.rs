@@ -292,6 +292,13 @@ pub struct Invoice {
     /// An off-cycle final invoice (account closed).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub final_invoice: bool,
+    /// Usage per local day of the period (days with records), for the PDF's chart;
+    /// derived at the close ([`crate::itemise`]), absent when it could not be verified.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usage_by_day: Vec<crate::itemise::DayUsage>,
+    /// Accounts with the itemised opt-in: whether the annex is attached, or why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itemised: Option<crate::itemise::Itemised>,
 }
 
 impl Invoice {
@@ -524,6 +531,8 @@ impl<'a> Draft<'a> {
             final_invoice: false,
             payment_reference: None,
             payment: None,
+            usage_by_day: Vec::new(),
+            itemised: None,
         }
     }
 }
@@ -563,6 +572,22 @@ pub fn close_cycle(
     let (counter, prefix) = invoice_series(&cfg.numbering, issue_date.year());
     let closed = ledger.close(&p, &counter, |rows, first_number, seq| {
         let finals = ledger.finals()?;
+        // Per-day usage of every billed account and the itemised annexes, re-derived
+        // from the files this close bills (verified against `rows`).
+        let window = crate::itemise::Window::of(ledger, &p, seq)?;
+        let t_derive = std::time::Instant::now();
+        let derived = crate::itemise::derive(cfg, ledger, accounts, &window, &rows);
+        tracing::info!(
+            period = %p,
+            files = derived.files,
+            records = derived.records,
+            seconds = t_derive.elapsed().as_secs_f64(),
+            "close: rated detail derived"
+        );
+        for e in &derived.file_errors {
+            tracing::warn!(period = %p, "close: traffic detail unavailable: {e}");
+        }
+        let mut annexes = Vec::new();
         // Late-payment fees waiting for the next invoice, per account.
         let mut fees: BTreeMap<String, Vec<crate::payments::PendingFee>> = BTreeMap::new();
         for f in crate::payments::pending_fees(ledger, None)? {
@@ -635,6 +660,16 @@ pub fn close_cycle(
             let vat = parse_cents(&inv.vat_total).unwrap_or(0);
             let fee_total = parse_cents(&inv.total).unwrap_or(0) - net - vat;
             attach_payment(cfg, acc, &mut inv);
+            inv.usage_by_day = derived.days(&account_id, &p);
+            if let Some((state, annex)) = acc.and_then(|a| derived.annex(cfg, tariff, a, &inv)) {
+                inv.itemised = Some(state);
+                if let Some(annex) = annex {
+                    annexes.push((
+                        inv.number.clone(),
+                        serde_json::to_vec_pretty(&annex).expect("annex serializes"),
+                    ));
+                }
+            }
             number += 1;
             net_sum += net + fee_total;
             vat_sum += vat;
@@ -653,7 +688,11 @@ pub fn close_cycle(
             total: format_cents(net_sum + vat_sum),
             late_records: late_sum,
         };
-        Ok(CloseBatch { invoices, record })
+        Ok(CloseBatch {
+            invoices,
+            annexes,
+            record,
+        })
     })?;
     let (record, new) = match closed {
         Closed::New(r) => (r, true),
@@ -761,7 +800,8 @@ fn remove_stale_temp_files(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes `<number>.json`, `<number>.xml` (UBL) and `<number>.pdf` of a stored document into `dir` unless
+/// Writes `<number>.json`, `<number>.xml` (UBL), `<number>.pdf` and, for itemised
+/// invoices, `<number>.annex.json` of a stored document into `dir` unless
 /// they are there already with the same content (not flushed: the caller syncs).
 pub fn write_document(ledger: &Ledger, dir: &Path, number: &str) -> Result<(), LedgerError> {
     let io = |e: std::io::Error| {
@@ -775,8 +815,17 @@ pub fn write_document(ledger: &Ledger, dir: &Path, number: &str) -> Result<(), L
         key: format!("invoices/{number}"),
         message: e.to_string(),
     })?;
+    let annex_json = ledger.annex(number)?;
+    let annex: Option<crate::itemise::Annex> = match &annex_json {
+        Some(a) => Some(serde_json::from_slice(a).map_err(|e| LedgerError::Corrupt {
+            path: ledger.path().to_owned(),
+            key: format!("annex/{number}"),
+            message: e.to_string(),
+        })?),
+        None => None,
+    };
     let xml = crate::ubl::render(&inv);
-    let pdf = crate::pdf::render(&inv);
+    let pdf = crate::pdf::render(&inv, annex.as_ref());
     let mut rewritten = false;
     for (ext, bytes) in [("json", &json), ("xml", &xml), ("pdf", &pdf)] {
         let path = dir.join(format!("{number}.{ext}"));
@@ -784,6 +833,21 @@ pub fn write_document(ledger: &Ledger, dir: &Path, number: &str) -> Result<(), L
             crate::fsutil::write_renamed(&path, bytes).map_err(io)?;
             rewritten |= ext == "json";
         }
+    }
+    // The itemised annex beside the invoice while its traffic detail is held; removed
+    // once it was erased (dispute window, erasure request).
+    let annex_path = dir.join(format!("{number}.annex.json"));
+    match &annex_json {
+        Some(bytes) => {
+            if std::fs::read(&annex_path).ok().as_deref() != Some(bytes.as_slice()) {
+                crate::fsutil::write_renamed(&annex_path, bytes).map_err(io)?;
+            }
+        }
+        None => match std::fs::remove_file(&annex_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        },
     }
     // The EPC QR code beside the invoice (bank transfer invoices). Encoding costs about
     // 1 ms, so it is redone only when the JSON was (re)written or it is missing.
@@ -1075,6 +1139,8 @@ pub fn credit(
             final_invoice: false,
             payment_reference: None,
             payment: None,
+            usage_by_day: Vec::new(),
+            itemised: None,
         };
         done.credit_notes.push(cn.number.clone());
         put(txn, &cn, &orig.period)?;
@@ -1132,6 +1198,13 @@ pub struct FinalRecord {
     pub account_id: String,
     pub date: String,
     pub invoice: String,
+    /// File commit sequence when it was issued: it billed the account's usage of files
+    /// up to this sequence (absent in records written before this was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// The last closed period when it was issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_closed: Option<String>,
 }
 
 /// Bills an account off-cycle (account closed on `date`): all its unbilled usage, the
@@ -1238,6 +1311,8 @@ pub fn final_invoice(
             account_id: account_id.to_owned(),
             date: date.to_string(),
             invoice: inv.number.clone(),
+            seq: Some(l.seq()?),
+            last_closed: last.clone(),
         };
         txn.put_final(
             account_id,

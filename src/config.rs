@@ -59,6 +59,8 @@ struct RawConfig {
     #[serde(default)]
     numbering: Option<RawNumbering>,
     #[serde(default)]
+    privacy: Option<RawPrivacy>,
+    #[serde(default)]
     sepa: Option<RawSepa>,
     #[serde(default)]
     dunning: Option<RawDunning>,
@@ -194,6 +196,15 @@ struct RawOverride {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawPrivacy {
+    #[serde(default)]
+    dispute_window_months: Option<u32>,
+    #[serde(default)]
+    itemised_omit: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawNumbering {
     #[serde(default)]
     prefix: Option<String>,
@@ -244,6 +255,30 @@ pub struct Seller {
     pub bic: String,
 }
 
+/// Privacy settings (`[privacy]`).
+#[derive(Debug, Clone)]
+pub struct Privacy {
+    /// Months after an invoice's due date during which its traffic detail is kept (the
+    /// invoice can be disputed); afterwards the daemon erases it. Default 6.
+    pub dispute_window_months: u32,
+    /// Prefixes of normalized (E.164 digit) called numbers that are free to the caller
+    /// (freephone, helplines, emergency): left out of itemised annexes. Default
+    /// `["31800", "116", "112"]` (NL 0800, EU 116xxx helplines, 112).
+    pub itemised_omit: Vec<String>,
+}
+
+/// Default [`Privacy::itemised_omit`].
+pub const DEFAULT_ITEMISED_OMIT: [&str; 3] = ["31800", "116", "112"];
+
+impl Default for Privacy {
+    fn default() -> Privacy {
+        Privacy {
+            dispute_window_months: 6,
+            itemised_omit: DEFAULT_ITEMISED_OMIT.map(String::from).to_vec(),
+        }
+    }
+}
+
 /// Billing settings.
 #[derive(Debug, Clone)]
 pub struct Billing {
@@ -286,6 +321,8 @@ pub struct Config {
     /// Notification delivery.
     pub outbox: Option<Outbox>,
     pub numbering: Numbering,
+    /// Retention of traffic detail and itemisation rules (`[privacy]`).
+    pub privacy: Privacy,
 }
 
 impl Config {
@@ -593,6 +630,29 @@ impl Config {
                 reason: o.reason.trim().to_owned(),
             });
         }
+        let mut privacy = Privacy::default();
+        if let Some(p) = &raw.privacy {
+            if let Some(m) = p.dispute_window_months {
+                if !(1..=120).contains(&m) {
+                    return Err(key_err(
+                        "privacy.dispute_window_months",
+                        format!("{m} is not a number of months in 1..=120"),
+                    ));
+                }
+                privacy.dispute_window_months = m;
+            }
+            if let Some(list) = &p.itemised_omit {
+                for (i, d) in list.iter().enumerate() {
+                    if d.is_empty() || !d.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(key_err(
+                            &format!("privacy.itemised_omit[{i}]"),
+                            format!("`{d}` is not a prefix of digits (E.164, without +)"),
+                        ));
+                    }
+                }
+                privacy.itemised_omit = list.clone();
+            }
+        }
         let numbering = match &raw.numbering {
             None => Numbering::default(),
             Some(n) => {
@@ -671,6 +731,7 @@ impl Config {
             },
             seller: raw.seller,
             numbering,
+            privacy,
         })
     }
 }

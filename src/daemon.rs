@@ -144,6 +144,29 @@ pub async fn run(
         })
     });
 
+    // Traffic data retention once a day (at start, then whenever the date changes).
+    let retention = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(Duration::from_secs(60));
+            let mut last: Option<chrono::NaiveDate> = None;
+            loop {
+                t.tick().await;
+                let today = chrono::Utc::now()
+                    .with_timezone(&engine.reference().tariff.tz)
+                    .date_naive();
+                if last == Some(today) {
+                    continue;
+                }
+                let e = engine.clone();
+                let done = tokio::task::spawn_blocking(move || run_retention(&e, today)).await;
+                if matches!(done, Ok(true)) {
+                    last = Some(today);
+                }
+            }
+        })
+    };
+
     let watcher = {
         let spool = engine.spool.clone();
         let every = engine.cfg.poll_interval;
@@ -195,6 +218,7 @@ pub async fn run(
     tracing::info!("shutting down");
     watcher.abort();
     upkeep.abort();
+    retention.abort();
     if let Some(d) = dunning {
         d.abort();
     }
@@ -206,6 +230,24 @@ pub async fn run(
     let _ = std::fs::remove_file(addr_file);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One daily retention run (traffic detail past the dispute window); false when it
+/// failed (it is retried a minute later).
+fn run_retention(engine: &Engine, today: chrono::NaiveDate) -> bool {
+    match crate::privacy::retention(&engine.cfg, &engine.ledger, today) {
+        Ok(rep) => {
+            tracing::info!(
+                date = %today, files = rep.files.len(), rejects = rep.rejects.len(),
+                annexes = rep.annexes.len(), "traffic data retention run"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "traffic data retention run failed");
+            false
+        }
+    }
 }
 
 /// One daily dunning run; false when it failed (it is retried a minute later).

@@ -61,7 +61,9 @@ const CF_DAILY: &str = "daily";
 const CF_CREDITS: &str = "credits";
 const CF_FINALS: &str = "finals";
 const CF_PENDING: &str = "pending";
-const CFS: [&str; 19] = [
+/// Itemised annexes (traffic detail) by invoice number; erased after the dispute window.
+const CF_ANNEX: &str = "annex";
+const CFS: [&str; 20] = [
     CF_META,
     CF_FILES,
     CF_HASHES,
@@ -81,6 +83,7 @@ const CFS: [&str; 19] = [
     CF_CREDITS,
     CF_FINALS,
     CF_PENDING,
+    CF_ANNEX,
 ];
 
 /// A raw (key, value) pair.
@@ -423,6 +426,8 @@ pub struct UsageRow {
 /// Invoices produced by a close, in number order.
 pub struct CloseBatch {
     pub invoices: Vec<(String, Vec<u8>)>,
+    /// Itemised annexes (invoice number, annex JSON), stored beside the invoices.
+    pub annexes: Vec<(String, Vec<u8>)>,
     pub record: CloseRecord,
 }
 
@@ -914,7 +919,62 @@ impl Ledger {
         }
     }
 
-    /// An invoice's JSON by number.
+    /// The stored itemised annex (JSON) of an invoice.
+    pub fn annex(&self, number: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        match self.db.cf_handle(CF_ANNEX) {
+            Some(cf) => self
+                .db
+                .get_cf(cf, number.as_bytes())
+                .map_err(|e| self.err(e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Numbers of the invoices that have a stored itemised annex.
+    pub fn annex_numbers(&self) -> Result<Vec<String>, LedgerError> {
+        let Some(cf) = self.db.cf_handle(CF_ANNEX) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            out.push(String::from_utf8_lossy(&k).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// A privacy record (`meta/privacy/<key>`): rewritten files, erasures.
+    pub fn privacy_note(&self, key: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.get(CF_META, format!("privacy/{key}").as_bytes())
+    }
+
+    /// Stores privacy records and erases or replaces annexes in ONE synced batch under
+    /// the writer lock.
+    pub fn privacy_commit(
+        &self,
+        notes: &[(String, Vec<u8>)],
+        annexes: &[(String, Option<Vec<u8>>)],
+    ) -> Result<(), LedgerError> {
+        let _w = self.writer.lock().expect("writer lock");
+        let mut batch = WriteBatch::default();
+        for (k, v) in notes {
+            batch.put_cf(self.cf(CF_META), format!("privacy/{k}").as_bytes(), v);
+        }
+        for (number, v) in annexes {
+            match v {
+                Some(v) => batch.put_cf(self.cf(CF_ANNEX), number.as_bytes(), v),
+                None => batch.delete_cf(self.cf(CF_ANNEX), number.as_bytes()),
+            }
+        }
+        self.write(batch)
+    }
+
+    /// The last file commit sequence number.
+    pub fn seq(&self) -> Result<u64, LedgerError> {
+        Ok(u64_value(self.get(CF_META, b"seq")?))
+    }
+
+    /// A stored document's JSON.
     pub fn invoice(&self, number: &str) -> Result<Option<Vec<u8>>, LedgerError> {
         self.get(CF_INVOICES, number.as_bytes())
     }
@@ -1070,6 +1130,9 @@ impl Ledger {
                     message,
                 }
             })?;
+        }
+        for (number, json) in &batch_out.annexes {
+            batch.put_cf(self.cf(CF_ANNEX), number.as_bytes(), json);
         }
         self.add_tx(&mut batch, tx);
         let used = batch_out.invoices.len() as u64;

@@ -17,6 +17,8 @@
 //! | [`ledger`]    | RocksDB: checkpoints, unbilled usage, invoices, closes (one batch each) |
 //! | [`engine`]    | one file from bytes to a committed checkpoint (shared by run/ingest) |
 //! | [`billing`]   | cycle close, numbering, credit notes, final invoices, invoice JSON   |
+//! | [`itemise`]   | a close's rated detail re-derived: itemised annexes, usage per day   |
+//! | [`privacy`]   | dispute-window erasure, `privacy erase` / `privacy export`           |
 //! | [`payments`]  | payments ledger: entries, derived balances, camt import, collect     |
 //! | [`camt`]      | camt.053 / camt.054 bank messages → transactions                     |
 //! | [`sepa`]      | IBAN, payment reference, EPC QR, pain.008 writer                     |
@@ -47,11 +49,13 @@ pub mod dunning;
 pub mod engine;
 pub mod fsutil;
 pub mod http;
+pub mod itemise;
 pub mod ledger;
 pub mod money;
 pub mod payments;
 pub mod pdf;
 pub mod pipeline;
+pub mod privacy;
 pub mod rating;
 pub mod report;
 pub mod sepa;

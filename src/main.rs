@@ -135,6 +135,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DunningCmd,
     },
+    /// Traffic data: retention, erasure and data-subject export.
+    Privacy {
+        #[command(subcommand)]
+        cmd: PrivacyCmd,
+    },
     /// Usage, revenue or rejects of a period, as CSV, JSON or HTML (works while the daemon runs).
     Report {
         #[arg(value_enum)]
@@ -566,6 +571,66 @@ fn payments(cmd: Cmd) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(Subcommand)]
+enum PrivacyCmd {
+    /// Remove an account's traffic detail (done/ and rejects lines, itemised annexes) and
+    /// pseudonymise its numbers elsewhere; invoices and totals stay (fiscal records).
+    Erase {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        account: String,
+    },
+    /// Everything held about an account, as JSON on stdout (data-subject access).
+    Export {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        account: String,
+    },
+    /// Erase the traffic detail whose dispute window ended (the daemon runs this daily).
+    Retention {
+        #[arg(long)]
+        config: PathBuf,
+        /// As of this date (default: today in the tariff zone), YYYY-MM-DD.
+        #[arg(long)]
+        date: Option<String>,
+    },
+}
+
+fn privacy(cmd: PrivacyCmd) -> anyhow::Result<ExitCode> {
+    let config = match &cmd {
+        PrivacyCmd::Erase { config, .. }
+        | PrivacyCmd::Export { config, .. }
+        | PrivacyCmd::Retention { config, .. } => config,
+    };
+    let cfg = load(config)?;
+    let engine = Engine::open(cfg)?;
+    let r = engine.reference();
+    let (cfg, ledger, accounts) = (&engine.cfg, &engine.ledger, &r.accounts);
+    let today = chrono::Utc::now().with_timezone(&r.tariff.tz).date_naive();
+    match cmd {
+        PrivacyCmd::Erase { account, .. } => {
+            let rec = tollgate::privacy::erase(cfg, ledger, accounts, &account)?;
+            println!("{}", serde_json::to_string_pretty(&rec)?);
+        }
+        PrivacyCmd::Export { account, .. } => {
+            let currency = r.tariff.table().currency.as_str().to_owned();
+            let v = tollgate::privacy::export(cfg, ledger, accounts, &currency, &account, today)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        PrivacyCmd::Retention { date, .. } => {
+            let d = match date {
+                Some(d) => parse_date(&d, "--date")?,
+                None => today,
+            };
+            let rep = tollgate::privacy::retention(cfg, ledger, d)?;
+            println!("{}", serde_json::to_string_pretty(&rep)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
 enum InvoiceCmd {
     /// Issue a credit note on an invoice: in full, for some lines, or for a net amount.
     Credit {
@@ -649,6 +714,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         | Cmd::Payments { .. }
         | Cmd::Collect { .. }
         | Cmd::Dunning { .. }) => payments(c),
+        Cmd::Privacy { cmd } => privacy(cmd),
         Cmd::Run { config } => {
             let cfg = load(&config)?;
             tollgate::telemetry::install();
@@ -1111,6 +1177,14 @@ fn ingest(config: &std::path::Path, stats: bool, files: &[PathBuf]) -> anyhow::R
         match engine.process(path, &name, false, Arc::new(AtomicBool::new(false))) {
             FileResult::Committed(r) => {
                 let cp = &r.checkpoint;
+                // The close re-derives rated detail (itemised annexes) from done/.
+                if let Err(e) = engine.spool.keep_done(path, &name) {
+                    eprintln!(
+                        "{}: warning: not kept in {}: {e} (no itemised annex for its records)",
+                        path.display(),
+                        engine.spool.done.display()
+                    );
+                }
                 println!(
                     "{}: committed seq {}: {} lines, {} rated, {} rejected{}",
                     path.display(),

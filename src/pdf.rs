@@ -10,6 +10,7 @@
 use std::fmt::Write as _;
 
 use crate::billing::{Invoice, Line};
+use crate::itemise::Annex;
 use crate::money::{format_cents, parse_cents};
 
 /// Texts in one language.
@@ -42,6 +43,16 @@ struct Words {
     credits: &'static str,
     replaces: &'static str,
     reason: &'static str,
+    by_day: &'static str,
+    annex: &'static str,
+    annex_unavailable: &'static str,
+    annex_erased: &'static str,
+    time: &'static str,
+    called: &'static str,
+    usage_col: &'static str,
+    charge: &'static str,
+    omitted: &'static str,
+    line_sum: &'static str,
 }
 
 const NL: Words = Words {
@@ -73,6 +84,16 @@ const NL: Words = Words {
     credits: "Crediteert factuur",
     replaces: "Vervangt factuur",
     reason: "Reden",
+    by_day: "Verbruik over de maand (per dag)",
+    annex: "Bijlage: gespecificeerd gebruik",
+    annex_unavailable: "Gespecificeerde bijlage niet beschikbaar",
+    annex_erased: "Gespecificeerde bijlage gewist (bewaartermijn verkeersgegevens)",
+    time: "Datum en tijd",
+    called: "Gebeld nummer",
+    usage_col: "Gebruik",
+    charge: "Bedrag",
+    omitted: "gratis nummers niet vermeld",
+    line_sum: "Som",
 };
 
 const EN: Words = Words {
@@ -104,6 +125,16 @@ const EN: Words = Words {
     credits: "Credits invoice",
     replaces: "Replaces invoice",
     reason: "Reason",
+    by_day: "Usage over the month (per day)",
+    annex: "Annex: itemised usage",
+    annex_unavailable: "Itemised annex unavailable",
+    annex_erased: "Itemised annex erased (traffic data retention)",
+    time: "Date and time",
+    called: "Called number",
+    usage_col: "Usage",
+    charge: "Charge",
+    omitted: "free numbers not listed",
+    line_sum: "Sum",
 };
 
 /// The language of a document: the customer's, else Dutch in NL (or no country), else English.
@@ -179,8 +210,9 @@ fn cents(s: &str) -> i64 {
     parse_cents(s).unwrap_or(0)
 }
 
-/// Renders the PDF of an invoice or credit note.
-pub fn render(inv: &Invoice) -> Vec<u8> {
+/// Renders the PDF of an invoice or credit note, with the itemised annex's pages when
+/// one is held.
+pub fn render(inv: &Invoice, annex: Option<&Annex>) -> Vec<u8> {
     let lang = language(inv);
     let w = if lang == "nl" { &NL } else { &EN };
     let cur = inv.currency.as_str();
@@ -266,12 +298,18 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
         cats[i].1 += l.cents();
     }
     let max = cats.iter().map(|c| c.1.abs()).max().unwrap_or(0).max(1);
+    let top = y;
     for (name, c) in cats.iter().filter(|c| c.1 != 0 || c.0 != w.other) {
         p.text(55.0, y, 10, false, name);
         p.text(160.0, y, 10, false, &m(*c));
-        let len = 250.0 * (c.abs() as f32) / (max as f32);
-        p.rect(280.0, y - 1.0, len.max(0.5), 9.0, 0.55);
+        if inv.usage_by_day.is_empty() {
+            let len = 250.0 * (c.abs() as f32) / (max as f32);
+            p.rect(280.0, y - 1.0, len.max(0.5), 9.0, 0.55);
+        }
         y -= 15.0;
+    }
+    if !inv.usage_by_day.is_empty() {
+        y = y.min(day_chart(&mut p, inv, w, top) - 4.0);
     }
     y -= 10.0;
 
@@ -421,6 +459,19 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
     // Every line, continuing on further pages.
     p.text(50.0, y, 12, true, w.lines);
     y -= 16.0;
+    if let Some(it) = &inv.itemised {
+        let note = match (it.status.as_str(), annex) {
+            ("attached", Some(_)) => None,
+            ("attached", None) => Some(w.annex_erased.to_owned()),
+            _ => Some(format!("{}: {}", w.annex_unavailable, it.reason)),
+        };
+        if let Some(note) = note {
+            for chunk in wrap(&note, 110) {
+                p.text(55.0, y, 8, true, &chunk);
+                y -= 11.0;
+            }
+        }
+    }
     for l in &inv.lines {
         if y < 50.0 {
             pages.push(std::mem::replace(&mut p, Page { ops: String::new() }));
@@ -445,7 +496,167 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
         y -= 11.0;
     }
     pages.push(p);
+    if let Some(a) = annex {
+        annex_pages(&mut pages, inv, a, w, lang);
+    }
     assemble(&pages)
+}
+
+/// Splits a text into pieces of at most `n` characters at spaces.
+fn wrap(s: &str, n: usize) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for word in s.split(' ') {
+        let last = out.last_mut().expect("one line");
+        if !last.is_empty() && last.chars().count() + 1 + word.chars().count() > n {
+            out.push(word.to_owned());
+        } else {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(word);
+        }
+    }
+    out
+}
+
+/// A column chart of the charges per day of the period, right of the category list;
+/// returns the lowest y it drew at.
+fn day_chart(p: &mut Page, inv: &Invoice, w: &Words, top: f32) -> f32 {
+    let days = inv
+        .period_end
+        .get(8..10)
+        .and_then(|d| d.parse::<usize>().ok())
+        .unwrap_or(31)
+        .clamp(28, 31);
+    let micros: Vec<i128> = (1..=days)
+        .map(|d| {
+            let date = format!("{}-{d:02}", inv.period);
+            inv.usage_by_day
+                .iter()
+                .find(|u| u.date == date)
+                .and_then(|u| crate::money::parse_fixed(&u.charge, 6).ok().map(i128::from))
+                .unwrap_or(0)
+        })
+        .collect();
+    let max = micros.iter().copied().max().unwrap_or(0).max(1);
+    let (x0, width, height) = (300.0f32, 240.0f32, 48.0f32);
+    p.text(x0, top, 9, true, w.by_day);
+    let base = top - 12.0 - height;
+    let col = width / days as f32;
+    for (i, v) in micros.iter().enumerate() {
+        if *v > 0 {
+            let h = (height * (*v as f32) / (max as f32)).max(0.8);
+            p.rect(x0 + i as f32 * col, base, (col - 1.0).max(0.5), h, 0.55);
+        }
+    }
+    p.rect(x0, base - 0.5, width, 0.5, 0.3);
+    p.text(x0, base - 9.0, 7, false, "1");
+    p.text(x0 + width - 8.0, base - 9.0, 7, false, &days.to_string());
+    let peak = micros.iter().copied().max().unwrap_or(0);
+    p.text(
+        x0 + width / 2.0 - 20.0,
+        base - 9.0,
+        7,
+        false,
+        &format!("max {}", crate::money::format_micros(peak)),
+    );
+    base - 12.0
+}
+
+/// The itemised annex: every listed record per usage line, the records to free numbers
+/// left out (count and charge), the exact sum and the line amount it rounds to.
+fn annex_pages(pages: &mut Vec<Page>, inv: &Invoice, a: &Annex, w: &Words, lang: &str) {
+    let cur = inv.currency.as_str();
+    let mut p = Page { ops: String::new() };
+    let mut y = 800.0;
+    p.text(50.0, y, 14, true, &format!("{} - {}", w.annex, inv.number));
+    y -= 16.0;
+    p.text(
+        55.0,
+        y,
+        8,
+        false,
+        &format!(
+            "{} {} - {}: {} - {}: {}",
+            inv.account_id,
+            inv.period,
+            w.time,
+            a.timezone,
+            w.called,
+            if a.masking == "none" {
+                "-".to_owned()
+            } else {
+                a.masking.clone()
+            }
+        ),
+    );
+    y -= 18.0;
+    for l in &a.lines {
+        if y < 90.0 {
+            pages.push(std::mem::replace(&mut p, Page { ops: String::new() }));
+            y = 800.0;
+        }
+        let band = if l.band == "any" {
+            String::new()
+        } else {
+            format!(" ({})", l.band)
+        };
+        p.text(
+            55.0,
+            y,
+            9,
+            true,
+            &format!(
+                "{} {}: {} {}{band}",
+                w.lines, l.line, l.service, l.destination
+            ),
+        );
+        y -= 12.0;
+        for (x, h) in [
+            (60.0, w.time),
+            (170.0, w.called),
+            (300.0, w.usage_col),
+            (420.0, w.charge),
+        ] {
+            p.text(x, y, 8, true, h);
+        }
+        y -= 11.0;
+        for r in &l.records {
+            if y < 50.0 {
+                pages.push(std::mem::replace(&mut p, Page { ops: String::new() }));
+                y = 800.0;
+            }
+            p.text(60.0, y, 8, false, &r.time);
+            p.text(170.0, y, 8, false, &r.number);
+            p.text(300.0, y, 8, false, &format!("{} {}", r.usage, l.unit));
+            p.text(420.0, y, 8, false, &format!("{cur} {}", r.charge));
+            y -= 10.0;
+        }
+        if l.omitted_records > 0 {
+            p.text(
+                60.0,
+                y,
+                8,
+                false,
+                &format!("{} {} ({})", l.omitted_records, w.omitted, l.omitted_charge),
+            );
+            y -= 10.0;
+        }
+        p.text(
+            60.0,
+            y,
+            8,
+            true,
+            &format!(
+                "{}: {cur} {} = {}",
+                w.line_sum,
+                l.charge_sum,
+                money(cur, parse_cents(&l.amount).unwrap_or(0), lang)
+            ),
+        );
+        y -= 16.0;
+    }
+    pages.push(p);
 }
 
 /// Writes the PDF objects: catalog, pages, two fonts, then a page + content per page.

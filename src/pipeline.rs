@@ -260,28 +260,8 @@ impl Pool {
         cancel: Arc<AtomicBool>,
     ) -> Result<FileOutcome, FileError> {
         let bytes: &[u8] = (*data).as_ref();
-        let (layout, body_start, first_line) = match &settings.columns {
-            Some(cols) => (Layout::from_columns(cols), 0usize, 1u64),
-            None => {
-                if bytes.is_empty() {
-                    return Ok(FileOutcome::default());
-                }
-                let end = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
-                if end > settings.max_line_bytes {
-                    return Err(FileError::HeaderUnreadable);
-                }
-                let mut header = &bytes[..end];
-                if header.last() == Some(&b'\r') {
-                    header = &header[..header.len() - 1];
-                }
-                // A UTF-8 byte order mark before the header is tolerated.
-                let header = header.strip_prefix(b"\xef\xbb\xbf").unwrap_or(header);
-                (
-                    Layout::from_header(header)?,
-                    (end + 1).min(bytes.len()),
-                    2u64,
-                )
-            }
+        let Some((layout, body_start, first_line)) = file_layout(bytes, settings)? else {
+            return Ok(FileOutcome::default());
         };
         // Chunks on line boundaries.
         let mut chunks = Vec::new();
@@ -345,6 +325,38 @@ impl Pool {
         out.collect_seconds = t.elapsed().as_secs_f64();
         Ok(out)
     }
+}
+
+/// The column layout of a file's records, the byte offset where they start and the
+/// 1-based number of their first line: from the header line, or from the configured
+/// `columns` for header-less files. `None` for an empty file when a header is expected.
+pub fn file_layout(
+    bytes: &[u8],
+    settings: &Settings,
+) -> Result<Option<(Layout, usize, u64)>, FileError> {
+    Ok(Some(match &settings.columns {
+        Some(cols) => (Layout::from_columns(cols), 0usize, 1u64),
+        None => {
+            if bytes.is_empty() {
+                return Ok(None);
+            }
+            let end = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
+            if end > settings.max_line_bytes {
+                return Err(FileError::HeaderUnreadable);
+            }
+            let mut header = &bytes[..end];
+            if header.last() == Some(&b'\r') {
+                header = &header[..header.len() - 1];
+            }
+            // A UTF-8 byte order mark before the header is tolerated.
+            let header = header.strip_prefix(b"\xef\xbb\xbf").unwrap_or(header);
+            (
+                Layout::from_header(header)?,
+                (end + 1).min(bytes.len()),
+                2u64,
+            )
+        }
+    }))
 }
 
 impl Drop for Pool {

@@ -135,6 +135,26 @@ impl Spool {
         Ok(to)
     }
 
+    /// Keeps a committed file given to `ingest` (which leaves its input where it is) in
+    /// `done/`, as the daemon does, so a close can re-derive its rated detail: a hard
+    /// link when `done/` is on the same filesystem, else a copy (temp file + rename).
+    pub fn keep_done(&self, src: &Path, name: &str) -> std::io::Result<PathBuf> {
+        let to = self.done.join(name);
+        if to.exists() {
+            return Ok(to);
+        }
+        if std::fs::hard_link(src, &to).is_err() {
+            let tmp = self
+                .done
+                .join(format!(".{name}.tmp-{}", std::process::id()));
+            std::fs::copy(src, &tmp)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &to)?;
+        }
+        sync_dir(&self.done)?;
+        Ok(to)
+    }
+
     /// Moves a file from `work/` to `failed/` and writes `<name>.error` beside it.
     pub fn fail(&self, name: &str, reason: &str) -> std::io::Result<PathBuf> {
         let to = free_name(&self.failed, name);

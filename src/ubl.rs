@@ -11,7 +11,15 @@
 //! - a buyer without a name is named by its account id; a buyer without a country is in
 //!   the seller's country (as for VAT);
 //! - outside-scope (O) documents carry no VAT IDs and no rates (BR-O-02, BR-O-05); the
-//!   seller is identified by its KvK number (scheme 0106).
+//!   seller is identified by its KvK number (scheme 0106);
+//! - payment means: direct-debit invoices carry code 59 (SEPA direct debit), the mandate
+//!   reference and the debited account (masked, as in the invoice JSON) in
+//!   `PaymentMandate` and the SEPA creditor id as the seller's `PartyIdentification`
+//!   (scheme `SEPA`, BT-90); other invoices code 58 (SEPA credit transfer) to the
+//!   seller's IBAN with the payment reference (betalingskenmerk) as `PaymentID`;
+//! - the itemised annex (traffic detail) is not embedded: it stays in the PDF and in
+//!   `<number>.annex.json`, which are erased after the dispute window while the UBL
+//!   document, a fiscal record, is kept.
 
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
@@ -133,6 +141,16 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
     if peppol {
         x.leaf_with("cbc:EndpointID", &[("schemeID", "9944")], &s.vat_id);
     }
+    // BT-90: the SEPA creditor identifier of a direct-debit invoice.
+    let debit = inv
+        .payment
+        .as_ref()
+        .filter(|p| p.method == "direct_debit" && !credit);
+    if let Some(cid) = debit.and_then(|p| p.creditor_id.as_deref()) {
+        x.open("cac:PartyIdentification");
+        x.leaf_with("cbc:ID", &[("schemeID", "SEPA")], cid);
+        x.close("cac:PartyIdentification");
+    }
     x.open("cac:PartyName");
     x.leaf("cbc:Name", &s.name);
     x.close("cac:PartyName");
@@ -184,10 +202,25 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
     x.close("cac:AccountingCustomerParty");
 
     // Payment.
-    if !credit {
+    // Direct debit: SEPA direct debit (59) with the mandate (BT-89) and the debited
+    // account (BT-91, masked as on the invoice's pre-notification). Transfer: SEPA
+    // credit transfer (58) to the seller's account with the payment reference (BT-83).
+    let reference = inv.payment_reference.as_deref().unwrap_or(&inv.number);
+    if let Some(p) = debit {
+        x.open("cac:PaymentMeans");
+        x.leaf("cbc:PaymentMeansCode", "59");
+        x.leaf("cbc:PaymentID", reference);
+        x.open("cac:PaymentMandate");
+        x.leaf("cbc:ID", p.mandate_id.as_deref().unwrap_or(""));
+        x.open("cac:PayerFinancialAccount");
+        x.leaf("cbc:ID", &p.iban);
+        x.close("cac:PayerFinancialAccount");
+        x.close("cac:PaymentMandate");
+        x.close("cac:PaymentMeans");
+    } else if !credit {
         x.open("cac:PaymentMeans");
         x.leaf("cbc:PaymentMeansCode", "58");
-        x.leaf("cbc:PaymentID", &inv.number);
+        x.leaf("cbc:PaymentID", reference);
         x.open("cac:PayeeFinancialAccount");
         x.leaf("cbc:ID", &s.iban);
         x.open("cac:FinancialInstitutionBranch");
@@ -223,10 +256,18 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
                     format_cents(fees)
                 )
             };
-            format!(
-                "Pay {cur} {} by {} to {} quoting {}{fee_note}",
-                inv.total, inv.due_date, s.iban, inv.number
-            )
+            match debit {
+                Some(p) => format!(
+                    "{cur} {} will be collected by SEPA direct debit on {} under mandate {}{fee_note}",
+                    inv.total,
+                    p.collection_date.as_deref().unwrap_or(&inv.due_date),
+                    p.mandate_id.as_deref().unwrap_or("")
+                ),
+                None => format!(
+                    "Pay {cur} {} by {} to {} quoting {}{fee_note}",
+                    inv.total, inv.due_date, s.iban, reference
+                ),
+            }
         },
     );
     x.close("cac:PaymentTerms");

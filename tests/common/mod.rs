@@ -220,7 +220,7 @@ impl Ws {
 
     /// The invoices of a period, parsed, in file-name (= number) order. Fails on any
     /// file in the directory that is not `<number>.json`, its EPC QR code `<number>.qr.svg`,
-    /// or its UBL `<number>.xml` and PDF `<number>.pdf`.
+    /// its UBL `<number>.xml`, PDF `<number>.pdf` or itemised annex `<number>.annex.json`.
     pub fn read_invoices(&self, period: &str) -> Vec<serde_json::Value> {
         let dir = self.invoices(period);
         let mut names: Vec<String> = fs::read_dir(&dir)
@@ -230,6 +230,7 @@ impl Ws {
             .filter(|n| {
                 !n.strip_suffix(".xml")
                     .or_else(|| n.strip_suffix(".pdf"))
+                    .or_else(|| n.strip_suffix(".annex.json"))
                     .is_some_and(|b| dir.join(format!("{b}.json")).exists())
             })
             .collect();

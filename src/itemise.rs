@@ -318,9 +318,10 @@ pub fn derive(
     let mut snaps: BTreeMap<(String, String), Result<Arc<Snapshot>, String>> = BTreeMap::new();
     for cp in &files {
         let key = (cp.tariff_version.clone(), cp.accounts_hash.clone());
-        if !snaps.contains_key(&key) {
-            let s = snapshot(&cfg.data_dir, &key.0, &key.1, &slots).map(Arc::new);
-            snaps.insert(key, s);
+        if let std::collections::btree_map::Entry::Vacant(v) = snaps.entry(key) {
+            let (version, hash) = v.key();
+            let s = snapshot(&cfg.data_dir, version, hash, &slots).map(Arc::new);
+            v.insert(s);
         }
     }
     let settings = Settings {
@@ -446,8 +447,7 @@ pub fn derive(
                 );
                 continue;
             }
-            a.items
-                .sort_by(|x, y| (x.start, x.seq, x.line).cmp(&(y.start, y.seq, y.line)));
+            a.items.sort_by_key(|x| (x.start, x.seq, x.line));
         }
     }
     d.failed = failed;

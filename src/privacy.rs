@@ -459,8 +459,8 @@ pub fn export(
         let mut file_layout = None;
         if let Ok(bytes) = std::fs::read(&path) {
             if let Some((l, body)) = layout(&bytes, cfg) {
-                let mut no = if cfg.columns.is_some() { 1 } else { 2 };
-                for line in lines(&bytes[body..]) {
+                let first = if cfg.columns.is_some() { 1 } else { 2 };
+                for (no, line) in (first..).zip(lines(&bytes[body..])) {
                     let rec = trim(line);
                     if field(&mut sp, &l, rec, Column::AccountId).as_deref()
                         == Some(account.as_bytes())
@@ -475,7 +475,6 @@ pub fn export(
                         }
                         traffic.push(Value::Object(o));
                     }
-                    no += 1;
                 }
                 file_layout = Some(l);
             }

@@ -525,3 +525,39 @@ pub fn export(
         },
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_every_occurrence() {
+        assert_eq!(
+            replace_all(b"a,+3161,x+3161", b"+3161", b"anon-1"),
+            (b"a,anon-1,xanon-1".to_vec(), 2)
+        );
+        assert_eq!(replace_all(b"abc", b"", b"x"), (b"abc".to_vec(), 0));
+    }
+
+    #[test]
+    fn pseudonyms_are_random_and_shaped() {
+        let (a, b) = (pseudonym().unwrap(), pseudonym().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "anon-".len() + 12);
+        assert!(a.starts_with("anon-") && a[5..].bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn the_window_counts_months_after_the_due_date() {
+        let cfg = Config::parse(
+            Path::new("/tmp/t.toml"),
+            &format!(
+                "data_dir = \"d\"\nspool_dir = \"s\"\ntariff_plans = \"p.toml\"\naccounts_file = \"a.csv\"\ninvoice_dir = \"i\"\nlisten = \"127.0.0.1:0\"\nworkers = 1\n[billing]\nvat_rate = \"21\"\npayment_terms_days = 14\n[privacy]\ndispute_window_months = 3\n{}",
+                crate::synth::SELLER_TOML
+            ),
+        )
+        .unwrap();
+        let due = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        assert_eq!(kept_until(&cfg, due).to_string(), "2027-02-28");
+    }
+}

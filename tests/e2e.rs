@@ -136,6 +136,31 @@ fn assert_invoices(got: &[Value], want: &[Value]) {
     };
     assert_eq!(n(got), n(want), "invoice numbers");
     for (g, w) in got.iter().zip(want) {
+        // usage_by_day (the PDF's chart, re-derived at the close) is checked for
+        // consistency here and exactly in tests/invoices.rs: every record of the period
+        // is on its day, late records are not charted.
+        let mut g = g.clone();
+        if let Some(days) = g.as_object_mut().and_then(|o| o.remove("usage_by_day")) {
+            let charted: u64 = days
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["records"].as_u64().unwrap())
+                .sum();
+            let quantity: u64 = g["lines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|l| l["quantity"].as_u64())
+                .sum();
+            assert_eq!(
+                charted + g["late_records"].as_u64().unwrap(),
+                quantity,
+                "usage_by_day of {}: {days}",
+                w["number"]
+            );
+        }
+        let g = &g;
         assert_eq!(
             g,
             w,

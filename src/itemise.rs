@@ -328,6 +328,7 @@ pub fn derive(
         columns: cfg.columns.clone(),
         chunk_bytes: cfg.chunk_bytes,
         max_line_bytes: cfg.max_line_bytes,
+        segment_bytes: crate::pipeline::SEGMENT_BYTES,
     };
     let done = cfg.spool_dir.join("done");
     let next = AtomicUsize::new(0);

@@ -192,6 +192,7 @@ fn layout(bytes: &[u8], cfg: &Config) -> Option<(Layout, usize)> {
         columns: cfg.columns.clone(),
         chunk_bytes: cfg.chunk_bytes,
         max_line_bytes: cfg.max_line_bytes,
+        segment_bytes: crate::pipeline::SEGMENT_BYTES,
     };
     crate::pipeline::file_layout(bytes, &settings)
         .ok()

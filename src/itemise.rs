@@ -503,6 +503,8 @@ fn rerate(
     let table = tariff.table();
     let mut rater = Rater::new(tariff, &snap.index, layout, cp.rated_at);
     let called = rater.layout.pos[Column::CalledNumber as usize] as usize;
+    // The called number of an itemised record (the rater keeps its split fields private).
+    let mut own = crate::cdr::Splitter::new();
     // Record ids of rated lines: the first line per id hash, and the exact ids of hashes
     // seen more than once (a repeated record id counts once, at its first rated line).
     let mut first: FxHashMap<u64, usize> = FxHashMap::default();
@@ -527,7 +529,10 @@ fn rerate(
         };
         let slot = snap.slot[r.account as usize];
         let called_digits = (slot != u32::MAX && slots.itemised[slot as usize])
-            .then(|| rater.normalize(rater.splitter.field(line, called), r.service))
+            .then(|| {
+                own.split(line).ok()?;
+                rater.normalize(own.field(line, called), r.service)
+            })
             .flatten()
             .map(|d| String::from_utf8_lossy(d.as_bytes()).into_owned());
         match first.entry(id) {

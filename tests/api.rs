@@ -201,10 +201,45 @@ fn auth_pagination_and_every_path_with_exact_values() {
         "/api/v1/cycles/{period}/close",
         "/api/v1/files",
         "/api/v1/tariffs/reload",
+        "/api/v1/reports/{kind}",
+        "/api/v1/dashboard",
+        "/api/v1/openapi.json",
     ] {
         assert!(
             doc["paths"][p].is_object(),
             "{p} missing from the OpenAPI document"
+        );
+    }
+    // Reports in three media types, the JSON one with a real schema; the dashboard too.
+    let ok = &doc["paths"]["/api/v1/reports/{kind}"]["get"]["responses"]["200"]["content"];
+    assert_eq!(
+        ok["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Report"
+    );
+    assert_eq!(ok["text/csv"]["schema"]["type"], "string");
+    assert_eq!(ok["text/html"]["schema"]["type"], "string");
+    assert_eq!(
+        doc["components"]["schemas"]["Report"]["oneOf"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        doc["paths"]["/api/v1/dashboard"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/Dashboard"
+    );
+    for field in [
+        "records_per_second",
+        "last_hour",
+        "spool",
+        "days",
+        "last_close",
+        "rejects",
+    ] {
+        assert!(
+            doc["components"]["schemas"]["Dashboard"]["properties"][field].is_object(),
+            "Dashboard.{field} in the schema"
         );
     }
     assert_eq!(

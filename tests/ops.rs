@@ -48,15 +48,34 @@ const OCTOBER: &[&str] = &[
     "bad,line",
 ];
 
+/// Report arguments compared through the API and directly (`{this}` = this month).
+const REPORTS: &[&str] = &[
+    "usage --period 2026-10",
+    "usage --period 2026-10 --by day --format json",
+    "usage --period 2026-10 --by account --format html",
+    "revenue --period 2026-10 --by destination --format csv --top 2",
+    "revenue --period 2026-10 --by plan --format json",
+    "revenue --period 2026-11 --format html",
+    "rejects --period {this} --format json",
+    "rejects --period {this} --by day --format csv",
+    "rejects --period {this} --format html",
+];
+
 /// September 2026: one record, A3 voice NL 120 s (billed 120) = 1.30.
 const SEPTEMBER: &[&str] = &["s1,A3,voice,+31611111111,+31612345678,2026-09-10T10:00:00Z,120,"];
 
-fn report(ws: &Ws, args: &[&str]) -> String {
+/// `tollgate report KIND --config … ARGS…` (through the API while a daemon runs, with
+/// the viewer token).
+fn report_out(ws: &Ws, args: &[&str]) -> Out {
     let mut a = vec!["report"];
     a.extend_from_slice(&args[..1]);
     a.extend_from_slice(&["--config", ws.config_arg()]);
     a.extend_from_slice(&args[1..]);
-    run(&a).ok().stdout
+    run_env(&a, &[("TOLLGATE_TOKEN", VIEWER_TOKEN)])
+}
+
+fn report(ws: &Ws, args: &[&str]) -> String {
+    report_out(ws, args).ok().stdout
 }
 
 fn report_json(ws: &Ws, args: &[&str]) -> Value {
@@ -282,7 +301,7 @@ fn prometheus_server_scrapes_the_daemon_and_answers_promql() {
 #[test]
 fn reports_usage_revenue_and_rejects_open_then_closed() {
     let (ws, d) = rated_workspace();
-    // The daemon holds the database: reports open it read-only meanwhile.
+    // The daemon holds the database: reports go through its API.
     let r = report_json(&ws, &["usage", "--period", "2026-10", "--by", "day"]);
     assert_eq!(r["closed"], false);
     assert_eq!(r["source"], "unbilled usage");
@@ -412,10 +431,152 @@ fn reports_usage_revenue_and_rejects_open_then_closed() {
     ]);
     assert_eq!(out.code(), Some(2));
     assert!(
-        out.stderr.contains("--by destination is not available"),
-        "{out:?}"
+        out.stderr.contains("TOLLGATE_TOKEN"),
+        "a running daemon needs a token: {out:?}"
     );
+    let refused = report_out(
+        &ws,
+        &["rejects", "--period", "2026-10", "--by", "destination"],
+    );
+    assert_eq!(refused.code(), Some(2));
+    assert_eq!(
+        refused.stderr.trim(),
+        "tollgate: rejects are counted per file and reason: grouping by destination is not available (only by day; without a grouping the rows are reasons)"
+    );
+    // The route itself (viewer token): the CLI's bytes in the format's media type.
+    let auth = format!("Bearer {VIEWER_TOKEN}");
+    let api = |path: &str| http_request(d.addr, "GET", path, &[("Authorization", &auth)], b"");
+    let by_plan = api("/api/v1/reports/revenue?period=2026-10&by=plan");
+    assert_eq!(by_plan.status, 200, "{}", by_plan.text());
+    assert_eq!(by_plan.header("content-type"), Some("application/json"));
+    assert_eq!(by_plan.json()["totals"]["revenue"], "3.000000");
+    assert_eq!(by_plan.json()["rows"][0]["key"], "flat");
+    let csv = api("/api/v1/reports/usage?period=2026-10&format=csv");
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert_eq!(
+        csv.text(),
+        "service,records,voice_records,billed_minutes,avg_call_seconds,sms,data_bytes,revenue\n\
+         voice,2,2,2.50,60.0,0,0,1.900000\n\
+         data,1,0,0.00,,0,1048576,1.000000\n\
+         sms,1,0,0.00,,1,0,0.100000\n\
+         total,4,2,2.50,60.0,1,1048576,3.000000\n"
+    );
+    let html = api("/api/v1/reports/revenue?period=2026-10&format=html&top=1");
+    assert_eq!(
+        html.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(html.text().contains("Top 1 destinations by revenue"));
+    let rj = api(&format!(
+        "/api/v1/reports/rejects?period={this_month}&by=day"
+    ));
+    assert_eq!(rj.json()["rows"][0]["lines"], 8);
+    // Errors: JSON bodies with a code, never echoing what looks like a number.
+    let no_token = http_request(
+        d.addr,
+        "GET",
+        "/api/v1/reports/usage?period=2026-10",
+        &[],
+        b"",
+    );
+    assert_eq!(no_token.status, 401);
+    assert_eq!(no_token.json()["code"], "unauthorized");
+    for (path, status, code) in [
+        (
+            "/api/v1/reports/rejects?period=2026-10&by=destination",
+            400,
+            "bad_request",
+        ),
+        ("/api/v1/reports/profit?period=2026-10", 404, "not_found"),
+        ("/api/v1/reports/usage", 400, "bad_request"),
+        ("/api/v1/reports/usage?period=2026-13", 400, "bad_request"),
+        (
+            "/api/v1/reports/usage?period=2026-10&format=pdf",
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/v1/reports/usage?period=2026-10&by=colour",
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/v1/reports/usage?period=2026-10&top=-1",
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/v1/reports/31612345678?period=2026-10",
+            404,
+            "not_found",
+        ),
+        (
+            "/api/v1/reports/usage?period=31612345678",
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/v1/reports/usage?period=2026-10&format=%2B31612345678",
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/v1/reports/usage?period=2026-10&by=31612345678",
+            400,
+            "bad_request",
+        ),
+        ("/api/v1/dashboard?period=31612345678", 400, "bad_request"),
+    ] {
+        let r = api(path);
+        assert_eq!(
+            (r.status, r.header("content-type")),
+            (status, Some("application/json")),
+            "{path}: {}",
+            r.text()
+        );
+        assert_eq!(r.json()["code"], code, "{path}");
+        assert!(
+            !r.text().contains("31612345678"),
+            "{path} echoes a number: {}",
+            r.text()
+        );
+    }
+    // Every report through the API, byte for byte, to compare with the direct path below.
+    let via_api: Vec<String> = REPORTS
+        .iter()
+        .map(|a| {
+            report(
+                &ws,
+                &a.replace("{this}", &this_month)
+                    .split(' ')
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
     assert_eq!(d.stop().code(), Some(0));
+    assert_eq!(
+        by_plan.text(),
+        report(
+            &ws,
+            &["revenue", "--period", "2026-10", "--by", "plan", "--format", "json"]
+        )
+    );
+    for (a, api) in REPORTS.iter().zip(&via_api) {
+        let a = a.replace("{this}", &this_month);
+        let direct = report(&ws, &a.split(' ').collect::<Vec<_>>());
+        assert_eq!(
+            api, &direct,
+            "`tollgate report {a}` differs through the API"
+        );
+    }
+    assert_eq!(
+        report_out(
+            &ws,
+            &["rejects", "--period", "2026-10", "--by", "destination"]
+        )
+        .stderr,
+        refused.stderr
+    );
 
     // Closed periods: the daily totals survive the close; groups come from the invoices.
     ws.close("2026-09", "2026-10-01");

@@ -112,6 +112,11 @@ impl Client {
         Self::parse(&self.call("GET", path)?.0)
     }
 
+    /// GET a document as text, as the daemon sent it (a report in CSV, JSON or HTML).
+    pub fn text(&self, path: &str) -> Result<String, ApiError> {
+        Ok(self.call("GET", path)?.0)
+    }
+
     /// GET a page of a list.
     pub fn list<T: DeserializeOwned>(&self, path: &str) -> Result<Paged<T>, ApiError> {
         let (body, total) = self.call("GET", path)?;

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use tollgate::api::client::{encode, running_daemon, Client};
 use tollgate::api::ops;
-use tollgate::billing::{CreditWhat, Period};
+use tollgate::billing::Period;
 use tollgate::config::Config;
 use tollgate::engine::{Engine, FileResult};
 
@@ -1034,41 +1034,21 @@ fn invoice(cmd: InvoiceCmd) -> anyhow::Result<ExitCode> {
             issue_date,
         } => {
             let cfg = load(&config)?;
-            let engine = Engine::open(cfg)?;
-            let reference = engine.reference();
-            let issue = date_arg(issue_date, "--issue-date", reference.tariff.tz)?;
-            let what = match (lines, amount) {
-                (Some(l), _) => CreditWhat::Lines(l),
-                (None, Some(a)) => CreditWhat::Amount(
-                    tollgate::money::parse_cents(&a)
-                        .map_err(|m| anyhow::anyhow!("--amount: {m}"))?,
-                ),
-                (None, None) => CreditWhat::Full,
-            };
-            let out = tollgate::billing::credit(
-                &engine.cfg,
-                &engine.ledger,
-                &reference.accounts,
-                &number,
-                what,
-                &reason,
+            let input = tollgate::api::credits::CreditInput {
+                reason,
+                lines,
+                amount,
                 reissue,
-                issue,
-            )?;
-            let cn = &out.credit_note;
-            println!(
-                "credit note {} on invoice {}: net {} + VAT {} = {}",
-                cn.number, number, cn.net_total, cn.vat_total, cn.total
-            );
-            if let Some(r) = &out.reissued {
-                println!(
-                    "reissued as invoice {}: net {} + VAT {} = {}",
-                    r.number, r.net_total, r.vat_total, r.total
-                );
-            }
-            for f in &out.files {
-                println!("wrote {}", f.display());
-            }
+                issue_date,
+            };
+            let doc = match backend(cfg)? {
+                Backend::Remote(c) => c.post_json::<_, tollgate::api::credits::CreditDoc>(
+                    &format!("/api/v1/bills/{}/credit", encode(&number)),
+                    &input,
+                )?,
+                Backend::Local(e) => tollgate::api::credits::credit(&e, &number, &input)?,
+            };
+            println!("{}", doc.render());
             Ok(ExitCode::SUCCESS)
         }
         InvoiceCmd::Final {

@@ -87,20 +87,75 @@ fn report_json(ws: &Ws, args: &[&str]) -> Value {
 /// The viewer token the dashboard tests present (its SHA-256 is in the tokens file).
 const VIEWER_TOKEN: &str = "tg_dashboard-viewer-token";
 
-/// A hand workspace with a tokens file holding [`VIEWER_TOKEN`] as a viewer.
+/// The operator token of the same tokens file.
+const OPERATOR_TOKEN: &str = "tg_operations-operator-token";
+
+/// A hand workspace with a tokens file holding [`VIEWER_TOKEN`] as a viewer and
+/// [`OPERATOR_TOKEN`] as an operator.
 fn ws_with_viewer() -> Ws {
     use sha2::{Digest, Sha256};
     let ws = Ws::hand_with("api_tokens_file = \"tokens.csv\"\n");
-    let h: String = Sha256::digest(VIEWER_TOKEN.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let h = |t: &str| -> String {
+        Sha256::digest(t.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
     std::fs::write(
         ws.root.join("tokens.csv"),
-        format!("name,role,sha256\ndash,viewer,{h}\n"),
+        format!(
+            "name,role,sha256\ndash,viewer,{}\nops,operator,{}\n",
+            h(VIEWER_TOKEN),
+            h(OPERATOR_TOKEN)
+        ),
     )
     .unwrap();
     ws
+}
+
+/// `POST /api/v1/cycles/{period}/close` with the operator token.
+fn close_via_api(d: &Daemon, period: &str, issue: &str) -> Value {
+    let r = http_request(
+        d.addr,
+        "POST",
+        &format!("/api/v1/cycles/{period}/close?issueDate={issue}"),
+        &[("Authorization", &format!("Bearer {OPERATOR_TOKEN}"))],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// `promtool check metrics` on a scrape (None when promtool is missing).
+fn promtool_check_metrics(scrape: &str) -> Option<()> {
+    if !have("promtool") {
+        skip("promtool not installed (apt-get install prometheus)");
+        return None;
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(scrape.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\nscrape:\n{scrape}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(())
 }
 
 fn rated_workspace() -> (Ws, Daemon) {
@@ -116,7 +171,7 @@ fn rated_workspace() -> (Ws, Daemon) {
 
 #[test]
 fn metrics_cover_records_files_workers_and_rocksdb() {
-    let (_ws, d) = rated_workspace();
+    let (ws, d) = rated_workspace();
     // RocksDB figures and worker utilisation are refreshed every 5 s.
     let m = d.wait_for("rocksdb size gauge", || {
         let m = d.metrics();
@@ -157,6 +212,43 @@ fn metrics_cover_records_files_workers_and_rocksdb() {
         m.get("tollgate_rated_charge_micros_total", &[]),
         Some(5_000_000.0)
     );
+    // Bytes of the two files; an empty inbox.
+    let size = |n: &str| std::fs::metadata(ws.done().join(n)).unwrap().len() as f64;
+    assert_eq!(
+        m.get("tollgate_ingested_bytes_total", &[]),
+        Some(size("oct.csv") + size("sep.csv"))
+    );
+    assert_eq!(m.get("tollgate_spool_backlog_files", &[]), Some(0.0));
+    assert_eq!(m.get("tollgate_spool_backlog_bytes", &[]), Some(0.0));
+    assert_eq!(
+        m.get("tollgate_spool_oldest_file_age_seconds", &[]),
+        Some(0.0)
+    );
+    assert_eq!(m.counter("tollgate_invoices_issued_total", &[]), 0.0);
+    // A close through the API: its duration, the invoices it issued, when.
+    let c = close_via_api(&d, "2026-09", "2026-10-01");
+    assert_eq!(c["billCount"], 3);
+    let m = d.metrics();
+    assert_eq!(m.counter("tollgate_invoices_issued_total", &[]), 3.0);
+    assert_eq!(m.get("tollgate_cycle_close_seconds_count", &[]), Some(1.0));
+    assert!(m.get("tollgate_cycle_close_seconds_sum", &[]).unwrap() > 0.0);
+    assert!(
+        m.get("tollgate_last_cycle_close_timestamp_seconds", &[])
+            .unwrap()
+            > 1.7e9
+    );
+    // Every series has a unit or `_total`/`_ratio`/`_info` in its name, and the whole
+    // scrape (histograms of files and closes included) passes promtool.
+    for line in m.text.lines().filter(|l| l.starts_with("# TYPE tollgate_")) {
+        let name = line.split_whitespace().nth(2).unwrap();
+        assert!(
+            ["_total", "_seconds", "_bytes", "_files", "_ratio", "_info", "_workers"]
+                .iter()
+                .any(|u| name.ends_with(u)),
+            "{name}: no unit in the name"
+        );
+    }
+    promtool_check_metrics(&m.text);
     assert_eq!(d.stop().code(), Some(0));
 }
 
@@ -732,6 +824,10 @@ fn dashboard_renders_in_headless_chromium() {
     let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
     ws.drop_file("nov.csv", &cdr_file(&refs));
     d.wait_until("file done", || ws.done().join("nov.csv").exists());
+    // October closed (three subscriptions of 10.00 + 21 % VAT): the last close; the
+    // open period is November.
+    let c = close_via_api(&d, "2026-10", "2026-11-01");
+    assert_eq!(c["taxIncludedAmount"]["value"], "36.30");
     let url = format!("http://{}/#token={VIEWER_TOKEN}", d.addr);
     let profile = tempfile::tempdir().unwrap();
     let base = |extra: &[String]| -> std::process::Output {
@@ -767,10 +863,28 @@ fn dashboard_renders_in_headless_chromium() {
         "data-exact=\"227.500000\"",
         "<tr data-reason=\"duplicate_record\"><td>duplicate_record</td><td class=\"n\">1</td></tr>",
         "<tr data-reason=\"malformed\"><td>malformed</td><td class=\"n\">1</td></tr>",
-        "no period closed yet",
+        "<b id=\"oldest-age\">0 s</b>",
+        "<span id=\"period-state\">open</span>",
+        ": 3 invoices, total 36.30 EUR</p>",
     ] {
         assert!(dom.contains(needle), "missing {needle:?} in DOM:\n{dom}");
     }
+    assert!(
+        dom.contains("<p id=\"last-close\">2026-10 closed 20"),
+        "last close in DOM:\n{dom}"
+    );
+    // Throughput now: 327 records read within the last minute, so a rate above zero.
+    let rps = &dom[dom.find("<b id=\"rps\">").unwrap() + 12..];
+    let rps: f64 = rps[..rps.find('<').unwrap()]
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    assert!(rps > 0.0, "records/s {rps}");
+    // The last hour: one bar per minute, the file's minute with its 327 records.
+    let hour_svg = &dom[dom.find("id=\"hour\"").unwrap()..];
+    let hour_svg = &hour_svg[..hour_svg.find("</svg>").unwrap()];
+    assert_eq!(hour_svg.matches("<rect").count(), 60);
+    assert!(hour_svg.contains(": 327 records, 1 files"), "{hour_svg}");
     // 25 bars of revenue per day; the 25th day is the highest (17.50).
     let days_svg = &dom[dom.find("id=\"days\"").unwrap()..];
     let days_svg = &days_svg[..days_svg.find("</svg>").unwrap()];

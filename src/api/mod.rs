@@ -13,6 +13,7 @@
 
 pub mod analytics;
 pub mod client;
+pub mod credits;
 pub mod ops;
 
 use std::sync::Arc;
@@ -254,6 +255,7 @@ pub fn router(st: ApiState) -> Router {
         .route("/files", get(list_files))
         .route("/tariffs/reload", post(reload_tariffs))
         .merge(analytics::router())
+        .merge(credits::router())
         .fallback(|| async { ApiError::not_found("no such API path") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
@@ -302,6 +304,7 @@ pub fn openapi_json() -> &'static str {
     DOC.get_or_init(|| {
         let mut doc = ApiDoc::openapi();
         doc.merge(analytics::AnalyticsDoc::openapi());
+        doc.merge(credits::CreditsDoc::openapi());
         doc.to_pretty_json().expect("OpenAPI serializes")
     })
 }

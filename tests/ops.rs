@@ -218,7 +218,11 @@ fn metrics_cover_records_files_workers_and_rocksdb() {
         m.get("tollgate_ingested_bytes_total", &[]),
         Some(size("oct.csv") + size("sep.csv"))
     );
-    assert_eq!(m.get("tollgate_spool_backlog_files", &[]), Some(0.0));
+    // The watcher refreshes the backlog gauges at every inbox scan.
+    let m = d.wait_for("an empty backlog", || {
+        let m = d.metrics();
+        (m.get("tollgate_spool_backlog_files", &[]) == Some(0.0)).then_some(m)
+    });
     assert_eq!(m.get("tollgate_spool_backlog_bytes", &[]), Some(0.0));
     assert_eq!(
         m.get("tollgate_spool_oldest_file_age_seconds", &[]),

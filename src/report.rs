@@ -327,6 +327,8 @@ pub struct RejectsReport {
 /// A built report of either shape.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(untagged)]
+// One value per report request, moved once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Report {
     Usage(UsageReport),
     Rejects(RejectsReport),

@@ -66,10 +66,25 @@ impl Client {
     }
 
     fn call(&self, method: &str, path: &str) -> Result<(String, Option<usize>), ApiError> {
+        self.call_with(method, path, None)
+    }
+
+    fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        json: Option<String>,
+    ) -> Result<(String, Option<usize>), ApiError> {
         let url = format!("{}{path}", self.base);
         let auth = format!("Bearer {}", self.token);
-        let sent = match method {
-            "POST" => self
+        let sent = match (method, json) {
+            ("POST", Some(body)) => self
+                .agent
+                .post(&url)
+                .header("authorization", &auth)
+                .header("content-type", "application/json")
+                .send(body),
+            ("POST", None) => self
                 .agent
                 .post(&url)
                 .header("authorization", &auth)
@@ -112,6 +127,11 @@ impl Client {
         Self::parse(&self.call("GET", path)?.0)
     }
 
+    /// GET a document as text, as the daemon sent it (a report in CSV, JSON or HTML).
+    pub fn text(&self, path: &str) -> Result<String, ApiError> {
+        Ok(self.call("GET", path)?.0)
+    }
+
     /// GET a page of a list.
     pub fn list<T: DeserializeOwned>(&self, path: &str) -> Result<Paged<T>, ApiError> {
         let (body, total) = self.call("GET", path)?;
@@ -120,6 +140,16 @@ impl Client {
             total: total.unwrap_or(items.len()),
             items,
         })
+    }
+
+    /// POST a JSON body, JSON answer.
+    pub fn post_json<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiError> {
+        let body = serde_json::to_string(body).map_err(ApiError::internal)?;
+        Self::parse(&self.call_with("POST", path, Some(body))?.0)
     }
 
     /// POST without a body, JSON answer.

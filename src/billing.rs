@@ -444,9 +444,10 @@ impl<'a> Draft<'a> {
             Line::Subscription {
                 plan, description, ..
             } => self.subscription(plan, description.clone(), l.cents()),
-            Line::Credit { .. } => {}
-            // Fees stay as they were: outside the scope of VAT.
-            Line::Fee { .. } => self.lines.push(l.clone()),
+            // Credit lines are not copied; neither are late-payment fee lines: a credit
+            // note never credits them, so they stay owed on the original invoice (copying
+            // them would bill them twice).
+            Line::Credit { .. } | Line::Fee { .. } => {}
         }
     }
 
@@ -866,9 +867,23 @@ fn load_invoice(ledger: &Ledger, number: &str) -> Result<Invoice, LedgerError> {
     })
 }
 
+/// Stores a document issued outside a close and posts it to the payments ledger in the
+/// same batch: an invoice as the close does ([`crate::payments::post_invoice`]), a credit
+/// note against the invoice it credits ([`crate::payments::post_credit_note`]).
 fn put(txn: &mut Txn, inv: &Invoice, dir: &str) -> Result<(), LedgerError> {
     let json = serde_json::to_vec_pretty(inv).expect("invoice serializes");
-    txn.put_document(&inv.number, &json, dir)
+    txn.put_document(&inv.number, &json, dir)?;
+    let ledger = txn.ledger();
+    let tx = txn.pay()?;
+    if inv.is_credit_note() {
+        crate::payments::post_credit_note(ledger, tx, &mut Vec::new(), &json)
+    } else {
+        crate::payments::post_invoice(&json, tx).map_err(|message| LedgerError::Corrupt {
+            path: ledger.path().to_owned(),
+            key: format!("invoices/{}", inv.number),
+            message,
+        })
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1215,6 +1230,18 @@ pub fn final_invoice(
                 ),
                 cents,
             );
+        }
+        // Late-payment fees waiting for the next invoice: this is the last one.
+        for f in crate::payments::pending_fees(l, Some(account_id))? {
+            if f.amount != "0.00" {
+                d.lines.push(Line::Fee {
+                    fee_id: f.id,
+                    fee: f.kind,
+                    invoice: f.invoice,
+                    description: f.description,
+                    amount: f.amount,
+                });
+            }
         }
         if d.lines.is_empty() {
             return Err(refused(format!(

@@ -65,11 +65,22 @@ impl Client {
         }
     }
 
-    fn call(&self, method: &str, path: &str) -> Result<(String, Option<usize>), ApiError> {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(String, Option<usize>), ApiError> {
         let url = format!("{}{path}", self.base);
         let auth = format!("Bearer {}", self.token);
-        let sent = match method {
-            "POST" => self
+        let sent = match (method, body) {
+            ("POST", Some(json)) => self
+                .agent
+                .post(&url)
+                .header("authorization", &auth)
+                .header("content-type", "application/json")
+                .send(json),
+            ("POST", None) => self
                 .agent
                 .post(&url)
                 .header("authorization", &auth)
@@ -109,12 +120,12 @@ impl Client {
 
     /// GET a JSON document.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
-        Self::parse(&self.call("GET", path)?.0)
+        Self::parse(&self.call("GET", path, None)?.0)
     }
 
     /// GET a page of a list.
     pub fn list<T: DeserializeOwned>(&self, path: &str) -> Result<Paged<T>, ApiError> {
-        let (body, total) = self.call("GET", path)?;
+        let (body, total) = self.call("GET", path, None)?;
         let items: Vec<T> = Self::parse(&body)?;
         Ok(Paged {
             total: total.unwrap_or(items.len()),
@@ -124,6 +135,16 @@ impl Client {
 
     /// POST without a body, JSON answer.
     pub fn post<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
-        Self::parse(&self.call("POST", path)?.0)
+        Self::parse(&self.call("POST", path, None)?.0)
+    }
+
+    /// POST a JSON body, JSON answer.
+    pub fn post_json<T: DeserializeOwned, B: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiError> {
+        let json = serde_json::to_string(body).expect("request body serializes");
+        Self::parse(&self.call("POST", path, Some(json))?.0)
     }
 }

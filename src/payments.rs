@@ -111,7 +111,7 @@ pub fn post(tx: &mut Tx, mut e: Entry) -> Entry {
 /// Posts a closed invoice (called by the ledger inside the close batch): the invoice
 /// entry (total minus fee lines), one fee entry per fee line (and the pending fee is
 /// consumed), and the lookups `inv/<number>` → account and `ref/<reference>` → number.
-pub fn post_invoice(json: &[u8], tx: &mut Tx) -> Result<(), String> {
+pub fn post_invoice(json: &[u8], tx: &mut Tx) -> Result<Vec<Entry>, String> {
     let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
     let number = s("number").ok_or("invoice without number")?;
@@ -140,7 +140,8 @@ pub fn post_invoice(json: &[u8], tx: &mut Tx) -> Result<(), String> {
             ));
         }
     }
-    post(
+    let mut posted = Vec::new();
+    posted.push(post(
         tx,
         Entry {
             id: 0,
@@ -150,12 +151,18 @@ pub fn post_invoice(json: &[u8], tx: &mut Tx) -> Result<(), String> {
             amount: format_cents(total - fees),
             invoice: Some(number.clone()),
             due_date: s("due_date"),
-            source: format!("close {}", s("period").unwrap_or_default()),
+            source: if v.get("final_invoice").and_then(|f| f.as_bool()) == Some(true) {
+                "final invoice".to_owned()
+            } else if v.get("replaces").is_some_and(|r| !r.is_null()) {
+                "reissue".to_owned()
+            } else {
+                format!("close {}", s("period").unwrap_or_default())
+            },
             text: String::new(),
         },
-    );
+    ));
     for (id, amount, text) in fee_entries {
-        post(
+        posted.push(post(
             tx,
             Entry {
                 id: 0,
@@ -168,14 +175,35 @@ pub fn post_invoice(json: &[u8], tx: &mut Tx) -> Result<(), String> {
                 source: id.clone(),
                 text,
             },
-        );
+        ));
         tx.delete(PayCf::Fees, id.into_bytes());
     }
     tx.put(PayCf::Refs, format!("inv/{number}"), account.into_bytes());
     if let Some(r) = s("payment_reference") {
         tx.put(PayCf::Refs, format!("ref/{r}"), number.into_bytes());
     }
-    Ok(())
+    Ok(posted)
+}
+
+/// What would be open on `invoice` once `add` is posted too (the committed entries of
+/// the account, the running transaction's `extra`, then `add`), oldest-due-first credit
+/// allocation included: the amount a direct debit of that invoice collects. Used to
+/// pre-notify it on a new invoice (`add` = its invoice entry) or on a credit note
+/// (`add` = the credit note entry).
+pub fn open_after(
+    ledger: &Ledger,
+    account: &str,
+    extra: &[Entry],
+    add: Entry,
+    invoice: &str,
+) -> Result<i64, LedgerError> {
+    let mut es = entries(ledger, account, extra)?;
+    es.push(add);
+    let (_, items) = derive(account, es, NaiveDate::MIN);
+    Ok(items
+        .iter()
+        .find(|i| i.invoice == invoice)
+        .map_or(0, |i| i.open_cents))
 }
 
 /// Posts a credit note (called inside the batch that stores it, [`Ledger::issue`]): a

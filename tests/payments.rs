@@ -1008,6 +1008,29 @@ fn the_daemon_runs_dunning_daily_and_sends_each_message_once() {
     );
 }
 
+/// Checks `pdftotext -layout` output of a PDF for each line (skips visibly without
+/// poppler-utils, which tools/test.sh installs).
+fn pdf_contains(pdf: &Path, want: &[&str]) {
+    let out = match std::process::Command::new("pdftotext")
+        .args(["-layout", pdf.to_str().unwrap(), "-"])
+        .output()
+    {
+        Ok(o) => o,
+        Err(_) => {
+            if std::env::var_os("TOLLGATE_REQUIRE_XSD").is_some() {
+                panic!("pdftotext (poppler-utils) is missing");
+            }
+            eprintln!("SKIPPED: PDF text of {} (no pdftotext)", pdf.display());
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for w in want {
+        assert!(flat.contains(w), "{w:?} not in {}:\n{text}", pdf.display());
+    }
+}
+
 /// `tollgate invoice credit` with the CLI's arguments; returns the credit note number.
 fn credit(ws: &Ws, invoice: &str, date: &str, extra: &[&str]) -> String {
     let mut args = vec![
@@ -1327,6 +1350,32 @@ fn credit_notes_and_final_invoices_settle_in_the_ledger() {
     assert!(invs.iter().all(|i| i["account_id"] != "B1"));
     assert_eq!(balance(&ws, "D2", "2026-11-13"), "0.00");
     assert_eq!(balance(&ws, "D1", "2026-11-13"), "9.68");
+    // The pre-notification on the invoice states what will be collected: the total less
+    // the credit that pays it first.
+    let by = |a: &str| invs.iter().find(|i| i["account_id"] == a).unwrap().clone();
+    assert_eq!(by("D1")["number"], "2026-000011");
+    assert_eq!(by("D1")["total"], "12.10");
+    assert_eq!(by("D1")["payment"]["amount"], "9.68");
+    assert_eq!(by("D1")["payment"]["collection_date"], "2026-11-27");
+    assert_eq!(by("D2")["payment"]["amount"], "0.00");
+    pdf_contains(
+        &ws.invoices("2026-10").join("2026-000011.pdf"),
+        &[
+            "Automatische incasso: EUR 9,68 op 2026-11-27",
+            "Van rekening NL************4567, machtiging MANDATE-D1, incassant-ID NL69ZZZ123456780000",
+        ],
+    );
+    // A credit note on the not yet collected invoice pre-notifies the new amount.
+    let cn = credit(&ws, "2026-000011", "2026-11-20", &["--amount", "1.00"]);
+    assert_eq!(cn, "CN-2026-000008");
+    let cn_json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.invoices("2026-10").join(format!("{cn}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cn_json["total"], "-1.21");
+    assert_eq!(cn_json["payment"]["method"], "direct_debit");
+    assert_eq!(cn_json["payment"]["amount"], "8.47");
+    assert_eq!(cn_json["payment"]["collection_date"], "2026-11-27");
     let dd2 = ws.root.join("dd-2026-11-27.xml");
     let out = run(&[
         "collect",
@@ -1340,7 +1389,7 @@ fn credit_notes_and_final_invoices_settle_in_the_ledger() {
     .ok();
     assert!(
         out.stdout
-            .contains("1 debits (0 FRST, 1 RCUR), total 9.68 EUR"),
+            .contains("1 debits (0 FRST, 1 RCUR), total 8.47 EUR"),
         "{}",
         out.stdout
     );
@@ -1350,7 +1399,7 @@ fn credit_notes_and_final_invoices_settle_in_the_ledger() {
         ("C1", "12.10"),
         ("C2", "12.10"),
         ("C3", "12.10"),
-        ("D1", "9.68"),
+        ("D1", "8.47"),
         ("D2", "0.00"),
     ] {
         assert_eq!(balance(&ws, a, "2026-11-27"), want, "{a}");

@@ -996,10 +996,6 @@ fn payments_routes_with_exact_values_and_the_cli_through_them() {
         ],
         vec!["payments", "suspense", "--config", &cfg],
     ];
-    let via_api: Vec<String> = commands
-        .iter()
-        .map(|c| run_env(c, &[("TOLLGATE_TOKEN", &view)]).ok().stdout)
-        .collect();
     // Recording needs an operator token; through the API it prints as directly.
     let rec = [
         "payments",
@@ -1027,6 +1023,10 @@ fn payments_routes_with_exact_values_and_the_cli_through_them() {
         out.stdout,
         "recorded 2.83 for A2: 2.83 on the invoice, 0.00 on account\n"
     );
+    let via_api: Vec<String> = commands
+        .iter()
+        .map(|c| run_env(c, &[("TOLLGATE_TOKEN", &view)]).ok().stdout)
+        .collect();
     d.stop();
     let direct: Vec<String> = commands.iter().map(|c| run(c).ok().stdout).collect();
     for (i, c) in commands.iter().enumerate() {
@@ -1040,8 +1040,9 @@ fn payments_routes_with_exact_values_and_the_cli_through_them() {
     assert_eq!(
         via_api[2],
         "id\tdate\taccount\tamount\tinvoice\tsource\n5\t2026-11-28\tA1\t16.21\t2026-000001\tmanual\n\
-         6\t2026-11-28\tA1\t3.79\t-\tmanual\n7\t2026-11-27\tA3\t7.77\t2026-000003\tBANK-77\n\
-         # 3 of 3 payments from offset 0\n"
+         6\t2026-11-28\tA1\t3.79\t-\tmanual\n\
+         7\t2026-11-27\tA3\t7.77\t2026-000003\tNL91ABNA0417164300/entry/BANK-77/0\n\
+         8\t2026-11-29\tA2\t2.83\t2026-000002\tmanual\n# 4 of 4 payments from offset 0\n"
     );
     assert!(
         via_api[0].contains("Balance: 3.79 credit on the account"),

@@ -898,7 +898,7 @@ fn put(
 
 /// The SEPA pre-notification of a direct-debit invoice states what its collection will
 /// take: the total less the credit on the account that pays it first (see
-/// [`crate::payments::derive`]). `extra` = entries of the running transaction.
+/// [`crate::payments::derive()`]). `extra` = entries of the running transaction.
 pub fn prenotify(
     ledger: &Ledger,
     extra: &[crate::payments::Entry],
@@ -1133,8 +1133,7 @@ pub fn credit(
         let mut extra = Vec::new();
         let mut cn = cn;
         if let (Some(sepa), Some(a)) = (&cfg.sepa, accounts.get(&orig.account_id)) {
-            let uncollected =
-                crate::payments::collection(txn.ledger(), &orig.number)?.is_none();
+            let uncollected = crate::payments::collection(txn.ledger(), &orig.number)?.is_none();
             if a.payment_method == crate::accounts::PaymentMethod::DirectDebit && uncollected {
                 let add = crate::payments::Entry {
                     id: 0,

@@ -209,7 +209,7 @@ pub fn open_after(
 /// Posts a credit note (called inside the batch that stores it, [`Ledger::issue`]): a
 /// `credit_note` entry with its (negative) total on the credited invoice, which reduces
 /// that invoice's open amount; on an invoice already paid the excess becomes credit on
-/// the account (see [`derive`]), refundable or paying the next invoice. Then the
+/// the account (see [`derive()`]), refundable or paying the next invoice. Then the
 /// invoice's pending late-payment fees follow the reduced debt: all of them are dropped
 /// when the invoice is now fully credited (nothing was owed), collection costs are
 /// dropped when nothing is open any more and otherwise recomputed on the open amount

@@ -248,8 +248,7 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
             &format!(
                 "{}: {} {} {}",
                 w.direct_debit,
-                m(dd
-                    .amount
+                m(dd.amount
                     .as_deref()
                     .map_or_else(|| cents(&inv.total), cents)),
                 w.on,

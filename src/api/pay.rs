@@ -386,7 +386,7 @@ pub struct PaymentInput {
     pub total_amount: AmountInput,
     /// `YYYY-MM-DD` (default today).
     #[serde(default)]
-    #[schema(example = "2026-10-20")]
+    #[schema(example = "2026-10-20", pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub payment_date: Option<String>,
     /// Pay this bill up to its open amount (the rest becomes credit); default on account.
     #[serde(default)]
@@ -403,7 +403,8 @@ pub struct AmountInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = "EUR")]
     pub unit: Option<String>,
-    #[schema(example = "12.10")]
+    /// Positive, at most 2 decimals.
+    #[schema(example = "12.10", pattern = r"^[0-9]{1,10}(\.[0-9]{1,2})?$")]
     pub value: String,
 }
 

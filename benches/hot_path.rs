@@ -193,6 +193,7 @@ fn benches(c: &mut Criterion) {
         columns: None,
         chunk_bytes: 1 << 20,
         max_line_bytes: 65536,
+        segment_bytes: tollgate::pipeline::SEGMENT_BYTES,
     };
     g.bench_function("rate_file_2_workers", |b| {
         b.iter(|| {

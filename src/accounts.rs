@@ -229,19 +229,26 @@ impl Accounts {
             }
         }
         let mut list = Vec::new();
-        for rec in rdr.records() {
-            let rec = rec.map_err(|e| {
-                let line = e.position().map_or(0, |p| p.line());
-                line_err(line, format!("not valid CSV: {e}"))
-            })?;
+        // One record buffer reused for every row.
+        let mut rec = csv::StringRecord::new();
+        loop {
+            match rdr.read_record(&mut rec) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    return Err(line_err(line, format!("not valid CSV: {e}")));
+                }
+            }
             let line = rec.position().map_or(0, |p| p.line());
-            let get = |c: usize| -> String {
+            let field = |c: usize| -> &str {
                 if pos[c] == usize::MAX {
-                    String::new()
+                    ""
                 } else {
-                    rec.get(pos[c]).unwrap_or("").trim().to_owned()
+                    rec.get(pos[c]).unwrap_or("").trim()
                 }
             };
+            let get = |c: usize| -> String { field(c).to_owned() };
             let mut a = Account {
                 account_id: get(0),
                 plan: get(1),
@@ -252,7 +259,7 @@ impl Accounts {
                 country: get(6),
                 email: get(7),
                 language: get(8),
-                customer_type: match get(9).as_str() {
+                customer_type: match field(9) {
                     "" | "consumer" => CustomerType::Consumer,
                     "business" => CustomerType::Business,
                     other => {
@@ -264,7 +271,7 @@ impl Accounts {
                         ))
                     }
                 },
-                payment_method: match get(10).as_str() {
+                payment_method: match field(10) {
                     "" | "transfer" => PaymentMethod::Transfer,
                     "direct_debit" => PaymentMethod::DirectDebit,
                     other => {
@@ -276,12 +283,12 @@ impl Accounts {
                         ))
                     }
                 },
-                iban: match get(11).as_str() {
+                iban: match field(11) {
                     "" => String::new(),
                     v => crate::sepa::check_iban(v)
                         .map_err(|m| line_err(line, format!("column `iban`: {m}")))?,
                 },
-                bic: match get(12).as_str() {
+                bic: match field(12) {
                     "" => String::new(),
                     v => crate::sepa::check_bic(v)
                         .map_err(|m| line_err(line, format!("column `bic`: {m}")))?,
@@ -333,7 +340,7 @@ impl Accounts {
             }
             a.vat_id = get(15);
             a.peppol_endpoint = get(16);
-            a.itemised = match get(17).as_str() {
+            a.itemised = match field(17) {
                 "" | "no" | "false" | "0" => false,
                 "yes" | "true" | "1" => true,
                 other => {
@@ -343,7 +350,7 @@ impl Accounts {
                     ))
                 }
             };
-            a.masking = parse_masking(&get(18))
+            a.masking = parse_masking(field(18))
                 .map_err(|m| line_err(line, format!("column `masking`: {m}")))?;
             if a.account_id.is_empty()
                 || a.account_id.len() > 64

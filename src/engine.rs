@@ -14,7 +14,7 @@ use crate::accounts::{AccountIndex, Accounts, AccountsError};
 use crate::config::Config;
 use crate::ledger::{Checkpoint, Commit, Ledger, LedgerError, LineSet, LineTotals};
 use crate::money::format_micros;
-use crate::pipeline::{Data, FileError, FileOutcome, Pool, Settings};
+use crate::pipeline::{Agg, AggKey, Data, FileError, FileOutcome, Pool, Settings};
 use crate::rating::{band_name, month_label, split_line_key, Reason};
 use crate::spool::Spool;
 use crate::tariff::{Tariff, TariffError};
@@ -119,16 +119,25 @@ impl Engine {
     /// Opens the ledger, compiles the tariff if its archive is missing or stale, loads
     /// the accounts and starts the worker pool.
     pub fn open(cfg: Config) -> Result<Engine, EngineError> {
-        let ledger = Arc::new(Ledger::open(&cfg.data_dir)?);
+        // Opening the database (syncs) and loading tariff and accounts (parsing) are
+        // independent: do them side by side.
+        let (ledger, reference) = std::thread::scope(|s| {
+            let reference = s.spawn(|| Engine::load_reference(&cfg));
+            let ledger = Ledger::open(&cfg.data_dir);
+            let reference = reference.join().expect("reference loader panicked");
+            (ledger, reference)
+        });
+        let ledger = Arc::new(ledger?);
+        let reference = Arc::new(reference?);
         let spool = Spool::open(&cfg.spool_dir).map_err(|source| EngineError::Spool {
             path: cfg.spool_dir.clone(),
             source,
         })?;
-        let reference = Arc::new(Engine::load_reference(&cfg)?);
         let settings = Settings {
             columns: cfg.columns.clone(),
             chunk_bytes: cfg.chunk_bytes,
             max_line_bytes: cfg.max_line_bytes,
+            segment_bytes: crate::pipeline::SEGMENT_BYTES,
         };
         let pool = Pool::new(cfg.workers);
         metrics::gauge!(m::TARIFF_INFO, "version" => reference.tariff.version()[..16].to_owned())
@@ -176,6 +185,14 @@ impl Engine {
             accounts_hash,
             fingerprint,
         })
+    }
+
+    /// Closes the database and stops the pool for a process that exits next; the
+    /// tariff and accounts in memory are left to the operating system (freeing 100k
+    /// accounts one allocation at a time costs more than reclaiming the pages at exit).
+    pub fn close_for_exit(self) {
+        let Engine { reference, .. } = self;
+        std::mem::forget(reference);
     }
 
     /// The tariff and accounts in service.
@@ -269,9 +286,8 @@ impl Engine {
             }
         };
         let bytes: &[u8] = (*data).as_ref();
-        let content_hash = hash_hex(bytes);
         match self.ledger.file(name) {
-            Ok(Some(cp)) if recovering && cp.content_hash == content_hash => {
+            Ok(Some(cp)) if recovering && cp.content_hash == hash_hex(bytes) => {
                 return FileResult::AlreadyCommitted(cp)
             }
             Ok(Some(cp)) => {
@@ -289,6 +305,24 @@ impl Engine {
             None => memchr::memchr(b'\n', bytes)
                 .is_some_and(|i| bytes[i + 1..].iter().any(|b| !b.is_ascii_whitespace())),
         };
+        let t_checks = t0.elapsed().as_secs_f64();
+        let reference = self.reference();
+        let now = chrono::Utc::now().timestamp();
+        // The content hash is computed on this thread while the pool rates the file (this
+        // thread would only wait); a file whose content was committed before is then
+        // refused before anything of it is written.
+        let (content_hash, outcome) = std::thread::scope(|s| {
+            let hash = s.spawn(|| hash_hex(bytes));
+            let outcome = self.pool.rate_file(
+                data.clone(),
+                reference.tariff.clone(),
+                reference.index.clone(),
+                &self.settings,
+                now,
+                cancel,
+            );
+            (hash.join().expect("hashing panicked"), outcome)
+        });
         if has_records {
             match self.ledger.file_by_hash(&content_hash) {
                 Ok(Some(other)) => {
@@ -300,17 +334,7 @@ impl Engine {
                 Err(e) => return FileResult::Failed(e.to_string()),
             }
         }
-        let t_checks = t0.elapsed().as_secs_f64();
-        let reference = self.reference();
-        let now = chrono::Utc::now().timestamp();
-        let outcome = match self.pool.rate_file(
-            data.clone(),
-            reference.tariff.clone(),
-            reference.index.clone(),
-            &self.settings,
-            now,
-            cancel,
-        ) {
+        let outcome = match outcome {
             Ok(o) => o,
             Err(FileError::Cancelled) => return FileResult::Cancelled,
             Err(e) => return FileResult::Failed(e.to_string()),
@@ -322,7 +346,7 @@ impl Engine {
         };
         let t_deltas = Instant::now();
         let rejects_seconds = (t_deltas - t_rejects).as_secs_f64();
-        let (usage, months) = deltas(&reference, &outcome);
+        let (usage, months) = deltas(&reference, &outcome.totals, self.cfg.workers);
         let daily = daily_deltas(&outcome);
         let mut rejected = BTreeMap::new();
         for r in Reason::ALL {
@@ -362,7 +386,7 @@ impl Engine {
                     chunk_nanos: outcome.chunk_nanos.clone(),
                     rejects_file,
                     phases: vec![
-                        ("map_hash_check", t_checks),
+                        ("map_check", t_checks),
                         ("rate", outcome.rate_seconds),
                         ("collect", outcome.collect_seconds),
                         ("rejects", rejects_seconds),
@@ -416,38 +440,106 @@ impl Engine {
 }
 
 /// Usage deltas of a file for the ledger: one `(account \0 YYYY-MM, LineSet bytes)` per
-/// account and month, encoded straight from the sorted totals; and the months touched.
-fn deltas(r: &Reference, o: &FileOutcome) -> (Vec<crate::ledger::UsageDelta>, Vec<String>) {
-    let table = r.tariff.table();
-    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    let mut months = std::collections::BTreeSet::new();
-    let mut current: Option<(u32, u32)> = None;
-    for &((account, month, key), a) in &o.totals {
-        if current != Some((account, month)) {
-            current = Some((account, month));
-            let label = month_label(month);
-            let mut k = r.index.id(account).as_bytes().to_vec();
-            k.push(0);
-            k.extend_from_slice(label.as_bytes());
-            months.insert(label);
-            out.push((k, LineSet::encode_header()));
+/// account and month, encoded straight from the sorted totals on up to `threads` threads
+/// (the totals are cut at account boundaries); and the months touched.
+fn deltas(
+    r: &Reference,
+    totals: &[(AggKey, Agg)],
+    threads: usize,
+) -> (Vec<crate::ledger::UsageDelta>, Vec<String>) {
+    let threads = threads.clamp(1, 16);
+    let mut parts = Vec::with_capacity(threads);
+    let mut rest = totals;
+    for i in (1..=threads).rev() {
+        let mut cut = rest.len() / i;
+        while cut > 0 && cut < rest.len() && rest[cut].0 .0 == rest[cut - 1].0 .0 {
+            cut += 1;
         }
-        let (service, dest, band) = split_line_key(key);
-        let value = &mut out.last_mut().expect("pushed above").1;
-        LineSet::encode_entry(
-            value,
-            service as u8,
-            table.destinations[dest as usize].as_str(),
-            band_name(&r.tariff, band),
-            &LineTotals {
-                count: a.count,
-                usage: a.usage,
-                billed: a.billed,
-                charge_micros: a.charge_micros,
-            },
-        );
+        let (head, tail) = rest.split_at(cut);
+        parts.push(head);
+        rest = tail;
+    }
+    let done: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| s.spawn(move || deltas_of(r, part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("deltas thread panicked"))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(done.iter().map(|d| d.0.len()).sum());
+    let mut months = std::collections::BTreeSet::new();
+    for (o, m) in done {
+        out.extend(o);
+        months.extend(m);
     }
     (out, months.into_iter().collect())
+}
+
+fn deltas_of(
+    r: &Reference,
+    totals: &[(AggKey, Agg)],
+) -> (Vec<crate::ledger::UsageDelta>, Vec<String>) {
+    let table = r.tariff.table();
+    let header = LineSet::encode_header();
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut month_ids: Vec<u32> = Vec::new();
+    let mut label = (u32::MAX, String::new());
+    // One (account, month) group at a time; its value is sized exactly up front.
+    let mut rest = totals;
+    while let Some(&((account, month, _), _)) = rest.first() {
+        let n = rest
+            .iter()
+            .position(|e| (e.0 .0, e.0 .1) != (account, month))
+            .unwrap_or(rest.len());
+        let (group, tail) = rest.split_at(n);
+        rest = tail;
+        if label.0 != month {
+            label = (month, month_label(month));
+            if !month_ids.contains(&month) {
+                month_ids.push(month);
+            }
+        }
+        let id = r.index.id(account).as_bytes();
+        let mut k = Vec::with_capacity(id.len() + 1 + label.1.len());
+        k.extend_from_slice(id);
+        k.push(0);
+        k.extend_from_slice(label.1.as_bytes());
+        let names = |key: u32| {
+            let (service, dest, band) = split_line_key(key);
+            (
+                service,
+                table.destinations[dest as usize].as_str(),
+                band_name(&r.tariff, band),
+            )
+        };
+        let size = group.iter().fold(header.len(), |n, e| {
+            let (_, dest, band) = names(e.0 .2);
+            n + LineSet::entry_len(dest, band)
+        });
+        let mut value = Vec::with_capacity(size);
+        value.extend_from_slice(&header);
+        for &((_, _, key), a) in group {
+            let (service, dest, band) = names(key);
+            LineSet::encode_entry(
+                &mut value,
+                service as u8,
+                dest,
+                band,
+                &LineTotals {
+                    count: a.count,
+                    usage: a.usage,
+                    billed: a.billed,
+                    charge_micros: a.charge_micros,
+                },
+            );
+        }
+        debug_assert_eq!(value.len(), size);
+        out.push((k, value));
+    }
+    (out, month_ids.into_iter().map(month_label).collect())
 }
 
 /// Daily deltas of a file for the ledger: one `(YYYY-MM-DD, DayTotals bytes)` per local day.

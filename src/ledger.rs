@@ -210,6 +210,11 @@ impl LineSet {
         vec![Self::VERSION]
     }
 
+    /// Bytes [`LineSet::encode_entry`] appends for this destination and band.
+    pub fn entry_len(dest: &str, band: &str) -> usize {
+        1 + 2 + dest.len().min(u16::MAX as usize) + 1 + band.len().min(u8::MAX as usize) + 32
+    }
+
     /// Appends one entry to an encoded set. Destinations are cut at 65535 bytes and
     /// bands at 255 bytes (tariff validation keeps them far shorter).
     pub fn encode_entry(out: &mut Vec<u8>, service: u8, dest: &str, band: &str, t: &LineTotals) {
@@ -564,6 +569,9 @@ impl Ledger {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(5);
+        // Table files are opened at start by this many threads per column family (the
+        // default, 16, started ~300 short-lived threads for 19 families).
+        opts.set_max_file_opening_threads(2);
         opts.enable_statistics();
         let mut block = BlockBasedOptions::default();
         block.set_format_version(5);

@@ -1237,6 +1237,7 @@ fn ingest(config: &std::path::Path, stats: bool, files: &[PathBuf]) -> anyhow::R
             FileResult::Cancelled => bail!("cancelled"),
         }
     }
+    engine.close_for_exit();
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

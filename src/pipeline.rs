@@ -2,14 +2,18 @@
 //! rejects, and the per-file totals handed to the ledger.
 //!
 //! ```text
-//! mapped file ─► chunks on line boundaries ─► crossbeam queue ─► W workers
+//! mapped file ─► chunks on line boundaries, grouped into segments of SEGMENT_BYTES
+//! per segment: crossbeam queue ─► W workers
 //!   each worker: parse → rate → spill one record per rated CDR into account-range
 //!   partitions + record-id hashes into hash partitions + rejects
-//! ─► finish (parallel per partition, see totals.rs): sorted totals, repeated id hashes
-//! ─► collector: duplicate record ids (exact re-check of repeated hashes), absolute
-//!    line numbers ─► FileOutcome
+//! ─► fold (parallel per partition, see totals.rs) into the file's running sums; the
+//!    spill buffers are reused by the next segment
+//! ─► collector: sorted totals, duplicate record ids (exact re-check of repeated
+//!    hashes), absolute line numbers ─► FileOutcome
 //! ```
-//! Hot path rules: no allocation, lock or log per record; metrics per file.
+//! Hot path rules: no allocation, lock or log per record; metrics per file. Memory per
+//! file: the mapped pages, spill buffers bounded by the segment size, one sum per
+//! distinct key and 8 bytes (an id hash) per record.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -171,19 +175,32 @@ pub enum FileError {
     Worker(String),
 }
 
+/// Input bytes per segment: the spill buffers hold one segment's records (about 40
+/// bytes per record, 60 to 80 input bytes per record) before they are folded into the
+/// file's running sums and reused.
+pub const SEGMENT_BYTES: usize = 128 << 20;
+
 /// Settings for rating a file.
 #[derive(Clone)]
 pub struct Settings {
     pub columns: Option<Vec<Option<Column>>>,
     pub chunk_bytes: usize,
     pub max_line_bytes: usize,
+    /// Input bytes per segment ([`SEGMENT_BYTES`] in the daemon; tests use less).
+    pub segment_bytes: usize,
 }
 
+/// A worker's per-file state, carried from segment to segment.
+struct WorkerState {
+    spill: crate::totals::Spill,
+    daily: Daily,
+}
+
+/// One segment of a file for the pool.
 struct Job {
     data: Data,
-    spill: crate::totals::Layout,
-    /// Expected records per worker (sizes the spill buffers).
-    hint_records: usize,
+    /// One state per worker; each worker takes one when it starts on the segment.
+    states: std::sync::Mutex<Vec<WorkerState>>,
     tariff: Arc<Tariff>,
     accounts: Arc<AccountIndex>,
     layout: Layout,
@@ -204,10 +221,9 @@ struct ChunkOut {
 }
 
 struct WorkerOut {
-    /// Rated records and their record-id hashes, partitioned.
-    spill: crate::totals::Spill,
+    /// Rated records and their record-id hashes, partitioned, and per-day sums.
+    state: WorkerState,
     chunks: Vec<ChunkOut>,
-    daily: Daily,
 }
 
 /// A pool of rating threads fed through crossbeam channels.
@@ -296,53 +312,93 @@ impl Pool {
             chunks.push((chunks.len() as u32, pos, end));
             pos = end;
         }
-        let started = Instant::now();
-        let (ctx, crx) = unbounded();
-        for c in &chunks {
-            ctx.send(*c).expect("queue open");
-        }
-        drop(ctx);
-        let (rtx, rrx) = unbounded();
         // Partition layout from an estimate of the record count (short CDR lines are
         // ~60 bytes); a wrong estimate only changes speed, never results.
-        let expected = (bytes.len() - body_start) / 60 + 1;
+        let body = bytes.len() - body_start;
+        let segment_bytes = settings.segment_bytes.max(1);
+        let expected = body / 60 + 1;
+        let expected_segment = body.min(segment_bytes) / 60 + 1;
         let workers = self.senders.len();
-        let job = Arc::new(Job {
-            spill: crate::totals::Layout::new(accounts.len(), expected),
-            hint_records: expected / workers + expected / (4 * workers),
-            data: data.clone(),
-            tariff: tariff.clone(),
-            accounts: accounts.clone(),
-            layout: layout.clone(),
-            now,
-            max_line: settings.max_line_bytes,
-            chunks: crx,
-            results: rtx,
-            cancel: cancel.clone(),
-        });
-        for s in &self.senders {
-            s.send(job.clone())
-                .map_err(|_| FileError::Worker("pool stopped".into()))?;
-        }
-        drop(job);
-        let mut outs = Vec::with_capacity(self.senders.len());
-        for _ in 0..self.senders.len() {
-            match rrx.recv() {
-                Ok(Ok(o)) => outs.push(o),
-                Ok(Err(m)) => return Err(FileError::Worker(m)),
-                Err(_) => return Err(FileError::Worker("worker disappeared".into())),
+        let spill_layout = crate::totals::Layout::new(accounts.len(), expected_segment, expected);
+        let share = |n: usize| n / workers + n / (4 * workers);
+        let mut states: Vec<WorkerState> = (0..workers)
+            .map(|_| WorkerState {
+                spill: crate::totals::Spill::new(
+                    spill_layout,
+                    share(expected_segment),
+                    share(expected),
+                ),
+                daily: Daily::default(),
+            })
+            .collect();
+        let mut totals = crate::totals::Totals::new(spill_layout);
+        let mut chunk_outs: Vec<ChunkOut> = Vec::with_capacity(chunks.len());
+        let (mut rate_seconds, mut fold_seconds) = (0.0, 0.0);
+        let mut rest = &chunks[..];
+        while !rest.is_empty() {
+            // The next segment: whole chunks up to segment_bytes (at least one).
+            let seg_start = rest[0].1;
+            let n = rest
+                .iter()
+                .position(|c| c.2 - seg_start > segment_bytes)
+                .unwrap_or(rest.len())
+                .max(1);
+            let (segment, tail) = rest.split_at(n);
+            rest = tail;
+            let started = Instant::now();
+            let (ctx, crx) = unbounded();
+            for c in segment {
+                ctx.send(*c).expect("queue open");
             }
+            drop(ctx);
+            let (rtx, rrx) = unbounded();
+            let job = Arc::new(Job {
+                states: std::sync::Mutex::new(std::mem::take(&mut states)),
+                data: data.clone(),
+                tariff: tariff.clone(),
+                accounts: accounts.clone(),
+                layout: layout.clone(),
+                now,
+                max_line: settings.max_line_bytes,
+                chunks: crx,
+                results: rtx,
+                cancel: cancel.clone(),
+            });
+            for s in &self.senders {
+                s.send(job.clone())
+                    .map_err(|_| FileError::Worker("pool stopped".into()))?;
+            }
+            drop(job);
+            for _ in 0..workers {
+                match rrx.recv() {
+                    Ok(Ok(o)) => {
+                        states.push(o.state);
+                        chunk_outs.extend(o.chunks);
+                    }
+                    Ok(Err(m)) => return Err(FileError::Worker(m)),
+                    Err(_) => return Err(FileError::Worker("worker disappeared".into())),
+                }
+            }
+            if cancel.load(Ordering::Relaxed) {
+                return Err(FileError::Cancelled);
+            }
+            rate_seconds += started.elapsed().as_secs_f64();
+            if rest.is_empty() {
+                break;
+            }
+            let t = Instant::now();
+            let mut spills: Vec<&mut crate::totals::Spill> =
+                states.iter_mut().map(|s| &mut s.spill).collect();
+            totals.fold(&mut spills, workers);
+            fold_seconds += t.elapsed().as_secs_f64();
         }
-        if cancel.load(Ordering::Relaxed) {
-            return Err(FileError::Cancelled);
-        }
-        let rate_seconds = started.elapsed().as_secs_f64();
         let t = Instant::now();
         let mut out = collect(
-            bytes, &chunks, first_line, outs, &tariff, &accounts, &layout, now,
+            bytes, &chunks, first_line, totals, states, chunk_outs, &tariff, &accounts, &layout,
+            now,
         );
         out.rate_seconds = rate_seconds;
-        out.collect_seconds = t.elapsed().as_secs_f64();
+        out.collect_seconds = fold_seconds + t.elapsed().as_secs_f64();
         Ok(out)
     }
 }
@@ -356,14 +412,21 @@ impl Drop for Pool {
     }
 }
 
-/// The worker loop for one file: take chunks until none are left.
+/// The worker loop for one segment: take chunks until none are left.
 fn work(job: &Job) -> WorkerOut {
     let bytes: &[u8] = (*job.data).as_ref();
     let mut rater = Rater::new(&job.tariff, &job.accounts, job.layout.clone(), job.now);
     let table = job.tariff.table();
     let account_pos = job.layout.pos[crate::cdr::Column::AccountId as usize] as usize;
-    let mut spill = crate::totals::Spill::new(job.spill, job.hint_records);
-    let mut daily = Daily::default();
+    let WorkerState {
+        mut spill,
+        mut daily,
+    } = job
+        .states
+        .lock()
+        .expect("states lock")
+        .pop()
+        .expect("one state per worker");
     let mut chunks = Vec::new();
     while let Ok((idx, start, end)) = job.chunks.recv() {
         if job.cancel.load(Ordering::Relaxed) {
@@ -424,6 +487,7 @@ fn work(job: &Job) -> WorkerOut {
                     spill.push(
                         crate::totals::Rec {
                             key,
+                            count: 1,
                             usage: r.usage,
                             billed: r.billed,
                             charge_micros: r.charge_micros,
@@ -451,9 +515,8 @@ fn work(job: &Job) -> WorkerOut {
         });
     }
     WorkerOut {
-        spill,
+        state: WorkerState { spill, daily },
         chunks,
-        daily,
     }
 }
 
@@ -463,24 +526,26 @@ fn collect(
     bytes: &[u8],
     chunks: &[(u32, usize, usize)],
     first_line: u64,
-    outs: Vec<WorkerOut>,
+    totals: crate::totals::Totals,
+    states: Vec<WorkerState>,
+    mut chunk_outs: Vec<ChunkOut>,
     tariff: &Tariff,
     accounts: &AccountIndex,
     layout: &Layout,
     now: i64,
 ) -> FileOutcome {
     let mut out = FileOutcome::default();
-    let threads = outs.len();
-    let mut spills = Vec::with_capacity(threads);
+    let threads = states.len();
     let mut daily = Daily::default();
-    let mut chunk_outs: Vec<ChunkOut> = Vec::new();
-    for o in outs {
-        spills.push(o.spill);
-        daily.merge(&o.daily);
-        chunk_outs.extend(o.chunks);
+    let mut spills = Vec::with_capacity(threads);
+    for s in states {
+        daily.merge(&s.daily);
+        spills.push(s.spill);
     }
     // Totals sorted by key, and record-id hashes seen more than once.
-    let (mut totals, candidates) = crate::totals::finish(spills, threads);
+    let mut totals = totals.finish(&mut spills, threads);
+    let candidates = crate::totals::repeated_ids(&mut spills, threads);
+    drop(spills);
     // Absolute line numbers.
     chunk_outs.sort_by_key(|c| c.idx);
     debug_assert_eq!(chunk_outs.len(), chunks.len());

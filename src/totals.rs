@@ -7,15 +7,21 @@
 //!
 //! 1. **Spill** (on the rating workers, per record): append one fixed-size [`Rec`] to one
 //!    of `P` partition buffers chosen by account index range, and the record-id hash to
-//!    one of `P` buffers chosen by its top bits. Writes are sequential: the `P` buffer
-//!    tails stay in cache.
-//! 2. **Finish** (once per file, in parallel over the partitions): each partition —
-//!    every worker's buffer for it — is small enough to sort and sum inside the cache.
-//!    Account partitions are ranges, so concatenating their sorted sums in partition order
-//!    gives totals sorted by key; id partitions yield the hashes seen more than once.
+//!    one of `Q` buffers chosen by its top bits. Writes are sequential: the buffer tails
+//!    stay in cache.
+//! 2. **Fold** (after every segment of the file, in parallel over the partitions): each
+//!    account partition — the running sums so far plus every worker's new records for it
+//!    — is small enough to sort and sum inside the cache. The spill buffers are then
+//!    emptied and reused by the next segment, so their pages are touched once per file
+//!    run, not once per record, and their size is bounded by the segment, not the file.
+//! 3. **Finish**: account partitions are ranges, so concatenating their sums in partition
+//!    order gives totals sorted by key; id partitions yield the hashes seen more than once.
 //!
-//! Memory is one `Rec` (40 bytes) and one hash (8 bytes) per rated record until the file
-//! is finished; no table ever has to grow or be rehashed.
+//! Memory: one [`Rec`] (40 bytes) per record of the current segment, the running sums
+//! (one `Rec` per distinct key), and one id hash (8 bytes) per record of the file — the
+//! one structure that grows with the file, since a duplicate may repeat any earlier id.
+
+use std::borrow::BorrowMut;
 
 use rustc_hash::FxHashSet;
 
@@ -27,15 +33,26 @@ const TARGET_PER_PARTITION: usize = 16 * 1024;
 /// Upper bound on the number of partitions (buffer tails that must stay cached).
 const MAX_PARTITIONS: usize = 4096;
 
-/// One rated record's contribution to its total (the count is 1).
+/// One rated record's contribution to its total, or (in the running sums) a total of
+/// `count` records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct Rec {
     pub key: AggKey,
+    /// Records summed (1 when spilled); fills what would be padding.
+    pub count: u32,
     pub usage: u64,
     pub billed: u64,
     pub charge_micros: i64,
 }
+
+const ZERO: Rec = Rec {
+    key: (0, 0, 0),
+    count: 0,
+    usage: 0,
+    billed: 0,
+    charge_micros: 0,
+};
 
 /// How records and ids are spread over partitions; the same for every worker of a file.
 #[derive(Clone, Copy, Debug)]
@@ -48,23 +65,27 @@ pub struct Layout {
     id_parts: usize,
 }
 
+fn parts_for(records: usize) -> usize {
+    (records / TARGET_PER_PARTITION)
+        .next_power_of_two()
+        .clamp(1, MAX_PARTITIONS)
+}
+
 impl Layout {
-    /// A layout for about `expected_records` records over `n_accounts` dense account
-    /// indices (`0..n_accounts`).
-    pub fn new(n_accounts: usize, expected_records: usize) -> Layout {
-        let want = (expected_records / TARGET_PER_PARTITION)
-            .next_power_of_two()
-            .clamp(1, MAX_PARTITIONS);
-        let bits = want.trailing_zeros();
-        // Smallest shift that maps every account index into at most `want` partitions.
+    /// A layout for segments of about `segment_records` records and files of about
+    /// `file_records` records over `n_accounts` dense account indices (`0..n_accounts`).
+    pub fn new(n_accounts: usize, segment_records: usize, file_records: usize) -> Layout {
+        let bits = parts_for(segment_records).trailing_zeros();
+        // Smallest shift that maps every account index into at most 2^bits partitions.
         let account_bits = usize::BITS - n_accounts.saturating_sub(1).leading_zeros();
         let account_shift = account_bits.saturating_sub(bits);
         let account_parts = (n_accounts.saturating_sub(1) >> account_shift) + 1;
+        let id_parts = parts_for(file_records);
         Layout {
             account_shift,
             account_parts,
-            id_shift: 64 - bits,
-            id_parts: want,
+            id_shift: 64 - id_parts.trailing_zeros(),
+            id_parts,
         }
     }
 
@@ -82,10 +103,11 @@ pub struct Spill {
 }
 
 impl Spill {
-    /// Empty buffers for `layout`; `hint_records` is this worker's expected share.
-    pub fn new(layout: Layout, hint_records: usize) -> Spill {
-        let per_rec = hint_records / layout.account_parts + 16;
-        let per_id = hint_records / layout.id_parts + 16;
+    /// Empty buffers for `layout`; `segment_hint` and `file_hint` are this worker's
+    /// expected share of a segment and of the file.
+    pub fn new(layout: Layout, segment_hint: usize, file_hint: usize) -> Spill {
+        let per_rec = segment_hint / layout.account_parts + 16;
+        let per_id = file_hint / layout.id_parts + 16;
         Spill {
             layout,
             recs: (0..layout.account_parts)
@@ -97,7 +119,7 @@ impl Spill {
         }
     }
 
-    /// Adds one rated record and its record-id hash.
+    /// Adds one rated record (`rec.count` is 1) and its record-id hash.
     #[inline]
     pub fn push(&mut self, rec: Rec, id_hash: u64) {
         let p = (rec.key.0 >> self.layout.account_shift) as usize;
@@ -108,62 +130,124 @@ impl Spill {
     }
 }
 
-/// Summed totals of some partitions, with their partition numbers.
-type PartSums = Vec<(usize, Vec<(AggKey, Agg)>)>;
+/// One fold job: partition number, its running sums, every worker's new records.
+type FoldJob = (usize, Vec<Rec>, Vec<Vec<Rec>>);
 
-/// Sorts and sums every partition of the workers' spills, on `threads` threads.
-/// Returns the totals sorted by key and the id hashes that occur more than once.
-pub fn finish(spills: Vec<Spill>, threads: usize) -> (Vec<(AggKey, Agg)>, FxHashSet<u64>) {
-    let Some(layout) = spills.first().map(|s| s.layout) else {
-        return (Vec::new(), FxHashSet::default());
+/// The running sums of one file, per account partition.
+pub struct Totals {
+    layout: Layout,
+    parts: Vec<Vec<Rec>>,
+}
+
+impl Totals {
+    /// No totals yet.
+    pub fn new(layout: Layout) -> Totals {
+        Totals {
+            layout,
+            parts: (0..layout.account_parts).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    /// Moves every record spilled so far into the running sums, on `threads` threads.
+    /// The spills' record buffers are left empty with their capacity kept.
+    pub fn fold<S: BorrowMut<Spill>>(&mut self, spills: &mut [S], threads: usize) {
+        let threads = threads.max(1);
+        let layout = self.layout;
+        // Deal partitions round-robin: skewed partitions (popular accounts) spread out.
+        let mut jobs: Vec<Vec<FoldJob>> = (0..threads).map(|_| Vec::new()).collect();
+        for p in 0..layout.account_parts {
+            if spills.iter_mut().all(|s| s.borrow_mut().recs[p].is_empty()) {
+                continue;
+            }
+            let bufs = spills
+                .iter_mut()
+                .map(|s| std::mem::take(&mut s.borrow_mut().recs[p]))
+                .collect();
+            jobs[p % threads].push((p, std::mem::take(&mut self.parts[p]), bufs));
+        }
+        let done: Vec<Vec<FoldJob>> = std::thread::scope(|s| {
+            let handles: Vec<_> = jobs
+                .into_iter()
+                .map(|mine| {
+                    s.spawn(move || {
+                        let mut scratch = Scratch::default();
+                        mine.into_iter()
+                            .map(|(p, mut running, mut bufs)| {
+                                let base = (p as u32) << layout.account_shift;
+                                let span = 1usize << layout.account_shift;
+                                sum_partition(&mut running, &bufs, base, span, &mut scratch);
+                                bufs.iter_mut().for_each(Vec::clear);
+                                (p, running, bufs)
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("totals thread panicked"))
+                .collect()
+        });
+        for (p, running, bufs) in done.into_iter().flatten() {
+            self.parts[p] = running;
+            for (s, b) in spills.iter_mut().zip(bufs) {
+                s.borrow_mut().recs[p] = b;
+            }
+        }
+    }
+
+    /// Folds what is left and returns the totals sorted by key.
+    pub fn finish<S: BorrowMut<Spill>>(
+        mut self,
+        spills: &mut [S],
+        threads: usize,
+    ) -> Vec<(AggKey, Agg)> {
+        self.fold(spills, threads);
+        let mut out: Vec<(AggKey, Agg)> = Vec::with_capacity(self.parts.iter().map(Vec::len).sum());
+        for r in self.parts.iter().flatten() {
+            let agg = Agg {
+                count: r.count as u64,
+                usage: r.usage,
+                billed: r.billed,
+                charge_micros: r.charge_micros,
+            };
+            // A key's count may have been split over several entries (see sum_partition).
+            match out.last_mut() {
+                Some(last) if last.0 == r.key => last.1.add(&agg),
+                _ => out.push((r.key, agg)),
+            }
+        }
+        out
+    }
+}
+
+/// The record-id hashes every worker spilled that occur more than once, found on
+/// `threads` threads. Empties the spills' id buffers.
+pub fn repeated_ids<S: BorrowMut<Spill>>(spills: &mut [S], threads: usize) -> FxHashSet<u64> {
+    let Some(layout) = spills.first_mut().map(|s| s.borrow_mut().layout) else {
+        return FxHashSet::default();
     };
-    // Transpose to partition-major: partition p = every worker's buffer p.
-    let mut rec_parts: Vec<Vec<Vec<Rec>>> = (0..layout.account_parts).map(|_| Vec::new()).collect();
-    let mut id_parts: Vec<Vec<Vec<u64>>> = (0..layout.id_parts).map(|_| Vec::new()).collect();
-    for s in spills {
-        for (p, v) in s.recs.into_iter().enumerate() {
-            if !v.is_empty() {
-                rec_parts[p].push(v);
-            }
-        }
-        for (p, v) in s.ids.into_iter().enumerate() {
-            if !v.is_empty() {
-                id_parts[p].push(v);
-            }
-        }
-    }
     let threads = threads.max(1);
-    // Deal partitions round-robin: skewed partitions (popular accounts) spread out.
-    let mut rec_jobs: Vec<Vec<(usize, Vec<Vec<Rec>>)>> = (0..threads).map(|_| Vec::new()).collect();
-    for (p, bufs) in rec_parts.into_iter().enumerate() {
-        if !bufs.is_empty() {
-            rec_jobs[p % threads].push((p, bufs));
+    let mut jobs: Vec<Vec<Vec<Vec<u64>>>> = (0..threads).map(|_| Vec::new()).collect();
+    for p in 0..layout.id_parts {
+        let bufs: Vec<Vec<u64>> = spills
+            .iter_mut()
+            .map(|s| std::mem::take(&mut s.borrow_mut().ids[p]))
+            .collect();
+        if bufs.iter().any(|b| !b.is_empty()) {
+            jobs[p % threads].push(bufs);
         }
     }
-    let mut id_jobs: Vec<Vec<Vec<Vec<u64>>>> = (0..threads).map(|_| Vec::new()).collect();
-    for (p, bufs) in id_parts.into_iter().enumerate() {
-        if !bufs.is_empty() {
-            id_jobs[p % threads].push(bufs);
-        }
-    }
-    let results: Vec<(PartSums, Vec<u64>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = rec_jobs
+    let found: Vec<Vec<u64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
             .into_iter()
-            .zip(id_jobs)
-            .map(|(recs, ids)| {
+            .map(|mine| {
                 s.spawn(move || {
-                    let sums = recs
-                        .into_iter()
-                        .map(|(p, bufs)| {
-                            let base = (p as u32) << layout.account_shift;
-                            (p, sum_partition(bufs, base, 1usize << layout.account_shift))
-                        })
-                        .collect::<Vec<_>>();
                     let mut repeated = Vec::new();
-                    for bufs in ids {
+                    for bufs in mine {
                         repeated_in_partition(bufs, &mut repeated);
                     }
-                    (sums, repeated)
+                    repeated
                 })
             })
             .collect();
@@ -172,68 +256,69 @@ pub fn finish(spills: Vec<Spill>, threads: usize) -> (Vec<(AggKey, Agg)>, FxHash
             .map(|h| h.join().expect("totals thread panicked"))
             .collect()
     });
-    let mut by_part: Vec<Vec<(AggKey, Agg)>> =
-        (0..layout.account_parts).map(|_| Vec::new()).collect();
-    let mut repeated = FxHashSet::default();
-    for (sums, reps) in results {
-        for (p, v) in sums {
-            by_part[p] = v;
-        }
-        repeated.extend(reps);
-    }
-    let mut totals = Vec::with_capacity(by_part.iter().map(Vec::len).sum());
-    for v in by_part {
-        totals.extend(v);
-    }
-    (totals, repeated)
+    found.into_iter().flatten().collect()
 }
 
-/// Sorts one partition's records by key and sums equal keys. The partition holds the
-/// accounts `base..base + span`: a counting sort by account (two linear passes inside
-/// the cache), then a small sort of each account's records by (month, line key).
-fn sum_partition(bufs: Vec<Vec<Rec>>, base: u32, span: usize) -> Vec<(AggKey, Agg)> {
-    let n: usize = bufs.iter().map(Vec::len).sum();
-    let mut starts = vec![0usize; span + 1];
-    for r in bufs.iter().flatten() {
+/// Reusable buffers of one fold thread.
+#[derive(Default)]
+struct Scratch {
+    sorted: Vec<Rec>,
+    starts: Vec<usize>,
+    next: Vec<usize>,
+}
+
+/// Sums one partition: the running sums plus new records, sorted by key. The partition
+/// holds the accounts `base..base + span`: a counting sort by account (two linear passes
+/// inside the cache), then a small sort of each account's entries by (month, line key),
+/// then equal keys are added up into `running`.
+fn sum_partition(
+    running: &mut Vec<Rec>,
+    bufs: &[Vec<Rec>],
+    base: u32,
+    span: usize,
+    scratch: &mut Scratch,
+) {
+    let n = running.len() + bufs.iter().map(Vec::len).sum::<usize>();
+    let Scratch {
+        sorted,
+        starts,
+        next,
+    } = scratch;
+    starts.clear();
+    starts.resize(span + 1, 0);
+    for r in running.iter().chain(bufs.iter().flatten()) {
         starts[(r.key.0 - base) as usize + 1] += 1;
     }
     for i in 1..=span {
         starts[i] += starts[i - 1];
     }
-    let mut sorted = vec![
-        Rec {
-            key: (0, 0, 0),
-            usage: 0,
-            billed: 0,
-            charge_micros: 0,
-        };
-        n
-    ];
-    let mut next = starts.clone();
-    for r in bufs.iter().flatten() {
+    sorted.clear();
+    sorted.resize(n, ZERO);
+    next.clear();
+    next.extend_from_slice(starts);
+    for r in running.iter().chain(bufs.iter().flatten()) {
         let a = (r.key.0 - base) as usize;
         sorted[next[a]] = *r;
         next[a] += 1;
     }
-    drop(bufs);
-    let mut out: Vec<(AggKey, Agg)> = Vec::with_capacity(n);
+    running.clear();
     for a in 0..span {
         let group = &mut sorted[starts[a]..starts[a + 1]];
         group.sort_unstable_by_key(|r| (r.key.1, r.key.2));
         for r in group.iter() {
-            let agg = Agg {
-                count: 1,
-                usage: r.usage,
-                billed: r.billed,
-                charge_micros: r.charge_micros,
-            };
-            match out.last_mut() {
-                Some(last) if last.0 == r.key => last.1.add(&agg),
-                _ => out.push((r.key, agg)),
+            match running.last_mut() {
+                // A count that would overflow u32 starts a new entry for the same key;
+                // `Totals::finish` adds such entries up in u64.
+                Some(last) if last.key == r.key && last.count.checked_add(r.count).is_some() => {
+                    last.count += r.count;
+                    last.usage += r.usage;
+                    last.billed += r.billed;
+                    last.charge_micros += r.charge_micros;
+                }
+                _ => running.push(*r),
             }
         }
     }
-    out
 }
 
 /// Appends the hashes of one id partition that occur more than once (each once).
@@ -293,18 +378,21 @@ mod tests {
         *x
     }
 
-    /// Spread over several workers and any layout, the sums equal a plain map's and the
-    /// repeated ids are exactly those pushed more than once.
+    /// Spread over several workers, segments and any layout, the sums equal a plain map's
+    /// and the repeated ids are exactly those pushed more than once.
     #[test]
     fn agrees_with_plain_maps() {
-        for (n_accounts, records, workers) in [
-            (997usize, 50_000usize, 3usize),
-            (1, 10, 1),
-            (5, 100_000, 2),
-            (100_000, 300_000, 2),
+        for (n_accounts, records, workers, segment) in [
+            (997usize, 50_000usize, 3usize, 50_000usize),
+            (997, 50_000, 3, 7_000),
+            (1, 10, 1, 3),
+            (5, 100_000, 2, 100_000),
+            (5, 100_000, 2, 30_000),
+            (100_000, 300_000, 2, 65_536),
         ] {
-            let layout = Layout::new(n_accounts, records);
-            let mut spills: Vec<Spill> = (0..workers).map(|_| Spill::new(layout, 0)).collect();
+            let layout = Layout::new(n_accounts, segment, records);
+            let mut spills: Vec<Spill> = (0..workers).map(|_| Spill::new(layout, 0, 0)).collect();
+            let mut totals = Totals::new(layout);
             let mut want: BTreeMap<AggKey, Agg> = BTreeMap::new();
             let mut seen: HashMap<u64, u32> = HashMap::new();
             let mut x = 12345u64 + records as u64;
@@ -317,6 +405,7 @@ mod tests {
                 );
                 let rec = Rec {
                     key,
+                    count: 1,
                     usage: i,
                     billed: i * 2,
                     charge_micros: (r % 1000) as i64 - 500,
@@ -328,6 +417,10 @@ mod tests {
                     xorshift(&mut x)
                 };
                 spills[(i as usize) % workers].push(rec, id);
+                if (i as usize + 1) % segment == 0 {
+                    totals.fold(&mut spills, 2);
+                    assert!(spills.iter().all(|s| s.recs.iter().all(Vec::is_empty)));
+                }
                 want.entry(key).or_default().add(&Agg {
                     count: 1,
                     usage: rec.usage,
@@ -336,7 +429,8 @@ mod tests {
                 });
                 *seen.entry(id).or_default() += 1;
             }
-            let (got, repeated) = finish(spills, 2);
+            let got = totals.finish(&mut spills, 2);
+            let repeated = repeated_ids(&mut spills, 2);
             assert_eq!(got, want.into_iter().collect::<Vec<_>>());
             let want_rep: FxHashSet<u64> =
                 seen.into_iter().filter(|e| e.1 > 1).map(|e| e.0).collect();
@@ -348,7 +442,7 @@ mod tests {
     fn layout_covers_every_account() {
         for n in [1usize, 2, 3, 1000, 100_000, 1 << 20, (1 << 20) + 1] {
             for recs in [0usize, 1, 1 << 20, 1 << 30] {
-                let l = Layout::new(n, recs);
+                let l = Layout::new(n, recs, recs);
                 assert!(l.account_parts <= MAX_PARTITIONS, "{n} {recs}");
                 assert_eq!(((n - 1) >> l.account_shift) + 1, l.account_parts);
                 assert!(l.id_parts.is_power_of_two() && l.id_parts <= MAX_PARTITIONS);
@@ -358,10 +452,52 @@ mod tests {
 
     #[test]
     fn empty_finish() {
-        let (t, r) = finish(Vec::new(), 2);
-        assert!(t.is_empty() && r.is_empty());
-        let l = Layout::new(10, 0);
-        let (t, r) = finish(vec![Spill::new(l, 0), Spill::new(l, 0)], 2);
-        assert!(t.is_empty() && r.is_empty());
+        assert!(repeated_ids::<Spill>(&mut [], 2).is_empty());
+        let l = Layout::new(10, 0, 0);
+        let mut spills = vec![Spill::new(l, 0, 0), Spill::new(l, 0, 0)];
+        let t = Totals::new(l).finish(&mut spills, 2);
+        assert!(t.is_empty() && repeated_ids(&mut spills, 2).is_empty());
+    }
+
+    /// A key whose count would overflow the 32-bit field is kept as several entries and
+    /// added up in 64 bits at the end.
+    #[test]
+    fn counts_beyond_u32_add_up() {
+        let l = Layout::new(4, 10, 10);
+        let mut totals = Totals::new(l);
+        let big = Rec {
+            key: (2, 1, 7),
+            count: u32::MAX - 1,
+            usage: 10,
+            billed: 20,
+            charge_micros: -5,
+        };
+        totals.parts[(2 >> l.account_shift) as usize] = vec![big];
+        let mut spills = vec![Spill::new(l, 0, 0)];
+        for _ in 0..3 {
+            spills[0].push(
+                Rec {
+                    count: 1,
+                    usage: 1,
+                    billed: 2,
+                    charge_micros: 3,
+                    ..big
+                },
+                9,
+            );
+        }
+        let t = totals.finish(&mut spills, 1);
+        assert_eq!(
+            t,
+            vec![(
+                (2, 1, 7),
+                Agg {
+                    count: u32::MAX as u64 + 2,
+                    usage: 13,
+                    billed: 26,
+                    charge_micros: 4,
+                }
+            )]
+        );
     }
 }

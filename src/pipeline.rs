@@ -417,7 +417,6 @@ fn work(job: &Job) -> WorkerOut {
     let bytes: &[u8] = (*job.data).as_ref();
     let mut rater = Rater::new(&job.tariff, &job.accounts, job.layout.clone(), job.now);
     let table = job.tariff.table();
-    let account_pos = job.layout.pos[crate::cdr::Column::AccountId as usize] as usize;
     let WorkerState {
         mut spill,
         mut daily,
@@ -438,22 +437,25 @@ fn work(job: &Job) -> WorkerOut {
         let mut line_no = 0u32;
         let mut blank = 0u32;
         let mut pos = 0usize;
-        let mut nl = memchr::memchr(b'\n', chunk).unwrap_or(chunk.len());
-        while pos < chunk.len() {
-            let mut line = &chunk[pos..nl];
-            let line_start = pos;
-            pos = nl + 1;
-            // Look one line ahead: start loading the next record's account slot now, so
-            // the miss overlaps with rating this record (the only account prefetch).
-            if pos < chunk.len() {
-                nl = memchr::memchr(b'\n', &chunk[pos..]).map_or(chunk.len(), |i| pos + i);
-                if let Some(id) = crate::cdr::field_before_quote(&chunk[pos..nl], account_pos) {
-                    job.accounts.prefetch(id);
+        let ratable = |l: &[u8]| !l.is_empty() && l.len() <= job.max_line;
+        let mut cur = take_line(chunk, &mut pos);
+        if let Some((_, l)) = cur {
+            if ratable(l) {
+                rater.split_ahead(l);
+            }
+        }
+        while let Some((line_start, line)) = cur {
+            // Split the next line before rating this one and start loading its account
+            // slot, so the cache miss overlaps with rating this record.
+            let next = take_line(chunk, &mut pos);
+            if let Some((_, l)) = next {
+                if ratable(l) {
+                    if let Some(id) = rater.split_ahead(l) {
+                        job.accounts.prefetch(id);
+                    }
                 }
             }
-            if line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
-            }
+            cur = next;
             if line.is_empty() {
                 // A blank line is not a record: skipped, but it keeps its line number.
                 blank += 1;
@@ -463,7 +465,7 @@ fn work(job: &Job) -> WorkerOut {
             let res = if line.len() > job.max_line {
                 Err(Reason::Malformed)
             } else {
-                rater.rate_line(line)
+                rater.rate_ahead(line)
             };
             match res {
                 Ok((r, id)) => {
@@ -518,6 +520,19 @@ fn work(job: &Job) -> WorkerOut {
         state: WorkerState { spill, daily },
         chunks,
     }
+}
+
+/// The next line of `chunk` at `*pos` (without `\n` or a final `\r`) and its offset.
+#[inline]
+fn take_line<'c>(chunk: &'c [u8], pos: &mut usize) -> Option<(usize, &'c [u8])> {
+    let start = *pos;
+    if start >= chunk.len() {
+        return None;
+    }
+    let end = memchr::memchr(b'\n', &chunk[start..]).map_or(chunk.len(), |i| start + i);
+    *pos = end + 1;
+    let line = &chunk[start..end];
+    Some((start, line.strip_suffix(b"\r").unwrap_or(line)))
 }
 
 /// Merges worker outputs into the file outcome and resolves duplicate record ids.

@@ -321,7 +321,14 @@ pub struct Rater<'t> {
     pub accounts: &'t AccountIndex,
     pub layout: Layout,
     pub clock: LocalClock,
-    pub splitter: Splitter,
+    /// Two splitters used as a queue of depth two: [`Rater::split_ahead`] splits the
+    /// next line while the current one is still to be rated (see `pipeline::work`).
+    splitters: [Splitter; 2],
+    /// Split results of the queued lines, by slot.
+    split_n: [Result<usize, crate::cdr::Malformed>; 2],
+    /// Slot the next `split_ahead` writes, and slot the next `rate_ahead` reads.
+    write_slot: usize,
+    read_slot: usize,
     times: TimeParser,
     national: Vec<u8>,
     future_limit: i64,
@@ -353,7 +360,10 @@ impl<'t> Rater<'t> {
             accounts,
             layout,
             clock: LocalClock::new(tariff),
-            splitter: Splitter::new(),
+            splitters: [Splitter::new(), Splitter::new()],
+            split_n: [Ok(0), Ok(0)],
+            write_slot: 0,
+            read_slot: 0,
             times: TimeParser::default(),
             national: tariff.table().national_prefix.as_bytes().to_vec(),
             future_limit: now + 86_400,
@@ -415,12 +425,39 @@ impl<'t> Rater<'t> {
     /// Rates one line (without its terminator); returns the record id hash with the result.
     #[inline]
     pub fn rate_line(&mut self, line: &[u8]) -> Result<(Rated, u64), Reason> {
-        let n = self.splitter.split(line).map_err(|_| Reason::Malformed)?;
+        self.split_ahead(line);
+        self.rate_ahead(line)
+    }
+
+    /// Splits `line` into the queue (at most two lines ahead of [`Rater::rate_ahead`])
+    /// and returns its account id field when the line is unquoted and well-formed, so
+    /// the caller can prefetch the account's slot while rating the line before it.
+    #[inline]
+    pub fn split_ahead<'a>(&'a mut self, line: &'a [u8]) -> Option<&'a [u8]> {
+        let w = self.write_slot;
+        self.write_slot ^= 1;
+        let sp = &mut self.splitters[w];
+        let n = sp.split(line);
+        self.split_n[w] = n;
+        match n {
+            Ok(n) if n == self.layout.n_fields && !sp.is_quoted() => {
+                Some(sp.field(line, self.layout.pos[Column::AccountId as usize] as usize))
+            }
+            _ => None,
+        }
+    }
+
+    /// Rates the oldest line queued by [`Rater::split_ahead`]; `line` must be that line.
+    #[inline]
+    pub fn rate_ahead(&mut self, line: &[u8]) -> Result<(Rated, u64), Reason> {
+        let r = self.read_slot;
+        self.read_slot ^= 1;
+        let n = self.split_n[r].map_err(|_| Reason::Malformed)?;
         if n != self.layout.n_fields {
             return Err(Reason::Malformed);
         }
         let pos = self.layout.pos;
-        let sp = &self.splitter;
+        let sp = &self.splitters[r];
         let f = |c: Column| sp.field(line, pos[c as usize] as usize);
         let service = Service::from_bytes(f(Column::Service)).ok_or(Reason::UnknownService)?;
         let start = self
@@ -468,10 +505,10 @@ impl<'t> Rater<'t> {
 
     /// The record id of a line that rated (for exact duplicate checks).
     pub fn record_id(&mut self, line: &[u8]) -> Option<Vec<u8>> {
-        self.splitter.split(line).ok()?;
+        let sp = &mut self.splitters[0];
+        sp.split(line).ok()?;
         Some(
-            self.splitter
-                .field(line, self.layout.pos[Column::RecordId as usize] as usize)
+            sp.field(line, self.layout.pos[Column::RecordId as usize] as usize)
                 .to_vec(),
         )
     }

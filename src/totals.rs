@@ -263,14 +263,33 @@ pub fn repeated_ids<S: BorrowMut<Spill>>(spills: &mut [S], threads: usize) -> Fx
 #[derive(Default)]
 struct Scratch {
     sorted: Vec<Rec>,
+    fresh: Vec<Rec>,
+    merged: Vec<Rec>,
     starts: Vec<usize>,
     next: Vec<usize>,
 }
 
-/// Sums one partition: the running sums plus new records, sorted by key. The partition
-/// holds the accounts `base..base + span`: a counting sort by account (two linear passes
-/// inside the cache), then a small sort of each account's entries by (month, line key),
-/// then equal keys are added up into `running`.
+/// Adds `r` to the last entry when it has the same key, else appends it. A count that
+/// would overflow u32 starts a new entry for the same key; `Totals::finish` adds such
+/// entries up in u64.
+#[inline]
+fn push_or_add(out: &mut Vec<Rec>, r: &Rec) {
+    match out.last_mut() {
+        Some(last) if last.key == r.key && last.count.checked_add(r.count).is_some() => {
+            last.count += r.count;
+            last.usage += r.usage;
+            last.billed += r.billed;
+            last.charge_micros += r.charge_micros;
+        }
+        _ => out.push(*r),
+    }
+}
+
+/// Folds one partition's new records into its running sums (sorted by key). The
+/// partition holds the accounts `base..base + span`. The new records are sorted inside
+/// the cache — a counting sort by account (two linear passes), then a small sort of each
+/// account's records by (month, line key) — and summed; then the two sorted lists are
+/// merged in one linear pass.
 fn sum_partition(
     running: &mut Vec<Rec>,
     bufs: &[Vec<Rec>],
@@ -278,15 +297,20 @@ fn sum_partition(
     span: usize,
     scratch: &mut Scratch,
 ) {
-    let n = running.len() + bufs.iter().map(Vec::len).sum::<usize>();
+    let n = bufs.iter().map(Vec::len).sum::<usize>();
+    if n == 0 {
+        return;
+    }
     let Scratch {
         sorted,
+        fresh,
+        merged,
         starts,
         next,
     } = scratch;
     starts.clear();
     starts.resize(span + 1, 0);
-    for r in running.iter().chain(bufs.iter().flatten()) {
+    for r in bufs.iter().flatten() {
         starts[(r.key.0 - base) as usize + 1] += 1;
     }
     for i in 1..=span {
@@ -296,29 +320,39 @@ fn sum_partition(
     sorted.resize(n, ZERO);
     next.clear();
     next.extend_from_slice(starts);
-    for r in running.iter().chain(bufs.iter().flatten()) {
+    for r in bufs.iter().flatten() {
         let a = (r.key.0 - base) as usize;
         sorted[next[a]] = *r;
         next[a] += 1;
     }
-    running.clear();
+    fresh.clear();
     for a in 0..span {
         let group = &mut sorted[starts[a]..starts[a + 1]];
         group.sort_unstable_by_key(|r| (r.key.1, r.key.2));
         for r in group.iter() {
-            match running.last_mut() {
-                // A count that would overflow u32 starts a new entry for the same key;
-                // `Totals::finish` adds such entries up in u64.
-                Some(last) if last.key == r.key && last.count.checked_add(r.count).is_some() => {
-                    last.count += r.count;
-                    last.usage += r.usage;
-                    last.billed += r.billed;
-                    last.charge_micros += r.charge_micros;
-                }
-                _ => running.push(*r),
-            }
+            push_or_add(fresh, r);
         }
     }
+    if running.is_empty() {
+        std::mem::swap(running, fresh);
+        return;
+    }
+    merged.clear();
+    merged.reserve(running.len() + fresh.len());
+    let (mut i, mut j) = (0, 0);
+    while i < running.len() && j < fresh.len() {
+        if fresh[j].key < running[i].key {
+            push_or_add(merged, &fresh[j]);
+            j += 1;
+        } else {
+            push_or_add(merged, &running[i]);
+            i += 1;
+        }
+    }
+    for r in running[i..].iter().chain(&fresh[j..]) {
+        push_or_add(merged, r);
+    }
+    std::mem::swap(running, merged);
 }
 
 /// Appends the hashes of one id partition that occur more than once (each once).

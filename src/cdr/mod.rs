@@ -318,6 +318,12 @@ impl Splitter {
         Ok(self.n)
     }
 
+    /// Whether the last line split had quotes (its fields live in a scratch buffer).
+    #[inline]
+    pub fn is_quoted(&self) -> bool {
+        self.quoted
+    }
+
     /// Field `i` of the last split line (empty when the line had fewer fields); `line`
     /// must be the same slice given to `split`.
     #[inline(always)]
@@ -361,26 +367,6 @@ fn masks16(block: &[u8; 16]) -> (u32, u32) {
         }
         (c, q)
     }
-}
-
-/// Field `k` of an unquoted line, found by counting commas; `None` when a quote comes
-/// first or the line has fewer fields. A cheap peek used for prefetching only.
-#[inline]
-pub fn field_before_quote(line: &[u8], k: usize) -> Option<&[u8]> {
-    let mut start = 0;
-    let mut n = 0;
-    for (i, &b) in line.iter().enumerate() {
-        if b == b',' {
-            if n == k {
-                return Some(&line[start..i]);
-            }
-            n += 1;
-            start = i + 1;
-        } else if b == b'"' {
-            return None;
-        }
-    }
-    (n == k).then(|| &line[start..])
 }
 
 /// Parses a non-negative decimal integer (no sign, no spaces; leading zeros allowed) of
@@ -516,15 +502,6 @@ mod tests {
         );
         assert!(sp.split(b"abcdefgh\"").is_err());
         assert_eq!(sp.split(b"abcdefghijklmnop,\"x\""), Ok(2));
-    }
-
-    #[test]
-    fn peek_a_field() {
-        assert_eq!(field_before_quote(b"a,bb,c", 1), Some(&b"bb"[..]));
-        assert_eq!(field_before_quote(b"a,bb,c", 2), Some(&b"c"[..]));
-        assert_eq!(field_before_quote(b"a,bb,c", 3), None);
-        assert_eq!(field_before_quote(b"\"a\",bb", 1), None);
-        assert_eq!(field_before_quote(b"a,bb,\"c\"", 1), Some(&b"bb"[..]));
     }
 
     #[test]

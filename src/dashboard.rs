@@ -1,5 +1,6 @@
-//! The live dashboard: the page at `/` (embedded HTML + script, no build step) and its
-//! JSON at `GET /api/v1/dashboard`, plus the daemon's in-memory throughput history.
+//! The live dashboard: the page at `/` (embedded HTML + script, no build step), the
+//! figures behind `GET /api/v1/dashboard` (served by [`crate::api::analytics`]) and the
+//! daemon's in-memory throughput history.
 //!
 //! The history is a ring of 10-second slots covering the last hour, filled once per
 //! committed file (never per record). Totals since the daemon started are seeded from
@@ -12,16 +13,18 @@
 //! authentication of the `/api` routes.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use axum::Router;
+use serde::Serialize;
+use utoipa::ToSchema;
 
+use crate::billing::Period;
 use crate::engine::Engine;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerError};
 use crate::money::{format_micros, micros_to_cents};
 use crate::rating::Reason;
 
@@ -186,62 +189,81 @@ impl Live {
 }
 
 /// Records, rejects, files and bytes of one minute.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Minute {
     /// `HH:MM` (UTC).
+    #[schema(example = "14:05")]
     pub minute: String,
+    /// Records read (rated + rejected) by files committed in this minute.
     pub records: u64,
     pub rejected: u64,
+    /// Files finished (done, failed or duplicate).
     pub files: u64,
     pub bytes: u64,
 }
 
 /// Rated records and revenue of one day of the period.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Day {
+    /// Local date (tariff time zone), `YYYY-MM-DD`.
+    #[schema(example = "2026-10-05")]
     pub date: String,
     pub records: u64,
     /// Exact, 6 decimals.
+    #[schema(example = "1.900000")]
     pub revenue: String,
     /// Rounded half-up to cents.
     pub revenue_cents: i64,
 }
 
 /// The last committed close.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LastClose {
     pub period: String,
+    /// RFC 3339.
     pub closed_at: String,
     pub invoices: usize,
+    /// Total invoiced including VAT, cents.
     pub total: String,
 }
 
 /// The JSON of `GET /api/v1/dashboard`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Dashboard {
+    /// Time of this snapshot (RFC 3339, UTC).
     pub now: String,
+    /// When this daemon process started.
     pub started_at: String,
     pub workers: usize,
+    /// First 16 hex digits of the tariff version in service.
     pub tariff_version: String,
     pub currency: String,
+    /// Records (rated + rejected) per second over the last minute, 1 decimal.
     pub records_per_second: f64,
+    /// Per minute over the last hour, oldest first (60 entries).
     pub last_hour: Vec<Minute>,
     pub files: FilesOut,
+    /// Rated records (all committed files, seeded from the ledger at start).
     pub records_rated: u64,
     pub records_rejected: u64,
     pub bytes: u64,
+    /// `[reason, rejected records]`, most frequent first, every reason.
     pub rejects: Vec<(String, u64)>,
     pub spool: SpoolOut,
+    /// The period of `days`: the open one, or the one asked for.
     pub period: String,
     pub period_closed: bool,
     pub period_records: u64,
+    /// Exact, 6 decimals.
     pub period_revenue: String,
+    /// Rated revenue per local day of `period`, in date order.
     pub days: Vec<Day>,
+    /// Null before the first close.
     pub last_close: Option<LastClose>,
 }
 
 /// Files by outcome.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct FilesOut {
     pub done: u64,
     pub failed: u64,
@@ -249,26 +271,20 @@ pub struct FilesOut {
 }
 
 /// The spool backlog.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SpoolOut {
+    /// Files waiting in `inbox/`.
     pub backlog_files: u64,
     pub backlog_bytes: u64,
+    /// Age of the oldest waiting file in seconds, 1 decimal (0 when none waits).
     pub oldest_file_age_seconds: f64,
-}
-
-/// Query of `GET /api/v1/dashboard`.
-#[derive(Debug, Deserialize)]
-pub struct DashboardQuery {
-    /// The period of the revenue chart (default: the open period).
-    pub period: Option<String>,
 }
 
 /// The open period: the month after the last close; before any close, the latest month
 /// with rated records, else the current month.
-pub fn open_period(ledger: &Ledger) -> Result<String, crate::ledger::LedgerError> {
+pub fn open_period(ledger: &Ledger) -> Result<String, LedgerError> {
     if let Some(last) = ledger.last_closed()? {
-        let p: crate::billing::Period =
-            last.parse().map_err(crate::ledger::LedgerError::Refused)?;
+        let p: Period = last.parse().map_err(LedgerError::Refused)?;
         let (y, m) = if p.month == 12 {
             (p.year + 1, 1)
         } else {
@@ -283,22 +299,16 @@ pub fn open_period(ledger: &Ledger) -> Result<String, crate::ledger::LedgerError
         .unwrap_or_else(|| chrono::Utc::now().format("%Y-%m").to_string()))
 }
 
-/// Builds the dashboard figures.
-pub fn snapshot(engine: &Engine, period: Option<String>) -> Result<Dashboard, String> {
+/// Builds the dashboard figures of `period` (default: the open period).
+pub fn snapshot(engine: &Engine, period: Option<Period>) -> Result<Dashboard, LedgerError> {
     let ledger = &engine.ledger;
     let period = match period {
-        Some(p) => {
-            let p: crate::billing::Period = p.parse()?;
-            p.to_string()
-        }
-        None => open_period(ledger).map_err(|e| e.to_string())?,
+        Some(p) => p.to_string(),
+        None => open_period(ledger)?,
     };
     let mut days = Vec::new();
     let (mut records, mut micros) = (0u64, 0i64);
-    for (date, d) in ledger
-        .daily(&format!("{period}-"))
-        .map_err(|e| e.to_string())?
-    {
+    for (date, d) in ledger.daily(&format!("{period}-"))? {
         let t = d.total();
         records += t.count;
         micros += t.charge_micros;
@@ -310,8 +320,7 @@ pub fn snapshot(engine: &Engine, period: Option<String>) -> Result<Dashboard, St
         });
     }
     let last_close = ledger
-        .closes()
-        .map_err(|e| e.to_string())?
+        .closes()?
         .into_iter()
         .max_by(|a, b| a.closed_at.cmp(&b.closed_at))
         .map(|c| LastClose {
@@ -320,10 +329,7 @@ pub fn snapshot(engine: &Engine, period: Option<String>) -> Result<Dashboard, St
             invoices: c.invoices.len(),
             total: c.total,
         });
-    let period_closed = ledger
-        .close_record(&period)
-        .map_err(|e| e.to_string())?
-        .is_some();
+    let period_closed = ledger.close_record(&period)?.is_some();
     let reference = engine.reference();
     let now = chrono::Utc::now();
     let s = live().state.lock().expect("live lock");
@@ -379,29 +385,6 @@ async fn page() -> impl IntoResponse {
         ],
         PAGE,
     )
-}
-
-/// The answer of `GET /api/v1/dashboard`: 200 with [`Dashboard`], 400 for a bad period,
-/// 500 (without details) when the ledger cannot be read.
-pub async fn respond(engine: Arc<Engine>, q: DashboardQuery) -> Response {
-    let r = tokio::task::spawn_blocking(move || snapshot(&engine, q.period)).await;
-    match r {
-        Ok(Ok(d)) => Json(d).into_response(),
-        Ok(Err(e)) if e.contains("is not a period") => (
-            StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({"error": e})),
-        )
-            .into_response(),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "dashboard figures");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(serde_json::json!({"error": "cannot read the ledger"})),
-            )
-                .into_response()
-        }
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
 }
 
 #[cfg(test)]

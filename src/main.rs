@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use tollgate::api::client::{encode, running_daemon, Client};
 use tollgate::api::ops;
-use tollgate::billing::{CreditWhat, Period};
+use tollgate::billing::Period;
 use tollgate::config::Config;
 use tollgate::engine::{Engine, FileResult};
 
@@ -135,7 +135,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DunningCmd,
     },
-    /// Usage, revenue or rejects of a period, as CSV, JSON or HTML (works while the daemon runs).
+    /// Usage, revenue or rejects of a period, as CSV, JSON or HTML (through the API while
+    /// a daemon runs).
     Report {
         #[arg(value_enum)]
         kind: ReportKind,
@@ -470,7 +471,7 @@ fn payments_via_api(cmd: Cmd, cfg: Config) -> anyhow::Result<Result<ExitCode, Cm
             };
             let doc = match backend(cfg)? {
                 Backend::Remote(c) => {
-                    c.post_json::<pay::PaymentResultDoc, _>("/api/v1/payments", &input)?
+                    c.post_json::<_, pay::PaymentResultDoc>("/api/v1/payments", &input)?
                 }
                 Backend::Local(e) => pay::record(&e, &input)?,
             };
@@ -515,7 +516,7 @@ fn payments_via_api(cmd: Cmd, cfg: Config) -> anyhow::Result<Result<ExitCode, Cm
                 bill_no: invoice,
             };
             let doc = match backend(cfg)? {
-                Backend::Remote(c) => c.post_json::<pay::PaymentResultDoc, _>(
+                Backend::Remote(c) => c.post_json::<_, pay::PaymentResultDoc>(
                     &format!("/api/v1/payments/suspense/{id}/assign"),
                     &input,
                 )?,
@@ -897,6 +898,11 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             use tollgate::report::{self, By, Format, Kind};
             let cfg = load(&config)?;
             let period: Period = period.parse().map_err(anyhow::Error::msg)?;
+            let kind = match kind {
+                ReportKind::Usage => Kind::Usage,
+                ReportKind::Revenue => Kind::Revenue,
+                ReportKind::Rejects => Kind::Rejects,
+            };
             let by = by.map(|b| match b {
                 ReportBy::Day => By::Day,
                 ReportBy::Destination => By::Destination,
@@ -909,17 +915,26 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 ReportFormat::Json => Format::Json,
                 ReportFormat::Html => Format::Html,
             };
-            let ledger = tollgate::ledger::Ledger::open_read_only(&cfg.data_dir)?;
-            let out = match kind {
-                ReportKind::Rejects => {
-                    report::render_rejects(&report::rejects_report(&ledger, period, by)?, format)
+            let req = report::Request {
+                kind,
+                period,
+                by,
+                top,
+            };
+            let out = match running(&cfg)? {
+                Some(c) => {
+                    let by = req
+                        .by
+                        .map(|b| format!("&by={}", b.name()))
+                        .unwrap_or_default();
+                    c.text(&format!(
+                        "/api/v1/reports/{}?period={period}{by}&format={}&top={top}",
+                        kind.name(),
+                        format.name()
+                    ))?
                 }
-                ReportKind::Usage | ReportKind::Revenue => {
-                    let kind = if matches!(kind, ReportKind::Revenue) {
-                        Kind::Revenue
-                    } else {
-                        Kind::Usage
-                    };
+                None => {
+                    let ledger = tollgate::ledger::Ledger::open_read_only(&cfg.data_dir)?;
                     // A broken tariff edit must not stop a report: only the currency is read.
                     let currency = tollgate::tariff::Source::load(&cfg.tariff_plans)
                         .map(|s| s.currency)
@@ -929,16 +944,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     } else {
                         None
                     };
-                    let r = report::usage_report(
-                        &ledger,
-                        accounts.as_ref(),
-                        &currency,
-                        kind,
-                        period,
-                        by,
-                        top,
-                    )?;
-                    report::render_usage(&r, format)
+                    report::generate(&ledger, &currency, accounts.as_ref(), &req)?.render(format)
                 }
             };
             use std::io::Write;
@@ -1124,41 +1130,21 @@ fn invoice(cmd: InvoiceCmd) -> anyhow::Result<ExitCode> {
             issue_date,
         } => {
             let cfg = load(&config)?;
-            let engine = Engine::open(cfg)?;
-            let reference = engine.reference();
-            let issue = date_arg(issue_date, "--issue-date", reference.tariff.tz)?;
-            let what = match (lines, amount) {
-                (Some(l), _) => CreditWhat::Lines(l),
-                (None, Some(a)) => CreditWhat::Amount(
-                    tollgate::money::parse_cents(&a)
-                        .map_err(|m| anyhow::anyhow!("--amount: {m}"))?,
-                ),
-                (None, None) => CreditWhat::Full,
-            };
-            let out = tollgate::billing::credit(
-                &engine.cfg,
-                &engine.ledger,
-                &reference.accounts,
-                &number,
-                what,
-                &reason,
+            let input = tollgate::api::credits::CreditInput {
+                reason,
+                lines,
+                amount,
                 reissue,
-                issue,
-            )?;
-            let cn = &out.credit_note;
-            println!(
-                "credit note {} on invoice {}: net {} + VAT {} = {}",
-                cn.number, number, cn.net_total, cn.vat_total, cn.total
-            );
-            if let Some(r) = &out.reissued {
-                println!(
-                    "reissued as invoice {}: net {} + VAT {} = {}",
-                    r.number, r.net_total, r.vat_total, r.total
-                );
-            }
-            for f in &out.files {
-                println!("wrote {}", f.display());
-            }
+                issue_date,
+            };
+            let doc = match backend(cfg)? {
+                Backend::Remote(c) => c.post_json::<_, tollgate::api::credits::CreditDoc>(
+                    &format!("/api/v1/bills/{}/credit", encode(&number)),
+                    &input,
+                )?,
+                Backend::Local(e) => tollgate::api::credits::credit(&e, &number, &input)?,
+            };
+            println!("{}", doc.render());
             Ok(ExitCode::SUCCESS)
         }
         InvoiceCmd::Final {

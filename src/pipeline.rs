@@ -394,8 +394,17 @@ impl Pool {
         }
         let t = Instant::now();
         let mut out = collect(
-            bytes, &chunks, first_line, totals, states, chunk_outs, &tariff, &accounts, &layout,
+            bytes,
+            &chunks,
+            first_line,
+            totals,
+            states,
+            chunk_outs,
+            &tariff,
+            &accounts,
+            &layout,
             now,
+            settings.max_line_bytes,
         );
         out.rate_seconds = rate_seconds;
         out.collect_seconds = fold_seconds + t.elapsed().as_secs_f64();
@@ -548,6 +557,7 @@ fn collect(
     accounts: &AccountIndex,
     layout: &Layout,
     now: i64,
+    max_line: usize,
 ) -> FileOutcome {
     let mut out = FileOutcome::default();
     let threads = states.len();
@@ -596,45 +606,50 @@ fn collect(
                 if line.last() == Some(&b'\r') {
                     line = &line[..line.len() - 1];
                 }
-                if let Ok((r, id)) = rater.rate_line(line) {
-                    if candidates.contains(&id) {
-                        let rid = rater.record_id(line).expect("line rated");
-                        if !first_seen.insert(rid) {
-                            let row = &table.rows[r.row as usize];
-                            let key = (
-                                r.account,
-                                r.month,
-                                line_key(r.service, row.destination.to_native(), row.band),
-                            );
-                            let i = totals
-                                .binary_search_by_key(&key, |e| e.0)
-                                .expect("duplicate was counted");
-                            let a = &mut totals[i].1;
-                            a.count -= 1;
-                            a.usage -= r.usage;
-                            a.billed -= r.billed;
-                            a.charge_micros -= r.charge_micros;
-                            if a.count == 0 {
-                                totals.remove(i);
-                            }
-                            daily.sub(
-                                r.month,
-                                r.day,
-                                r.service as u8,
-                                &Agg {
-                                    count: 1,
-                                    usage: r.usage,
-                                    billed: r.billed,
-                                    charge_micros: r.charge_micros,
-                                },
-                            );
-                            rejects.push(Reject {
-                                line: line_no,
-                                reason: Reason::DuplicateRecord,
-                                start: line_start,
-                                end: line_start + line.len(),
-                            });
+                // Only lines the workers rated (not blank, not over max_line) whose id
+                // hash is a candidate are rated again.
+                let candidate = !line.is_empty()
+                    && line.len() <= max_line
+                    && rater
+                        .record_id_hash(line)
+                        .is_some_and(|h| candidates.contains(&h));
+                if let Some(Ok((r, _))) = candidate.then(|| rater.rate_line(line)) {
+                    let rid = rater.record_id(line).expect("line rated");
+                    if !first_seen.insert(rid) {
+                        let row = &table.rows[r.row as usize];
+                        let key = (
+                            r.account,
+                            r.month,
+                            line_key(r.service, row.destination.to_native(), row.band),
+                        );
+                        let i = totals
+                            .binary_search_by_key(&key, |e| e.0)
+                            .expect("duplicate was counted");
+                        let a = &mut totals[i].1;
+                        a.count -= 1;
+                        a.usage -= r.usage;
+                        a.billed -= r.billed;
+                        a.charge_micros -= r.charge_micros;
+                        if a.count == 0 {
+                            totals.remove(i);
                         }
+                        daily.sub(
+                            r.month,
+                            r.day,
+                            r.service as u8,
+                            &Agg {
+                                count: 1,
+                                usage: r.usage,
+                                billed: r.billed,
+                                charge_micros: r.charge_micros,
+                            },
+                        );
+                        rejects.push(Reject {
+                            line: line_no,
+                            reason: Reason::DuplicateRecord,
+                            start: line_start,
+                            end: line_start + line.len(),
+                        });
                     }
                 }
                 line_no += 1;

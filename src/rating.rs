@@ -503,6 +503,19 @@ impl<'t> Rater<'t> {
         ))
     }
 
+    /// The record-id hash [`Rater::rate_line`] would return for `line` when it rates;
+    /// only splits the line (a cheap filter before rating it again).
+    pub fn record_id_hash(&mut self, line: &[u8]) -> Option<u64> {
+        let sp = &mut self.splitters[0];
+        if sp.split(line).ok()? != self.layout.n_fields {
+            return None;
+        }
+        Some(xxhash_rust::xxh3::xxh3_64(sp.field(
+            line,
+            self.layout.pos[Column::RecordId as usize] as usize,
+        )))
+    }
+
     /// The record id of a line that rated (for exact duplicate checks).
     pub fn record_id(&mut self, line: &[u8]) -> Option<Vec<u8>> {
         let sp = &mut self.splitters[0];

@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use rust_decimal::{Decimal, RoundingStrategy};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::accounts::Accounts;
 use crate::billing::{Invoice, Line, Period};
@@ -25,15 +26,27 @@ use crate::money::{format_micros, micros_to_cents, parse_cents};
 use crate::rating::Service;
 
 /// Which report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Kind {
     Usage,
     Revenue,
     Rejects,
 }
 
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Usage => "usage",
+            Kind::Revenue => "revenue",
+            Kind::Rejects => "rejects",
+        }
+    }
+}
+
 /// Grouping of the report rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum By {
     Day,
     Destination,
@@ -55,11 +68,31 @@ impl By {
 }
 
 /// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Csv,
     Json,
     Html,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Html => "html",
+        }
+    }
+
+    /// The media type of a rendered report (what the API answers with).
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Json => "application/json",
+            Format::Html => "text/html; charset=utf-8",
+        }
+    }
 }
 
 /// A report error.
@@ -67,8 +100,12 @@ pub enum Format {
 pub enum ReportError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// The request cannot be answered as asked (e.g. rejects by destination).
     #[error("{0}")]
     Usage(String),
+    /// Stored data that does not read back (an invoice document).
+    #[error("{0}")]
+    Data(String),
 }
 
 /// Running sums of rated records (integers only).
@@ -154,23 +191,32 @@ impl Acc {
 }
 
 /// Printed figures of a row or a total.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct Figures {
+    /// Rated records.
     pub records: u64,
+    /// Rated voice calls.
     pub voice_records: u64,
-    /// Billed voice minutes (after increments), 2 decimals.
+    /// Billed voice minutes (after increments), 2 decimals, half-up.
+    #[schema(example = "2.50")]
     pub billed_minutes: String,
-    /// Recorded voice seconds per call, 1 decimal; null when unknown (invoice data).
+    /// Recorded voice seconds per call, 1 decimal, half-up; null when there are no
+    /// calls or only billed units are known (invoice data).
+    #[schema(example = "60.0")]
     pub avg_call_seconds: Option<String>,
+    /// Rated SMS.
     pub sms: u64,
+    /// Recorded data volume in bytes.
     pub data_bytes: u64,
     /// Rated usage charges, exact (6 decimals).
+    #[schema(example = "3.000000")]
     pub revenue: String,
 }
 
 /// One report row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Row {
+    /// The group: a local date, destination, service, plan or account id.
     pub key: String,
     #[serde(flatten)]
     pub figures: Figures,
@@ -178,72 +224,151 @@ pub struct Row {
     acc: Acc,
 }
 
-/// Month-on-month change in percent (1 decimal); null when the previous period is zero.
-#[derive(Debug, Clone, Serialize)]
+/// Month-on-month change in percent (1 decimal, half-up); null when the previous
+/// period is zero.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Change {
+    #[schema(example = "300.0")]
     pub records_pct: Option<String>,
     pub billed_minutes_pct: Option<String>,
     pub revenue_pct: Option<String>,
 }
 
-/// What a closed period invoiced.
-#[derive(Debug, Clone, Serialize)]
+/// What a closed period invoiced (amounts in cents, as on the invoices).
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Invoiced {
     pub invoices: usize,
+    /// Subscription (monthly fee) lines.
     pub subscriptions: String,
     pub net_total: String,
     pub vat_total: String,
     pub total: String,
+    /// Records of earlier months billed by this close.
     pub late_records: u64,
 }
 
 /// A usage or revenue report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UsageReport {
+    /// `usage` (rows sorted by records) or `revenue` (rows sorted by revenue).
+    #[schema(value_type = String, example = "usage")]
     pub report: &'static str,
+    /// `YYYY-MM`.
     pub period: String,
+    /// The month compared with.
     pub previous_period: String,
+    /// ISO 4217 currency of the amounts.
     pub currency: String,
+    /// Whether the period was closed (billed).
     pub closed: bool,
-    /// Where rows grouped by destination, account or plan come from.
+    /// Where rows grouped by destination, account or plan come from: `unbilled usage`
+    /// (open period) or `invoices` (closed period).
+    #[schema(value_type = String, example = "unbilled usage")]
     pub source: &'static str,
+    /// The grouping of `rows`: day, destination, service, plan or account.
+    #[schema(value_type = String, example = "service")]
     pub by: &'static str,
+    /// Rated records dated in the period (local days of the tariff time zone).
     pub totals: Figures,
+    /// The same figures for the previous period.
     pub previous: Figures,
     pub change: Change,
+    /// Grouped rows (days in date order, otherwise by records or revenue, descending).
     pub rows: Vec<Row>,
+    /// One row per local day with rated records, in date order.
     pub days: Vec<Row>,
+    /// The top destinations by revenue.
     pub top_destinations: Vec<Row>,
+    /// The top accounts by revenue.
     pub top_accounts: Vec<Row>,
+    /// What the close invoiced; null while the period is open.
     pub invoiced: Option<Invoiced>,
 }
 
-/// A rejects report row.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// A rejects report row: one reason, or one UTC day with `by=day`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct RejectRow {
     pub key: String,
+    /// Files committed that day (0 in rows by reason).
     pub files: u64,
+    /// Their lines (0 in rows by reason).
     pub lines: u64,
     pub rejected: u64,
 }
 
-/// A rejects report.
-#[derive(Debug, Clone, Serialize)]
+/// A rejects report over the files committed in a month (UTC).
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RejectsReport {
+    /// Always `rejects`.
+    #[schema(value_type = String, example = "rejects")]
     pub report: &'static str,
     pub period: String,
     pub previous_period: String,
+    /// `reason` or `day`.
+    #[schema(value_type = String, example = "reason")]
     pub by: &'static str,
     pub files: u64,
     pub lines: u64,
     pub rated: u64,
     pub rejected: u64,
     /// rejected / lines in percent, 2 decimals.
+    #[schema(example = "25.00")]
     pub reject_pct: String,
+    /// Rejected records of the files committed in the previous month.
     pub previous_rejected: u64,
+    /// Change of the rejected records in percent, 1 decimal; null when the previous
+    /// month had none.
     pub change_pct: Option<String>,
+    /// `[reason, rejected records]`, most frequent first.
     pub by_reason: Vec<(String, u64)>,
     pub rows: Vec<RejectRow>,
+}
+
+/// A built report of either shape.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+// One value per report request, moved once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Report {
+    Usage(UsageReport),
+    Rejects(RejectsReport),
+}
+
+impl Report {
+    /// The report as printed by `tollgate report` and answered by the API.
+    pub fn render(&self, format: Format) -> String {
+        match self {
+            Report::Usage(r) => render_usage(r, format),
+            Report::Rejects(r) => render_rejects(r, format),
+        }
+    }
+}
+
+/// What to report: the arguments of `tollgate report` and the query of
+/// `GET /api/v1/reports/{kind}`.
+#[derive(Debug, Clone, Copy)]
+pub struct Request {
+    pub kind: Kind,
+    pub period: Period,
+    pub by: Option<By>,
+    pub top: usize,
+}
+
+/// Builds a report: the one code path behind the CLI (database opened read-only) and
+/// the API (the daemon's database). `currency` labels the amounts; `accounts` maps
+/// accounts to plans for `by = plan`.
+pub fn generate(
+    ledger: &Ledger,
+    currency: &str,
+    accounts: Option<&Accounts>,
+    req: &Request,
+) -> Result<Report, ReportError> {
+    Ok(match req.kind {
+        Kind::Rejects => Report::Rejects(rejects_report(ledger, req.period, req.by)?),
+        kind => Report::Usage(usage_report(
+            ledger, accounts, currency, kind, req.period, req.by, req.top,
+        )?),
+    })
 }
 
 /// Rounds half-up (away from zero) to `dp` decimals and always prints `dp` decimals.
@@ -351,7 +476,7 @@ pub fn usage_report(
                 continue;
             };
             let inv: Invoice = serde_json::from_slice(&json)
-                .map_err(|e| ReportError::Usage(format!("invoice {number} cannot be read: {e}")))?;
+                .map_err(|e| ReportError::Data(format!("invoice {number} cannot be read: {e}")))?;
             for line in &inv.lines {
                 match line {
                     Line::Usage {
@@ -363,7 +488,7 @@ pub fn usage_report(
                         ..
                     } => {
                         let s = Service::from_bytes(service.as_bytes()).map_or(0, |s| s as u8);
-                        let cents = parse_cents(amount).map_err(ReportError::Usage)?;
+                        let cents = parse_cents(amount).map_err(ReportError::Data)?;
                         let t = LineTotals {
                             count: *quantity,
                             usage: *usage,
@@ -380,7 +505,7 @@ pub fn usage_report(
                         dests.entry(destination.clone()).or_default().add(&a);
                     }
                     Line::Subscription { amount, .. } => {
-                        subs += parse_cents(amount).map_err(ReportError::Usage)?;
+                        subs += parse_cents(amount).map_err(ReportError::Data)?;
                     }
                     // Late-payment fees are not usage or subscription revenue.
                     Line::Fee { .. } => {}
@@ -419,7 +544,7 @@ pub fn usage_report(
         Some(By::Plan) => {
             let Some(list) = accounts else {
                 return Err(ReportError::Usage(
-                    "--by plan needs the accounts file (accounts_file in the config)".into(),
+                    "grouping by plan needs the accounts (accounts_file in the config)".into(),
                 ));
             };
             let mut plans: BTreeMap<String, Acc> = BTreeMap::new();
@@ -475,7 +600,7 @@ pub fn rejects_report(
 ) -> Result<RejectsReport, ReportError> {
     if let Some(b) = by.filter(|b| *b != By::Day) {
         return Err(ReportError::Usage(format!(
-            "rejects are counted per file and reason: --by {} is not available (use --by day or no --by)",
+            "rejects are counted per file and reason: grouping by {} is not available (only by day; without a grouping the rows are reasons)",
             b.name()
         )));
     }

@@ -201,10 +201,45 @@ fn auth_pagination_and_every_path_with_exact_values() {
         "/api/v1/cycles/{period}/close",
         "/api/v1/files",
         "/api/v1/tariffs/reload",
+        "/api/v1/reports/{kind}",
+        "/api/v1/dashboard",
+        "/api/v1/openapi.json",
     ] {
         assert!(
             doc["paths"][p].is_object(),
             "{p} missing from the OpenAPI document"
+        );
+    }
+    // Reports in three media types, the JSON one with a real schema; the dashboard too.
+    let ok = &doc["paths"]["/api/v1/reports/{kind}"]["get"]["responses"]["200"]["content"];
+    assert_eq!(
+        ok["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Report"
+    );
+    assert_eq!(ok["text/csv"]["schema"]["type"], "string");
+    assert_eq!(ok["text/html"]["schema"]["type"], "string");
+    assert_eq!(
+        doc["components"]["schemas"]["Report"]["oneOf"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        doc["paths"]["/api/v1/dashboard"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/Dashboard"
+    );
+    for field in [
+        "records_per_second",
+        "last_hour",
+        "spool",
+        "days",
+        "last_close",
+        "rejects",
+    ] {
+        assert!(
+            doc["components"]["schemas"]["Dashboard"]["properties"][field].is_object(),
+            "Dashboard.{field} in the schema"
         );
     }
     assert_eq!(
@@ -744,6 +779,183 @@ fn json_logs_name_routes_and_never_numbers_or_tokens() {
 /// The stderr log of the first daemon started in a workspace.
 fn d_log_path(ws: &Ws) -> std::path::PathBuf {
     ws.root.join("daemon-0.err")
+}
+
+/// A workspace with the hand CDRs rated and October closed (bills 2026-000001..3),
+/// and an operator and a viewer token.
+fn closed_october() -> (Ws, String, String) {
+    let ws = Ws::hand_with(TOKENS);
+    let op = add_token(&ws, "ops", "operator");
+    let view = add_token(&ws, "dash", "viewer");
+    let cdrs = ws.root.join("cdr-1.csv");
+    std::fs::write(&cdrs, hand_cdrs()).unwrap();
+    ws.ingest(&[&cdrs]).ok();
+    ws.close("2026-10", "2026-11-26").ok();
+    (ws, op, view)
+}
+
+#[test]
+fn credit_notes_through_the_api_print_what_they_print_directly() {
+    let (api_ws, op, view) = closed_october();
+    let (direct_ws, _, _) = closed_october();
+    let credits: &[&[&str]] = &[
+        &["2026-000001", "--reason", "wrong rate", "--lines", "1"],
+        &["2026-000001", "--reason", "goodwill", "--amount", "0.05"],
+        &["2026-000002", "--reason", "wrong plan", "--reissue"],
+        // Refused: more than is left; no such bill; a credit note is no invoice.
+        &["2026-000001", "--reason", "again", "--amount", "999.00"],
+        &["2026-999999", "--reason", "typo"],
+        &["CN-2026-000001", "--reason", "credit a credit"],
+    ];
+    let args = |ws: &Ws, c: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = vec!["invoice".into(), "credit".into(), "--config".into()];
+        a.push(ws.config_arg().into());
+        a.extend(c.iter().map(|s| s.to_string()));
+        a.extend(["--issue-date".into(), "2026-11-30".into()]);
+        a
+    };
+    // Paths in the output name the workspace; of stderr only the error counts (the
+    // direct path also logs).
+    let norm = |ws: &Ws, s: &str| s.replace(ws.root.to_str().unwrap(), "<ws>");
+    let error = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.starts_with("tollgate: "))
+            .map(str::to_owned)
+            .collect()
+    };
+
+    let d = Daemon::start(&api_ws);
+    let api = Api { d: &d };
+    // The route itself: operator only, JSON body checked.
+    let body = json!({"reason": "x", "lines": [1]});
+    assert_error(
+        &api.req(
+            "POST",
+            "/api/v1/bills/2026-000001/credit",
+            Some(&view),
+            Some(&body),
+        ),
+        403,
+        "forbidden",
+    );
+    assert_error(
+        &api.req(
+            "POST",
+            "/api/v1/bills/2026-000001/credit",
+            None,
+            Some(&body),
+        ),
+        401,
+        "unauthorized",
+    );
+    assert_error(
+        &api.req(
+            "POST",
+            "/api/v1/bills/2026-000001/credit",
+            Some(&op),
+            Some(&json!({"reason": "x", "lines": [1], "amount": "1.00"})),
+        ),
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &api.req(
+            "POST",
+            "/api/v1/bills/2026-000001/credit",
+            Some(&op),
+            Some(&json!({"reason": "x", "colour": "red"})),
+        ),
+        422,
+        "invalid_body",
+    );
+    assert_error(
+        &api.req(
+            "POST",
+            "/api/v1/bills/2026-000001/credit",
+            Some(&op),
+            Some(&json!({"reason": " "})),
+        ),
+        400,
+        "bad_request",
+    );
+    let outs: Vec<Out> = credits
+        .iter()
+        .map(|c| {
+            let a = args(&api_ws, c);
+            let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+            run_env(&refs, &[("TOLLGATE_TOKEN", &op)])
+        })
+        .collect();
+    // A viewer token is refused by the CLI too.
+    let a = args(&api_ws, credits[0]);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    let viewer = run_env(&refs, &[("TOLLGATE_TOKEN", &view)]);
+    assert_eq!(viewer.code(), Some(2));
+    assert!(
+        viewer.stderr.contains("needs an operator token"),
+        "{viewer:?}"
+    );
+    // The credit notes are bills of their own.
+    let cn = api.ok("/api/v1/bills/CN-2026-000001", &view);
+    assert_eq!(cn["taxExcludedAmount"], eur("-1.30"));
+    assert_eq!(cn["taxIncludedAmount"], eur("-1.57"));
+    d.stop();
+
+    // A1's invoice: voice 1.30, SMS 0.10, data 2.00, subscription 10.00 = 13.40 + 21 %.
+    // Line 1 (1.30): VAT 0.273 → 0.27. Then 0.05 of what is left: VAT 0.0105 → 0.01.
+    // A2's invoice (UK voice 0.60 + 10.00 = 10.60, VAT 2.23) credited and reissued.
+    assert_eq!(
+        outs[0].stdout.lines().next(),
+        Some("credit note CN-2026-000001 on invoice 2026-000001: net -1.30 + VAT -0.27 = -1.57")
+    );
+    assert_eq!(
+        outs[1].stdout.lines().next(),
+        Some("credit note CN-2026-000002 on invoice 2026-000001: net -0.05 + VAT -0.01 = -0.06")
+    );
+    let lines: Vec<&str> = outs[2].stdout.lines().take(2).collect();
+    assert_eq!(
+        lines,
+        [
+            "credit note CN-2026-000003 on invoice 2026-000002: net -10.60 + VAT -2.23 = -12.83",
+            "reissued as invoice 2026-000004: net 10.60 + VAT 2.23 = 12.83"
+        ]
+    );
+    assert!(
+        outs[0].stdout.contains("wrote ")
+            && outs[0]
+                .stdout
+                .contains("invoices/2026-10/CN-2026-000001.json"),
+        "{}",
+        outs[0].stdout
+    );
+    for o in &outs[..3] {
+        assert_eq!(o.code(), Some(0), "{o:?}");
+    }
+    for o in &outs[3..] {
+        assert_eq!(o.code(), Some(2), "{o:?}");
+    }
+    assert_eq!(outs[4].stderr.trim(), "tollgate: no bill `2026-999999`");
+
+    // The same commands without a daemon, on a twin workspace: the same output.
+    for (c, via_api) in credits.iter().zip(&outs) {
+        let a = args(&direct_ws, c);
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        let direct = run(&refs);
+        assert_eq!(
+            (
+                direct.code(),
+                norm(&direct_ws, &direct.stdout),
+                error(&direct.stderr)
+            ),
+            (
+                via_api.code(),
+                norm(&api_ws, &via_api.stdout),
+                error(&via_api.stderr)
+            ),
+            "`invoice credit {}` differs through the API",
+            c.join(" ")
+        );
+    }
 }
 
 /// A camt.053.001.02 statement with one credit of 7.77 that matches no invoice.

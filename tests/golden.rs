@@ -519,6 +519,29 @@ fn duplicate_records_across_chunks_are_rejected_once() {
     }
 }
 
+/// A line over max_line_bytes is malformed even when it would rate, so its record id
+/// does not make a later line with the same id a duplicate.
+#[test]
+fn an_over_long_line_never_takes_part_in_the_duplicate_check() {
+    let f = fixture();
+    let calling = "3".repeat(1100);
+    let text = format!(
+        "{HEADER}\nid1,A1,sms,{calling},0612345678,2026-10-06T08:00:00Z,,\nid1,A1,sms,+316,0612345678,2026-10-06T08:00:00Z,,\nid1,A1,sms,+316,0612345678,2026-10-06T08:00:00Z,,\n"
+    );
+    for chunk in [4096, 1 << 20] {
+        let o = rate_file(&f, &text, chunk);
+        let rejects: Vec<(u64, &str)> = o
+            .rejects
+            .iter()
+            .map(|r| (r.line, r.reason.code()))
+            .collect();
+        assert_eq!(rejects, vec![(2, "malformed"), (4, "duplicate_record")]);
+        assert_eq!((o.lines, o.rated), (3, 1));
+        // one sms at 0.09
+        assert_eq!(o.charge_micros, 90_000);
+    }
+}
+
 #[test]
 fn file_level_edge_cases() {
     let f = fixture();

@@ -48,15 +48,34 @@ const OCTOBER: &[&str] = &[
     "bad,line",
 ];
 
+/// Report arguments compared through the API and directly (`{this}` = this month).
+const REPORTS: &[&str] = &[
+    "usage --period 2026-10",
+    "usage --period 2026-10 --by day --format json",
+    "usage --period 2026-10 --by account --format html",
+    "revenue --period 2026-10 --by destination --format csv --top 2",
+    "revenue --period 2026-10 --by plan --format json",
+    "revenue --period 2026-11 --format html",
+    "rejects --period {this} --format json",
+    "rejects --period {this} --by day --format csv",
+    "rejects --period {this} --format html",
+];
+
 /// September 2026: one record, A3 voice NL 120 s (billed 120) = 1.30.
 const SEPTEMBER: &[&str] = &["s1,A3,voice,+31611111111,+31612345678,2026-09-10T10:00:00Z,120,"];
 
-fn report(ws: &Ws, args: &[&str]) -> String {
+/// `tollgate report KIND --config … ARGS…` (through the API while a daemon runs, with
+/// the viewer token).
+fn report_out(ws: &Ws, args: &[&str]) -> Out {
     let mut a = vec!["report"];
     a.extend_from_slice(&args[..1]);
     a.extend_from_slice(&["--config", ws.config_arg()]);
     a.extend_from_slice(&args[1..]);
-    run(&a).ok().stdout
+    run_env(&a, &[("TOLLGATE_TOKEN", VIEWER_TOKEN)])
+}
+
+fn report(ws: &Ws, args: &[&str]) -> String {
+    report_out(ws, args).ok().stdout
 }
 
 fn report_json(ws: &Ws, args: &[&str]) -> Value {
@@ -68,20 +87,75 @@ fn report_json(ws: &Ws, args: &[&str]) -> Value {
 /// The viewer token the dashboard tests present (its SHA-256 is in the tokens file).
 const VIEWER_TOKEN: &str = "tg_dashboard-viewer-token";
 
-/// A hand workspace with a tokens file holding [`VIEWER_TOKEN`] as a viewer.
+/// The operator token of the same tokens file.
+const OPERATOR_TOKEN: &str = "tg_operations-operator-token";
+
+/// A hand workspace with a tokens file holding [`VIEWER_TOKEN`] as a viewer and
+/// [`OPERATOR_TOKEN`] as an operator.
 fn ws_with_viewer() -> Ws {
     use sha2::{Digest, Sha256};
     let ws = Ws::hand_with("api_tokens_file = \"tokens.csv\"\n");
-    let h: String = Sha256::digest(VIEWER_TOKEN.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let h = |t: &str| -> String {
+        Sha256::digest(t.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
     std::fs::write(
         ws.root.join("tokens.csv"),
-        format!("name,role,sha256\ndash,viewer,{h}\n"),
+        format!(
+            "name,role,sha256\ndash,viewer,{}\nops,operator,{}\n",
+            h(VIEWER_TOKEN),
+            h(OPERATOR_TOKEN)
+        ),
     )
     .unwrap();
     ws
+}
+
+/// `POST /api/v1/cycles/{period}/close` with the operator token.
+fn close_via_api(d: &Daemon, period: &str, issue: &str) -> Value {
+    let r = http_request(
+        d.addr,
+        "POST",
+        &format!("/api/v1/cycles/{period}/close?issueDate={issue}"),
+        &[("Authorization", &format!("Bearer {OPERATOR_TOKEN}"))],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// `promtool check metrics` on a scrape (None when promtool is missing).
+fn promtool_check_metrics(scrape: &str) -> Option<()> {
+    if !have("promtool") {
+        skip("promtool not installed (apt-get install prometheus)");
+        return None;
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(scrape.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\nscrape:\n{scrape}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(())
 }
 
 fn rated_workspace() -> (Ws, Daemon) {
@@ -97,7 +171,7 @@ fn rated_workspace() -> (Ws, Daemon) {
 
 #[test]
 fn metrics_cover_records_files_workers_and_rocksdb() {
-    let (_ws, d) = rated_workspace();
+    let (ws, d) = rated_workspace();
     // RocksDB figures and worker utilisation are refreshed every 5 s.
     let m = d.wait_for("rocksdb size gauge", || {
         let m = d.metrics();
@@ -138,6 +212,47 @@ fn metrics_cover_records_files_workers_and_rocksdb() {
         m.get("tollgate_rated_charge_micros_total", &[]),
         Some(5_000_000.0)
     );
+    // Bytes of the two files; an empty inbox.
+    let size = |n: &str| std::fs::metadata(ws.done().join(n)).unwrap().len() as f64;
+    assert_eq!(
+        m.get("tollgate_ingested_bytes_total", &[]),
+        Some(size("oct.csv") + size("sep.csv"))
+    );
+    // The watcher refreshes the backlog gauges at every inbox scan.
+    let m = d.wait_for("an empty backlog", || {
+        let m = d.metrics();
+        (m.get("tollgate_spool_backlog_files", &[]) == Some(0.0)).then_some(m)
+    });
+    assert_eq!(m.get("tollgate_spool_backlog_bytes", &[]), Some(0.0));
+    assert_eq!(
+        m.get("tollgate_spool_oldest_file_age_seconds", &[]),
+        Some(0.0)
+    );
+    assert_eq!(m.counter("tollgate_invoices_issued_total", &[]), 0.0);
+    // A close through the API: its duration, the invoices it issued, when.
+    let c = close_via_api(&d, "2026-09", "2026-10-01");
+    assert_eq!(c["billCount"], 3);
+    let m = d.metrics();
+    assert_eq!(m.counter("tollgate_invoices_issued_total", &[]), 3.0);
+    assert_eq!(m.get("tollgate_cycle_close_seconds_count", &[]), Some(1.0));
+    assert!(m.get("tollgate_cycle_close_seconds_sum", &[]).unwrap() > 0.0);
+    assert!(
+        m.get("tollgate_last_cycle_close_timestamp_seconds", &[])
+            .unwrap()
+            > 1.7e9
+    );
+    // Every series has a unit or `_total`/`_ratio`/`_info` in its name, and the whole
+    // scrape (histograms of files and closes included) passes promtool.
+    for line in m.text.lines().filter(|l| l.starts_with("# TYPE tollgate_")) {
+        let name = line.split_whitespace().nth(2).unwrap();
+        assert!(
+            ["_total", "_seconds", "_bytes", "_files", "_ratio", "_info", "_workers"]
+                .iter()
+                .any(|u| name.ends_with(u)),
+            "{name}: no unit in the name"
+        );
+    }
+    promtool_check_metrics(&m.text);
     assert_eq!(d.stop().code(), Some(0));
 }
 
@@ -282,7 +397,7 @@ fn prometheus_server_scrapes_the_daemon_and_answers_promql() {
 #[test]
 fn reports_usage_revenue_and_rejects_open_then_closed() {
     let (ws, d) = rated_workspace();
-    // The daemon holds the database: reports open it read-only meanwhile.
+    // The daemon holds the database: reports go through its API.
     let r = report_json(&ws, &["usage", "--period", "2026-10", "--by", "day"]);
     assert_eq!(r["closed"], false);
     assert_eq!(r["source"], "unbilled usage");
@@ -412,10 +527,152 @@ fn reports_usage_revenue_and_rejects_open_then_closed() {
     ]);
     assert_eq!(out.code(), Some(2));
     assert!(
-        out.stderr.contains("--by destination is not available"),
-        "{out:?}"
+        out.stderr.contains("TOLLGATE_TOKEN"),
+        "a running daemon needs a token: {out:?}"
     );
+    let refused = report_out(
+        &ws,
+        &["rejects", "--period", "2026-10", "--by", "destination"],
+    );
+    assert_eq!(refused.code(), Some(2));
+    assert_eq!(
+        refused.stderr.trim(),
+        "tollgate: rejects are counted per file and reason: grouping by destination is not available (only by day; without a grouping the rows are reasons)"
+    );
+    // The route itself (viewer token): the CLI's bytes in the format's media type.
+    let auth = format!("Bearer {VIEWER_TOKEN}");
+    let api = |path: &str| http_request(d.addr, "GET", path, &[("Authorization", &auth)], b"");
+    let by_plan = api("/api/v1/reports/revenue?period=2026-10&by=plan");
+    assert_eq!(by_plan.status, 200, "{}", by_plan.text());
+    assert_eq!(by_plan.header("content-type"), Some("application/json"));
+    assert_eq!(by_plan.json()["totals"]["revenue"], "3.000000");
+    assert_eq!(by_plan.json()["rows"][0]["key"], "flat");
+    let csv = api("/api/v1/reports/usage?period=2026-10&format=csv");
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert_eq!(
+        csv.text(),
+        "service,records,voice_records,billed_minutes,avg_call_seconds,sms,data_bytes,revenue\n\
+         voice,2,2,2.50,60.0,0,0,1.900000\n\
+         data,1,0,0.00,,0,1048576,1.000000\n\
+         sms,1,0,0.00,,1,0,0.100000\n\
+         total,4,2,2.50,60.0,1,1048576,3.000000\n"
+    );
+    let html = api("/api/v1/reports/revenue?period=2026-10&format=html&top=1");
+    assert_eq!(
+        html.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(html.text().contains("Top 1 destinations by revenue"));
+    let rj = api(&format!(
+        "/api/v1/reports/rejects?period={this_month}&by=day"
+    ));
+    assert_eq!(rj.json()["rows"][0]["lines"], 8);
+    // Errors: JSON bodies with a code, never echoing what looks like a number.
+    let no_token = http_request(
+        d.addr,
+        "GET",
+        "/api/v1/reports/usage?period=2026-10",
+        &[],
+        b"",
+    );
+    assert_eq!(no_token.status, 401);
+    assert_eq!(no_token.json()["code"], "unauthorized");
+    for (path, status, code) in [
+        (
+            "/api/v1/reports/rejects?period=2026-10&by=destination",
+            400,
+            "bad_request",
+        ),
+        ("/api/v1/reports/profit?period=2026-10", 404, "not_found"),
+        ("/api/v1/reports/usage", 400, "bad_request"),
+        ("/api/v1/reports/usage?period=2026-13", 400, "bad_request"),
+        (
+            "/api/v1/reports/usage?period=2026-10&format=pdf",
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/v1/reports/usage?period=2026-10&by=colour",
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/v1/reports/usage?period=2026-10&top=-1",
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/v1/reports/31612345678?period=2026-10",
+            404,
+            "not_found",
+        ),
+        (
+            "/api/v1/reports/usage?period=31612345678",
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/v1/reports/usage?period=2026-10&format=%2B31612345678",
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/v1/reports/usage?period=2026-10&by=31612345678",
+            400,
+            "bad_request",
+        ),
+        ("/api/v1/dashboard?period=31612345678", 400, "bad_request"),
+    ] {
+        let r = api(path);
+        assert_eq!(
+            (r.status, r.header("content-type")),
+            (status, Some("application/json")),
+            "{path}: {}",
+            r.text()
+        );
+        assert_eq!(r.json()["code"], code, "{path}");
+        assert!(
+            !r.text().contains("31612345678"),
+            "{path} echoes a number: {}",
+            r.text()
+        );
+    }
+    // Every report through the API, byte for byte, to compare with the direct path below.
+    let via_api: Vec<String> = REPORTS
+        .iter()
+        .map(|a| {
+            report(
+                &ws,
+                &a.replace("{this}", &this_month)
+                    .split(' ')
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
     assert_eq!(d.stop().code(), Some(0));
+    assert_eq!(
+        by_plan.text(),
+        report(
+            &ws,
+            &["revenue", "--period", "2026-10", "--by", "plan", "--format", "json"]
+        )
+    );
+    for (a, api) in REPORTS.iter().zip(&via_api) {
+        let a = a.replace("{this}", &this_month);
+        let direct = report(&ws, &a.split(' ').collect::<Vec<_>>());
+        assert_eq!(
+            api, &direct,
+            "`tollgate report {a}` differs through the API"
+        );
+    }
+    assert_eq!(
+        report_out(
+            &ws,
+            &["rejects", "--period", "2026-10", "--by", "destination"]
+        )
+        .stderr,
+        refused.stderr
+    );
 
     // Closed periods: the daily totals survive the close; groups come from the invoices.
     ws.close("2026-09", "2026-10-01");
@@ -571,6 +828,10 @@ fn dashboard_renders_in_headless_chromium() {
     let refs: Vec<&str> = rows.iter().map(String::as_str).collect();
     ws.drop_file("nov.csv", &cdr_file(&refs));
     d.wait_until("file done", || ws.done().join("nov.csv").exists());
+    // October closed (three subscriptions of 10.00 + 21 % VAT): the last close; the
+    // open period is November.
+    let c = close_via_api(&d, "2026-10", "2026-11-01");
+    assert_eq!(c["taxIncludedAmount"]["value"], "36.30");
     let url = format!("http://{}/#token={VIEWER_TOKEN}", d.addr);
     let profile = tempfile::tempdir().unwrap();
     let base = |extra: &[String]| -> std::process::Output {
@@ -606,10 +867,28 @@ fn dashboard_renders_in_headless_chromium() {
         "data-exact=\"227.500000\"",
         "<tr data-reason=\"duplicate_record\"><td>duplicate_record</td><td class=\"n\">1</td></tr>",
         "<tr data-reason=\"malformed\"><td>malformed</td><td class=\"n\">1</td></tr>",
-        "no period closed yet",
+        "<b id=\"oldest-age\">0 s</b>",
+        "<span id=\"period-state\">open</span>",
+        ": 3 invoices, total 36.30 EUR</p>",
     ] {
         assert!(dom.contains(needle), "missing {needle:?} in DOM:\n{dom}");
     }
+    assert!(
+        dom.contains("<p id=\"last-close\">2026-10 closed 20"),
+        "last close in DOM:\n{dom}"
+    );
+    // Throughput now: 327 records read within the last minute, so a rate above zero.
+    let rps = &dom[dom.find("<b id=\"rps\">").unwrap() + 12..];
+    let rps: f64 = rps[..rps.find('<').unwrap()]
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    assert!(rps > 0.0, "records/s {rps}");
+    // The last hour: one bar per minute, the file's minute with its 327 records.
+    let hour_svg = &dom[dom.find("id=\"hour\"").unwrap()..];
+    let hour_svg = &hour_svg[..hour_svg.find("</svg>").unwrap()];
+    assert_eq!(hour_svg.matches("<rect").count(), 60);
+    assert!(hour_svg.contains(": 327 records, 1 files"), "{hour_svg}");
     // 25 bars of revenue per day; the 25th day is the highest (17.50).
     let days_svg = &dom[dom.find("id=\"days\"").unwrap()..];
     let days_svg = &days_svg[..days_svg.find("</svg>").unwrap()];

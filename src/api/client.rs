@@ -65,21 +65,25 @@ impl Client {
         }
     }
 
-    fn call(
+    fn call(&self, method: &str, path: &str) -> Result<(String, Option<usize>), ApiError> {
+        self.call_with(method, path, None)
+    }
+
+    fn call_with(
         &self,
         method: &str,
         path: &str,
-        body: Option<String>,
+        json: Option<String>,
     ) -> Result<(String, Option<usize>), ApiError> {
         let url = format!("{}{path}", self.base);
         let auth = format!("Bearer {}", self.token);
-        let sent = match (method, body) {
-            ("POST", Some(json)) => self
+        let sent = match (method, json) {
+            ("POST", Some(body)) => self
                 .agent
                 .post(&url)
                 .header("authorization", &auth)
                 .header("content-type", "application/json")
-                .send(json),
+                .send(body),
             ("POST", None) => self
                 .agent
                 .post(&url)
@@ -120,12 +124,17 @@ impl Client {
 
     /// GET a JSON document.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
-        Self::parse(&self.call("GET", path, None)?.0)
+        Self::parse(&self.call("GET", path)?.0)
+    }
+
+    /// GET a document as text, as the daemon sent it (a report in CSV, JSON or HTML).
+    pub fn text(&self, path: &str) -> Result<String, ApiError> {
+        Ok(self.call("GET", path)?.0)
     }
 
     /// GET a page of a list.
     pub fn list<T: DeserializeOwned>(&self, path: &str) -> Result<Paged<T>, ApiError> {
-        let (body, total) = self.call("GET", path, None)?;
+        let (body, total) = self.call("GET", path)?;
         let items: Vec<T> = Self::parse(&body)?;
         Ok(Paged {
             total: total.unwrap_or(items.len()),
@@ -133,18 +142,18 @@ impl Client {
         })
     }
 
-    /// POST without a body, JSON answer.
-    pub fn post<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
-        Self::parse(&self.call("POST", path, None)?.0)
-    }
-
     /// POST a JSON body, JSON answer.
-    pub fn post_json<T: DeserializeOwned, B: serde::Serialize>(
+    pub fn post_json<B: serde::Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<T, ApiError> {
-        let json = serde_json::to_string(body).expect("request body serializes");
-        Self::parse(&self.call("POST", path, Some(json))?.0)
+        let body = serde_json::to_string(body).map_err(ApiError::internal)?;
+        Self::parse(&self.call_with("POST", path, Some(body))?.0)
+    }
+
+    /// POST without a body, JSON answer.
+    pub fn post<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        Self::parse(&self.call("POST", path)?.0)
     }
 }

@@ -11,7 +11,9 @@
 //! Error bodies are [`ops::ErrorBody`] JSON; they and the request log carry no
 //! subscriber numbers (the log names the route, never the query string).
 
+pub mod analytics;
 pub mod client;
+pub mod credits;
 pub mod ops;
 pub mod pay;
 
@@ -81,7 +83,32 @@ fn rejection(status: StatusCode, text: String) -> ApiError {
         422 => "invalid_body",
         _ => "bad_request",
     };
-    ApiError::new(status.as_u16(), code, text)
+    ApiError::new(status.as_u16(), code, redact_numbers(&text))
+}
+
+/// axum's rejection texts quote what failed to parse (serde's "unknown variant `…`");
+/// a run of 6 or more digits there could be a subscriber number, so it is masked.
+fn redact_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() >= 6 {
+            out.push_str("<digits>");
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
 }
 
 impl From<QueryRejection> for ApiError {
@@ -206,8 +233,11 @@ fn paged<T: Serialize>(p: Paged<T>) -> Response {
     r
 }
 
+/// A `YYYY-MM` parameter. The message does not repeat the value: a caller may have put
+/// anything there, a subscriber number included.
 fn period(s: &str) -> Result<Period, ApiError> {
-    s.parse().map_err(ApiError::bad_request)
+    s.parse()
+        .map_err(|_| ApiError::bad_request("period is not YYYY-MM (month 01-12)"))
 }
 
 /// The `/api/v1` routes, authenticated, bounded and logged.
@@ -229,7 +259,8 @@ pub fn router(st: ApiState) -> Router {
         .route("/cycles/{period}/close", post(close_cycle))
         .route("/files", get(list_files))
         .route("/tariffs/reload", post(reload_tariffs))
-        .route("/dashboard", get(dashboard))
+        .merge(analytics::router())
+        .merge(credits::router())
         .fallback(|| async { ApiError::not_found("no such API path") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
@@ -243,7 +274,7 @@ pub fn router(st: ApiState) -> Router {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "tollgate operator API", description = "Accounts, usage, quotes, bills, cycle close, files, tariff reload, statements and payments. Every call needs `Authorization: Bearer <token>`; operator routes need an operator token."),
+    info(title = "tollgate operator API", description = "Accounts, usage, quotes, bills, cycle close, files, tariff reload, reports, the dashboard's figures, statements and payments. Every call needs `Authorization: Bearer <token>`; operator routes need an operator token."),
     paths(
         openapi, list_accounts, get_account, put_account, get_usage, get_quote, list_bills,
         get_bill, get_bill_ubl, get_bill_pdf, close_cycle, list_files, reload_tariffs,
@@ -279,9 +310,10 @@ impl utoipa::Modify for BearerScheme {
 pub fn openapi_json() -> &'static str {
     static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DOC.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_pretty_json()
-            .expect("OpenAPI serializes")
+        let mut doc = ApiDoc::openapi();
+        doc.merge(analytics::AnalyticsDoc::openapi());
+        doc.merge(credits::CreditsDoc::openapi());
+        doc.to_pretty_json().expect("OpenAPI serializes")
     })
 }
 
@@ -607,14 +639,6 @@ async fn list_files(
     ))
 }
 
-/// The live dashboard's figures (any token): see `dashboard.rs`.
-async fn dashboard(
-    State(st): State<ApiState>,
-    q: Result<Query<crate::dashboard::DashboardQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    Ok(crate::dashboard::respond(st.engine.clone(), q?.0).await)
-}
-
 /// Compiles the tariff sources, reloads the accounts and swaps both in for the next
 /// file (operator; as SIGHUP). A broken source is refused with its errors (422) and
 /// the snapshot in service stays.
@@ -758,4 +782,22 @@ async fn assign_suspense(
     let input = body?.0;
     let e = st.engine.clone();
     Ok(Json(blocking(move || pay::assign(&e, id, &input)).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejection_texts_mask_long_digit_runs() {
+        assert_eq!(
+            redact_numbers("format: unknown variant `+31612345678`, expected one of `csv`"),
+            "format: unknown variant `+<digits>`, expected one of `csv`"
+        );
+        assert_eq!(
+            redact_numbers("at line 1 column 12345: 123456"),
+            "at line 1 column 12345: <digits>"
+        );
+        assert_eq!(redact_numbers(""), "");
+    }
 }

@@ -451,9 +451,10 @@ impl<'a> Draft<'a> {
             Line::Subscription {
                 plan, description, ..
             } => self.subscription(plan, description.clone(), l.cents()),
-            Line::Credit { .. } => {}
-            // Fees stay as they were: outside the scope of VAT.
-            Line::Fee { .. } => self.lines.push(l.clone()),
+            // Credit lines are not copied; neither are late-payment fee lines: a credit
+            // note never credits them, so they stay owed on the original invoice (copying
+            // them would bill them twice).
+            Line::Credit { .. } | Line::Fee { .. } => {}
         }
     }
 
@@ -670,6 +671,7 @@ pub fn close_cycle(
                     ));
                 }
             }
+            prenotify(ledger, &[], &mut inv)?;
             number += 1;
             net_sum += net + fee_total;
             vat_sum += vat;
@@ -930,9 +932,59 @@ fn load_invoice(ledger: &Ledger, number: &str) -> Result<Invoice, LedgerError> {
     })
 }
 
-fn put(txn: &mut Txn, inv: &Invoice, dir: &str) -> Result<(), LedgerError> {
+/// Stores a document issued outside a close and posts it to the payments ledger in the
+/// same batch: an invoice as the close does ([`crate::payments::post_invoice`]), a credit
+/// note against the invoice it credits ([`crate::payments::post_credit_note`]).
+/// `extra` collects the entries posted so far in this transaction.
+fn put(
+    txn: &mut Txn,
+    inv: &Invoice,
+    dir: &str,
+    extra: &mut Vec<crate::payments::Entry>,
+) -> Result<(), LedgerError> {
     let json = serde_json::to_vec_pretty(inv).expect("invoice serializes");
-    txn.put_document(&inv.number, &json, dir)
+    txn.put_document(&inv.number, &json, dir)?;
+    let ledger = txn.ledger();
+    let tx = txn.pay()?;
+    if inv.is_credit_note() {
+        crate::payments::post_credit_note(ledger, tx, extra, &json)
+    } else {
+        let posted =
+            crate::payments::post_invoice(&json, tx).map_err(|message| LedgerError::Corrupt {
+                path: ledger.path().to_owned(),
+                key: format!("invoices/{}", inv.number),
+                message,
+            })?;
+        extra.extend(posted);
+        Ok(())
+    }
+}
+
+/// The SEPA pre-notification of a direct-debit invoice states what its collection will
+/// take: the total less the credit on the account that pays it first (see
+/// [`crate::payments::derive()`]). `extra` = entries of the running transaction.
+pub fn prenotify(
+    ledger: &Ledger,
+    extra: &[crate::payments::Entry],
+    inv: &mut Invoice,
+) -> Result<(), LedgerError> {
+    let Some(pay) = inv.payment.as_mut().filter(|p| p.method == "direct_debit") else {
+        return Ok(());
+    };
+    let add = crate::payments::Entry {
+        id: 0,
+        account: inv.account_id.clone(),
+        date: inv.issue_date.clone(),
+        kind: crate::payments::Kind::Invoice,
+        amount: inv.total.clone(),
+        invoice: Some(inv.number.clone()),
+        due_date: Some(inv.due_date.clone()),
+        source: String::new(),
+        text: String::new(),
+    };
+    let open = crate::payments::open_after(ledger, &inv.account_id, extra, add, &inv.number)?;
+    pay.amount = Some(format_cents(open.max(0)));
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1142,8 +1194,44 @@ pub fn credit(
             usage_by_day: Vec::new(),
             itemised: None,
         };
+        // A direct-debit invoice not collected yet: the credit note pre-notifies what its
+        // collection will take now.
+        let mut extra = Vec::new();
+        let mut cn = cn;
+        if let (Some(sepa), Some(a)) = (&cfg.sepa, accounts.get(&orig.account_id)) {
+            let uncollected = crate::payments::collection(txn.ledger(), &orig.number)?.is_none();
+            if a.payment_method == crate::accounts::PaymentMethod::DirectDebit && uncollected {
+                let add = crate::payments::Entry {
+                    id: 0,
+                    account: orig.account_id.clone(),
+                    date: cn.issue_date.clone(),
+                    kind: crate::payments::Kind::CreditNote,
+                    amount: cn.total.clone(),
+                    invoice: Some(orig.number.clone()),
+                    due_date: None,
+                    source: String::new(),
+                    text: String::new(),
+                };
+                let open = crate::payments::open_after(
+                    txn.ledger(),
+                    &orig.account_id,
+                    &extra,
+                    add,
+                    &orig.number,
+                )?;
+                cn.payment = Some(PaymentInfo {
+                    method: "direct_debit".into(),
+                    iban: crate::sepa::mask_iban(&a.iban),
+                    epc_qr: None,
+                    mandate_id: Some(a.mandate_id.clone()),
+                    creditor_id: Some(sepa.creditor_id.clone()),
+                    collection_date: Some(orig.due_date.clone()),
+                    amount: Some(format_cents(open.max(0))),
+                });
+            }
+        }
         done.credit_notes.push(cn.number.clone());
-        put(txn, &cn, &orig.period)?;
+        put(txn, &cn, &orig.period, &mut extra)?;
         txn.put_credits(
             number,
             &serde_json::to_vec(&done).expect("credits serialize"),
@@ -1177,7 +1265,8 @@ pub fn credit(
             inv.reason = reason.trim().to_owned();
             inv.final_invoice = orig.final_invoice;
             attach_payment(cfg, acc, &mut inv);
-            put(txn, &inv, &orig.period)?;
+            prenotify(txn.ledger(), &extra, &mut inv)?;
+            put(txn, &inv, &orig.period, &mut extra)?;
             Some(inv)
         } else {
             None
@@ -1289,6 +1378,18 @@ pub fn final_invoice(
                 cents,
             );
         }
+        // Late-payment fees waiting for the next invoice: this is the last one.
+        for f in crate::payments::pending_fees(l, Some(account_id))? {
+            if f.amount != "0.00" {
+                d.lines.push(Line::Fee {
+                    fee_id: f.id,
+                    fee: f.kind,
+                    invoice: f.invoice,
+                    description: f.description,
+                    amount: f.amount,
+                });
+            }
+        }
         if d.lines.is_empty() {
             return Err(refused(format!(
                 "account {account_id} has no unbilled usage and no fee: nothing to bill"
@@ -1306,7 +1407,8 @@ pub fn final_invoice(
         );
         inv.final_invoice = true;
         attach_payment(cfg, Some(acc), &mut inv);
-        put(txn, &inv, &p)?;
+        prenotify(l, &[], &mut inv)?;
+        put(txn, &inv, &p, &mut Vec::new())?;
         let rec = FinalRecord {
             account_id: account_id.to_owned(),
             date: date.to_string(),

@@ -65,6 +65,45 @@ pub fn interest(principal_cents: i64, rate: Decimal, days: i64) -> Decimal {
         / Decimal::from(365)
 }
 
+/// Interest on an invoice's open amount for the days `from..to` (each day on what was
+/// open at its end), exact: the span is cut at every ledger entry date in it, so a
+/// partial payment or a credit note lowers the interest from its date on.
+fn accrue(
+    entries: &[crate::payments::Entry],
+    invoice: &str,
+    rate: Decimal,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Decimal {
+    let day = |e: &crate::payments::Entry| NaiveDate::parse_from_str(&e.date, "%Y-%m-%d").ok();
+    let mut cuts: Vec<NaiveDate> = entries
+        .iter()
+        .filter_map(day)
+        .filter(|d| *d > from && *d < to)
+        .collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut starts = vec![from];
+    starts.extend(cuts);
+    let mut sum = Decimal::ZERO;
+    for (i, s) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(to);
+        let upto: Vec<_> = entries
+            .iter()
+            .filter(|e| day(e).is_some_and(|d| d <= *s))
+            .cloned()
+            .collect();
+        let account = entries.first().map(|e| e.account.as_str()).unwrap_or("");
+        let (_, items) = crate::payments::derive(account, upto, *s);
+        let open = items
+            .iter()
+            .find(|x| x.invoice == invoice)
+            .map_or(0, |x| x.open_cents.max(0));
+        sum += interest(open, rate, (end - *s).num_days());
+    }
+    sum
+}
+
 fn round_cents(d: Decimal) -> i64 {
     use rust_decimal::prelude::ToPrimitive;
     d.round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero)
@@ -104,10 +143,18 @@ pub struct Message {
     pub subject: String,
     pub body: String,
     pub created: String,
-    /// `pending`, `sent`, `no_address`.
+    /// `pending`, `sent`, `no_address`, `cancelled` (its invoice was credited in full
+    /// before it went out).
     pub status: String,
+    /// When every configured channel had it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<String>,
+    /// When the SMTP server accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_sent_at: Option<String>,
+    /// When the webhook acknowledged it (2xx).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_sent_at: Option<String>,
 }
 
 fn lang(a: &Account) -> &'static str {
@@ -256,6 +303,8 @@ fn queue(
             "pending".into()
         },
         sent_at: None,
+        email_sent_at: None,
+        webhook_sent_at: None,
     };
     tx.put(
         PayCf::Outbox,
@@ -377,7 +426,7 @@ pub fn run(
                             },
                         };
                         let before: Decimal = fee.accrued.as_deref().unwrap_or("0").parse().unwrap_or_default();
-                        let acc = before + interest(it.open_cents, dn.commercial_interest_rate, days);
+                        let acc = before + accrue(&v.entries, &it.invoice, dn.commercial_interest_rate, from, date);
                         fee.accrued = Some(acc.normalize().to_string());
                         fee.to = Some(ds.clone());
                         fee.amount = format_cents(round_cents(acc));
@@ -503,52 +552,79 @@ pub fn outbox(ledger: &Ledger) -> Result<Vec<Message>, LedgerError> {
         .collect()
 }
 
-/// Sends every pending message (SMTP, then the webhook when configured) and marks each
-/// `sent` in its own synced write right after delivery. A message whose delivery fails
-/// stays pending for the next run. Returns (sent now, still pending).
+/// Delivers the outbox: each message goes to every configured channel it has not
+/// reached yet — SMTP (messages with an address), then the webhook (every message,
+/// also those without an address, e.g. for a letter service) — and each success is
+/// recorded at once in its own synced write (`email_sent_at`, `webhook_sent_at`), so a
+/// channel that failed is retried at the next run without repeating the others. A
+/// message is `sent` once every channel had it. Returns (sent now, still pending).
 pub fn deliver(cfg: &Config, ledger: &Ledger) -> Result<(usize, usize), PayError> {
-    let Some(ob) = &cfg.outbox else {
-        let pending = outbox(ledger)?
-            .iter()
-            .filter(|m| m.status == "pending")
-            .count();
-        return Ok((0, pending));
-    };
     let (mut sent, mut pending) = (0, 0);
-    for mut m in outbox(ledger)? {
-        if m.status != "pending" {
-            continue;
+    let ob = match &cfg.outbox {
+        Some(ob) if ob.smtp.is_some() || ob.webhook.is_some() => ob,
+        _ => {
+            let waiting = outbox(ledger)?
+                .iter()
+                .filter(|m| m.status == "pending")
+                .count();
+            return Ok((0, waiting));
         }
-        let mut ok = true;
-        if let Some(smtp) = &ob.smtp {
-            if let Err(e) = send_smtp(smtp, &ob.from, &m) {
-                tracing::warn!(message = m.id, account = %m.account, error = %e, "cannot send notification; it stays in the outbox");
-                ok = false;
-            }
-        }
-        if ok {
-            if let Some(url) = &ob.webhook {
-                if let Err(e) = post_webhook(url, &m) {
-                    tracing::warn!(message = m.id, error = %e, "webhook failed; the message stays in the outbox");
-                    ok = false;
-                }
-            }
-        }
-        if !ok {
-            pending += 1;
-            continue;
-        }
-        m.status = "sent".into();
-        m.sent_at = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    };
+    let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let save = |m: &Message| {
         ledger.transact(|_, tx| {
             tx.put(
                 PayCf::Outbox,
                 m.id.to_be_bytes().to_vec(),
-                serde_json::to_vec(&m).expect("json"),
+                serde_json::to_vec(m).expect("json"),
             );
             Ok::<_, LedgerError>(())
-        })?;
-        sent += 1;
+        })
+    };
+    for mut m in outbox(ledger)? {
+        let addressed = m.status == "pending";
+        let to_email = addressed && ob.smtp.is_some() && m.email_sent_at.is_none();
+        let to_hook = (addressed || m.status == "no_address")
+            && ob.webhook.is_some()
+            && m.webhook_sent_at.is_none();
+        if !to_email && !to_hook && !addressed {
+            continue;
+        }
+        let mut failed = false;
+        if let (true, Some(smtp)) = (to_email, &ob.smtp) {
+            match send_smtp(smtp, &ob.from, &m) {
+                Ok(()) => {
+                    m.email_sent_at = Some(now());
+                    save(&m)?;
+                }
+                Err(e) => {
+                    tracing::warn!(message = m.id, account = %m.account, error = %e, "cannot send notification; it stays in the outbox");
+                    failed = true;
+                }
+            }
+        }
+        if let (true, Some(url)) = (to_hook, &ob.webhook) {
+            match post_webhook(url, &m) {
+                Ok(()) => {
+                    m.webhook_sent_at = Some(now());
+                    save(&m)?;
+                }
+                Err(e) => {
+                    tracing::warn!(message = m.id, error = %e, "webhook failed; the message stays in the outbox");
+                    failed = true;
+                }
+            }
+        }
+        if addressed {
+            if failed {
+                pending += 1;
+            } else {
+                m.status = "sent".into();
+                m.sent_at = Some(now());
+                save(&m)?;
+                sent += 1;
+            }
+        }
     }
     Ok((sent, pending))
 }
@@ -575,39 +651,54 @@ fn send_smtp(relay: &str, from: &str, m: &Message) -> Result<(), String> {
     Ok(())
 }
 
+/// What the webhook receives for a notification (JSON). It names the account and the
+/// invoice, never a phone number, and no email address; IBANs in `body` are masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEvent {
+    /// The outbox message id: the same on a retry, so a receiver can drop repeats.
+    pub id: u64,
+    /// `reminder`, `formal_notice`, `final_notice`, `collection_costs` or `return`.
+    pub kind: String,
+    pub account: String,
+    pub invoice: String,
+    pub language: String,
+    /// The date of the dunning run (or the return) that created it.
+    pub created: String,
+    /// Whether the account has an email address (else: to be sent by post).
+    pub email: bool,
+    pub subject: String,
+    pub body: String,
+}
+
+/// POSTs one notification as JSON (ureq, 10 s timeout); anything but 2xx is a failure.
 fn post_webhook(url: &str, m: &Message) -> Result<(), String> {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").ok_or("only http:// webhooks")?;
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
+    let event = WebhookEvent {
+        id: m.id,
+        kind: m.kind.clone(),
+        account: m.account.clone(),
+        invoice: m.invoice.clone(),
+        language: m.language.clone(),
+        created: m.created.clone(),
+        email: m.status != "no_address",
+        subject: m.subject.clone(),
+        body: m.body.clone(),
     };
-    let body = serde_json::to_vec(m).expect("json");
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport)
-        .map_err(|e| e.to_string())?
-        .next()
-        .ok_or("webhook host does not resolve")?;
-    let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10))
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .into();
+    let resp = agent
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-tollgate-message-id", &m.id.to_string())
+        .send(serde_json::to_string(&event).expect("json"))
         .map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .ok();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .map_err(|e| e.to_string())?;
-    s.write_all(&body).map_err(|e| e.to_string())?;
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    let code = resp.split_whitespace().nth(1).unwrap_or("");
-    if code.starts_with('2') {
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
         Ok(())
     } else {
-        Err(format!(
-            "webhook answered `{}`",
-            resp.lines().next().unwrap_or("")
-        ))
+        Err(format!("webhook answered {status}"))
     }
 }
 
@@ -637,6 +728,39 @@ mod tests {
         assert_eq!(c("1000000.01"), 677_500); // capped
         assert_eq!(c("5000000.00"), 677_500);
         assert_eq!(collection_costs(0), 0);
+    }
+
+    #[test]
+    fn interest_follows_the_open_amount_day_by_day() {
+        use crate::payments::{Entry, Kind};
+        let e = |date: &str, kind, amount: &str, due: Option<&str>| Entry {
+            id: 0,
+            account: "B".into(),
+            date: date.into(),
+            kind,
+            amount: amount.into(),
+            invoice: Some("I1".into()),
+            due_date: due.map(Into::into),
+            source: "t".into(),
+            text: String::new(),
+        };
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let rate: Decimal = "10.15".parse().unwrap();
+        let es = vec![
+            e("2026-10-01", Kind::Invoice, "12.10", Some("2026-10-15")),
+            e("2026-11-01", Kind::CreditNote, "-6.05", None),
+            e("2026-11-05", Kind::Payment, "-6.05", None),
+        ];
+        // 25 Oct – 1 Nov on 12.10 (7 days), 1 – 5 Nov on 6.05 (4 days), then nothing open.
+        assert_eq!(
+            accrue(&es, "I1", rate, d("2026-10-25"), d("2026-11-11")),
+            interest(1210, rate, 7) + interest(605, rate, 4)
+        );
+        // Without entries in the span: the plain formula.
+        assert_eq!(
+            accrue(&es[..1], "I1", rate, d("2026-10-15"), d("2026-11-11")),
+            interest(1210, rate, 27)
+        );
     }
 
     #[test]

@@ -444,9 +444,23 @@ pub struct Txn<'a> {
     batch: WriteBatch,
     counters: BTreeMap<String, u64>,
     numbers: Vec<String>,
+    /// Payments ledger writes (entries of the documents issued), same batch.
+    pay: Option<Tx>,
 }
 
 impl<'a> Txn<'a> {
+    /// The payments ledger part of this transaction: the entries posted for the
+    /// documents it issues commit in the same batch as the documents.
+    pub fn pay(&mut self) -> Result<&mut Tx, LedgerError> {
+        if self.pay.is_none() {
+            self.pay = Some(Tx {
+                next: u64_value(self.ledger.get(CF_META, b"pay_seq")?) + 1,
+                ..Tx::default()
+            });
+        }
+        Ok(self.pay.as_mut().expect("just set"))
+    }
+
     /// The ledger, for reads.
     pub fn ledger(&self) -> &'a Ledger {
         self.ledger
@@ -999,15 +1013,20 @@ impl Ledger {
             batch: WriteBatch::default(),
             counters: BTreeMap::new(),
             numbers: Vec::new(),
+            pay: None,
         };
         let out = f(&mut txn)?;
         let Txn {
             mut batch,
             counters,
+            pay,
             ..
         } = txn;
         for (k, v) in counters {
             batch.put_cf(self.cf(CF_META), k.as_bytes(), v.to_le_bytes());
+        }
+        if let Some(tx) = pay {
+            self.add_tx(&mut batch, tx);
         }
         self.write(batch)?;
         Ok(out)

@@ -313,6 +313,18 @@ enum PaymentsCmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// List payments received, in posting order.
+    List {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this account's payments.
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
     /// Assign a suspense item to an account (and invoice).
     Assign {
         #[arg(long)]
@@ -369,6 +381,162 @@ fn amount(s: &str) -> anyhow::Result<i64> {
     tollgate::money::parse_cents(s).map_err(|m| anyhow::anyhow!("--amount: {m}"))
 }
 
+/// The payments commands that work through a running daemon's API as well as on the
+/// database: `Ok(code)` when `cmd` was one of them (and ran), `Err(cmd)` otherwise.
+fn payments_via_api(cmd: Cmd, cfg: Config) -> anyhow::Result<Result<ExitCode, Cmd>> {
+    use tollgate::api::pay;
+    match cmd {
+        Cmd::Account {
+            cmd:
+                AccountCmd::Statement {
+                    account,
+                    date,
+                    json,
+                    ..
+                },
+        } => {
+            let as_of = date_or_today(date, "--date")?;
+            let doc = match backend(cfg)? {
+                Backend::Remote(c) => c.get::<pay::StatementDoc>(&format!(
+                    "/api/v1/accounts/{}/statement?date={as_of}",
+                    encode(&account)
+                ))?,
+                Backend::Local(e) => pay::statement(&e, &account, as_of)?,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                print!("{}", pay::statement_text(&doc));
+            }
+        }
+        Cmd::Payments {
+            cmd:
+                PaymentsCmd::List {
+                    account,
+                    offset,
+                    limit,
+                    ..
+                },
+        } => {
+            let page = match backend(cfg)? {
+                Backend::Remote(c) => c.list::<pay::PaymentDoc>(&format!(
+                    "/api/v1/payments?offset={offset}&limit={limit}{}",
+                    account
+                        .as_deref()
+                        .map(|a| format!("&account={}", encode(a)))
+                        .unwrap_or_default()
+                ))?,
+                Backend::Local(e) => {
+                    let (o, l) = ops::Page {
+                        offset: Some(offset),
+                        limit: Some(limit),
+                    }
+                    .resolve()?;
+                    pay::payments(&e, account.as_deref(), o, l)?
+                }
+            };
+            println!("id\tdate\taccount\tamount\tinvoice\tsource");
+            for p in &page.items {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    p.id,
+                    p.payment_date,
+                    p.account.id,
+                    p.total_amount.value,
+                    p.bill_no.as_deref().unwrap_or("-"),
+                    p.source
+                );
+            }
+            println!(
+                "# {} of {} payments from offset {offset}",
+                page.items.len(),
+                page.total
+            );
+        }
+        Cmd::Payments {
+            cmd:
+                PaymentsCmd::Record {
+                    account,
+                    amount: a,
+                    date,
+                    invoice,
+                    text,
+                    ..
+                },
+        } => {
+            let input = pay::PaymentInput {
+                account: account.clone(),
+                total_amount: pay::AmountInput {
+                    unit: None,
+                    value: a.clone(),
+                },
+                payment_date: Some(date_or_today(date, "--date")?.to_string()),
+                bill_no: invoice,
+                description: (!text.is_empty()).then_some(text),
+            };
+            let doc = match backend(cfg)? {
+                Backend::Remote(c) => {
+                    c.post_json::<_, pay::PaymentResultDoc>("/api/v1/payments", &input)?
+                }
+                Backend::Local(e) => pay::record(&e, &input)?,
+            };
+            println!(
+                "recorded {a} for {account}: {} on the invoice, {} on account",
+                doc.on_bill.value, doc.on_account.value
+            );
+        }
+        Cmd::Payments {
+            cmd: PaymentsCmd::Suspense { .. },
+        } => {
+            // Every item, a page of 1000 at a time.
+            let (b, l) = (backend(cfg)?, 1000);
+            let mut offset = 0;
+            loop {
+                let page = match &b {
+                    Backend::Remote(c) => c.list::<pay::SuspenseDoc>(&format!(
+                        "/api/v1/payments/suspense?offset={offset}&limit={l}"
+                    ))?,
+                    Backend::Local(e) => pay::suspense(e, offset, l)?,
+                };
+                for s in &page.items {
+                    println!("{}", serde_json::to_string(s)?);
+                }
+                offset += page.items.len();
+                if page.items.is_empty() || offset >= page.total {
+                    break;
+                }
+            }
+        }
+        Cmd::Payments {
+            cmd:
+                PaymentsCmd::Assign {
+                    id,
+                    account,
+                    invoice,
+                    ..
+                },
+        } => {
+            let input = pay::AssignInput {
+                account: account.clone(),
+                bill_no: invoice,
+            };
+            let doc = match backend(cfg)? {
+                Backend::Remote(c) => c.post_json::<_, pay::PaymentResultDoc>(
+                    &format!("/api/v1/payments/suspense/{id}/assign"),
+                    &input,
+                )?,
+                Backend::Local(e) => pay::assign(&e, id, &input)?,
+            };
+            println!(
+                "assigned suspense {id} to {account}: {} on the invoice, {} on account",
+                doc.on_bill.value, doc.on_account.value
+            );
+        }
+        other => return Ok(Err(other)),
+    }
+    Ok(Ok(ExitCode::SUCCESS))
+}
+
 fn payments(cmd: Cmd) -> anyhow::Result<ExitCode> {
     use tollgate::money::format_cents;
     use tollgate::payments as p;
@@ -384,42 +552,25 @@ fn payments(cmd: Cmd) -> anyhow::Result<ExitCode> {
             PaymentsCmd::Import { config, .. }
             | PaymentsCmd::Record { config, .. }
             | PaymentsCmd::Suspense { config }
+            | PaymentsCmd::List { config, .. }
             | PaymentsCmd::Assign { config, .. }
             | PaymentsCmd::Refund { config, .. } => config,
         },
         _ => unreachable!("payments commands only"),
     };
     let cfg = load(config)?;
+    // Statement, payments list, manual payment, suspense and assignment go through the
+    // daemon's API when one runs (same documents, same output); the rest needs the
+    // database itself.
+    let cmd = match payments_via_api(cmd, cfg.clone())? {
+        Ok(code) => return Ok(code),
+        Err(cmd) => cmd,
+    };
     let engine = Engine::open(cfg)?;
     let r = engine.reference();
     let currency = r.tariff.table().currency.as_str().to_owned();
     let (cfg, ledger, accounts) = (&engine.cfg, &engine.ledger, &r.accounts);
     match cmd {
-        Cmd::Account {
-            cmd:
-                AccountCmd::Statement {
-                    account,
-                    date,
-                    json,
-                    ..
-                },
-        } => {
-            if accounts.get(&account).is_none() {
-                bail!("unknown account `{account}`");
-            }
-            let v = p::view(
-                ledger,
-                &account,
-                date_or_today(date, "--date")?,
-                &currency,
-                &[],
-            )?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                print!("{}", p::statement_text(&v));
-            }
-        }
         Cmd::Payments {
             cmd: PaymentsCmd::Import { files, .. },
         } => {
@@ -446,61 +597,6 @@ fn payments(cmd: Cmd) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             });
-        }
-        Cmd::Payments {
-            cmd:
-                PaymentsCmd::Record {
-                    account,
-                    amount: a,
-                    date,
-                    invoice,
-                    text,
-                    ..
-                },
-        } => {
-            let (on, rest) = p::record(
-                ledger,
-                accounts,
-                &account,
-                amount(&a)?,
-                date_or_today(date, "--date")?,
-                invoice.as_deref(),
-                &text,
-            )?;
-            println!(
-                "recorded {a} for {account}: {} on the invoice, {} on account",
-                format_cents(on),
-                format_cents(rest)
-            );
-        }
-        Cmd::Payments {
-            cmd: PaymentsCmd::Suspense { .. },
-        } => {
-            for s in p::suspense(ledger)? {
-                println!(
-                    "{}",
-                    serde_json::to_string(&serde_json::json!({
-                        "id": s.id, "date": s.date, "amount": s.amount, "name": s.name,
-                        "iban": tollgate::sepa::mask_iban(&s.iban), "text": s.text, "file": s.file,
-                    }))?
-                );
-            }
-        }
-        Cmd::Payments {
-            cmd:
-                PaymentsCmd::Assign {
-                    id,
-                    account,
-                    invoice,
-                    ..
-                },
-        } => {
-            let (on, rest) = p::assign(ledger, accounts, id, &account, invoice.as_deref())?;
-            println!(
-                "assigned suspense {id} to {account}: {} on the invoice, {} on account",
-                format_cents(on),
-                format_cents(rest)
-            );
         }
         Cmd::Payments {
             cmd:

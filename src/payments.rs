@@ -27,6 +27,9 @@ pub enum PayError {
     Ledger(#[from] LedgerError),
     #[error("{0}")]
     Refused(String),
+    /// The thing named (a suspense item) does not exist.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 fn refused<T>(m: impl Into<String>) -> Result<T, PayError> {
@@ -108,7 +111,7 @@ pub fn post(tx: &mut Tx, mut e: Entry) -> Entry {
 /// Posts a closed invoice (called by the ledger inside the close batch): the invoice
 /// entry (total minus fee lines), one fee entry per fee line (and the pending fee is
 /// consumed), and the lookups `inv/<number>` → account and `ref/<reference>` → number.
-pub fn post_invoice(json: &[u8], tx: &mut Tx) -> Result<(), String> {
+pub fn post_invoice(json: &[u8], tx: &mut Tx) -> Result<Vec<Entry>, String> {
     let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
     let number = s("number").ok_or("invoice without number")?;
@@ -137,7 +140,8 @@ pub fn post_invoice(json: &[u8], tx: &mut Tx) -> Result<(), String> {
             ));
         }
     }
-    post(
+    let mut posted = Vec::new();
+    posted.push(post(
         tx,
         Entry {
             id: 0,
@@ -147,12 +151,18 @@ pub fn post_invoice(json: &[u8], tx: &mut Tx) -> Result<(), String> {
             amount: format_cents(total - fees),
             invoice: Some(number.clone()),
             due_date: s("due_date"),
-            source: format!("close {}", s("period").unwrap_or_default()),
+            source: if v.get("final_invoice").and_then(|f| f.as_bool()) == Some(true) {
+                "final invoice".to_owned()
+            } else if v.get("replaces").is_some_and(|r| !r.is_null()) {
+                "reissue".to_owned()
+            } else {
+                format!("close {}", s("period").unwrap_or_default())
+            },
             text: String::new(),
         },
-    );
+    ));
     for (id, amount, text) in fee_entries {
-        post(
+        posted.push(post(
             tx,
             Entry {
                 id: 0,
@@ -165,12 +175,119 @@ pub fn post_invoice(json: &[u8], tx: &mut Tx) -> Result<(), String> {
                 source: id.clone(),
                 text,
             },
-        );
+        ));
         tx.delete(PayCf::Fees, id.into_bytes());
     }
     tx.put(PayCf::Refs, format!("inv/{number}"), account.into_bytes());
     if let Some(r) = s("payment_reference") {
         tx.put(PayCf::Refs, format!("ref/{r}"), number.into_bytes());
+    }
+    Ok(posted)
+}
+
+/// What would be open on `invoice` once `add` is posted too (the committed entries of
+/// the account, the running transaction's `extra`, then `add`), oldest-due-first credit
+/// allocation included: the amount a direct debit of that invoice collects. Used to
+/// pre-notify it on a new invoice (`add` = its invoice entry) or on a credit note
+/// (`add` = the credit note entry).
+pub fn open_after(
+    ledger: &Ledger,
+    account: &str,
+    extra: &[Entry],
+    add: Entry,
+    invoice: &str,
+) -> Result<i64, LedgerError> {
+    let mut es = entries(ledger, account, extra)?;
+    es.push(add);
+    let (_, items) = derive(account, es, NaiveDate::MIN);
+    Ok(items
+        .iter()
+        .find(|i| i.invoice == invoice)
+        .map_or(0, |i| i.open_cents))
+}
+
+/// Posts a credit note (called inside the batch that stores it, [`Ledger::issue`]): a
+/// `credit_note` entry with its (negative) total on the credited invoice, which reduces
+/// that invoice's open amount; on an invoice already paid the excess becomes credit on
+/// the account (see [`derive()`]), refundable or paying the next invoice. Then the
+/// invoice's pending late-payment fees follow the reduced debt: all of them are dropped
+/// when the invoice is now fully credited (nothing was owed), collection costs are
+/// dropped when nothing is open any more and otherwise recomputed on the open amount
+/// (never more than before); interest already accrued stays (later accrual runs on the
+/// reduced amount). Dunning messages of a fully credited invoice still waiting in the
+/// outbox are cancelled.
+pub fn post_credit_note(
+    ledger: &Ledger,
+    tx: &mut Tx,
+    extra: &mut Vec<Entry>,
+    json: &[u8],
+) -> Result<(), LedgerError> {
+    let corrupt = |message: String| LedgerError::Corrupt {
+        path: ledger.path().to_owned(),
+        key: "invoices/(credit note)".into(),
+        message,
+    };
+    let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))?;
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+    let number = s("number").ok_or_else(|| corrupt("credit note without number".into()))?;
+    let account = s("account_id").ok_or_else(|| corrupt("credit note without account".into()))?;
+    let original = v
+        .get("credited_invoice")
+        .and_then(|c| c.get("number"))
+        .and_then(|n| n.as_str())
+        .ok_or_else(|| corrupt(format!("credit note {number} names no invoice")))?
+        .to_owned();
+    let total = parse_cents(&s("total").unwrap_or_default()).map_err(corrupt)?;
+    let date = s("issue_date").unwrap_or_default();
+    extra.push(post(
+        tx,
+        Entry {
+            id: 0,
+            account: account.clone(),
+            date: date.clone(),
+            kind: Kind::CreditNote,
+            amount: format_cents(total),
+            invoice: Some(original.clone()),
+            due_date: None,
+            source: format!("credit note {number}"),
+            text: s("reason").unwrap_or_default(),
+        },
+    ));
+    let as_of = NaiveDate::parse_from_str(&date, "%Y-%m-%d").unwrap_or(NaiveDate::MIN);
+    let (_, items) = derive(&account, entries(ledger, &account, extra)?, as_of);
+    let Some(item) = items.iter().find(|i| i.invoice == original) else {
+        // An invoice issued before the payments ledger existed: nothing to settle.
+        return Ok(());
+    };
+    let cancelled = item.status == Status::Credited;
+    for kind in ["costs", "compensation", "interest"] {
+        let id = format!("{kind}/{original}");
+        let Some(raw) = ledger.pay_get(PayCf::Fees, id.as_bytes())? else {
+            continue;
+        };
+        let mut fee: PendingFee = ledger.pay_json(PayCf::Fees, id.as_bytes(), &raw)?;
+        if cancelled || (kind == "costs" && item.open_cents <= 0) {
+            tx.delete(PayCf::Fees, id.into_bytes());
+        } else if kind == "costs" {
+            let before = parse_cents(&fee.amount).unwrap_or(0);
+            let now = before.min(crate::dunning::collection_costs(item.open_cents));
+            if now != before {
+                fee.amount = format_cents(now);
+                tx.put(PayCf::Fees, id, serde_json::to_vec(&fee).expect("json"));
+            }
+        }
+    }
+    if cancelled {
+        for mut m in crate::dunning::outbox(ledger)? {
+            if m.invoice == original && m.status == "pending" && m.kind != "return" {
+                m.status = "cancelled".into();
+                tx.put(
+                    PayCf::Outbox,
+                    m.id.to_be_bytes().to_vec(),
+                    serde_json::to_vec(&m).expect("json"),
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -183,15 +300,21 @@ pub enum Status {
     PartiallyPaid,
     Paid,
     Overdue,
+    /// Nothing open and nothing paid: credit notes cancelled it.
+    Credited,
 }
 
-/// One invoice with what is paid and open (derived).
+/// One invoice with what is credited, paid and open (derived).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Item {
     pub invoice: String,
     pub issue_date: String,
     pub due_date: String,
+    /// The invoice's total (its invoice and fee entries).
     pub total: String,
+    /// Credit notes on it (positive; at most `total`).
+    pub credited: String,
+    /// What payments settled: `total - credited - open`.
     pub paid: String,
     pub open: String,
     pub status: Status,
@@ -291,16 +414,20 @@ pub fn collection(ledger: &Ledger, invoice: &str) -> Result<Option<Collection>, 
 
 /// Derives balance and open items from entries.
 ///
-/// Per invoice: total = its invoice and fee entries; open = total + the other entries
-/// belonging to it. Entries on account (no invoice) are a credit when negative; the
-/// credit pays open invoices oldest due date first. An invoice is `paid` when nothing is
-/// open, `overdue` when open after its due date (as of `as_of`), `partially_paid` when
-/// some of it is paid, else `open`.
+/// Per invoice: total = its invoice and fee entries; credited = its credit notes;
+/// open = total + every other entry belonging to it (credit notes, payments, returns).
+/// When that goes below zero (a credit note on a paid invoice, an over-assigned
+/// payment) the excess goes back to the account as credit. Entries on account (no
+/// invoice) are a credit when negative; the credit pays open invoices oldest due date
+/// first. An invoice is `paid` when nothing is open, `credited` when nothing is open and
+/// nothing was paid (credit notes cancelled it), `overdue` when open after its due date
+/// (as of `as_of`), `partially_paid` when some of it is paid or credited, else `open`.
 pub fn derive(account: &str, entries: Vec<Entry>, as_of: NaiveDate) -> (i64, Vec<Item>) {
     struct Acc {
         issue: String,
         due: String,
         total: i64,
+        credited: i64,
         open: i64,
     }
     let mut inv: BTreeMap<String, Acc> = BTreeMap::new();
@@ -316,14 +443,17 @@ pub fn derive(account: &str, entries: Vec<Entry>, as_of: NaiveDate) -> (i64, Vec
                     issue: String::new(),
                     due: String::new(),
                     total: 0,
+                    credited: 0,
                     open: 0,
                 });
                 if e.kind == Kind::Invoice {
                     a.issue = e.date.clone();
                     a.due = e.due_date.clone().unwrap_or_default();
                 }
-                if matches!(e.kind, Kind::Invoice | Kind::Fee) {
-                    a.total += c;
+                match e.kind {
+                    Kind::Invoice | Kind::Fee => a.total += c,
+                    Kind::CreditNote => a.credited -= c,
+                    _ => {}
                 }
                 a.open += c;
             }
@@ -352,12 +482,16 @@ pub fn derive(account: &str, entries: Vec<Entry>, as_of: NaiveDate) -> (i64, Vec
         .iter()
         .map(|n| {
             let a = &inv[n];
+            let credited = a.credited.min(a.total).max(0);
+            let paid = a.total - credited - a.open;
             let due = NaiveDate::parse_from_str(&a.due, "%Y-%m-%d").ok();
-            let status = if a.open <= 0 {
+            let status = if a.open <= 0 && paid <= 0 && credited > 0 {
+                Status::Credited
+            } else if a.open <= 0 {
                 Status::Paid
             } else if due.is_some_and(|d| d < as_of) {
                 Status::Overdue
-            } else if a.open < a.total {
+            } else if paid > 0 {
                 Status::PartiallyPaid
             } else {
                 Status::Open
@@ -367,7 +501,8 @@ pub fn derive(account: &str, entries: Vec<Entry>, as_of: NaiveDate) -> (i64, Vec
                 issue_date: a.issue.clone(),
                 due_date: a.due.clone(),
                 total: format_cents(a.total),
-                paid: format_cents(a.total - a.open),
+                credited: format_cents(credited),
+                paid: format_cents(paid),
                 open: format_cents(a.open),
                 status,
                 collection: None,
@@ -402,87 +537,6 @@ pub fn view(
         pending_fees: pending_fees(ledger, Some(account))?,
         balance_cents: balance,
     })
-}
-
-/// The statement as text for operators.
-pub fn statement_text(v: &View) -> String {
-    use std::fmt::Write as _;
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "Statement of account {} as of {} ({})",
-        v.account, v.as_of, v.currency
-    );
-    let _ = writeln!(
-        o,
-        "{:<10}  {:<11}  {:<11}  {:>10}  {:>10}  source",
-        "date", "kind", "invoice", "amount", "balance"
-    );
-    let mut run = 0;
-    for e in &v.entries {
-        run += e.cents();
-        let _ = writeln!(
-            o,
-            "{:<10}  {:<11}  {:<11}  {:>10}  {:>10}  {}{}",
-            e.date,
-            e.kind.name(),
-            e.invoice.as_deref().unwrap_or("-"),
-            e.amount,
-            format_cents(run),
-            e.source,
-            if e.text.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", e.text)
-            }
-        );
-    }
-    let _ = writeln!(o, "\nOpen items");
-    let _ = writeln!(
-        o,
-        "{:<11}  {:<10}  {:<10}  {:>10}  {:>10}  {:>10}  status",
-        "invoice", "issued", "due", "total", "paid", "open"
-    );
-    for it in &v.items {
-        let _ = writeln!(
-            o,
-            "{:<11}  {:<10}  {:<10}  {:>10}  {:>10}  {:>10}  {}{}",
-            it.invoice,
-            it.issue_date,
-            it.due_date,
-            it.total,
-            it.paid,
-            it.open,
-            serde_json::to_value(it.status)
-                .ok()
-                .and_then(|s| s.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            it.collection
-                .as_ref()
-                .map(|c| format!(" (direct debit {c})"))
-                .unwrap_or_default()
-        );
-    }
-    if !v.pending_fees.is_empty() {
-        let _ = writeln!(o, "\nFees for the next invoice");
-        for f in &v.pending_fees {
-            let _ = writeln!(o, "{:<24}  {:>10}  {}", f.id, f.amount, f.description);
-        }
-    }
-    let b = v.balance_cents;
-    let _ = writeln!(
-        o,
-        "\nBalance: {} {}",
-        format_cents(b.abs()),
-        if b > 0 {
-            "owed by the customer"
-        } else if b < 0 {
-            "credit on the account"
-        } else {
-            "(settled)"
-        }
-    );
-    o
 }
 
 /// Which invoice a bank credit pays: payment reference, then end-to-end id, then an
@@ -901,9 +955,9 @@ pub fn assign(
     ledger.transact(|ledger, tx| {
         let key = id.to_be_bytes();
         let Some(v) = ledger.pay_get(PayCf::Suspense, &key)? else {
-            return refused(format!(
+            return Err(PayError::NotFound(format!(
                 "no suspense item {id} (see `tollgate payments suspense`)"
-            ));
+            )));
         };
         let s: Suspense = ledger.pay_json(PayCf::Suspense, &key, &v)?;
         tx.delete(PayCf::Suspense, key.to_vec());
@@ -923,6 +977,10 @@ pub fn assign(
     })
 }
 
+/// The largest manual payment or refund: 1 000 000 000.00 (keeps every sum far inside
+/// 64-bit cents).
+pub const MAX_MANUAL_CENTS: i64 = 100_000_000_000;
+
 /// Records a manual payment (cash, a payment outside the statements).
 pub fn record(
     ledger: &Ledger,
@@ -936,6 +994,12 @@ pub fn record(
     check_account(accounts, account)?;
     if amount <= 0 {
         return refused("the amount must be positive");
+    }
+    if amount > MAX_MANUAL_CENTS {
+        return refused(format!(
+            "the amount must be at most {} (a larger sum is not a manual payment)",
+            format_cents(MAX_MANUAL_CENTS)
+        ));
     }
     if let Some(n) = invoice {
         check_invoice(ledger, account, n)?;
@@ -1219,6 +1283,63 @@ mod tests {
         let (bal, items) = derive("A", es2, d("2026-10-16"));
         assert_eq!(bal, 1210);
         assert_eq!(items[0].status, Status::Overdue);
+    }
+
+    #[test]
+    fn credit_notes_reduce_the_open_item_and_overflow_into_credit() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let inv = e(Kind::Invoice, "12.10", Some("I1"), Some("2026-10-15"));
+        // Part of an open invoice credited: 6.05 open, nothing paid.
+        let es = vec![inv.clone(), e(Kind::CreditNote, "-6.05", Some("I1"), None)];
+        let (bal, items) = derive("A", es, d("2026-10-10"));
+        assert_eq!(bal, 605);
+        let i = &items[0];
+        assert_eq!(
+            (
+                i.total.as_str(),
+                i.credited.as_str(),
+                i.paid.as_str(),
+                i.open.as_str()
+            ),
+            ("12.10", "6.05", "0.00", "6.05")
+        );
+        assert_eq!(i.status, Status::Open);
+        // Paid, then credited in full: the payment becomes credit on the account.
+        let paid = vec![
+            inv.clone(),
+            e(Kind::Payment, "-12.10", Some("I1"), None),
+            e(Kind::CreditNote, "-12.10", Some("I1"), None),
+        ];
+        let (bal, items) = derive("A", paid.clone(), d("2026-10-20"));
+        assert_eq!(bal, -1210);
+        let i = &items[0];
+        assert_eq!(
+            (i.credited.as_str(), i.paid.as_str(), i.open.as_str()),
+            ("12.10", "0.00", "0.00")
+        );
+        assert_eq!(i.status, Status::Credited);
+        // … which pays the next invoice.
+        let mut next = paid;
+        next.push(e(Kind::Invoice, "20.00", Some("I2"), Some("2026-11-15")));
+        let (bal, items) = derive("A", next, d("2026-11-01"));
+        assert_eq!(bal, 790);
+        assert_eq!(
+            (items[1].paid.as_str(), items[1].open.as_str()),
+            ("12.10", "7.90")
+        );
+        assert_eq!(items[1].status, Status::PartiallyPaid);
+        // Paid, then credited in part: paid = total − credited, the rest is credit.
+        let es = vec![
+            inv,
+            e(Kind::Payment, "-12.10", Some("I1"), None),
+            e(Kind::CreditNote, "-2.42", Some("I1"), None),
+        ];
+        let (bal, items) = derive("A", es, d("2026-10-20"));
+        assert_eq!(bal, -242);
+        assert_eq!(
+            (items[0].paid.as_str(), items[0].status),
+            ("9.68", Status::Paid)
+        );
     }
 
     #[test]

@@ -20,6 +20,12 @@ struct Words {
     to_pay: &'static str,
     by: &'static str,
     how: &'static str,
+    reference: &'static str,
+    direct_debit: &'static str,
+    on: &'static str,
+    from: &'static str,
+    mandate: &'static str,
+    creditor_id: &'static str,
     credited: &'static str,
     usage: &'static str,
     calls: &'static str,
@@ -61,6 +67,12 @@ const NL: Words = Words {
     to_pay: "Te betalen",
     by: "uiterlijk",
     how: "Overmaken naar",
+    reference: "betalingskenmerk",
+    direct_debit: "Automatische incasso",
+    on: "op",
+    from: "Van rekening",
+    mandate: "machtiging",
+    creditor_id: "incassant-ID",
     credited: "Gecrediteerd",
     usage: "Gebruik per soort",
     calls: "Bellen",
@@ -102,6 +114,12 @@ const EN: Words = Words {
     to_pay: "To pay",
     by: "by",
     how: "Transfer to",
+    reference: "payment reference",
+    direct_debit: "Direct debit",
+    on: "on",
+    from: "From account",
+    mandate: "mandate",
+    creditor_id: "creditor ID",
     credited: "Credited",
     usage: "Usage by category",
     calls: "Calls",
@@ -248,6 +266,42 @@ pub fn render(inv: &Invoice, annex: Option<&Annex>) -> Vec<u8> {
                     .map_or("", |r| r.number.as_str())
             ),
         );
+    } else if let Some(dd) = inv
+        .payment
+        .as_ref()
+        .filter(|pay| pay.method == "direct_debit")
+    {
+        // The SEPA pre-notification: amount, collection date, account, mandate, creditor.
+        p.text(
+            55.0,
+            y - 4.0,
+            14,
+            true,
+            &format!(
+                "{}: {} {} {}",
+                w.direct_debit,
+                m(dd.amount
+                    .as_deref()
+                    .map_or_else(|| cents(&inv.total), cents)),
+                w.on,
+                dd.collection_date.as_deref().unwrap_or(&inv.due_date)
+            ),
+        );
+        p.text(
+            55.0,
+            y - 24.0,
+            10,
+            false,
+            &format!(
+                "{} {}, {} {}, {} {}",
+                w.from,
+                dd.iban,
+                w.mandate,
+                dd.mandate_id.as_deref().unwrap_or(""),
+                w.creditor_id,
+                dd.creditor_id.as_deref().unwrap_or("")
+            ),
+        );
     } else {
         p.text(
             55.0,
@@ -262,14 +316,18 @@ pub fn render(inv: &Invoice, annex: Option<&Annex>) -> Vec<u8> {
                 inv.due_date
             ),
         );
+        let reference = match &inv.payment_reference {
+            Some(r) => format!("{} {r}", w.reference),
+            None => inv.number.clone(),
+        };
         p.text(
             55.0,
             y - 24.0,
             10,
             false,
             &format!(
-                "{} {} (BIC {}), {} - {}",
-                w.how, inv.seller.iban, inv.seller.bic, inv.seller.name, inv.number
+                "{} {} (BIC {}), {} - {reference}",
+                w.how, inv.seller.iban, inv.seller.bic, inv.seller.name
             ),
         );
     }

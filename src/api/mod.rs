@@ -15,6 +15,7 @@ pub mod analytics;
 pub mod client;
 pub mod credits;
 pub mod ops;
+pub mod pay;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -246,6 +247,10 @@ pub fn router(st: ApiState) -> Router {
         .route("/accounts", get(list_accounts))
         .route("/accounts/{id}", get(get_account).put(put_account))
         .route("/accounts/{id}/usage", get(get_usage))
+        .route("/accounts/{id}/statement", get(get_statement))
+        .route("/payments", get(list_payments).post(post_payment))
+        .route("/payments/suspense", get(list_suspense))
+        .route("/payments/suspense/{id}/assign", post(assign_suspense))
         .route("/quote", get(get_quote))
         .route("/bills", get(list_bills))
         .route("/bills/{bill_no}", get(get_bill))
@@ -269,15 +274,18 @@ pub fn router(st: ApiState) -> Router {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "tollgate operator API", description = "Accounts, usage, quotes, bills, cycle close, files, tariff reload, reports and the dashboard's figures. Every call needs `Authorization: Bearer <token>`; operator routes need an operator token."),
+    info(title = "tollgate operator API", description = "Accounts, usage, quotes, bills, cycle close, files, tariff reload, reports, the dashboard's figures, statements and payments. Every call needs `Authorization: Bearer <token>`; operator routes need an operator token."),
     paths(
         openapi, list_accounts, get_account, put_account, get_usage, get_quote, list_bills,
-        get_bill, get_bill_ubl, get_bill_pdf, close_cycle, list_files, reload_tariffs
+        get_bill, get_bill_ubl, get_bill_pdf, close_cycle, list_files, reload_tariffs,
+        get_statement, list_payments, post_payment, list_suspense, assign_suspense
     ),
     components(schemas(
         ErrorBody, ops::Money, AccountDoc, AccountInput, UsageDoc, ops::UsageItem, BillDoc,
         ops::BillLine, ops::TaxItem, ops::BillingPeriod, ops::AccountRef, CloseDoc, FileDoc,
-        ops::FileStatus, ReloadDoc
+        ops::FileStatus, ReloadDoc, pay::StatementDoc, pay::LedgerEntryDoc, pay::OpenItemDoc,
+        pay::PendingFeeDoc, pay::PaymentDoc, pay::PaymentInput, pay::AmountInput, pay::PaymentResultDoc,
+        pay::SuspenseDoc, pay::AssignInput
     )),
     modifiers(&BearerScheme),
     security(("bearer" = []))
@@ -646,6 +654,134 @@ async fn reload_tariffs(_op: Operator, State(st): State<ApiState>) -> Result<Res
     let e = st.engine.clone();
     let doc = blocking(move || ops::reload(&e)).await?;
     Ok(Json(doc).into_response())
+}
+
+/// The optional as-of date of a statement.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatementQuery {
+    /// Statuses (overdue) as of this date `YYYY-MM-DD` (default: today, UTC).
+    #[param(example = "2026-10-20")]
+    pub date: Option<String>,
+}
+
+/// An account's statement (TMF676-flavoured): ledger entries with running balance, open
+/// items (credited, paid, open, status, direct debit state), fees waiting for the next
+/// bill and the balance (positive: owed; negative: credit on the account).
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/statement", tag = "payments",
+    params(("id" = String, Path, description = "account id", example = "A1"), StatementQuery),
+    responses(
+        (status = 200, description = "the statement", body = pay::StatementDoc),
+        (status = 400, description = "bad date", body = ErrorBody),
+        (status = 401, description = "missing or unknown token", body = ErrorBody),
+        (status = 404, description = "no such account", body = ErrorBody),
+        (status = 503, description = "tokens file unusable", body = ErrorBody),
+    ))]
+async fn get_statement(
+    State(st): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<StatementQuery>, QueryRejection>,
+) -> Result<Json<pay::StatementDoc>, ApiError> {
+    let id = id?.0;
+    let date = pay::date_or_today(q?.0.date.as_deref(), "date")?;
+    let e = st.engine.clone();
+    Ok(Json(blocking(move || pay::statement(&e, &id, date)).await?))
+}
+
+/// Payments received (manual and from bank statements), in posting order.
+#[utoipa::path(get, path = "/api/v1/payments", tag = "payments", params(pay::PaymentsQuery, Page),
+    responses(
+        (status = 200, description = "a page of payments", body = [pay::PaymentDoc],
+            headers(("x-total-count" = u64, description = "payments in total"),
+                    ("x-result-count" = u64, description = "payments in this page"))),
+        (status = 400, description = "bad offset or limit", body = ErrorBody),
+        (status = 401, description = "missing or unknown token", body = ErrorBody),
+        (status = 503, description = "tokens file unusable", body = ErrorBody),
+    ))]
+async fn list_payments(
+    State(st): State<ApiState>,
+    q: Result<Query<pay::PaymentsQuery>, QueryRejection>,
+    pg: Result<Query<Page>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let account = q?.0.account;
+    let (offset, limit) = pg?.0.resolve()?;
+    let e = st.engine.clone();
+    Ok(paged(
+        blocking(move || pay::payments(&e, account.as_deref(), offset, limit)).await?,
+    ))
+}
+
+/// Records a manual payment (operator): on the bill up to its open amount, the rest as
+/// credit on the account; one synced ledger write.
+#[utoipa::path(post, path = "/api/v1/payments", tag = "payments",
+    request_body = pay::PaymentInput,
+    responses(
+        (status = 201, description = "recorded", body = pay::PaymentResultDoc),
+        (status = 400, description = "bad payment date", body = ErrorBody),
+        (status = 401, description = "missing or unknown token", body = ErrorBody),
+        (status = 403, description = "not an operator token", body = ErrorBody),
+        (status = 413, description = "body too large", body = ErrorBody),
+        (status = 415, description = "not application/json", body = ErrorBody),
+        (status = 422, description = "refused: unknown account or bill, bad amount or currency", body = ErrorBody),
+        (status = 503, description = "tokens file unusable", body = ErrorBody),
+    ))]
+async fn post_payment(
+    _op: Operator,
+    State(st): State<ApiState>,
+    body: Result<Json<pay::PaymentInput>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let input = body?.0;
+    let e = st.engine.clone();
+    let doc = blocking(move || pay::record(&e, &input)).await?;
+    Ok((StatusCode::CREATED, Json(doc)).into_response())
+}
+
+/// Bank credits that matched no invoice, waiting for the operator.
+#[utoipa::path(get, path = "/api/v1/payments/suspense", tag = "payments", params(Page),
+    responses(
+        (status = 200, description = "a page of suspense items", body = [pay::SuspenseDoc],
+            headers(("x-total-count" = u64, description = "items in total"),
+                    ("x-result-count" = u64, description = "items in this page"))),
+        (status = 400, description = "bad offset or limit", body = ErrorBody),
+        (status = 401, description = "missing or unknown token", body = ErrorBody),
+        (status = 503, description = "tokens file unusable", body = ErrorBody),
+    ))]
+async fn list_suspense(
+    State(st): State<ApiState>,
+    pg: Result<Query<Page>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (offset, limit) = pg?.0.resolve()?;
+    let e = st.engine.clone();
+    Ok(paged(
+        blocking(move || pay::suspense(&e, offset, limit)).await?,
+    ))
+}
+
+/// Assigns a suspense item to an account and optionally a bill (operator).
+#[utoipa::path(post, path = "/api/v1/payments/suspense/{id}/assign", tag = "payments",
+    params(("id" = u64, Path, description = "suspense item id", example = 7)),
+    request_body = pay::AssignInput,
+    responses(
+        (status = 200, description = "assigned", body = pay::PaymentResultDoc),
+        (status = 400, description = "bad path", body = ErrorBody),
+        (status = 401, description = "missing or unknown token", body = ErrorBody),
+        (status = 403, description = "not an operator token", body = ErrorBody),
+        (status = 404, description = "no such suspense item", body = ErrorBody),
+        (status = 413, description = "body too large", body = ErrorBody),
+        (status = 415, description = "not application/json", body = ErrorBody),
+        (status = 422, description = "refused: unknown account or bill", body = ErrorBody),
+        (status = 503, description = "tokens file unusable", body = ErrorBody),
+    ))]
+async fn assign_suspense(
+    _op: Operator,
+    State(st): State<ApiState>,
+    id: Result<Path<u64>, PathRejection>,
+    body: Result<Json<pay::AssignInput>, JsonRejection>,
+) -> Result<Json<pay::PaymentResultDoc>, ApiError> {
+    let id = id?.0;
+    let input = body?.0;
+    let e = st.engine.clone();
+    Ok(Json(blocking(move || pay::assign(&e, id, &input)).await?))
 }
 
 #[cfg(test)]

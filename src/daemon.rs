@@ -121,51 +121,13 @@ pub async fn run(
         })
     };
 
-    // Dunning once a day (at start, then whenever the date changes), when configured.
-    let dunning = engine.cfg.dunning.is_some().then(|| {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            let mut t = tokio::time::interval(Duration::from_secs(60));
-            let mut last: Option<chrono::NaiveDate> = None;
-            loop {
-                t.tick().await;
-                let today = chrono::Utc::now()
-                    .with_timezone(&engine.reference().tariff.tz)
-                    .date_naive();
-                if last == Some(today) {
-                    continue;
-                }
-                let e = engine.clone();
-                let done = tokio::task::spawn_blocking(move || run_dunning(&e, today)).await;
-                if matches!(done, Ok(true)) {
-                    last = Some(today);
-                }
-            }
-        })
-    });
-
-    // Traffic data retention once a day (at start, then whenever the date changes).
-    let retention = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            let mut t = tokio::time::interval(Duration::from_secs(60));
-            let mut last: Option<chrono::NaiveDate> = None;
-            loop {
-                t.tick().await;
-                let today = chrono::Utc::now()
-                    .with_timezone(&engine.reference().tariff.tz)
-                    .date_naive();
-                if last == Some(today) {
-                    continue;
-                }
-                let e = engine.clone();
-                let done = tokio::task::spawn_blocking(move || run_retention(&e, today)).await;
-                if matches!(done, Ok(true)) {
-                    last = Some(today);
-                }
-            }
-        })
-    };
+    // Dunning (when configured) and traffic data retention, once a day each.
+    let dunning = engine
+        .cfg
+        .dunning
+        .is_some()
+        .then(|| daily(engine.clone(), run_dunning));
+    let retention = daily(engine.clone(), run_retention);
 
     let watcher = {
         let spool = engine.spool.clone();
@@ -248,6 +210,32 @@ fn run_retention(engine: &Engine, today: chrono::NaiveDate) -> bool {
             false
         }
     }
+}
+
+/// Runs `job` on a blocking thread at start and then whenever the local date (tariff
+/// time zone) changes; a run that reports failure is retried a minute later.
+fn daily(
+    engine: Arc<Engine>,
+    job: fn(&Engine, chrono::NaiveDate) -> bool,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(Duration::from_secs(60));
+        let mut last: Option<chrono::NaiveDate> = None;
+        loop {
+            t.tick().await;
+            let today = chrono::Utc::now()
+                .with_timezone(&engine.reference().tariff.tz)
+                .date_naive();
+            if last == Some(today) {
+                continue;
+            }
+            let e = engine.clone();
+            let done = tokio::task::spawn_blocking(move || job(&e, today)).await;
+            if matches!(done, Ok(true)) {
+                last = Some(today);
+            }
+        }
+    })
 }
 
 /// One daily dunning run; false when it failed (it is retried a minute later).

@@ -609,15 +609,10 @@ fn collect(
         let mut first_seen: rustc_hash::FxHashSet<Vec<u8>> = FxHashSet::default();
         let mut line_no = first_line;
         for &(_, start, end) in chunks {
-            let mut pos = start;
-            while pos < end {
-                let nl = memchr::memchr(b'\n', &bytes[pos..end]).map_or(end, |i| pos + i);
-                let mut line = &bytes[pos..nl];
-                let line_start = pos;
-                pos = nl + 1;
-                if line.last() == Some(&b'\r') {
-                    line = &line[..line.len() - 1];
-                }
+            let chunk = &bytes[start..end];
+            let mut pos = 0;
+            while let Some((offset, line)) = take_line(chunk, &mut pos) {
+                let line_start = start + offset;
                 // Only lines the workers rated (not blank, not over max_line) whose id
                 // hash is a candidate are rated again.
                 let candidate = !line.is_empty()

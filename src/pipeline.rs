@@ -460,18 +460,18 @@ fn work(job: &Job) -> WorkerOut {
         let mut pos = 0usize;
         let ratable = |l: &[u8]| !l.is_empty() && l.len() <= job.max_line;
         let mut cur = take_line(chunk, &mut pos);
-        if let Some((_, l)) = cur {
+        if let Some((s, l)) = cur {
             if ratable(l) {
-                rater.split_ahead(l);
+                rater.split_ahead(bytes, start + s, start + s + l.len());
             }
         }
         while let Some((line_start, line)) = cur {
             // Split the next line before rating this one and start loading its account
             // slot, so the cache miss overlaps with rating this record.
             let next = take_line(chunk, &mut pos);
-            if let Some((_, l)) = next {
+            if let Some((s, l)) = next {
                 if ratable(l) {
-                    if let Some(id) = rater.split_ahead(l) {
+                    if let Some(id) = rater.split_ahead(bytes, start + s, start + s + l.len()) {
                         job.accounts.prefetch(id);
                     }
                 }

@@ -425,24 +425,33 @@ impl<'t> Rater<'t> {
     /// Rates one line (without its terminator); returns the record id hash with the result.
     #[inline]
     pub fn rate_line(&mut self, line: &[u8]) -> Result<(Rated, u64), Reason> {
-        self.split_ahead(line);
+        self.split_ahead(line, 0, line.len());
         self.rate_ahead(line)
     }
 
-    /// Splits `line` into the queue (at most two lines ahead of [`Rater::rate_ahead`])
-    /// and returns its account id field when the line is unquoted and well-formed, so
-    /// the caller can prefetch the account's slot while rating the line before it.
+    /// Splits the line `buf[start..end]` into the queue (at most two lines ahead of
+    /// [`Rater::rate_ahead`]) and returns its account id field when the line is unquoted
+    /// and well-formed, so the caller can prefetch the account's slot while rating the
+    /// line before it. `buf` is the whole chunk or file: see [`Splitter::split_within`].
+    ///
+    /// [`Splitter::split_within`]: crate::cdr::Splitter::split_within
     #[inline]
-    pub fn split_ahead<'a>(&'a mut self, line: &'a [u8]) -> Option<&'a [u8]> {
+    pub fn split_ahead<'a>(
+        &'a mut self,
+        buf: &'a [u8],
+        start: usize,
+        end: usize,
+    ) -> Option<&'a [u8]> {
         let w = self.write_slot;
         self.write_slot ^= 1;
         let sp = &mut self.splitters[w];
-        let n = sp.split(line);
+        let n = sp.split_within(buf, start, end);
         self.split_n[w] = n;
         match n {
-            Ok(n) if n == self.layout.n_fields && !sp.is_quoted() => {
-                Some(sp.field(line, self.layout.pos[Column::AccountId as usize] as usize))
-            }
+            Ok(n) if n == self.layout.n_fields && !sp.is_quoted() => Some(sp.field(
+                &buf[start..end],
+                self.layout.pos[Column::AccountId as usize] as usize,
+            )),
             _ => None,
         }
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 use tollgate::accounts::{AccountIndex, Accounts};
-use tollgate::cdr::{time::parse_rfc3339, Layout, Splitter};
+use tollgate::cdr::{number::Digits, time::parse_rfc3339, Layout, Splitter};
 use tollgate::ledger::{Checkpoint, Ledger, LineSet, LineTotals};
 use tollgate::pipeline::{Pool, Settings};
 use tollgate::rating::{Rater, Service};
@@ -102,7 +102,7 @@ fn benches(c: &mut Criterion) {
             };
             let ts = parse_rfc3339(g(tollgate::cdr::Column::StartTime)).unwrap();
             let (day, _, active) = r.clock.at(ts);
-            probes.push((plan, service, d, day, active));
+            probes.push((plan, service, d.to_vec(), day, active));
         }
     }
     g.throughput(Throughput::Elements(probes.len() as u64));
@@ -112,7 +112,7 @@ fn benches(c: &mut Criterion) {
                 .iter()
                 .filter(|(plan, s, d, day, active)| {
                     f.tariff
-                        .lookup(*plan, *s, d.as_bytes(), *active, *day)
+                        .lookup(*plan, *s, &Digits::plain(d), *active, *day)
                         .is_some()
                 })
                 .count()

@@ -661,7 +661,7 @@ pub fn quote(
     })?;
     let usage = if service == Service::Sms { 1 } else { usage };
     let p = rater
-        .price(plan_index, service, digits.as_bytes(), start, usage)
+        .price(plan_index, service, &digits, start, usage)
         .map_err(|e| format!("{}: no deck row prices this record", e.code()))?;
     let t = r.tariff.table();
     let row = p.row;
@@ -680,7 +680,7 @@ pub fn quote(
         "account_id": account,
         "plan": plan,
         "service": service.name(),
-        "number": String::from_utf8_lossy(digits.as_bytes()),
+        "number": digits.to_string(),
         "local_time": local.to_rfc3339(),
         "active_bands": active,
         "usage": usage,

@@ -534,7 +534,7 @@ fn rerate(
                 rater.normalize(own.field(line, called), r.service)
             })
             .flatten()
-            .map(|d| String::from_utf8_lossy(d.as_bytes()).into_owned());
+            .map(|d| d.to_string());
         match first.entry(id) {
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(start);

@@ -330,7 +330,7 @@ pub struct Rater<'t> {
     write_slot: usize,
     read_slot: usize,
     times: TimeParser,
-    national: Vec<u8>,
+    national: &'t [u8],
     future_limit: i64,
 }
 
@@ -365,15 +365,18 @@ impl<'t> Rater<'t> {
             write_slot: 0,
             read_slot: 0,
             times: TimeParser::default(),
-            national: tariff.table().national_prefix.as_bytes().to_vec(),
+            national: tariff.table().national_prefix.as_bytes(),
             future_limit: now + 86_400,
         }
     }
 
     /// Normalizes a called number with the tariff's national prefix.
     #[inline]
-    pub fn normalize(&self, raw: &[u8], service: Service) -> Option<Digits> {
-        normalize(raw, &self.national, service == Service::Data)
+    pub fn normalize<'a>(&self, raw: &'a [u8], service: Service) -> Option<Digits<'a>>
+    where
+        't: 'a,
+    {
+        normalize(raw, self.national, service == Service::Data)
     }
 
     /// Rules 3 and 4 for one usage event of an account on `plan`.
@@ -382,44 +385,19 @@ impl<'t> Rater<'t> {
         &mut self,
         plan: u32,
         service: Service,
-        digits: &[u8],
+        digits: &Digits<'_>,
         start: i64,
         usage: u64,
     ) -> Result<Priced<'t>, Reason> {
-        let (day, month, active) = self.clock.at(start);
-        let tariff: &'t Tariff = self.tariff;
-        let (row_index, row) = tariff
-            .lookup(plan, service, digits, active, day)
-            .ok_or(Reason::NoRate)?;
-        let billed = match (service, usage) {
-            (_, 0) => 0,
-            (Service::Sms, _) => 1,
-            _ => billed_units(
-                usage,
-                row.first_increment.to_native(),
-                row.next_increment.to_native(),
-            ),
-        };
-        let charge = if billed == 0 {
-            0
-        } else {
-            charge_micros(
-                row.connect_fee_nanos.to_native(),
-                row.rate_nanos.to_native(),
-                row.per.to_native(),
-                billed,
-            )
-            .ok_or(Reason::BadUsage)?
-        };
-        Ok(Priced {
-            row_index,
-            row,
-            month,
-            day,
-            billed,
-            charge_micros: charge,
-            active_bands: active,
-        })
+        price(
+            self.tariff,
+            &mut self.clock,
+            plan,
+            service,
+            digits,
+            start,
+            usage,
+        )
     }
 
     /// Rates one line (without its terminator); returns the record id hash with the result.
@@ -490,12 +468,20 @@ impl<'t> Rater<'t> {
             .ok_or(Reason::UnknownAccount)?;
         let digits = normalize(
             f(Column::CalledNumber),
-            &self.national,
+            self.national,
             service == Service::Data,
         )
         .ok_or(Reason::BadNumber)?;
         let id_hash = xxhash_rust::xxh3::xxh3_64(f(Column::RecordId));
-        let p = self.price(plan, service, digits.as_bytes(), start, usage)?;
+        let p = price(
+            self.tariff,
+            &mut self.clock,
+            plan,
+            service,
+            &digits,
+            start,
+            usage,
+        )?;
         Ok((
             Rated {
                 account,
@@ -534,6 +520,54 @@ impl<'t> Rater<'t> {
                 .to_vec(),
         )
     }
+}
+
+/// Rules 3 and 4 for one usage event (see [`Rater::price`]); a free function so that
+/// rating can hold the split fields of the line while it prices. Always inlined into
+/// rating, like `normalize`, so its result never makes a round trip through memory.
+#[inline(always)]
+fn price<'t>(
+    tariff: &'t Tariff,
+    clock: &mut LocalClock,
+    plan: u32,
+    service: Service,
+    digits: &Digits<'_>,
+    start: i64,
+    usage: u64,
+) -> Result<Priced<'t>, Reason> {
+    let (day, month, active) = clock.at(start);
+    let (row_index, row) = tariff
+        .lookup(plan, service, digits, active, day)
+        .ok_or(Reason::NoRate)?;
+    let billed = match (service, usage) {
+        (_, 0) => 0,
+        (Service::Sms, _) => 1,
+        _ => billed_units(
+            usage,
+            row.first_increment.to_native(),
+            row.next_increment.to_native(),
+        ),
+    };
+    let charge = if billed == 0 {
+        0
+    } else {
+        charge_micros(
+            row.connect_fee_nanos.to_native(),
+            row.rate_nanos.to_native(),
+            row.per.to_native(),
+            billed,
+        )
+        .ok_or(Reason::BadUsage)?
+    };
+    Ok(Priced {
+        row_index,
+        row,
+        month,
+        day,
+        billed,
+        charge_micros: charge,
+        active_bands: active,
+    })
 }
 
 /// The band name of a row (`any` when it applies in every band).

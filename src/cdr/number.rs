@@ -7,36 +7,73 @@
 /// Longest normalized number accepted (E.164 allows 15; leave room for routing prefixes).
 pub const MAX_DIGITS: usize = 32;
 
-/// A normalized number held on the stack.
-#[derive(Clone, Copy)]
-pub struct Digits {
-    buf: [u8; MAX_DIGITS],
-    len: u8,
+/// A normalized number: the national prefix (or nothing) followed by digits of the raw
+/// field, borrowed, never copied. Copying the digits into a buffer and returning that
+/// buffer by value cost a store-forwarding stall per record (byte-sized stores read back
+/// as one wide load).
+#[derive(Clone, Copy, Default)]
+pub struct Digits<'a> {
+    head: &'a [u8],
+    body: &'a [u8],
 }
 
-impl Digits {
-    /// The normalized digits as ASCII bytes.
+impl<'a> Digits<'a> {
+    /// Digits that are already normalized (for lookups outside rating).
+    pub fn plain(digits: &'a [u8]) -> Digits<'a> {
+        Digits {
+            head: &[],
+            body: digits,
+        }
+    }
+
+    /// The digits as two ASCII parts: prefix, then the rest.
     #[inline]
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len as usize]
+    pub fn parts(&self) -> (&'a [u8], &'a [u8]) {
+        (self.head, self.body)
+    }
+
+    /// Number of digits.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+
+    /// Whether there are no digits (a data record without a number).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The digits in one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        [self.head, self.body].concat()
     }
 }
 
-impl std::fmt::Debug for Digits {
+impl std::fmt::Display for Digits<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(std::str::from_utf8(self.as_bytes()).unwrap_or("?"))
+        f.write_str(std::str::from_utf8(self.head).unwrap_or("?"))?;
+        f.write_str(std::str::from_utf8(self.body).unwrap_or("?"))
+    }
+}
+
+impl std::fmt::Debug for Digits<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
     }
 }
 
 /// Normalizes `raw`; `None` means `bad_number`. `allow_empty` is true for data records.
-#[inline]
-pub fn normalize(raw: &[u8], national_prefix: &[u8], allow_empty: bool) -> Option<Digits> {
-    let mut out = Digits {
-        buf: [0; MAX_DIGITS],
-        len: 0,
-    };
+/// Always inlined: a result returned through memory was stored in parts and read back
+/// whole, a store-forwarding stall per record.
+#[inline(always)]
+pub fn normalize<'a>(
+    raw: &'a [u8],
+    national_prefix: &'a [u8],
+    allow_empty: bool,
+) -> Option<Digits<'a>> {
     if raw.is_empty() {
-        return allow_empty.then_some(out);
+        return allow_empty.then_some(Digits::default());
     }
     let (head, body): (&[u8], &[u8]) = if raw[0] == b'+' {
         (&[], &raw[1..])
@@ -50,14 +87,10 @@ pub fn normalize(raw: &[u8], national_prefix: &[u8], allow_empty: bool) -> Optio
     if body.is_empty() || !body.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let len = head.len() + body.len();
-    if len > MAX_DIGITS {
+    if head.len() + body.len() > MAX_DIGITS {
         return None;
     }
-    out.buf[..head.len()].copy_from_slice(head);
-    out.buf[head.len()..len].copy_from_slice(body);
-    out.len = len as u8;
-    Some(out)
+    Some(Digits { head, body })
 }
 
 /// Masks a subscriber number for logs and error messages: keeps the first 4 digits.
@@ -73,8 +106,7 @@ mod tests {
     use super::*;
 
     fn norm(s: &str) -> Option<String> {
-        normalize(s.as_bytes(), b"31", false)
-            .map(|d| String::from_utf8(d.as_bytes().to_vec()).unwrap())
+        normalize(s.as_bytes(), b"31", false).map(|d| d.to_string())
     }
 
     #[test]

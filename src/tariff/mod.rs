@@ -388,7 +388,7 @@ impl Tariff {
         &self,
         plan: u32,
         service: Service,
-        digits: &[u8],
+        digits: &crate::cdr::number::Digits<'_>,
         active_bands: u64,
         local_day: i32,
     ) -> Option<(u32, &ArchivedRowDef)> {
@@ -400,14 +400,17 @@ impl Tariff {
             let mut depth = 0;
             let mut n = p.roots[service as usize].to_native();
             path[0] = n;
-            for &d in digits {
-                let c = t.nodes[n as usize].child[(d - b'0') as usize].to_native();
-                if c == 0 {
-                    break;
+            let (head, body) = digits.parts();
+            'walk: for part in [head, body] {
+                for &d in part {
+                    let c = t.nodes[n as usize].child[(d - b'0') as usize].to_native();
+                    if c == 0 {
+                        break 'walk;
+                    }
+                    n = c;
+                    depth += 1;
+                    path[depth] = n;
                 }
-                n = c;
-                depth += 1;
-                path[depth] = n;
             }
             for &n in path[..=depth].iter().rev() {
                 let node = &t.nodes[n as usize];

@@ -32,6 +32,11 @@ use crate::pipeline::{Agg, AggKey};
 const TARGET_PER_PARTITION: usize = 16 * 1024;
 /// Upper bound on the number of partitions (buffer tails that must stay cached).
 const MAX_PARTITIONS: usize = 4096;
+/// Upper bound on the number of id partitions. Every rated record appends to the tail of
+/// one account partition and one id partition; with 1024 id tails per worker the tails
+/// outgrew the L1 cache and the appends stalled rating. 64 tails fit beside the account
+/// tails; finding repeats in a bigger partition costs less than those stalls did.
+const MAX_ID_PARTITIONS: usize = 64;
 
 /// One rated record's contribution to its total, or (in the running sums) a total of
 /// `count` records.
@@ -80,7 +85,7 @@ impl Layout {
         let account_bits = usize::BITS - n_accounts.saturating_sub(1).leading_zeros();
         let account_shift = account_bits.saturating_sub(bits);
         let account_parts = (n_accounts.saturating_sub(1) >> account_shift) + 1;
-        let id_parts = parts_for(file_records);
+        let id_parts = parts_for(file_records).min(MAX_ID_PARTITIONS);
         Layout {
             account_shift,
             account_parts,

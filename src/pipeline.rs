@@ -615,12 +615,15 @@ fn collect(
                 let line_start = start + offset;
                 // Only lines the workers rated (not blank, not over max_line) whose id
                 // hash is a candidate are rated again.
+                let line_end = line_start + line.len();
                 let candidate = !line.is_empty()
                     && line.len() <= max_line
                     && rater
-                        .record_id_hash(line)
+                        .record_id_hash_in(bytes, line_start, line_end)
                         .is_some_and(|h| candidates.contains(&h));
-                if let Some(Ok((r, _))) = candidate.then(|| rater.rate_line(line)) {
+                if let Some(Ok((r, _))) =
+                    candidate.then(|| rater.rate_in(bytes, line_start, line_end))
+                {
                     let rid = rater.record_id(line).expect("line rated");
                     if !first_seen.insert(rid) {
                         let row = &table.rows[r.row as usize];

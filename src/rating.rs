@@ -403,8 +403,20 @@ impl<'t> Rater<'t> {
     /// Rates one line (without its terminator); returns the record id hash with the result.
     #[inline]
     pub fn rate_line(&mut self, line: &[u8]) -> Result<(Rated, u64), Reason> {
-        self.split_ahead(line, 0, line.len());
-        self.rate_ahead(line)
+        self.rate_in(line, 0, line.len())
+    }
+
+    /// Rates the line `buf[start..end]`; faster than [`Rater::rate_line`] on a line inside
+    /// a larger buffer (see [`Rater::split_ahead`]).
+    #[inline]
+    pub fn rate_in(
+        &mut self,
+        buf: &[u8],
+        start: usize,
+        end: usize,
+    ) -> Result<(Rated, u64), Reason> {
+        self.split_ahead(buf, start, end);
+        self.rate_ahead(&buf[start..end])
     }
 
     /// Splits the line `buf[start..end]` into the queue (at most two lines ahead of
@@ -501,12 +513,17 @@ impl<'t> Rater<'t> {
     /// The record-id hash [`Rater::rate_line`] would return for `line` when it rates;
     /// only splits the line (a cheap filter before rating it again).
     pub fn record_id_hash(&mut self, line: &[u8]) -> Option<u64> {
+        self.record_id_hash_in(line, 0, line.len())
+    }
+
+    /// [`Rater::record_id_hash`] of the line `buf[start..end]`.
+    pub fn record_id_hash_in(&mut self, buf: &[u8], start: usize, end: usize) -> Option<u64> {
         let sp = &mut self.splitters[0];
-        if sp.split(line).ok()? != self.layout.n_fields {
+        if sp.split_within(buf, start, end).ok()? != self.layout.n_fields {
             return None;
         }
         Some(xxhash_rust::xxh3::xxh3_64(sp.field(
-            line,
+            &buf[start..end],
             self.layout.pos[Column::RecordId as usize] as usize,
         )))
     }

@@ -396,23 +396,32 @@ impl Tariff {
         let mut plan = plan;
         for _ in 0..=source::MAX_FALLBACK_DEPTH {
             let p = &t.plans[plan as usize];
-            let mut path = [0u32; crate::cdr::number::MAX_DIGITS + 1];
-            let mut depth = 0;
+            // Nodes on the number's path that hold rows, shallowest first: the walk loads
+            // every node anyway, and most hold none, so the way back visits only these.
+            let mut with_rows = [0u32; crate::cdr::number::MAX_DIGITS + 1];
+            let mut found = 0;
             let mut n = p.roots[service as usize].to_native();
-            path[0] = n;
+            let mut node = &t.nodes[n as usize];
+            if node.rows_start != node.rows_end {
+                with_rows[found] = n;
+                found += 1;
+            }
             let (head, body) = digits.parts();
             'walk: for part in [head, body] {
                 for &d in part {
-                    let c = t.nodes[n as usize].child[(d - b'0') as usize].to_native();
+                    let c = node.child[(d - b'0') as usize].to_native();
                     if c == 0 {
                         break 'walk;
                     }
                     n = c;
-                    depth += 1;
-                    path[depth] = n;
+                    node = &t.nodes[n as usize];
+                    if node.rows_start != node.rows_end {
+                        with_rows[found] = n;
+                        found += 1;
+                    }
                 }
             }
-            for &n in path[..=depth].iter().rev() {
+            for &n in with_rows[..found].iter().rev() {
                 let node = &t.nodes[n as usize];
                 for i in node.rows_start.to_native()..node.rows_end.to_native() {
                     let r = &t.rows[i as usize];

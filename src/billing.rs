@@ -179,6 +179,7 @@ pub struct PaymentInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epc_qr: Option<String>,
     /// Direct debit: the pre-notification of mandate, amount and collection date.
+    /// `amount` (both methods): what is asked, the total less credit on the account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mandate_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -671,7 +672,7 @@ pub fn close_cycle(
                     ));
                 }
             }
-            prenotify(ledger, &[], &mut inv)?;
+            prenotify(cfg, ledger, &[], &mut inv)?;
             number += 1;
             net_sum += net + fee_total;
             vat_sum += vat;
@@ -960,15 +961,18 @@ fn put(
     }
 }
 
-/// The SEPA pre-notification of a direct-debit invoice states what its collection will
-/// take: the total less the credit on the account that pays it first (see
-/// [`crate::payments::derive()`]). `extra` = entries of the running transaction.
+/// What the payment block of an invoice asks for: the total less the credit on the
+/// account that pays it first (see [`crate::payments::derive()`]). A direct-debit
+/// invoice pre-notifies that amount (what its collection will take); a transfer invoice
+/// states it as `amount` and its EPC QR code asks for it (no QR code when nothing is left
+/// to pay). `extra` = entries of the running transaction.
 pub fn prenotify(
+    cfg: &Config,
     ledger: &Ledger,
     extra: &[crate::payments::Entry],
     inv: &mut Invoice,
 ) -> Result<(), LedgerError> {
-    let Some(pay) = inv.payment.as_mut().filter(|p| p.method == "direct_debit") else {
+    let Some(pay) = inv.payment.as_mut() else {
         return Ok(());
     };
     let add = crate::payments::Entry {
@@ -983,7 +987,19 @@ pub fn prenotify(
         text: String::new(),
     };
     let open = crate::payments::open_after(ledger, &inv.account_id, extra, add, &inv.number)?;
-    pay.amount = Some(format_cents(open.max(0)));
+    let open = open.max(0);
+    pay.amount = Some(format_cents(open));
+    if pay.method == "transfer" {
+        pay.epc_qr = (open > 0).then(|| {
+            crate::sepa::epc_qr_payload(
+                &cfg.seller.bic,
+                &cfg.seller.name,
+                &pay.iban,
+                open,
+                inv.payment_reference.as_deref().unwrap_or(""),
+            )
+        });
+    }
     Ok(())
 }
 
@@ -1265,7 +1281,7 @@ pub fn credit(
             inv.reason = reason.trim().to_owned();
             inv.final_invoice = orig.final_invoice;
             attach_payment(cfg, acc, &mut inv);
-            prenotify(txn.ledger(), &extra, &mut inv)?;
+            prenotify(cfg, txn.ledger(), &extra, &mut inv)?;
             put(txn, &inv, &orig.period, &mut extra)?;
             Some(inv)
         } else {
@@ -1407,7 +1423,7 @@ pub fn final_invoice(
         );
         inv.final_invoice = true;
         attach_payment(cfg, Some(acc), &mut inv);
-        prenotify(l, &[], &mut inv)?;
+        prenotify(cfg, l, &[], &mut inv)?;
         put(txn, &inv, &p, &mut Vec::new())?;
         let rec = FinalRecord {
             account_id: account_id.to_owned(),

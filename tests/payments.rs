@@ -399,6 +399,33 @@ fn whole_months_of_getting_paid() {
         .invoices("2026-09")
         .join(format!("{}.qr.svg", number("C1")))
         .is_file());
+    // The same code is drawn on page 1 of the PDF: a scanner reads exactly the payload.
+    let c1_pdf = ws.invoices("2026-09").join(format!("{}.pdf", number("C1")));
+    if let Some(scanned) = scan_qr(&c1_pdf, &ws.root) {
+        assert_eq!(
+            scanned.as_deref(),
+            Some(
+                format!(
+                    "BCD\n002\n1\nSCT\nABNANL2A\nTollgate Telecom B.V.\n{OUR_IBAN}\nEUR12.10\n\n\n{}",
+                    reference("C1")
+                )
+                .as_str()
+            )
+        );
+        // No QR code for direct debit.
+        let d2_pdf = ws.invoices("2026-09").join(format!("{}.pdf", number("D2")));
+        assert_eq!(scan_qr(&d2_pdf, &ws.root), Some(None));
+    }
+    pdf_contains(
+        &c1_pdf,
+        &[
+            "Te betalen: EUR 12,10 uiterlijk 2026-10-15",
+            "Overmaken naar NL91ABNA0417164300 (BIC ABNANL2A)",
+            "t.n.v. Tollgate Telecom B.V.",
+            &format!("betalingskenmerk {}", reference("C1")),
+            "Betaal met uw bank-app: scan de QR-code",
+        ],
+    );
     let d2 = by_account("D2");
     assert_eq!(d2["payment"]["method"], "direct_debit");
     assert_eq!(d2["payment"]["iban"], "NL************6789");
@@ -891,6 +918,30 @@ fn whole_months_of_getting_paid() {
     let c3 = items(&ws, "C3", "2026-11-12");
     assert_eq!(c3[1].1, "9.20");
     assert_eq!(c3[1].2, "partially_paid");
+    // C3's credit of 2.90 pays part of its October invoice: the invoice asks for the
+    // rest, in its text and in its QR code.
+    let c3_oct = inv("C3");
+    assert_eq!(c3_oct["total"], "12.10");
+    assert_eq!(c3_oct["payment"]["amount"], "9.20");
+    let c3_payload = format!(
+        "BCD\n002\n1\nSCT\nABNANL2A\nTollgate Telecom B.V.\n{OUR_IBAN}\nEUR9.20\n\n\n{}",
+        c3_oct["payment_reference"].as_str().unwrap()
+    );
+    assert_eq!(c3_oct["payment"]["epc_qr"], c3_payload.as_str());
+    let c3_pdf = ws
+        .invoices("2026-10")
+        .join(format!("{}.pdf", c3_oct["number"].as_str().unwrap()));
+    if let Some(scanned) = scan_qr(&c3_pdf, &ws.root) {
+        assert_eq!(scanned.as_deref(), Some(c3_payload.as_str()));
+    }
+    pdf_contains(
+        &c3_pdf,
+        &[
+            "To pay: EUR 9.20 by 2026-11-26",
+            "in the name of Tollgate Telecom B.V.",
+            "Pay with your banking app: scan the QR code",
+        ],
+    );
     // Fees were consumed by the close.
     assert!(statement(&ws, "C2", "2026-11-12")["pendingFees"]
         .as_array()
@@ -1028,6 +1079,57 @@ fn pdf_contains(pdf: &Path, want: &[&str]) {
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     for w in want {
         assert!(flat.contains(w), "{w:?} not in {}:\n{text}", pdf.display());
+    }
+}
+
+/// The QR code on page 1 of a PDF, decoded the way a scanner would: the page rendered
+/// to a PNG by `pdftoppm` (poppler-utils) at 150 dpi, then read by `zbarimg`
+/// (zbar-tools; both installed by tools/test.sh). `Some(None)`: the page has no QR code;
+/// `None`: the tools are missing (skipped visibly, refused under TOLLGATE_REQUIRE_XSD).
+/// The PNG is written to `dir` (`<number>.page1.png`; copied to `$TOLLGATE_KEEP` if set).
+fn scan_qr(pdf: &Path, dir: &Path) -> Option<Option<String>> {
+    let stem = pdf.file_stem().unwrap().to_str().unwrap();
+    let png_base = dir.join(format!("{stem}.page1"));
+    let tools = std::process::Command::new("pdftoppm")
+        .args(["-png", "-r", "150", "-f", "1", "-l", "1", "-singlefile"])
+        .arg(pdf)
+        .arg(&png_base)
+        .output();
+    let zbar = std::process::Command::new("zbarimg")
+        .arg("--version")
+        .output();
+    match (&tools, zbar) {
+        (Ok(o), Ok(_)) => assert!(o.status.success(), "pdftoppm {}: {o:?}", pdf.display()),
+        _ => {
+            if std::env::var_os("TOLLGATE_REQUIRE_XSD").is_some() {
+                panic!("pdftoppm (poppler-utils) or zbarimg (zbar-tools) is missing");
+            }
+            eprintln!(
+                "SKIPPED: QR code of {} (no pdftoppm or zbarimg)",
+                pdf.display()
+            );
+            return None;
+        }
+    }
+    let png = dir.join(format!("{stem}.page1.png"));
+    // TOLLGATE_KEEP=DIR keeps a copy of the page for inspection.
+    if let Some(keep) = std::env::var_os("TOLLGATE_KEEP") {
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::copy(&png, Path::new(&keep).join(format!("{stem}.page1.png"))).unwrap();
+    }
+    let out = std::process::Command::new("zbarimg")
+        .args(["--raw", "-q", "-Sbinary"])
+        .arg(&png)
+        .output()
+        .unwrap();
+    // zbarimg exits with 4 when the image holds no symbol.
+    match out.status.code() {
+        Some(0) => {
+            let text = String::from_utf8(out.stdout).unwrap();
+            Some(Some(text.strip_suffix('\n').unwrap_or(&text).to_owned()))
+        }
+        Some(4) => Some(None),
+        _ => panic!("zbarimg {}: {out:?}", png.display()),
     }
 }
 

@@ -452,9 +452,8 @@ impl<'a> Draft<'a> {
             Line::Subscription {
                 plan, description, ..
             } => self.subscription(plan, description.clone(), l.cents()),
-            // Credit lines are not copied; neither are late-payment fee lines: a credit
-            // note never credits them, so they stay owed on the original invoice (copying
-            // them would bill them twice).
+            // Credit lines are not copied. Late-payment fee lines are copied by the
+            // reissue for what its credit note took off them (`credit`), not here.
             Line::Credit { .. } | Line::Fee { .. } => {}
         }
     }
@@ -1061,6 +1060,8 @@ pub fn credit(
         }
         let mut lines: Vec<Line> = Vec::new();
         let mut take: BTreeMap<String, i64> = BTreeMap::new();
+        // Fee lines credited by this note: (line, cents).
+        let mut fees_credited: Vec<(usize, i64)> = Vec::new();
         let credit_line = |i: usize, l: &Line, cents: i64| {
             let (c, r) = l.vat();
             Line::Credit {
@@ -1092,9 +1093,38 @@ pub fn credit(
                 };
                 for i in chosen {
                     let l = &orig.lines[i - 1];
+                    let left_line = l.cents() - done.lines.get(&i).copied().unwrap_or(0);
+                    // A late-payment fee line: outside VAT, limited by what is left on
+                    // the line only; credited as a (negative) fee line, after VAT.
+                    if let Line::Fee {
+                        fee_id,
+                        fee,
+                        invoice,
+                        description,
+                        ..
+                    } = l
+                    {
+                        if left_line <= 0 {
+                            if matches!(what, CreditWhat::Lines(_)) {
+                                return Err(refused(format!(
+                                    "line {i} of invoice {number} has nothing left to credit"
+                                )));
+                            }
+                            continue;
+                        }
+                        *done.lines.entry(i).or_default() += left_line;
+                        fees_credited.push((i, left_line));
+                        lines.push(Line::Fee {
+                            fee_id: fee_id.clone(),
+                            fee: fee.clone(),
+                            invoice: invoice.clone(),
+                            description: format!("Credit of line {i}: {description}"),
+                            amount: format_cents(-left_line),
+                        });
+                        continue;
+                    }
                     let (c, r) = l.vat();
                     let k = group_key(c, r);
-                    let left_line = l.cents() - done.lines.get(&i).copied().unwrap_or(0);
                     let left_group =
                         group_left.get(&k).map_or(0, |g| g.0) - take.get(&k).copied().unwrap_or(0);
                     let cents = left_line.min(left_group);
@@ -1176,6 +1206,7 @@ pub fn credit(
                 -v,
             ));
         }
+        let fee_cents: i64 = fees_credited.iter().map(|f| f.1).sum();
         let (counter, prefix) = credit_series(&cfg.numbering, issue.year());
         let n = txn.next(&counter)?;
         let cn = Invoice {
@@ -1191,7 +1222,7 @@ pub fn credit(
             net_total: format_cents(-net),
             vat_rate: orig.vat_rate.clone(),
             vat_total: format_cents(-vat),
-            total: format_cents(-(net + vat)),
+            total: format_cents(-(net + vat + fee_cents)),
             late_records: 0,
             document_type: "credit_note".into(),
             period_start: orig.period_start.clone(),
@@ -1255,8 +1286,17 @@ pub fn credit(
         let reissued = if reissue {
             let acc = accounts.get(&orig.account_id);
             let mut d = Draft::new(cfg, &orig.account_id, acc)?;
-            for l in &orig.lines {
+            for (i, l) in orig.lines.iter().enumerate() {
                 d.copy(l);
+                // A fee line is billed again for what this credit note took off it (it
+                // is still owed; the full credit cancelled it on the original).
+                if let Some(&(_, cents)) = fees_credited.iter().find(|f| f.0 == i + 1) {
+                    let mut l = l.clone();
+                    if let Line::Fee { amount, .. } = &mut l {
+                        *amount = format_cents(cents);
+                    }
+                    d.lines.push(l);
+                }
             }
             let (counter, prefix) = invoice_series(&cfg.numbering, issue.year());
             let n = txn.next(&counter)?;

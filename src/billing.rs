@@ -1329,6 +1329,10 @@ pub fn credit(
         };
         Ok((cn, reissued))
     })?;
+    metrics::counter!(crate::telemetry::CREDIT_NOTES).increment(1);
+    if reissued.is_some() {
+        metrics::counter!(crate::telemetry::INVOICES).increment(1);
+    }
     let files = flush_pending(cfg, ledger)?;
     Ok(CreditOutcome {
         credit_note,
@@ -1478,6 +1482,7 @@ pub fn final_invoice(
         );
         Ok(inv)
     })?;
+    metrics::counter!(crate::telemetry::INVOICES).increment(1);
     let files = flush_pending(cfg, ledger)?;
     Ok((inv, files))
 }

@@ -2138,13 +2138,69 @@ fn fee_and_subscription_lines_are_credited() {
         .count();
     assert_eq!(fee_entries, 2);
 
-    // Every document validates (UBL XSD + EN 16931 schematron): the fee-only credit note,
+    // Through the API (operator): the interest line (3) of the reissued invoice.
+    let conf = std::fs::read_to_string(&ws.config).unwrap();
+    std::fs::write(
+        &ws.config,
+        format!("api_tokens_file = \"tokens.csv\"\n{conf}"),
+    )
+    .unwrap();
+    let token = run(&[
+        "token",
+        "add",
+        "ops",
+        "--role",
+        "operator",
+        "--config",
+        cfg(&ws),
+    ])
+    .ok()
+    .stdout
+    .trim()
+    .to_owned();
+    let d = Daemon::start(&ws);
+    let post = |body: &str| {
+        http_request(
+            d.addr,
+            "POST",
+            "/api/v1/bills/2026-000013/credit",
+            &[
+                ("Authorization", &format!("Bearer {token}")),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+    };
+    let r = post(r#"{"reason": "interest waived", "lines": [3], "issueDate": "2026-11-21"}"#);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let cn = r.json()["creditNote"].clone();
+    assert_eq!(cn["billNo"], "CN-2026-000004");
+    assert_eq!(cn["taxExcludedAmount"]["value"], "0.00");
+    assert_eq!(cn["feeAmount"]["value"], "-0.09");
+    assert_eq!(cn["taxIncludedAmount"]["value"], "-0.09");
+    let r = post(r#"{"reason": "again", "lines": [3], "issueDate": "2026-11-21"}"#);
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("line 3 of invoice 2026-000013 has nothing left to credit"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(d.stop().code(), Some(0));
+    assert_eq!(balance(&ws, "B1", "2026-11-21"), "64.20");
+    assert_eq!(
+        items_full(&ws, "B1", "2026-11-21")[2],
+        row(["2026-000013", "52.19", "0.09", "0.00", "52.10", "open"])
+    );
+
+    // Every document validates (UBL XSD + EN 16931 schematron): the fee-only credit notes,
     // the mixed one, the reissue with fee lines.
     validate_ubl(
         &[
             "CN-2026-000001",
             "CN-2026-000002",
             "CN-2026-000003",
+            "CN-2026-000004",
             "2026-000013",
             "2026-000009",
         ]

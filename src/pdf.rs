@@ -23,6 +23,8 @@ struct Words {
     how: &'static str,
     payee: &'static str,
     scan: &'static str,
+    less: &'static str,
+    account_credit: &'static str,
     reference: &'static str,
     direct_debit: &'static str,
     on: &'static str,
@@ -72,6 +74,8 @@ const NL: Words = Words {
     how: "Overmaken naar",
     payee: "t.n.v.",
     scan: "Betaal met uw bank-app: scan de QR-code",
+    less: "min",
+    account_credit: "tegoed op uw rekening",
     reference: "betalingskenmerk",
     direct_debit: "Automatische incasso",
     on: "op",
@@ -121,6 +125,8 @@ const EN: Words = Words {
     how: "Transfer to",
     payee: "in the name of",
     scan: "Pay with your banking app: scan the QR code",
+    less: "less",
+    account_credit: "credit on your account",
     reference: "payment reference",
     direct_debit: "Direct debit",
     on: "on",
@@ -299,8 +305,16 @@ pub fn render(inv: &Invoice, annex: Option<&Annex>) -> Vec<u8> {
             .payment
             .as_ref()
             .is_none_or(|pay| pay.method != "direct_debit");
+    // What a transfer invoice asks for: its total less credit on the account.
+    let to_pay = inv
+        .payment
+        .as_ref()
+        .and_then(|pay| pay.amount.as_deref())
+        .map_or_else(|| cents(&inv.total), cents);
+    let from_credit = cents(&inv.total) - to_pay;
     let box_height = match (qr, transfer) {
         (Some(_), _) => QR_SIDE + 8.0,
+        (None, true) if from_credit > 0 => 86.0,
         (None, true) => 70.0,
         (None, false) => 52.0,
     };
@@ -365,11 +379,6 @@ pub fn render(inv: &Invoice, annex: Option<&Annex>) -> Vec<u8> {
     } else {
         // Bank transfer: amount and date, then where to, to whom and with which reference,
         // one per line, left of the QR code.
-        let to_pay = inv
-            .payment
-            .as_ref()
-            .and_then(|pay| pay.amount.as_deref())
-            .map_or_else(|| cents(&inv.total), cents);
         p.text(
             55.0,
             y - 4.0,
@@ -393,8 +402,24 @@ pub fn render(inv: &Invoice, annex: Option<&Annex>) -> Vec<u8> {
         for (i, r) in rows.iter().enumerate() {
             p.text(55.0, y - 24.0 - 13.0 * i as f32, 10, false, r);
         }
+        if from_credit > 0 {
+            p.text(
+                55.0,
+                y - 64.0,
+                8,
+                false,
+                &format!(
+                    "{} {} {} {} {}",
+                    w.total,
+                    m(cents(&inv.total)),
+                    w.less,
+                    m(from_credit),
+                    w.account_credit
+                ),
+            );
+        }
         if let Some(payload) = qr {
-            p.text(55.0, y - 72.0, 8, false, w.scan);
+            p.text(55.0, y - 78.0, 8, false, w.scan);
             // A payload that cannot be encoded (longer than a QR code holds) leaves the
             // code out; the text above still says how to pay.
             if let Ok((n, dark)) = crate::sepa::qr_modules(payload) {

@@ -938,6 +938,7 @@ fn whole_months_of_getting_paid() {
         &c3_pdf,
         &[
             "To pay: EUR 9.20 by 2026-11-26",
+            "Total incl. VAT EUR 12.10 less EUR 2.90 credit on your account",
             "in the name of Tollgate Telecom B.V.",
             "Pay with your banking app: scan the QR code",
         ],
@@ -1946,7 +1947,13 @@ fn fee_and_subscription_lines_are_credited() {
     if let Some(scanned) = scan_qr(&c1_pdf, &ws.root) {
         assert_eq!(scanned, None);
     }
-    pdf_contains(&c1_pdf, &["Te betalen: EUR 0,00 uiterlijk 2026-11-26"]);
+    pdf_contains(
+        &c1_pdf,
+        &[
+            "Te betalen: EUR 0,00 uiterlijk 2026-11-26",
+            "Totaal incl. btw EUR 12,10 min EUR 12,10 tegoed op uw rekening",
+        ],
+    );
 
     // The collection costs (line 2) of C2's invoice are credited: outside VAT, the
     // credit note is 40.00 of fees only (a valid UBL credit note outside the VAT scope).

@@ -204,7 +204,7 @@ pub fn epc_qr_payload(
 /// modules and the modules row by row from the top, `true` = dark. Without the quiet zone.
 ///
 /// The same code as `qrcode::QrCode::with_error_correction_level` (tested), but the mask
-/// is chosen by [`penalty`] on plain booleans: the crate's own scoring spends about 1 ms
+/// is chosen by a penalty computed on bit sets: the crate's own scoring spends about 1 ms
 /// per code, which every rendering of an invoice PDF (also the re-check of a closed
 /// period's files) would pay.
 pub fn qr_modules(payload: &str) -> Result<(usize, Vec<bool>), String> {

@@ -38,8 +38,8 @@ pub struct CreditInput {
     /// Why (printed on the credit note).
     #[schema(example = "wrong plan in October")]
     pub reason: String,
-    /// Credit only these lines (1-based, as on the invoice), each as far as still
-    /// creditable. Not with `amount`.
+    /// Credit only these lines (1-based, as on the invoice: usage, subscription or
+    /// late-payment fee lines), each as far as still creditable. Not with `amount`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lines: Option<Vec<usize>>,
     /// Credit this net amount (excluding VAT), e.g. `5.00`; invoices with one VAT group.

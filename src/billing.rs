@@ -179,6 +179,7 @@ pub struct PaymentInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epc_qr: Option<String>,
     /// Direct debit: the pre-notification of mandate, amount and collection date.
+    /// `amount` (both methods): what is asked, the total less credit on the account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mandate_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -451,9 +452,8 @@ impl<'a> Draft<'a> {
             Line::Subscription {
                 plan, description, ..
             } => self.subscription(plan, description.clone(), l.cents()),
-            // Credit lines are not copied; neither are late-payment fee lines: a credit
-            // note never credits them, so they stay owed on the original invoice (copying
-            // them would bill them twice).
+            // Credit lines are not copied. Late-payment fee lines are copied by the
+            // reissue for what its credit note took off them (`credit`), not here.
             Line::Credit { .. } | Line::Fee { .. } => {}
         }
     }
@@ -671,7 +671,7 @@ pub fn close_cycle(
                     ));
                 }
             }
-            prenotify(ledger, &[], &mut inv)?;
+            prenotify(cfg, ledger, &[], &mut inv)?;
             number += 1;
             net_sum += net + fee_total;
             vat_sum += vat;
@@ -960,15 +960,18 @@ fn put(
     }
 }
 
-/// The SEPA pre-notification of a direct-debit invoice states what its collection will
-/// take: the total less the credit on the account that pays it first (see
-/// [`crate::payments::derive()`]). `extra` = entries of the running transaction.
+/// What the payment block of an invoice asks for: the total less the credit on the
+/// account that pays it first (see [`crate::payments::derive()`]). A direct-debit
+/// invoice pre-notifies that amount (what its collection will take); a transfer invoice
+/// states it as `amount` and its EPC QR code asks for it (no QR code when nothing is left
+/// to pay). `extra` = entries of the running transaction.
 pub fn prenotify(
+    cfg: &Config,
     ledger: &Ledger,
     extra: &[crate::payments::Entry],
     inv: &mut Invoice,
 ) -> Result<(), LedgerError> {
-    let Some(pay) = inv.payment.as_mut().filter(|p| p.method == "direct_debit") else {
+    let Some(pay) = inv.payment.as_mut() else {
         return Ok(());
     };
     let add = crate::payments::Entry {
@@ -983,7 +986,19 @@ pub fn prenotify(
         text: String::new(),
     };
     let open = crate::payments::open_after(ledger, &inv.account_id, extra, add, &inv.number)?;
-    pay.amount = Some(format_cents(open.max(0)));
+    let open = open.max(0);
+    pay.amount = Some(format_cents(open));
+    if pay.method == "transfer" {
+        pay.epc_qr = (open > 0).then(|| {
+            crate::sepa::epc_qr_payload(
+                &cfg.seller.bic,
+                &cfg.seller.name,
+                &pay.iban,
+                open,
+                inv.payment_reference.as_deref().unwrap_or(""),
+            )
+        });
+    }
     Ok(())
 }
 
@@ -1045,6 +1060,8 @@ pub fn credit(
         }
         let mut lines: Vec<Line> = Vec::new();
         let mut take: BTreeMap<String, i64> = BTreeMap::new();
+        // Fee lines credited by this note: (line, cents).
+        let mut fees_credited: Vec<(usize, i64)> = Vec::new();
         let credit_line = |i: usize, l: &Line, cents: i64| {
             let (c, r) = l.vat();
             Line::Credit {
@@ -1076,9 +1093,38 @@ pub fn credit(
                 };
                 for i in chosen {
                     let l = &orig.lines[i - 1];
+                    let left_line = l.cents() - done.lines.get(&i).copied().unwrap_or(0);
+                    // A late-payment fee line: outside VAT, limited by what is left on
+                    // the line only; credited as a (negative) fee line, after VAT.
+                    if let Line::Fee {
+                        fee_id,
+                        fee,
+                        invoice,
+                        description,
+                        ..
+                    } = l
+                    {
+                        if left_line <= 0 {
+                            if matches!(what, CreditWhat::Lines(_)) {
+                                return Err(refused(format!(
+                                    "line {i} of invoice {number} has nothing left to credit"
+                                )));
+                            }
+                            continue;
+                        }
+                        *done.lines.entry(i).or_default() += left_line;
+                        fees_credited.push((i, left_line));
+                        lines.push(Line::Fee {
+                            fee_id: fee_id.clone(),
+                            fee: fee.clone(),
+                            invoice: invoice.clone(),
+                            description: format!("Credit of line {i}: {description}"),
+                            amount: format_cents(-left_line),
+                        });
+                        continue;
+                    }
                     let (c, r) = l.vat();
                     let k = group_key(c, r);
-                    let left_line = l.cents() - done.lines.get(&i).copied().unwrap_or(0);
                     let left_group =
                         group_left.get(&k).map_or(0, |g| g.0) - take.get(&k).copied().unwrap_or(0);
                     let cents = left_line.min(left_group);
@@ -1160,6 +1206,7 @@ pub fn credit(
                 -v,
             ));
         }
+        let fee_cents: i64 = fees_credited.iter().map(|f| f.1).sum();
         let (counter, prefix) = credit_series(&cfg.numbering, issue.year());
         let n = txn.next(&counter)?;
         let cn = Invoice {
@@ -1175,7 +1222,7 @@ pub fn credit(
             net_total: format_cents(-net),
             vat_rate: orig.vat_rate.clone(),
             vat_total: format_cents(-vat),
-            total: format_cents(-(net + vat)),
+            total: format_cents(-(net + vat + fee_cents)),
             late_records: 0,
             document_type: "credit_note".into(),
             period_start: orig.period_start.clone(),
@@ -1239,8 +1286,17 @@ pub fn credit(
         let reissued = if reissue {
             let acc = accounts.get(&orig.account_id);
             let mut d = Draft::new(cfg, &orig.account_id, acc)?;
-            for l in &orig.lines {
+            for (i, l) in orig.lines.iter().enumerate() {
                 d.copy(l);
+                // A fee line is billed again for what this credit note took off it (it
+                // is still owed; the full credit cancelled it on the original).
+                if let Some(&(_, cents)) = fees_credited.iter().find(|f| f.0 == i + 1) {
+                    let mut l = l.clone();
+                    if let Line::Fee { amount, .. } = &mut l {
+                        *amount = format_cents(cents);
+                    }
+                    d.lines.push(l);
+                }
             }
             let (counter, prefix) = invoice_series(&cfg.numbering, issue.year());
             let n = txn.next(&counter)?;
@@ -1265,7 +1321,7 @@ pub fn credit(
             inv.reason = reason.trim().to_owned();
             inv.final_invoice = orig.final_invoice;
             attach_payment(cfg, acc, &mut inv);
-            prenotify(txn.ledger(), &extra, &mut inv)?;
+            prenotify(cfg, txn.ledger(), &extra, &mut inv)?;
             put(txn, &inv, &orig.period, &mut extra)?;
             Some(inv)
         } else {
@@ -1273,6 +1329,10 @@ pub fn credit(
         };
         Ok((cn, reissued))
     })?;
+    metrics::counter!(crate::telemetry::CREDIT_NOTES).increment(1);
+    if reissued.is_some() {
+        metrics::counter!(crate::telemetry::INVOICES).increment(1);
+    }
     let files = flush_pending(cfg, ledger)?;
     Ok(CreditOutcome {
         credit_note,
@@ -1407,7 +1467,7 @@ pub fn final_invoice(
         );
         inv.final_invoice = true;
         attach_payment(cfg, Some(acc), &mut inv);
-        prenotify(l, &[], &mut inv)?;
+        prenotify(cfg, l, &[], &mut inv)?;
         put(txn, &inv, &p, &mut Vec::new())?;
         let rec = FinalRecord {
             account_id: account_id.to_owned(),
@@ -1422,6 +1482,7 @@ pub fn final_invoice(
         );
         Ok(inv)
     })?;
+    metrics::counter!(crate::telemetry::INVOICES).increment(1);
     let files = flush_pending(cfg, ledger)?;
     Ok((inv, files))
 }

@@ -140,6 +140,10 @@ pub fn post_invoice(json: &[u8], tx: &mut Tx) -> Result<Vec<Entry>, String> {
             ));
         }
     }
+    // A reissue bills again fee lines its credit note cancelled: their pending fees were
+    // consumed when first billed, and one with the same id now (interest accruing
+    // since) is not the one it bills.
+    let reissue = v.get("replaces").is_some_and(|r| !r.is_null());
     let mut posted = Vec::new();
     posted.push(post(
         tx,
@@ -153,7 +157,7 @@ pub fn post_invoice(json: &[u8], tx: &mut Tx) -> Result<Vec<Entry>, String> {
             due_date: s("due_date"),
             source: if v.get("final_invoice").and_then(|f| f.as_bool()) == Some(true) {
                 "final invoice".to_owned()
-            } else if v.get("replaces").is_some_and(|r| !r.is_null()) {
+            } else if reissue {
                 "reissue".to_owned()
             } else {
                 format!("close {}", s("period").unwrap_or_default())
@@ -176,7 +180,9 @@ pub fn post_invoice(json: &[u8], tx: &mut Tx) -> Result<Vec<Entry>, String> {
                 text,
             },
         ));
-        tx.delete(PayCf::Fees, id.into_bytes());
+        if !reissue {
+            tx.delete(PayCf::Fees, id.into_bytes());
+        }
     }
     tx.put(PayCf::Refs, format!("inv/{number}"), account.into_bytes());
     if let Some(r) = s("payment_reference") {

@@ -5,7 +5,8 @@
 //! of VAT Directive art. 226 (number, dates, period, both parties with addresses, VAT
 //! IDs, KvK, reverse-charge wording). Then every invoice line. A plain PDF 1.4 written
 //! by hand: the standard Helvetica fonts (WinAnsi; characters outside Latin-1 become
-//! `?`), no images, deterministic bytes (no timestamps).
+//! `?`), no images (the EPC QR code of a transfer invoice is drawn as filled
+//! rectangles in the payment box), deterministic bytes (no timestamps).
 
 use std::fmt::Write as _;
 
@@ -20,6 +21,10 @@ struct Words {
     to_pay: &'static str,
     by: &'static str,
     how: &'static str,
+    payee: &'static str,
+    scan: &'static str,
+    less: &'static str,
+    account_credit: &'static str,
     reference: &'static str,
     direct_debit: &'static str,
     on: &'static str,
@@ -67,6 +72,10 @@ const NL: Words = Words {
     to_pay: "Te betalen",
     by: "uiterlijk",
     how: "Overmaken naar",
+    payee: "t.n.v.",
+    scan: "Betaal met uw bank-app: scan de QR-code",
+    less: "min",
+    account_credit: "tegoed op uw rekening",
     reference: "betalingskenmerk",
     direct_debit: "Automatische incasso",
     on: "op",
@@ -114,6 +123,10 @@ const EN: Words = Words {
     to_pay: "To pay",
     by: "by",
     how: "Transfer to",
+    payee: "in the name of",
+    scan: "Pay with your banking app: scan the QR code",
+    less: "less",
+    account_credit: "credit on your account",
     reference: "payment reference",
     direct_debit: "Direct debit",
     on: "on",
@@ -204,6 +217,43 @@ impl Page {
     }
 }
 
+/// Side of the EPC QR code on page 1, quiet zone included, in points (about 33 mm; the
+/// modules of an invoice's payload, version 6 to 9, are 1.5 to 1.9 pt).
+const QR_SIDE: f32 = 94.0;
+
+/// Draws a QR code as vector modules: a white square (the 4-module quiet zone around the
+/// code) with its top-left corner at (`x`, `top`), then one filled rectangle per
+/// horizontal run of dark modules.
+fn qr_code(p: &mut Page, x: f32, top: f32, n: usize, dark: &[bool]) {
+    p.rect(x, top - QR_SIDE, QR_SIDE, QR_SIDE, 1.0);
+    // In thousandths of a point, formatted as integers (float formatting cost more
+    // than the encoding, paid on every rendering).
+    let s = (QR_SIDE * 1000.0) as i64 / (n as i64 + 8);
+    let (x0, top) = ((x * 1000.0) as i64, (top * 1000.0) as i64);
+    let mut ops = String::from("0 g\n");
+    for (row, col, len) in crate::sepa::qr_runs(n, dark) {
+        let _ = writeln!(
+            ops,
+            "{} {} {} {} re",
+            Milli(x0 + (col as i64 + 4) * s),
+            Milli(top - (row as i64 + 5) * s),
+            Milli(len as i64 * s),
+            Milli(s)
+        );
+    }
+    ops.push_str("f\n");
+    p.ops.push_str(&ops);
+}
+
+/// A non-negative length in thousandths of a point, printed in points.
+struct Milli(i64);
+
+impl std::fmt::Display for Milli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
+    }
+}
+
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -244,7 +294,31 @@ pub fn render(inv: &Invoice, annex: Option<&Annex>) -> Vec<u8> {
     let title = if credit { w.credit_note } else { w.invoice };
     p.text(50.0, y, 20, true, &format!("{title} {}", inv.number));
     y -= 30.0;
-    p.rect(45.0, y - 38.0, 505.0, 52.0, 0.92);
+    // The EPC QR code of a transfer invoice with something to pay, right in the box.
+    let qr = (!credit)
+        .then_some(inv.payment.as_ref())
+        .flatten()
+        .filter(|pay| pay.method == "transfer")
+        .and_then(|pay| pay.epc_qr.as_deref());
+    let transfer = !credit
+        && inv
+            .payment
+            .as_ref()
+            .is_none_or(|pay| pay.method != "direct_debit");
+    // What a transfer invoice asks for: its total less credit on the account.
+    let to_pay = inv
+        .payment
+        .as_ref()
+        .and_then(|pay| pay.amount.as_deref())
+        .map_or_else(|| cents(&inv.total), cents);
+    let from_credit = cents(&inv.total) - to_pay;
+    let box_height = match (qr, transfer) {
+        (Some(_), _) => QR_SIDE + 8.0,
+        (None, true) if from_credit > 0 => 86.0,
+        (None, true) => 70.0,
+        (None, false) => 52.0,
+    };
+    p.rect(45.0, y + 14.0 - box_height, 505.0, box_height, 0.92);
     if credit {
         p.text(
             55.0,
@@ -303,35 +377,57 @@ pub fn render(inv: &Invoice, annex: Option<&Annex>) -> Vec<u8> {
             ),
         );
     } else {
+        // Bank transfer: amount and date, then where to, to whom and with which reference,
+        // one per line, left of the QR code.
         p.text(
             55.0,
             y - 4.0,
             14,
             true,
-            &format!(
-                "{}: {} {} {}",
-                w.to_pay,
-                m(cents(&inv.total)),
-                w.by,
-                inv.due_date
-            ),
+            &format!("{}: {} {} {}", w.to_pay, m(to_pay), w.by, inv.due_date),
         );
         let reference = match &inv.payment_reference {
             Some(r) => format!("{} {r}", w.reference),
             None => inv.number.clone(),
         };
-        p.text(
-            55.0,
-            y - 24.0,
-            10,
-            false,
-            &format!(
-                "{} {} (BIC {}), {} - {reference}",
-                w.how, inv.seller.iban, inv.seller.bic, inv.seller.name
-            ),
-        );
+        let iban = inv
+            .payment
+            .as_ref()
+            .map_or(inv.seller.iban.as_str(), |pay| pay.iban.as_str());
+        let rows = [
+            format!("{} {iban} (BIC {})", w.how, inv.seller.bic),
+            format!("{} {}", w.payee, inv.seller.name),
+            reference,
+        ];
+        for (i, r) in rows.iter().enumerate() {
+            p.text(55.0, y - 24.0 - 13.0 * i as f32, 10, false, r);
+        }
+        if from_credit > 0 {
+            p.text(
+                55.0,
+                y - 64.0,
+                8,
+                false,
+                &format!(
+                    "{} {} {} {} {}",
+                    w.total,
+                    m(cents(&inv.total)),
+                    w.less,
+                    m(from_credit),
+                    w.account_credit
+                ),
+            );
+        }
+        if let Some(payload) = qr {
+            p.text(55.0, y - 78.0, 8, false, w.scan);
+            // A payload that cannot be encoded (longer than a QR code holds) leaves the
+            // code out; the text above still says how to pay.
+            if let Ok((n, dark)) = crate::sepa::qr_modules(payload) {
+                qr_code(&mut p, 452.0, y + 10.0, n, &dark);
+            }
+        }
     }
-    y -= 60.0;
+    y -= box_height + 8.0;
 
     // Usage by category with a bar chart of the amounts.
     p.text(50.0, y, 12, true, w.usage);

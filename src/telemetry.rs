@@ -20,6 +20,7 @@ pub const OLDEST_AGE: &str = "tollgate_spool_oldest_file_age_seconds";
 pub const CHARGED: &str = "tollgate_rated_charge_micros_total";
 pub const CLOSE_SECONDS: &str = "tollgate_cycle_close_seconds";
 pub const INVOICES: &str = "tollgate_invoices_issued_total";
+pub const CREDIT_NOTES: &str = "tollgate_credit_notes_issued_total";
 pub const TARIFF_INFO: &str = "tollgate_tariff_info";
 pub const RELOADS: &str = "tollgate_reference_reloads_total";
 pub const LAST_CLOSE: &str = "tollgate_last_cycle_close_timestamp_seconds";
@@ -91,6 +92,7 @@ pub fn install() -> PrometheusHandle {
             metrics::counter!(BYTES).absolute(0);
             metrics::counter!(CHARGED).absolute(0);
             metrics::counter!(INVOICES).absolute(0);
+            metrics::counter!(CREDIT_NOTES).absolute(0);
             for outcome in ["ok", "error"] {
                 metrics::counter!(RELOADS, "outcome" => outcome).absolute(0);
             }
@@ -143,7 +145,16 @@ fn describe() {
         "sum of rated charges in micro currency units"
     );
     describe_histogram!(CLOSE_SECONDS, Unit::Seconds, "duration of cycle closes");
-    describe_counter!(INVOICES, Unit::Count, "invoices issued");
+    describe_counter!(
+        INVOICES,
+        Unit::Count,
+        "invoices issued by this process (cycle closes, final invoices, reissues)"
+    );
+    describe_counter!(
+        CREDIT_NOTES,
+        Unit::Count,
+        "credit notes issued by this process"
+    );
     describe_gauge!(
         TARIFF_INFO,
         Unit::Count,

@@ -33,6 +33,10 @@ pub const PEPPOL_CUSTOMIZATION: &str =
     "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0";
 pub const PEPPOL_PROFILE: &str = "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0";
 
+/// The exemption reason of a document of late-payment fees only.
+pub const FEES_OUTSIDE_SCOPE: &str =
+    "Late-payment compensation (collection costs, interest): not subject to VAT";
+
 struct X(Writer<Vec<u8>>);
 
 impl X {
@@ -76,7 +80,36 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
     let sign = if credit { -1 } else { 1 };
     let amt = |s: &str| cents(s) * sign;
     let cur = inv.currency.as_str();
-    let outside = inv.vat_breakdown.iter().any(|r| r.category == "O");
+    // A document of late-payment fees only (a credit note taking back a fee, a final
+    // invoice billing nothing else) is a document outside the scope of VAT: its fee
+    // lines become its lines, under one O breakdown row (EN 16931 wants at least one
+    // line). With other lines, fees stay out of the VAT document (see the totals).
+    let fees: i64 = inv
+        .lines
+        .iter()
+        .filter(|l| matches!(l, Line::Fee { .. }))
+        .map(Line::cents)
+        .sum();
+    let fee_only = !inv.lines.is_empty() && inv.lines.iter().all(|l| matches!(l, Line::Fee { .. }));
+    let breakdown = if fee_only {
+        vec![crate::vat::row(
+            &crate::vat::Treatment {
+                category: Category::O,
+                rate: rust_decimal::Decimal::ZERO,
+                reason: FEES_OUTSIDE_SCOPE.into(),
+            },
+            fees,
+            0,
+        )]
+    } else {
+        inv.vat_breakdown.clone()
+    };
+    let net_total = if fee_only {
+        format_cents(fees)
+    } else {
+        inv.net_total.clone()
+    };
+    let outside = breakdown.iter().any(|r| r.category == "O");
     let peppol = !inv.customer.peppol_endpoint.is_empty();
     let root = if credit { "CreditNote" } else { "Invoice" };
 
@@ -230,11 +263,19 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
         x.close("cac:PaymentMeans");
     }
     x.open("cac:PaymentTerms");
+    let fee_note = if fees == 0 || fee_only {
+        String::new()
+    } else {
+        format!(
+            " (includes late-payment fees outside the scope of VAT: {cur} {})",
+            format_cents(fees * sign)
+        )
+    };
     x.leaf(
         "cbc:Note",
         &if credit {
             format!(
-                "Credit of {} {} on invoice {}: refunded or set off against the next invoice",
+                "Credit of {} {} on invoice {}{fee_note}: refunded or set off against the next invoice",
                 cur,
                 format_cents(amt(&inv.total)),
                 inv.credited_invoice
@@ -242,20 +283,6 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
                     .map_or("", |r| r.number.as_str())
             )
         } else {
-            let fees: i64 = inv
-                .lines
-                .iter()
-                .filter(|l| matches!(l, Line::Fee { .. }))
-                .map(Line::cents)
-                .sum();
-            let fee_note = if fees == 0 {
-                String::new()
-            } else {
-                format!(
-                    " (includes late-payment fees outside the scope of VAT: {cur} {})",
-                    format_cents(fees)
-                )
-            };
             match debit {
                 Some(p) => format!(
                     "{cur} {} will be collected by SEPA direct debit on {} under mandate {}{fee_note}",
@@ -275,7 +302,7 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
     // VAT.
     x.open("cac:TaxTotal");
     x.amount("cbc:TaxAmount", cur, amt(&inv.vat_total));
-    for r in &inv.vat_breakdown {
+    for r in &breakdown {
         x.open("cac:TaxSubtotal");
         x.amount("cbc:TaxableAmount", cur, amt(&r.taxable_amount));
         x.amount("cbc:TaxAmount", cur, amt(&r.vat_amount));
@@ -297,11 +324,11 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
     x.close("cac:TaxTotal");
 
     x.open("cac:LegalMonetaryTotal");
-    x.amount("cbc:LineExtensionAmount", cur, amt(&inv.net_total));
-    x.amount("cbc:TaxExclusiveAmount", cur, amt(&inv.net_total));
+    x.amount("cbc:LineExtensionAmount", cur, amt(&net_total));
+    x.amount("cbc:TaxExclusiveAmount", cur, amt(&net_total));
     // Late-payment fees (issue 4) are outside the scope of VAT and not part of the VAT
     // invoice: the UBL totals are net + VAT; the payment note names the amount due.
-    let with_vat = amt(&inv.net_total) + amt(&inv.vat_total);
+    let with_vat = amt(&net_total) + amt(&inv.vat_total);
     x.amount("cbc:TaxInclusiveAmount", cur, with_vat);
     x.amount("cbc:PayableAmount", cur, with_vat);
     x.close("cac:LegalMonetaryTotal");
@@ -314,7 +341,7 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
     for (i, l) in inv
         .lines
         .iter()
-        .filter(|l| !matches!(l, Line::Fee { .. }))
+        .filter(|l| fee_only || !matches!(l, Line::Fee { .. }))
         .enumerate()
     {
         let a = l.cents() * sign;

@@ -110,6 +110,8 @@ fn invoice(
                 common::cents_of(totals.2),
                 &tollgate::sepa::payment_reference(number).unwrap(),
             ),
+            // What is asked: the total (no credit on these accounts).
+            "amount": totals.2,
         },
         "document_type": "invoice",
         "period_start": format!("{period}-01"),

@@ -241,6 +241,22 @@ fn metrics_cover_records_files_workers_and_rocksdb() {
             .unwrap()
             > 1.7e9
     );
+    // A credit through the API with a reissue: one credit note, one more invoice.
+    assert_eq!(m.counter("tollgate_credit_notes_issued_total", &[]), 0.0);
+    let r = http_request(
+        d.addr,
+        "POST",
+        "/api/v1/bills/2026-000001/credit",
+        &[
+            ("Authorization", &format!("Bearer {OPERATOR_TOKEN}")),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"reason": "wrong plan", "reissue": true, "issueDate": "2026-10-02"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let m = d.metrics();
+    assert_eq!(m.counter("tollgate_credit_notes_issued_total", &[]), 1.0);
+    assert_eq!(m.counter("tollgate_invoices_issued_total", &[]), 4.0);
     // Every series has a unit or `_total`/`_ratio`/`_info` in its name, and the whole
     // scrape (histograms of files and closes included) passes promtool.
     for line in m.text.lines().filter(|l| l.starts_with("# TYPE tollgate_")) {

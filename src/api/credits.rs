@@ -38,8 +38,8 @@ pub struct CreditInput {
     /// Why (printed on the credit note).
     #[schema(example = "wrong plan in October")]
     pub reason: String,
-    /// Credit only these lines (1-based, as on the invoice), each as far as still
-    /// creditable. Not with `amount`.
+    /// Credit only these lines (1-based, as on the invoice: usage, subscription or
+    /// late-payment fee lines), each as far as still creditable. Not with `amount`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lines: Option<Vec<usize>>,
     /// Credit this net amount (excluding VAT), e.g. `5.00`; invoices with one VAT group.
@@ -65,7 +65,12 @@ pub struct IssuedDoc {
     /// Net amount (negative on a credit note).
     pub tax_excluded_amount: Money,
     pub tax_amount: Money,
+    /// Everything, late-payment fee lines included (they are outside VAT).
     pub tax_included_amount: Money,
+    /// The late-payment fee lines (collection costs, compensation, interest) in
+    /// `taxIncludedAmount`; absent when the document has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_amount: Option<Money>,
 }
 
 impl IssuedDoc {
@@ -80,7 +85,33 @@ impl IssuedDoc {
             tax_excluded_amount: m(&inv.net_total),
             tax_amount: m(&inv.vat_total),
             tax_included_amount: m(&inv.total),
+            fee_amount: inv
+                .lines
+                .iter()
+                .any(|l| matches!(l, crate::billing::Line::Fee { .. }))
+                .then(|| {
+                    let fees: i64 = inv
+                        .lines
+                        .iter()
+                        .filter(|l| matches!(l, crate::billing::Line::Fee { .. }))
+                        .map(crate::billing::Line::cents)
+                        .sum();
+                    m(&crate::money::format_cents(fees))
+                }),
         }
+    }
+
+    /// `net N + VAT V [+ fees F] = T`.
+    fn sum(&self) -> String {
+        let fees = self
+            .fee_amount
+            .as_ref()
+            .map(|f| format!(" + fees {}", f.value))
+            .unwrap_or_default();
+        format!(
+            "net {} + VAT {}{fees} = {}",
+            self.tax_excluded_amount.value, self.tax_amount.value, self.tax_included_amount.value
+        )
     }
 }
 
@@ -103,21 +134,13 @@ impl CreditDoc {
     pub fn render(&self) -> String {
         let cn = &self.credit_note;
         let mut s = format!(
-            "credit note {} on invoice {}: net {} + VAT {} = {}",
+            "credit note {} on invoice {}: {}",
             cn.bill_no,
             self.credited_bill_no,
-            cn.tax_excluded_amount.value,
-            cn.tax_amount.value,
-            cn.tax_included_amount.value
+            cn.sum()
         );
         if let Some(r) = &self.reissued {
-            s.push_str(&format!(
-                "\nreissued as invoice {}: net {} + VAT {} = {}",
-                r.bill_no,
-                r.tax_excluded_amount.value,
-                r.tax_amount.value,
-                r.tax_included_amount.value
-            ));
+            s.push_str(&format!("\nreissued as invoice {}: {}", r.bill_no, r.sum()));
         }
         for f in &self.files {
             s.push_str(&format!("\nwrote {f}"));

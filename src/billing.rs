@@ -810,8 +810,39 @@ pub fn write_invoice_files(
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     remove_stale_temp_files(dir).map_err(io)?;
-    for n in &record.invoices {
-        write_document(ledger, dir, n)?;
+    // Rendering (PDF, UBL, the EPC QR code) is CPU work per document: one thread per
+    // core takes the next number until all are written or one fails.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8)
+        .min(record.invoices.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let failed = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(n) = record.invoices.get(i) else {
+                    break;
+                };
+                if let Err(e) = write_document(ledger, dir, n) {
+                    // Stop every thread; report the first failure (in number order).
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let mut f = failed.lock().expect("failure lock");
+                    if f.as_ref().is_none_or(|(j, _)| i < *j) {
+                        *f = Some((i, e));
+                    }
+                    break;
+                }
+            });
+        }
+    });
+    if let Some((_, e)) = failed.into_inner().expect("failure lock") {
+        return Err(e);
     }
     // One filesystem flush for the whole close instead of two fsyncs per invoice. The
     // ledger is the record: re-running the close re-checks and rewrites every file.

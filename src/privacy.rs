@@ -118,17 +118,23 @@ pub fn retention(
     }
     crate::fsutil::sync_dir(&spool.done).map_err(io(&spool.done))?;
     crate::fsutil::sync_dir(&spool.rejects).map_err(io(&spool.rejects))?;
+    // Annexes go the window after their own invoice's due date (closes, final invoices
+    // and reissues alike).
     let mut erase = Vec::new();
     let mut rerender = Vec::new();
-    for (c, gone) in &expired {
-        if !gone {
+    for n in ledger.annex_numbers()? {
+        let Some(j) = ledger.invoice(&n)? else {
             continue;
-        }
-        for n in &c.invoices {
-            if ledger.annex(n)?.is_some() {
-                erase.push((n.clone(), None));
-                rerender.push((n.clone(), c.period.clone()));
-            }
+        };
+        let inv: Invoice = serde_json::from_slice(&j).map_err(|e| LedgerError::Corrupt {
+            path: ledger.path().to_owned(),
+            key: format!("invoices/{n}"),
+            message: e.to_string(),
+        })?;
+        let due = inv.due_date.parse::<NaiveDate>().ok();
+        if due.is_some_and(|d| kept_until(cfg, d) < today) {
+            erase.push((n.clone(), None));
+            rerender.push((n, inv.period));
         }
     }
     if !erase.is_empty() {

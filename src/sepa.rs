@@ -360,11 +360,7 @@ fn qr_penalty(w: usize, colors: &[qrcode::Color]) -> u16 {
         blocks = blocks.wrapping_add(3 * same.count_ones() as u16);
     }
     let ratio = dark * 200 / (w * w);
-    let balance = if ratio >= 100 {
-        ratio - 100
-    } else {
-        100 - ratio
-    } as u16;
+    let balance = ratio.abs_diff(100) as u16;
     // The crate adds s1_a + s1_b + s2 + s3_a + s3_b + s4; u16 addition commutes.
     total.wrapping_add(blocks).wrapping_add(balance)
 }

@@ -571,18 +571,48 @@ pub fn close_cycle(
     let table = tariff.table();
     let currency = table.currency.as_str().to_owned();
     let (counter, prefix) = invoice_series(&cfg.numbering, issue_date.year());
+    // Per-day usage of every billed account and the itemised annexes are re-derived from
+    // the files this close bills. The re-rating runs before the writer lock (ingest keeps
+    // committing meanwhile); under the lock only files committed since are re-rated, and
+    // the detail is verified against the rows the close bills.
+    let open = ledger.close_record(&p)?.is_none()
+        && ledger
+            .last_closed()?
+            .is_none_or(|last| last.as_str() < p.as_str());
+    let prepared = if open {
+        let t = std::time::Instant::now();
+        let window = crate::itemise::Window::of(ledger, &p, ledger.seq()?)?;
+        let ids = ledger.unbilled_accounts(Some(&p))?;
+        let prep = crate::itemise::prepare(
+            cfg,
+            ledger,
+            accounts,
+            window,
+            ids.iter().map(String::as_str),
+        );
+        tracing::info!(
+            period = %p,
+            seconds = t.elapsed().as_secs_f64(),
+            "close: rated detail re-derived before the writer lock"
+        );
+        Some(prep)
+    } else {
+        None
+    };
     let closed = ledger.close(&p, &counter, |rows, first_number, seq| {
         let finals = ledger.finals()?;
-        // Per-day usage of every billed account and the itemised annexes, re-derived
-        // from the files this close bills (verified against `rows`).
         let window = crate::itemise::Window::of(ledger, &p, seq)?;
         let t_derive = std::time::Instant::now();
-        let derived = crate::itemise::derive(cfg, ledger, accounts, &window, &rows);
+        let derived = match prepared {
+            Some(prep) => prep.complete(cfg, ledger, accounts, window, &rows),
+            None => crate::itemise::derive(cfg, ledger, accounts, &window, &rows),
+        };
         tracing::info!(
             period = %p,
             files = derived.files,
             records = derived.records,
-            seconds = t_derive.elapsed().as_secs_f64(),
+            late_files = derived.late_files,
+            seconds_under_lock = t_derive.elapsed().as_secs_f64(),
             "close: rated detail derived"
         );
         for e in &derived.file_errors {
@@ -661,7 +691,7 @@ pub fn close_cycle(
             let vat = parse_cents(&inv.vat_total).unwrap_or(0);
             let fee_total = parse_cents(&inv.total).unwrap_or(0) - net - vat;
             attach_payment(cfg, acc, &mut inv);
-            inv.usage_by_day = derived.days(&account_id, &p);
+            inv.usage_by_day = derived.days(&account_id);
             if let Some((state, annex)) = acc.and_then(|a| derived.annex(cfg, tariff, a, &inv)) {
                 inv.itemised = Some(state);
                 if let Some(annex) = annex {
@@ -780,8 +810,39 @@ pub fn write_invoice_files(
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     remove_stale_temp_files(dir).map_err(io)?;
-    for n in &record.invoices {
-        write_document(ledger, dir, n)?;
+    // Rendering (PDF, UBL, the EPC QR code) is CPU work per document: one thread per
+    // core takes the next number until all are written or one fails.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8)
+        .min(record.invoices.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let failed = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(n) = record.invoices.get(i) else {
+                    break;
+                };
+                if let Err(e) = write_document(ledger, dir, n) {
+                    // Stop every thread; report the first failure (in number order).
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let mut f = failed.lock().expect("failure lock");
+                    if f.as_ref().is_none_or(|(j, _)| i < *j) {
+                        *f = Some((i, e));
+                    }
+                    break;
+                }
+            });
+        }
+    });
+    if let Some((_, e)) = failed.into_inner().expect("failure lock") {
+        return Err(e);
     }
     // One filesystem flush for the whole close instead of two fsyncs per invoice. The
     // ledger is the record: re-running the close re-checks and rewrites every file.
@@ -919,6 +980,23 @@ pub struct CreditOutcome {
     pub credit_note: Invoice,
     pub reissued: Option<Invoice>,
     pub files: Vec<PathBuf>,
+}
+
+/// The stored itemised annex of a document, if it has one.
+fn stored_annex(
+    ledger: &Ledger,
+    number: &str,
+) -> Result<Option<crate::itemise::Annex>, LedgerError> {
+    match ledger.annex(number)? {
+        Some(a) => serde_json::from_slice(&a)
+            .map(Some)
+            .map_err(|e| LedgerError::Corrupt {
+                path: ledger.path().to_owned(),
+                key: format!("annex/{number}"),
+                message: e.to_string(),
+            }),
+        None => Ok(None),
+    }
 }
 
 fn load_invoice(ledger: &Ledger, number: &str) -> Result<Invoice, LedgerError> {
@@ -1321,6 +1399,22 @@ pub fn credit(
             inv.reason = reason.trim().to_owned();
             inv.final_invoice = orig.final_invoice;
             attach_payment(cfg, acc, &mut inv);
+            // The same records as the original: its chart, and its annex renumbered.
+            inv.usage_by_day = orig.usage_by_day.clone();
+            if let Some(a) = acc {
+                let orig_annex = stored_annex(txn.ledger(), &orig.number)?;
+                if let Some((state, annex)) =
+                    crate::itemise::reissue_annex(a, &orig, orig_annex.as_ref(), &inv)
+                {
+                    inv.itemised = Some(state);
+                    if let Some(annex) = annex {
+                        txn.put_annex(
+                            &inv.number,
+                            &serde_json::to_vec_pretty(&annex).expect("annex serializes"),
+                        );
+                    }
+                }
+            }
             prenotify(cfg, txn.ledger(), &extra, &mut inv)?;
             put(txn, &inv, &orig.period, &mut extra)?;
             Some(inv)
@@ -1382,6 +1476,23 @@ pub fn final_invoice(
         month: date.month(),
     };
     let p = period.to_string();
+    // The chart covers the final invoice's own month up to `date` (from the first
+    // unbilled day when that is later); the detail is re-derived before the writer lock
+    // and completed under it (see `close_cycle`).
+    let chart_of = |last: &Option<String>| -> Result<NaiveDate, LedgerError> {
+        let first = match last {
+            Some(c) => period_bounds(next_period(c.parse().map_err(refused)?)).0,
+            None => period_bounds(period).0,
+        };
+        Ok(first.max(period_bounds(period).0))
+    };
+    let window = crate::itemise::Window::for_final(
+        ledger,
+        ledger.seq()?,
+        chart_of(&ledger.last_closed()?)?,
+        date,
+    )?;
+    let prepared = crate::itemise::prepare(cfg, ledger, accounts, window, [account_id]);
     let inv = ledger.issue(|txn| {
         let l = txn.ledger();
         if let Some(v) = l.final_of(account_id)? {
@@ -1467,6 +1578,21 @@ pub fn final_invoice(
         );
         inv.final_invoice = true;
         attach_payment(cfg, Some(acc), &mut inv);
+        let window = crate::itemise::Window::for_final(l, l.seq()?, chart_of(&last)?, date)?;
+        let derived = prepared.complete(cfg, l, accounts, window, &rows);
+        for e in &derived.file_errors {
+            tracing::warn!(account = %account_id, "final invoice: traffic detail unavailable: {e}");
+        }
+        inv.usage_by_day = derived.days(account_id);
+        if let Some((state, annex)) = derived.annex(cfg, tariff, acc, &inv) {
+            inv.itemised = Some(state);
+            if let Some(annex) = annex {
+                txn.put_annex(
+                    &inv.number,
+                    &serde_json::to_vec_pretty(&annex).expect("annex serializes"),
+                );
+            }
+        }
         prenotify(cfg, l, &[], &mut inv)?;
         put(txn, &inv, &p, &mut Vec::new())?;
         let rec = FinalRecord {

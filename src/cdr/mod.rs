@@ -339,6 +339,91 @@ impl Splitter {
         Ok(self.n)
     }
 
+    /// Takes the next line of `sc` from `buf` and splits it, like
+    /// [`Splitter::split_within`] on that line: returns the line's bounds in `buf`
+    /// (without its `\n` and a final `\r`) and the field count, or `None` at the end of
+    /// the scanner's range. Lines are physical lines, as with `memchr` for `\n`.
+    #[inline]
+    pub fn scan(
+        &mut self,
+        sc: &mut LineScanner,
+        buf: &[u8],
+    ) -> Option<(usize, usize, Result<usize, Malformed>)> {
+        if sc.pos >= sc.end {
+            return None;
+        }
+        let start = sc.pos;
+        let mut n = 0usize;
+        let mut field_start = 0u32;
+        let mut quoted = false;
+        let mut too_many = false;
+        let line_end;
+        loop {
+            // Bits of bytes before `start` are already clear: the newline ends the line.
+            let limit = sc.nl.trailing_zeros();
+            let below = if limit >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << limit) - 1
+            };
+            let mut c = sc.commas & below;
+            quoted |= sc.quotes & below != 0;
+            while c != 0 {
+                let i = (sc.base + c.trailing_zeros() as usize - start) as u32;
+                c &= c - 1;
+                if n + 1 >= MAX_FIELDS {
+                    too_many = true;
+                } else {
+                    self.ranges[n] = (field_start, i);
+                    n += 1;
+                    field_start = i + 1;
+                }
+            }
+            if limit < 64 {
+                line_end = sc.base + limit as usize;
+                sc.pos = line_end + 1;
+                // Keep only the bits after the newline, for the next line.
+                let after = !below & !(1u64 << limit);
+                sc.nl &= after;
+                sc.commas &= after;
+                sc.quotes &= after;
+                break;
+            }
+            let next = sc.base + 64;
+            if next >= sc.end {
+                // The range ends without a newline.
+                line_end = sc.end;
+                sc.pos = sc.end;
+                break;
+            }
+            sc.load(buf, next);
+        }
+        let mut end = line_end;
+        if end > start && buf[end - 1] == b'\r' {
+            end -= 1;
+        }
+        if quoted {
+            return Some((start, end, self.split_quoted(&buf[start..end])));
+        }
+        self.quoted = false;
+        if too_many {
+            return Some((start, end, Err(Malformed)));
+        }
+        self.ranges[n] = (field_start, (end - start) as u32);
+        self.n = n + 1;
+        Some((start, end, Ok(self.n)))
+    }
+
+    /// The bounds of field `i` of the last unquoted line split, relative to its start
+    /// (`None` past the last field).
+    #[inline(always)]
+    pub fn range(&self, i: usize) -> Option<(usize, usize)> {
+        (i < self.n).then(|| {
+            let (s, e) = self.ranges[i];
+            (s as usize, e as usize)
+        })
+    }
+
     /// Whether the last line split had quotes (its fields live in a scratch buffer).
     #[inline]
     pub fn is_quoted(&self) -> bool {
@@ -359,6 +444,148 @@ impl Splitter {
             &line[s as usize..e as usize]
         }
     }
+}
+
+/// Finds the lines of a range of a buffer in one pass over 64-byte blocks: each block is
+/// compared once for `\n`, `,` and `"`, and [`Splitter::scan`] takes each line's end
+/// and its commas from the same masks. (Finding the end with `memchr` and then splitting
+/// read every line twice.) Blocks are read in place; bits past the range are masked off,
+/// and only a block within 64 bytes of the end of the buffer is copied.
+pub struct LineScanner {
+    /// Offset of the current block in the buffer.
+    base: usize,
+    /// Newlines, commas and quotes of the current block; bits of bytes before `pos` or at
+    /// or past `end` are clear.
+    nl: u64,
+    commas: u64,
+    quotes: u64,
+    /// Start of the next line.
+    pos: usize,
+    /// End of the range.
+    end: usize,
+    /// Whether the CPU has AVX2 (two 32-byte compares per character instead of four).
+    avx2: bool,
+}
+
+impl LineScanner {
+    /// A scanner over the lines of `buf[start..end]`.
+    pub fn new(buf: &[u8], start: usize, end: usize) -> LineScanner {
+        let mut sc = LineScanner {
+            base: start,
+            nl: 0,
+            commas: 0,
+            quotes: 0,
+            pos: start,
+            end: end.min(buf.len()),
+            avx2: has_avx2(),
+        };
+        if sc.pos < sc.end {
+            sc.load(buf, start);
+        }
+        sc
+    }
+
+    #[inline]
+    fn load(&mut self, buf: &[u8], base: usize) {
+        let (nl, commas, quotes) = if base + 64 <= buf.len() {
+            masks64_3(
+                buf[base..base + 64].try_into().expect("64 bytes"),
+                self.avx2,
+            )
+        } else {
+            let mut b = [0u8; 64];
+            b[..buf.len() - base].copy_from_slice(&buf[base..]);
+            masks64_3(&b, self.avx2)
+        };
+        let keep = if self.end - base >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << (self.end - base)) - 1
+        };
+        self.base = base;
+        self.nl = nl & keep;
+        self.commas = commas & keep;
+        self.quotes = quotes & keep;
+    }
+}
+
+/// Whether the CPU running this has AVX2 (detected once, then a cached flag).
+#[inline]
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Bit `i` set where byte `i` of the block is a newline, a comma, a quote; with AVX2
+/// when `avx2` says the CPU has it, else with the SSE2 every x86-64 CPU has.
+#[inline(always)]
+fn masks64_3(block: &[u8; 64], avx2: bool) -> (u64, u64, u64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx2 {
+            // SAFETY: `avx2` is only true when the CPU was detected to support AVX2.
+            return unsafe { masks64_3_avx2(block) };
+        }
+        use std::arch::x86_64::{
+            _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+        };
+        // SAFETY: SSE2 is part of the x86_64 baseline; each load reads 16 bytes inside
+        // `block` (unaligned loads allowed).
+        unsafe {
+            let nl = _mm_set1_epi8(b'\n' as i8);
+            let comma = _mm_set1_epi8(b',' as i8);
+            let quote = _mm_set1_epi8(b'"' as i8);
+            let (mut n, mut c, mut q) = (0u64, 0u64, 0u64);
+            for k in 0..4 {
+                let v = _mm_loadu_si128(block.as_ptr().add(16 * k).cast());
+                n |= (_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)) as u32 as u64) << (16 * k);
+                c |= (_mm_movemask_epi8(_mm_cmpeq_epi8(v, comma)) as u32 as u64) << (16 * k);
+                q |= (_mm_movemask_epi8(_mm_cmpeq_epi8(v, quote)) as u32 as u64) << (16 * k);
+            }
+            (n, c, q)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = avx2;
+        let (mut n, mut c, mut q) = (0u64, 0u64, 0u64);
+        for (i, &b) in block.iter().enumerate() {
+            n |= u64::from(b == b'\n') << i;
+            c |= u64::from(b == b',') << i;
+            q |= u64::from(b == b'"') << i;
+        }
+        (n, c, q)
+    }
+}
+
+/// [`masks64_3`] in two 32-byte halves.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn masks64_3_avx2(block: &[u8; 64]) -> (u64, u64, u64) {
+    use std::arch::x86_64::{
+        _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_set1_epi8,
+    };
+    let nl = _mm256_set1_epi8(b'\n' as i8);
+    let comma = _mm256_set1_epi8(b',' as i8);
+    let quote = _mm256_set1_epi8(b'"' as i8);
+    let (mut n, mut c, mut q) = (0u64, 0u64, 0u64);
+    for k in 0..2 {
+        // SAFETY: each load reads 32 bytes inside `block` (unaligned loads allowed).
+        let v = unsafe { _mm256_loadu_si256(block.as_ptr().add(32 * k).cast()) };
+        n |= (_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, nl)) as u32 as u64) << (32 * k);
+        c |= (_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, comma)) as u32 as u64) << (32 * k);
+        q |= (_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, quote)) as u32 as u64) << (32 * k);
+    }
+    (n, c, q)
 }
 
 /// Bit `i` set where byte `i` of the block is a comma, and where it is a quote.
@@ -565,6 +792,74 @@ mod tests {
         );
         assert!(sp.split(b"abcdefgh\"").is_err());
         assert_eq!(sp.split(b"abcdefghijklmnop,\"x\""), Ok(2));
+    }
+
+    /// Scanning a range line by line gives the lines `memchr` finds (a final `\r`
+    /// stripped) and, for each, the fields of splitting it alone: over random bytes rich
+    /// in newlines, commas, quotes and `\r`, long lines, every start offset and bytes
+    /// after the range that must not count.
+    #[test]
+    fn scan_agrees_with_memchr_and_split() {
+        let alphabet = b"\n\n,,,\"\rab7";
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..3000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 300) as usize;
+            let mut buf: Vec<u8> = (0..len)
+                .map(|i| {
+                    let r = x.rotate_left((i % 64) as u32) ^ (i as u64).wrapping_mul(0x2545_f491);
+                    if round % 7 == 0 && i % 90 < 85 {
+                        b'a' + (r % 3) as u8 // long lines, few separators
+                    } else {
+                        alphabet[(r >> 7) as usize % alphabet.len()]
+                    }
+                })
+                .collect();
+            let start = (x >> 20) as usize % (len + 1);
+            let end = start + (x >> 30) as usize % (len - start + 1);
+            if round % 5 == 0 {
+                buf.truncate(end); // the range ends the buffer
+            }
+            let mut want = Vec::new();
+            let mut pos = start;
+            while pos < end {
+                let e = memchr::memchr(b'\n', &buf[pos..end]).map_or(end, |i| pos + i);
+                let line = &buf[pos..e];
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                want.push((pos, pos + line.len(), fields(line)));
+                pos = e + 1;
+            }
+            let mut got = Vec::new();
+            let mut sc = LineScanner::new(&buf, start, end);
+            let mut sp = Splitter::new();
+            while let Some((s, e, n)) = sp.scan(&mut sc, &buf) {
+                let f = n.map(|n| (0..n).map(|i| sp.field(&buf[s..e], i).to_vec()).collect());
+                got.push((s, e, f));
+            }
+            assert_eq!(got, want, "round {round}: {start}..{end} of {:?}", &buf);
+        }
+    }
+
+    /// The AVX2 and SSE2 masks agree on random blocks (when this CPU has AVX2).
+    #[test]
+    fn masks_agree_across_instruction_sets() {
+        if !has_avx2() {
+            eprintln!("SKIPPED: this CPU has no AVX2; only the SSE2 masks are in use");
+            return;
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2000 {
+            let mut block = [0u8; 64];
+            for b in block.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = [b'\n', b',', b'"', b'a', 0x8a, 0xac][(x % 6) as usize];
+            }
+            assert_eq!(masks64_3(&block, true), masks64_3(&block, false));
+        }
     }
 
     #[test]

@@ -515,26 +515,21 @@ fn deltas_of(
                 band_name(&r.tariff, band),
             )
         };
+        let totals = |a: &Agg| LineTotals {
+            count: a.count,
+            usage: a.usage,
+            billed: a.billed,
+            charge_micros: a.charge_micros,
+        };
         let size = group.iter().fold(header.len(), |n, e| {
             let (_, dest, band) = names(e.0 .2);
-            n + LineSet::entry_len(dest, band)
+            n + LineSet::entry_len(dest, band, &totals(&e.1))
         });
         let mut value = Vec::with_capacity(size);
         value.extend_from_slice(&header);
         for &((_, _, key), a) in group {
             let (service, dest, band) = names(key);
-            LineSet::encode_entry(
-                &mut value,
-                service as u8,
-                dest,
-                band,
-                &LineTotals {
-                    count: a.count,
-                    usage: a.usage,
-                    billed: a.billed,
-                    charge_micros: a.charge_micros,
-                },
-            );
+            LineSet::encode_entry(&mut value, service as u8, dest, band, &totals(&a));
         }
         debug_assert_eq!(value.len(), size);
         out.push((k, value));

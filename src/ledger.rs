@@ -45,6 +45,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use integer_encoding::VarInt;
 use rocksdb::{
     BlockBasedOptions, ColumnFamilyDescriptor, MergeOperands, Options, WriteBatch, WriteOptions, DB,
 };
@@ -195,12 +196,17 @@ pub type LineId = (u8, String, String);
 pub struct LineSet(pub BTreeMap<LineId, LineTotals>);
 
 impl LineSet {
-    const VERSION: u8 = 1;
+    /// Version 1: fixed-width numbers; still read (stored values and merge operands
+    /// written before version 2).
+    const V1: u8 = 1;
+    /// Version 2: variable-length numbers (half the bytes of a rated file's usage batch).
+    const VERSION: u8 = 2;
 
-    /// Binary encoding: version byte, then per line: service u8, destination (u16 len),
-    /// band (u8 len), count, usage, billed (u64 LE), charge (i64 LE).
+    /// Binary encoding: version byte, then per line: service u8, destination (length as
+    /// a LEB128 varint, then the bytes), band (u8 length, bytes), then count, usage and
+    /// billed as LEB128 varints and the charge as a zigzag varint.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + self.0.len() * 48);
+        let mut out = Vec::with_capacity(1 + self.0.len() * 32);
         out.push(Self::VERSION);
         for ((s, d, b), t) in &self.0 {
             Self::encode_entry(&mut out, *s, d, b, t);
@@ -213,28 +219,41 @@ impl LineSet {
         vec![Self::VERSION]
     }
 
-    /// Bytes [`LineSet::encode_entry`] appends for this destination and band.
-    pub fn entry_len(dest: &str, band: &str) -> usize {
-        1 + 2 + dest.len().min(u16::MAX as usize) + 1 + band.len().min(u8::MAX as usize) + 32
+    /// Bytes [`LineSet::encode_entry`] appends for this destination, band and totals.
+    pub fn entry_len(dest: &str, band: &str, t: &LineTotals) -> usize {
+        let d = dest.len().min(u16::MAX as usize);
+        1 + d.required_space()
+            + d
+            + 1
+            + band.len().min(u8::MAX as usize)
+            + t.count.required_space()
+            + t.usage.required_space()
+            + t.billed.required_space()
+            + t.charge_micros.required_space()
     }
 
     /// Appends one entry to an encoded set. Destinations are cut at 65535 bytes and
     /// bands at 255 bytes (tariff validation keeps them far shorter).
     pub fn encode_entry(out: &mut Vec<u8>, service: u8, dest: &str, band: &str, t: &LineTotals) {
+        fn var(out: &mut Vec<u8>, v: impl VarInt) {
+            let mut buf = [0u8; 10];
+            let n = v.encode_var(&mut buf);
+            out.extend_from_slice(&buf[..n]);
+        }
         let d = &dest.as_bytes()[..dest.len().min(u16::MAX as usize)];
         let b = &band.as_bytes()[..band.len().min(u8::MAX as usize)];
         out.push(service);
-        out.extend_from_slice(&(d.len() as u16).to_le_bytes());
+        var(out, d.len());
         out.extend_from_slice(d);
         out.push(b.len() as u8);
         out.extend_from_slice(b);
-        out.extend_from_slice(&t.count.to_le_bytes());
-        out.extend_from_slice(&t.usage.to_le_bytes());
-        out.extend_from_slice(&t.billed.to_le_bytes());
-        out.extend_from_slice(&t.charge_micros.to_le_bytes());
+        var(out, t.count);
+        var(out, t.usage);
+        var(out, t.billed);
+        var(out, t.charge_micros);
     }
 
-    /// Adds an encoded set into this one.
+    /// Adds an encoded set (either version) into this one.
     pub fn merge_encoded(&mut self, mut b: &[u8]) -> Result<(), String> {
         fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
             if b.len() < n {
@@ -247,20 +266,39 @@ impl LineSet {
         fn u64_at(b: &mut &[u8]) -> Result<u64, String> {
             Ok(u64::from_le_bytes(take(b, 8)?.try_into().expect("8 bytes")))
         }
-        if take(&mut b, 1)?[0] != Self::VERSION {
+        fn var<V: VarInt>(b: &mut &[u8]) -> Result<V, String> {
+            let (v, n) = V::decode_var(b).ok_or("truncated or overlong varint in line set")?;
+            *b = &b[n..];
+            Ok(v)
+        }
+        let version = take(&mut b, 1)?[0];
+        if version != Self::V1 && version != Self::VERSION {
             return Err("unknown line set version".into());
         }
         while !b.is_empty() {
             let s = take(&mut b, 1)?[0];
-            let dl = u16::from_le_bytes(take(&mut b, 2)?.try_into().expect("2 bytes")) as usize;
+            let dl = if version == Self::V1 {
+                u16::from_le_bytes(take(&mut b, 2)?.try_into().expect("2 bytes")) as usize
+            } else {
+                var::<usize>(&mut b)?
+            };
             let d = String::from_utf8(take(&mut b, dl)?.to_vec()).map_err(|e| e.to_string())?;
             let bl = take(&mut b, 1)?[0] as usize;
             let band = String::from_utf8(take(&mut b, bl)?.to_vec()).map_err(|e| e.to_string())?;
-            let t = LineTotals {
-                count: u64_at(&mut b)?,
-                usage: u64_at(&mut b)?,
-                billed: u64_at(&mut b)?,
-                charge_micros: u64_at(&mut b)? as i64,
+            let t = if version == Self::V1 {
+                LineTotals {
+                    count: u64_at(&mut b)?,
+                    usage: u64_at(&mut b)?,
+                    billed: u64_at(&mut b)?,
+                    charge_micros: u64_at(&mut b)? as i64,
+                }
+            } else {
+                LineTotals {
+                    count: var(&mut b)?,
+                    usage: var(&mut b)?,
+                    billed: var(&mut b)?,
+                    charge_micros: var(&mut b)?,
+                }
             };
             self.0.entry((s, d, band)).or_default().add(&t);
         }
@@ -1322,6 +1360,46 @@ mod tests {
         );
         assert!(LineSet::decode(&[9]).is_err());
         assert!(LineSet::decode(&a.encode()[..10]).is_err());
+    }
+
+    /// Version 2 is exact for extreme values and negative charges and sized exactly by
+    /// `entry_len`; version 1 values (written before it) still decode and merge with it.
+    #[test]
+    fn line_set_versions() {
+        let t = LineTotals {
+            count: u64::MAX,
+            usage: 0,
+            billed: 1 << 40,
+            charge_micros: i64::MIN,
+        };
+        let mut v2 = LineSet::encode_header();
+        LineSet::encode_entry(&mut v2, 2, "Überall", "off", &t);
+        assert_eq!(v2.len(), 1 + LineSet::entry_len("Überall", "off", &t));
+        let got = LineSet::decode(&v2).unwrap();
+        assert_eq!(got.0[&(2, "Überall".into(), "off".into())], t);
+        // The same line in version 1, byte by byte.
+        let mut v1 = vec![1u8, 0];
+        v1.extend_from_slice(&(3u16).to_le_bytes());
+        v1.extend_from_slice(b"SMS");
+        v1.push(3);
+        v1.extend_from_slice(b"any");
+        for n in [2u64, 2, 2, (-7i64) as u64] {
+            v1.extend_from_slice(&n.to_le_bytes());
+        }
+        let mut m = LineSet::decode(&v1).unwrap();
+        m.merge_encoded(&set(&[(0, "SMS", "any", 1, 5)]).encode()).unwrap();
+        assert_eq!(
+            m.0[&(0, "SMS".into(), "any".into())],
+            LineTotals {
+                count: 3,
+                usage: 12,
+                billed: 62,
+                charge_micros: -2,
+            }
+        );
+        // A cut varint is an error, not a panic.
+        assert!(LineSet::decode(&v2[..v2.len() - 1]).is_err());
+        assert!(LineSet::decode(&[2, 0, 0x80]).is_err());
     }
 
     fn cp(name: &str, hash: &str) -> Checkpoint {

@@ -160,23 +160,48 @@ impl Engine {
             path: cfg.accounts_file.clone(),
             message: format!("cannot read: {e}"),
         })?;
-        let accounts = Arc::new(Accounts::parse(&cfg.accounts_file, &bytes)?);
-        let index = Arc::new(AccountIndex::build(&accounts, &tariff)?);
         let accounts_hash = hash_hex(&bytes);
         // Keep the snapshot a checkpoint's `accounts_hash` names, so rated detail can be
-        // derived again later (itemised invoices, disputes).
+        // derived again later (itemised invoices, disputes). Written (and synced) on a
+        // second thread while the accounts are parsed: the parse is the longer of the two
+        // and the start of every ingest waits for it.
         let snapshot = cfg
             .data_dir
             .join("accounts")
             .join(format!("{accounts_hash}.csv"));
-        if !snapshot.exists() {
+        // Whether this call wrote the snapshot (then it is removed again when the
+        // accounts turn out invalid: no checkpoint will ever name them).
+        let keep_snapshot = || -> Result<bool, AccountsError> {
+            if snapshot.exists() {
+                return Ok(false);
+            }
             let io = |e: std::io::Error| AccountsError::File {
                 path: snapshot.clone(),
                 message: format!("cannot keep a snapshot: {e}"),
             };
             std::fs::create_dir_all(snapshot.parent().expect("has parent")).map_err(io)?;
             crate::fsutil::write_atomic(&snapshot, &bytes).map_err(io)?;
-        }
+            Ok(true)
+        };
+        let (parsed, kept) = std::thread::scope(|s| {
+            let kept = s.spawn(keep_snapshot);
+            let parsed = Accounts::parse(&cfg.accounts_file, &bytes).and_then(|a| {
+                let index = AccountIndex::build(&a, &tariff)?;
+                Ok((a, index))
+            });
+            (parsed, kept.join().expect("snapshot thread panicked"))
+        });
+        let (accounts, index) = match parsed {
+            Ok(p) => p,
+            Err(e) => {
+                if let Ok(true) = kept {
+                    let _ = std::fs::remove_file(&snapshot);
+                }
+                return Err(e.into());
+            }
+        };
+        kept?;
+        let (accounts, index) = (Arc::new(accounts), Arc::new(index));
         let fingerprint = fingerprint(cfg, &tariff);
         Ok(Reference {
             tariff,

@@ -459,7 +459,9 @@ impl<'t> Rater<'t> {
     ) -> Option<(usize, usize)> {
         let w = self.write_slot;
         let sp = &mut self.splitters[w];
-        let (start, end, n) = sp.scan(sc, buf)?;
+        let start = sc.next_start();
+        let end = sp.scan(sc, buf)?;
+        let n = sp.scanned();
         self.write_slot ^= 1;
         self.split_n[w] = n;
         if n == Ok(self.layout.n_fields) && !sp.is_quoted() {

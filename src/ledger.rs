@@ -1387,7 +1387,8 @@ mod tests {
             v1.extend_from_slice(&n.to_le_bytes());
         }
         let mut m = LineSet::decode(&v1).unwrap();
-        m.merge_encoded(&set(&[(0, "SMS", "any", 1, 5)]).encode()).unwrap();
+        m.merge_encoded(&set(&[(0, "SMS", "any", 1, 5)]).encode())
+            .unwrap();
         assert_eq!(
             m.0[&(0, "SMS".into(), "any".into())],
             LineTotals {

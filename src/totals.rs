@@ -125,12 +125,12 @@ impl Spill {
         let p = (rec.key.0 >> self.layout.account_shift) as usize;
         let recs = &mut self.recs[p];
         recs.push(rec);
-        prefetch_write(recs, REC_AHEAD);
+        prefetch_ahead(recs, REC_AHEAD);
         // A shift by 64 (a single partition) is not defined for u64: use checked_shr.
         let q = id_hash.checked_shr(self.layout.id_shift).unwrap_or(0) as usize;
         let ids = &mut self.ids[q];
         ids.push(id_hash);
-        prefetch_write(ids, ID_AHEAD);
+        prefetch_ahead(ids, ID_AHEAD);
     }
 }
 
@@ -139,18 +139,20 @@ impl Spill {
 const REC_AHEAD: usize = 3;
 const ID_AHEAD: usize = 12;
 
-/// Asks for the cache line `ahead` elements past the end of `v`, for writing, when it is
-/// inside the buffer's capacity. A partition's next record lands there a hundred-odd
-/// records later; without the hint its write missed the cache, and the stores of rating
-/// queued up behind it.
+/// Asks for the cache line `ahead` elements past the end of `v`, when it is inside the
+/// buffer's capacity. A partition's next record lands there a hundred-odd records
+/// later; without the hint its write missed the cache, and the stores of rating queued
+/// up behind it. (A read prefetch: the write-intent hint needs the PRFCHW target
+/// feature, which a baseline x86-64 build does not assume; the line still arrives
+/// before the store.)
 #[inline(always)]
-fn prefetch_write<T>(v: &Vec<T>, ahead: usize) {
+fn prefetch_ahead<T>(v: &Vec<T>, ahead: usize) {
     #[cfg(target_arch = "x86_64")]
     if v.len() + ahead < v.capacity() {
         let p = v.as_ptr().wrapping_add(v.len() + ahead);
         // SAFETY: a prefetch is a hint; it never faults and reads nothing observable
         // (the address is inside the allocation).
-        unsafe { std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_ET0) };
+        unsafe { std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (v, ahead);

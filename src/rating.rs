@@ -321,12 +321,14 @@ pub struct Rater<'t> {
     pub accounts: &'t AccountIndex,
     pub layout: Layout,
     pub clock: LocalClock,
-    /// Two splitters used as a queue of depth two: [`Rater::split_ahead`] splits the
-    /// next line while the current one is still to be rated (see `pipeline::work`).
+    /// Two splitters used as a queue of depth two: [`Rater::scan_ahead`] (the workers)
+    /// or [`Rater::split_ahead`] splits the next line while the current one is still to
+    /// be rated (see `pipeline::work`).
     splitters: [Splitter; 2],
     /// Split results of the queued lines, by slot.
     split_n: [Result<usize, crate::cdr::Malformed>; 2],
-    /// Slot the next `split_ahead` writes, and slot the next `rate_ahead` reads.
+    /// Slot the next `scan_ahead`/`split_ahead` writes, and slot the next `rate_ahead`
+    /// (or `skip_ahead`) reads.
     write_slot: usize,
     read_slot: usize,
     times: TimeParser,
@@ -478,7 +480,8 @@ impl<'t> Rater<'t> {
         self.read_slot ^= 1;
     }
 
-    /// Rates the oldest line queued by [`Rater::split_ahead`]; `line` must be that line.
+    /// Rates the oldest line queued by [`Rater::scan_ahead`] or [`Rater::split_ahead`];
+    /// `line` must be that line.
     #[inline]
     pub fn rate_ahead(&mut self, line: &[u8]) -> Result<(Rated, u64), Reason> {
         let r = self.read_slot;

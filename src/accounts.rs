@@ -646,17 +646,7 @@ impl AccountIndex {
     #[inline]
     pub fn prefetch(&self, id: &[u8]) {
         if let Some(key) = pack(id) {
-            let p = &self.slots[slot_of(key, self.mask)];
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: a prefetch is a hint; it never faults and reads nothing observable.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch(
-                    p as *const Slot as *const i8,
-                    std::arch::x86_64::_MM_HINT_T0,
-                );
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            let _ = p;
+            crate::hint::prefetch(&self.slots[slot_of(key, self.mask)]);
         }
     }
 

@@ -225,6 +225,16 @@ pub struct Itemised {
 }
 
 impl Itemised {
+    /// An annex listing `records` records (and omitting `omitted`) is attached.
+    fn attached(records: u64, omitted: u64) -> Itemised {
+        Itemised {
+            status: "attached".into(),
+            records,
+            omitted,
+            reason: String::new(),
+        }
+    }
+
     /// The state of an invoice whose annex cannot be given, and why.
     fn unavailable(reason: String) -> Option<(Itemised, Option<Annex>)> {
         Some((
@@ -937,12 +947,7 @@ impl Derived {
             });
         }
         Some((
-            Itemised {
-                status: "attached".into(),
-                records: listed,
-                omitted,
-                reason: String::new(),
-            },
+            Itemised::attached(listed, omitted),
             Some(Annex {
                 invoice: inv.number.clone(),
                 account_id: acc.account_id.clone(),
@@ -1048,12 +1053,7 @@ pub fn reissue_annex(
         ));
     }
     Some((
-        Itemised {
-            status: "attached".into(),
-            records: listed,
-            omitted,
-            reason: String::new(),
-        },
+        Itemised::attached(listed, omitted),
         Some(Annex {
             invoice: inv.number.clone(),
             account_id: inv.account_id.clone(),

@@ -48,6 +48,7 @@ pub mod demo;
 pub mod dunning;
 pub mod engine;
 pub mod fsutil;
+pub mod hint;
 pub mod http;
 pub mod itemise;
 pub mod ledger;

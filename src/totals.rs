@@ -147,15 +147,9 @@ const ID_AHEAD: usize = 12;
 /// before the store.)
 #[inline(always)]
 fn prefetch_ahead<T>(v: &Vec<T>, ahead: usize) {
-    #[cfg(target_arch = "x86_64")]
     if v.len() + ahead < v.capacity() {
-        let p = v.as_ptr().wrapping_add(v.len() + ahead);
-        // SAFETY: a prefetch is a hint; it never faults and reads nothing observable
-        // (the address is inside the allocation).
-        unsafe { std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0) };
+        crate::hint::prefetch(v.as_ptr().wrapping_add(v.len() + ahead));
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (v, ahead);
 }
 
 /// One fold job: partition number, its running sums, every worker's new records.

@@ -509,15 +509,8 @@ impl LineScanner {
         // Ask for the block PREFETCH_AHEAD bytes on: the hardware prefetchers stop at
         // every 4 KiB page boundary of the mapped file, and a first touch of a block
         // that is not cached was the most expensive load of rating.
-        #[cfg(target_arch = "x86_64")]
         if let Some(ahead) = buf.get(base + PREFETCH_AHEAD) {
-            // SAFETY: a prefetch is a hint; it never faults and reads nothing observable.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch(
-                    ahead as *const u8 as *const i8,
-                    std::arch::x86_64::_MM_HINT_T0,
-                );
-            }
+            crate::hint::prefetch(ahead);
         }
         let keep = if self.end - base >= 64 {
             u64::MAX
@@ -650,38 +643,12 @@ unsafe fn masks64_3_avx2(block: &[u8; 64]) -> (u64, u64, u64) {
     (n, c, q)
 }
 
-/// Bit `i` set where byte `i` of the block is a comma, and where it is a quote.
+/// Bit `i` set where byte `i` of the block is a comma, and where it is a quote (the
+/// SSE2 masks of [`masks64_3`] without the newline one, which the optimizer drops).
 #[inline(always)]
 fn masks64(block: &[u8; 64]) -> (u64, u64) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{
-            _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
-        };
-        // SAFETY: SSE2 is part of the x86_64 baseline; each load reads 16 bytes inside
-        // `block` (unaligned loads allowed).
-        unsafe {
-            let comma = _mm_set1_epi8(b',' as i8);
-            let quote = _mm_set1_epi8(b'"' as i8);
-            let (mut c, mut q) = (0u64, 0u64);
-            for k in 0..4 {
-                let v = _mm_loadu_si128(block.as_ptr().add(16 * k).cast());
-                c |= (_mm_movemask_epi8(_mm_cmpeq_epi8(v, comma)) as u32 as u64) << (16 * k);
-                q |= (_mm_movemask_epi8(_mm_cmpeq_epi8(v, quote)) as u32 as u64) << (16 * k);
-            }
-            (c, q)
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let mut c = 0u64;
-        let mut q = 0u64;
-        for (i, &b) in block.iter().enumerate() {
-            c |= u64::from(b == b',') << i;
-            q |= u64::from(b == b'"') << i;
-        }
-        (c, q)
-    }
+    let (_, commas, quotes) = masks64_3(block, false);
+    (commas, quotes)
 }
 
 /// Parses a non-negative decimal integer (no sign, no spaces; leading zeros allowed) of

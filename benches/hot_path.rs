@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
-use tollgate::accounts::{AccountIndex, Accounts};
-use tollgate::cdr::{number::Digits, time::parse_rfc3339, Layout, Splitter};
-use tollgate::ledger::{Checkpoint, Ledger, LineSet, LineTotals};
-use tollgate::pipeline::{Pool, Settings};
-use tollgate::rating::{Rater, Service};
-use tollgate::synth::{self, CdrBatch, Spec};
-use tollgate::tariff::Tariff;
+use tollgate::rate::accounts::{AccountIndex, Accounts};
+use tollgate::rate::cdr::{number::Digits, time::parse_rfc3339, Layout, Splitter};
+use tollgate::store::{Checkpoint, Ledger, LineSet, LineTotals};
+use tollgate::ingest::pipeline::{Pool, Settings};
+use tollgate::rate::rating::Rater;
+use tollgate::rate::service::Service;
+use tollgate::demo::synth::{self, CdrBatch, Spec};
+use tollgate::rate::tariff::Tariff;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -72,7 +73,7 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(N));
     g.bench_function("parse", |b| {
         let mut sp = Splitter::new();
-        let pos = f.layout.pos[tollgate::cdr::Column::StartTime as usize] as usize;
+        let pos = f.layout.pos[tollgate::rate::cdr::Column::StartTime as usize] as usize;
         b.iter(|| {
             let mut ok = 0u64;
             for line in body(&f).split(|&c| c == b'\n') {
@@ -90,17 +91,17 @@ fn benches(c: &mut Criterion) {
         let mut sp = Splitter::new();
         for line in body(&f).split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
             sp.split(line).unwrap();
-            let g = |c: tollgate::cdr::Column| sp.field(line, f.layout.pos[c as usize] as usize);
-            let Some(service) = Service::from_bytes(g(tollgate::cdr::Column::Service)) else {
+            let g = |c: tollgate::rate::cdr::Column| sp.field(line, f.layout.pos[c as usize] as usize);
+            let Some(service) = Service::from_bytes(g(tollgate::rate::cdr::Column::Service)) else {
                 continue;
             };
-            let Some(d) = r.normalize(g(tollgate::cdr::Column::CalledNumber), service) else {
+            let Some(d) = r.normalize(g(tollgate::rate::cdr::Column::CalledNumber), service) else {
                 continue;
             };
-            let Some((_, plan)) = f.index.find(g(tollgate::cdr::Column::AccountId)) else {
+            let Some((_, plan)) = f.index.find(g(tollgate::rate::cdr::Column::AccountId)) else {
                 continue;
             };
-            let ts = parse_rfc3339(g(tollgate::cdr::Column::StartTime)).unwrap();
+            let ts = parse_rfc3339(g(tollgate::rate::cdr::Column::StartTime)).unwrap();
             let (day, _, active) = r.clock.at(ts);
             probes.push((plan, service, d.to_vec(), day, active));
         }
@@ -188,12 +189,12 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(N));
     g.sample_size(20);
     let pool = Pool::new(2);
-    let data: tollgate::pipeline::Data = Arc::new(f.cdrs.clone());
+    let data: tollgate::ingest::pipeline::Data = Arc::new(f.cdrs.clone());
     let settings = Settings {
         columns: None,
         chunk_bytes: 1 << 20,
         max_line_bytes: 65536,
-        segment_bytes: tollgate::pipeline::SEGMENT_BYTES,
+        segment_bytes: tollgate::ingest::pipeline::SEGMENT_BYTES,
     };
     g.bench_function("rate_file_2_workers", |b| {
         b.iter(|| {

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
-use crate::cdr::Column;
-use crate::vat::{Category, Override, VatRules};
+use crate::rate::cdr::Column;
+use crate::billing::vat::{Category, Override, VatRules};
 
 /// A configuration error: the file could not be read, parsed, or a key has a bad value.
 #[derive(Debug, thiserror::Error)]
@@ -376,7 +376,7 @@ impl Config {
         let columns = match raw.columns {
             None => None,
             Some(names) => Some(
-                crate::cdr::columns_from_names(names.iter().map(String::as_str))
+                crate::rate::cdr::columns_from_names(names.iter().map(String::as_str))
                     .map_err(|m| key_err("columns", m))?,
             ),
         };
@@ -449,12 +449,12 @@ impl Config {
                     return Err(key_err("sepa.creditor_name", "must not be empty".into()));
                 }
                 Some(Sepa {
-                    creditor_id: crate::sepa::check_creditor_id(&r.creditor_id)
+                    creditor_id: crate::rate::iban::check_creditor_id(&r.creditor_id)
                         .map_err(|m| key_err("sepa.creditor_id", m))?,
                     creditor_name: r.creditor_name.trim().to_owned(),
-                    creditor_iban: crate::sepa::check_iban(&r.creditor_iban)
+                    creditor_iban: crate::rate::iban::check_iban(&r.creditor_iban)
                         .map_err(|m| key_err("sepa.creditor_iban", m))?,
-                    creditor_bic: crate::sepa::check_bic(&r.creditor_bic)
+                    creditor_bic: crate::rate::iban::check_bic(&r.creditor_bic)
                         .map_err(|m| key_err("sepa.creditor_bic", m))?,
                 })
             }
@@ -486,7 +486,7 @@ impl Config {
                 }
                 let comp = match &r.business_compensation {
                     None => 4000,
-                    Some(v) => crate::money::parse_cents(v)
+                    Some(v) => crate::rate::money::parse_cents(v)
                         .map_err(|m| key_err("dunning.business_compensation", m))?,
                 };
                 if comp < 4000 {
@@ -574,7 +574,7 @@ impl Config {
                 })
             }
         };
-        crate::accounts::check_vat_id(&s.vat_id, &s.country)
+        crate::rate::accounts::check_vat_id(&s.vat_id, &s.country)
             .map_err(|m| key_err("seller.vat_id", m))?;
         if !iban_ok(&s.iban) {
             return Err(key_err(
@@ -588,7 +588,7 @@ impl Config {
         let mut rates = BTreeMap::new();
         for (cc, r) in &raw.billing.vat_rates {
             let key = format!("billing.vat_rates.{cc}");
-            if !crate::vat::in_eu(cc) || *cc == s.country {
+            if !crate::billing::vat::in_eu(cc) || *cc == s.country {
                 return Err(key_err(
                     &key,
                     format!("`{cc}` is not an EU member state other than the seller's country"),
@@ -786,9 +786,9 @@ mod tests {
     fn shipped_example_workspace_loads() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
         let c = Config::load(&dir.join("tollgate.toml")).unwrap();
-        let src = crate::tariff::Source::load(&c.tariff_plans).unwrap();
+        let src = crate::rate::tariff::Source::load(&c.tariff_plans).unwrap();
         assert_eq!(src.plans.len(), 2);
-        let accounts = crate::accounts::Accounts::load(&c.accounts_file).unwrap();
+        let accounts = crate::rate::accounts::Accounts::load(&c.accounts_file).unwrap();
         assert_eq!(accounts.list.len(), 2);
     }
 

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use tollgate::api::client::{encode, running_daemon, Client};
-use tollgate::api::ops;
+use tollgate::ops::api::client::{encode, running_daemon, Client};
+use tollgate::ops::api::ops;
 use tollgate::billing::Period;
 use tollgate::config::Config;
-use tollgate::engine::{Engine, FileResult};
+use tollgate::ingest::engine::{Engine, FileResult};
 
 #[derive(Parser)]
 #[command(
@@ -378,13 +378,13 @@ fn date_or_today(d: Option<String>, what: &str) -> anyhow::Result<chrono::NaiveD
 }
 
 fn amount(s: &str) -> anyhow::Result<i64> {
-    tollgate::money::parse_cents(s).map_err(|m| anyhow::anyhow!("--amount: {m}"))
+    tollgate::rate::money::parse_cents(s).map_err(|m| anyhow::anyhow!("--amount: {m}"))
 }
 
 /// The payments commands that work through a running daemon's API as well as on the
 /// database: `Ok(code)` when `cmd` was one of them (and ran), `Err(cmd)` otherwise.
 fn payments_via_api(cmd: Cmd, cfg: Config) -> anyhow::Result<Result<ExitCode, Cmd>> {
-    use tollgate::api::pay;
+    use tollgate::ops::api::pay;
     match cmd {
         Cmd::Account {
             cmd:
@@ -538,7 +538,7 @@ fn payments_via_api(cmd: Cmd, cfg: Config) -> anyhow::Result<Result<ExitCode, Cm
 }
 
 fn payments(cmd: Cmd) -> anyhow::Result<ExitCode> {
-    use tollgate::money::format_cents;
+    use tollgate::rate::money::format_cents;
     use tollgate::payments as p;
     let config = match &cmd {
         Cmd::Account {
@@ -584,7 +584,7 @@ fn payments(cmd: Cmd) -> anyhow::Result<ExitCode> {
                         continue;
                     }
                 };
-                match p::import(cfg, ledger, accounts, &currency, &f, &bytes) {
+                match p::receipts::import(cfg, ledger, accounts, &currency, &f, &bytes) {
                     Ok(rep) => println!("{}: {}", f.display(), serde_json::to_string(&rep)?),
                     Err(e) => {
                         eprintln!("refused: {e}");
@@ -607,7 +607,7 @@ fn payments(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     ..
                 },
         } => {
-            let left = p::refund(
+            let left = p::receipts::refund(
                 ledger,
                 accounts,
                 &account,
@@ -620,7 +620,7 @@ fn payments(cmd: Cmd) -> anyhow::Result<ExitCode> {
             );
         }
         Cmd::Collect { date, out, .. } => {
-            let rep = p::collect(
+            let rep = p::collect::collect(
                 cfg,
                 ledger,
                 accounts,
@@ -640,7 +640,7 @@ fn payments(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Dunning {
             cmd: DunningCmd::Run { date, .. },
         } => {
-            let rep = tollgate::dunning::run(
+            let rep = tollgate::payments::dunning::run(
                 cfg,
                 ledger,
                 accounts,
@@ -652,7 +652,7 @@ fn payments(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Dunning {
             cmd: DunningCmd::Outbox { .. },
         } => {
-            for m in tollgate::dunning::outbox(ledger)? {
+            for m in tollgate::payments::dunning::outbox(ledger)? {
                 println!(
                     "{}",
                     serde_json::to_string(&serde_json::json!({
@@ -708,12 +708,12 @@ fn privacy(cmd: PrivacyCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         PrivacyCmd::Erase { account, .. } => {
             let national = r.tariff.table().national_prefix.as_str().to_owned();
-            let rec = tollgate::privacy::erase(cfg, ledger, accounts, &national, &account)?;
+            let rec = tollgate::billing::privacy::erase(cfg, ledger, accounts, &national, &account)?;
             println!("{}", serde_json::to_string_pretty(&rec)?);
         }
         PrivacyCmd::Export { account, .. } => {
             let currency = r.tariff.table().currency.as_str().to_owned();
-            let v = tollgate::privacy::export(cfg, ledger, accounts, &currency, &account, today)?;
+            let v = tollgate::billing::privacy::export(cfg, ledger, accounts, &currency, &account, today)?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         PrivacyCmd::Retention { date, .. } => {
@@ -721,7 +721,7 @@ fn privacy(cmd: PrivacyCmd) -> anyhow::Result<ExitCode> {
                 Some(d) => parse_date(&d, "--date")?,
                 None => today,
             };
-            let rep = tollgate::privacy::retention(cfg, ledger, d)?;
+            let rep = tollgate::billing::privacy::retention(cfg, ledger, d)?;
             println!("{}", serde_json::to_string_pretty(&rep)?);
         }
     }
@@ -824,7 +824,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            rt.block_on(tollgate::daemon::run(engine, shutdown_signal(), None))?;
+            rt.block_on(tollgate::ops::daemon::run(engine, shutdown_signal(), None))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Ingest {
@@ -888,7 +888,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             };
             let cfg = load(&config)?;
             let t0 = std::time::Instant::now();
-            let src = tollgate::tariff::Source::load(&cfg.tariff_plans)?;
+            let src = tollgate::rate::tariff::Source::load(&cfg.tariff_plans)?;
             let rows: usize = src.decks.iter().map(|d| d.rows.len()).sum();
             println!(
                 "tariff {}: {} plans, {} decks, {} rows, {} bands, version {}",
@@ -900,8 +900,8 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 &src.version[..16]
             );
             if compile {
-                let path = tollgate::tariff::compile(&src, &cfg.data_dir)?;
-                tollgate::tariff::Tariff::open(&path)?;
+                let path = tollgate::rate::tariff::compile(&src, &cfg.data_dir)?;
+                tollgate::rate::tariff::Tariff::open(&path)?;
                 println!(
                     "compiled to {} in {:.3} s",
                     path.display(),
@@ -947,8 +947,8 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let path = cfg.api_tokens_file.with_context(|| {
                 format!("{}: set `api_tokens_file` to add tokens", config.display())
             })?;
-            let role: tollgate::auth::Role = role.parse().map_err(anyhow::Error::msg)?;
-            let token = tollgate::auth::add(&path, &name, role)?;
+            let role: tollgate::ops::auth::Role = role.parse().map_err(anyhow::Error::msg)?;
+            let token = tollgate::ops::auth::add(&path, &name, role)?;
             eprintln!(
                 "added token `{name}` ({}) to {}; it is shown once, store it now:",
                 role.name(),
@@ -965,7 +965,7 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             format,
             top,
         } => {
-            use tollgate::report::{self, By, Format, Kind};
+            use tollgate::ops::report::{self, By, Format, Kind};
             let cfg = load(&config)?;
             let period: Period = period.parse().map_err(anyhow::Error::msg)?;
             let kind = match kind {
@@ -1004,13 +1004,13 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     ))?
                 }
                 None => {
-                    let ledger = tollgate::ledger::Ledger::open_read_only(&cfg.data_dir)?;
+                    let ledger = tollgate::store::Ledger::open_read_only(&cfg.data_dir)?;
                     // A broken tariff edit must not stop a report: only the currency is read.
-                    let currency = tollgate::tariff::Source::load(&cfg.tariff_plans)
+                    let currency = tollgate::rate::tariff::Source::load(&cfg.tariff_plans)
                         .map(|s| s.currency)
                         .unwrap_or_default();
                     let accounts = if matches!(by, Some(By::Plan)) {
-                        Some(tollgate::accounts::Accounts::load(&cfg.accounts_file)?)
+                        Some(tollgate::rate::accounts::Accounts::load(&cfg.accounts_file)?)
                     } else {
                         None
                     };
@@ -1200,7 +1200,7 @@ fn invoice(cmd: InvoiceCmd) -> anyhow::Result<ExitCode> {
             issue_date,
         } => {
             let cfg = load(&config)?;
-            let input = tollgate::api::credits::CreditInput {
+            let input = tollgate::ops::api::credits::CreditInput {
                 reason,
                 lines,
                 amount,
@@ -1208,11 +1208,11 @@ fn invoice(cmd: InvoiceCmd) -> anyhow::Result<ExitCode> {
                 issue_date,
             };
             let doc = match backend(cfg)? {
-                Backend::Remote(c) => c.post_json::<_, tollgate::api::credits::CreditDoc>(
+                Backend::Remote(c) => c.post_json::<_, tollgate::ops::api::credits::CreditDoc>(
                     &format!("/api/v1/bills/{}/credit", encode(&number)),
                     &input,
                 )?,
-                Backend::Local(e) => tollgate::api::credits::credit(&e, &number, &input)?,
+                Backend::Local(e) => tollgate::ops::api::credits::credit(&e, &number, &input)?,
             };
             println!("{}", doc.render());
             Ok(ExitCode::SUCCESS)
@@ -1284,7 +1284,7 @@ fn ingest(config: &std::path::Path, stats: bool, files: &[PathBuf]) -> anyhow::R
                         .unwrap_or_default()
                 );
                 if stats {
-                    println!("{}", tollgate::engine::stats_json(&r));
+                    println!("{}", tollgate::ingest::engine::stats_json(&r));
                 }
             }
             FileResult::AlreadyCommitted(cp) => {

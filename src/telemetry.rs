@@ -82,7 +82,7 @@ pub fn install() -> PrometheusHandle {
             describe();
             // Register every series at zero so rates and alerts work from the first scrape.
             metrics::counter!(RECORDS, "outcome" => "rated").absolute(0);
-            for r in crate::rating::Reason::ALL {
+            for r in crate::rate::rating::Reason::ALL {
                 metrics::counter!(RECORDS, "outcome" => "rejected", "reason" => r.code())
                     .absolute(0);
             }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use tollgate::synth::{self, CdrBatch, Spec};
+use tollgate::demo::synth::{self, CdrBatch, Spec};
 
 #[derive(Parser)]
 #[command(

@@ -1,0 +1,153 @@
+//! The rated detail a document carries: usage per day (for the PDF's chart), whether the
+//! itemised annex is attached, and the annex itself with its masking of called numbers.
+//! Derived by [`super::itemise`]; read by the documents and by privacy erasure.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Serialize};
+
+use crate::rate::accounts::{AccountIndex, Accounts};
+use crate::rate::cdr::Column;
+use crate::config::Config;
+use crate::store::{Checkpoint, Ledger, LedgerError, LineId, LineTotals, UsageRow};
+use crate::rate::money::{format_micros, micros_to_cents};
+use crate::ingest::pipeline::Settings;
+use crate::rate::rating::{band_name, Rater};
+use crate::rate::service::Service;
+use crate::rate::tariff::Tariff;
+
+/// Usage of one local day of the period (the PDF's chart).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayUsage {
+    pub date: String,
+    pub records: u64,
+    /// Sum of the day's rated charges, 6 decimals.
+    pub charge: String,
+}
+
+/// The itemisation state of an invoice (in its JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Itemised {
+    /// `attached` (the annex is `<number>.annex.json` and PDF pages) or `unavailable`.
+    pub status: String,
+    /// Records listed in the annex.
+    pub records: u64,
+    /// Records to numbers free to the caller, left out of the list.
+    pub omitted: u64,
+    /// Why the annex is unavailable.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+impl Itemised {
+    /// An annex listing `records` records (and omitting `omitted`) is attached.
+    fn attached(records: u64, omitted: u64) -> Itemised {
+        Itemised {
+            status: "attached".into(),
+            records,
+            omitted,
+            reason: String::new(),
+        }
+    }
+
+    /// The state of an invoice whose annex cannot be given, and why.
+    fn unavailable(reason: String) -> Option<(Itemised, Option<Annex>)> {
+        Some((
+            Itemised {
+                status: "unavailable".into(),
+                records: 0,
+                omitted: 0,
+                reason,
+            },
+            None,
+        ))
+    }
+}
+
+/// One record in the annex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnexRecord {
+    /// Local start time (`YYYY-MM-DD HH:MM:SS`) in `Annex::timezone`.
+    pub time: String,
+    /// The called number (E.164 with `+`, short codes as dialled), masked per the account.
+    pub number: String,
+    /// Usage as recorded: seconds, messages or bytes.
+    pub usage: u64,
+    /// Billed units after increments.
+    pub billed: u64,
+    /// The record's charge, 6 decimals.
+    pub charge: String,
+}
+
+/// The records of one usage line of the invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnexLine {
+    /// 1-based line of the invoice.
+    pub line: usize,
+    pub service: String,
+    pub destination: String,
+    pub band: String,
+    pub unit: String,
+    pub records: Vec<AnnexRecord>,
+    /// Records to free numbers left out of the list, and their charge (6 decimals).
+    pub omitted_records: u64,
+    pub omitted_charge: String,
+    /// Exact sum of every record's charge (listed and omitted), 6 decimals.
+    pub charge_sum: String,
+    /// The invoice line's amount: `charge_sum` rounded half-up to cents.
+    pub amount: String,
+}
+
+/// The itemised annex of an invoice (`<number>.annex.json`, stored in the ledger).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Annex {
+    pub invoice: String,
+    pub account_id: String,
+    pub period: String,
+    /// Time zone of the times (the tariff's; accounts carry none).
+    pub timezone: String,
+    /// `none` or `lastN`: trailing digits replaced by `x`.
+    pub masking: String,
+    /// Called-number prefixes (E.164 digits) left out: free to the caller.
+    pub omitted_prefixes: Vec<String>,
+    pub lines: Vec<AnnexLine>,
+}
+
+/// Masks the last `keep_hidden` digits of a number with `x`.
+pub fn mask(number: &str, hidden: u8) -> String {
+    let n = number.chars().count();
+    let hide = (hidden as usize).min(n);
+    number
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i >= n - hide && c.is_ascii_digit() {
+                'x'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// How a normalized number is shown: `+` and the digits for numbers longer than 6
+/// digits (E.164), short codes as they are.
+pub fn display_number(digits: &str) -> String {
+    if digits.len() > 6 {
+        format!("+{digits}")
+    } else {
+        digits.to_owned()
+    }
+}
+
+/// Digits an annex's `masking` hides (`none` = 0, `lastN` = N).
+pub fn hidden_digits(masking: &str) -> u8 {
+    masking
+        .strip_prefix("last")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}

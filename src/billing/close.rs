@@ -1,0 +1,467 @@
+//! The cycle close: a period's unbilled usage, monthly fees and pending fees become
+//! numbered, taxed invoices in one synced batch, then their files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, NaiveDate};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::rate::accounts::{Account, Accounts};
+use crate::config::{Config, Numbering, Seller};
+use crate::store::{
+    CloseBatch, CloseRecord, Closed, Ledger, LedgerError, LineId, LineTotals, Txn,
+};
+use crate::rate::money::{div_round_half_up, format_cents, micros_to_cents, parse_cents, vat_cents};
+use crate::rate::service::Service;
+use crate::rate::tariff::Tariff;
+use crate::billing::vat::{BreakdownRow, Category, Regime, Treatment};
+use super::model::*;
+use super::numbering::*;
+use super::files::*;
+use super::refused;
+
+/// An account's billable lines and its count of late records.
+type AccountUsage = (BTreeMap<LineId, LineTotals>, u64);
+
+/// The result of closing a period.
+#[derive(Debug)]
+pub struct CloseSummary {
+    pub record: CloseRecord,
+    /// False when the period had been closed before (files were checked and rewritten).
+    pub new: bool,
+    pub dir: PathBuf,
+}
+
+/// Everything needed to price lines into a document.
+pub(crate) struct Draft<'a> {
+    cfg: &'a Config,
+    account_id: String,
+    acc: Option<&'a Account>,
+    regime: Regime,
+    lines: Vec<Line>,
+}
+
+impl<'a> Draft<'a> {
+    fn new(
+        cfg: &'a Config,
+        account_id: &str,
+        acc: Option<&'a Account>,
+    ) -> Result<Draft<'a>, LedgerError> {
+        let regime = cfg.billing.vat.regime(account_id, acc).map_err(refused)?;
+        Ok(Draft {
+            cfg,
+            account_id: account_id.to_owned(),
+            acc,
+            regime,
+            lines: Vec::new(),
+        })
+    }
+
+    fn treatment(&self, service: &str, destination: &str) -> Treatment {
+        self.cfg
+            .billing
+            .vat
+            .line(&self.regime, service, destination)
+    }
+
+    fn usage(&mut self, (s, dest, band): &LineId, t: &LineTotals) {
+        let cents = micros_to_cents(t.charge_micros as i128);
+        let service = Service::from_index(*s).unwrap_or(Service::Voice);
+        let tr = self.treatment(service.name(), dest);
+        self.lines.push(Line::Usage {
+            service: service.name().into(),
+            destination: dest.clone(),
+            band: band.clone(),
+            quantity: t.count,
+            usage: t.billed,
+            unit: service.unit().into(),
+            amount: format_cents(cents),
+            vat_category: tr.category.code().into(),
+            vat_rate: tr.rate.normalize().to_string(),
+        });
+    }
+
+    fn subscription(&mut self, plan: &str, description: String, cents: i64) {
+        let tr = self.treatment("subscription", plan);
+        self.lines.push(Line::Subscription {
+            plan: plan.to_owned(),
+            description,
+            amount: format_cents(cents),
+            vat_category: tr.category.code().into(),
+            vat_rate: tr.rate.normalize().to_string(),
+        });
+    }
+
+    /// Re-prices a copied line under this draft's regime.
+    fn copy(&mut self, l: &Line) {
+        match l {
+            Line::Usage {
+                service,
+                destination,
+                ..
+            } => {
+                let tr = self.treatment(service, destination);
+                let mut l = l.clone();
+                if let Line::Usage {
+                    vat_category,
+                    vat_rate,
+                    ..
+                } = &mut l
+                {
+                    *vat_category = tr.category.code().into();
+                    *vat_rate = tr.rate.normalize().to_string();
+                }
+                self.lines.push(l);
+            }
+            Line::Subscription {
+                plan, description, ..
+            } => self.subscription(plan, description.clone(), l.cents()),
+            // Credit lines are not copied. Late-payment fee lines are copied by the
+            // reissue for what its credit note took off them (`credit`), not here.
+            Line::Credit { .. } | Line::Fee { .. } => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        self,
+        number: String,
+        period: &str,
+        bounds: (NaiveDate, NaiveDate),
+        currency: &str,
+        issue: NaiveDate,
+        late: u64,
+    ) -> Invoice {
+        let due = issue + chrono::Duration::days(self.cfg.billing.payment_terms_days as i64);
+        // Fee lines are outside the scope of VAT: not in the breakdown, added after VAT.
+        let fees: i64 = self
+            .lines
+            .iter()
+            .filter(|l| matches!(l, Line::Fee { .. }))
+            .map(Line::cents)
+            .sum();
+        let treated: Vec<(Treatment, i64)> = self
+            .lines
+            .iter()
+            .filter(|l| !matches!(l, Line::Fee { .. }))
+            .map(|l| {
+                let (category, rate) = l.vat();
+                let reason = match category {
+                    Category::S => String::new(),
+                    _ => {
+                        self.cfg
+                            .billing
+                            .vat
+                            .line(&self.regime, line_service(l), line_destination(l))
+                            .reason
+                    }
+                };
+                (
+                    Treatment {
+                        category,
+                        rate,
+                        reason,
+                    },
+                    l.cents(),
+                )
+            })
+            .collect();
+        let (rows, net, vat) = crate::billing::vat::breakdown(&treated);
+        Invoice {
+            number,
+            account_id: self.account_id,
+            period: period.to_owned(),
+            currency: currency.to_owned(),
+            issue_date: issue.to_string(),
+            due_date: due.to_string(),
+            seller: self.cfg.seller.clone(),
+            customer: Customer::of(self.acc),
+            lines: self.lines,
+            net_total: format_cents(net),
+            vat_rate: self.regime.rate.normalize().to_string(),
+            vat_total: format_cents(vat),
+            total: format_cents(net + vat + fees),
+            late_records: late,
+            document_type: invoice_type(),
+            period_start: bounds.0.to_string(),
+            period_end: bounds.1.to_string(),
+            vat_breakdown: rows
+                .iter()
+                .map(|(t, n, v)| crate::billing::vat::row(t, *n, *v))
+                .collect(),
+            vat_note: self.regime.note.clone(),
+            credited_invoice: None,
+            replaces: None,
+            reason: String::new(),
+            final_invoice: false,
+            payment_reference: None,
+            payment: None,
+            usage_by_day: Vec::new(),
+            itemised: None,
+        }
+    }
+}
+
+pub(crate) fn line_service(l: &Line) -> &str {
+    match l {
+        Line::Usage { service, .. } => service,
+        _ => "subscription",
+    }
+}
+
+pub(crate) fn line_destination(l: &Line) -> &str {
+    match l {
+        Line::Usage { destination, .. } => destination,
+        Line::Subscription { plan, .. } => plan,
+        Line::Credit { .. } | Line::Fee { .. } => "",
+    }
+}
+
+/// Closes `period`: bills all unbilled usage dated up to its end plus each account's
+/// monthly fee, numbers the invoices, commits atomically, then writes the files.
+/// Closing an already closed period only (re)writes its invoice files.
+pub fn close_cycle(
+    cfg: &Config,
+    ledger: &Ledger,
+    tariff: &Tariff,
+    accounts: &Accounts,
+    period: Period,
+    issue_date: NaiveDate,
+) -> Result<CloseSummary, LedgerError> {
+    let t0 = std::time::Instant::now();
+    flush_pending(cfg, ledger)?;
+    let p = period.to_string();
+    let bounds = period_bounds(period);
+    let table = tariff.table();
+    let currency = table.currency.as_str().to_owned();
+    let (counter, prefix) = invoice_series(&cfg.numbering, issue_date.year());
+    // Per-day usage of every billed account and the itemised annexes are re-derived from
+    // the files this close bills. The re-rating runs before the writer lock (ingest keeps
+    // committing meanwhile); under the lock only files committed since are re-rated, and
+    // the detail is verified against the rows the close bills.
+    let open = ledger.close_record(&p)?.is_none()
+        && ledger
+            .last_closed()?
+            .is_none_or(|last| last.as_str() < p.as_str());
+    let prepared = if open {
+        let t = std::time::Instant::now();
+        let window = crate::billing::itemise::Window::of(ledger, &p, ledger.seq()?)?;
+        let ids = ledger.unbilled_accounts(Some(&p))?;
+        let prep = crate::billing::itemise::prepare(
+            cfg,
+            ledger,
+            accounts,
+            window,
+            ids.iter().map(String::as_str),
+        );
+        tracing::info!(
+            period = %p,
+            seconds = t.elapsed().as_secs_f64(),
+            "close: rated detail re-derived before the writer lock"
+        );
+        Some(prep)
+    } else {
+        None
+    };
+    let closed = ledger.close(&p, &counter, |rows, first_number, seq, tx| {
+        let finals = ledger.finals()?;
+        let window = crate::billing::itemise::Window::of(ledger, &p, seq)?;
+        let t_derive = std::time::Instant::now();
+        let derived = match prepared {
+            Some(prep) => prep.complete(cfg, ledger, accounts, window, &rows),
+            None => crate::billing::itemise::derive(cfg, ledger, accounts, &window, &rows),
+        };
+        tracing::info!(
+            period = %p,
+            files = derived.files,
+            records = derived.records,
+            late_files = derived.late_files,
+            seconds_under_lock = t_derive.elapsed().as_secs_f64(),
+            "close: rated detail derived"
+        );
+        for e in &derived.file_errors {
+            tracing::warn!(period = %p, "close: traffic detail unavailable: {e}");
+        }
+        let mut annexes = Vec::new();
+        // Late-payment fees waiting for the next invoice, per account.
+        let mut fees: BTreeMap<String, Vec<crate::payments::PendingFee>> = BTreeMap::new();
+        for f in crate::payments::pending_fees(ledger, None)? {
+            if f.amount != "0.00" {
+                fees.entry(f.account.clone()).or_default().push(f);
+            }
+        }
+        // Group rows by account (rows are in account order already).
+        let mut per_account: BTreeMap<String, AccountUsage> = BTreeMap::new();
+        for r in rows {
+            let e = per_account.entry(r.account.clone()).or_default();
+            let late = r.month.as_str() < p.as_str();
+            for (k, t) in r.lines.0 {
+                if late {
+                    e.1 += t.count;
+                }
+                e.0.entry(k).or_default().add(&t);
+            }
+        }
+        for a in &accounts.list {
+            per_account.entry(a.account_id.clone()).or_default();
+        }
+        let mut invoices = Vec::new();
+        let mut number = first_number;
+        let (mut net_sum, mut vat_sum, mut late_sum) = (0i64, 0i64, 0u64);
+        for (account_id, (lines, late)) in per_account {
+            let acc = accounts.get(&account_id);
+            // An account that had its final invoice pays no more fees.
+            let fee = acc
+                .filter(|_| !finals.contains(&account_id))
+                .and_then(|a| tariff.plan_index(&a.plan))
+                .map(|i| table.plans[i as usize].monthly_fee_cents.to_native())
+                .unwrap_or(0);
+            let account_fees = fees.remove(&account_id).unwrap_or_default();
+            if lines.is_empty() && fee == 0 && account_fees.is_empty() {
+                continue;
+            }
+            let mut d = Draft::new(cfg, &account_id, acc)?;
+            for (k, t) in &lines {
+                d.usage(k, t);
+            }
+            if fee != 0 {
+                let plan = acc.map(|a| a.plan.clone()).unwrap_or_default();
+                d.subscription(&plan, format!("Subscription {plan}, {p}"), fee);
+            }
+            // Late-payment fees: outside the scope of VAT, added after VAT.
+            for f in account_fees {
+                d.lines.push(Line::Fee {
+                    fee_id: f.id,
+                    fee: f.kind,
+                    invoice: f.invoice,
+                    description: f.description,
+                    amount: f.amount,
+                });
+            }
+            let mut inv = d.finish(
+                format_number(
+                    &prefix,
+                    cfg.numbering.yearly_reset,
+                    issue_date.year(),
+                    number,
+                ),
+                &p,
+                bounds,
+                &currency,
+                issue_date,
+                late,
+            );
+            let net = parse_cents(&inv.net_total).unwrap_or(0);
+            let vat = parse_cents(&inv.vat_total).unwrap_or(0);
+            let fee_total = parse_cents(&inv.total).unwrap_or(0) - net - vat;
+            attach_payment(cfg, acc, &mut inv);
+            inv.usage_by_day = derived.days(&account_id);
+            if let Some((state, annex)) = acc.and_then(|a| derived.annex(cfg, tariff, a, &inv)) {
+                inv.itemised = Some(state);
+                if let Some(annex) = annex {
+                    annexes.push((
+                        inv.number.clone(),
+                        serde_json::to_vec_pretty(&annex).expect("annex serializes"),
+                    ));
+                }
+            }
+            prenotify(cfg, ledger, &[], &mut inv)?;
+            // The payments ledger posts each invoice (and its fee lines) in the same batch.
+            crate::payments::post_invoice(&super::posting::posting(&inv)?, tx);
+            number += 1;
+            net_sum += net + fee_total;
+            vat_sum += vat;
+            late_sum += late;
+            let json = serde_json::to_vec_pretty(&inv).expect("invoice serializes");
+            invoices.push((inv.number, json));
+        }
+        let record = CloseRecord {
+            period: p.clone(),
+            closed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            issue_date: issue_date.to_string(),
+            seq,
+            invoices: invoices.iter().map(|(n, _)| n.clone()).collect(),
+            net_total: format_cents(net_sum),
+            vat_total: format_cents(vat_sum),
+            total: format_cents(net_sum + vat_sum),
+            late_records: late_sum,
+        };
+        Ok(CloseBatch {
+            invoices,
+            annexes,
+            record,
+        })
+    })?;
+    let (record, new) = match closed {
+        Closed::New(r) => (r, true),
+        Closed::Already(r) => (r, false),
+    };
+    let dir = cfg.invoice_dir.join(&p);
+    write_invoice_files(ledger, &dir, &record)?;
+    if new {
+        use crate::telemetry as m;
+        metrics::counter!(m::INVOICES).increment(record.invoices.len() as u64);
+        metrics::histogram!(m::CLOSE_SECONDS).record(t0.elapsed().as_secs_f64());
+        metrics::gauge!(m::LAST_CLOSE).set(chrono::Utc::now().timestamp() as f64);
+    }
+    Ok(CloseSummary { record, new, dir })
+}
+
+/// Sets an invoice's payment reference and payment block (from the account's payment
+/// columns) for its `total`. Credit notes carry neither.
+pub fn attach_payment(cfg: &Config, acc: Option<&Account>, inv: &mut Invoice) {
+    if inv.is_credit_note() {
+        return;
+    }
+    inv.payment_reference = crate::payments::sepa::payment_reference(&inv.number);
+    let total = parse_cents(&inv.total).unwrap_or(0);
+    let due = inv.due_date.parse::<NaiveDate>().ok();
+    inv.payment = match (acc, due) {
+        (Some(a), Some(due)) => Some(payment_info(cfg, a, &inv.payment_reference, total, due)),
+        _ => None,
+    };
+}
+
+/// The payment block of an invoice for an account.
+pub(crate) fn payment_info(
+    cfg: &Config,
+    a: &crate::rate::accounts::Account,
+    reference: &Option<String>,
+    total_cents: i64,
+    due: NaiveDate,
+) -> PaymentInfo {
+    use crate::rate::accounts::PaymentMethod;
+    match (a.payment_method, &cfg.sepa) {
+        (PaymentMethod::DirectDebit, Some(sepa)) => PaymentInfo {
+            method: "direct_debit".into(),
+            iban: crate::rate::iban::mask_iban(&a.iban),
+            epc_qr: None,
+            mandate_id: Some(a.mandate_id.clone()),
+            creditor_id: Some(sepa.creditor_id.clone()),
+            collection_date: Some(due.to_string()),
+            amount: Some(format_cents(total_cents)),
+        },
+        _ => {
+            let iban = cfg.seller.iban.replace(' ', "");
+            PaymentInfo {
+                method: "transfer".into(),
+                epc_qr: (total_cents > 0).then(|| {
+                    crate::billing::documents::qr::epc_qr_payload(
+                        &cfg.seller.bic,
+                        &cfg.seller.name,
+                        &iban,
+                        total_cents,
+                        reference.as_deref().unwrap_or(""),
+                    )
+                }),
+                iban,
+                mandate_id: None,
+                creditor_id: None,
+                collection_date: None,
+                amount: None,
+            }
+        }
+    }
+}

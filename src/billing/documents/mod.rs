@@ -1,0 +1,6 @@
+//! Renderings of a stored document: UBL 2.1 XML and the PDF. They depend on the
+//! document model only and never change an amount.
+
+pub mod pdf;
+pub mod qr;
+pub mod ubl;

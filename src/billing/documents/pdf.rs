@@ -1,0 +1,894 @@
+//! The invoice PDF a person reads in ten seconds, in the customer's language (`nl`, `en`).
+//!
+//! Page 1, top to bottom: what to pay, by when and how; usage by category (calls, SMS,
+//! data, subscription) with a small bar chart of the amounts; the VAT table; the fields
+//! of VAT Directive art. 226 (number, dates, period, both parties with addresses, VAT
+//! IDs, KvK, reverse-charge wording). Then every invoice line. A plain PDF 1.4 written
+//! by hand: the standard Helvetica fonts (WinAnsi; characters outside Latin-1 become
+//! `?`), no images (the EPC QR code of a transfer invoice is drawn as filled
+//! rectangles in the payment box), deterministic bytes (no timestamps).
+
+use std::fmt::Write as _;
+
+use crate::billing::model::{Invoice, Line};
+use crate::billing::annex::Annex;
+use crate::rate::money::{format_cents, parse_cents};
+
+/// Texts in one language.
+struct Words {
+    invoice: &'static str,
+    credit_note: &'static str,
+    to_pay: &'static str,
+    by: &'static str,
+    how: &'static str,
+    payee: &'static str,
+    scan: &'static str,
+    less: &'static str,
+    account_credit: &'static str,
+    reference: &'static str,
+    direct_debit: &'static str,
+    on: &'static str,
+    from: &'static str,
+    mandate: &'static str,
+    creditor_id: &'static str,
+    credited: &'static str,
+    usage: &'static str,
+    calls: &'static str,
+    sms: &'static str,
+    data: &'static str,
+    subscription: &'static str,
+    other: &'static str,
+    vat: &'static str,
+    category: &'static str,
+    rate: &'static str,
+    taxable: &'static str,
+    number: &'static str,
+    date: &'static str,
+    due: &'static str,
+    period: &'static str,
+    customer: &'static str,
+    seller: &'static str,
+    net: &'static str,
+    total: &'static str,
+    lines: &'static str,
+    credits: &'static str,
+    replaces: &'static str,
+    reason: &'static str,
+    by_day: &'static str,
+    annex: &'static str,
+    annex_unavailable: &'static str,
+    annex_erased: &'static str,
+    time: &'static str,
+    called: &'static str,
+    usage_col: &'static str,
+    charge: &'static str,
+    omitted: &'static str,
+    line_sum: &'static str,
+}
+
+const NL: Words = Words {
+    invoice: "Factuur",
+    credit_note: "Creditnota",
+    to_pay: "Te betalen",
+    by: "uiterlijk",
+    how: "Overmaken naar",
+    payee: "t.n.v.",
+    scan: "Betaal met uw bank-app: scan de QR-code",
+    less: "min",
+    account_credit: "tegoed op uw rekening",
+    reference: "betalingskenmerk",
+    direct_debit: "Automatische incasso",
+    on: "op",
+    from: "Van rekening",
+    mandate: "machtiging",
+    creditor_id: "incassant-ID",
+    credited: "Gecrediteerd",
+    usage: "Gebruik per soort",
+    calls: "Bellen",
+    sms: "SMS",
+    data: "Data",
+    subscription: "Abonnement",
+    other: "Overig",
+    vat: "Btw",
+    category: "Categorie",
+    rate: "Tarief",
+    taxable: "Grondslag",
+    number: "Factuurnummer",
+    date: "Factuurdatum",
+    due: "Vervaldatum",
+    period: "Periode",
+    customer: "Klant",
+    seller: "Leverancier",
+    net: "Totaal excl. btw",
+    total: "Totaal incl. btw",
+    lines: "Specificatie",
+    credits: "Crediteert factuur",
+    replaces: "Vervangt factuur",
+    reason: "Reden",
+    by_day: "Verbruik over de maand (per dag)",
+    annex: "Bijlage: gespecificeerd gebruik",
+    annex_unavailable: "Gespecificeerde bijlage niet beschikbaar",
+    annex_erased: "Gespecificeerde bijlage gewist (bewaartermijn verkeersgegevens)",
+    time: "Datum en tijd",
+    called: "Gebeld nummer",
+    usage_col: "Gebruik",
+    charge: "Bedrag",
+    omitted: "gratis nummers niet vermeld",
+    line_sum: "Som",
+};
+
+const EN: Words = Words {
+    invoice: "Invoice",
+    credit_note: "Credit note",
+    to_pay: "To pay",
+    by: "by",
+    how: "Transfer to",
+    payee: "in the name of",
+    scan: "Pay with your banking app: scan the QR code",
+    less: "less",
+    account_credit: "credit on your account",
+    reference: "payment reference",
+    direct_debit: "Direct debit",
+    on: "on",
+    from: "From account",
+    mandate: "mandate",
+    creditor_id: "creditor ID",
+    credited: "Credited",
+    usage: "Usage by category",
+    calls: "Calls",
+    sms: "SMS",
+    data: "Data",
+    subscription: "Subscription",
+    other: "Other",
+    vat: "VAT",
+    category: "Category",
+    rate: "Rate",
+    taxable: "Taxable amount",
+    number: "Invoice number",
+    date: "Invoice date",
+    due: "Due date",
+    period: "Period",
+    customer: "Customer",
+    seller: "Supplier",
+    net: "Total excl. VAT",
+    total: "Total incl. VAT",
+    lines: "Details",
+    credits: "Credits invoice",
+    replaces: "Replaces invoice",
+    reason: "Reason",
+    by_day: "Usage over the month (per day)",
+    annex: "Annex: itemised usage",
+    annex_unavailable: "Itemised annex unavailable",
+    annex_erased: "Itemised annex erased (traffic data retention)",
+    time: "Date and time",
+    called: "Called number",
+    usage_col: "Usage",
+    charge: "Charge",
+    omitted: "free numbers not listed",
+    line_sum: "Sum",
+};
+
+/// The language of a document: the customer's, else Dutch in NL (or no country), else English.
+pub fn language(inv: &Invoice) -> &'static str {
+    match inv.customer.language.as_str() {
+        "nl" => "nl",
+        "en" => "en",
+        _ if inv.customer.country.is_empty() || inv.customer.country == "NL" => "nl",
+        _ => "en",
+    }
+}
+
+/// An amount for people: `1234.50` in English, `1.234,50` in Dutch, with the currency.
+pub fn money(cur: &str, cents: i64, lang: &str) -> String {
+    let s = format_cents(cents);
+    if lang != "nl" {
+        return format!("{cur} {s}");
+    }
+    let (sign, body) = match s.strip_prefix('-') {
+        Some(b) => ("-", b),
+        None => ("", s.as_str()),
+    };
+    let (int, frac) = body.split_once('.').expect("two decimals");
+    let mut grouped = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push('.');
+        }
+        grouped.push(c);
+    }
+    format!("{cur} {sign}{grouped},{frac}")
+}
+
+struct Page {
+    ops: String,
+}
+
+impl Page {
+    fn text(&mut self, x: f32, y: f32, size: u32, bold: bool, s: &str) {
+        let font = if bold { "F2" } else { "F1" };
+        let _ = writeln!(
+            self.ops,
+            "BT /{font} {size} Tf {x:.1} {y:.1} Td ({}) Tj ET",
+            escape(s)
+        );
+    }
+    fn rect(&mut self, x: f32, y: f32, w: f32, h: f32, grey: f32) {
+        let _ = writeln!(self.ops, "{grey:.2} g {x:.1} {y:.1} {w:.1} {h:.1} re f 0 g");
+    }
+}
+
+/// Side of the EPC QR code on page 1, quiet zone included, in points (about 33 mm; the
+/// modules of an invoice's payload, version 6 to 9, are 1.5 to 1.9 pt).
+const QR_SIDE: f32 = 94.0;
+
+/// Draws a QR code as vector modules: a white square (the 4-module quiet zone around the
+/// code) with its top-left corner at (`x`, `top`), then one filled rectangle per
+/// horizontal run of dark modules.
+fn qr_code(p: &mut Page, x: f32, top: f32, n: usize, dark: &[bool]) {
+    p.rect(x, top - QR_SIDE, QR_SIDE, QR_SIDE, 1.0);
+    // In thousandths of a point, formatted as integers (float formatting cost more
+    // than the encoding, paid on every rendering).
+    let s = (QR_SIDE * 1000.0) as i64 / (n as i64 + 8);
+    let (x0, top) = ((x * 1000.0) as i64, (top * 1000.0) as i64);
+    let mut ops = String::from("0 g\n");
+    for (row, col, len) in crate::billing::documents::qr::qr_runs(n, dark) {
+        let _ = writeln!(
+            ops,
+            "{} {} {} {} re",
+            Milli(x0 + (col as i64 + 4) * s),
+            Milli(top - (row as i64 + 5) * s),
+            Milli(len as i64 * s),
+            Milli(s)
+        );
+    }
+    ops.push_str("f\n");
+    p.ops.push_str(&ops);
+}
+
+/// A non-negative length in thousandths of a point, printed in points.
+struct Milli(i64);
+
+impl std::fmt::Display for Milli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
+    }
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '(' | ')' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 => out.push(' '),
+            c if (c as u32) < 0x7f => out.push(c),
+            c if (0xa0..=0xff).contains(&(c as u32)) => {
+                let _ = write!(out, "\\{:03o}", c as u32);
+            }
+            '€' => out.push_str("\\200"),
+            _ => out.push('?'),
+        }
+    }
+    out
+}
+
+fn cents(s: &str) -> i64 {
+    parse_cents(s).unwrap_or(0)
+}
+
+/// Renders the PDF of an invoice or credit note, with the itemised annex's pages when
+/// one is held.
+pub fn render(inv: &Invoice, annex: Option<&Annex>) -> Vec<u8> {
+    let lang = language(inv);
+    let w = if lang == "nl" { &NL } else { &EN };
+    let cur = inv.currency.as_str();
+    let m = |c: i64| money(cur, c, lang);
+    let credit = inv.is_credit_note();
+    let mut pages = Vec::new();
+    let mut p = Page { ops: String::new() };
+    let mut y = 800.0;
+
+    // Heading and what to pay.
+    let title = if credit { w.credit_note } else { w.invoice };
+    p.text(50.0, y, 20, true, &format!("{title} {}", inv.number));
+    y -= 30.0;
+    // The EPC QR code of a transfer invoice with something to pay, right in the box.
+    let qr = (!credit)
+        .then_some(inv.payment.as_ref())
+        .flatten()
+        .filter(|pay| pay.method == "transfer")
+        .and_then(|pay| pay.epc_qr.as_deref());
+    let transfer = !credit
+        && inv
+            .payment
+            .as_ref()
+            .is_none_or(|pay| pay.method != "direct_debit");
+    // What a transfer invoice asks for: its total less credit on the account.
+    let to_pay = inv
+        .payment
+        .as_ref()
+        .and_then(|pay| pay.amount.as_deref())
+        .map_or_else(|| cents(&inv.total), cents);
+    let from_credit = cents(&inv.total) - to_pay;
+    let box_height = match (qr, transfer) {
+        (Some(_), _) => QR_SIDE + 8.0,
+        (None, true) if from_credit > 0 => 86.0,
+        (None, true) => 70.0,
+        (None, false) => 52.0,
+    };
+    p.rect(45.0, y + 14.0 - box_height, 505.0, box_height, 0.92);
+    if credit {
+        p.text(
+            55.0,
+            y - 4.0,
+            14,
+            true,
+            &format!("{}: {}", w.credited, m(-cents(&inv.total))),
+        );
+        p.text(
+            55.0,
+            y - 24.0,
+            10,
+            false,
+            &format!(
+                "{} {}",
+                w.credits,
+                inv.credited_invoice
+                    .as_ref()
+                    .map_or("", |r| r.number.as_str())
+            ),
+        );
+    } else if let Some(dd) = inv
+        .payment
+        .as_ref()
+        .filter(|pay| pay.method == "direct_debit")
+    {
+        // The SEPA pre-notification: amount, collection date, account, mandate, creditor.
+        p.text(
+            55.0,
+            y - 4.0,
+            14,
+            true,
+            &format!(
+                "{}: {} {} {}",
+                w.direct_debit,
+                m(dd.amount
+                    .as_deref()
+                    .map_or_else(|| cents(&inv.total), cents)),
+                w.on,
+                dd.collection_date.as_deref().unwrap_or(&inv.due_date)
+            ),
+        );
+        p.text(
+            55.0,
+            y - 24.0,
+            10,
+            false,
+            &format!(
+                "{} {}, {} {}, {} {}",
+                w.from,
+                dd.iban,
+                w.mandate,
+                dd.mandate_id.as_deref().unwrap_or(""),
+                w.creditor_id,
+                dd.creditor_id.as_deref().unwrap_or("")
+            ),
+        );
+    } else {
+        // Bank transfer: amount and date, then where to, to whom and with which reference,
+        // one per line, left of the QR code.
+        p.text(
+            55.0,
+            y - 4.0,
+            14,
+            true,
+            &format!("{}: {} {} {}", w.to_pay, m(to_pay), w.by, inv.due_date),
+        );
+        let reference = match &inv.payment_reference {
+            Some(r) => format!("{} {r}", w.reference),
+            None => inv.number.clone(),
+        };
+        let iban = inv
+            .payment
+            .as_ref()
+            .map_or(inv.seller.iban.as_str(), |pay| pay.iban.as_str());
+        let rows = [
+            format!("{} {iban} (BIC {})", w.how, inv.seller.bic),
+            format!("{} {}", w.payee, inv.seller.name),
+            reference,
+        ];
+        for (i, r) in rows.iter().enumerate() {
+            p.text(55.0, y - 24.0 - 13.0 * i as f32, 10, false, r);
+        }
+        if from_credit > 0 {
+            p.text(
+                55.0,
+                y - 64.0,
+                8,
+                false,
+                &format!(
+                    "{} {} {} {} {}",
+                    w.total,
+                    m(cents(&inv.total)),
+                    w.less,
+                    m(from_credit),
+                    w.account_credit
+                ),
+            );
+        }
+        if let Some(payload) = qr {
+            p.text(55.0, y - 78.0, 8, false, w.scan);
+            // A payload that cannot be encoded (longer than a QR code holds) leaves the
+            // code out; the text above still says how to pay.
+            if let Ok((n, dark)) = crate::billing::documents::qr::qr_modules(payload) {
+                qr_code(&mut p, 452.0, y + 10.0, n, &dark);
+            }
+        }
+    }
+    y -= box_height + 8.0;
+
+    // Usage by category with a bar chart of the amounts.
+    p.text(50.0, y, 12, true, w.usage);
+    y -= 18.0;
+    let mut cats: [(&str, i64); 5] = [
+        (w.calls, 0),
+        (w.sms, 0),
+        (w.data, 0),
+        (w.subscription, 0),
+        (w.other, 0),
+    ];
+    for l in &inv.lines {
+        let i = match l {
+            Line::Usage { service, .. } => match service.as_str() {
+                "voice" => 0,
+                "sms" => 1,
+                _ => 2,
+            },
+            Line::Subscription { .. } => 3,
+            Line::Credit { .. } | Line::Fee { .. } => 4,
+        };
+        cats[i].1 += l.cents();
+    }
+    let max = cats.iter().map(|c| c.1.abs()).max().unwrap_or(0).max(1);
+    let top = y;
+    for (name, c) in cats.iter().filter(|c| c.1 != 0 || c.0 != w.other) {
+        p.text(55.0, y, 10, false, name);
+        p.text(160.0, y, 10, false, &m(*c));
+        if inv.usage_by_day.is_empty() {
+            let len = 250.0 * (c.abs() as f32) / (max as f32);
+            p.rect(280.0, y - 1.0, len.max(0.5), 9.0, 0.55);
+        }
+        y -= 15.0;
+    }
+    if !inv.usage_by_day.is_empty() {
+        y = y.min(day_chart(&mut p, inv, w, top) - 4.0);
+    }
+    y -= 10.0;
+
+    // VAT table.
+    p.text(50.0, y, 12, true, w.vat);
+    y -= 16.0;
+    for (x, h) in [
+        (55.0, w.category),
+        (140.0, w.rate),
+        (230.0, w.taxable),
+        (360.0, w.vat),
+    ] {
+        p.text(x, y, 9, true, h);
+    }
+    y -= 14.0;
+    for r in &inv.vat_breakdown {
+        p.text(55.0, y, 10, false, &r.category);
+        p.text(140.0, y, 10, false, &format!("{} %", r.rate));
+        p.text(230.0, y, 10, false, &m(cents(&r.taxable_amount)));
+        p.text(360.0, y, 10, false, &m(cents(&r.vat_amount)));
+        y -= 14.0;
+    }
+    p.text(
+        55.0,
+        y,
+        10,
+        false,
+        &format!("{}: {}", w.net, m(cents(&inv.net_total))),
+    );
+    y -= 14.0;
+    p.text(
+        55.0,
+        y,
+        10,
+        false,
+        &format!("{}: {}", w.vat, m(cents(&inv.vat_total))),
+    );
+    y -= 14.0;
+    p.text(
+        55.0,
+        y,
+        10,
+        true,
+        &format!("{}: {}", w.total, m(cents(&inv.total))),
+    );
+    y -= 16.0;
+    if !inv.vat_note.is_empty() {
+        p.text(55.0, y, 10, true, &inv.vat_note);
+        y -= 16.0;
+    }
+    y -= 6.0;
+
+    // Art. 226 fields.
+    let facts = [
+        (w.number, inv.number.clone()),
+        (w.date, inv.issue_date.clone()),
+        (w.due, inv.due_date.clone()),
+        (
+            w.period,
+            format!("{} - {}", inv.period_start, inv.period_end),
+        ),
+    ];
+    for (k, v) in facts {
+        p.text(55.0, y, 9, true, k);
+        p.text(160.0, y, 9, false, &v);
+        y -= 12.0;
+    }
+    if let Some(r) = &inv.credited_invoice {
+        p.text(
+            55.0,
+            y,
+            9,
+            false,
+            &format!("{} {} ({})", w.credits, r.number, r.issue_date),
+        );
+        y -= 12.0;
+    }
+    if let Some(r) = &inv.replaces {
+        p.text(
+            55.0,
+            y,
+            9,
+            false,
+            &format!("{} {} ({})", w.replaces, r.number, r.issue_date),
+        );
+        y -= 12.0;
+    }
+    if !inv.reason.is_empty() {
+        p.text(55.0, y, 9, false, &format!("{}: {}", w.reason, inv.reason));
+        y -= 12.0;
+    }
+    y -= 8.0;
+    let s = &inv.seller;
+    let c = &inv.customer;
+    let seller = [
+        s.name.clone(),
+        s.street.clone(),
+        format!("{} {} {}", s.postcode, s.city, s.country),
+        format!("KvK {}", s.kvk),
+        format!(
+            "{} {}",
+            if lang == "nl" { "BTW-id" } else { "VAT ID" },
+            s.vat_id
+        ),
+        format!("IBAN {} BIC {}", s.iban, s.bic),
+    ];
+    let name = if c.name.is_empty() {
+        inv.account_id.clone()
+    } else {
+        c.name.clone()
+    };
+    let mut customer = vec![
+        name,
+        c.street.clone(),
+        format!("{} {} {}", c.postcode, c.city, c.country),
+        format!(
+            "{} {}",
+            if lang == "nl" {
+                "Klantnummer"
+            } else {
+                "Account"
+            },
+            inv.account_id
+        ),
+    ];
+    if !c.vat_id.is_empty() {
+        customer.push(format!(
+            "{} {}",
+            if lang == "nl" { "BTW-id" } else { "VAT ID" },
+            c.vat_id
+        ));
+    }
+    p.text(55.0, y, 9, true, w.seller);
+    p.text(310.0, y, 9, true, w.customer);
+    y -= 12.0;
+    for i in 0..seller.len().max(customer.len()) {
+        if let Some(t) = seller.get(i) {
+            p.text(55.0, y, 9, false, t.trim());
+        }
+        if let Some(t) = customer.get(i) {
+            p.text(310.0, y, 9, false, t.trim());
+        }
+        y -= 11.0;
+    }
+    y -= 14.0;
+
+    // Every line, continuing on further pages.
+    p.text(50.0, y, 12, true, w.lines);
+    y -= 16.0;
+    if let Some(it) = &inv.itemised {
+        let note = match (it.status.as_str(), annex) {
+            ("attached", Some(_)) => None,
+            ("attached", None) => Some(w.annex_erased.to_owned()),
+            _ => Some(format!("{}: {}", w.annex_unavailable, it.reason)),
+        };
+        if let Some(note) = note {
+            for chunk in wrap(&note, 110) {
+                p.text(55.0, y, 8, true, &chunk);
+                y -= 11.0;
+            }
+        }
+    }
+    for l in &inv.lines {
+        if y < 50.0 {
+            pages.push(std::mem::replace(&mut p, Page { ops: String::new() }));
+            y = 800.0;
+        }
+        let d = l.description();
+        let d = if d.chars().count() > 80 {
+            format!("{}...", d.chars().take(77).collect::<String>())
+        } else {
+            d
+        };
+        p.text(55.0, y, 8, false, &d);
+        let (cat, rate) = l.vat();
+        p.text(
+            430.0,
+            y,
+            8,
+            false,
+            &format!("{} {}%", cat.code(), rate.normalize()),
+        );
+        p.text(480.0, y, 8, false, &m(l.cents()));
+        y -= 11.0;
+    }
+    pages.push(p);
+    if let Some(a) = annex {
+        annex_pages(&mut pages, inv, a, w, lang);
+    }
+    assemble(&pages)
+}
+
+/// Splits a text into pieces of at most `n` characters at spaces.
+fn wrap(s: &str, n: usize) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for word in s.split(' ') {
+        let last = out.last_mut().expect("one line");
+        if !last.is_empty() && last.chars().count() + 1 + word.chars().count() > n {
+            out.push(word.to_owned());
+        } else {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(word);
+        }
+    }
+    out
+}
+
+/// A column chart of the charges per day of the period, right of the category list;
+/// returns the lowest y it drew at.
+/// The chart runs from the first day of the period's month (or the document's first
+/// day, when a final invoice starts later in that month) to its last day.
+fn day_chart(p: &mut Page, inv: &Invoice, w: &Words, top: f32) -> f32 {
+    let day = |s: &str| s.get(8..10).and_then(|d| d.parse::<usize>().ok());
+    let last = day(&inv.period_end).unwrap_or(31).clamp(1, 31);
+    let first = if inv.period_start.starts_with(&inv.period) {
+        day(&inv.period_start).unwrap_or(1).clamp(1, last)
+    } else {
+        1
+    };
+    let micros: Vec<i128> = (first..=last)
+        .map(|d| {
+            let date = format!("{}-{d:02}", inv.period);
+            inv.usage_by_day
+                .iter()
+                .find(|u| u.date == date)
+                .and_then(|u| crate::rate::money::parse_fixed(&u.charge, 6).ok().map(i128::from))
+                .unwrap_or(0)
+        })
+        .collect();
+    let max = micros.iter().copied().max().unwrap_or(0).max(1);
+    let (x0, width, height) = (300.0f32, 240.0f32, 48.0f32);
+    p.text(x0, top, 9, true, w.by_day);
+    let base = top - 12.0 - height;
+    let days = last - first + 1;
+    let col = width / days as f32;
+    for (i, v) in micros.iter().enumerate() {
+        if *v > 0 {
+            let h = (height * (*v as f32) / (max as f32)).max(0.8);
+            p.rect(x0 + i as f32 * col, base, (col - 1.0).max(0.5), h, 0.55);
+        }
+    }
+    p.rect(x0, base - 0.5, width, 0.5, 0.3);
+    p.text(x0, base - 9.0, 7, false, &first.to_string());
+    p.text(x0 + width - 8.0, base - 9.0, 7, false, &last.to_string());
+    let peak = micros.iter().copied().max().unwrap_or(0);
+    p.text(
+        x0 + width / 2.0 - 20.0,
+        base - 9.0,
+        7,
+        false,
+        &format!(
+            "max {}",
+            money(
+                &inv.currency,
+                crate::rate::money::micros_to_cents(peak),
+                language(inv)
+            )
+        ),
+    );
+    base - 12.0
+}
+
+/// The itemised annex: every listed record per usage line, the records to free numbers
+/// left out (count and charge), the exact sum and the line amount it rounds to.
+fn annex_pages(pages: &mut Vec<Page>, inv: &Invoice, a: &Annex, w: &Words, lang: &str) {
+    let cur = inv.currency.as_str();
+    let mut p = Page { ops: String::new() };
+    let mut y = 800.0;
+    p.text(50.0, y, 14, true, &format!("{} - {}", w.annex, inv.number));
+    y -= 16.0;
+    p.text(
+        55.0,
+        y,
+        8,
+        false,
+        &format!(
+            "{} {} - {}: {} - {}: {}",
+            inv.account_id,
+            inv.period,
+            w.time,
+            a.timezone,
+            w.called,
+            if a.masking == "none" {
+                "-".to_owned()
+            } else {
+                a.masking.clone()
+            }
+        ),
+    );
+    y -= 18.0;
+    for l in &a.lines {
+        if y < 90.0 {
+            pages.push(std::mem::replace(&mut p, Page { ops: String::new() }));
+            y = 800.0;
+        }
+        let band = if l.band == "any" {
+            String::new()
+        } else {
+            format!(" ({})", l.band)
+        };
+        p.text(
+            55.0,
+            y,
+            9,
+            true,
+            &format!(
+                "{} {}: {} {}{band}",
+                w.lines, l.line, l.service, l.destination
+            ),
+        );
+        y -= 12.0;
+        for (x, h) in [
+            (60.0, w.time),
+            (170.0, w.called),
+            (300.0, w.usage_col),
+            (420.0, w.charge),
+        ] {
+            p.text(x, y, 8, true, h);
+        }
+        y -= 11.0;
+        for r in &l.records {
+            if y < 50.0 {
+                pages.push(std::mem::replace(&mut p, Page { ops: String::new() }));
+                y = 800.0;
+            }
+            p.text(60.0, y, 8, false, &r.time);
+            p.text(170.0, y, 8, false, &r.number);
+            p.text(300.0, y, 8, false, &format!("{} {}", r.usage, l.unit));
+            p.text(420.0, y, 8, false, &format!("{cur} {}", r.charge));
+            y -= 10.0;
+        }
+        if l.omitted_records > 0 {
+            p.text(
+                60.0,
+                y,
+                8,
+                false,
+                &format!("{} {} ({})", l.omitted_records, w.omitted, l.omitted_charge),
+            );
+            y -= 10.0;
+        }
+        p.text(
+            60.0,
+            y,
+            8,
+            true,
+            &format!(
+                "{}: {cur} {} = {}",
+                w.line_sum,
+                l.charge_sum,
+                money(cur, parse_cents(&l.amount).unwrap_or(0), lang)
+            ),
+        );
+        y -= 16.0;
+    }
+    pages.push(p);
+}
+
+/// Writes the PDF objects: catalog, pages, two fonts, then a page + content per page.
+fn assemble(pages: &[Page]) -> Vec<u8> {
+    let mut objs: Vec<String> = Vec::new();
+    let n = pages.len();
+    // 1 catalog, 2 pages, 3 Helvetica, 4 Helvetica-Bold, then (page, content) pairs.
+    objs.push("<< /Type /Catalog /Pages 2 0 R >>".into());
+    let kids: Vec<String> = (0..n).map(|i| format!("{} 0 R", 5 + 2 * i)).collect();
+    objs.push(format!(
+        "<< /Type /Pages /Kids [{}] /Count {n} >>",
+        kids.join(" ")
+    ));
+    objs.push(
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".into(),
+    );
+    objs.push(
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>"
+            .into(),
+    );
+    for (i, p) in pages.iter().enumerate() {
+        objs.push(format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 3 0 R /F2 4 0 R >> >> /Contents {} 0 R >>",
+            6 + 2 * i
+        ));
+        objs.push(format!(
+            "<< /Length {} >>\nstream\n{}endstream",
+            p.ops.len(),
+            p.ops
+        ));
+    }
+    let mut out: Vec<u8> = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    let mut offsets = Vec::with_capacity(objs.len());
+    for (i, o) in objs.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    let mut t = format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1);
+    for off in offsets {
+        let _ = writeln!(t, "{off:010} 00000 n ");
+    }
+    let _ = write!(
+        t,
+        "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+        objs.len() + 1
+    );
+    out.extend_from_slice(t.as_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_per_language() {
+        assert_eq!(money("EUR", 123456, "nl"), "EUR 1.234,56");
+        assert_eq!(money("EUR", -1307, "nl"), "EUR -13,07");
+        assert_eq!(money("EUR", 5, "nl"), "EUR 0,05");
+        assert_eq!(money("EUR", 123456, "en"), "EUR 1234.56");
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(escape("a(b)\\"), "a\\(b\\)\\\\");
+        assert_eq!(escape("Müller €"), "M\\374ller \\200");
+        assert_eq!(escape("日本"), "??");
+    }
+}

@@ -1,0 +1,979 @@
+//! Rated detail of a close, derived again by re-rating the files it bills: the itemised
+//! annex of opted-in accounts and every account's usage per day (the PDF's chart).
+//!
+//! Nothing is stored per record while rating (the hot path stays as it is). A committed
+//! file's rated records are a pure function of its bytes (kept in `spool_dir/done/`),
+//! the tariff archive `data_dir/tariffs/<tariff_version>.rkyv`, the accounts snapshot
+//! `data_dir/accounts/<accounts_hash>.csv` and `rated_at`, all named by its checkpoint.
+//!
+//! **Which records a close bills.** A close of period P records the file commit sequence
+//! S it saw (under the writer lock, so files with `seq <= S` were committed before it).
+//! It bills every rated record of a file with `seq <= S` dated (billing month, tariff
+//! zone) in a month `m <= P`, except records an earlier close already billed (a close of
+//! P' with sequence S' bills the records with `seq <= S'` and `m <= P'`) and records of an
+//! account whose off-cycle final invoice, issued before this close at sequence F, billed
+//! everything of that account with `seq <= F`. Within a file a repeated record id counts
+//! once (the first line that rated), as in [`crate::ingest::pipeline`].
+//!
+//! **Verification.** Per account, the re-rated records must reproduce what the close
+//! bills: record count and charge over all lines, and for itemised accounts count,
+//! billed units and charge per invoice line key (service, destination, band). An account
+//! that does not match (a `done/` file missing, erased or changed, a snapshot missing)
+//! gets neither chart nor annex; its invoice says the annex is unavailable, and why.
+//!
+//! **Rounding.** Per-record charges are the rating charges (6 decimals, half-up, see
+//! [`crate::rate::rating::charge_micros`]); an invoice line is `round_half_up(sum of its
+//! records' charges, 2)`. The annex lists each record's 6-decimal charge and, per line,
+//! the exact sum and the line amount, so the annex reproduces every usage line. Records
+//! to numbers free to the caller ([`crate::config::Privacy::itemised_omit`]) are left out
+//! of the list and shown per line as one count and sum, so the sums still add up.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Serialize};
+
+use crate::billing::annex::{hidden_digits, mask, display_number, Annex, AnnexLine, AnnexRecord, DayUsage, Itemised};
+use crate::rate::accounts::{AccountIndex, Accounts};
+use crate::rate::cdr::Column;
+use crate::config::Config;
+use crate::store::{Checkpoint, Ledger, LedgerError, LineId, LineTotals, UsageRow};
+use crate::rate::money::{format_micros, micros_to_cents};
+use crate::ingest::pipeline::Settings;
+use crate::rate::rating::{band_name, Rater};
+use crate::rate::service::Service;
+use crate::rate::tariff::Tariff;
+
+/// Month index (`year * 12 + month - 1`) of a `YYYY-MM` label.
+fn month_index(label: &str) -> Option<u32> {
+    let (y, m) = label.split_once('-')?;
+    let y: u32 = y.parse().ok()?;
+    let m: u32 = m.parse().ok()?;
+    (1..=12).contains(&m).then_some(y * 12 + m - 1)
+}
+
+/// The document being derived (a close, or an account's final invoice): its period,
+/// sequence, what earlier documents billed, and the days its chart covers.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// Month index of the period (`u32::MAX` for a final invoice: every month).
+    pub period: u32,
+    /// File commit sequence at the close.
+    pub seq: u64,
+    /// Earlier closes: (month index of the period, sequence).
+    pub earlier: Vec<(u32, u64)>,
+    /// Final invoices issued before this close: account → the sequence at that time
+    /// (`u64::MAX` when a final record predates this bookkeeping).
+    pub finals: HashMap<String, u64>,
+    /// First local day of the usage-per-day chart, and how many days it covers.
+    pub chart_first: chrono::NaiveDate,
+    pub chart_days: u32,
+}
+
+/// Days since 1970-01-01 of a date (the rater's local day numbers).
+fn day_number(d: chrono::NaiveDate) -> i32 {
+    use chrono::Datelike;
+    crate::rate::cdr::time::days_from_civil(d.year() as i64, d.month(), d.day()) as i32
+}
+
+impl Window {
+    /// The window of a new close of `period` at sequence `seq`, from the ledger's closes
+    /// and final invoices.
+    pub fn of(ledger: &Ledger, period: &str, seq: u64) -> Result<Window, LedgerError> {
+        let p = month_index(period).expect("validated period");
+        let mut earlier = Vec::new();
+        for c in ledger.closes()? {
+            if let Some(m) = month_index(&c.period) {
+                if m < p {
+                    earlier.push((m, c.seq));
+                }
+            }
+        }
+        let mut finals = HashMap::new();
+        for account in ledger.finals()? {
+            let Some(v) = ledger.final_of(&account)? else {
+                continue;
+            };
+            let r: crate::billing::model::FinalRecord =
+                serde_json::from_slice(&v).map_err(|e| LedgerError::Corrupt {
+                    path: ledger.path().to_owned(),
+                    key: format!("finals/{account}"),
+                    message: e.to_string(),
+                })?;
+            // Issued before this close unless a close of this period or later preceded it.
+            let before = r
+                .last_closed
+                .as_deref()
+                .is_none_or(|c| month_index(c).is_some_and(|m| m < p));
+            if before {
+                finals.insert(account, r.seq.unwrap_or(u64::MAX));
+            }
+        }
+        let (first, last) = crate::billing::model::period_bounds(
+            period
+                .parse()
+                .map_err(|e: String| LedgerError::Refused(e))?,
+        );
+        Ok(Window {
+            period: p,
+            seq,
+            earlier,
+            finals,
+            chart_first: first,
+            chart_days: (last - first).num_days() as u32 + 1,
+        })
+    }
+
+    /// The window of an account's off-cycle final invoice at sequence `seq`: every
+    /// unbilled month (all closes so far are earlier), charted from `first` to `last`.
+    pub fn for_final(
+        ledger: &Ledger,
+        seq: u64,
+        first: chrono::NaiveDate,
+        last: chrono::NaiveDate,
+    ) -> Result<Window, LedgerError> {
+        let mut earlier = Vec::new();
+        for c in ledger.closes()? {
+            if let Some(m) = month_index(&c.period) {
+                earlier.push((m, c.seq));
+            }
+        }
+        Ok(Window {
+            period: u32::MAX,
+            seq,
+            earlier,
+            finals: HashMap::new(),
+            chart_first: first,
+            chart_days: ((last - first).num_days() + 1).max(0) as u32,
+        })
+    }
+
+    /// True when a record of month `month` in the file committed at `file_seq` is not
+    /// billed by an earlier close (accounts' final invoices aside).
+    pub fn open_month(&self, file_seq: u64, month: u32) -> bool {
+        file_seq <= self.seq
+            && month <= self.period
+            && !self
+                .earlier
+                .iter()
+                .any(|&(p, s)| file_seq <= s && month <= p)
+    }
+
+    /// True when this close bills a record of `month`, of an account whose final invoice
+    /// (if any) was at `final_seq`, in the file committed at `file_seq`.
+    pub fn bills(&self, file_seq: u64, month: u32, final_seq: Option<u64>) -> bool {
+        self.open_month(file_seq, month) && final_seq.is_none_or(|f| file_seq > f)
+    }
+}
+
+/// One record of an itemised account, as re-rated.
+#[derive(Debug, Clone)]
+struct Item {
+    start: i64,
+    seq: u64,
+    line: u64,
+    service: Service,
+    digits: String,
+    usage: u64,
+    billed: u64,
+    charge_micros: i64,
+    line_id: LineId,
+}
+
+/// Per billed account: what its records add up to, per day of the period, and (for
+/// itemised accounts) every record.
+#[derive(Debug, Default, Clone)]
+struct Acc {
+    count: u64,
+    charge: i64,
+    /// Records and charge per day of the window's chart.
+    days: Vec<(u32, i64)>,
+    items: Vec<Item>,
+}
+
+impl Acc {
+    fn new(days: u32) -> Acc {
+        Acc {
+            days: vec![(0, 0); days as usize],
+            ..Acc::default()
+        }
+    }
+}
+
+/// Whether an invoice gets an itemisation state at all: the account opted in and the
+/// invoice has a usage line.
+fn wants_annex(acc: &crate::rate::accounts::Account, inv: &crate::billing::model::Invoice) -> bool {
+    acc.itemised
+        && inv
+            .lines
+            .iter()
+            .any(|l| matches!(l, crate::billing::model::Line::Usage { .. }))
+}
+
+/// What a close derived per account.
+#[derive(Debug, Default)]
+pub struct Derived {
+    accounts: HashMap<String, Acc>,
+    /// Accounts whose derived records do not reproduce their billed usage, with the reason.
+    failed: HashMap<String, String>,
+    /// Files that could not be re-rated, with the reason.
+    pub file_errors: Vec<String>,
+    /// Records re-rated (all accounts) and files read, for the log.
+    pub records: u64,
+    pub files: usize,
+    /// Files re-rated under the writer lock (committed after the preparation, or all of
+    /// them when the preparation could not be used).
+    pub late_files: usize,
+    /// First day of the chart.
+    chart_first: Option<chrono::NaiveDate>,
+}
+
+/// Re-rating state of one thread.
+struct Part {
+    acc: Vec<Acc>,
+    records: u64,
+    errors: Vec<String>,
+}
+
+/// The accounts a close bills, in a dense order, and which of them are itemised.
+struct Slots {
+    ids: Vec<String>,
+    by_id: FxHashMap<String, u32>,
+    itemised: Vec<bool>,
+    finals: Vec<Option<u64>>,
+}
+
+/// A tariff and accounts snapshot a file was rated with, with its accounts mapped to
+/// slots.
+struct Snapshot {
+    tariff: Arc<Tariff>,
+    index: AccountIndex,
+    slot: Vec<u32>,
+}
+
+/// Re-rates the files a new document bills and derives, for every billed account, its
+/// records per day and, for the itemised ones, every record; then verifies them against
+/// `rows` (what the document bills). [`prepare`] + [`Prepared::complete`] in one go.
+pub fn derive(
+    cfg: &Config,
+    ledger: &Ledger,
+    accounts: &Accounts,
+    window: &Window,
+    rows: &[UsageRow],
+) -> Derived {
+    let ids: Vec<&str> = rows.iter().map(|r| r.account.as_str()).collect();
+    prepare(cfg, ledger, accounts, window.clone(), ids).complete(
+        cfg,
+        ledger,
+        accounts,
+        window.clone(),
+        rows,
+    )
+}
+
+/// Rated detail derived before the writer lock is taken: the files of `window` re-rated
+/// for the accounts given. [`Prepared::complete`] finishes it under the lock, re-rating
+/// only the files committed in between (or everything again when something else
+/// changed), so the lock is held for the verification, not for the re-rating.
+pub struct Prepared {
+    window: Window,
+    slots: Slots,
+    acc: Vec<Acc>,
+    records: u64,
+    /// Files re-rated: (name, committed content hash, content hash expected then).
+    files: Vec<(String, String, String)>,
+    file_errors: Vec<String>,
+    /// Files re-rated by [`Prepared::complete`] (under the lock).
+    pub late_files: usize,
+}
+
+/// Re-rates, for the accounts `ids` (and without holding any lock), the files `window`
+/// bills.
+pub fn prepare<'a>(
+    cfg: &Config,
+    ledger: &Ledger,
+    accounts: &Accounts,
+    window: Window,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Prepared {
+    let mut slots = Slots {
+        ids: Vec::new(),
+        by_id: FxHashMap::default(),
+        itemised: Vec::new(),
+        finals: Vec::new(),
+    };
+    for id in ids {
+        if slots.by_id.contains_key(id) {
+            continue;
+        }
+        slots.by_id.insert(id.to_owned(), slots.ids.len() as u32);
+        slots.ids.push(id.to_owned());
+        slots
+            .itemised
+            .push(accounts.get(id).is_some_and(|a| a.itemised));
+        slots.finals.push(window.finals.get(id).copied());
+    }
+    let mut p = Prepared {
+        acc: vec![Acc::new(window.chart_days); slots.ids.len()],
+        window,
+        slots,
+        records: 0,
+        files: Vec::new(),
+        file_errors: Vec::new(),
+        late_files: 0,
+    };
+    p.rerate_files(cfg, ledger, 0);
+    p
+}
+
+impl Prepared {
+    /// Re-rates the window's files committed after sequence `after` into `self`.
+    fn rerate_files(&mut self, cfg: &Config, ledger: &Ledger, after: u64) -> usize {
+        if self.slots.ids.is_empty() {
+            return 0;
+        }
+        let window = &self.window;
+        let slots = &self.slots;
+        let files: Vec<Checkpoint> = match ledger.files() {
+            Ok(f) => f
+                .into_iter()
+                .filter(|cp| cp.rated > 0 && cp.seq > after)
+                .filter(|cp| {
+                    cp.months
+                        .iter()
+                        .any(|m| month_index(m).is_some_and(|m| window.open_month(cp.seq, m)))
+                })
+                .collect(),
+            Err(e) => {
+                self.file_errors
+                    .push(format!("cannot list committed files: {e}"));
+                Vec::new()
+            }
+        };
+        // Files rewritten by an erasure have a recorded new content hash.
+        let hashes: Vec<String> = files
+            .iter()
+            .map(|cp| crate::billing::privacy::expected_hash(ledger, &cp.name, &cp.content_hash))
+            .collect();
+        // Snapshots by (tariff version, accounts hash), loaded once.
+        let mut snaps: BTreeMap<(String, String), Result<Arc<Snapshot>, String>> = BTreeMap::new();
+        for cp in &files {
+            let key = (cp.tariff_version.clone(), cp.accounts_hash.clone());
+            if let std::collections::btree_map::Entry::Vacant(v) = snaps.entry(key) {
+                let (version, hash) = v.key();
+                let s = snapshot(&cfg.data_dir, version, hash, slots).map(Arc::new);
+                v.insert(s);
+            }
+        }
+        let settings = Settings {
+            columns: cfg.columns.clone(),
+            chunk_bytes: cfg.chunk_bytes,
+            max_line_bytes: cfg.max_line_bytes,
+            segment_bytes: crate::ingest::pipeline::SEGMENT_BYTES,
+        };
+        let done = cfg.spool_dir.join("done");
+        let next = AtomicUsize::new(0);
+        let parts = Mutex::new(Vec::new());
+        let first_day = day_number(window.chart_first);
+        let threads = cfg.workers.clamp(1, files.len().max(1));
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    let mut part = Part {
+                        acc: vec![Acc::new(window.chart_days); slots.ids.len()],
+                        records: 0,
+                        errors: Vec::new(),
+                    };
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(cp) = files.get(i) else { break };
+                        let key = (cp.tariff_version.clone(), cp.accounts_hash.clone());
+                        let snap = match &snaps[&key] {
+                            Ok(s) => s.clone(),
+                            Err(e) => {
+                                part.errors.push(format!("{}: {e}", cp.name));
+                                continue;
+                            }
+                        };
+                        if let Err(e) = rerate(
+                            &done.join(&cp.name),
+                            cp,
+                            &hashes[i],
+                            &snap,
+                            &settings,
+                            window,
+                            slots,
+                            first_day,
+                            &mut part,
+                        ) {
+                            part.errors.push(format!("{}: {e}", cp.name));
+                        }
+                    }
+                    parts.lock().expect("parts lock").push(part);
+                });
+            }
+        });
+        for mut part in parts.into_inner().expect("parts lock") {
+            self.records += part.records;
+            self.file_errors.append(&mut part.errors);
+            for (a, p) in self.acc.iter_mut().zip(part.acc) {
+                a.count += p.count;
+                a.charge += p.charge;
+                for (x, y) in a.days.iter_mut().zip(p.days) {
+                    x.0 += y.0;
+                    x.1 += y.1;
+                }
+                a.items.extend(p.items);
+            }
+        }
+        let n = files.len();
+        for (cp, h) in files.into_iter().zip(hashes) {
+            self.files.push((cp.name, cp.content_hash, h));
+        }
+        n
+    }
+
+    /// Finishes the derivation under the writer lock: `window` and `rows` are what the
+    /// document bills now. When only files were committed since [`prepare`], they are
+    /// re-rated and added; when anything else changed (a close or final invoice in
+    /// between, an account not prepared, a file rewritten by an erasure) everything is
+    /// re-rated again. Then the detail is verified against `rows`.
+    pub fn complete(
+        self,
+        cfg: &Config,
+        ledger: &Ledger,
+        accounts: &Accounts,
+        window: Window,
+        rows: &[UsageRow],
+    ) -> Derived {
+        let w = &self.window;
+        let same = w.period == window.period
+            && w.earlier == window.earlier
+            && w.finals == window.finals
+            && w.chart_first == window.chart_first
+            && w.chart_days == window.chart_days
+            && w.seq <= window.seq
+            && rows
+                .iter()
+                .all(|r| self.slots.by_id.contains_key(&r.account))
+            && self.files.iter().all(|(name, committed, used)| {
+                crate::billing::privacy::expected_hash(ledger, name, committed) == *used
+            });
+        let mut p = if same {
+            let mut p = self;
+            let after = p.window.seq;
+            p.window = window;
+            p.late_files = p.rerate_files(cfg, ledger, after);
+            p
+        } else {
+            let ids: Vec<&str> = rows.iter().map(|r| r.account.as_str()).collect();
+            let mut p = prepare(cfg, ledger, accounts, window, ids);
+            p.late_files = p.files.len();
+            p
+        };
+        p.file_errors.sort();
+        p.verify(rows)
+    }
+
+    /// Verifies the derived detail against what the document bills.
+    fn verify(self, rows: &[UsageRow]) -> Derived {
+        let Prepared {
+            window,
+            slots,
+            mut acc,
+            records,
+            files,
+            file_errors,
+            late_files,
+        } = self;
+        let mut d = Derived {
+            chart_first: Some(window.chart_first),
+            records,
+            files: files.len(),
+            late_files,
+            file_errors,
+            ..Derived::default()
+        };
+        if rows.is_empty() {
+            return d;
+        }
+        let mut billed: Vec<BTreeMap<LineId, LineTotals>> = vec![BTreeMap::new(); slots.ids.len()];
+        for r in rows {
+            let i = slots.by_id[&r.account] as usize;
+            for (k, t) in &r.lines.0 {
+                billed[i].entry(k.clone()).or_default().add(t);
+            }
+        }
+        let why = |what: String| {
+            if d.file_errors.is_empty() {
+                what
+            } else {
+                format!("{what} ({})", d.file_errors.join("; "))
+            }
+        };
+        let mut failed = HashMap::new();
+        for (i, a) in acc.iter_mut().enumerate() {
+            let b = &billed[i];
+            let count: u64 = b.values().map(|t| t.count).sum();
+            let charge: i64 = b.values().map(|t| t.charge_micros).sum();
+            if count != a.count || charge != a.charge {
+                failed.insert(
+                    slots.ids[i].clone(),
+                    why(format!(
+                        "the traffic detail held ({} records, {}) does not reproduce the billed usage ({} records, {})",
+                        a.count,
+                        format_micros(a.charge as i128),
+                        count,
+                        format_micros(charge as i128)
+                    )),
+                );
+                continue;
+            }
+            if slots.itemised[i] {
+                let mut sums: BTreeMap<&LineId, LineTotals> = BTreeMap::new();
+                for it in &a.items {
+                    sums.entry(&it.line_id).or_default().add(&LineTotals {
+                        count: 1,
+                        usage: it.usage,
+                        billed: it.billed,
+                        charge_micros: it.charge_micros,
+                    });
+                }
+                let same = sums.len() == b.len()
+                    && sums.iter().all(|(k, t)| {
+                        b.get(*k).is_some_and(|x| {
+                            x.count == t.count
+                                && x.billed == t.billed
+                                && x.charge_micros == t.charge_micros
+                        })
+                    });
+                if !same {
+                    failed.insert(
+                        slots.ids[i].clone(),
+                        why("the re-rated records do not reproduce the invoice lines".into()),
+                    );
+                    continue;
+                }
+                a.items.sort_by_key(|x| (x.start, x.seq, x.line));
+            }
+        }
+        d.failed = failed;
+        d.accounts = slots.ids.into_iter().zip(acc).collect();
+        d
+    }
+}
+
+fn snapshot(data_dir: &Path, version: &str, hash: &str, slots: &Slots) -> Result<Snapshot, String> {
+    let tariff = Tariff::open(&crate::rate::tariff::archive_path(data_dir, version))
+        .map_err(|e| format!("tariff {version} is not held: {e}"))?;
+    let path = data_dir.join("accounts").join(format!("{hash}.csv"));
+    let bytes = std::fs::read(&path)
+        .map_err(|e| format!("accounts snapshot {} is not held: {e}", path.display()))?;
+    let accounts = Accounts::parse(&path, &bytes).map_err(|e| e.to_string())?;
+    let index = AccountIndex::build(&accounts, &tariff).map_err(|e| e.to_string())?;
+    let slot = (0..index.len() as u32)
+        .map(|i| slots.by_id.get(index.id(i)).copied().unwrap_or(u32::MAX))
+        .collect();
+    Ok(Snapshot {
+        tariff: Arc::new(tariff),
+        index,
+        slot,
+    })
+}
+
+/// Re-rates one `done/` file, adding the records this close bills to `part`.
+#[allow(clippy::too_many_arguments)]
+fn rerate(
+    path: &Path,
+    cp: &Checkpoint,
+    content_hash: &str,
+    snap: &Snapshot,
+    settings: &Settings,
+    window: &Window,
+    slots: &Slots,
+    first_day: i32,
+    part: &mut Part,
+) -> Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "the spooled file is no longer in done/".to_string(),
+        _ => format!("cannot read {}: {e}", path.display()),
+    })?;
+    if format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes)) != content_hash {
+        return Err("the file in done/ differs from the committed content".into());
+    }
+    let Some((layout, body, first_line)) =
+        crate::ingest::pipeline::file_layout(&bytes, settings).map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    let tariff: &Tariff = &snap.tariff;
+    let table = tariff.table();
+    let mut rater = Rater::new(tariff, &snap.index, layout, cp.rated_at);
+    let called = rater.layout.pos[Column::CalledNumber as usize] as usize;
+    // The called number of an itemised record (the rater keeps its split fields private).
+    let mut own = crate::rate::cdr::Splitter::new();
+    // Record ids of rated lines: the first line per id hash, and the exact ids of hashes
+    // seen more than once (a repeated record id counts once, at its first rated line).
+    let mut first: FxHashMap<u64, usize> = FxHashMap::default();
+    let mut repeated: FxHashMap<u64, FxHashSet<Vec<u8>>> = FxHashMap::default();
+    let mut line_no = first_line;
+    let mut pos = body;
+    while pos < bytes.len() {
+        let nl = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
+        let start = pos;
+        let mut line = &bytes[pos..nl];
+        pos = nl + 1;
+        let this = line_no;
+        line_no += 1;
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
+        if line.is_empty() || line.len() > settings.max_line_bytes {
+            continue;
+        }
+        let Ok((r, id)) = rater.rate_in(&bytes, start, start + line.len()) else {
+            continue;
+        };
+        let slot = snap.slot[r.account as usize];
+        let called_digits = (slot != u32::MAX && slots.itemised[slot as usize])
+            .then(|| {
+                own.split(line).ok()?;
+                rater.normalize(own.field(line, called), r.service)
+            })
+            .flatten()
+            .map(|d| d.to_string());
+        match first.entry(id) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(start);
+            }
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let rid = rater.record_id(line).unwrap_or_default();
+                let set = match repeated.entry(id) {
+                    std::collections::hash_map::Entry::Occupied(s) => s.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(s) => {
+                        let f = *o.get();
+                        let fnl = memchr::memchr(b'\n', &bytes[f..]).map_or(bytes.len(), |i| f + i);
+                        let mut fl = &bytes[f..fnl];
+                        if fl.last() == Some(&b'\r') {
+                            fl = &fl[..fl.len() - 1];
+                        }
+                        let mut set = FxHashSet::default();
+                        set.insert(rater.record_id(fl).unwrap_or_default());
+                        s.insert(set)
+                    }
+                };
+                if !set.insert(rid) {
+                    continue; // duplicate_record: not counted at ingest either
+                }
+            }
+        }
+        if slot == u32::MAX {
+            continue;
+        }
+        let s = slot as usize;
+        if !window.bills(cp.seq, r.month, slots.finals[s]) {
+            continue;
+        }
+        part.records += 1;
+        let a = &mut part.acc[s];
+        a.count += 1;
+        a.charge += r.charge_micros;
+        if let Some(x) = usize::try_from(r.day - first_day)
+            .ok()
+            .and_then(|d| a.days.get_mut(d))
+        {
+            x.0 += 1;
+            x.1 += r.charge_micros;
+        }
+        if slots.itemised[s] {
+            let row = &table.rows[r.row as usize];
+            a.items.push(Item {
+                start: r.start,
+                seq: cp.seq,
+                line: this,
+                service: r.service,
+                digits: called_digits.unwrap_or_default(),
+                usage: r.usage,
+                billed: r.billed,
+                charge_micros: r.charge_micros,
+                line_id: (
+                    r.service as u8,
+                    table.destinations[row.destination.to_native() as usize]
+                        .as_str()
+                        .to_owned(),
+                    band_name(tariff, row.band).to_owned(),
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Derived {
+    /// Why an account's detail is unavailable, if it is.
+    pub fn failure(&self, account: &str) -> Option<&str> {
+        self.failed.get(account).map(String::as_str)
+    }
+
+    /// The account's usage per local day of the window's chart (days with records),
+    /// when its detail was verified.
+    pub fn days(&self, account: &str) -> Vec<DayUsage> {
+        if self.failed.contains_key(account) {
+            return Vec::new();
+        }
+        let (Some(a), Some(first)) = (self.accounts.get(account), self.chart_first) else {
+            return Vec::new();
+        };
+        a.days
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.0 > 0)
+            .map(|(i, d)| DayUsage {
+                date: (first + chrono::Duration::days(i as i64)).to_string(),
+                records: d.0 as u64,
+                charge: format_micros(d.1 as i128),
+            })
+            .collect()
+    }
+
+    /// The annex of an itemised account's invoice, matched to its usage lines, or why
+    /// there is none. `None` for accounts without the opt-in.
+    pub fn annex(
+        &self,
+        cfg: &Config,
+        tariff: &Tariff,
+        acc: &crate::rate::accounts::Account,
+        inv: &crate::billing::model::Invoice,
+    ) -> Option<(Itemised, Option<Annex>)> {
+        if !wants_annex(acc, inv) {
+            return None;
+        }
+        let unavailable = Itemised::unavailable;
+        if let Some(why) = self.failed.get(&acc.account_id) {
+            return unavailable(why.clone());
+        }
+        let items: &[Item] = self.accounts.get(&acc.account_id).map_or(&[], |a| &a.items);
+        let omit = &cfg.privacy.itemised_omit;
+        let mut lines = Vec::new();
+        let (mut listed, mut omitted) = (0u64, 0u64);
+        for (i, l) in inv.lines.iter().enumerate() {
+            let crate::billing::model::Line::Usage {
+                service,
+                destination,
+                band,
+                unit,
+                amount,
+                ..
+            } = l
+            else {
+                continue;
+            };
+            let s = Service::from_bytes(service.as_bytes())? as u8;
+            let mut records = Vec::new();
+            let (mut sum, mut om_n, mut om_c) = (0i64, 0u64, 0i64);
+            for it in items.iter().filter(|it| {
+                it.line_id.0 == s && &it.line_id.1 == destination && &it.line_id.2 == band
+            }) {
+                sum += it.charge_micros;
+                if !it.digits.is_empty() && omit.iter().any(|p| it.digits.starts_with(p.as_str())) {
+                    om_n += 1;
+                    om_c += it.charge_micros;
+                    continue;
+                }
+                let local = chrono::DateTime::from_timestamp(it.start, 0)
+                    .map(|t| {
+                        t.with_timezone(&tariff.tz)
+                            .format("%Y-%m-%d %H:%M:%S")
+                            .to_string()
+                    })
+                    .unwrap_or_default();
+                records.push(AnnexRecord {
+                    time: local,
+                    number: mask(&display_number(&it.digits), acc.masking),
+                    usage: if it.service == Service::Sms {
+                        1
+                    } else {
+                        it.usage
+                    },
+                    billed: it.billed,
+                    charge: format_micros(it.charge_micros as i128),
+                });
+            }
+            if crate::rate::money::format_cents(micros_to_cents(sum as i128)) != *amount {
+                return unavailable(format!(
+                    "line {}: the records add up to {}, not to the line amount {amount}",
+                    i + 1,
+                    format_micros(sum as i128)
+                ));
+            }
+            listed += records.len() as u64;
+            omitted += om_n;
+            lines.push(AnnexLine {
+                line: i + 1,
+                service: service.clone(),
+                destination: destination.clone(),
+                band: band.clone(),
+                unit: unit.clone(),
+                records,
+                omitted_records: om_n,
+                omitted_charge: format_micros(om_c as i128),
+                charge_sum: format_micros(sum as i128),
+                amount: amount.clone(),
+            });
+        }
+        Some((
+            Itemised::attached(listed, omitted),
+            Some(Annex {
+                invoice: inv.number.clone(),
+                account_id: acc.account_id.clone(),
+                period: inv.period.clone(),
+                timezone: tariff.tz.name().to_owned(),
+                masking: if acc.masking == 0 {
+                    "none".into()
+                } else {
+                    format!("last{}", acc.masking)
+                },
+                omitted_prefixes: omit.clone(),
+                lines,
+            }),
+        ))
+    }
+}
+
+/// The itemisation of a reissued invoice, from the original's: a reissue bills the same
+/// records again, so its annex is the original's stored annex with the reissue's number
+/// and line numbers (matched by service, destination and band; the amounts must be the
+/// same), masked at least as much as the account asks for now, and its usage per day is
+/// the original's. `None` when the account (now) has no itemised opt-in or the reissue
+/// has no usage line. The annex is unavailable, and says why, when the original had none
+/// or it was erased since.
+pub fn reissue_annex(
+    acc: &crate::rate::accounts::Account,
+    orig: &crate::billing::model::Invoice,
+    orig_annex: Option<&Annex>,
+    inv: &crate::billing::model::Invoice,
+) -> Option<(Itemised, Option<Annex>)> {
+    use crate::billing::model::Line;
+    if !wants_annex(acc, inv) {
+        return None;
+    }
+    let unavailable = Itemised::unavailable;
+    let Some(a) = orig_annex else {
+        let why = match &orig.itemised {
+            Some(it) if it.status == "attached" => format!(
+                "the traffic detail of invoice {} was erased (dispute window or erasure request)",
+                orig.number
+            ),
+            Some(it) => format!("invoice {} had no annex: {}", orig.number, it.reason),
+            None => format!(
+                "invoice {} was issued without the itemised opt-in; its records were not itemised",
+                orig.number
+            ),
+        };
+        return unavailable(why);
+    };
+    let hide = hidden_digits(&a.masking).max(acc.masking);
+    let mut lines = Vec::new();
+    let (mut listed, mut omitted) = (0u64, 0u64);
+    for (i, l) in inv.lines.iter().enumerate() {
+        let Line::Usage {
+            service,
+            destination,
+            band,
+            amount,
+            ..
+        } = l
+        else {
+            continue;
+        };
+        let Some(o) = a
+            .lines
+            .iter()
+            .find(|o| &o.service == service && &o.destination == destination && &o.band == band)
+        else {
+            return unavailable(format!(
+                "line {}: invoice {} has no annex line for it",
+                i + 1,
+                orig.number
+            ));
+        };
+        if &o.amount != amount {
+            return unavailable(format!(
+                "line {}: the records add up to {}, not to the line amount {amount}",
+                i + 1,
+                o.charge_sum
+            ));
+        }
+        let mut o = o.clone();
+        o.line = i + 1;
+        for r in &mut o.records {
+            r.number = mask(&r.number, hide);
+        }
+        listed += o.records.len() as u64;
+        omitted += o.omitted_records;
+        lines.push(o);
+    }
+    if lines.len() != a.lines.len() {
+        return unavailable(format!(
+            "invoice {} itemises usage lines the reissue does not bill",
+            orig.number
+        ));
+    }
+    Some((
+        Itemised::attached(listed, omitted),
+        Some(Annex {
+            invoice: inv.number.clone(),
+            account_id: inv.account_id.clone(),
+            period: inv.period.clone(),
+            timezone: a.timezone.clone(),
+            masking: if hide == 0 {
+                "none".into()
+            } else {
+                format!("last{hide}")
+            },
+            omitted_prefixes: a.omitted_prefixes.clone(),
+            lines,
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking_replaces_trailing_digits() {
+        assert_eq!(mask("+31612345678", 4), "+3161234xxxx");
+        assert_eq!(mask("+31612345678", 0), "+31612345678");
+        assert_eq!(mask("112", 4), "xxx");
+        assert_eq!(display_number("31612345678"), "+31612345678");
+        assert_eq!(display_number("1200"), "1200");
+    }
+
+    #[test]
+    fn window_rules() {
+        let oct = 2026 * 12 + 9;
+        let w = Window {
+            period: oct,
+            seq: 10,
+            earlier: vec![(oct - 1, 4)],
+            finals: HashMap::new(),
+            chart_first: chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap(),
+            chart_days: 31,
+        };
+        // committed before the close, dated up to the period
+        assert!(w.bills(5, oct, None));
+        assert!(w.bills(5, oct - 1, None)); // late: after September's close
+        assert!(!w.bills(4, oct - 1, None)); // billed by September's close
+        assert!(w.bills(4, oct, None)); // October usage in a file September's close saw
+        assert!(!w.bills(11, oct, None)); // committed after the close
+        assert!(!w.bills(5, oct + 1, None)); // dated after the period
+        assert!(!w.bills(6, oct, Some(6))); // billed by a final invoice
+        assert!(w.bills(7, oct, Some(6)));
+        assert_eq!(month_index("2026-10"), Some(oct));
+        assert_eq!(month_index("2026-13"), None);
+    }
+}

@@ -1,0 +1,739 @@
+//! The engine: one open ledger, the tariff and accounts in service, the worker pool,
+//! and the processing of one CDR file from bytes to a committed checkpoint.
+//!
+//! Used identically by `run` (spooled files) and `ingest` (files given on the command
+//! line): the same pipeline and the same commit path.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use crate::rate::accounts::{AccountIndex, Accounts, AccountsError};
+use crate::config::Config;
+use crate::store::{Checkpoint, Commit, Ledger, LedgerError, LineSet, LineTotals};
+use crate::rate::money::format_micros;
+use crate::ingest::pipeline::{Data, FileError, FileOutcome, Pool, Settings};
+use crate::ingest::totals::{Agg, AggKey};
+use crate::rate::rating::{band_name, month_label, split_line_key, Reason};
+use crate::ingest::spool::Spool;
+use crate::rate::tariff::{Tariff, TariffError};
+use crate::telemetry as m;
+
+/// Errors starting the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Tariff(#[from] TariffError),
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
+    #[error("spool {path}: {source}")]
+    Spool {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The tariff and accounts a file is rated with; swapped as a whole.
+pub struct Reference {
+    pub tariff: Arc<Tariff>,
+    pub accounts: Arc<Accounts>,
+    pub index: Arc<AccountIndex>,
+    pub accounts_hash: String,
+    /// Size and modification time of every source file, to notice edits cheaply.
+    pub fingerprint: Vec<(std::path::PathBuf, u64, std::time::SystemTime)>,
+}
+
+/// Size and modification time of the accounts file, the plans file and every deck.
+fn fingerprint(
+    cfg: &Config,
+    tariff: &Tariff,
+) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut paths = vec![cfg.accounts_file.clone(), cfg.tariff_plans.clone()];
+    paths.extend(
+        tariff
+            .table()
+            .decks
+            .iter()
+            .map(|d| std::path::PathBuf::from(d.as_str())),
+    );
+    paths
+        .into_iter()
+        .map(|p| {
+            let md = std::fs::metadata(&p).ok();
+            let len = md.as_ref().map_or(u64::MAX, |m| m.len());
+            let mtime = md
+                .and_then(|m| m.modified().ok())
+                .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+            (p, len, mtime)
+        })
+        .collect()
+}
+
+/// What happened to one file.
+#[derive(Debug)]
+pub enum FileResult {
+    /// Rated and committed now.
+    Committed(Report),
+    /// Committed before (a restart finishing a file left in `work/`).
+    AlreadyCommitted(Checkpoint),
+    /// Refused as a duplicate file (`duplicate_file`); nothing was counted.
+    Duplicate(String),
+    /// The file as a whole could not be processed; nothing was counted.
+    Failed(String),
+    /// Shutdown interrupted rating; nothing was counted.
+    Cancelled,
+}
+
+/// The figures of a committed file.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub checkpoint: Checkpoint,
+    pub seconds: f64,
+    pub chunk_nanos: Vec<u64>,
+    pub rejects_file: Option<std::path::PathBuf>,
+    /// Wall time of each phase: (name, seconds).
+    pub phases: Vec<(&'static str, f64)>,
+}
+
+/// The engine shared by the daemon's tasks and the CLI commands.
+pub struct Engine {
+    pub cfg: Config,
+    pub ledger: Arc<Ledger>,
+    pub spool: Spool,
+    pub pool: Pool,
+    reference: RwLock<Arc<Reference>>,
+    /// Serializes reloads (file processor, SIGHUP, `POST /api/v1/tariffs/reload`,
+    /// account upserts) so that a check-then-swap never interleaves with another.
+    reload_lock: std::sync::Mutex<()>,
+    settings: Settings,
+    /// The live figures the dashboard shows, added to once per file.
+    pub live: crate::ingest::live::Live,
+}
+
+fn hash_hex(bytes: &[u8]) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
+}
+
+impl Engine {
+    /// Opens the ledger, compiles the tariff if its archive is missing or stale, loads
+    /// the accounts and starts the worker pool.
+    pub fn open(cfg: Config) -> Result<Engine, EngineError> {
+        // Opening the database (syncs) and loading tariff and accounts (parsing) are
+        // independent: do them side by side.
+        let (ledger, reference) = std::thread::scope(|s| {
+            let reference = s.spawn(|| Engine::load_reference(&cfg));
+            let ledger = Ledger::open(&cfg.data_dir);
+            let reference = reference.join().expect("reference loader panicked");
+            (ledger, reference)
+        });
+        let ledger = Arc::new(ledger?);
+        let reference = Arc::new(reference?);
+        let spool = Spool::open(&cfg.spool_dir).map_err(|source| EngineError::Spool {
+            path: cfg.spool_dir.clone(),
+            source,
+        })?;
+        let settings = Settings {
+            columns: cfg.columns.clone(),
+            chunk_bytes: cfg.chunk_bytes,
+            max_line_bytes: cfg.max_line_bytes,
+            segment_bytes: crate::ingest::pipeline::SEGMENT_BYTES,
+        };
+        let pool = Pool::new(cfg.workers);
+        metrics::gauge!(m::TARIFF_INFO, "version" => reference.tariff.version()[..16].to_owned())
+            .set(1.0);
+        Ok(Engine {
+            cfg,
+            ledger,
+            spool,
+            pool,
+            reference: RwLock::new(reference),
+            reload_lock: std::sync::Mutex::new(()),
+            settings,
+            live: crate::ingest::live::Live::new(),
+        })
+    }
+
+    /// Loads tariff and accounts as configured.
+    pub fn load_reference(cfg: &Config) -> Result<Reference, EngineError> {
+        let tariff = Arc::new(Tariff::load(&cfg.tariff_plans, &cfg.data_dir)?);
+        let bytes = std::fs::read(&cfg.accounts_file).map_err(|e| AccountsError::File {
+            path: cfg.accounts_file.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let accounts_hash = hash_hex(&bytes);
+        // Keep the snapshot a checkpoint's `accounts_hash` names, so rated detail can be
+        // derived again later (itemised invoices, disputes). Written (and synced) on a
+        // second thread while the accounts are parsed: the parse is the longer of the two
+        // and the start of every ingest waits for it.
+        let snapshot = cfg
+            .data_dir
+            .join("accounts")
+            .join(format!("{accounts_hash}.csv"));
+        // Whether this call wrote the snapshot (then it is removed again when the
+        // accounts turn out invalid: no checkpoint will ever name them).
+        let keep_snapshot = || -> Result<bool, AccountsError> {
+            if snapshot.exists() {
+                return Ok(false);
+            }
+            let io = |e: std::io::Error| AccountsError::File {
+                path: snapshot.clone(),
+                message: format!("cannot keep a snapshot: {e}"),
+            };
+            std::fs::create_dir_all(snapshot.parent().expect("has parent")).map_err(io)?;
+            crate::fsutil::write_atomic(&snapshot, &bytes).map_err(io)?;
+            Ok(true)
+        };
+        let (parsed, kept) = std::thread::scope(|s| {
+            let kept = s.spawn(keep_snapshot);
+            let parsed = Accounts::parse(&cfg.accounts_file, &bytes).and_then(|a| {
+                let index = AccountIndex::build(&a, &tariff)?;
+                Ok((a, index))
+            });
+            (parsed, kept.join().expect("snapshot thread panicked"))
+        });
+        let (accounts, index) = match parsed {
+            Ok(p) => p,
+            Err(e) => {
+                if let Ok(true) = kept {
+                    let _ = std::fs::remove_file(&snapshot);
+                }
+                return Err(e.into());
+            }
+        };
+        kept?;
+        let (accounts, index) = (Arc::new(accounts), Arc::new(index));
+        let fingerprint = fingerprint(cfg, &tariff);
+        Ok(Reference {
+            tariff,
+            accounts,
+            index,
+            accounts_hash,
+            fingerprint,
+        })
+    }
+
+    /// Closes the database and stops the pool for a process that exits next; the
+    /// tariff and accounts in memory are left to the operating system (freeing 100k
+    /// accounts one allocation at a time costs more than reclaiming the pages at exit).
+    pub fn close_for_exit(self) {
+        let Engine { reference, .. } = self;
+        std::mem::forget(reference);
+    }
+
+    /// The tariff and accounts in service.
+    pub fn reference(&self) -> Arc<Reference> {
+        self.reference.read().expect("reference lock").clone()
+    }
+
+    /// Reloads tariff and accounts when a source file changed (or always, with `force`)
+    /// and swaps them in for the next file. A file is always rated with one snapshot.
+    /// On an error the snapshot in service stays and the error is returned.
+    pub fn reload(&self, force: bool) -> Result<bool, EngineError> {
+        let _one = self.reload_lock.lock().expect("reload lock");
+        let current = self.reference();
+        if !force && fingerprint(&self.cfg, &current.tariff) == current.fingerprint {
+            return Ok(false);
+        }
+        match Engine::load_reference(&self.cfg) {
+            Ok(new) => {
+                let changed = new.tariff.version() != current.tariff.version()
+                    || new.accounts_hash != current.accounts_hash;
+                if new.tariff.version() != current.tariff.version() {
+                    metrics::gauge!(m::TARIFF_INFO, "version" => current.tariff.version()[..16].to_owned()).set(0.0);
+                    metrics::gauge!(m::TARIFF_INFO, "version" => new.tariff.version()[..16].to_owned()).set(1.0);
+                }
+                *self.reference.write().expect("reference lock") = Arc::new(new);
+                metrics::counter!(m::RELOADS, "outcome" => "ok").increment(1);
+                Ok(changed)
+            }
+            Err(e) => {
+                // Remember the broken sources so the error is not retried for every file.
+                let mut kept = Reference {
+                    tariff: current.tariff.clone(),
+                    accounts: current.accounts.clone(),
+                    index: current.index.clone(),
+                    accounts_hash: current.accounts_hash.clone(),
+                    fingerprint: Vec::new(),
+                };
+                kept.fingerprint = fingerprint(&self.cfg, &kept.tariff);
+                *self.reference.write().expect("reference lock") = Arc::new(kept);
+                metrics::counter!(m::RELOADS, "outcome" => "error").increment(1);
+                Err(e)
+            }
+        }
+    }
+
+    /// Rates and commits one file. `name` is the file's identity in the ledger.
+    /// `recovering` is true for a file found in `work/` at start: if its name and content
+    /// were committed, it was committed by us before a crash, not dropped twice.
+    pub fn process(
+        &self,
+        path: &Path,
+        name: &str,
+        recovering: bool,
+        cancel: Arc<AtomicBool>,
+    ) -> FileResult {
+        let mut outcome = None;
+        let result = self.process_inner(path, name, recovering, cancel, &mut outcome);
+        record_metrics(&self.live, &result, outcome.as_ref());
+        result
+    }
+
+    fn process_inner(
+        &self,
+        path: &Path,
+        name: &str,
+        recovering: bool,
+        cancel: Arc<AtomicBool>,
+        stats: &mut Option<(u64, FileOutcome)>,
+    ) -> FileResult {
+        let t0 = Instant::now();
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => return FileResult::Failed(format!("cannot open: {e}")),
+        };
+        let size = match file.metadata() {
+            Ok(md) => md.len(),
+            Err(e) => return FileResult::Failed(format!("cannot stat: {e}")),
+        };
+        let data: Data = if size == 0 {
+            Arc::new(Vec::<u8>::new())
+        } else {
+            // SAFETY: the file was claimed into work/ (or named by the operator for
+            // `ingest`); nobody writes it while it is rated. A concurrent truncation
+            // would be a SIGBUS, which the spool protocol (rename-in) rules out.
+            match unsafe { memmap2::Mmap::map(&file) } {
+                Ok(map) => {
+                    let _ = map.advise(memmap2::Advice::Sequential);
+                    Arc::new(map)
+                }
+                Err(e) => return FileResult::Failed(format!("cannot map: {e}")),
+            }
+        };
+        let bytes: &[u8] = (*data).as_ref();
+        match self.ledger.file(name) {
+            Ok(Some(cp)) if recovering && cp.content_hash == hash_hex(bytes) => {
+                return FileResult::AlreadyCommitted(cp)
+            }
+            Ok(Some(cp)) => {
+                return FileResult::Duplicate(format!(
+                    "duplicate_file: a file named {name} was committed before (seq {}, {})",
+                    cp.seq, cp.committed_at
+                ))
+            }
+            Ok(None) => {}
+            Err(e) => return FileResult::Failed(e.to_string()),
+        }
+        // Empty and header-only files carry no records: their content never counts as a duplicate.
+        let has_records = match self.settings.columns {
+            Some(_) => !bytes.is_empty(),
+            None => memchr::memchr(b'\n', bytes)
+                .is_some_and(|i| bytes[i + 1..].iter().any(|b| !b.is_ascii_whitespace())),
+        };
+        let t_checks = t0.elapsed().as_secs_f64();
+        let reference = self.reference();
+        let now = chrono::Utc::now().timestamp();
+        // The content hash is computed on this thread while the pool rates the file (this
+        // thread would only wait); a file whose content was committed before is then
+        // refused before anything of it is written.
+        let (content_hash, outcome) = std::thread::scope(|s| {
+            let hash = s.spawn(|| hash_hex(bytes));
+            let outcome = self.pool.rate_file(
+                data.clone(),
+                reference.tariff.clone(),
+                reference.index.clone(),
+                &self.settings,
+                now,
+                cancel,
+            );
+            (hash.join().expect("hashing panicked"), outcome)
+        });
+        if has_records {
+            match self.ledger.file_by_hash(&content_hash) {
+                Ok(Some(other)) => {
+                    return FileResult::Duplicate(format!(
+                        "duplicate_file: the same content was committed as {other}"
+                    ))
+                }
+                Ok(None) => {}
+                Err(e) => return FileResult::Failed(e.to_string()),
+            }
+        }
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(FileError::Cancelled) => return FileResult::Cancelled,
+            Err(e) => return FileResult::Failed(e.to_string()),
+        };
+        let t_rejects = Instant::now();
+        let rejects_file = match self.write_rejects(name, bytes, &outcome) {
+            Ok(p) => p,
+            Err(e) => return FileResult::Failed(format!("cannot write rejects: {e}")),
+        };
+        let t_deltas = Instant::now();
+        let rejects_seconds = (t_deltas - t_rejects).as_secs_f64();
+        let (usage, months) = deltas(&reference, &outcome.totals, self.cfg.workers);
+        let daily = daily_deltas(&outcome);
+        let mut rejected = BTreeMap::new();
+        for r in Reason::ALL {
+            let n = outcome.rejected_by_reason[r as usize];
+            if n > 0 {
+                rejected.insert(r.code().to_owned(), n);
+            }
+        }
+        let cp = Checkpoint {
+            format: 1,
+            name: name.to_owned(),
+            size,
+            content_hash,
+            lines: outcome.lines,
+            rated: outcome.rated,
+            rejected,
+            charge: format_micros(outcome.charge_micros as i128),
+            tariff_version: reference.tariff.version().to_owned(),
+            accounts_hash: reference.accounts_hash.clone(),
+            rated_at: now,
+            committed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            seq: 0,
+            months,
+        };
+        let t_commit = Instant::now();
+        let deltas_seconds = (t_commit - t_deltas).as_secs_f64();
+        let result = match self
+            .ledger
+            .commit_file(cp.clone(), &usage, &daily, has_records)
+        {
+            Ok(Commit::Committed(seq)) => {
+                let mut checkpoint = cp;
+                checkpoint.seq = seq;
+                FileResult::Committed(Report {
+                    checkpoint,
+                    seconds: t0.elapsed().as_secs_f64(),
+                    chunk_nanos: outcome.chunk_nanos.clone(),
+                    rejects_file,
+                    phases: vec![
+                        ("map_check", t_checks),
+                        ("rate", outcome.rate_seconds),
+                        ("collect", outcome.collect_seconds),
+                        ("rejects", rejects_seconds),
+                        ("deltas", deltas_seconds),
+                        ("commit", t_commit.elapsed().as_secs_f64()),
+                    ],
+                })
+            }
+            Ok(Commit::DuplicateName(old)) => FileResult::Duplicate(format!(
+                "duplicate_file: a file named {name} was committed before (seq {})",
+                old.seq
+            )),
+            Ok(Commit::DuplicateContent(other)) => FileResult::Duplicate(format!(
+                "duplicate_file: the same content was committed as {other}"
+            )),
+            Err(e) => FileResult::Failed(e.to_string()),
+        };
+        *stats = Some((size, outcome));
+        result
+    }
+
+    fn write_rejects(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        o: &FileOutcome,
+    ) -> std::io::Result<Option<std::path::PathBuf>> {
+        let path = self.spool.rejects_path(name);
+        if o.rejects.is_empty() {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            return Ok(None);
+        }
+        let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+        w.write_record(["line", "reason", "record"])?;
+        for r in &o.rejects {
+            let end = r.end.min(r.start + self.cfg.max_line_bytes);
+            w.write_record([
+                r.line.to_string().as_bytes(),
+                r.reason.code().as_bytes(),
+                &bytes[r.start..end],
+            ])?;
+        }
+        let buf = w.into_inner().map_err(|e| e.into_error())?;
+        crate::fsutil::write_atomic(&path, &buf)?;
+        Ok(Some(path))
+    }
+}
+
+/// Usage deltas of a file for the ledger: one `(account \0 YYYY-MM, LineSet bytes)` per
+/// account and month, encoded straight from the sorted totals on up to `threads` threads
+/// (the totals are cut at account boundaries); and the months touched.
+fn deltas(
+    r: &Reference,
+    totals: &[(AggKey, Agg)],
+    threads: usize,
+) -> (Vec<crate::store::UsageDelta>, Vec<String>) {
+    let threads = threads.clamp(1, 16);
+    let mut parts = Vec::with_capacity(threads);
+    let mut rest = totals;
+    for i in (1..=threads).rev() {
+        let mut cut = rest.len() / i;
+        while cut > 0 && cut < rest.len() && rest[cut].0 .0 == rest[cut - 1].0 .0 {
+            cut += 1;
+        }
+        let (head, tail) = rest.split_at(cut);
+        parts.push(head);
+        rest = tail;
+    }
+    let done: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| s.spawn(move || deltas_of(r, part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("deltas thread panicked"))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(done.iter().map(|d| d.0.len()).sum());
+    let mut months = std::collections::BTreeSet::new();
+    for (o, m) in done {
+        out.extend(o);
+        months.extend(m);
+    }
+    (out, months.into_iter().collect())
+}
+
+fn deltas_of(
+    r: &Reference,
+    totals: &[(AggKey, Agg)],
+) -> (Vec<crate::store::UsageDelta>, Vec<String>) {
+    let table = r.tariff.table();
+    let header = LineSet::encode_header();
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut month_ids: Vec<u32> = Vec::new();
+    let mut label = (u32::MAX, String::new());
+    // One (account, month) group at a time; its value is sized exactly up front.
+    let mut rest = totals;
+    while let Some(&((account, month, _), _)) = rest.first() {
+        let n = rest
+            .iter()
+            .position(|e| (e.0 .0, e.0 .1) != (account, month))
+            .unwrap_or(rest.len());
+        let (group, tail) = rest.split_at(n);
+        rest = tail;
+        if label.0 != month {
+            label = (month, month_label(month));
+            if !month_ids.contains(&month) {
+                month_ids.push(month);
+            }
+        }
+        let id = r.index.id(account).as_bytes();
+        let mut k = Vec::with_capacity(id.len() + 1 + label.1.len());
+        k.extend_from_slice(id);
+        k.push(0);
+        k.extend_from_slice(label.1.as_bytes());
+        let names = |key: u32| {
+            let (service, dest, band) = split_line_key(key);
+            (
+                service,
+                table.destinations[dest as usize].as_str(),
+                band_name(&r.tariff, band),
+            )
+        };
+        let totals = |a: &Agg| LineTotals {
+            count: a.count,
+            usage: a.usage,
+            billed: a.billed,
+            charge_micros: a.charge_micros,
+        };
+        let size = group.iter().fold(header.len(), |n, e| {
+            let (_, dest, band) = names(e.0 .2);
+            n + LineSet::entry_len(dest, band, &totals(&e.1))
+        });
+        let mut value = Vec::with_capacity(size);
+        value.extend_from_slice(&header);
+        for &((_, _, key), a) in group {
+            let (service, dest, band) = names(key);
+            LineSet::encode_entry(&mut value, service as u8, dest, band, &totals(&a));
+        }
+        debug_assert_eq!(value.len(), size);
+        out.push((k, value));
+    }
+    (out, month_ids.into_iter().map(month_label).collect())
+}
+
+/// Daily deltas of a file for the ledger: one `(YYYY-MM-DD, DayTotals bytes)` per local day.
+fn daily_deltas(o: &FileOutcome) -> Vec<crate::store::DailyDelta> {
+    let mut out: Vec<(Vec<u8>, crate::store::DayTotals)> = Vec::new();
+    for &((month, mday, service), a) in &o.daily {
+        let key = format!("{}-{mday:02}", month_label(month)).into_bytes();
+        if out.last().is_none_or(|l| l.0 != key) {
+            out.push((key, crate::store::DayTotals::default()));
+        }
+        out.last_mut().expect("pushed above").1 .0[service as usize] = LineTotals {
+            count: a.count,
+            usage: a.usage,
+            billed: a.billed,
+            charge_micros: a.charge_micros,
+        };
+    }
+    out.into_iter().map(|(k, d)| (k, d.encode())).collect()
+}
+
+fn record_metrics(
+    live: &crate::ingest::live::Live,
+    result: &FileResult,
+    stats: Option<&(u64, FileOutcome)>,
+) {
+    let outcome = match (result, stats) {
+        (FileResult::Committed(r), Some((size, o))) => {
+            let size = *size;
+            metrics::counter!(m::RECORDS, "outcome" => "rated").increment(o.rated);
+            for reason in Reason::ALL {
+                let n = o.rejected_by_reason[reason as usize];
+                if n > 0 {
+                    metrics::counter!(m::RECORDS, "outcome" => "rejected", "reason" => reason.code())
+                        .increment(n);
+                }
+            }
+            metrics::gauge!(m::LAST_FILE).set(chrono::Utc::now().timestamp() as f64);
+            live.file_committed(
+                o.rated,
+                &o.rejected_by_reason,
+                size,
+                o.charge_micros,
+            );
+            metrics::counter!(m::BYTES).increment(size);
+            metrics::counter!(m::CHARGED).increment(o.charge_micros.max(0) as u64);
+            metrics::histogram!(m::FILE_SECONDS).record(r.seconds);
+            for &ns in &o.chunk_nanos {
+                metrics::histogram!(m::CHUNK_SECONDS).record(ns as f64 / 1e9);
+            }
+            "done"
+        }
+        (FileResult::Duplicate(_), _) => "duplicate",
+        (FileResult::Failed(_), _) => "failed",
+        _ => return,
+    };
+    live.file_finished(outcome);
+    metrics::counter!(m::FILES, "outcome" => outcome).increment(1);
+}
+
+/// One JSON line of figures for a committed file (used by `ingest --stats` and tools).
+pub fn stats_json(r: &Report) -> String {
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1_000, 3_600_000_000_000, 3)
+        .expect("histogram bounds");
+    for &ns in &r.chunk_nanos {
+        let _ = h.record(ns.max(1_000));
+    }
+    let cp = &r.checkpoint;
+    serde_json::json!({
+        "file": cp.name,
+        "lines": cp.lines,
+        "rated": cp.rated,
+        "rejected": cp.lines - cp.rated,
+        "bytes": cp.size,
+        "seconds": r.seconds,
+        "records_per_second": (cp.lines as f64 / r.seconds).round(),
+        "mb_per_second": ((cp.size as f64 / 1e6 / r.seconds) * 10.0).round() / 10.0,
+        "chunks": r.chunk_nanos.len(),
+        "chunk_p50_ms": h.value_at_quantile(0.5) as f64 / 1e6,
+        "chunk_p99_ms": h.value_at_quantile(0.99) as f64 / 1e6,
+        "peak_rss_mb": peak_rss_bytes() as f64 / 1e6,
+        "phases_s": r.phases.iter().map(|(k, v)| (k.to_string(), serde_json::json!((v * 1000.0).round() / 1000.0))).collect::<serde_json::Map<_, _>>(),
+    })
+    .to_string()
+}
+
+/// Peak resident set size of this process, in bytes.
+pub fn peak_rss_bytes() -> u64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    if rc == 0 {
+        ru.ru_maxrss as u64 * 1024
+    } else {
+        0
+    }
+}
+
+/// Prices one usage event for `tollgate quote`: the charge and the deck row.
+pub fn quote(
+    r: &Reference,
+    account: &str,
+    service: &str,
+    to: &str,
+    at: &str,
+    usage: u64,
+) -> Result<String, String> {
+    use crate::rate::rating::Rater;
+    use crate::rate::service::Service;
+    let service = Service::from_bytes(service.as_bytes())
+        .ok_or_else(|| format!("unknown_service: `{service}` is not voice, sms or data"))?;
+    let start = crate::rate::cdr::time::parse_rfc3339(at.as_bytes())
+        .ok_or_else(|| format!("bad_time: `{at}` is not RFC 3339"))?;
+    let (acc, plan_index) = r
+        .index
+        .find(account.as_bytes())
+        .ok_or_else(|| format!("unknown_account: no account `{account}`"))?;
+    let layout = crate::rate::cdr::Layout::from_columns(&crate::rate::cdr::Column::ALL.map(Some));
+    let mut rater = Rater::new(&r.tariff, &r.index, layout, chrono::Utc::now().timestamp());
+    let digits = rater.normalize(to.as_bytes(), service).ok_or_else(|| {
+        format!(
+            "bad_number: `{}` cannot be normalized",
+            crate::rate::cdr::number::redact(to.as_bytes())
+        )
+    })?;
+    let usage = if service == Service::Sms { 1 } else { usage };
+    let p = rater
+        .price(plan_index, service, &digits, start, usage)
+        .map_err(|e| format!("{}: no deck row prices this record", e.code()))?;
+    let t = r.tariff.table();
+    let row = p.row;
+    let plan = &r.accounts.list[acc as usize].plan;
+    let local = chrono::DateTime::from_timestamp(start, 0)
+        .expect("parsed time is in range")
+        .with_timezone(&r.tariff.tz);
+    let active: Vec<&str> = t
+        .bands
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| p.active_bands & (1 << i) != 0)
+        .map(|(_, b)| b.name.as_str())
+        .collect();
+    Ok(serde_json::to_string_pretty(&serde_json::json!({
+        "account_id": account,
+        "plan": plan,
+        "service": service.name(),
+        "number": digits.to_string(),
+        "local_time": local.to_rfc3339(),
+        "active_bands": active,
+        "usage": usage,
+        "billed": p.billed,
+        "unit": service.unit(),
+        "charge": format_micros(p.charge_micros as i128),
+        "currency": t.currency.as_str(),
+        "month": month_label(p.month),
+        "row": {
+            "deck": t.decks[row.deck.to_native() as usize].as_str(),
+            "line": row.line.to_native(),
+            "prefix": row.prefix.as_str(),
+            "destination": t.destinations[row.destination.to_native() as usize].as_str(),
+            "band": band_name(&r.tariff, row.band),
+            "connect_fee": crate::rate::money::format_nanos(row.connect_fee_nanos.to_native()),
+            "rate": crate::rate::money::format_nanos(row.rate_nanos.to_native()),
+            "per": row.per.to_native(),
+            "first_increment": row.first_increment.to_native(),
+            "next_increment": row.next_increment.to_native(),
+            "valid_from": if row.valid_from.to_native() == crate::rate::tariff::ALWAYS { serde_json::Value::Null } else {
+                let (y, m, d) = crate::rate::cdr::time::civil_from_days(row.valid_from.to_native() as i64);
+                serde_json::Value::String(format!("{y:04}-{m:02}-{d:02}"))
+            },
+        }
+    }))
+    .expect("json"))
+}

@@ -1,0 +1,683 @@
+//! Rating one file on the worker pool: chunking, parallel rating, duplicate records,
+//! rejects, and the per-file totals handed to the ledger.
+//!
+//! ```text
+//! mapped file ─► chunks on line boundaries, grouped into segments of SEGMENT_BYTES
+//! per segment: crossbeam queue ─► W workers
+//!   each worker: parse → rate → spill one record per rated CDR into account-range
+//!   partitions + record-id hashes into hash partitions + rejects
+//! ─► fold (parallel per partition, see totals.rs) into the file's running sums; the
+//!    spill buffers are reused by the next segment
+//! ─► collector: sorted totals, duplicate record ids (exact re-check of repeated
+//!    hashes), absolute line numbers ─► FileOutcome
+//! ```
+//! Hot path rules: no allocation, lock or log per record; metrics per file. Memory per
+//! file: the mapped pages, spill buffers bounded by the segment size, one sum per
+//! distinct key and 8 bytes (an id hash) per record.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use rustc_hash::FxHashSet;
+
+use crate::ingest::totals::{Agg, AggKey};
+use crate::rate::accounts::AccountIndex;
+use crate::rate::cdr::{Column, HeaderError, Layout};
+use crate::rate::rating::{line_key, Rater, Reason};
+use crate::rate::tariff::Tariff;
+
+/// Bytes a file's content is read from (a memory map, or a buffer in tests).
+pub type Data = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// `(month index, local day of month 1..=31, service index)`.
+pub type DayKey = (u32, u8, u8);
+
+/// Per-day totals of one worker (or of a whole file): for each month touched, a flat
+/// array of 31 days × 3 services. A file touches one or two months, so the lookup is a
+/// compare with the last month used; no hashing and no allocation per record.
+#[derive(Debug, Default, Clone)]
+pub struct Daily {
+    /// `(month index, local day number of the month's first day, totals by day × service)`.
+    months: Vec<(u32, i32, Box<[Agg; 93]>)>,
+    last: usize,
+}
+
+impl Daily {
+    /// Adds one rated record (`day` is the local day number, `month` its billing month).
+    #[inline]
+    pub fn add(&mut self, month: u32, day: i32, service: u8, a: &Agg) {
+        let i = match self.months.get(self.last) {
+            Some(m) if m.0 == month => self.last,
+            _ => self.slot(month),
+        };
+        let m = &mut self.months[i];
+        let idx = ((day - m.1) as usize) * 3 + service as usize;
+        m.2[idx].add(a);
+    }
+
+    /// Removes one record again (duplicate record ids found by the collector).
+    pub fn sub(&mut self, month: u32, day: i32, service: u8, a: &Agg) {
+        let i = self.slot(month);
+        let m = &mut self.months[i];
+        let e = &mut m.2[((day - m.1) as usize) * 3 + service as usize];
+        e.count -= a.count;
+        e.usage -= a.usage;
+        e.billed -= a.billed;
+        e.charge_micros -= a.charge_micros;
+    }
+
+    #[cold]
+    fn slot(&mut self, month: u32) -> usize {
+        let i = match self.months.iter().position(|m| m.0 == month) {
+            Some(i) => i,
+            None => {
+                let (y, mo) = ((month / 12) as i64, month % 12 + 1);
+                let first = crate::rate::cdr::time::days_from_civil(y, mo, 1) as i32;
+                self.months
+                    .push((month, first, Box::new([Agg::default(); 93])));
+                self.months.len() - 1
+            }
+        };
+        self.last = i;
+        i
+    }
+
+    /// Adds another worker's totals into this one.
+    pub fn merge(&mut self, o: &Daily) {
+        for (month, _, days) in &o.months {
+            let i = self.slot(*month);
+            for (mine, theirs) in self.months[i].2.iter_mut().zip(days.iter()) {
+                mine.add(theirs);
+            }
+        }
+    }
+
+    /// Non-empty entries, sorted by key.
+    pub fn entries(&self) -> Vec<(DayKey, Agg)> {
+        let mut out = Vec::new();
+        for (month, _, days) in &self.months {
+            for (i, a) in days.iter().enumerate() {
+                if a.count > 0 {
+                    out.push(((*month, (i / 3 + 1) as u8, (i % 3) as u8), *a));
+                }
+            }
+        }
+        out.sort_by_key(|e| e.0);
+        out
+    }
+}
+
+/// A rejected line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reject {
+    /// 1-based line number in the file.
+    pub line: u64,
+    pub reason: Reason,
+    /// Byte range of the line in the file (without terminator).
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Everything rating produced for one file.
+#[derive(Debug, Default)]
+pub struct FileOutcome {
+    /// Totals sorted by key (account, month, line key), one entry per key.
+    pub totals: Vec<(AggKey, Agg)>,
+    /// Totals per (month, local day, service), sorted by key; they add up to `totals`.
+    pub daily: Vec<(DayKey, Agg)>,
+    pub rejects: Vec<Reject>,
+    /// Records: non-blank lines after the header.
+    pub lines: u64,
+    pub rated: u64,
+    pub rejected_by_reason: [u64; 9],
+    pub charge_micros: i64,
+    /// Per-chunk processing time in nanoseconds.
+    pub chunk_nanos: Vec<u64>,
+    /// Wall time of the parallel rating phase and of the serial collection phase.
+    pub rate_seconds: f64,
+    pub collect_seconds: f64,
+}
+
+/// Why a whole file could not be rated.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("bad header: {0}")]
+    Header(#[from] HeaderError),
+    #[error("header line is not valid UTF-8 or longer than max_line_bytes")]
+    HeaderUnreadable,
+    #[error("cancelled by shutdown")]
+    Cancelled,
+    #[error("rating worker failed: {0}")]
+    Worker(String),
+}
+
+/// Input bytes per segment: the spill buffers hold one segment's records (about 40
+/// bytes per record, 60 to 80 input bytes per record) before they are folded into the
+/// file's running sums and reused.
+pub const SEGMENT_BYTES: usize = 128 << 20;
+
+/// Settings for rating a file.
+#[derive(Clone)]
+pub struct Settings {
+    pub columns: Option<Vec<Option<Column>>>,
+    pub chunk_bytes: usize,
+    pub max_line_bytes: usize,
+    /// Input bytes per segment ([`SEGMENT_BYTES`] in the daemon; tests use less).
+    pub segment_bytes: usize,
+}
+
+/// A worker's per-file state, carried from segment to segment.
+struct WorkerState {
+    spill: crate::ingest::totals::Spill,
+    daily: Daily,
+}
+
+/// One segment of a file for the pool.
+struct Job {
+    data: Data,
+    /// One state per worker; each worker takes one when it starts on the segment.
+    states: std::sync::Mutex<Vec<WorkerState>>,
+    tariff: Arc<Tariff>,
+    accounts: Arc<AccountIndex>,
+    layout: Layout,
+    now: i64,
+    max_line: usize,
+    chunks: Receiver<(u32, usize, usize)>,
+    results: Sender<Result<WorkerOut, String>>,
+    cancel: Arc<AtomicBool>,
+}
+
+struct ChunkOut {
+    idx: u32,
+    /// Physical lines, blank ones included.
+    lines: u32,
+    blank: u32,
+    rejects: Vec<(u32, Reason, usize, usize)>,
+    nanos: u64,
+}
+
+struct WorkerOut {
+    /// Rated records and their record-id hashes, partitioned, and per-day sums.
+    state: WorkerState,
+    chunks: Vec<ChunkOut>,
+}
+
+/// A pool of rating threads fed through crossbeam channels.
+pub struct Pool {
+    senders: Vec<Sender<Arc<Job>>>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Pool {
+    /// Starts `workers` rating threads.
+    pub fn new(workers: usize) -> Pool {
+        let mut senders = Vec::new();
+        let mut handles = Vec::new();
+        for i in 0..workers.max(1) {
+            let (tx, rx) = bounded::<Arc<Job>>(1);
+            senders.push(tx);
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("tollgate-rate-{i}"))
+                    .spawn(move || {
+                        for job in rx {
+                            let out =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    work(&job)
+                                }))
+                                .map_err(|p| {
+                                    p.downcast_ref::<&str>()
+                                        .map(|s| s.to_string())
+                                        .or_else(|| p.downcast_ref::<String>().cloned())
+                                        .unwrap_or_else(|| "panic".into())
+                                });
+                            let _ = job.results.send(out);
+                        }
+                    })
+                    .expect("spawn rating thread"),
+            );
+        }
+        Pool { senders, handles }
+    }
+
+    /// Rates a whole file. `now` is the processing time used by the `future_time` check.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rate_file(
+        &self,
+        data: Data,
+        tariff: Arc<Tariff>,
+        accounts: Arc<AccountIndex>,
+        settings: &Settings,
+        now: i64,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<FileOutcome, FileError> {
+        let bytes: &[u8] = (*data).as_ref();
+        let Some((layout, body_start, first_line)) = file_layout(bytes, settings)? else {
+            return Ok(FileOutcome::default());
+        };
+        // Chunks on line boundaries.
+        let mut chunks = Vec::new();
+        let mut pos = body_start;
+        while pos < bytes.len() {
+            let target = (pos + settings.chunk_bytes).min(bytes.len());
+            let end = if target >= bytes.len() {
+                bytes.len()
+            } else {
+                memchr::memchr(b'\n', &bytes[target - 1..]).map_or(bytes.len(), |i| target + i)
+            };
+            chunks.push((chunks.len() as u32, pos, end));
+            pos = end;
+        }
+        // Partition layout from an estimate of the record count (short CDR lines are
+        // ~60 bytes); a wrong estimate only changes speed, never results.
+        let body = bytes.len() - body_start;
+        let segment_bytes = settings.segment_bytes.max(1);
+        let expected = body / 60 + 1;
+        let expected_segment = body.min(segment_bytes) / 60 + 1;
+        let workers = self.senders.len();
+        let spill_layout = crate::ingest::totals::Layout::new(accounts.len(), expected_segment, expected);
+        let share = |n: usize| n / workers + n / (4 * workers);
+        let mut states: Vec<WorkerState> = (0..workers)
+            .map(|_| WorkerState {
+                spill: crate::ingest::totals::Spill::new(
+                    spill_layout,
+                    share(expected_segment),
+                    share(expected),
+                ),
+                daily: Daily::default(),
+            })
+            .collect();
+        let mut totals = crate::ingest::totals::Totals::new(spill_layout);
+        let mut chunk_outs: Vec<ChunkOut> = Vec::with_capacity(chunks.len());
+        let (mut rate_seconds, mut fold_seconds) = (0.0, 0.0);
+        let mut rest = &chunks[..];
+        while !rest.is_empty() {
+            // The next segment: whole chunks up to segment_bytes (at least one).
+            let seg_start = rest[0].1;
+            let n = rest
+                .iter()
+                .position(|c| c.2 - seg_start > segment_bytes)
+                .unwrap_or(rest.len())
+                .max(1);
+            let (segment, tail) = rest.split_at(n);
+            rest = tail;
+            let started = Instant::now();
+            let (ctx, crx) = unbounded();
+            for c in segment {
+                ctx.send(*c).expect("queue open");
+            }
+            drop(ctx);
+            let (rtx, rrx) = unbounded();
+            let job = Arc::new(Job {
+                states: std::sync::Mutex::new(std::mem::take(&mut states)),
+                data: data.clone(),
+                tariff: tariff.clone(),
+                accounts: accounts.clone(),
+                layout: layout.clone(),
+                now,
+                max_line: settings.max_line_bytes,
+                chunks: crx,
+                results: rtx,
+                cancel: cancel.clone(),
+            });
+            for s in &self.senders {
+                s.send(job.clone())
+                    .map_err(|_| FileError::Worker("pool stopped".into()))?;
+            }
+            drop(job);
+            for _ in 0..workers {
+                match rrx.recv() {
+                    Ok(Ok(o)) => {
+                        states.push(o.state);
+                        chunk_outs.extend(o.chunks);
+                    }
+                    Ok(Err(m)) => return Err(FileError::Worker(m)),
+                    Err(_) => return Err(FileError::Worker("worker disappeared".into())),
+                }
+            }
+            if cancel.load(Ordering::Relaxed) {
+                return Err(FileError::Cancelled);
+            }
+            rate_seconds += started.elapsed().as_secs_f64();
+            if rest.is_empty() {
+                break;
+            }
+            let t = Instant::now();
+            let mut spills: Vec<&mut crate::ingest::totals::Spill> =
+                states.iter_mut().map(|s| &mut s.spill).collect();
+            totals.fold(&mut spills, workers);
+            fold_seconds += t.elapsed().as_secs_f64();
+        }
+        let t = Instant::now();
+        let mut out = collect(
+            bytes,
+            &chunks,
+            first_line,
+            totals,
+            states,
+            chunk_outs,
+            &tariff,
+            &accounts,
+            &layout,
+            now,
+            settings.max_line_bytes,
+        );
+        out.rate_seconds = rate_seconds;
+        out.collect_seconds = fold_seconds + t.elapsed().as_secs_f64();
+        Ok(out)
+    }
+}
+
+/// The column layout of a file's records, the byte offset where they start and the
+/// 1-based number of their first line: from the header line, or from the configured
+/// `columns` for header-less files. `None` for an empty file when a header is expected.
+pub fn file_layout(
+    bytes: &[u8],
+    settings: &Settings,
+) -> Result<Option<(Layout, usize, u64)>, FileError> {
+    Ok(Some(match &settings.columns {
+        Some(cols) => (Layout::from_columns(cols), 0usize, 1u64),
+        None => {
+            if bytes.is_empty() {
+                return Ok(None);
+            }
+            let end = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
+            if end > settings.max_line_bytes {
+                return Err(FileError::HeaderUnreadable);
+            }
+            let mut header = &bytes[..end];
+            if header.last() == Some(&b'\r') {
+                header = &header[..header.len() - 1];
+            }
+            // A UTF-8 byte order mark before the header is tolerated.
+            let header = header.strip_prefix(b"\xef\xbb\xbf").unwrap_or(header);
+            (
+                Layout::from_header(header)?,
+                (end + 1).min(bytes.len()),
+                2u64,
+            )
+        }
+    }))
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.senders.clear();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The worker loop for one segment: take chunks until none are left.
+fn work(job: &Job) -> WorkerOut {
+    let bytes: &[u8] = (*job.data).as_ref();
+    let mut rater = Rater::new(&job.tariff, &job.accounts, job.layout.clone(), job.now);
+    let table = job.tariff.table();
+    let WorkerState {
+        mut spill,
+        mut daily,
+    } = job
+        .states
+        .lock()
+        .expect("states lock")
+        .pop()
+        .expect("one state per worker");
+    let mut chunks = Vec::new();
+    while let Ok((idx, start, end)) = job.chunks.recv() {
+        if job.cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        let t0 = Instant::now();
+        let mut rejects = Vec::new();
+        let mut line_no = 0u32;
+        let mut blank = 0u32;
+        // Each line is scanned (its end and its commas, one pass) one line ahead of
+        // rating, so its account slot is loading while the line before is rated.
+        let mut scanner = crate::rate::cdr::LineScanner::new(bytes, start, end);
+        let mut cur = rater.scan_ahead(&mut scanner, bytes);
+        while let Some((line_start, line_end)) = cur {
+            cur = rater.scan_ahead(&mut scanner, bytes);
+            let line = &bytes[line_start..line_end];
+            if line.is_empty() {
+                // A blank line is not a record: skipped, but it keeps its line number.
+                rater.skip_ahead();
+                blank += 1;
+                line_no += 1;
+                continue;
+            }
+            let res = if line.len() > job.max_line {
+                rater.skip_ahead();
+                Err(Reason::Malformed)
+            } else {
+                rater.rate_ahead(line)
+            };
+            match res {
+                Ok((r, id)) => {
+                    let row = &table.rows[r.row as usize];
+                    let key = (
+                        r.account,
+                        r.month,
+                        line_key(r.service, row.destination.to_native(), row.band),
+                    );
+                    daily.add(
+                        r.month,
+                        r.day,
+                        r.service as u8,
+                        &Agg {
+                            count: 1,
+                            usage: r.usage,
+                            billed: r.billed,
+                            charge_micros: r.charge_micros,
+                        },
+                    );
+                    spill.push(
+                        crate::ingest::totals::Rec {
+                            key,
+                            count: 1,
+                            usage: r.usage,
+                            billed: r.billed,
+                            charge_micros: r.charge_micros,
+                        },
+                        id,
+                    );
+                }
+                Err(reason) => rejects.push((line_no, reason, line_start, line_end)),
+            }
+            line_no += 1;
+        }
+        let nanos = t0.elapsed().as_nanos() as u64;
+        crate::telemetry::WORKER_BUSY_NANOS.fetch_add(nanos, Ordering::Relaxed);
+        chunks.push(ChunkOut {
+            idx,
+            lines: line_no,
+            blank,
+            rejects,
+            nanos,
+        });
+    }
+    WorkerOut {
+        state: WorkerState { spill, daily },
+        chunks,
+    }
+}
+
+/// The next line of `chunk` at `*pos` (without `\n` or a final `\r`) and its offset.
+#[inline]
+fn take_line<'c>(chunk: &'c [u8], pos: &mut usize) -> Option<(usize, &'c [u8])> {
+    let start = *pos;
+    if start >= chunk.len() {
+        return None;
+    }
+    let end = memchr::memchr(b'\n', &chunk[start..]).map_or(chunk.len(), |i| start + i);
+    *pos = end + 1;
+    let line = &chunk[start..end];
+    Some((start, line.strip_suffix(b"\r").unwrap_or(line)))
+}
+
+/// Merges worker outputs into the file outcome and resolves duplicate record ids.
+#[allow(clippy::too_many_arguments)]
+fn collect(
+    bytes: &[u8],
+    chunks: &[(u32, usize, usize)],
+    first_line: u64,
+    totals: crate::ingest::totals::Totals,
+    states: Vec<WorkerState>,
+    mut chunk_outs: Vec<ChunkOut>,
+    tariff: &Tariff,
+    accounts: &AccountIndex,
+    layout: &Layout,
+    now: i64,
+    max_line: usize,
+) -> FileOutcome {
+    let mut out = FileOutcome::default();
+    let threads = states.len();
+    let mut daily = Daily::default();
+    let mut spills = Vec::with_capacity(threads);
+    for s in states {
+        daily.merge(&s.daily);
+        spills.push(s.spill);
+    }
+    // Totals sorted by key, and record-id hashes seen more than once.
+    let mut totals = totals.finish(&mut spills, threads);
+    let candidates = crate::ingest::totals::repeated_ids(&mut spills, threads);
+    drop(spills);
+    // Absolute line numbers.
+    chunk_outs.sort_by_key(|c| c.idx);
+    debug_assert_eq!(chunk_outs.len(), chunks.len());
+    let mut base = first_line;
+    let mut rejects = Vec::new();
+    for c in &chunk_outs {
+        for &(l, reason, s, e) in &c.rejects {
+            rejects.push(Reject {
+                line: base + l as u64,
+                reason,
+                start: s,
+                end: e,
+            });
+        }
+        out.lines += (c.lines - c.blank) as u64;
+        out.chunk_nanos.push(c.nanos);
+        base += c.lines as u64;
+    }
+    // Duplicate record ids: a hash seen twice is a candidate; candidates are confirmed
+    // by comparing the record ids themselves, in file order.
+    if !candidates.is_empty() {
+        let mut rater = Rater::new(tariff, accounts, layout.clone(), now);
+        let table = tariff.table();
+        let mut first_seen: rustc_hash::FxHashSet<Vec<u8>> = FxHashSet::default();
+        let mut line_no = first_line;
+        for &(_, start, end) in chunks {
+            let chunk = &bytes[start..end];
+            let mut pos = 0;
+            while let Some((offset, line)) = take_line(chunk, &mut pos) {
+                let line_start = start + offset;
+                // Only lines the workers rated (not blank, not over max_line) whose id
+                // hash is a candidate are rated again.
+                let line_end = line_start + line.len();
+                let candidate = !line.is_empty()
+                    && line.len() <= max_line
+                    && rater
+                        .record_id_hash_in(bytes, line_start, line_end)
+                        .is_some_and(|h| candidates.contains(&h));
+                if let Some(Ok((r, _))) =
+                    candidate.then(|| rater.rate_in(bytes, line_start, line_end))
+                {
+                    let rid = rater.record_id(line).expect("line rated");
+                    if !first_seen.insert(rid) {
+                        let row = &table.rows[r.row as usize];
+                        let key = (
+                            r.account,
+                            r.month,
+                            line_key(r.service, row.destination.to_native(), row.band),
+                        );
+                        let i = totals
+                            .binary_search_by_key(&key, |e| e.0)
+                            .expect("duplicate was counted");
+                        let a = &mut totals[i].1;
+                        a.count -= 1;
+                        a.usage -= r.usage;
+                        a.billed -= r.billed;
+                        a.charge_micros -= r.charge_micros;
+                        if a.count == 0 {
+                            totals.remove(i);
+                        }
+                        daily.sub(
+                            r.month,
+                            r.day,
+                            r.service as u8,
+                            &Agg {
+                                count: 1,
+                                usage: r.usage,
+                                billed: r.billed,
+                                charge_micros: r.charge_micros,
+                            },
+                        );
+                        rejects.push(Reject {
+                            line: line_no,
+                            reason: Reason::DuplicateRecord,
+                            start: line_start,
+                            end: line_start + line.len(),
+                        });
+                    }
+                }
+                line_no += 1;
+            }
+        }
+        rejects.sort_by_key(|r| r.line);
+    }
+    for r in &rejects {
+        out.rejected_by_reason[r.reason as usize] += 1;
+    }
+    out.rated = out.lines - rejects.len() as u64;
+    out.charge_micros = totals.iter().map(|e| e.1.charge_micros).sum();
+    out.totals = totals;
+    out.daily = daily.entries();
+    out.rejects = rejects;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daily_adds_merges_and_subtracts_by_local_day() {
+        let one = |charge| Agg {
+            count: 1,
+            usage: 60,
+            billed: 60,
+            charge_micros: charge,
+        };
+        let oct = 2026 * 12 + 9;
+        let nov = oct + 1;
+        // Local day numbers: 2026-10-01 and 2026-10-31, 2026-11-01.
+        let d_oct1 = crate::rate::cdr::time::days_from_civil(2026, 10, 1) as i32;
+        let (mut a, mut b) = (Daily::default(), Daily::default());
+        a.add(oct, d_oct1, 0, &one(10));
+        a.add(oct, d_oct1 + 30, 1, &one(20));
+        a.add(nov, d_oct1 + 31, 2, &one(30));
+        a.add(oct, d_oct1, 0, &one(5));
+        b.add(oct, d_oct1, 0, &one(1));
+        a.merge(&b);
+        a.sub(oct, d_oct1, 0, &one(5));
+        let e = a.entries();
+        let keys: Vec<(DayKey, u64, i64)> = e
+            .iter()
+            .map(|(k, v)| (*k, v.count, v.charge_micros))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ((oct, 1, 0), 2, 11),
+                ((oct, 31, 1), 1, 20),
+                ((nov, 1, 2), 1, 30)
+            ]
+        );
+        // A day whose records were all removed again is not emitted.
+        a.sub(oct, d_oct1 + 30, 1, &one(20));
+        assert_eq!(a.entries().len(), 2);
+    }
+}

@@ -1,0 +1,574 @@
+//! Per-file totals and duplicate-id candidates, built in two passes so that rating never
+//! waits on memory.
+//!
+//! A file touches about one (account, month, line key) total per record — far more
+//! totals than the CPU caches hold — so updating a hash table per record costs a cache
+//! and TLB miss per record. Instead:
+//!
+//! 1. **Spill** (on the rating workers, per record): append one fixed-size [`Rec`] to one
+//!    of `P` partition buffers chosen by account index range, and the record-id hash to
+//!    one of `Q` buffers chosen by its top bits. Writes are sequential: the buffer tails
+//!    stay in cache.
+//! 2. **Fold** (after every segment of the file, in parallel over the partitions): each
+//!    account partition's running sums — a small hash table, one entry per key — are
+//!    small enough to stay inside the cache while every worker's new records for the
+//!    partition are added to them. The spill buffers are then emptied and reused by the
+//!    next segment, so their pages are touched once per file run, not once per record,
+//!    and their size is bounded by the segment, not the file.
+//! 3. **Finish**: each partition's sums are sorted by key; account partitions are
+//!    ranges, so concatenating them in partition order gives totals sorted by key. Id
+//!    partitions yield the hashes seen more than once.
+//!
+//! Memory: one [`Rec`] (40 bytes) per record of the current segment, the running sums
+//! (48 bytes and an index slot or two per distinct key), and one id hash (8 bytes) per
+//! record of the file — the one structure that grows with the file, since a duplicate
+//! may repeat any earlier id.
+
+use std::borrow::BorrowMut;
+
+use rustc_hash::FxHashSet;
+
+/// Per-(account, month, line key) totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Agg {
+    pub count: u64,
+    pub usage: u64,
+    pub billed: u64,
+    pub charge_micros: i64,
+}
+
+impl Agg {
+    /// Adds another total into this one.
+    #[inline]
+    pub fn add(&mut self, o: &Agg) {
+        self.count += o.count;
+        self.usage += o.usage;
+        self.billed += o.billed;
+        self.charge_micros += o.charge_micros;
+    }
+}
+
+/// `(account index, month index, line key)`.
+pub type AggKey = (u32, u32, u32);
+
+/// Records per partition the layout aims at: a partition's records and its sums fit the
+/// per-core cache while it is sorted.
+const TARGET_PER_PARTITION: usize = 16 * 1024;
+/// Upper bound on the number of partitions (buffer tails that must stay cached).
+const MAX_PARTITIONS: usize = 4096;
+/// Upper bound on the number of id partitions. Every rated record appends to the tail of
+/// one account partition and one id partition; with 1024 id tails per worker the tails
+/// outgrew the L1 cache and the appends stalled rating. 64 tails fit beside the account
+/// tails; finding repeats in a bigger partition costs less than those stalls did.
+const MAX_ID_PARTITIONS: usize = 64;
+
+/// One rated record's contribution to its total, or (in the running sums) a total of
+/// `count` records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct Rec {
+    pub key: AggKey,
+    /// Records summed (1 when spilled); fills what would be padding.
+    pub count: u32,
+    pub usage: u64,
+    pub billed: u64,
+    pub charge_micros: i64,
+}
+
+/// How records and ids are spread over partitions; the same for every worker of a file.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    /// Account partition = account index >> `account_shift`.
+    account_shift: u32,
+    account_parts: usize,
+    /// Id partition = hash >> `id_shift`.
+    id_shift: u32,
+    id_parts: usize,
+}
+
+fn parts_for(records: usize) -> usize {
+    (records / TARGET_PER_PARTITION)
+        .next_power_of_two()
+        .clamp(1, MAX_PARTITIONS)
+}
+
+impl Layout {
+    /// A layout for segments of about `segment_records` records and files of about
+    /// `file_records` records over `n_accounts` dense account indices (`0..n_accounts`).
+    pub fn new(n_accounts: usize, segment_records: usize, file_records: usize) -> Layout {
+        let bits = parts_for(segment_records).trailing_zeros();
+        // Smallest shift that maps every account index into at most 2^bits partitions.
+        let account_bits = usize::BITS - n_accounts.saturating_sub(1).leading_zeros();
+        let account_shift = account_bits.saturating_sub(bits);
+        let account_parts = (n_accounts.saturating_sub(1) >> account_shift) + 1;
+        let id_parts = parts_for(file_records).min(MAX_ID_PARTITIONS);
+        Layout {
+            account_shift,
+            account_parts,
+            id_shift: 64 - id_parts.trailing_zeros(),
+            id_parts,
+        }
+    }
+
+    /// Number of account partitions.
+    pub fn account_parts(&self) -> usize {
+        self.account_parts
+    }
+}
+
+/// One worker's spill buffers for one file.
+pub struct Spill {
+    layout: Layout,
+    recs: Vec<Vec<Rec>>,
+    ids: Vec<Vec<u64>>,
+}
+
+impl Spill {
+    /// Empty buffers for `layout`; `segment_hint` and `file_hint` are this worker's
+    /// expected share of a segment and of the file.
+    pub fn new(layout: Layout, segment_hint: usize, file_hint: usize) -> Spill {
+        let per_rec = segment_hint / layout.account_parts + 16;
+        let per_id = file_hint / layout.id_parts + 16;
+        Spill {
+            layout,
+            recs: (0..layout.account_parts)
+                .map(|_| Vec::with_capacity(per_rec))
+                .collect(),
+            ids: (0..layout.id_parts)
+                .map(|_| Vec::with_capacity(per_id))
+                .collect(),
+        }
+    }
+
+    /// Adds one rated record (`rec.count` is 1) and its record-id hash.
+    #[inline]
+    pub fn push(&mut self, rec: Rec, id_hash: u64) {
+        let p = (rec.key.0 >> self.layout.account_shift) as usize;
+        let recs = &mut self.recs[p];
+        recs.push(rec);
+        prefetch_ahead(recs, REC_AHEAD);
+        // A shift by 64 (a single partition) is not defined for u64: use checked_shr.
+        let q = id_hash.checked_shr(self.layout.id_shift).unwrap_or(0) as usize;
+        let ids = &mut self.ids[q];
+        ids.push(id_hash);
+        prefetch_ahead(ids, ID_AHEAD);
+    }
+}
+
+/// Records and ids past a partition's tail whose cache line [`Spill::push`] asks for in
+/// advance (a line and a half ahead).
+const REC_AHEAD: usize = 3;
+const ID_AHEAD: usize = 12;
+
+/// Asks for the cache line `ahead` elements past the end of `v`, when it is inside the
+/// buffer's capacity. A partition's next record lands there a hundred-odd records
+/// later; without the hint its write missed the cache, and the stores of rating queued
+/// up behind it. (A read prefetch: the write-intent hint needs the PRFCHW target
+/// feature, which a baseline x86-64 build does not assume; the line still arrives
+/// before the store.)
+#[inline(always)]
+fn prefetch_ahead<T>(v: &Vec<T>, ahead: usize) {
+    if v.len() + ahead < v.capacity() {
+        crate::rate::hint::prefetch(v.as_ptr().wrapping_add(v.len() + ahead));
+    }
+}
+
+/// One fold job: partition number, its running sums, every worker's new records.
+type FoldJob = (usize, PartSums, Vec<Vec<Rec>>);
+
+/// The running sums of one file, per account partition.
+pub struct Totals {
+    layout: Layout,
+    parts: Vec<PartSums>,
+}
+
+impl Totals {
+    /// No totals yet.
+    pub fn new(layout: Layout) -> Totals {
+        Totals {
+            layout,
+            parts: (0..layout.account_parts)
+                .map(|_| PartSums::default())
+                .collect(),
+        }
+    }
+
+    /// Moves every record spilled so far into the running sums, on `threads` threads.
+    /// The spills' record buffers are left empty with their capacity kept.
+    pub fn fold<S: BorrowMut<Spill>>(&mut self, spills: &mut [S], threads: usize) {
+        self.fold_then(spills, threads, false);
+    }
+
+    /// [`Totals::fold`]; with `sort`, each partition's sums are also sorted by key on
+    /// the fold thread (the last fold of a file).
+    fn fold_then<S: BorrowMut<Spill>>(&mut self, spills: &mut [S], threads: usize, sort: bool) {
+        let threads = threads.max(1);
+        // Deal partitions round-robin: skewed partitions (popular accounts) spread out.
+        let mut jobs: Vec<Vec<FoldJob>> = (0..threads).map(|_| Vec::new()).collect();
+        for p in 0..self.layout.account_parts {
+            let empty = spills.iter_mut().all(|s| s.borrow_mut().recs[p].is_empty());
+            if empty && !(sort && self.parts[p].entries.len() > 1) {
+                continue;
+            }
+            let bufs = spills
+                .iter_mut()
+                .map(|s| std::mem::take(&mut s.borrow_mut().recs[p]))
+                .collect();
+            jobs[p % threads].push((p, std::mem::take(&mut self.parts[p]), bufs));
+        }
+        let done: Vec<Vec<FoldJob>> = std::thread::scope(|s| {
+            let handles: Vec<_> = jobs
+                .into_iter()
+                .map(|mine| {
+                    s.spawn(move || {
+                        mine.into_iter()
+                            .map(|(p, mut sums, mut bufs)| {
+                                for r in bufs.iter().flatten() {
+                                    sums.add(r);
+                                }
+                                bufs.iter_mut().for_each(Vec::clear);
+                                if sort {
+                                    sums.index = Vec::new();
+                                    sums.entries.sort_unstable_by_key(|e| e.key);
+                                }
+                                (p, sums, bufs)
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("totals thread panicked"))
+                .collect()
+        });
+        for (p, sums, bufs) in done.into_iter().flatten() {
+            self.parts[p] = sums;
+            for (s, b) in spills.iter_mut().zip(bufs) {
+                s.borrow_mut().recs[p] = b;
+            }
+        }
+    }
+
+    /// Folds what is left and returns the totals sorted by key.
+    pub fn finish<S: BorrowMut<Spill>>(
+        mut self,
+        spills: &mut [S],
+        threads: usize,
+    ) -> Vec<(AggKey, Agg)> {
+        self.fold_then(spills, threads, true);
+        // Account partitions are ranges of accounts: in partition order, sorted sums are
+        // sorted by key.
+        let mut out: Vec<(AggKey, Agg)> =
+            Vec::with_capacity(self.parts.iter().map(|p| p.entries.len()).sum());
+        for e in self.parts.iter().flat_map(|p| &p.entries) {
+            out.push((
+                e.key,
+                Agg {
+                    count: e.count,
+                    usage: e.usage,
+                    billed: e.billed,
+                    charge_micros: e.charge_micros,
+                },
+            ));
+        }
+        out
+    }
+}
+
+/// The record-id hashes every worker spilled that occur more than once, found on
+/// `threads` threads. Empties the spills' id buffers.
+pub fn repeated_ids<S: BorrowMut<Spill>>(spills: &mut [S], threads: usize) -> FxHashSet<u64> {
+    let Some(layout) = spills.first_mut().map(|s| s.borrow_mut().layout) else {
+        return FxHashSet::default();
+    };
+    let threads = threads.max(1);
+    let mut jobs: Vec<Vec<Vec<Vec<u64>>>> = (0..threads).map(|_| Vec::new()).collect();
+    for p in 0..layout.id_parts {
+        let bufs: Vec<Vec<u64>> = spills
+            .iter_mut()
+            .map(|s| std::mem::take(&mut s.borrow_mut().ids[p]))
+            .collect();
+        if bufs.iter().any(|b| !b.is_empty()) {
+            jobs[p % threads].push(bufs);
+        }
+    }
+    let found: Vec<Vec<u64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|mine| {
+                s.spawn(move || {
+                    let mut repeated = Vec::new();
+                    for bufs in mine {
+                        repeated_in_partition(bufs, &mut repeated);
+                    }
+                    repeated
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("totals thread panicked"))
+            .collect()
+    });
+    found.into_iter().flatten().collect()
+}
+
+/// The running sum of one key.
+#[derive(Clone, Copy, Debug)]
+struct Sum {
+    key: AggKey,
+    count: u64,
+    usage: u64,
+    billed: u64,
+    charge_micros: i64,
+}
+
+/// The running sums of one account partition: one entry per key in the order keys first
+/// came, found through an open-addressing index of entry numbers (plus one; 0 is free)
+/// kept at most half full. A partition's sums and index stay inside the per-core cache
+/// while its records are added, so each record costs a probe in cache instead of the
+/// sort and merge the fold did before (a counting sort by account, a small sort per
+/// account, then a merge of every running sum after every segment).
+#[derive(Default)]
+struct PartSums {
+    entries: Vec<Sum>,
+    index: Vec<u32>,
+}
+
+/// The hash of a key; its top bits pick the index slot (Fibonacci hashing).
+#[inline]
+fn key_hash(k: &AggKey) -> u64 {
+    let x = ((k.0 as u64) << 32 | k.2 as u64) ^ (k.1 as u64).rotate_left(20);
+    x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+impl PartSums {
+    #[inline]
+    fn add(&mut self, r: &Rec) {
+        if (self.entries.len() + 1) * 2 > self.index.len() {
+            self.grow();
+        }
+        let shift = 64 - self.index.len().trailing_zeros();
+        let mask = self.index.len() - 1;
+        let mut i = (key_hash(&r.key) >> shift) as usize;
+        loop {
+            let e = self.index[i];
+            if e == 0 {
+                self.entries.push(Sum {
+                    key: r.key,
+                    count: r.count as u64,
+                    usage: r.usage,
+                    billed: r.billed,
+                    charge_micros: r.charge_micros,
+                });
+                self.index[i] = self.entries.len() as u32;
+                return;
+            }
+            let s = &mut self.entries[e as usize - 1];
+            if s.key == r.key {
+                s.count += r.count as u64;
+                s.usage += r.usage;
+                s.billed += r.billed;
+                s.charge_micros += r.charge_micros;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    #[cold]
+    fn grow(&mut self) {
+        let cap = (self.index.len() * 2).max(256);
+        let shift = 64 - cap.trailing_zeros();
+        let mut index = vec![0u32; cap];
+        for (n, e) in self.entries.iter().enumerate() {
+            let mut i = (key_hash(&e.key) >> shift) as usize;
+            while index[i] != 0 {
+                i = (i + 1) & (cap - 1);
+            }
+            index[i] = n as u32 + 1;
+        }
+        self.index = index;
+    }
+}
+
+/// Appends the hashes of one id partition that occur more than once (each once).
+/// Ids are hashes, so their low bits index an open-addressing set sized for the
+/// partition (inside the cache); zero, the empty-slot marker, is counted aside.
+fn repeated_in_partition(bufs: Vec<Vec<u64>>, out: &mut Vec<u64>) {
+    let n: usize = bufs.iter().map(Vec::len).sum();
+    let cap = (n * 2).next_power_of_two().max(16);
+    let mask = cap - 1;
+    let mut set = vec![0u64; cap];
+    let mut zeros = 0usize;
+    let first = out.len();
+    for &id in bufs.iter().flatten() {
+        if id == 0 {
+            zeros += 1;
+            continue;
+        }
+        let mut i = id as usize & mask;
+        loop {
+            let v = set[i];
+            if v == 0 {
+                set[i] = id;
+                break;
+            }
+            if v == id {
+                out.push(id);
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+    if zeros > 1 {
+        out.push(0);
+    }
+    // An id seen three times or more was pushed more than once.
+    let tail = &mut out[first..];
+    tail.sort_unstable();
+    let mut w = first;
+    for r in first..out.len() {
+        if r == first || out[r] != out[w - 1] {
+            out[w] = out[r];
+            w += 1;
+        }
+    }
+    out.truncate(w);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, HashMap};
+
+    fn xorshift(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
+    /// Spread over several workers, segments and any layout, the sums equal a plain map's
+    /// and the repeated ids are exactly those pushed more than once.
+    #[test]
+    fn agrees_with_plain_maps() {
+        for (n_accounts, records, workers, segment) in [
+            (997usize, 50_000usize, 3usize, 50_000usize),
+            (997, 50_000, 3, 7_000),
+            (1, 10, 1, 3),
+            (5, 100_000, 2, 100_000),
+            (5, 100_000, 2, 30_000),
+            (100_000, 300_000, 2, 65_536),
+        ] {
+            let layout = Layout::new(n_accounts, segment, records);
+            let mut spills: Vec<Spill> = (0..workers).map(|_| Spill::new(layout, 0, 0)).collect();
+            let mut totals = Totals::new(layout);
+            let mut want: BTreeMap<AggKey, Agg> = BTreeMap::new();
+            let mut seen: HashMap<u64, u32> = HashMap::new();
+            let mut x = 12345u64 + records as u64;
+            for i in 0..records as u64 {
+                let r = xorshift(&mut x);
+                let key = (
+                    (r % n_accounts as u64) as u32,
+                    (r % 3) as u32,
+                    (r % 31) as u32,
+                );
+                let rec = Rec {
+                    key,
+                    count: 1,
+                    usage: i,
+                    billed: i * 2,
+                    charge_micros: (r % 1000) as i64 - 500,
+                };
+                // Ids: mostly unique, some repeated; top bits vary too.
+                let id = if i % 97 == 0 {
+                    42 << 50
+                } else {
+                    xorshift(&mut x)
+                };
+                spills[(i as usize) % workers].push(rec, id);
+                if (i as usize + 1) % segment == 0 {
+                    totals.fold(&mut spills, 2);
+                    assert!(spills.iter().all(|s| s.recs.iter().all(Vec::is_empty)));
+                }
+                want.entry(key).or_default().add(&Agg {
+                    count: 1,
+                    usage: rec.usage,
+                    billed: rec.billed,
+                    charge_micros: rec.charge_micros,
+                });
+                *seen.entry(id).or_default() += 1;
+            }
+            let got = totals.finish(&mut spills, 2);
+            let repeated = repeated_ids(&mut spills, 2);
+            assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+            let want_rep: FxHashSet<u64> =
+                seen.into_iter().filter(|e| e.1 > 1).map(|e| e.0).collect();
+            assert_eq!(repeated, want_rep);
+        }
+    }
+
+    #[test]
+    fn layout_covers_every_account() {
+        for n in [1usize, 2, 3, 1000, 100_000, 1 << 20, (1 << 20) + 1] {
+            for recs in [0usize, 1, 1 << 20, 1 << 30] {
+                let l = Layout::new(n, recs, recs);
+                assert!(l.account_parts <= MAX_PARTITIONS, "{n} {recs}");
+                assert_eq!(((n - 1) >> l.account_shift) + 1, l.account_parts);
+                assert!(l.id_parts.is_power_of_two() && l.id_parts <= MAX_PARTITIONS);
+            }
+        }
+    }
+
+    #[test]
+    fn empty_finish() {
+        assert!(repeated_ids::<Spill>(&mut [], 2).is_empty());
+        let l = Layout::new(10, 0, 0);
+        let mut spills = vec![Spill::new(l, 0, 0), Spill::new(l, 0, 0)];
+        let t = Totals::new(l).finish(&mut spills, 2);
+        assert!(t.is_empty() && repeated_ids(&mut spills, 2).is_empty());
+    }
+
+    /// Counts are summed in 64 bits: a key with more records than a u32 holds adds up.
+    #[test]
+    fn counts_beyond_u32_add_up() {
+        let l = Layout::new(4, 10, 10);
+        let mut totals = Totals::new(l);
+        let big = Rec {
+            key: (2, 1, 7),
+            count: u32::MAX - 1,
+            usage: 10,
+            billed: 20,
+            charge_micros: -5,
+        };
+        totals.parts[(2 >> l.account_shift) as usize].add(&big);
+        let mut spills = vec![Spill::new(l, 0, 0)];
+        for _ in 0..3 {
+            spills[0].push(
+                Rec {
+                    count: 1,
+                    usage: 1,
+                    billed: 2,
+                    charge_micros: 3,
+                    ..big
+                },
+                9,
+            );
+        }
+        let t = totals.finish(&mut spills, 1);
+        assert_eq!(
+            t,
+            vec![(
+                (2, 1, 7),
+                Agg {
+                    count: u32::MAX as u64 + 2,
+                    usage: 13,
+                    billed: 26,
+                    charge_micros: 4,
+                }
+            )]
+        );
+    }
+}

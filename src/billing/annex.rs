@@ -45,7 +45,7 @@ pub struct Itemised {
 
 impl Itemised {
     /// An annex listing `records` records (and omitting `omitted`) is attached.
-    fn attached(records: u64, omitted: u64) -> Itemised {
+    pub(crate) fn attached(records: u64, omitted: u64) -> Itemised {
         Itemised {
             status: "attached".into(),
             records,
@@ -55,7 +55,7 @@ impl Itemised {
     }
 
     /// The state of an invoice whose annex cannot be given, and why.
-    fn unavailable(reason: String) -> Option<(Itemised, Option<Annex>)> {
+    pub(crate) fn unavailable(reason: String) -> Option<(Itemised, Option<Annex>)> {
         Some((
             Itemised {
                 status: "unavailable".into(),

@@ -21,6 +21,7 @@ use super::model::*;
 use super::numbering::*;
 use super::files::*;
 use super::close::*;
+use super::draft::*;
 use super::refused;
 
 /// What was credited on an invoice so far (cents, positive).
@@ -75,14 +76,7 @@ pub(crate) fn stored_annex(
 }
 
 pub(crate) fn load_invoice(ledger: &Ledger, number: &str) -> Result<Invoice, LedgerError> {
-    let json = ledger
-        .invoice(number)?
-        .ok_or_else(|| refused(format!("no invoice {number}")))?;
-    serde_json::from_slice(&json).map_err(|e| LedgerError::Corrupt {
-        path: ledger.path().to_owned(),
-        key: format!("invoices/{number}"),
-        message: e.to_string(),
-    })
+    stored_invoice(ledger, number)?.ok_or_else(|| refused(format!("no invoice {number}")))
 }
 
 /// Stores a document issued outside a close and posts it to the payments ledger in the

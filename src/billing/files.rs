@@ -95,11 +95,7 @@ pub fn write_document(ledger: &Ledger, dir: &Path, number: &str) -> Result<(), L
     let json = ledger
         .invoice(number)?
         .ok_or_else(|| refused(format!("document {number} missing from the ledger")))?;
-    let inv: Invoice = serde_json::from_slice(&json).map_err(|e| LedgerError::Corrupt {
-        path: ledger.path().to_owned(),
-        key: format!("invoices/{number}"),
-        message: e.to_string(),
-    })?;
+    let inv = decode_invoice(ledger, number, &json)?;
     let annex_json = ledger.annex(number)?;
     let annex: Option<crate::billing::annex::Annex> = match &annex_json {
         Some(a) => Some(serde_json::from_slice(a).map_err(|e| LedgerError::Corrupt {
@@ -168,4 +164,22 @@ pub fn flush_pending(cfg: &Config, ledger: &Ledger) -> Result<Vec<PathBuf>, Ledg
     let numbers: Vec<String> = pending.into_iter().map(|(n, _)| n).collect();
     ledger.clear_pending(&numbers)?;
     Ok(written)
+}
+
+/// A stored document, decoded; a document that does not decode (an amount or date that
+/// does not parse) is an error naming it, never a default.
+pub fn decode_invoice(ledger: &Ledger, number: &str, json: &[u8]) -> Result<Invoice, LedgerError> {
+    serde_json::from_slice(json).map_err(|e| LedgerError::Corrupt {
+        path: ledger.path().to_owned(),
+        key: format!("invoices/{number}"),
+        message: e.to_string(),
+    })
+}
+
+/// The stored document `number`, if there is one.
+pub fn stored_invoice(ledger: &Ledger, number: &str) -> Result<Option<Invoice>, LedgerError> {
+    match ledger.invoice(number)? {
+        Some(json) => decode_invoice(ledger, number, &json).map(Some),
+        None => Ok(None),
+    }
 }

@@ -22,6 +22,7 @@ use super::numbering::*;
 use super::files::*;
 use super::close::*;
 use super::credit::*;
+use super::draft::*;
 use super::refused;
 
 /// Bills an account off-cycle (account closed on `date`): all its unbilled usage, the

@@ -12,6 +12,7 @@
 pub mod annex;
 pub mod close;
 pub mod credit;
+pub mod draft;
 pub mod documents;
 pub mod files;
 pub mod finals;

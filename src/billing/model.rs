@@ -208,7 +208,7 @@ pub struct Customer {
 }
 
 impl Customer {
-    fn of(acc: Option<&Account>) -> Customer {
+    pub(crate) fn of(acc: Option<&Account>) -> Customer {
         acc.map(|a| Customer {
             name: a.name.clone(),
             street: a.street.clone(),
@@ -329,7 +329,7 @@ pub struct FinalRecord {
     pub last_closed: Option<String>,
 }
 
-pub(crate) fn next_period(p: Period) -> Period {
+pub fn next_period(p: Period) -> Period {
     if p.month == 12 {
         Period {
             year: p.year + 1,

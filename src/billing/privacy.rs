@@ -123,14 +123,9 @@ pub fn retention(
     let mut erase = Vec::new();
     let mut rerender = Vec::new();
     for n in ledger.annex_numbers()? {
-        let Some(j) = ledger.invoice(&n)? else {
+        let Some(inv) = crate::billing::files::stored_invoice(ledger, &n)? else {
             continue;
         };
-        let inv: Invoice = serde_json::from_slice(&j).map_err(|e| LedgerError::Corrupt {
-            path: ledger.path().to_owned(),
-            key: format!("invoices/{n}"),
-            message: e.to_string(),
-        })?;
         let due = inv.due_date.parse::<NaiveDate>().ok();
         if due.is_some_and(|d| kept_until(cfg, d) < today) {
             erase.push((n.clone(), None));
@@ -466,14 +461,9 @@ pub fn erase(
 fn documents(ledger: &Ledger, account: &str) -> Result<Vec<(String, Invoice)>, LedgerError> {
     let mut out = Vec::new();
     for n in ledger.document_numbers()? {
-        let Some(j) = ledger.invoice(&n)? else {
+        let Some(inv) = crate::billing::files::stored_invoice(ledger, &n)? else {
             continue;
         };
-        let inv: Invoice = serde_json::from_slice(&j).map_err(|e| LedgerError::Corrupt {
-            path: ledger.path().to_owned(),
-            key: format!("invoices/{n}"),
-            message: e.to_string(),
-        })?;
         if inv.account_id == account {
             out.push((n, inv));
         }

@@ -21,7 +21,7 @@ use chrono::Datelike;
 use crate::billing::{close_cycle, Invoice, Period};
 use crate::config::Config;
 use crate::ingest::engine::Engine;
-use crate::demo::synth::{self, CdrBatch, Spec};
+use self::synth::{CdrBatch, Spec};
 
 /// Runs the demo; `dir` defaults to a new directory under the temp dir.
 pub fn run(dir: Option<PathBuf>, records_per_month: u64, accounts: usize) -> anyhow::Result<()> {

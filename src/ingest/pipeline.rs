@@ -466,12 +466,7 @@ fn work(job: &Job) -> WorkerOut {
                         r.month,
                         r.day,
                         r.service as u8,
-                        &Agg {
-                            count: 1,
-                            usage: r.usage,
-                            billed: r.billed,
-                            charge_micros: r.charge_micros,
-                        },
+                        &Agg::one(r.usage, r.billed, r.charge_micros),
                     );
                     spill.push(
                         crate::ingest::totals::Rec {
@@ -608,12 +603,7 @@ fn collect(
                             r.month,
                             r.day,
                             r.service as u8,
-                            &Agg {
-                                count: 1,
-                                usage: r.usage,
-                                billed: r.billed,
-                                charge_micros: r.charge_micros,
-                            },
+                            &Agg::one(r.usage, r.billed, r.charge_micros),
                         );
                         rejects.push(Reject {
                             line: line_no,

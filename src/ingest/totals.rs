@@ -38,6 +38,17 @@ pub struct Agg {
 }
 
 impl Agg {
+    /// The totals of one record.
+    #[inline]
+    pub fn one(usage: u64, billed: u64, charge_micros: i64) -> Agg {
+        Agg {
+            count: 1,
+            usage,
+            billed,
+            charge_micros,
+        }
+    }
+
     /// Adds another total into this one.
     #[inline]
     pub fn add(&mut self, o: &Agg) {

@@ -148,36 +148,29 @@ pub fn post_invoice(inv: &InvoicePosting, tx: &mut Tx) -> Vec<Entry> {
     // consumed when first billed, and one with the same id now (interest accruing
     // since) is not the one it bills.
     let reissue = inv.reissue;
-    let mut posted = Vec::new();
-    posted.push(post(
+    let entry = |kind, amount, due_date, source, text| Entry {
+        id: 0,
+        account: account.clone(),
+        date: issue.clone(),
+        kind,
+        amount: format_cents(amount),
+        invoice: Some(number.clone()),
+        due_date,
+        source,
+        text,
+    };
+    let mut posted = vec![post(
         tx,
-        Entry {
-            id: 0,
-            account: account.clone(),
-            date: issue.clone(),
-            kind: Kind::Invoice,
-            amount: format_cents(total - fees),
-            invoice: Some(number.clone()),
-            due_date: inv.due_date.clone(),
-            source: inv.source.clone(),
-            text: String::new(),
-        },
-    ));
+        entry(
+            Kind::Invoice,
+            total - fees,
+            inv.due_date.clone(),
+            inv.source.clone(),
+            String::new(),
+        ),
+    )];
     for (id, amount, text) in fee_entries {
-        posted.push(post(
-            tx,
-            Entry {
-                id: 0,
-                account: account.clone(),
-                date: issue.clone(),
-                kind: Kind::Fee,
-                amount: format_cents(amount),
-                invoice: Some(number.clone()),
-                due_date: None,
-                source: id.clone(),
-                text,
-            },
-        ));
+        posted.push(post(tx, entry(Kind::Fee, amount, None, id.clone(), text)));
         if !reissue {
             tx.delete(PayCf::Fees, id.into_bytes());
         }

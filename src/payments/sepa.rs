@@ -3,7 +3,7 @@
 //! BIC and creditor-id checks are [`crate::rate::iban`]; the EPC QR code is
 //! [`crate::billing::documents::qr`].
 
-use std::fmt::Write as _;
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 
 use crate::rate::money::format_cents;
 
@@ -83,23 +83,6 @@ pub fn find_payment_references(text: &str) -> Vec<String> {
     out
 }
 
-/// Escapes text for XML character data and attribute values.
-pub fn xml_escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => o.push(' '),
-            c => o.push(c),
-        }
-    }
-    o
-}
-
 /// Reduces text to the SEPA basic Latin character set (a-z A-Z 0-9 / - ? : ( ) . , ' +
 /// and space); other characters become a space after removing common diacritics.
 pub fn sepa_text(s: &str, max: usize) -> String {
@@ -168,90 +151,174 @@ pub fn pain008(
     debits: &[Debit],
 ) -> String {
     let total: i64 = debits.iter().map(|d| d.amount_cents).sum();
-    let mut x = String::new();
-    let e = xml_escape;
-    let _ = write!(
-        x,
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-<Document xmlns=\"urn:iso:std:iso:20022:tech:xsd:pain.008.001.02\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\n\
-  <CstmrDrctDbtInitn>\n\
-    <GrpHdr>\n\
-      <MsgId>{}</MsgId>\n\
-      <CreDtTm>{}</CreDtTm>\n\
-      <NbOfTxs>{}</NbOfTxs>\n\
-      <CtrlSum>{}</CtrlSum>\n\
-      <InitgPty><Nm>{}</Nm></InitgPty>\n\
-    </GrpHdr>\n",
-        e(msg_id),
-        e(created),
-        debits.len(),
-        format_cents(total),
-        e(&sepa_text(&creditor.name, 70))
+    let mut x = Pain::default();
+    x.decl();
+    x.open_with(0,
+        "Document",
+        &[
+            ("xmlns", "urn:iso:std:iso:20022:tech:xsd:pain.008.001.02"),
+            ("xmlns:xsi", "http://www.w3.org/2001/XMLSchema-instance"),
+        ],
     );
+    x.open(0, "CstmrDrctDbtInitn");
+    x.open(0, "GrpHdr");
+    x.line(0, &[("MsgId", msg_id)]);
+    x.line(0, &[("CreDtTm", created)]);
+    x.line(0, &[("NbOfTxs", &debits.len().to_string())]);
+    x.line(0, &[("CtrlSum", &format_cents(total))]);
+    x.line(0, &[("InitgPty", ""), ("Nm", &sepa_text(&creditor.name, 70))]);
+    x.close(0, "GrpHdr");
     for seq in ["FRST", "RCUR"] {
         let group: Vec<&Debit> = debits.iter().filter(|d| d.sequence == seq).collect();
         if group.is_empty() {
             continue;
         }
         let sum: i64 = group.iter().map(|d| d.amount_cents).sum();
-        let _ = write!(
-            x,
-            "    <PmtInf>\n\
-      <PmtInfId>{}-{seq}</PmtInfId>\n\
-      <PmtMtd>DD</PmtMtd>\n\
-      <BtchBookg>true</BtchBookg>\n\
-      <NbOfTxs>{}</NbOfTxs>\n\
-      <CtrlSum>{}</CtrlSum>\n\
-      <PmtTpInf>\n\
-        <SvcLvl><Cd>SEPA</Cd></SvcLvl>\n\
-        <LclInstrm><Cd>CORE</Cd></LclInstrm>\n\
-        <SeqTp>{seq}</SeqTp>\n\
-      </PmtTpInf>\n\
-      <ReqdColltnDt>{}</ReqdColltnDt>\n\
-      <Cdtr><Nm>{}</Nm></Cdtr>\n\
-      <CdtrAcct><Id><IBAN>{}</IBAN></Id></CdtrAcct>\n\
-      <CdtrAgt><FinInstnId><BIC>{}</BIC></FinInstnId></CdtrAgt>\n\
-      <ChrgBr>SLEV</ChrgBr>\n\
-      <CdtrSchmeId><Id><PrvtId><Othr><Id>{}</Id><SchmeNm><Prtry>SEPA</Prtry></SchmeNm></Othr></PrvtId></Id></CdtrSchmeId>\n",
-            e(msg_id),
-            group.len(),
-            format_cents(sum),
-            e(collection_date),
-            e(&sepa_text(&creditor.name, 70)),
-            e(&creditor.iban),
-            e(&creditor.bic),
-            e(&creditor.id)
-        );
-        for d in group {
-            let agent = if d.debtor_bic.is_empty() {
-                "<Othr><Id>NOTPROVIDED</Id></Othr>".to_owned()
-            } else {
-                format!("<BIC>{}</BIC>", e(&d.debtor_bic))
-            };
-            let _ = write!(
-                x,
-                "      <DrctDbtTxInf>\n\
-        <PmtId><EndToEndId>{}</EndToEndId></PmtId>\n\
-        <InstdAmt Ccy=\"EUR\">{}</InstdAmt>\n\
-        <DrctDbtTx><MndtRltdInf><MndtId>{}</MndtId><DtOfSgntr>{}</DtOfSgntr></MndtRltdInf></DrctDbtTx>\n\
-        <DbtrAgt><FinInstnId>{agent}</FinInstnId></DbtrAgt>\n\
-        <Dbtr><Nm>{}</Nm></Dbtr>\n\
-        <DbtrAcct><Id><IBAN>{}</IBAN></Id></DbtrAcct>\n\
-        <RmtInf><Ustrd>{}</Ustrd></RmtInf>\n\
-      </DrctDbtTxInf>\n",
-                e(&d.end_to_end_id),
-                format_cents(d.amount_cents),
-                e(&d.mandate_id),
-                e(&d.mandate_date),
-                e(&sepa_text(&d.debtor_name, 70)),
-                e(&d.debtor_iban),
-                e(&sepa_text(&d.remittance, 140))
-            );
+        x.open(2, "PmtInf");
+        x.line(0, &[("PmtInfId", &format!("{msg_id}-{seq}"))]);
+        x.line(0, &[("PmtMtd", "DD")]);
+        x.line(0, &[("BtchBookg", "true")]);
+        x.line(0, &[("NbOfTxs", &group.len().to_string())]);
+        x.line(0, &[("CtrlSum", &format_cents(sum))]);
+        x.open(0, "PmtTpInf");
+        x.line(0, &[("SvcLvl", ""), ("Cd", "SEPA")]);
+        x.line(0, &[("LclInstrm", ""), ("Cd", "CORE")]);
+        x.line(0, &[("SeqTp", seq)]);
+        x.close(0, "PmtTpInf");
+        x.line(0, &[("ReqdColltnDt", collection_date)]);
+        x.line(0, &[("Cdtr", ""), ("Nm", &sepa_text(&creditor.name, 70))]);
+        x.line(0, &[("CdtrAcct", ""), ("Id", ""), ("IBAN", &creditor.iban)]);
+        x.line(0, &[("CdtrAgt", ""), ("FinInstnId", ""), ("BIC", &creditor.bic)]);
+        x.line(0, &[("ChrgBr", "SLEV")]);
+        x.start("CdtrSchmeId");
+        x.start("Id");
+        x.start("PrvtId");
+        x.start("Othr");
+        x.leaf("Id", &creditor.id);
+        x.start("SchmeNm");
+        x.leaf("Prtry", "SEPA");
+        for t in ["SchmeNm", "Othr", "PrvtId", "Id", "CdtrSchmeId"] {
+            x.end(t);
         }
-        x.push_str("    </PmtInf>\n");
+        x.raw("\n");
+        for d in group {
+            x.open(3, "DrctDbtTxInf");
+            x.line(0, &[("PmtId", ""), ("EndToEndId", &d.end_to_end_id)]);
+            x.start_with("InstdAmt", &[("Ccy", "EUR")]);
+            x.text(&format_cents(d.amount_cents));
+            x.end("InstdAmt");
+            x.raw("\n");
+            x.start("DrctDbtTx");
+            x.start("MndtRltdInf");
+            x.leaf("MndtId", &d.mandate_id);
+            x.leaf("DtOfSgntr", &d.mandate_date);
+            x.end("MndtRltdInf");
+            x.end("DrctDbtTx");
+            x.raw("\n");
+            if d.debtor_bic.is_empty() {
+                x.line(0, &[("DbtrAgt", ""), ("FinInstnId", ""), ("Othr", ""), ("Id", "NOTPROVIDED")]);
+            } else {
+                x.line(0, &[("DbtrAgt", ""), ("FinInstnId", ""), ("BIC", &d.debtor_bic)]);
+            }
+            x.line(0, &[("Dbtr", ""), ("Nm", &sepa_text(&d.debtor_name, 70))]);
+            x.line(0, &[("DbtrAcct", ""), ("Id", ""), ("IBAN", &d.debtor_iban)]);
+            x.line(0, &[("RmtInf", ""), ("Ustrd", &sepa_text(&d.remittance, 140))]);
+            x.close(0, "DrctDbtTxInf");
+        }
+        x.close(2, "PmtInf");
     }
-    x.push_str("  </CstmrDrctDbtInitn>\n</Document>\n");
-    x
+    x.close(0, "CstmrDrctDbtInitn");
+    x.close(0, "Document");
+    String::from_utf8(x.0.into_inner()).expect("quick-xml writes UTF-8")
+}
+
+/// The pain.008 file through quick-xml (its escaping), laid out byte for byte as the file
+/// always was: a line per element or small wrapper, indented only at `<PmtInf>` (4) and
+/// `<DrctDbtTxInf>` (6).
+struct Pain(quick_xml::Writer<Vec<u8>>);
+
+impl Default for Pain {
+    fn default() -> Self {
+        Pain(quick_xml::Writer::new(Vec::new()))
+    }
+}
+
+impl Pain {
+    fn ev(&mut self, e: Event) {
+        self.0.write_event(e).expect("writing to memory");
+    }
+    fn decl(&mut self) {
+        self.ev(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)));
+        self.raw("\n");
+    }
+    /// Layout white space (never escaped: only spaces and newlines).
+    fn raw(&mut self, s: &str) {
+        self.ev(Event::Text(BytesText::from_escaped(s)));
+    }
+    fn indent(&mut self, depth: usize) {
+        self.raw(&"  ".repeat(depth));
+    }
+    fn start(&mut self, tag: &str) {
+        self.ev(Event::Start(BytesStart::new(tag)));
+    }
+    fn start_with(&mut self, tag: &str, attrs: &[(&str, &str)]) {
+        let mut s = BytesStart::new(tag);
+        for a in attrs {
+            s.push_attribute(*a);
+        }
+        self.ev(Event::Start(s));
+    }
+    fn end(&mut self, tag: &str) {
+        self.ev(Event::End(BytesEnd::new(tag)));
+    }
+    /// Character data: control characters (not allowed in XML 1.0) become spaces, then
+    /// quick-xml escapes it.
+    fn text(&mut self, s: &str) {
+        let clean: String = s
+            .chars()
+            .map(|c| {
+                if (c as u32) < 0x20 && c != '\n' && c != '\t' {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .collect();
+        self.ev(Event::Text(BytesText::new(&clean)));
+    }
+    fn leaf(&mut self, tag: &str, text: &str) {
+        self.start(tag);
+        self.text(text);
+        self.end(tag);
+    }
+    /// `<tag ...>` on a line of its own.
+    fn open_with(&mut self, depth: usize, tag: &str, attrs: &[(&str, &str)]) {
+        self.indent(depth);
+        self.start_with(tag, attrs);
+        self.raw("\n");
+    }
+    fn open(&mut self, depth: usize, tag: &str) {
+        self.open_with(depth, tag, &[]);
+    }
+    fn close(&mut self, depth: usize, tag: &str) {
+        self.indent(depth);
+        self.end(tag);
+        self.raw("\n");
+    }
+    /// One line of nested elements, the last one holding the text: `[("A", ""), ("B",
+    /// "t")]` is `<A><B>t</B></A>`.
+    fn line(&mut self, depth: usize, path: &[(&str, &str)]) {
+        self.indent(depth);
+        let (last, outer) = path.split_last().expect("a path");
+        for (t, _) in outer {
+            self.start(t);
+        }
+        self.leaf(last.0, last.1);
+        for (t, _) in outer.iter().rev() {
+            self.end(t);
+        }
+        self.raw("\n");
+    }
 }
 
 #[cfg(test)]
@@ -300,10 +367,37 @@ mod tests {
     }
 
     #[test]
+    fn pain008_layout_and_escaping() {
+        let c = Creditor {
+            id: "NL00ZZZ123456780000".into(),
+            name: "Tollgate Telecom B.V. & Zn <x>".into(),
+            iban: "NL91ABNA0417164300".into(),
+            bic: "ABNANL2A".into(),
+        };
+        let debit = |e2e: &str, cents, mandate: &str, name: &str, bic: &str, seq| Debit {
+            end_to_end_id: e2e.into(),
+            amount_cents: cents,
+            mandate_id: mandate.into(),
+            mandate_date: "2026-01-02".into(),
+            debtor_name: name.into(),
+            debtor_iban: "DE89370400440532013000".into(),
+            debtor_bic: bic.into(),
+            remittance: "Invoice 2026-000001".into(),
+            sequence: seq,
+        };
+        let d = [
+            debit("E2E-1", 12345, "M'1\u{1}\"", "Zoë Dvořák", "", "FRST"),
+            debit("E2E-2", -5, "M2", "A&B", "INGBNL2A", "RCUR"),
+        ];
+        let x = pain008("MSG<1>", "2026-12-05T10:00:00", "2026-12-10", &c, &d);
+        let expected = include_str!("../../tests/fixtures/pain008_layout.xml");
+        assert_eq!(x, expected);
+    }
+
+    #[test]
     fn sepa_texts() {
         assert_eq!(sepa_text("Jöns & Zoon", 70), "Jons   Zoon");
         assert_eq!(sepa_text("", 70), "-");
         assert_eq!(sepa_text("abcdef", 3), "abc");
-        assert_eq!(xml_escape("a<b&\"c'"), "a&lt;b&amp;&quot;c&apos;");
     }
 }

@@ -2,6 +2,8 @@
 //! crate's code, the mask chosen on bit sets), the runs the PDF draws and the SVG file
 //! written beside the PDF.
 
+use std::fmt::Write as _;
+
 use crate::rate::money::format_cents;
 
 /// The EPC QR payload (EPC069-12, version 002, UTF-8) for a credit transfer: fields on

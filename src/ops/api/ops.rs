@@ -693,24 +693,18 @@ fn bill_doc(inv: &Invoice, with_lines: bool) -> BillDoc {
                         description,
                         amount,
                         ..
-                    } => BillLine {
-                        kind: "fee".into(),
-                        service: None,
-                        destination: None,
-                        band: None,
-                        quantity: None,
-                        usage: None,
-                        unit: None,
-                        plan: None,
-                        description: Some(description.clone()),
-                        amount: Money::new(c, amount),
-                    },
-                    Line::Credit {
+                    }
+                    | Line::Credit {
                         description,
                         amount,
                         ..
                     } => BillLine {
-                        kind: "credit".into(),
+                        kind: if matches!(l, Line::Fee { .. }) {
+                            "fee"
+                        } else {
+                            "credit"
+                        }
+                        .into(),
                         service: None,
                         destination: None,
                         band: None,

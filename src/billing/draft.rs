@@ -1,0 +1,209 @@
+//! An invoice being drafted: its lines (usage per line key, subscriptions, fees), then
+//! `finish` with the VAT breakdown and totals. Shared by the close, reissues and final
+//! invoices.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, NaiveDate};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::rate::accounts::{Account, Accounts};
+use crate::config::{Config, Numbering, Seller};
+use crate::store::{
+    CloseBatch, CloseRecord, Closed, Ledger, LedgerError, LineId, LineTotals, Txn,
+};
+use crate::rate::money::{div_round_half_up, format_cents, micros_to_cents, parse_cents, vat_cents};
+use crate::rate::service::Service;
+use crate::rate::tariff::Tariff;
+use crate::billing::vat::{BreakdownRow, Category, Regime, Treatment};
+use super::model::*;
+use super::numbering::*;
+use super::files::*;
+use super::refused;
+
+/// Everything needed to price lines into a document.
+pub(crate) struct Draft<'a> {
+    pub(crate) cfg: &'a Config,
+    pub(crate) account_id: String,
+    pub(crate) acc: Option<&'a Account>,
+    pub(crate) regime: Regime,
+    pub(crate) lines: Vec<Line>,
+}
+
+impl<'a> Draft<'a> {
+    pub(crate) fn new(
+        cfg: &'a Config,
+        account_id: &str,
+        acc: Option<&'a Account>,
+    ) -> Result<Draft<'a>, LedgerError> {
+        let regime = cfg.billing.vat.regime(account_id, acc).map_err(refused)?;
+        Ok(Draft {
+            cfg,
+            account_id: account_id.to_owned(),
+            acc,
+            regime,
+            lines: Vec::new(),
+        })
+    }
+
+    pub(crate) fn treatment(&self, service: &str, destination: &str) -> Treatment {
+        self.cfg
+            .billing
+            .vat
+            .line(&self.regime, service, destination)
+    }
+
+    pub(crate) fn usage(&mut self, (s, dest, band): &LineId, t: &LineTotals) {
+        let cents = micros_to_cents(t.charge_micros as i128);
+        let service = Service::from_index(*s).unwrap_or(Service::Voice);
+        let tr = self.treatment(service.name(), dest);
+        self.lines.push(Line::Usage {
+            service: service.name().into(),
+            destination: dest.clone(),
+            band: band.clone(),
+            quantity: t.count,
+            usage: t.billed,
+            unit: service.unit().into(),
+            amount: format_cents(cents),
+            vat_category: tr.category.code().into(),
+            vat_rate: tr.rate.normalize().to_string(),
+        });
+    }
+
+    pub(crate) fn subscription(&mut self, plan: &str, description: String, cents: i64) {
+        let tr = self.treatment("subscription", plan);
+        self.lines.push(Line::Subscription {
+            plan: plan.to_owned(),
+            description,
+            amount: format_cents(cents),
+            vat_category: tr.category.code().into(),
+            vat_rate: tr.rate.normalize().to_string(),
+        });
+    }
+
+    /// Re-prices a copied line under this draft's regime.
+    pub(crate) fn copy(&mut self, l: &Line) {
+        match l {
+            Line::Usage {
+                service,
+                destination,
+                ..
+            } => {
+                let tr = self.treatment(service, destination);
+                let mut l = l.clone();
+                if let Line::Usage {
+                    vat_category,
+                    vat_rate,
+                    ..
+                } = &mut l
+                {
+                    *vat_category = tr.category.code().into();
+                    *vat_rate = tr.rate.normalize().to_string();
+                }
+                self.lines.push(l);
+            }
+            Line::Subscription {
+                plan, description, ..
+            } => self.subscription(plan, description.clone(), l.cents()),
+            // Credit lines are not copied. Late-payment fee lines are copied by the
+            // reissue for what its credit note took off them (`credit`), not here.
+            Line::Credit { .. } | Line::Fee { .. } => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn finish(
+        self,
+        number: String,
+        period: &str,
+        bounds: (NaiveDate, NaiveDate),
+        currency: &str,
+        issue: NaiveDate,
+        late: u64,
+    ) -> Invoice {
+        let due = issue + chrono::Duration::days(self.cfg.billing.payment_terms_days as i64);
+        // Fee lines are outside the scope of VAT: not in the breakdown, added after VAT.
+        let fees: i64 = self
+            .lines
+            .iter()
+            .filter(|l| matches!(l, Line::Fee { .. }))
+            .map(Line::cents)
+            .sum();
+        let treated: Vec<(Treatment, i64)> = self
+            .lines
+            .iter()
+            .filter(|l| !matches!(l, Line::Fee { .. }))
+            .map(|l| {
+                let (category, rate) = l.vat();
+                let reason = match category {
+                    Category::S => String::new(),
+                    _ => {
+                        self.cfg
+                            .billing
+                            .vat
+                            .line(&self.regime, line_service(l), line_destination(l))
+                            .reason
+                    }
+                };
+                (
+                    Treatment {
+                        category,
+                        rate,
+                        reason,
+                    },
+                    l.cents(),
+                )
+            })
+            .collect();
+        let (rows, net, vat) = crate::billing::vat::breakdown(&treated);
+        Invoice {
+            number,
+            account_id: self.account_id,
+            period: period.to_owned(),
+            currency: currency.to_owned(),
+            issue_date: issue.to_string(),
+            due_date: due.to_string(),
+            seller: self.cfg.seller.clone(),
+            customer: Customer::of(self.acc),
+            lines: self.lines,
+            net_total: format_cents(net),
+            vat_rate: self.regime.rate.normalize().to_string(),
+            vat_total: format_cents(vat),
+            total: format_cents(net + vat + fees),
+            late_records: late,
+            document_type: invoice_type(),
+            period_start: bounds.0.to_string(),
+            period_end: bounds.1.to_string(),
+            vat_breakdown: rows
+                .iter()
+                .map(|(t, n, v)| crate::billing::vat::row(t, *n, *v))
+                .collect(),
+            vat_note: self.regime.note.clone(),
+            credited_invoice: None,
+            replaces: None,
+            reason: String::new(),
+            final_invoice: false,
+            payment_reference: None,
+            payment: None,
+            usage_by_day: Vec::new(),
+            itemised: None,
+        }
+    }
+}
+
+pub(crate) fn line_service(l: &Line) -> &str {
+    match l {
+        Line::Usage { service, .. } => service,
+        _ => "subscription",
+    }
+}
+
+pub(crate) fn line_destination(l: &Line) -> &str {
+    match l {
+        Line::Usage { destination, .. } => destination,
+        Line::Subscription { plan, .. } => plan,
+        Line::Credit { .. } | Line::Fee { .. } => "",
+    }
+}

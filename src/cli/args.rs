@@ -404,13 +404,15 @@ impl Cli {
             Ok(_) => strict_error(&args).exit(),
             Err(e) if config_before_subcommand(&args) => e.exit(),
             Err(e) => {
+                use clap::error::ErrorKind::*;
                 let strict = strict_error(&args);
-                if strict.kind() == clap::error::ErrorKind::DisplayHelp
-                    || strict.kind() == clap::error::ErrorKind::DisplayVersion
-                {
-                    e.exit()
+                match strict.kind() {
+                    // Help and version are the global parser's (with the subcommands' texts).
+                    DisplayHelp | DisplayHelpOnMissingArgumentOrSubcommand | DisplayVersion => {
+                        e.exit()
+                    }
+                    _ => strict.exit(),
                 }
-                strict.exit()
             }
         }
     }
@@ -468,6 +470,9 @@ fn strict(cmd: clap::Command) -> clap::Command {
     // (this runs once, on the way to a usage error).
     let name: &'static str = Box::leak(cmd.get_name().to_owned().into_boxed_str());
     let mut leaf = clap::Command::new(name);
+    if let Some(about) = cmd.get_about() {
+        leaf = leaf.about(about.clone());
+    }
     if !CONFIG_LAST.contains(&cmd.get_name()) {
         leaf = leaf.arg(config.clone());
     }

@@ -12,7 +12,6 @@
 //! subscriber numbers (the log names the route, never the query string).
 
 pub mod analytics;
-pub mod client;
 pub mod credits;
 pub mod ops;
 pub mod pay;

@@ -9,9 +9,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::ops::{AccountRef, ApiError, Money, Paged};
 use crate::ingest::engine::Engine;
-use crate::store::PayCf;
-use crate::rate::money::{format_cents, parse_cents};
 use crate::payments::{self as p, Kind, PayError};
+use crate::rate::money::{format_cents, parse_cents};
+use crate::store::PayCf;
 
 impl From<PayError> for ApiError {
     fn from(e: PayError) -> ApiError {
@@ -40,10 +40,21 @@ fn currency(engine: &Engine) -> String {
         .to_owned()
 }
 
+/// An account id in a path: RFC 3986's unreserved characters stay, every other byte is
+/// `%XX` (as `crate::cli::client::encode`, which calls this API).
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn account_ref(id: &str) -> AccountRef {
     AccountRef {
         id: id.to_owned(),
-        href: format!("/api/v1/accounts/{}", super::client::encode(id)),
+        href: format!(
+            "/api/v1/accounts/{}",
+            percent_encoding::utf8_percent_encode(id, UNRESERVED)
+        ),
     }
 }
 

@@ -2,17 +2,19 @@
 //!
 //! Rule: when `data_dir/listen.addr` names an address that accepts a connection, a
 //! daemon runs and holds the database; the operator commands then go through its API
-//! with the token from `TOLLGATE_TOKEN` (read by `main`). Otherwise they open the
-//! database directly. Both paths produce the same documents ([`super::ops`]), so the
-//! output is the same.
+//! with the token from `TOLLGATE_TOKEN` ([`running`]). Otherwise they open the
+//! database directly. Both paths produce the same documents ([`crate::ops::api::ops`]),
+//! so the output is the same.
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use anyhow::bail;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
 
-use super::ops::{ApiError, ErrorBody, Paged};
 use crate::config::Config;
+use crate::ops::api::ops::{ApiError, ErrorBody, Paged};
 
 /// A connection to a running daemon's API.
 pub struct Client {
@@ -37,17 +39,31 @@ pub fn running_daemon(cfg: &Config) -> Option<SocketAddr> {
         .map(|_| addr)
 }
 
-/// Percent-encodes a query value.
-pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+/// The API client of a running daemon, if one answers on the address in
+/// `data_dir/listen.addr`; its token comes from `TOLLGATE_TOKEN`.
+pub fn running(cfg: &Config) -> anyhow::Result<Option<Client>> {
+    let Some(addr) = running_daemon(cfg) else {
+        return Ok(None);
+    };
+    match std::env::var("TOLLGATE_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => Ok(Some(Client::new(addr, t.trim().to_owned()))),
+        _ => bail!(
+            "a daemon is running at {addr} and holds the database: set TOLLGATE_TOKEN to an API token (`tollgate token add NAME --role viewer|operator`)"
+        ),
     }
-    out
+}
+
+/// What a path segment or query value keeps unescaped: RFC 3986's unreserved characters
+/// (ASCII letters and digits, `-` `.` `_` `~`); every other byte is `%XX`.
+pub const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a path segment or query value.
+pub fn encode(s: &str) -> String {
+    utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 impl Client {
@@ -155,5 +171,44 @@ impl Client {
     /// POST without a body, JSON answer.
     pub fn post<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
         Self::parse(&self.call("POST", path)?.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode;
+
+    /// The hand-written encoder `encode` replaced: unreserved bytes as they are, every
+    /// other byte of the UTF-8 as `%XX` (upper-case hex).
+    fn by_hand(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn same_as_the_hand_written_encoder() {
+        let all_ascii: String = (0u8..=127).map(char::from).collect();
+        for s in [
+            "",
+            "A1",
+            "2026-000002",
+            "a b+c&d=e?f#g/h%i",
+            "~._-",
+            "ü€😀\u{7f}",
+            "\0\t\r\n",
+            "'\"<>[]{}|\\^`!$()*,;:@",
+            "%41%zz",
+            &all_ascii,
+        ] {
+            assert_eq!(encode(s), by_hand(s), "{s:?}");
+        }
+        assert_eq!(encode("a b/ü"), "a%20b%2F%C3%BC");
     }
 }

@@ -10,7 +10,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use anyhow::bail;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::utf8_percent_encode;
+
+use crate::ops::api::pay::UNRESERVED;
 use serde::de::DeserializeOwned;
 
 use crate::config::Config;
@@ -52,14 +54,6 @@ pub fn running(cfg: &Config) -> anyhow::Result<Option<Client>> {
         ),
     }
 }
-
-/// What a path segment or query value keeps unescaped: RFC 3986's unreserved characters
-/// (ASCII letters and digits, `-` `.` `_` `~`); every other byte is `%XX`.
-pub const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// Percent-encodes a path segment or query value.
 pub fn encode(s: &str) -> String {

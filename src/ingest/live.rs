@@ -21,18 +21,18 @@ pub const SLOTS: usize = 360;
 struct Slot {
     /// Unix time / SLOT_SECONDS.
     index: i64,
-    pub rated: u64,
+    rated: u64,
     rejected: u64,
     files: u64,
-    pub bytes: u64,
+    bytes: u64,
 }
 
 #[derive(Debug, Default)]
 pub struct LiveState {
     pub started: i64,
-    rated: u64,
+    pub rated: u64,
     pub rejected: [u64; 9],
-    bytes: u64,
+    pub bytes: u64,
     pub charge_micros: i64,
     /// done, failed, duplicate.
     pub files: [u64; 3],

@@ -53,7 +53,7 @@ pub fn router() -> Router<ApiState> {
         report::Invoiced,
         report::RejectRow,
         Dashboard,
-        live::Minute,
+        crate::ingest::live::Minute,
         dashboard::Day,
         dashboard::LastClose,
         dashboard::FilesOut,

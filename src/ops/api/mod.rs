@@ -1,5 +1,5 @@
 //! The operator API under `/api/v1` (axum, on the daemon's runtime) and its OpenAPI
-//! document; [`client`] is the CLI's side of it.
+//! document.
 //!
 //! Every `/api` request needs `Authorization: Bearer <token>` ([`crate::ops::auth`]): missing
 //! or unknown → 401, a viewer on an operator route → 403. Handlers never block the

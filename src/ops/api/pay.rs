@@ -42,7 +42,8 @@ fn currency(engine: &Engine) -> String {
 
 /// An account id in a path: RFC 3986's unreserved characters stay, every other byte is
 /// `%XX` (as `crate::cli::client::encode`, which calls this API).
-const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+/// What a path segment or query value keeps unescaped (RFC 3986 unreserved characters).
+pub const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
+use tollgate::demo::synth::{self, CdrBatch, Spec};
+use tollgate::ingest::pipeline::{Pool, Settings};
 use tollgate::rate::accounts::{AccountIndex, Accounts};
 use tollgate::rate::cdr::{number::Digits, time::parse_rfc3339, Layout, Splitter};
-use tollgate::store::{Checkpoint, Ledger, LineSet, LineTotals};
-use tollgate::ingest::pipeline::{Pool, Settings};
 use tollgate::rate::rating::Rater;
 use tollgate::rate::service::Service;
-use tollgate::demo::synth::{self, CdrBatch, Spec};
 use tollgate::rate::tariff::Tariff;
+use tollgate::store::{Checkpoint, Ledger, LineSet, LineTotals};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -91,7 +91,8 @@ fn benches(c: &mut Criterion) {
         let mut sp = Splitter::new();
         for line in body(&f).split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
             sp.split(line).unwrap();
-            let g = |c: tollgate::rate::cdr::Column| sp.field(line, f.layout.pos[c as usize] as usize);
+            let g =
+                |c: tollgate::rate::cdr::Column| sp.field(line, f.layout.pos[c as usize] as usize);
             let Some(service) = Service::from_bytes(g(tollgate::rate::cdr::Column::Service)) else {
                 continue;
             };

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
-use crate::rate::cdr::Column;
 use crate::billing::vat::{Category, Override, VatRules};
+use crate::rate::cdr::Column;
 
 /// A configuration error: the file could not be read, parsed, or a key has a bad value.
 #[derive(Debug, thiserror::Error)]

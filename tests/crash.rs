@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{usage_sums, Daemon, Ws};
-use tollgate::synth::{write_cdrs, BatchStats, CdrBatch, Spec, SplitMix64};
+use tollgate::demo::synth::{write_cdrs, BatchStats, CdrBatch, Spec, SplitMix64};
 
 const EXTRA: &str = "chunk_bytes = 65536\npoll_interval_ms = 50\n";
 const PERIOD: &str = "2026-10";

@@ -99,16 +99,16 @@ fn invoice(
         "vat_total": totals.1,
         "total": totals.2,
         "late_records": late,
-        "payment_reference": tollgate::sepa::payment_reference(number).unwrap(),
+        "payment_reference": tollgate::payments::sepa::payment_reference(number).unwrap(),
         "payment": {
             "method": "transfer",
             "iban": seller()["iban"],
-            "epc_qr": tollgate::sepa::epc_qr_payload(
+            "epc_qr": tollgate::billing::documents::qr::epc_qr_payload(
                 seller()["bic"].as_str().unwrap(),
                 seller()["name"].as_str().unwrap(),
                 seller()["iban"].as_str().unwrap(),
                 common::cents_of(totals.2),
-                &tollgate::sepa::payment_reference(number).unwrap(),
+                &tollgate::payments::sepa::payment_reference(number).unwrap(),
             ),
             // What is asked: the total (no credit on these accounts).
             "amount": totals.2,
@@ -462,7 +462,7 @@ fn duplicate_file_is_refused() {
 fn bad_input_never_kills_the_daemon() {
     let ws = Ws::hand();
     let d = Daemon::start(&ws);
-    let mut rng = tollgate::synth::SplitMix64::new(0x5eed);
+    let mut rng = tollgate::demo::synth::SplitMix64::new(0x5eed);
 
     // Random bytes including NULs: not a CDR file at all.
     let mut garbage: Vec<u8> = (0..4096).map(|_| rng.next_u64() as u8).collect();

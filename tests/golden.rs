@@ -16,11 +16,11 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use tollgate::accounts::{AccountIndex, Accounts};
-use tollgate::cdr::Layout;
-use tollgate::pipeline::{Pool, Settings};
-use tollgate::rating::{band_name, month_label, Rater};
-use tollgate::tariff::Tariff;
+use tollgate::ingest::pipeline::{Pool, Settings};
+use tollgate::rate::accounts::{AccountIndex, Accounts};
+use tollgate::rate::cdr::Layout;
+use tollgate::rate::rating::{band_name, month_label, Rater};
+use tollgate::rate::tariff::Tariff;
 
 const PLANS: &str = r#"
 timezone = "Europe/Amsterdam"
@@ -462,7 +462,11 @@ fn every_reject_reason_in_check_order() {
     );
 }
 
-fn rate_file(f: &Fixture, text: &str, chunk_bytes: usize) -> tollgate::pipeline::FileOutcome {
+fn rate_file(
+    f: &Fixture,
+    text: &str,
+    chunk_bytes: usize,
+) -> tollgate::ingest::pipeline::FileOutcome {
     let pool = Pool::new(2);
     pool.rate_file(
         Arc::new(text.as_bytes().to_vec()),
@@ -586,7 +590,7 @@ fn file_level_edge_cases() {
                 columns: None,
                 chunk_bytes: 4096,
                 max_line_bytes: 1024,
-                segment_bytes: tollgate::pipeline::SEGMENT_BYTES,
+                segment_bytes: tollgate::ingest::pipeline::SEGMENT_BYTES,
             },
             1_795_694_400,
             Arc::new(AtomicBool::new(false)),
@@ -604,7 +608,7 @@ fn file_level_edge_cases() {
                 columns: None,
                 chunk_bytes: 4096,
                 max_line_bytes: 1024,
-                segment_bytes: tollgate::pipeline::SEGMENT_BYTES,
+                segment_bytes: tollgate::ingest::pipeline::SEGMENT_BYTES,
             },
             1_795_694_400,
             Arc::new(AtomicBool::new(false)),
@@ -616,7 +620,7 @@ fn file_level_edge_cases() {
 #[test]
 fn headerless_files_use_configured_columns() {
     let f = fixture();
-    let cols = tollgate::cdr::columns_from_names(
+    let cols = tollgate::rate::cdr::columns_from_names(
         [
             "account_id",
             "_",
@@ -641,7 +645,7 @@ fn headerless_files_use_configured_columns() {
                 columns: Some(cols),
                 chunk_bytes: 4096,
                 max_line_bytes: 1024,
-                segment_bytes: tollgate::pipeline::SEGMENT_BYTES,
+                segment_bytes: tollgate::ingest::pipeline::SEGMENT_BYTES,
             },
             1_795_694_400,
             Arc::new(AtomicBool::new(false)),
@@ -665,7 +669,7 @@ fn tariff_errors_name_file_line_and_column() {
         "316,Netherlands Mobile,voice,any,0,0.05x0",
     );
     std::fs::write(p.join("decks/basic.csv"), bad).unwrap();
-    let e = tollgate::tariff::Source::load(&p.join("plans.toml"))
+    let e = tollgate::rate::tariff::Source::load(&p.join("plans.toml"))
         .unwrap_err()
         .to_string();
     assert!(
@@ -677,7 +681,7 @@ fn tariff_errors_name_file_line_and_column() {
         BASIC.replace("holiday,0,0.0100", "weekend,0,0.0100"),
     )
     .unwrap();
-    let e = tollgate::tariff::Source::load(&p.join("plans.toml"))
+    let e = tollgate::rate::tariff::Source::load(&p.join("plans.toml"))
         .unwrap_err()
         .to_string();
     assert!(e.ends_with("decks/basic.csv:4:4: column `band`: `weekend` is not a band of the plans file nor `any`"), "{e}");
@@ -686,7 +690,7 @@ fn tariff_errors_name_file_line_and_column() {
         PLANS.replace("fallback = \"standard\"", "fallback = \"gold\""),
     )
     .unwrap();
-    let e = tollgate::tariff::Source::load(&p.join("plans.toml"))
+    let e = tollgate::rate::tariff::Source::load(&p.join("plans.toml"))
         .unwrap_err()
         .to_string();
     assert!(

@@ -445,7 +445,10 @@ fn vat_credit_notes_reissue_final_and_ubl() {
         "{cn1}"
     );
     let c1x = fs::read_to_string(ws.invoices("2026-10").join("2026-000004.xml")).unwrap();
-    assert!(c1x.contains(tollgate::ubl::PEPPOL_CUSTOMIZATION), "{c1x}");
+    assert!(
+        c1x.contains(tollgate::billing::documents::ubl::PEPPOL_CUSTOMIZATION),
+        "{c1x}"
+    );
     assert!(c1x.contains("<cbc:EndpointID schemeID=\"9930\">DE123456789</cbc:EndpointID>"));
     // The PDFs, read back as text: amounts and the mandatory fields, in the customer's language.
     if Command::new("pdftotext").arg("-v").output().is_ok() {

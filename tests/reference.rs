@@ -1,5 +1,5 @@
 //! A naive reference rater, written straight from the rating rules, and a property test
-//! that the fast path (`tollgate::rating::Rater`) always agrees with it.
+//! that the fast path (`tollgate::rate::rating::Rater`) always agrees with it.
 //!
 //! The reference is deliberately slow and plain: its own RFC 4180 line splitter, its own
 //! RFC 3339 parser (chrono only for calendar arithmetic), chrono-tz for local time,
@@ -46,10 +46,10 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 
-use tollgate::accounts::{AccountIndex, Accounts};
-use tollgate::cdr::Layout;
-use tollgate::rating::Rater;
-use tollgate::tariff::Tariff;
+use tollgate::rate::accounts::{AccountIndex, Accounts};
+use tollgate::rate::cdr::Layout;
+use tollgate::rate::rating::Rater;
+use tollgate::rate::tariff::Tariff;
 
 // ---------------------------------------------------------------------------
 // The fixture: plans, decks, accounts

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use tollgate::cdr::Splitter;
+use tollgate::rate::cdr::Splitter;
 
 fn samples() -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/samples");
@@ -94,9 +94,11 @@ fn ivozprovider_price_list_compiles_as_a_deck() {
         "timezone = \"Europe/Madrid\"\nnational_prefix = \"34\"\ncurrency = \"EUR\"\n[[plan]]\nid = \"ivoz\"\nmonthly_fee = \"0\"\ndeck = \"decks/ivoz.csv\"\n",
     )
     .unwrap();
-    let tariff =
-        tollgate::tariff::Tariff::load(&tmp.path().join("plans.toml"), &tmp.path().join("data"))
-            .unwrap();
+    let tariff = tollgate::rate::tariff::Tariff::load(
+        &tmp.path().join("plans.toml"),
+        &tmp.path().join("data"),
+    )
+    .unwrap();
     assert_eq!(tariff.table().rows.len(), rows);
     assert!(rows > 4000, "{rows}");
     eprintln!("ivozprovider deck: {rows} rows compiled, {duplicates} duplicate prefixes dropped");
@@ -107,7 +109,7 @@ fn ivozprovider_price_list_compiles_as_a_deck() {
         format!("{deck}{first}\n"),
     )
     .unwrap();
-    let e = tollgate::tariff::Source::load(&tmp.path().join("plans.toml"))
+    let e = tollgate::rate::tariff::Source::load(&tmp.path().join("plans.toml"))
         .unwrap_err()
         .to_string();
     assert!(

@@ -2,23 +2,7 @@
 //! itemised annex is attached, and the annex itself with its masking of called numbers.
 //! Derived by [`super::itemise`]; read by the documents and by privacy erasure.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-
-use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
-
-use crate::rate::accounts::{AccountIndex, Accounts};
-use crate::rate::cdr::Column;
-use crate::config::Config;
-use crate::store::{Checkpoint, Ledger, LedgerError, LineId, LineTotals, UsageRow};
-use crate::rate::money::{format_micros, micros_to_cents};
-use crate::ingest::pipeline::Settings;
-use crate::rate::rating::{band_name, Rater};
-use crate::rate::service::Service;
-use crate::rate::tariff::Tariff;
 
 /// Usage of one local day of the period (the PDF's chart).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,27 +2,20 @@
 //! numbered, taxed invoices in one synced batch, then their files.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{Datelike, NaiveDate};
-use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
 
-use crate::rate::accounts::{Account, Accounts};
-use crate::config::{Config, Numbering, Seller};
-use crate::store::{
-    CloseBatch, CloseRecord, Closed, Ledger, LedgerError, LineId, LineTotals, Txn,
-};
-use crate::rate::money::{div_round_half_up, format_cents, micros_to_cents, parse_cents, vat_cents};
-use crate::rate::service::Service;
-use crate::rate::tariff::Tariff;
-use crate::billing::vat::{BreakdownRow, Category, Regime, Treatment};
+use super::credit::prenotify;
+use super::draft::*;
+use super::files::*;
 use super::model::*;
 use super::numbering::*;
-use super::files::*;
-use super::draft::*;
-use super::refused;
-use super::credit::prenotify;
+use crate::config::Config;
+use crate::rate::accounts::{Account, Accounts};
+use crate::rate::money::{format_cents, parse_cents};
+use crate::rate::tariff::Tariff;
+use crate::store::{CloseBatch, CloseRecord, Closed, Ledger, LedgerError, LineId, LineTotals};
 
 /// An account's billable lines and its count of late records.
 pub type AccountUsage = (BTreeMap<LineId, LineTotals>, u64);

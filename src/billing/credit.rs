@@ -2,27 +2,23 @@
 //! issued invoice, posted against it in the batch that stores the note.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::rate::accounts::{Account, Accounts};
-use crate::config::{Config, Numbering, Seller};
-use crate::store::{
-    CloseBatch, CloseRecord, Closed, Ledger, LedgerError, LineId, LineTotals, Txn,
-};
-use crate::rate::money::{div_round_half_up, format_cents, micros_to_cents, parse_cents, vat_cents};
-use crate::rate::service::Service;
-use crate::rate::tariff::Tariff;
-use crate::billing::vat::{BreakdownRow, Category, Regime, Treatment};
-use super::model::*;
-use super::numbering::*;
-use super::files::*;
 use super::close::*;
 use super::draft::*;
+use super::files::*;
+use super::model::*;
+use super::numbering::*;
 use super::refused;
+use crate::billing::vat::{Category, Treatment};
+use crate::config::Config;
+use crate::rate::accounts::Accounts;
+use crate::rate::money::{format_cents, parse_cents, vat_cents};
+use crate::store::{Ledger, LedgerError, Txn};
 
 /// What was credited on an invoice so far (cents, positive).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -391,7 +387,8 @@ pub fn credit(
         let mut cn = cn;
         if let (Some(sepa), Some(a)) = (&cfg.sepa, accounts.get(&orig.account_id)) {
             let uncollected = crate::payments::collection(txn.ledger(), &orig.number)?.is_none();
-            if a.payment_method == crate::rate::accounts::PaymentMethod::DirectDebit && uncollected {
+            if a.payment_method == crate::rate::accounts::PaymentMethod::DirectDebit && uncollected
+            {
                 let add = crate::payments::Entry {
                     id: 0,
                     account: orig.account_id.clone(),

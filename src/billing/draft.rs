@@ -2,26 +2,16 @@
 //! `finish` with the VAT breakdown and totals. Shared by the close, reissues and final
 //! invoices.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use chrono::NaiveDate;
 
-use chrono::{Datelike, NaiveDate};
-use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
-
-use crate::rate::accounts::{Account, Accounts};
-use crate::config::{Config, Numbering, Seller};
-use crate::store::{
-    CloseBatch, CloseRecord, Closed, Ledger, LedgerError, LineId, LineTotals, Txn,
-};
-use crate::rate::money::{div_round_half_up, format_cents, micros_to_cents, parse_cents, vat_cents};
-use crate::rate::service::Service;
-use crate::rate::tariff::Tariff;
-use crate::billing::vat::{BreakdownRow, Category, Regime, Treatment};
 use super::model::*;
-use super::numbering::*;
-use super::files::*;
 use super::refused;
+use crate::billing::vat::{Category, Regime, Treatment};
+use crate::config::Config;
+use crate::rate::accounts::Account;
+use crate::rate::money::{format_cents, micros_to_cents};
+use crate::rate::service::Service;
+use crate::store::{LedgerError, LineId, LineTotals};
 
 /// Everything needed to price lines into a document.
 pub(crate) struct Draft<'a> {

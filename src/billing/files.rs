@@ -1,24 +1,12 @@
 //! A stored document's files (`<number>.json`, the UBL `.xml`, the PDF, the QR SVG and
 //! the annex JSON), derived from the ledger and rewritten when missing or different.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use chrono::{Datelike, NaiveDate};
-use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
-
-use crate::rate::accounts::{Account, Accounts};
-use crate::config::{Config, Numbering, Seller};
-use crate::store::{
-    CloseBatch, CloseRecord, Closed, Ledger, LedgerError, LineId, LineTotals, Txn,
-};
-use crate::rate::money::{div_round_half_up, format_cents, micros_to_cents, parse_cents, vat_cents};
-use crate::rate::service::Service;
-use crate::rate::tariff::Tariff;
-use crate::billing::vat::{BreakdownRow, Category, Regime, Treatment};
 use super::model::*;
 use super::refused;
+use crate::config::Config;
+use crate::store::{CloseRecord, Ledger, LedgerError};
 
 /// Writes (or rewrites) the files of every invoice of a close from the ledger. Files
 /// appear whole (temp file + rename) and are durable when this returns.
@@ -135,7 +123,8 @@ pub fn write_document(ledger: &Ledger, dir: &Path, number: &str) -> Result<(), L
     if let Some(payload) = inv.payment.and_then(|p| p.epc_qr) {
         let qr = dir.join(format!("{number}.qr.svg"));
         if rewritten || !qr.exists() {
-            let svg = crate::billing::documents::qr::qr_svg(&payload).map_err(LedgerError::Refused)?;
+            let svg =
+                crate::billing::documents::qr::qr_svg(&payload).map_err(LedgerError::Refused)?;
             crate::fsutil::write_renamed(&qr, svg.as_bytes()).map_err(io)?;
         }
     }

@@ -2,28 +2,22 @@
 //! fee, derived and verified like a close.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{Datelike, NaiveDate};
-use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
 
-use crate::rate::accounts::{Account, Accounts};
-use crate::config::{Config, Numbering, Seller};
-use crate::store::{
-    CloseBatch, CloseRecord, Closed, Ledger, LedgerError, LineId, LineTotals, Txn,
-};
-use crate::rate::money::{div_round_half_up, format_cents, micros_to_cents, parse_cents, vat_cents};
-use crate::rate::service::Service;
-use crate::rate::tariff::Tariff;
-use crate::billing::vat::{BreakdownRow, Category, Regime, Treatment};
-use super::model::*;
-use super::numbering::*;
-use super::files::*;
 use super::close::*;
 use super::credit::*;
 use super::draft::*;
+use super::files::*;
+use super::model::*;
+use super::numbering::*;
 use super::refused;
+use crate::config::Config;
+use crate::rate::accounts::Accounts;
+use crate::rate::money::div_round_half_up;
+use crate::rate::tariff::Tariff;
+use crate::store::{Ledger, LedgerError, LineId, LineTotals};
 
 /// Bills an account off-cycle (account closed on `date`): all its unbilled usage, the
 /// full fee of every month after the last closed period before `date`'s month, and the
@@ -153,7 +147,8 @@ pub fn final_invoice(
         );
         inv.final_invoice = true;
         attach_payment(cfg, Some(acc), &mut inv);
-        let window = crate::billing::itemise::Window::for_final(l, l.seq()?, chart_of(&last)?, date)?;
+        let window =
+            crate::billing::itemise::Window::for_final(l, l.seq()?, chart_of(&last)?, date)?;
         let derived = prepared.complete(cfg, l, accounts, window, &rows);
         for e in &derived.file_errors {
             tracing::warn!(account = %account_id, "final invoice: traffic detail unavailable: {e}");

@@ -34,18 +34,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use serde::{Deserialize, Serialize};
 
-use crate::billing::annex::{hidden_digits, mask, display_number, Annex, AnnexLine, AnnexRecord, DayUsage, Itemised};
+use crate::billing::annex::{
+    display_number, hidden_digits, mask, Annex, AnnexLine, AnnexRecord, DayUsage, Itemised,
+};
+use crate::config::Config;
+use crate::ingest::pipeline::Settings;
 use crate::rate::accounts::{AccountIndex, Accounts};
 use crate::rate::cdr::Column;
-use crate::config::Config;
-use crate::store::{Checkpoint, Ledger, LedgerError, LineId, LineTotals, UsageRow};
 use crate::rate::money::{format_micros, micros_to_cents};
-use crate::ingest::pipeline::Settings;
 use crate::rate::rating::{band_name, Rater};
 use crate::rate::service::Service;
 use crate::rate::tariff::Tariff;
+use crate::store::{Checkpoint, Ledger, LedgerError, LineId, LineTotals, UsageRow};
 
 /// Month index (`year * 12 + month - 1`) of a `YYYY-MM` label.
 fn month_index(label: &str) -> Option<u32> {

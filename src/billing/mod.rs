@@ -12,8 +12,8 @@
 pub mod annex;
 pub mod close;
 pub mod credit;
-pub mod draft;
 pub mod documents;
+pub mod draft;
 pub mod files;
 pub mod finals;
 pub mod itemise;
@@ -29,8 +29,7 @@ pub use credit::{credit, prenotify, CreditOutcome, CreditWhat, Credited};
 pub use files::{flush_pending, write_document, write_invoice_files};
 pub use finals::final_invoice;
 pub use model::{
-    next_period, period_bounds, Customer, DocRef, FinalRecord, Invoice, Line, PaymentInfo,
-    Period,
+    next_period, period_bounds, Customer, DocRef, FinalRecord, Invoice, Line, PaymentInfo, Period,
 };
 pub use numbering::{credit_series, format_number, invoice_series};
 

@@ -1,24 +1,16 @@
 //! The document model: the billing period, the invoice (and credit note) with its lines,
 //! customer and payment block, exactly as stored in the `invoices` column family (the
-//! fiscal record). Workflows ([`super::close`], [`super::credit`], [`super::finals`])
+//! fiscal record). Workflows ([`super::close`], [`mod@super::credit`], [`super::finals`])
 //! build them; renderings ([`super::documents`]) read them.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::rate::accounts::{Account, Accounts};
-use crate::config::{Config, Numbering, Seller};
-use crate::store::{
-    CloseBatch, CloseRecord, Closed, Ledger, LedgerError, LineId, LineTotals, Txn,
-};
-use crate::rate::money::{div_round_half_up, format_cents, micros_to_cents, parse_cents, vat_cents};
-use crate::rate::service::Service;
-use crate::rate::tariff::Tariff;
-use crate::billing::vat::{BreakdownRow, Category, Regime, Treatment};
+use crate::billing::vat::{BreakdownRow, Category};
+use crate::config::Seller;
+use crate::rate::accounts::Account;
+use crate::rate::money::parse_cents;
 
 /// A billing period `YYYY-MM`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

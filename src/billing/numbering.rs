@@ -1,22 +1,7 @@
 //! Document numbers: the gap-free series of invoices and credit notes (yearly or
 //! running), taken from their counter in the batch that stores the document.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-use chrono::{Datelike, NaiveDate};
-use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
-
-use crate::rate::accounts::{Account, Accounts};
-use crate::config::{Config, Numbering, Seller};
-use crate::store::{
-    CloseBatch, CloseRecord, Closed, Ledger, LedgerError, LineId, LineTotals, Txn,
-};
-use crate::rate::money::{div_round_half_up, format_cents, micros_to_cents, parse_cents, vat_cents};
-use crate::rate::service::Service;
-use crate::rate::tariff::Tariff;
-use crate::billing::vat::{BreakdownRow, Category, Regime, Treatment};
+use crate::config::Numbering;
 
 /// Formats a document number.
 pub fn format_number(prefix: &str, yearly: bool, year: i32, n: u64) -> String {

@@ -10,9 +10,8 @@ use crate::store::LedgerError;
 /// where it comes from (`close P`, `final invoice`, `reissue`).
 pub fn posting(inv: &Invoice) -> Result<InvoicePosting, LedgerError> {
     let cents = |what: &str, s: &str| {
-        parse_cents(s).map_err(|e| {
-            LedgerError::Refused(format!("invoice {}: {what} `{s}`: {e}", inv.number))
-        })
+        parse_cents(s)
+            .map_err(|e| LedgerError::Refused(format!("invoice {}: {what} `{s}`: {e}", inv.number)))
     };
     let mut fees = Vec::new();
     for l in &inv.lines {

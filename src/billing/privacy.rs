@@ -26,12 +26,12 @@ use std::path::Path;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::rate::accounts::Accounts;
 use crate::billing::model::Invoice;
-use crate::rate::cdr::{Column, Layout, Splitter};
 use crate::config::Config;
-use crate::store::{CloseRecord, Ledger, LedgerError};
 use crate::ingest::pipeline::Settings;
+use crate::rate::accounts::Accounts;
+use crate::rate::cdr::{Column, Layout, Splitter};
+use crate::store::{CloseRecord, Ledger, LedgerError};
 
 fn refused(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Refused(e.to_string())
@@ -415,7 +415,10 @@ pub fn erase(
                 .iter()
                 .map(|(digits, p)| {
                     (
-                        crate::billing::annex::mask(&crate::billing::annex::display_number(digits), hide),
+                        crate::billing::annex::mask(
+                            &crate::billing::annex::display_number(digits),
+                            hide,
+                        ),
                         String::from_utf8_lossy(p).into_owned(),
                     )
                 })

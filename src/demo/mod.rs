@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Datelike;
 
+use self::synth::{CdrBatch, Spec};
 use crate::billing::{close_cycle, Invoice, Period};
 use crate::config::Config;
 use crate::ingest::engine::Engine;
-use self::synth::{CdrBatch, Spec};
 
 /// Runs the demo; `dir` defaults to a new directory under the temp dir.
 pub fn run(dir: Option<PathBuf>, records_per_month: u64, accounts: usize) -> anyhow::Result<()> {

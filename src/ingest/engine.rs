@@ -10,15 +10,15 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use crate::rate::accounts::{AccountIndex, Accounts, AccountsError};
 use crate::config::Config;
-use crate::store::{Checkpoint, Commit, Ledger, LedgerError, LineSet, LineTotals};
-use crate::rate::money::format_micros;
 use crate::ingest::pipeline::{Data, FileError, FileOutcome, Pool, Settings};
-use crate::ingest::totals::{Agg, AggKey};
-use crate::rate::rating::{band_name, month_label, split_line_key, Reason};
 use crate::ingest::spool::Spool;
+use crate::ingest::totals::{Agg, AggKey};
+use crate::rate::accounts::{AccountIndex, Accounts, AccountsError};
+use crate::rate::money::format_micros;
+use crate::rate::rating::{band_name, month_label, split_line_key, Reason};
 use crate::rate::tariff::{Tariff, TariffError};
+use crate::store::{Checkpoint, Commit, Ledger, LedgerError, LineSet, LineTotals};
 use crate::telemetry as m;
 
 /// Errors starting the engine.
@@ -601,12 +601,7 @@ fn record_metrics(
                 }
             }
             metrics::gauge!(m::LAST_FILE).set(chrono::Utc::now().timestamp() as f64);
-            live.file_committed(
-                o.rated,
-                &o.rejected_by_reason,
-                size,
-                o.charge_micros,
-            );
+            live.file_committed(o.rated, &o.rejected_by_reason, size, o.charge_micros);
             metrics::counter!(m::BYTES).increment(size);
             metrics::counter!(m::CHARGED).increment(o.charge_micros.max(0) as u64);
             metrics::histogram!(m::FILE_SECONDS).record(r.seconds);

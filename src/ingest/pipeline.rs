@@ -277,7 +277,8 @@ impl Pool {
         let expected = body / 60 + 1;
         let expected_segment = body.min(segment_bytes) / 60 + 1;
         let workers = self.senders.len();
-        let spill_layout = crate::ingest::totals::Layout::new(accounts.len(), expected_segment, expected);
+        let spill_layout =
+            crate::ingest::totals::Layout::new(accounts.len(), expected_segment, expected);
         let share = |n: usize| n / workers + n / (4 * workers);
         let mut states: Vec<WorkerState> = (0..workers)
             .map(|_| WorkerState {

@@ -242,7 +242,8 @@ fn daily(
 fn run_dunning(engine: &Engine, today: chrono::NaiveDate) -> bool {
     let r = engine.reference();
     let currency = r.tariff.table().currency.as_str().to_owned();
-    match crate::payments::dunning::run(&engine.cfg, &engine.ledger, &r.accounts, &currency, today) {
+    match crate::payments::dunning::run(&engine.cfg, &engine.ledger, &r.accounts, &currency, today)
+    {
         Ok(rep) => {
             tracing::info!(
                 date = %today, steps = rep.steps.len(), fees = rep.fees.len(),

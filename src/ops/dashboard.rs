@@ -22,12 +22,11 @@ use utoipa::ToSchema;
 use crate::billing::Period;
 use crate::ingest::engine::Engine;
 use crate::ingest::live::{Live, Minute};
-use crate::store::{Ledger, LedgerError};
 use crate::rate::money::{format_micros, micros_to_cents};
 use crate::rate::rating::Reason;
+use crate::store::{Ledger, LedgerError};
 
 const PAGE: &str = include_str!("dashboard.html");
-
 
 /// Rated records and revenue of one day of the period.
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -19,11 +19,11 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::rate::accounts::Accounts;
 use crate::billing::{Invoice, Line, Period};
-use crate::store::{DayTotals, Ledger, LedgerError, LineTotals};
+use crate::rate::accounts::Accounts;
 use crate::rate::money::{format_micros, micros_to_cents, parse_cents};
 use crate::rate::service::Service;
+use crate::store::{DayTotals, Ledger, LedgerError, LineTotals};
 
 /// Which report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

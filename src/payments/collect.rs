@@ -1,17 +1,15 @@
 //! The SEPA direct debit collection run: due invoices of direct-debit accounts into one
 //! pain.008 file, each collected once.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::NaiveDate;
-use serde::{Deserialize, Serialize};
 
-use crate::rate::accounts::{Account, Accounts, PaymentMethod};
-use crate::config::Config;
-use crate::store::{Ledger, LedgerError, PayCf, Tx};
-use crate::rate::money::{format_cents, parse_cents};
 use super::*;
+use crate::config::Config;
+use crate::rate::accounts::{Accounts, PaymentMethod};
+use crate::rate::money::format_cents;
+use crate::store::{Ledger, PayCf};
 
 /// What a collection run produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +92,8 @@ pub fn collect(
                         remittance: format!(
                             "Invoice {} {}",
                             it.invoice,
-                            crate::payments::sepa::payment_reference(&it.invoice).unwrap_or_default()
+                            crate::payments::sepa::payment_reference(&it.invoice)
+                                .unwrap_or_default()
                         ),
                         sequence,
                     },
@@ -139,7 +138,8 @@ pub fn collect(
             iban: sepa.creditor_iban.clone(),
             bic: sepa.creditor_bic.clone(),
         };
-        let list: Vec<crate::payments::sepa::Debit> = debits.iter().map(|(_, d)| d.clone()).collect();
+        let list: Vec<crate::payments::sepa::Debit> =
+            debits.iter().map(|(_, d)| d.clone()).collect();
         let xml = crate::payments::sepa::pain008(&msg_id, &created, &d, &creditor, &list);
         for (inv, dd) in &debits {
             let c = Collection {

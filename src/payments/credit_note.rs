@@ -1,17 +1,11 @@
 //! A credit note posted against the invoice it credits, and the late-payment fees that
 //! follow the reduced debt.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use chrono::NaiveDate;
-use serde::{Deserialize, Serialize};
 
-use crate::rate::accounts::{Account, Accounts, PaymentMethod};
-use crate::config::Config;
-use crate::store::{Ledger, LedgerError, PayCf, Tx};
-use crate::rate::money::{format_cents, parse_cents};
 use super::*;
+use crate::rate::money::{format_cents, parse_cents};
+use crate::store::{Ledger, LedgerError, PayCf, Tx};
 
 /// Posts a credit note (called inside the batch that stores it, [`Ledger::issue`]): a
 /// `credit_note` entry with its (negative) total on the credited invoice, which reduces

@@ -21,11 +21,11 @@ use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
-use crate::rate::accounts::{Account, Accounts, CustomerType};
 use crate::config::{Config, StepKind};
-use crate::store::{Ledger, LedgerError, PayCf, Tx};
-use crate::rate::money::format_cents;
 use crate::payments::{PayError, PendingFee};
+use crate::rate::accounts::{Account, Accounts, CustomerType};
+use crate::rate::money::format_cents;
+use crate::store::{Ledger, LedgerError, PayCf, Tx};
 
 /// Statutory collection costs (Besluit vergoeding voor buitengerechtelijke
 /// incassokosten) on a principal, in cents: 15 % of the first 2 500, 10 % of the next

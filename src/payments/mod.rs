@@ -17,15 +17,12 @@ pub mod receipts;
 pub mod sepa;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::rate::accounts::{Account, Accounts, PaymentMethod};
-use crate::config::Config;
-use crate::store::{Ledger, LedgerError, PayCf, Tx};
 use crate::rate::money::{format_cents, parse_cents};
+use crate::store::{Ledger, LedgerError, PayCf, Tx};
 
 /// A payments error: refused input or a storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -552,14 +549,5 @@ mod tests {
             (items[0].paid.as_str(), items[0].status),
             ("9.68", Status::Paid)
         );
-    }
-
-    #[test]
-    fn invoice_numbers_in_text() {
-        assert_eq!(
-            invoice_numbers("pay 2026-000012 and 2026-0000123, x2026-000001"),
-            vec!["2026-000012", "2026-000001"]
-        );
-        assert_eq!(invoice_numbers("2026-000001"), vec!["2026-000001"]);
     }
 }

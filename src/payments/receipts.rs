@@ -1,17 +1,16 @@
 //! Money received and returned: bank statement import (camt.053/054) with matching,
 //! returned debits, suspense and its assignment, manual payments, refunds of credit.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::rate::accounts::{Account, Accounts, PaymentMethod};
-use crate::config::Config;
-use crate::store::{Ledger, LedgerError, PayCf, Tx};
-use crate::rate::money::{format_cents, parse_cents};
 use super::*;
+use crate::config::Config;
+use crate::rate::accounts::{Account, Accounts};
+use crate::rate::money::{format_cents, parse_cents};
+use crate::store::{Ledger, LedgerError, PayCf, Tx};
 
 /// Which invoice a bank credit pays: payment reference, then end-to-end id, then an
 /// invoice number in the remittance text. Returns (invoice, account, how).
@@ -184,7 +183,8 @@ pub fn import(
     bytes: &[u8],
 ) -> Result<ImportReport, PayError> {
     let file = path.display().to_string();
-    let stmts = crate::payments::camt::parse(bytes).map_err(|m| PayError::Refused(format!("{file}: {m}")))?;
+    let stmts = crate::payments::camt::parse(bytes)
+        .map_err(|m| PayError::Refused(format!("{file}: {m}")))?;
     let mut ours = vec![cfg.seller.iban.replace(' ', "").to_ascii_uppercase()];
     if let Some(s) = &cfg.sepa {
         ours.push(s.creditor_iban.clone());
@@ -531,4 +531,18 @@ pub fn refund(
         );
         Ok(balance + amount)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invoice_numbers_in_text() {
+        assert_eq!(
+            invoice_numbers("pay 2026-000012 and 2026-0000123, x2026-000001"),
+            vec!["2026-000012", "2026-000001"]
+        );
+        assert_eq!(invoice_numbers("2026-000001"), vec!["2026-000001"]);
+    }
 }

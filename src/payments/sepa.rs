@@ -153,7 +153,8 @@ pub fn pain008(
     let total: i64 = debits.iter().map(|d| d.amount_cents).sum();
     let mut x = Pain::default();
     x.decl();
-    x.open_with(0,
+    x.open_with(
+        0,
         "Document",
         &[
             ("xmlns", "urn:iso:std:iso:20022:tech:xsd:pain.008.001.02"),
@@ -166,7 +167,10 @@ pub fn pain008(
     x.line(0, &[("CreDtTm", created)]);
     x.line(0, &[("NbOfTxs", &debits.len().to_string())]);
     x.line(0, &[("CtrlSum", &format_cents(total))]);
-    x.line(0, &[("InitgPty", ""), ("Nm", &sepa_text(&creditor.name, 70))]);
+    x.line(
+        0,
+        &[("InitgPty", ""), ("Nm", &sepa_text(&creditor.name, 70))],
+    );
     x.close(0, "GrpHdr");
     for seq in ["FRST", "RCUR"] {
         let group: Vec<&Debit> = debits.iter().filter(|d| d.sequence == seq).collect();
@@ -188,7 +192,10 @@ pub fn pain008(
         x.line(0, &[("ReqdColltnDt", collection_date)]);
         x.line(0, &[("Cdtr", ""), ("Nm", &sepa_text(&creditor.name, 70))]);
         x.line(0, &[("CdtrAcct", ""), ("Id", ""), ("IBAN", &creditor.iban)]);
-        x.line(0, &[("CdtrAgt", ""), ("FinInstnId", ""), ("BIC", &creditor.bic)]);
+        x.line(
+            0,
+            &[("CdtrAgt", ""), ("FinInstnId", ""), ("BIC", &creditor.bic)],
+        );
         x.line(0, &[("ChrgBr", "SLEV")]);
         x.start("CdtrSchmeId");
         x.start("Id");
@@ -216,25 +223,39 @@ pub fn pain008(
             x.end("DrctDbtTx");
             x.raw("\n");
             if d.debtor_bic.is_empty() {
-                x.line(0, &[("DbtrAgt", ""), ("FinInstnId", ""), ("Othr", ""), ("Id", "NOTPROVIDED")]);
+                x.line(
+                    0,
+                    &[
+                        ("DbtrAgt", ""),
+                        ("FinInstnId", ""),
+                        ("Othr", ""),
+                        ("Id", "NOTPROVIDED"),
+                    ],
+                );
             } else {
-                x.line(0, &[("DbtrAgt", ""), ("FinInstnId", ""), ("BIC", &d.debtor_bic)]);
+                x.line(
+                    0,
+                    &[("DbtrAgt", ""), ("FinInstnId", ""), ("BIC", &d.debtor_bic)],
+                );
             }
             x.line(0, &[("Dbtr", ""), ("Nm", &sepa_text(&d.debtor_name, 70))]);
             x.line(0, &[("DbtrAcct", ""), ("Id", ""), ("IBAN", &d.debtor_iban)]);
-            x.line(0, &[("RmtInf", ""), ("Ustrd", &sepa_text(&d.remittance, 140))]);
+            x.line(
+                0,
+                &[("RmtInf", ""), ("Ustrd", &sepa_text(&d.remittance, 140))],
+            );
             x.close(0, "DrctDbtTxInf");
         }
         x.close(2, "PmtInf");
     }
-    x.close(0, "CstmrDrctDbtInitn");
+    x.close(1, "CstmrDrctDbtInitn");
     x.close(0, "Document");
     String::from_utf8(x.0.into_inner()).expect("quick-xml writes UTF-8")
 }
 
 /// The pain.008 file through quick-xml (its escaping), laid out byte for byte as the file
-/// always was: a line per element or small wrapper, indented only at `<PmtInf>` (4) and
-/// `<DrctDbtTxInf>` (6).
+/// always was: a line per element or small wrapper, indented only at `<PmtInf>` (4),
+/// `<DrctDbtTxInf>` (6) and the closing `</CstmrDrctDbtInitn>` (2).
 struct Pain(quick_xml::Writer<Vec<u8>>);
 
 impl Default for Pain {

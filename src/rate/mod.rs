@@ -35,12 +35,26 @@ mod tests {
             }
         }
         let mut files = Vec::new();
-        walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/rate"), &mut files);
+        walk(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/rate"),
+            &mut files,
+        );
         assert!(files.len() >= 10, "{files:?}");
-        let forbidden = ["rocksdb", "tokio", "axum", "metrics::", "metrics!", "tracing"];
+        let forbidden = [
+            "rocksdb",
+            "tokio",
+            "axum",
+            "metrics::",
+            "metrics!",
+            "tracing",
+        ];
         let mut bad = Vec::new();
         for f in &files {
-            let text = std::fs::read_to_string(f).expect("read");
+            let mut text = std::fs::read_to_string(f).expect("read");
+            if f.ends_with("rate/mod.rs") {
+                // This test names what it looks for.
+                text.truncate(text.find("#[cfg(test)]").unwrap_or(text.len()));
+            }
             for (i, line) in text.lines().enumerate() {
                 let code = line.trim_start();
                 if code.starts_with("//") {
@@ -57,6 +71,10 @@ mod tests {
                 }
             }
         }
-        assert!(bad.is_empty(), "rate/ must stay self-contained:\n{}", bad.join("\n"));
+        assert!(
+            bad.is_empty(),
+            "rate/ must stay self-contained:\n{}",
+            bad.join("\n")
+        );
     }
 }

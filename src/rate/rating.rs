@@ -12,7 +12,6 @@ use crate::rate::cdr::{parse_u64, Column, Layout, Splitter};
 use crate::rate::service::Service;
 use crate::rate::tariff::{ArchivedRowDef, Tariff, ANY_BAND};
 
-
 /// Why a record was rejected. The order of the variants is the order of the checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {

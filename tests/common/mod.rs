@@ -36,7 +36,7 @@ pub struct Ws {
 }
 
 /// Seller block of every hand-made config: the generator's.
-pub use tollgate::synth::SELLER_TOML;
+pub use tollgate::demo::synth::SELLER_TOML;
 
 /// The config of the hand-made workspace (small chunks, fast polling, any free port).
 pub fn hand_config(extra_top_level: &str) -> String {
@@ -125,9 +125,9 @@ impl Ws {
         }
     }
 
-    /// A `tollgate::synth` workspace in `dir` with the given extra top-level keys.
-    pub fn synth(dir: &Path, spec: &tollgate::synth::Spec, extra_top_level: &str) -> Ws {
-        let w = tollgate::synth::write_workspace(dir, spec).expect("synth workspace");
+    /// A `tollgate::demo::synth` workspace in `dir` with the given extra top-level keys.
+    pub fn synth(dir: &Path, spec: &tollgate::demo::synth::Spec, extra_top_level: &str) -> Ws {
+        let w = tollgate::demo::synth::write_workspace(dir, spec).expect("synth workspace");
         let text = fs::read_to_string(&w.config).unwrap();
         let (top, rest) = text.split_at(text.find("[billing]").expect("config has [billing]"));
         fs::write(&w.config, format!("{top}{extra_top_level}\n{rest}")).unwrap();

@@ -10,8 +10,8 @@
 
 use std::fmt::Write as _;
 
-use crate::billing::model::{Invoice, Line};
 use crate::billing::annex::Annex;
+use crate::billing::model::{Invoice, Line};
 use crate::rate::money::{format_cents, parse_cents};
 
 /// Texts in one language.
@@ -691,7 +691,11 @@ fn day_chart(p: &mut Page, inv: &Invoice, w: &Words, top: f32) -> f32 {
             inv.usage_by_day
                 .iter()
                 .find(|u| u.date == date)
-                .and_then(|u| crate::rate::money::parse_fixed(&u.charge, 6).ok().map(i128::from))
+                .and_then(|u| {
+                    crate::rate::money::parse_fixed(&u.charge, 6)
+                        .ok()
+                        .map(i128::from)
+                })
                 .unwrap_or(0)
         })
         .collect();

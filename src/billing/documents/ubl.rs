@@ -25,8 +25,8 @@ use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
 
 use crate::billing::model::{Invoice, Line};
-use crate::rate::money::{format_cents, parse_cents};
 use crate::billing::vat::Category;
+use crate::rate::money::{format_cents, parse_cents};
 
 pub const EN16931: &str = "urn:cen.eu:en16931:2017";
 pub const PEPPOL_CUSTOMIZATION: &str =

@@ -30,9 +30,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi};
 
-use crate::ops::auth::{Check, Role, Tokens};
 use crate::billing::Period;
 use crate::ingest::engine::Engine;
+use crate::ops::auth::{Check, Role, Tokens};
 use ops::{
     AccountDoc, AccountInput, ApiError, BillDoc, CloseDoc, ErrorBody, FileDoc, FilesQuery, Page,
     Paged, QuoteQuery, ReloadDoc, UsageDoc,

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::rate::accounts::{Account, AccountIndex, Accounts};
 use crate::billing::{close_cycle, Invoice, Line, Period};
 use crate::ingest::engine::{Engine, Reference};
-use crate::store::{LedgerError, LineSet};
+use crate::rate::accounts::{Account, AccountIndex, Accounts};
 use crate::rate::money::format_micros;
 use crate::rate::service::Service;
+use crate::store::{LedgerError, LineSet};
 
 /// An API error: HTTP status, a stable code and a message for people. Messages never
 /// carry subscriber numbers or internal details such as stack traces.

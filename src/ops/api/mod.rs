@@ -208,7 +208,7 @@ async fn access_log(req: Request, next: Next) -> Response {
         .map(|c| c.name.clone())
         .unwrap_or_default();
     tracing::info!(
-        target: "tollgate::ops::api",
+        target: "tollgate::api",
         %method, %route, status, %caller, ms = t0.elapsed().as_secs_f64() * 1e3,
         "api request"
     );

@@ -2,9 +2,7 @@
 //! pagination, every `/api/v1` path with exact values, and the CLI through the API
 //! printing exactly what it prints without a daemon.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const TOKENS: &str = "api_tokens_file = \"tokens.csv\"\n";

@@ -4,12 +4,10 @@
 //! content type, header and body as the document says. Skips visibly when schemathesis
 //! is not installed.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn schemathesis() -> Option<PathBuf> {
     let venv = std::env::var_os("TOLLGATE_VENV")

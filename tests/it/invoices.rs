@@ -141,15 +141,25 @@ fn check_ubl(py: &Path, files: &[PathBuf]) -> (bool, String) {
     )
 }
 
+/// Golden invoices, as named steps on one workspace.
 #[test]
 fn vat_credit_notes_reissue_final_and_ubl() {
     let ws = workspace();
+    an_off_cycle_final_invoice(&ws);
+    the_october_close(&ws);
+    a_full_credit_note(&ws);
+    partial_credit_notes(&ws);
+    a_reissue(&ws);
+    the_series_ubl_and_pdfs(&ws);
+}
 
+/// Off-cycle final invoice for F1 (20 October), only once.
+fn an_off_cycle_final_invoice(ws: &Ws) {
     // Off-cycle final invoice for F1, closed on 20 October before October is closed:
     // usage 120 s to NL = 0.10 + 1.20 = 1.30; fee 10.00 x 20/31 = 6.4516 -> 6.45.
     // Net 7.75, VAT 21 % = 1.6275 -> 1.63.
     let out = cmd(
-        &ws,
+        ws,
         &[
             "invoice",
             "final",
@@ -165,7 +175,7 @@ fn vat_credit_notes_reissue_final_and_ubl() {
             .contains("final invoice 2026-000001 for F1: net 7.75 + VAT 1.63 = 9.38"),
         "{out:#?}"
     );
-    let f = doc(&ws, "2026-000001");
+    let f = doc(ws, "2026-000001");
     assert_eq!(f["final_invoice"], json!(true));
     assert_eq!(
         (f["period_start"].as_str(), f["period_end"].as_str()),
@@ -178,7 +188,7 @@ fn vat_credit_notes_reissue_final_and_ubl() {
     assert_eq!(f["lines"][1]["amount"], json!("6.45"));
     // Only once.
     let again = cmd(
-        &ws,
+        ws,
         &[
             "invoice",
             "final",
@@ -195,7 +205,10 @@ fn vat_credit_notes_reissue_final_and_ubl() {
             .contains("account F1 had its final invoice 2026-000001 on 2026-10-20"),
         "{again:#?}"
     );
+}
 
+/// The October close: VAT per customer; F1 is not billed again.
+fn the_october_close(ws: &Ws) {
     // The October close: F1 is not billed again (no usage left, no fee).
     let out = ws.close("2026-10", "2026-11-01").ok();
     assert!(
@@ -206,7 +219,7 @@ fn vat_credit_notes_reissue_final_and_ubl() {
     );
     let got: Vec<Value> = ["2026-000002", "2026-000003", "2026-000004", "2026-000005"]
         .iter()
-        .map(|n| pick(&doc(&ws, n), TOTALS))
+        .map(|n| pick(&doc(ws, n), TOTALS))
         .collect();
     assert_eq!(
         got,
@@ -257,15 +270,18 @@ fn vat_credit_notes_reissue_final_and_ubl() {
             ),
         ]
     );
-    let c1 = doc(&ws, "2026-000004");
+    let c1 = doc(ws, "2026-000004");
     assert_eq!(c1["vat_note"], json!("btw verlegd / Reverse charge"));
     assert_eq!(c1["customer"]["vat_id"], json!("DE123456789"));
     assert_eq!(c1["seller"]["vat_id"], json!("NL123456789B01"));
     assert_eq!(c1["lines"][0]["vat_category"], json!("AE"));
+}
 
+/// Full credit of A1's invoice: every line back, the exact VAT.
+fn a_full_credit_note(ws: &Ws) {
     // Full credit of A1's invoice: every line back, the exact VAT.
     let out = cmd(
-        &ws,
+        ws,
         &[
             "invoice",
             "credit",
@@ -283,7 +299,7 @@ fn vat_credit_notes_reissue_final_and_ubl() {
         ),
         "{out:#?}"
     );
-    let cn = doc(&ws, "CN-2026-000001");
+    let cn = doc(ws, "CN-2026-000001");
     assert_eq!(cn["document_type"], json!("credit_note"));
     assert_eq!(
         cn["credited_invoice"],
@@ -293,7 +309,7 @@ fn vat_credit_notes_reissue_final_and_ubl() {
     assert_eq!(cn["lines"].as_array().unwrap().len(), 3);
     assert_eq!(cn["lines"][2]["amount"], json!("-10.00"));
     let nothing = cmd(
-        &ws,
+        ws,
         &["invoice", "credit", "2026-000002", "--reason", "again"],
     );
     assert_eq!(nothing.code(), Some(2), "{nothing:#?}");
@@ -303,7 +319,10 @@ fn vat_credit_notes_reissue_final_and_ubl() {
         ),
         "{nothing:#?}"
     );
+}
 
+/// Partial credits of B1's invoice, never more than creditable.
+fn partial_credit_notes(ws: &Ws) {
     // Partial credits of B1's invoice: line 1 (0.70, VAT 0.147 -> 0.15), then at most
     // the 10.00 left; the last credit takes exactly the VAT left (2.25 - 0.15 = 2.10).
     let credit = |args: &[&str]| {
@@ -315,7 +334,7 @@ fn vat_credit_notes_reissue_final_and_ubl() {
             "2026-11-06",
         ];
         a.extend_from_slice(args);
-        cmd(&ws, &a)
+        cmd(ws, &a)
     };
     let out = credit(&["--reason", "call not made", "--lines", "1"]).ok();
     assert!(
@@ -350,7 +369,7 @@ fn vat_credit_notes_reissue_final_and_ubl() {
         "{out:#?}"
     );
     assert_eq!(
-        pick(&doc(&ws, "CN-2026-000003"), TOTALS),
+        pick(&doc(ws, "CN-2026-000003"), TOTALS),
         totals(
             "CN-2026-000003",
             "B1",
@@ -364,7 +383,10 @@ fn vat_credit_notes_reissue_final_and_ubl() {
     );
     let e = credit(&["--reason", "more", "--amount", "0.01"]);
     assert!(e.stderr.contains("only 0.00 (net)"), "{e:#?}");
+}
 
+/// Reissue: C1's VAT ID was wrong; credit in full, reissue.
+fn a_reissue(ws: &Ws) {
     // Reissue: C1's VAT ID was wrong. Fix the accounts file, credit in full, reissue.
     let fixed = ACCOUNTS.replace(
         "DE123456789,9930:DE123456789",
@@ -372,7 +394,7 @@ fn vat_credit_notes_reissue_final_and_ubl() {
     );
     fs::write(ws.root.join("accounts.csv"), fixed).unwrap();
     let out = cmd(
-        &ws,
+        ws,
         &[
             "invoice",
             "credit",
@@ -393,15 +415,15 @@ fn vat_credit_notes_reissue_final_and_ubl() {
             .contains("reissued as invoice 2026-000006: net 10.60 + VAT 0.00 = 10.60"),
         "{out:#?}"
     );
-    let r = doc(&ws, "2026-000006");
+    let r = doc(ws, "2026-000006");
     assert_eq!(
         r["replaces"],
         json!({"number": "2026-000004", "issue_date": "2026-11-01"})
     );
     assert_eq!(r["customer"]["vat_id"], json!("DE987654321"));
-    assert_eq!(r["lines"], doc(&ws, "2026-000004")["lines"]);
+    assert_eq!(r["lines"], doc(ws, "2026-000004")["lines"]);
     let e = cmd(
-        &ws,
+        ws,
         &[
             "invoice",
             "credit",
@@ -414,7 +436,10 @@ fn vat_credit_notes_reissue_final_and_ubl() {
         ],
     );
     assert_eq!(e.code(), Some(2), "{e:#?}");
+}
 
+/// The series without gaps; every UBL document valid, the PDFs' text, a broken invoice refused.
+fn the_series_ubl_and_pdfs(ws: &Ws) {
     // The series: invoices 1..=6 and credit notes 1..=4, no gap, each number once.
     let mut names = common::list_names(&ws.invoices("2026-10"));
     names.retain(|n| n.ends_with(".json") && !n.ends_with(".annex.json"));

@@ -346,8 +346,47 @@ fn validate_camt(xml: &Path) {
     }
 }
 
+/// The state [`whole_months_of_getting_paid`] carries from month to month: one
+/// workspace with its SMTP sink, and September's invoices.
+struct Months {
+    smtp: SmtpSink,
+    ws: Ws,
+    september: Vec<serde_json::Value>,
+}
+
+impl Months {
+    fn september(&self, a: &str) -> &serde_json::Value {
+        self.september
+            .iter()
+            .find(|i| i["account_id"] == a)
+            .unwrap()
+    }
+    /// The number of an account's September invoice.
+    fn number(&self, a: &str) -> String {
+        self.september(a)["number"].as_str().unwrap().to_owned()
+    }
+    /// The payment reference of an account's September invoice.
+    fn reference(&self, a: &str) -> String {
+        self.september(a)["payment_reference"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// September to November of six customers, as named steps on one workspace.
 #[test]
 fn whole_months_of_getting_paid() {
+    let m = september_is_closed_with_six_invoices();
+    the_bank_statement_of_10_october_pays_matches_and_refuses(&m);
+    direct_debit_on_the_due_date_and_a_return(&m);
+    dunning_on_18_october_sends_each_message_once(&m);
+    dunning_on_25_october_and_fees_from_11_november(&m);
+    october_close_bills_the_fees_and_collects_again(&m);
+}
+
+/// September is closed on 1 October: six invoices, their payment references, QR codes.
+fn september_is_closed_with_six_invoices() -> Months {
     let smtp = SmtpSink::start();
     let ws = workspace(smtp.port);
 
@@ -425,6 +464,18 @@ fn whole_months_of_getting_paid() {
         items(&ws, "C1", "2026-10-02"),
         vec![(number("C1"), "12.10".into(), "open".into())]
     );
+    Months {
+        smtp,
+        ws,
+        september: invs,
+    }
+}
+
+/// The bank statement of 10 October; a replay, refusals, the operator's assignment and a refund.
+fn the_bank_statement_of_10_october_pays_matches_and_refuses(m: &Months) {
+    let ws = &m.ws;
+    let number = |a: &str| m.number(a);
+    let reference = |a: &str| m.reference(a);
 
     // --- The bank statement of 10 October: exact (reference in free text, grouped), partial
     // (invoice number in the text), over-payment (structured reference), unmatched.
@@ -497,27 +548,27 @@ fn whole_months_of_getting_paid() {
             ),
         ],
     );
-    let f1 = write(&ws, "stmt1.xml", &stmt1);
-    let rep = import(&ws, &f1);
+    let f1 = write(ws, "stmt1.xml", &stmt1);
+    let rep = import(ws, &f1);
     assert_eq!(rep["matched"], 1, "{rep}");
     assert_eq!(rep["partial"], 1, "{rep}");
     assert_eq!(rep["overpaid"], 1, "{rep}");
     assert_eq!(rep["suspense"], 1, "{rep}");
     assert_eq!(rep["credited"], "37.10", "{rep}");
-    assert_eq!(balance(&ws, "C1", "2026-10-11"), "0.00");
-    assert_eq!(balance(&ws, "C2", "2026-10-11"), "7.10");
-    assert_eq!(balance(&ws, "C3", "2026-10-11"), "-7.90");
-    assert_eq!(items(&ws, "C1", "2026-10-11")[0].2, "paid");
+    assert_eq!(balance(ws, "C1", "2026-10-11"), "0.00");
+    assert_eq!(balance(ws, "C2", "2026-10-11"), "7.10");
+    assert_eq!(balance(ws, "C3", "2026-10-11"), "-7.90");
+    assert_eq!(items(ws, "C1", "2026-10-11")[0].2, "paid");
     assert_eq!(
-        items(&ws, "C2", "2026-10-11")[0],
+        items(ws, "C2", "2026-10-11")[0],
         (number("C2"), "7.10".into(), "partially_paid".into())
     );
 
     // The same statement again changes nothing.
-    let rep = import(&ws, &f1);
+    let rep = import(ws, &f1);
     assert_eq!(rep["duplicates"], 4, "{rep}");
     assert_eq!(rep["credited"], "0.00", "{rep}");
-    assert_eq!(balance(&ws, "C2", "2026-10-11"), "7.10");
+    assert_eq!(balance(ws, "C2", "2026-10-11"), "7.10");
 
     // Refusals: nothing of the file is imported.
     let fresh = camt(
@@ -556,22 +607,22 @@ fn whole_months_of_getting_paid() {
             "entry 1: currency USD is not EUR; nothing imported",
         ),
     ] {
-        let p = write(&ws, name, &text);
+        let p = write(ws, name, &text);
         let out = run(&[
             "payments",
             "import",
             "--config",
-            cfg(&ws),
+            cfg(ws),
             p.to_str().unwrap(),
         ]);
         assert_eq!(out.code(), Some(1), "{name}: {}", out.stdout);
         assert!(out.stderr.contains(want), "{name}: {}", out.stderr);
         assert!(out.stderr.contains(name), "{name}: {}", out.stderr);
     }
-    assert_eq!(balance(&ws, "C2", "2026-10-11"), "7.10");
+    assert_eq!(balance(ws, "C2", "2026-10-11"), "7.10");
 
     // The unmatched 3.33 is assigned to C2's invoice by the operator.
-    let out = run(&["payments", "suspense", "--config", cfg(&ws)]).ok();
+    let out = run(&["payments", "suspense", "--config", cfg(ws)]).ok();
     let s: serde_json::Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
     assert_eq!(s["amount"]["value"], "3.33");
     assert_eq!(s["iban"], "DE****************3000");
@@ -580,7 +631,7 @@ fn whole_months_of_getting_paid() {
         "payments",
         "assign",
         "--config",
-        cfg(&ws),
+        cfg(ws),
         &id,
         "--account",
         "C2",
@@ -588,8 +639,8 @@ fn whole_months_of_getting_paid() {
         &number("C2"),
     ])
     .ok();
-    assert_eq!(balance(&ws, "C2", "2026-10-11"), "3.77");
-    assert!(run(&["payments", "suspense", "--config", cfg(&ws)])
+    assert_eq!(balance(ws, "C2", "2026-10-11"), "3.77");
+    assert!(run(&["payments", "suspense", "--config", cfg(ws)])
         .ok()
         .stdout
         .is_empty());
@@ -599,7 +650,7 @@ fn whole_months_of_getting_paid() {
         "payments",
         "refund",
         "--config",
-        cfg(&ws),
+        cfg(ws),
         "--account",
         "C3",
         "--amount",
@@ -608,12 +659,12 @@ fn whole_months_of_getting_paid() {
         "2026-10-12",
     ])
     .ok();
-    assert_eq!(balance(&ws, "C3", "2026-10-12"), "-2.90");
+    assert_eq!(balance(ws, "C3", "2026-10-12"), "-2.90");
     let out = run(&[
         "payments",
         "refund",
         "--config",
-        cfg(&ws),
+        cfg(ws),
         "--account",
         "C3",
         "--amount",
@@ -628,13 +679,19 @@ fn whole_months_of_getting_paid() {
         "{}",
         out.stderr
     );
+}
+
+/// Direct debit on the due date; the bank credits the batch and returns one debit.
+fn direct_debit_on_the_due_date_and_a_return(m: &Months) {
+    let ws = &m.ws;
+    let number = |a: &str| m.number(a);
 
     // --- Direct debit run on the due date: D1 and D2, both first collections.
     let dd = ws.root.join("dd-2026-10-15.xml");
     let out = run(&[
         "collect",
         "--config",
-        cfg(&ws),
+        cfg(ws),
         "--date",
         "2026-10-15",
         "--out",
@@ -659,7 +716,7 @@ fn whole_months_of_getting_paid() {
     let out = run(&[
         "collect",
         "--config",
-        cfg(&ws),
+        cfg(ws),
         "--date",
         "2026-10-15",
         "--out",
@@ -668,7 +725,7 @@ fn whole_months_of_getting_paid() {
     .ok();
     assert!(out.stdout.contains("nothing new due"), "{}", out.stdout);
     assert_eq!(std::fs::read_to_string(&dd).unwrap(), xml);
-    assert_eq!(items(&ws, "D1", "2026-10-15")[0].1, "12.10");
+    assert_eq!(items(ws, "D1", "2026-10-15")[0].1, "12.10");
 
     // The bank credits the batch (one entry, two transactions by end-to-end id) …
     let e2e = |a: &str| format!("TG-{}", number(a));
@@ -701,10 +758,10 @@ fn whole_months_of_getting_paid() {
             ],
         )],
     );
-    let rep = import(&ws, &write(&ws, "stmt2.xml", &stmt2));
+    let rep = import(ws, &write(ws, "stmt2.xml", &stmt2));
     assert_eq!(rep["collections_settled"], 2, "{rep}");
-    assert_eq!(balance(&ws, "D1", "2026-10-16"), "0.00");
-    assert_eq!(balance(&ws, "D2", "2026-10-16"), "0.00");
+    assert_eq!(balance(ws, "D1", "2026-10-16"), "0.00");
+    assert_eq!(balance(ws, "D2", "2026-10-16"), "0.00");
     // … and D2's bank returns its debit (camt.054): the invoice is open again.
     let ret = camt(
         "054",
@@ -725,17 +782,25 @@ fn whole_months_of_getting_paid() {
             )],
         )],
     );
-    let rep = import(&ws, &write(&ws, "ret.xml", &ret));
+    let rep = import(ws, &write(ws, "ret.xml", &ret));
     assert_eq!(rep["returns"], 1, "{rep}");
-    assert_eq!(balance(&ws, "D2", "2026-10-18"), "12.10");
+    assert_eq!(balance(ws, "D2", "2026-10-18"), "12.10");
     assert_eq!(
-        items(&ws, "D2", "2026-10-18")[0],
+        items(ws, "D2", "2026-10-18")[0],
         (number("D2"), "12.10".into(), "overdue".into())
     );
+}
+
+/// Dunning on 18 October (due + 3): reminders and the return notice, each sent once.
+fn dunning_on_18_october_sends_each_message_once(m: &Months) {
+    let ws = &m.ws;
+    let smtp = &m.smtp;
+    let number = |a: &str| m.number(a);
+    let reference = |a: &str| m.reference(a);
 
     // --- Dunning, 18 October (due + 3): reminders for B1, C2 (3.77 open) and D2, and the
     // return notice for D2; all to the SMTP server, each once.
-    let rep = dunning(&ws, "2026-10-18");
+    let rep = dunning(ws, "2026-10-18");
     let steps: Vec<&str> = rep["steps"]
         .as_array()
         .unwrap()
@@ -783,7 +848,7 @@ fn whole_months_of_getting_paid() {
     assert!(c2_mail.contains("Openstaand: EUR 3.77"), "{c2_mail}");
     assert!(c2_mail.contains(&reference("C2")), "{c2_mail}");
     // Run again (a new process, as after a restart): nothing is sent twice.
-    let rep = dunning(&ws, "2026-10-18");
+    let rep = dunning(ws, "2026-10-18");
     assert_eq!(rep["steps"].as_array().unwrap().len(), 0, "{rep}");
     assert_eq!(smtp.mails().len(), 4);
 
@@ -792,7 +857,7 @@ fn whole_months_of_getting_paid() {
         "payments",
         "record",
         "--config",
-        cfg(&ws),
+        cfg(ws),
         "--account",
         "D2",
         "--amount",
@@ -803,12 +868,18 @@ fn whole_months_of_getting_paid() {
         &number("D2"),
     ])
     .ok();
-    assert_eq!(balance(&ws, "D2", "2026-10-20"), "0.00");
+    assert_eq!(balance(ws, "D2", "2026-10-20"), "0.00");
+}
+
+/// Dunning on 25 October (due + 10) and the fees charged from 11 November.
+fn dunning_on_25_october_and_fees_from_11_november(m: &Months) {
+    let ws = &m.ws;
+    let smtp = &m.smtp;
 
     // --- 25 October (due + 10): the consumer's 14-day letter (costs 40.00 stated, term
     // until 25 + 2 (receipt) + 14 = 10 November); the business's formal notice (40.00
     // compensation) and interest since the due date.
-    let rep = dunning(&ws, "2026-10-25");
+    let rep = dunning(ws, "2026-10-25");
     let steps: Vec<&str> = rep["steps"]
         .as_array()
         .unwrap()
@@ -837,7 +908,7 @@ fn whole_months_of_getting_paid() {
     assert_eq!(smtp.mails().len(), 6);
 
     // 10 November: still within the term, no costs; 11 November: costs are charged.
-    let rep = dunning(&ws, "2026-11-10");
+    let rep = dunning(ws, "2026-11-10");
     assert!(
         rep["fees"]
             .as_array()
@@ -846,7 +917,7 @@ fn whole_months_of_getting_paid() {
             .all(|f| !f.as_str().unwrap().contains("collection_costs")),
         "{rep}"
     );
-    let rep = dunning(&ws, "2026-11-11");
+    let rep = dunning(ws, "2026-11-11");
     let fees: Vec<&str> = rep["fees"]
         .as_array()
         .unwrap()
@@ -859,7 +930,7 @@ fn whole_months_of_getting_paid() {
     );
     // B1: interest on 12.10 at 10.15 % from 15 October to 11 November (27 days), exact:
     // 1210 × 10.15 / 100 × 27 / 365 = 9.0850… cents → 0.09.
-    let b1 = statement(&ws, "B1", "2026-11-11");
+    let b1 = statement(ws, "B1", "2026-11-11");
     let pf = b1["pendingFees"].as_array().unwrap();
     let interest = pf.iter().find(|f| f["kind"] == "interest").unwrap();
     assert_eq!(interest["amount"]["value"], "0.09", "{interest}");
@@ -870,6 +941,12 @@ fn whole_months_of_getting_paid() {
         .any(|f| f["kind"] == "compensation" && f["amount"]["value"] == "40.00"));
     // Pending fees are not in the balance until invoiced.
     assert_eq!(b1["balance"]["value"], "12.10");
+}
+
+/// October closed on 12 November: fee lines, balances, the QR code for what is left, the next collection.
+fn october_close_bills_the_fees_and_collects_again(m: &Months) {
+    let ws = &m.ws;
+    let number = |a: &str| m.number(a);
 
     // --- October is closed on 12 November: fees appear as their own lines.
     ws.close("2026-10", "2026-11-12").ok();
@@ -892,12 +969,12 @@ fn whole_months_of_getting_paid() {
     assert_eq!(inv("C1")["total"], "12.10");
 
     // Balances to the cent.
-    assert_eq!(balance(&ws, "C2", "2026-11-12"), "55.87"); // 3.77 + 52.10
-    assert_eq!(balance(&ws, "B1", "2026-11-12"), "64.29"); // 12.10 + 52.19
-    assert_eq!(balance(&ws, "C3", "2026-11-12"), "9.20"); // −2.90 credit + 12.10
-    assert_eq!(balance(&ws, "C1", "2026-11-12"), "12.10");
-    assert_eq!(balance(&ws, "D2", "2026-11-12"), "12.10");
-    let c3 = items(&ws, "C3", "2026-11-12");
+    assert_eq!(balance(ws, "C2", "2026-11-12"), "55.87"); // 3.77 + 52.10
+    assert_eq!(balance(ws, "B1", "2026-11-12"), "64.29"); // 12.10 + 52.19
+    assert_eq!(balance(ws, "C3", "2026-11-12"), "9.20"); // −2.90 credit + 12.10
+    assert_eq!(balance(ws, "C1", "2026-11-12"), "12.10");
+    assert_eq!(balance(ws, "D2", "2026-11-12"), "12.10");
+    let c3 = items(ws, "C3", "2026-11-12");
     assert_eq!(c3[1].1, "9.20");
     assert_eq!(c3[1].2, "partially_paid");
     // C3's credit of 2.90 pays part of its October invoice: the invoice asks for the
@@ -926,7 +1003,7 @@ fn whole_months_of_getting_paid() {
         ],
     );
     // Fees were consumed by the close.
-    assert!(statement(&ws, "C2", "2026-11-12")["pendingFees"]
+    assert!(statement(ws, "C2", "2026-11-12")["pendingFees"]
         .as_array()
         .unwrap()
         .is_empty());
@@ -936,7 +1013,7 @@ fn whole_months_of_getting_paid() {
         "statement",
         "C2",
         "--config",
-        cfg(&ws),
+        cfg(ws),
         "--date",
         "2026-11-12",
     ])
@@ -956,7 +1033,7 @@ fn whole_months_of_getting_paid() {
     let out = run(&[
         "collect",
         "--config",
-        cfg(&ws),
+        cfg(ws),
         "--date",
         "2026-11-26",
         "--out",

@@ -13,6 +13,5 @@ pub mod workspace;
 
 pub use daemon::*;
 pub use http::*;
-pub use metrics::*;
 pub use rejects::*;
 pub use workspace::*;

@@ -830,29 +830,26 @@ fn itemised_annex_masking_freephone_privacy_and_direct_debit_ubl() {
 
     // The PDF: chart over the month on page 1, the annex on its own pages.
     let pdf1 = pdf_text(&ws.invoices("2026-10").join("2026-000001.pdf"));
-    match &pdf1 {
-        Some(t) => {
-            for want in [
-                "Verbruik over de maand (per dag)",
-                "Bijlage: gespecificeerd gebruik - 2026-000001",
-                "Europe/Amsterdam",
-                "2026-10-05 12:00:00",
-                "+3161234xxxx",
-                "EUR 1.300000",
-                "Som: EUR 2.000000 = EUR 2,00",
-                "1 gratis nummers niet vermeld (0.000000)",
-                "2026-10-26 10:30:00",
-                "+44770090xxxx",
-                "Som: EUR 0.100000 = EUR 0,10",
-            ] {
-                assert!(t.contains(want), "PDF lacks {want:?}:\n{t}");
-            }
-            assert!(
-                !t.contains("+31612345678") && !t.contains("08001234567"),
-                "{t}"
-            );
+    if let Some(t) = &pdf1 {
+        for want in [
+            "Verbruik over de maand (per dag)",
+            "Bijlage: gespecificeerd gebruik - 2026-000001",
+            "Europe/Amsterdam",
+            "2026-10-05 12:00:00",
+            "+3161234xxxx",
+            "EUR 1.300000",
+            "Som: EUR 2.000000 = EUR 2,00",
+            "1 gratis nummers niet vermeld (0.000000)",
+            "2026-10-26 10:30:00",
+            "+44770090xxxx",
+            "Som: EUR 0.100000 = EUR 0,10",
+        ] {
+            assert!(t.contains(want), "PDF lacks {want:?}:\n{t}");
         }
-        None => {}
+        assert!(
+            !t.contains("+31612345678") && !t.contains("08001234567"),
+            "{t}"
+        );
     }
 
     // November: a late October record of I1 arrives after October's close; the November

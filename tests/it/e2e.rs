@@ -4,11 +4,11 @@
 //! The hand-made workspace (see `common::HAND_PLANS`, `HAND_DECK`, `HAND_ACCOUNTS`)
 //! has round prices, so every amount below is computed by hand in the comments.
 
-mod common;
-
 use std::fs;
 
-use common::{cdr_file, read_rejects, run, usage_sums, Daemon, Ws, HAND_DECK};
+use crate::common;
+use crate::common::tools;
+use crate::common::{cdr_file, read_rejects, run, usage_sums, Daemon, Ws, HAND_DECK};
 use serde_json::{json, Value};
 
 const FILES: &str = "tollgate_files_total";
@@ -734,16 +734,9 @@ fn ingest_exit_codes() {
 
 #[test]
 fn promtool_accepts_the_metrics() {
-    let promtool = std::process::Command::new("promtool")
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
-    if promtool.is_err() {
-        println!("SKIPPED: promtool not installed (apt-get install prometheus)");
-        eprintln!("SKIPPED: promtool not installed (apt-get install prometheus)");
+    let Some(promtool) = tools::require("promtool", "apt-get install prometheus") else {
         return;
-    }
+    };
     let ws = Ws::hand();
     let d = Daemon::start(&ws);
     // Exercise every kind of series: counters with labels, the histograms, gauges.
@@ -765,7 +758,7 @@ fn promtool_accepts_the_metrics() {
         "{body}"
     );
 
-    let mut child = std::process::Command::new("promtool")
+    let mut child = std::process::Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -5,13 +5,12 @@
 //! The kill moment is random; set `TOLLGATE_CRASH_SEED` to replay a run (the seed is
 //! printed).
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{usage_sums, Daemon, Ws};
+use crate::common;
+use crate::common::{usage_sums, Daemon, Ws};
 use tollgate::demo::synth::{write_cdrs, BatchStats, CdrBatch, Spec, SplitMix64};
 
 const EXTRA: &str = "chunk_bytes = 65536\npoll_interval_ms = 50\n";

@@ -1,7 +1,7 @@
 //! Golden tests: one or more per rating rule, with hand-computed expectations.
 //!
-//! The fixture tariff (Europe/Amsterdam; CEST = UTC+2 until 2026-10-25 03:00 local,
-//! CET = UTC+1 after; CET before 2026-03-29 02:00 local):
+//! The fixture tariff (tests/fixtures/golden; Europe/Amsterdam; CEST = UTC+2 until
+//! 2026-10-25 03:00 local, CET = UTC+1 after; CET before 2026-03-29 02:00 local):
 //!
 //! basic (fallback standard)                      standard
 //!   31  Netherlands Fixed   peak 0.01+0.06/min 60/60      44  United Kingdom        any 0.015+0.20/min 1/1
@@ -22,48 +22,11 @@ use tollgate::rate::cdr::Layout;
 use tollgate::rate::rating::{band_name, month_label, Rater};
 use tollgate::rate::tariff::Tariff;
 
-const PLANS: &str = r#"
-timezone = "Europe/Amsterdam"
-national_prefix = "31"
-currency = "EUR"
-[[band]]
-name = "holiday"
-dates = ["12-25", "01-01", "2026-10-05"]
-[[band]]
-name = "peak"
-days = ["mon","tue","wed","thu","fri"]
-from = "08:00"
-to = "19:00"
-[[band]]
-name = "offpeak"
-[[plan]]
-id = "basic"
-monthly_fee = "12.50"
-deck = "decks/basic.csv"
-fallback = "standard"
-[[plan]]
-id = "standard"
-monthly_fee = "0.00"
-deck = "decks/standard.csv"
-"#;
+const PLANS: &str = include_str!("../fixtures/golden/plans.toml");
 
-const BASIC: &str =
-    "prefix,destination,service,band,connect_fee,rate,per,first_increment,next_increment,valid_from
-31,Netherlands Fixed,voice,peak,0.0100,0.0600,60,60,60,
-31,Netherlands Fixed,voice,offpeak,0,0.0300,60,60,60,
-316,Netherlands Mobile,voice,holiday,0,0.0100,60,30,6,
-316,Netherlands Mobile,voice,peak,0,0.1000,60,30,6,
-316,Netherlands Mobile,voice,peak,0,0.0800,60,30,6,2026-10-15
-316,Netherlands Mobile,voice,any,0,0.0500,60,30,6,
-,SMS,sms,any,0,0.0900,1,1,1,
-,Mobile data,data,any,0,0.0100,1048576,1024,1024,
-";
+const BASIC: &str = include_str!("../fixtures/golden/basic.csv");
 
-const STANDARD: &str =
-    "prefix,destination,service,band,connect_fee,rate,per,first_increment,next_increment,valid_from
-44,United Kingdom,voice,any,0.0150,0.2000,60,1,1,
-447,United Kingdom Mobile,voice,any,0,0.3000,60,60,1,
-";
+const STANDARD: &str = include_str!("../fixtures/golden/standard.csv");
 
 const HEADER: &str =
     "record_id,account_id,service,calling_number,called_number,start_time,duration_s,volume_bytes";

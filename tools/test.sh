@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: format, lints, docs, unit + property + golden + end-to-end tests,
 # promtool on a real scrape and on the shipped configs, a real Prometheus server, the
-# dashboard in headless Chromium, and a short throughput smoke run. See README.md.
+# dashboard in headless Chromium, and a short throughput smoke run. See docs/testing.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/setup.sh prometheus libxml2-utils python3-venv chromium poppler-utils zbar-tools

@@ -6,6 +6,7 @@ mod common;
 
 mod api;
 mod api_fuzz;
+mod architecture;
 mod crash;
 mod e2e;
 mod golden;

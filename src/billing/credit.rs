@@ -368,7 +368,7 @@ pub fn credit(
             vat_note: orig.vat_note.clone(),
             credited_invoice: Some(DocRef {
                 number: orig.number.clone(),
-                issue_date: orig.issue_date.clone(),
+                issue_date: orig.issue_date,
             }),
             replaces: None,
             reason: reason.trim().to_owned(),
@@ -389,9 +389,9 @@ pub fn credit(
                 let add = crate::payments::Entry {
                     id: 0,
                     account: orig.account_id.clone(),
-                    date: cn.issue_date.clone(),
+                    date: cn.issue_date,
                     kind: crate::payments::Kind::CreditNote,
-                    amount: cn.total.clone(),
+                    amount: cn.total,
                     invoice: Some(orig.number.clone()),
                     due_date: None,
                     source: String::new(),
@@ -454,7 +454,7 @@ pub fn credit(
             );
             inv.replaces = Some(DocRef {
                 number: orig.number.clone(),
-                issue_date: orig.issue_date.clone(),
+                issue_date: orig.issue_date,
             });
             inv.reason = reason.trim().to_owned();
             inv.final_invoice = orig.final_invoice;

@@ -321,7 +321,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Statement>, String> {
                     credit,
                     reversal,
                     booked: status == "BOOK",
-                    date: date.clone(),
+                    date,
                     end_to_end_id: e2e,
                     references,
                     text,

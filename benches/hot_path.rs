@@ -170,7 +170,7 @@ fn benches(c: &mut Criterion) {
                     lines: 0,
                     rated: 0,
                     rejected: Default::default(),
-                    charge: "0".into(),
+                    charge: tollgate::rate::money::Micros::ZERO,
                     tariff_version: "v".into(),
                     accounts_hash: "a".into(),
                     rated_at: 0,

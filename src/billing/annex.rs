@@ -4,13 +4,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::rate::money::{Cents, Micros};
+
 /// Usage of one local day of the period (the PDF's chart).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DayUsage {
     pub date: String,
     pub records: u64,
     /// Sum of the day's rated charges, 6 decimals.
-    pub charge: String,
+    pub charge: Micros,
 }
 
 /// The itemisation state of an invoice (in its JSON).
@@ -64,7 +66,7 @@ pub struct AnnexRecord {
     /// Billed units after increments.
     pub billed: u64,
     /// The record's charge, 6 decimals.
-    pub charge: String,
+    pub charge: Micros,
 }
 
 /// The records of one usage line of the invoice.
@@ -79,11 +81,11 @@ pub struct AnnexLine {
     pub records: Vec<AnnexRecord>,
     /// Records to free numbers left out of the list, and their charge (6 decimals).
     pub omitted_records: u64,
-    pub omitted_charge: String,
+    pub omitted_charge: Micros,
     /// Exact sum of every record's charge (listed and omitted), 6 decimals.
-    pub charge_sum: String,
+    pub charge_sum: Micros,
     /// The invoice line's amount: `charge_sum` rounded half-up to cents.
-    pub amount: String,
+    pub amount: Cents,
 }
 
 /// The itemised annex of an invoice (`<number>.annex.json`, stored in the ledger).

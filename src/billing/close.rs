@@ -13,7 +13,7 @@ use super::model::*;
 use super::numbering::*;
 use crate::config::Config;
 use crate::rate::accounts::{Account, Accounts};
-use crate::rate::money::{format_cents, parse_cents};
+use crate::rate::money::Cents;
 use crate::rate::tariff::Tariff;
 use crate::store::{CloseBatch, CloseRecord, Closed, Ledger, LedgerError, LineId, LineTotals};
 
@@ -98,7 +98,7 @@ pub fn close_cycle(
         // Late-payment fees waiting for the next invoice, per account.
         let mut fees: BTreeMap<String, Vec<crate::payments::PendingFee>> = BTreeMap::new();
         for f in crate::payments::pending_fees(ledger, None)? {
-            if f.amount != "0.00" {
+            if f.amount != Cents::ZERO {
                 fees.entry(f.account.clone()).or_default().push(f);
             }
         }
@@ -163,9 +163,9 @@ pub fn close_cycle(
                 issue_date,
                 late,
             );
-            let net = parse_cents(&inv.net_total).unwrap_or(0);
-            let vat = parse_cents(&inv.vat_total).unwrap_or(0);
-            let fee_total = parse_cents(&inv.total).unwrap_or(0) - net - vat;
+            let net = inv.net_total.0;
+            let vat = inv.vat_total.0;
+            let fee_total = inv.total.0 - net - vat;
             attach_payment(cfg, acc, &mut inv);
             inv.usage_by_day = derived.days(&account_id);
             if let Some((state, annex)) = acc.and_then(|a| derived.annex(cfg, tariff, a, &inv)) {
@@ -179,7 +179,7 @@ pub fn close_cycle(
             }
             prenotify(cfg, ledger, &[], &mut inv)?;
             // The payments ledger posts each invoice (and its fee lines) in the same batch.
-            crate::payments::post_invoice(&super::posting::posting(&inv)?, tx);
+            crate::payments::post_invoice(&super::posting::posting(&inv), tx);
             number += 1;
             net_sum += net + fee_total;
             vat_sum += vat;
@@ -193,9 +193,9 @@ pub fn close_cycle(
             issue_date: issue_date.to_string(),
             seq,
             invoices: invoices.iter().map(|(n, _)| n.clone()).collect(),
-            net_total: format_cents(net_sum),
-            vat_total: format_cents(vat_sum),
-            total: format_cents(net_sum + vat_sum),
+            net_total: Cents(net_sum),
+            vat_total: Cents(vat_sum),
+            total: Cents(net_sum + vat_sum),
             late_records: late_sum,
         };
         Ok(CloseBatch {
@@ -226,12 +226,8 @@ pub fn attach_payment(cfg: &Config, acc: Option<&Account>, inv: &mut Invoice) {
         return;
     }
     inv.payment_reference = crate::payments::sepa::payment_reference(&inv.number);
-    let total = parse_cents(&inv.total).unwrap_or(0);
-    let due = inv.due_date.parse::<NaiveDate>().ok();
-    inv.payment = match (acc, due) {
-        (Some(a), Some(due)) => Some(payment_info(cfg, a, &inv.payment_reference, total, due)),
-        _ => None,
-    };
+    let (total, due) = (inv.total.0, inv.due_date);
+    inv.payment = acc.map(|a| payment_info(cfg, a, &inv.payment_reference, total, due));
 }
 
 /// The payment block of an invoice for an account.
@@ -251,7 +247,7 @@ pub(crate) fn payment_info(
             mandate_id: Some(a.mandate_id.clone()),
             creditor_id: Some(sepa.creditor_id.clone()),
             collection_date: Some(due.to_string()),
-            amount: Some(format_cents(total_cents)),
+            amount: Some(Cents(total_cents)),
         },
         _ => {
             let iban = cfg.seller.iban.replace(' ', "");

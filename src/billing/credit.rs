@@ -17,7 +17,7 @@ use super::refused;
 use crate::billing::vat::{Category, Treatment};
 use crate::config::Config;
 use crate::rate::accounts::Accounts;
-use crate::rate::money::{format_cents, parse_cents, vat_cents};
+use crate::rate::money::{format_cents, vat_cents, Cents};
 use crate::store::{Ledger, LedgerError, Txn};
 
 /// What was credited on an invoice so far (cents, positive).
@@ -90,10 +90,15 @@ pub(crate) fn put(
     let ledger = txn.ledger();
     let tx = txn.pay()?;
     if inv.is_credit_note() {
-        crate::payments::credit_note::post_credit_note(ledger, tx, extra, &json)
+        crate::payments::credit_note::post_credit_note(
+            ledger,
+            tx,
+            extra,
+            &super::posting::credit_note_posting(inv)?,
+        )
     } else {
         extra.extend(crate::payments::post_invoice(
-            &super::posting::posting(inv)?,
+            &super::posting::posting(inv),
             tx,
         ));
         Ok(())
@@ -117,17 +122,17 @@ pub fn prenotify(
     let add = crate::payments::Entry {
         id: 0,
         account: inv.account_id.clone(),
-        date: inv.issue_date.clone(),
+        date: inv.issue_date,
         kind: crate::payments::Kind::Invoice,
-        amount: inv.total.clone(),
+        amount: inv.total,
         invoice: Some(inv.number.clone()),
-        due_date: Some(inv.due_date.clone()),
+        due_date: Some(inv.due_date),
         source: String::new(),
         text: String::new(),
     };
     let open = crate::payments::open_after(ledger, &inv.account_id, extra, add, &inv.number)?;
     let open = open.max(0);
-    pay.amount = Some(format_cents(open));
+    pay.amount = Some(Cents(open));
     if pay.method == "transfer" {
         pay.epc_qr = (open > 0).then(|| {
             crate::billing::documents::qr::epc_qr_payload(
@@ -188,15 +193,7 @@ pub fn credit(
             let rate: Decimal = r.rate.parse().unwrap_or(Decimal::ZERO);
             let k = group_key(c, rate);
             let (cn, cv) = done.groups.get(&k).copied().unwrap_or((0, 0));
-            group_left.insert(
-                k,
-                (
-                    parse_cents(&r.taxable_amount).unwrap_or(0) - cn,
-                    parse_cents(&r.vat_amount).unwrap_or(0) - cv,
-                    c,
-                    rate,
-                ),
-            );
+            group_left.insert(k, (r.taxable_amount.0 - cn, r.vat_amount.0 - cv, c, rate));
         }
         let mut lines: Vec<Line> = Vec::new();
         let mut take: BTreeMap<String, i64> = BTreeMap::new();
@@ -207,7 +204,7 @@ pub fn credit(
             Line::Credit {
                 description: format!("Credit of line {i}: {}", l.description()),
                 line: Some(i),
-                amount: format_cents(-cents),
+                amount: Cents(-cents),
                 vat_category: c.code().into(),
                 vat_rate: r.normalize().to_string(),
             }
@@ -259,7 +256,7 @@ pub fn credit(
                             fee: fee.clone(),
                             invoice: invoice.clone(),
                             description: format!("Credit of line {i}: {description}"),
-                            amount: format_cents(-left_line),
+                            amount: Cents(-left_line),
                         });
                         continue;
                     }
@@ -303,7 +300,7 @@ pub fn credit(
                 lines.push(Line::Credit {
                     description: format!("Credit: {}", reason.trim()),
                     line: None,
-                    amount: format_cents(-cents),
+                    amount: Cents(-cents),
                     vat_category: c.code().into(),
                     vat_rate: r.normalize().to_string(),
                 });
@@ -354,15 +351,15 @@ pub fn credit(
             account_id: orig.account_id.clone(),
             period: orig.period.clone(),
             currency: orig.currency.clone(),
-            issue_date: issue.to_string(),
-            due_date: issue.to_string(),
+            issue_date: issue,
+            due_date: issue,
             seller: orig.seller.clone(),
             customer: orig.customer.clone(),
             lines,
-            net_total: format_cents(-net),
+            net_total: Cents(-net),
             vat_rate: orig.vat_rate.clone(),
-            vat_total: format_cents(-vat),
-            total: format_cents(-(net + vat + fee_cents)),
+            vat_total: Cents(-vat),
+            total: Cents(-(net + vat + fee_cents)),
             late_records: 0,
             document_type: "credit_note".into(),
             period_start: orig.period_start.clone(),
@@ -371,7 +368,7 @@ pub fn credit(
             vat_note: orig.vat_note.clone(),
             credited_invoice: Some(DocRef {
                 number: orig.number.clone(),
-                issue_date: orig.issue_date.clone(),
+                issue_date: orig.issue_date,
             }),
             replaces: None,
             reason: reason.trim().to_owned(),
@@ -392,9 +389,9 @@ pub fn credit(
                 let add = crate::payments::Entry {
                     id: 0,
                     account: orig.account_id.clone(),
-                    date: cn.issue_date.clone(),
+                    date: cn.issue_date,
                     kind: crate::payments::Kind::CreditNote,
-                    amount: cn.total.clone(),
+                    amount: cn.total,
                     invoice: Some(orig.number.clone()),
                     due_date: None,
                     source: String::new(),
@@ -413,8 +410,8 @@ pub fn credit(
                     epc_qr: None,
                     mandate_id: Some(a.mandate_id.clone()),
                     creditor_id: Some(sepa.creditor_id.clone()),
-                    collection_date: Some(orig.due_date.clone()),
-                    amount: Some(format_cents(open.max(0))),
+                    collection_date: Some(orig.due_date.to_string()),
+                    amount: Some(Cents(open.max(0))),
                 });
             }
         }
@@ -434,7 +431,7 @@ pub fn credit(
                 if let Some(&(_, cents)) = fees_credited.iter().find(|f| f.0 == i + 1) {
                     let mut l = l.clone();
                     if let Line::Fee { amount, .. } = &mut l {
-                        *amount = format_cents(cents);
+                        *amount = Cents(cents);
                     }
                     d.lines.push(l);
                 }
@@ -457,7 +454,7 @@ pub fn credit(
             );
             inv.replaces = Some(DocRef {
                 number: orig.number.clone(),
-                issue_date: orig.issue_date.clone(),
+                issue_date: orig.issue_date,
             });
             inv.reason = reason.trim().to_owned();
             inv.final_invoice = orig.final_invoice;

@@ -9,7 +9,7 @@ use super::refused;
 use crate::billing::vat::{Category, Regime, Treatment};
 use crate::config::Config;
 use crate::rate::accounts::Account;
-use crate::rate::money::{format_cents, micros_to_cents};
+use crate::rate::money::{micros_to_cents, Cents};
 use crate::rate::service::Service;
 use crate::store::{LedgerError, LineId, LineTotals};
 
@@ -56,7 +56,7 @@ impl<'a> Draft<'a> {
             quantity: t.count,
             usage: t.billed,
             unit: service.unit().into(),
-            amount: format_cents(cents),
+            amount: Cents(cents),
             vat_category: tr.category.code().into(),
             vat_rate: tr.rate.normalize().to_string(),
         });
@@ -67,7 +67,7 @@ impl<'a> Draft<'a> {
         self.lines.push(Line::Subscription {
             plan: plan.to_owned(),
             description,
-            amount: format_cents(cents),
+            amount: Cents(cents),
             vat_category: tr.category.code().into(),
             vat_rate: tr.rate.normalize().to_string(),
         });
@@ -153,15 +153,15 @@ impl<'a> Draft<'a> {
             account_id: self.account_id,
             period: period.to_owned(),
             currency: currency.to_owned(),
-            issue_date: issue.to_string(),
-            due_date: due.to_string(),
+            issue_date: issue,
+            due_date: due,
             seller: self.cfg.seller.clone(),
             customer: Customer::of(self.acc),
             lines: self.lines,
-            net_total: format_cents(net),
+            net_total: Cents(net),
             vat_rate: self.regime.rate.normalize().to_string(),
-            vat_total: format_cents(vat),
-            total: format_cents(net + vat + fees),
+            vat_total: Cents(vat),
+            total: Cents(net + vat + fees),
             late_records: late,
             document_type: invoice_type(),
             period_start: bounds.0.to_string(),

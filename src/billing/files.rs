@@ -172,3 +172,103 @@ pub fn stored_invoice(ledger: &Ledger, number: &str) -> Result<Option<Invoice>, 
         None => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rate::money::Cents;
+
+    fn invoice(number: &str) -> Invoice {
+        let s = String::new;
+        let day = |d: &str| d.parse().expect("date");
+        Invoice {
+            number: number.into(),
+            account_id: "A1".into(),
+            period: "2026-10".into(),
+            currency: "EUR".into(),
+            issue_date: day("2026-11-01"),
+            due_date: day("2026-11-15"),
+            seller: crate::config::Seller {
+                name: "Seller".into(),
+                street: s(),
+                postcode: s(),
+                city: s(),
+                country: "NL".into(),
+                kvk: s(),
+                vat_id: s(),
+                iban: s(),
+                bic: s(),
+            },
+            customer: Customer::default(),
+            lines: vec![Line::Subscription {
+                plan: "basic".into(),
+                description: "Basic".into(),
+                amount: Cents(1000),
+                vat_category: "S".into(),
+                vat_rate: "21".into(),
+            }],
+            net_total: Cents(1000),
+            vat_rate: "21".into(),
+            vat_total: Cents(210),
+            total: Cents(1210),
+            late_records: 0,
+            payment_reference: None,
+            payment: None,
+            document_type: invoice_type(),
+            period_start: "2026-10-01".into(),
+            period_end: "2026-10-31".into(),
+            vat_breakdown: Vec::new(),
+            vat_note: s(),
+            credited_invoice: None,
+            replaces: None,
+            reason: s(),
+            final_invoice: false,
+            usage_by_day: Vec::new(),
+            itemised: None,
+        }
+    }
+
+    /// A stored amount that does not parse is an error naming the document (what
+    /// `bills show` and the file writer report), never a silent 0.00.
+    #[test]
+    fn a_stored_amount_that_does_not_parse_names_the_document() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ledger = Ledger::open(&tmp.path().join("db")).expect("ledger");
+        let good = serde_json::to_vec_pretty(&invoice("2026-000001")).expect("json");
+        let text =
+            String::from_utf8(serde_json::to_vec_pretty(&invoice("2026-000002")).unwrap()).unwrap();
+        assert!(text.contains(r#""total": "12.10""#), "{text}");
+        let bad = text.replace(r#""total": "12.10""#, r#""total": "12,34""#);
+        ledger
+            .issue(|txn| {
+                txn.put_document("2026-000001", &good, "2026-10")?;
+                txn.put_document("2026-000002", bad.as_bytes(), "2026-10")
+            })
+            .expect("stored");
+        let out = tmp.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+
+        // The good document round-trips byte for byte and is written.
+        let inv = stored_invoice(&ledger, "2026-000001").unwrap().unwrap();
+        assert_eq!(inv.total, Cents(1210));
+        assert_eq!(serde_json::to_vec_pretty(&inv).unwrap(), good);
+        write_document(&ledger, &out, "2026-000001").expect("written");
+        assert_eq!(std::fs::read(out.join("2026-000001.json")).unwrap(), good);
+
+        // The broken one: `bills show` (stored_invoice) and the writer both refuse it.
+        for e in [
+            stored_invoice(&ledger, "2026-000002").unwrap_err(),
+            write_document(&ledger, &out, "2026-000002").unwrap_err(),
+        ] {
+            match &e {
+                LedgerError::Corrupt { key, message, .. } => {
+                    assert_eq!(key, "invoices/2026-000002");
+                    assert!(message.contains("`12,34`"), "{message}");
+                }
+                other => panic!("not a corrupt-document error: {other}"),
+            }
+            assert!(e.to_string().contains("invoices/2026-000002"), "{e}");
+        }
+        assert!(!out.join("2026-000002.pdf").exists());
+    }
+}

@@ -120,7 +120,7 @@ pub fn final_invoice(
         }
         // Late-payment fees waiting for the next invoice: this is the last one.
         for f in crate::payments::pending_fees(l, Some(account_id))? {
-            if f.amount != "0.00" {
+            if f.amount != crate::rate::money::Cents::ZERO {
                 d.lines.push(Line::Fee {
                     fee_id: f.id,
                     fee: f.kind,

@@ -42,7 +42,7 @@ use crate::config::Config;
 use crate::ingest::pipeline::Settings;
 use crate::rate::accounts::{AccountIndex, Accounts};
 use crate::rate::cdr::Column;
-use crate::rate::money::{format_micros, micros_to_cents};
+use crate::rate::money::{format_micros, micros_to_cents, Cents, Micros};
 use crate::rate::rating::{band_name, Rater};
 use crate::rate::service::Service;
 use crate::rate::tariff::Tariff;
@@ -735,7 +735,7 @@ impl Derived {
             .map(|(i, d)| DayUsage {
                 date: (first + chrono::Duration::days(i as i64)).to_string(),
                 records: d.0 as u64,
-                charge: format_micros(d.1 as i128),
+                charge: Micros(d.1),
             })
             .collect()
     }
@@ -800,10 +800,10 @@ impl Derived {
                         it.usage
                     },
                     billed: it.billed,
-                    charge: format_micros(it.charge_micros as i128),
+                    charge: Micros(it.charge_micros),
                 });
             }
-            if crate::rate::money::format_cents(micros_to_cents(sum as i128)) != *amount {
+            if Cents(micros_to_cents(sum as i128)) != *amount {
                 return unavailable(format!(
                     "line {}: the records add up to {}, not to the line amount {amount}",
                     i + 1,
@@ -820,9 +820,9 @@ impl Derived {
                 unit: unit.clone(),
                 records,
                 omitted_records: om_n,
-                omitted_charge: format_micros(om_c as i128),
-                charge_sum: format_micros(sum as i128),
-                amount: amount.clone(),
+                omitted_charge: Micros(om_c),
+                charge_sum: Micros(sum),
+                amount: *amount,
             });
         }
         Some((

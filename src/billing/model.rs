@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::billing::vat::{BreakdownRow, Category};
 use crate::config::Seller;
 use crate::rate::accounts::Account;
-use crate::rate::money::parse_cents;
+use crate::rate::money::Cents;
 
 /// A billing period `YYYY-MM`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,7 +54,7 @@ pub enum Line {
         /// Billed units (seconds, messages or bytes) after increments.
         usage: u64,
         unit: String,
-        amount: String,
+        amount: Cents,
         #[serde(default)]
         vat_category: String,
         #[serde(default)]
@@ -63,7 +63,7 @@ pub enum Line {
     Subscription {
         plan: String,
         description: String,
-        amount: String,
+        amount: Cents,
         #[serde(default)]
         vat_category: String,
         #[serde(default)]
@@ -76,29 +76,33 @@ pub enum Line {
         fee: String,
         invoice: String,
         description: String,
-        amount: String,
+        amount: Cents,
     },
     Credit {
         description: String,
         /// 1-based line of the credited invoice; absent for an amount credit.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         line: Option<usize>,
-        amount: String,
+        amount: Cents,
         vat_category: String,
         vat_rate: String,
     },
 }
 
 impl Line {
-    /// Amount in cents.
-    pub fn cents(&self) -> i64 {
-        let a = match self {
+    /// The line's amount.
+    pub fn amount(&self) -> Cents {
+        match self {
             Line::Usage { amount, .. }
             | Line::Subscription { amount, .. }
             | Line::Credit { amount, .. }
-            | Line::Fee { amount, .. } => amount,
-        };
-        parse_cents(a).unwrap_or(0)
+            | Line::Fee { amount, .. } => *amount,
+        }
+    }
+
+    /// Amount in cents.
+    pub fn cents(&self) -> i64 {
+        self.amount().0
     }
 
     /// (category, rate) of the line.
@@ -173,7 +177,7 @@ pub struct PaymentInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collection_date: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub amount: Option<String>,
+    pub amount: Option<Cents>,
 }
 
 /// The customer block of an invoice.
@@ -220,7 +224,7 @@ impl Customer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocRef {
     pub number: String,
-    pub issue_date: String,
+    pub issue_date: NaiveDate,
 }
 
 pub(crate) fn invoice_type() -> String {
@@ -236,16 +240,16 @@ pub struct Invoice {
     pub account_id: String,
     pub period: String,
     pub currency: String,
-    pub issue_date: String,
-    pub due_date: String,
+    pub issue_date: NaiveDate,
+    pub due_date: NaiveDate,
     pub seller: Seller,
     pub customer: Customer,
     pub lines: Vec<Line>,
-    pub net_total: String,
+    pub net_total: Cents,
     /// The customer's VAT rate (0 under reverse charge and outside the EU).
     pub vat_rate: String,
-    pub vat_total: String,
-    pub total: String,
+    pub vat_total: Cents,
+    pub total: Cents,
     /// Records dated before the period, billed now because they arrived after their own close.
     pub late_records: u64,
     /// Dutch 16-digit structured payment reference (betalingskenmerk), see [`crate::payments::sepa`].

@@ -58,7 +58,7 @@ fn close_due(cfg: &Config, ledger: &Ledger, c: &CloseRecord) -> Option<NaiveDate
     if let Some(n) = c.invoices.first() {
         if let Ok(Some(j)) = ledger.invoice(n) {
             if let Ok(inv) = serde_json::from_slice::<Invoice>(&j) {
-                return inv.due_date.parse().ok();
+                return Some(inv.due_date);
             }
         }
     }
@@ -126,7 +126,7 @@ pub fn retention(
         let Some(inv) = crate::billing::files::stored_invoice(ledger, &n)? else {
             continue;
         };
-        let due = inv.due_date.parse::<NaiveDate>().ok();
+        let due = Some(inv.due_date);
         if due.is_some_and(|d| kept_until(cfg, d) < today) {
             erase.push((n.clone(), None));
             rerender.push((n, inv.period));

@@ -23,7 +23,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::rate::accounts::{Account, CustomerType};
-use crate::rate::money::{format_cents, vat_cents};
+use crate::rate::money::{vat_cents, Cents};
 
 /// The 27 EU member states (ISO 3166 alpha-2; Greece is `GR`, its VAT prefix `EL`).
 pub const EU: [&str; 27] = [
@@ -122,8 +122,8 @@ pub struct Treatment {
 pub struct BreakdownRow {
     pub category: String,
     pub rate: String,
-    pub taxable_amount: String,
-    pub vat_amount: String,
+    pub taxable_amount: Cents,
+    pub vat_amount: Cents,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub exemption_reason_code: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -257,8 +257,8 @@ pub fn row(t: &Treatment, taxable: i64, vat: i64) -> BreakdownRow {
     BreakdownRow {
         category: t.category.code().into(),
         rate: t.rate.normalize().to_string(),
-        taxable_amount: format_cents(taxable),
-        vat_amount: format_cents(vat),
+        taxable_amount: Cents(taxable),
+        vat_amount: Cents(vat),
         exemption_reason_code: vatex(t.category).into(),
         exemption_reason: t.reason.clone(),
     }
@@ -368,7 +368,11 @@ mod tests {
         assert_eq!((rows[0].1, vat), (50, 11));
         let r = row(&rows[0].0, rows[0].1, rows[0].2);
         assert_eq!(
-            (r.category.as_str(), r.rate.as_str(), r.vat_amount.as_str()),
+            (
+                r.category.as_str(),
+                r.rate.as_str(),
+                r.vat_amount.to_string().as_str()
+            ),
             ("S", "21", "0.11")
         );
     }

@@ -15,7 +15,7 @@ use crate::ingest::pipeline::{Data, FileError, FileOutcome, Pool, Settings};
 use crate::ingest::spool::Spool;
 use crate::ingest::totals::{Agg, AggKey};
 use crate::rate::accounts::{AccountIndex, Accounts, AccountsError};
-use crate::rate::money::format_micros;
+use crate::rate::money::{format_micros, Micros};
 use crate::rate::rating::{band_name, month_label, split_line_key, Reason};
 use crate::rate::tariff::{Tariff, TariffError};
 use crate::store::{Checkpoint, Commit, Ledger, LedgerError, LineSet, LineTotals};
@@ -392,7 +392,7 @@ impl Engine {
             lines: outcome.lines,
             rated: outcome.rated,
             rejected,
-            charge: format_micros(outcome.charge_micros as i128),
+            charge: Micros(outcome.charge_micros),
             tariff_version: reference.tariff.version().to_owned(),
             accounts_hash: reference.accounts_hash.clone(),
             rated_at: now,

@@ -116,7 +116,7 @@ impl Live {
             s.files[0] += 1;
             s.rated += cp.rated;
             s.bytes += cp.size;
-            s.charge_micros += crate::rate::money::parse_fixed(&cp.charge, 6).unwrap_or(0);
+            s.charge_micros += cp.charge.0;
             for (code, n) in &cp.rejected {
                 if let Some(r) = Reason::ALL.iter().position(|r| r.code() == code.as_str()) {
                     s.rejected[r] += n;

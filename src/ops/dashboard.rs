@@ -153,7 +153,7 @@ pub fn snapshot(engine: &Engine, period: Option<Period>) -> Result<Dashboard, Le
             period: c.period,
             closed_at: c.closed_at,
             invoices: c.invoices.len(),
-            total: c.total,
+            total: c.total.to_string(),
         });
     let period_closed = ledger.close_record(&period)?.is_some();
     let reference = engine.reference();

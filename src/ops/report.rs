@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 
 use crate::billing::{Invoice, Line, Period};
 use crate::rate::accounts::Accounts;
-use crate::rate::money::{format_micros, micros_to_cents, parse_cents};
+use crate::rate::money::{micros_to_cents, Micros};
 use crate::rate::service::Service;
 use crate::store::{DayTotals, Ledger, LedgerError, LineTotals};
 
@@ -185,7 +185,7 @@ impl Acc {
             avg_call_seconds: self.avg_call_seconds().map(|d| d.to_string()),
             sms: self.sms,
             data_bytes: self.data_bytes,
-            revenue: format_micros(self.charge_micros as i128),
+            revenue: Micros(self.charge_micros),
         }
     }
 }
@@ -209,8 +209,8 @@ pub struct Figures {
     /// Recorded data volume in bytes.
     pub data_bytes: u64,
     /// Rated usage charges, exact (6 decimals).
-    #[schema(example = "3.000000")]
-    pub revenue: String,
+    #[schema(value_type = String, example = "3.000000")]
+    pub revenue: Micros,
 }
 
 /// One report row.
@@ -488,7 +488,7 @@ pub fn usage_report(
                         ..
                     } => {
                         let s = Service::from_bytes(service.as_bytes()).map_or(0, |s| s as u8);
-                        let cents = parse_cents(amount).map_err(ReportError::Data)?;
+                        let cents = amount.0;
                         let t = LineTotals {
                             count: *quantity,
                             usage: *usage,
@@ -505,7 +505,7 @@ pub fn usage_report(
                         dests.entry(destination.clone()).or_default().add(&a);
                     }
                     Line::Subscription { amount, .. } => {
-                        subs += parse_cents(amount).map_err(ReportError::Data)?;
+                        subs += amount.0;
                     }
                     // Late-payment fees are not usage or subscription revenue.
                     Line::Fee { .. } => {}
@@ -517,9 +517,9 @@ pub fn usage_report(
         invoiced = Some(Invoiced {
             invoices: rec.invoices.len(),
             subscriptions: crate::rate::money::format_cents(subs),
-            net_total: rec.net_total.clone(),
-            vat_total: rec.vat_total.clone(),
-            total: rec.total.clone(),
+            net_total: rec.net_total.to_string(),
+            vat_total: rec.vat_total.to_string(),
+            total: rec.total.to_string(),
             late_records: rec.late_records,
         });
     } else {
@@ -695,7 +695,7 @@ fn figure_cells(key: &str, f: &Figures) -> Vec<String> {
         f.avg_call_seconds.clone().unwrap_or_default(),
         f.sms.to_string(),
         f.data_bytes.to_string(),
-        f.revenue.clone(),
+        f.revenue.to_string(),
     ]
 }
 
@@ -1076,7 +1076,7 @@ fn html_usage(r: &UsageReport) -> String {
 
 impl Figures {
     fn revenue_micros(&self) -> i64 {
-        crate::rate::money::parse_fixed(&self.revenue, 6).unwrap_or(0)
+        self.revenue.0
     }
 }
 
@@ -1145,7 +1145,7 @@ mod tests {
         assert_eq!(a.billed_minutes().to_string(), "2.50");
         // 100 / 3 = 33.333… → 33.3
         assert_eq!(a.avg_call_seconds().unwrap().to_string(), "33.3");
-        assert_eq!(a.figures().revenue, "1.234567");
+        assert_eq!(a.figures().revenue.to_string(), "1.234567");
         assert_eq!(money(1_234_567), "1.23");
         assert_eq!(money(1_235_000), "1.24");
         assert_eq!(group_thousands("1234567.89"), "1,234,567.89");

@@ -22,8 +22,8 @@ pub struct BankTx {
     pub reversal: bool,
     /// Status BOOK (other statuses, e.g. PDNG, are not final and are skipped).
     pub booked: bool,
-    /// Booking date (or value date), `YYYY-MM-DD`.
-    pub date: String,
+    /// Booking date (or value date).
+    pub date: chrono::NaiveDate,
     pub end_to_end_id: Option<String>,
     /// Structured creditor references (`RmtInf/Strd/CdtrRefInf/Ref`).
     pub references: Vec<String>,
@@ -246,9 +246,8 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Statement>, String> {
                 })
                 .or_else(|| ntry.text_at("ValDt/Dt"))
                 .ok_or_else(|| format!("{what}: no booking or value date"))?;
-            if chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").is_err() {
-                return Err(format!("{what}: date `{date}` is not YYYY-MM-DD"));
-            }
+            let date = chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d")
+                .map_err(|_| format!("{what}: date `{date}` is not YYYY-MM-DD"))?;
             let entry_ref = ntry
                 .text_at("AcctSvcrRef")
                 .or_else(|| ntry.text_at("NtryRef"));
@@ -322,7 +321,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Statement>, String> {
                     credit,
                     reversal,
                     booked: status == "BOOK",
-                    date: date.clone(),
+                    date,
                     end_to_end_id: e2e,
                     references,
                     text,

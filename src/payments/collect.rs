@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use super::*;
 use crate::config::Config;
 use crate::rate::accounts::{Accounts, PaymentMethod};
-use crate::rate::money::format_cents;
+use crate::rate::money::Cents;
 use crate::store::{Ledger, PayCf};
 
 /// What a collection run produced.
@@ -146,7 +146,7 @@ pub fn collect(
                 end_to_end_id: dd.end_to_end_id.clone(),
                 msg_id: msg_id.clone(),
                 date: d.clone(),
-                amount: format_cents(dd.amount_cents),
+                amount: Cents(dd.amount_cents),
                 sequence: dd.sequence.into(),
                 status: "pending".into(),
                 return_reason: None,
@@ -177,7 +177,7 @@ pub fn collect(
             CollectReport {
                 msg_id: Some(msg_id),
                 transactions: list.len(),
-                total: format_cents(total),
+                total: Cents(total).to_string(),
                 frst: list.iter().filter(|x| x.sequence == "FRST").count(),
                 rcur: list.iter().filter(|x| x.sequence == "RCUR").count(),
                 rewritten: false,

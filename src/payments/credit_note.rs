@@ -4,8 +4,22 @@
 use chrono::NaiveDate;
 
 use super::*;
-use crate::rate::money::{format_cents, parse_cents};
+use crate::rate::money::Cents;
 use crate::store::{Ledger, LedgerError, PayCf, Tx};
+
+/// What the payments ledger needs of an issued credit note, built by the billing side
+/// from the typed document ([`crate::billing::Invoice`]).
+#[derive(Debug, Clone)]
+pub struct CreditNotePosting {
+    pub number: String,
+    pub account: String,
+    /// The invoice it credits.
+    pub credited_invoice: String,
+    pub issue_date: NaiveDate,
+    /// The credit note's (negative) total.
+    pub total: Cents,
+    pub reason: String,
+}
 
 /// Posts a credit note (called inside the batch that stores it, [`Ledger::issue`]): a
 /// `credit_note` entry with its (negative) total on the credited invoice, which reduces
@@ -21,40 +35,25 @@ pub fn post_credit_note(
     ledger: &Ledger,
     tx: &mut Tx,
     extra: &mut Vec<Entry>,
-    json: &[u8],
+    note: &CreditNotePosting,
 ) -> Result<(), LedgerError> {
-    let corrupt = |message: String| LedgerError::Corrupt {
-        path: ledger.path().to_owned(),
-        key: "invoices/(credit note)".into(),
-        message,
-    };
-    let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))?;
-    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
-    let number = s("number").ok_or_else(|| corrupt("credit note without number".into()))?;
-    let account = s("account_id").ok_or_else(|| corrupt("credit note without account".into()))?;
-    let original = v
-        .get("credited_invoice")
-        .and_then(|c| c.get("number"))
-        .and_then(|n| n.as_str())
-        .ok_or_else(|| corrupt(format!("credit note {number} names no invoice")))?
-        .to_owned();
-    let total = parse_cents(&s("total").unwrap_or_default()).map_err(corrupt)?;
-    let date = s("issue_date").unwrap_or_default();
+    let account = note.account.clone();
+    let original = note.credited_invoice.clone();
     extra.push(post(
         tx,
         Entry {
             id: 0,
             account: account.clone(),
-            date: date.clone(),
+            date: note.issue_date,
             kind: Kind::CreditNote,
-            amount: format_cents(total),
+            amount: note.total,
             invoice: Some(original.clone()),
             due_date: None,
-            source: format!("credit note {number}"),
-            text: s("reason").unwrap_or_default(),
+            source: format!("credit note {}", note.number),
+            text: note.reason.clone(),
         },
     ));
-    let as_of = NaiveDate::parse_from_str(&date, "%Y-%m-%d").unwrap_or(NaiveDate::MIN);
+    let as_of = note.issue_date;
     let (_, items) = derive(&account, entries(ledger, &account, extra)?, as_of);
     let Some(item) = items.iter().find(|i| i.invoice == original) else {
         // An invoice issued before the payments ledger existed: nothing to settle.
@@ -70,10 +69,10 @@ pub fn post_credit_note(
         if cancelled || (kind == "costs" && item.open_cents <= 0) {
             tx.delete(PayCf::Fees, id.into_bytes());
         } else if kind == "costs" {
-            let before = parse_cents(&fee.amount).unwrap_or(0);
+            let before = fee.amount.0;
             let now = before.min(crate::payments::dunning::collection_costs(item.open_cents));
             if now != before {
-                fee.amount = format_cents(now);
+                fee.amount = Cents(now);
                 tx.put(PayCf::Fees, id, serde_json::to_vec(&fee).expect("json"));
             }
         }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, StepKind};
 use crate::payments::{PayError, PendingFee};
 use crate::rate::accounts::{Account, Accounts, CustomerType};
-use crate::rate::money::format_cents;
+use crate::rate::money::{format_cents, Cents};
 use crate::store::{Ledger, LedgerError, PayCf, Tx};
 
 /// Statutory collection costs (Besluit vergoeding voor buitengerechtelijke
@@ -75,7 +75,7 @@ fn accrue(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Decimal {
-    let day = |e: &crate::payments::Entry| NaiveDate::parse_from_str(&e.date, "%Y-%m-%d").ok();
+    let day = |e: &crate::payments::Entry| Some(e.date);
     let mut cuts: Vec<NaiveDate> = entries
         .iter()
         .filter_map(day)
@@ -118,10 +118,10 @@ pub struct StepRecord {
     pub account: String,
     pub step: String,
     pub date: String,
-    pub open: String,
+    pub open: Cents,
     /// Formal letter: costs stated and the last day to pay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub costs: Option<String>,
+    pub costs: Option<Cents>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<String>,
     /// Interest accrual: accrued up to this date.
@@ -393,7 +393,7 @@ pub fn run(
                     account: a.account_id.clone(),
                     step: String::new(),
                     date: ds.clone(),
-                    open: it.open.clone(),
+                    open: it.open,
                     costs: None,
                     deadline: None,
                     accrued_to: None,
@@ -418,7 +418,7 @@ pub fn run(
                                 account: a.account_id.clone(),
                                 invoice: it.invoice.clone(),
                                 kind: "interest".into(),
-                                amount: "0.00".into(),
+                                amount: Cents::ZERO,
                                 description: String::new(),
                                 accrued: Some("0".into()),
                                 from: Some(from.to_string()),
@@ -429,7 +429,7 @@ pub fn run(
                         let acc = before + accrue(&v.entries, &it.invoice, dn.commercial_interest_rate, from, date);
                         fee.accrued = Some(acc.normalize().to_string());
                         fee.to = Some(ds.clone());
-                        fee.amount = format_cents(round_cents(acc));
+                        fee.amount = Cents(round_cents(acc));
                         let rate = dn.commercial_interest_rate.normalize();
                         let f = fee.from.clone().unwrap_or_default();
                         fee.description = if lang(a) == "nl" {
@@ -451,7 +451,8 @@ pub fn run(
                     if let Some(letter) = get(StepKind::FormalNotice.name())? {
                         let deadline = letter.deadline.clone().unwrap_or_default();
                         if ds.as_str() > deadline.as_str() && get("collection_costs")?.is_none() {
-                            let stated = letter.costs.as_deref().and_then(|c| crate::rate::money::parse_cents(c).ok()).unwrap_or(0);
+                            // A letter that stated no costs allows none.
+                            let stated = letter.costs.map_or(0, |c| c.0);
                             let costs = stated.min(collection_costs(it.open_cents));
                             let fid = format!("costs/{}", it.invoice);
                             let fee = PendingFee {
@@ -459,7 +460,7 @@ pub fn run(
                                 account: a.account_id.clone(),
                                 invoice: it.invoice.clone(),
                                 kind: "collection_costs".into(),
-                                amount: format_cents(costs),
+                                amount: Cents(costs),
                                 description: if lang(a) == "nl" {
                                     format!("Incassokosten factuur {}", it.invoice)
                                 } else {
@@ -470,12 +471,12 @@ pub fn run(
                                 to: None,
                             };
                             tx.put(PayCf::Fees, fid, serde_json::to_vec(&fee).expect("json"));
-                            let c = format_cents(costs);
-                            let m = queue(cfg, tx, a, "collection_costs", &it.invoice, &it.open, &it.due_date, &ds, Some(&c), None);
+                            let c = Cents(costs);
+                            let m = queue(cfg, tx, a, "collection_costs", &it.invoice, &it.open.to_string(), &it.due_date, &ds, Some(&c.to_string()), None);
                             tx.put(
                                 PayCf::Dunning,
                                 key(&it.invoice, "collection_costs"),
-                                serde_json::to_vec(&StepRecord { step: "collection_costs".into(), costs: Some(c.clone()), message: Some(m), ..base.clone() }).expect("json"),
+                                serde_json::to_vec(&StepRecord { step: "collection_costs".into(), costs: Some(c), message: Some(m), ..base.clone() }).expect("json"),
                             );
                             r.fees.push(format!("{} {} collection_costs {c}", a.account_id, it.invoice));
                             r.steps.push(format!("{} {} collection_costs", a.account_id, it.invoice));
@@ -509,7 +510,7 @@ pub fn run(
                                 account: a.account_id.clone(),
                                 invoice: it.invoice.clone(),
                                 kind: "compensation".into(),
-                                amount: format_cents(dn.business_compensation_cents),
+                                amount: Cents(dn.business_compensation_cents),
                                 description: if lang(a) == "nl" {
                                     format!("Vergoeding incassokosten factuur {}", it.invoice)
                                 } else {
@@ -522,12 +523,12 @@ pub fn run(
                             tx.put(PayCf::Fees, fid, serde_json::to_vec(&fee).expect("json"));
                             r.fees.push(format!("{} {} compensation {}", a.account_id, it.invoice, fee.amount));
                         } else {
-                            rec.costs = Some(format_cents(collection_costs(it.open_cents)));
+                            rec.costs = Some(Cents(collection_costs(it.open_cents)));
                             let deadline = date + chrono::Duration::days(dn.receipt_days as i64 + 14);
                             rec.deadline = Some(deadline.to_string());
                         }
                     }
-                    let m = queue(cfg, tx, a, st.kind.name(), &it.invoice, &it.open, &it.due_date, &ds, rec.costs.as_deref(), rec.deadline.as_deref());
+                    let m = queue(cfg, tx, a, st.kind.name(), &it.invoice, &it.open.to_string(), &it.due_date, &ds, rec.costs.map(String::from).as_deref(), rec.deadline.as_deref());
                     rec.message = Some(m);
                     tx.put(PayCf::Dunning, key(&it.invoice, st.kind.name()), serde_json::to_vec(&rec).expect("json"));
                     r.steps.push(format!("{} {} {}", a.account_id, it.invoice, st.kind.name()));
@@ -736,11 +737,11 @@ mod tests {
         let e = |date: &str, kind, amount: &str, due: Option<&str>| Entry {
             id: 0,
             account: "B".into(),
-            date: date.into(),
+            date: date.parse().unwrap(),
             kind,
-            amount: amount.into(),
+            amount: amount.parse().unwrap(),
             invoice: Some("I1".into()),
-            due_date: due.map(Into::into),
+            due_date: due.map(|d| d.parse().unwrap()),
             source: "t".into(),
             text: String::new(),
         };

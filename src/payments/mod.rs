@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::rate::money::{format_cents, parse_cents};
+use crate::rate::money::Cents;
 use crate::store::{Ledger, LedgerError, PayCf, Tx};
 
 /// A payments error: refused input or a storage failure.
@@ -71,17 +71,16 @@ impl Kind {
 pub struct Entry {
     pub id: u64,
     pub account: String,
-    /// `YYYY-MM-DD`.
-    pub date: String,
+    pub date: NaiveDate,
     pub kind: Kind,
     /// Signed amount with 2 decimals (see the module doc).
-    pub amount: String,
+    pub amount: Cents,
     /// The invoice this entry belongs to; `None` = on account (e.g. an over-payment).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invoice: Option<String>,
     /// Due date (invoice entries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub due_date: Option<String>,
+    pub due_date: Option<NaiveDate>,
     /// Where it came from: `close`, a bank entry identity, `manual`, …
     pub source: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -90,7 +89,7 @@ pub struct Entry {
 
 impl Entry {
     pub fn cents(&self) -> i64 {
-        parse_cents(&self.amount).unwrap_or(0)
+        self.amount.0
     }
 }
 
@@ -118,12 +117,12 @@ pub fn post(tx: &mut Tx, mut e: Entry) -> Entry {
 pub struct InvoicePosting {
     pub number: String,
     pub account: String,
-    pub issue_date: String,
-    pub due_date: Option<String>,
+    pub issue_date: NaiveDate,
+    pub due_date: Option<NaiveDate>,
     /// The invoice total, fee lines included.
-    pub total_cents: i64,
+    pub total: Cents,
     /// Fee lines: (fee id, amount, description).
-    pub fees: Vec<(String, i64, String)>,
+    pub fees: Vec<(String, Cents, String)>,
     /// `close P`, `final invoice` or `reissue`.
     pub source: String,
     /// A reissue bills again fee lines its credit note cancelled.
@@ -137,10 +136,10 @@ pub struct InvoicePosting {
 pub fn post_invoice(inv: &InvoicePosting, tx: &mut Tx) -> Vec<Entry> {
     let number = inv.number.clone();
     let account = inv.account.clone();
-    let issue = inv.issue_date.clone();
-    let fees: i64 = inv.fees.iter().map(|f| f.1).sum();
+    let issue = inv.issue_date;
+    let fees: Cents = inv.fees.iter().map(|f| f.1).sum();
     let fee_entries = inv.fees.clone();
-    let total = inv.total_cents;
+    let total = inv.total;
     // A reissue bills again fee lines its credit note cancelled: their pending fees were
     // consumed when first billed, and one with the same id now (interest accruing
     // since) is not the one it bills.
@@ -148,9 +147,9 @@ pub fn post_invoice(inv: &InvoicePosting, tx: &mut Tx) -> Vec<Entry> {
     let entry = |kind, amount, due_date, source, text| Entry {
         id: 0,
         account: account.clone(),
-        date: issue.clone(),
+        date: issue,
         kind,
-        amount: format_cents(amount),
+        amount,
         invoice: Some(number.clone()),
         due_date,
         source,
@@ -161,7 +160,7 @@ pub fn post_invoice(inv: &InvoicePosting, tx: &mut Tx) -> Vec<Entry> {
         entry(
             Kind::Invoice,
             total - fees,
-            inv.due_date.clone(),
+            inv.due_date,
             inv.source.clone(),
             String::new(),
         ),
@@ -219,12 +218,12 @@ pub struct Item {
     pub issue_date: String,
     pub due_date: String,
     /// The invoice's total (its invoice and fee entries).
-    pub total: String,
+    pub total: Cents,
     /// Credit notes on it (positive; at most `total`).
-    pub credited: String,
+    pub credited: Cents,
     /// What payments settled: `total - credited - open`.
-    pub paid: String,
-    pub open: String,
+    pub paid: Cents,
+    pub open: Cents,
     pub status: Status,
     /// Direct debit state: `pending`, `settled` or `returned`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -242,7 +241,7 @@ pub struct PendingFee {
     pub invoice: String,
     /// `collection_costs`, `compensation`, `interest`.
     pub kind: String,
-    pub amount: String,
+    pub amount: Cents,
     pub description: String,
     /// Interest: the exact accrued amount (not rounded) and the span it covers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -260,7 +259,7 @@ pub struct View {
     pub as_of: String,
     pub currency: String,
     /// > 0: owed by the customer; < 0: credit on the account.
-    pub balance: String,
+    pub balance: Cents,
     pub entries: Vec<Entry>,
     pub items: Vec<Item>,
     pub pending_fees: Vec<PendingFee>,
@@ -274,7 +273,7 @@ pub struct Collection {
     pub end_to_end_id: String,
     pub msg_id: String,
     pub date: String,
-    pub amount: String,
+    pub amount: Cents,
     pub sequence: String,
     /// `pending`, `settled`, `returned`.
     pub status: String,
@@ -355,8 +354,8 @@ pub fn derive(account: &str, entries: Vec<Entry>, as_of: NaiveDate) -> (i64, Vec
                     open: 0,
                 });
                 if e.kind == Kind::Invoice {
-                    a.issue = e.date.clone();
-                    a.due = e.due_date.clone().unwrap_or_default();
+                    a.issue = e.date.to_string();
+                    a.due = e.due_date.map(|d| d.to_string()).unwrap_or_default();
                 }
                 match e.kind {
                     Kind::Invoice | Kind::Fee => a.total += c,
@@ -408,10 +407,10 @@ pub fn derive(account: &str, entries: Vec<Entry>, as_of: NaiveDate) -> (i64, Vec
                 invoice: n.clone(),
                 issue_date: a.issue.clone(),
                 due_date: a.due.clone(),
-                total: format_cents(a.total),
-                credited: format_cents(credited),
-                paid: format_cents(paid),
-                open: format_cents(a.open),
+                total: Cents(a.total),
+                credited: Cents(credited),
+                paid: Cents(paid),
+                open: Cents(a.open),
                 status,
                 collection: None,
                 open_cents: a.open,
@@ -439,7 +438,7 @@ pub fn view(
         account: account.to_owned(),
         as_of: as_of.to_string(),
         currency: currency.to_owned(),
-        balance: format_cents(balance),
+        balance: Cents(balance),
         entries: es,
         items,
         pending_fees: pending_fees(ledger, Some(account))?,
@@ -455,11 +454,11 @@ mod tests {
         Entry {
             id: 0,
             account: "A".into(),
-            date: "2026-10-01".into(),
+            date: "2026-10-01".parse().unwrap(),
             kind,
-            amount: amount.into(),
+            amount: amount.parse().unwrap(),
             invoice: invoice.map(Into::into),
-            due_date: due.map(Into::into),
+            due_date: due.map(|d| d.parse().unwrap()),
             source: "t".into(),
             text: String::new(),
         }
@@ -477,13 +476,13 @@ mod tests {
         let (bal, items) = derive("A", es.clone(), d("2026-10-10"));
         assert_eq!(bal, 1710);
         // The credit of 10.00 pays I1 (oldest) first: 7.10 open → 0, 2.90 to I2.
-        assert_eq!(items[0].open, "0.00");
+        assert_eq!(items[0].open.to_string(), "0.00");
         assert_eq!(items[0].status, Status::Paid);
-        assert_eq!(items[1].open, "17.10");
+        assert_eq!(items[1].open.to_string(), "17.10");
         assert_eq!(items[1].status, Status::PartiallyPaid);
         let (_, items) = derive("A", es[..3].to_vec(), d("2026-10-16"));
         assert_eq!(items[0].status, Status::Overdue);
-        assert_eq!(items[0].open, "7.10");
+        assert_eq!(items[0].open.to_string(), "7.10");
         assert_eq!(items[1].status, Status::Open);
         // A returned debit reopens.
         let mut es2 = es[..1].to_vec();
@@ -505,10 +504,10 @@ mod tests {
         let i = &items[0];
         assert_eq!(
             (
-                i.total.as_str(),
-                i.credited.as_str(),
-                i.paid.as_str(),
-                i.open.as_str()
+                i.total.to_string().as_str(),
+                i.credited.to_string().as_str(),
+                i.paid.to_string().as_str(),
+                i.open.to_string().as_str()
             ),
             ("12.10", "6.05", "0.00", "6.05")
         );
@@ -523,7 +522,11 @@ mod tests {
         assert_eq!(bal, -1210);
         let i = &items[0];
         assert_eq!(
-            (i.credited.as_str(), i.paid.as_str(), i.open.as_str()),
+            (
+                i.credited.to_string().as_str(),
+                i.paid.to_string().as_str(),
+                i.open.to_string().as_str()
+            ),
             ("12.10", "0.00", "0.00")
         );
         assert_eq!(i.status, Status::Credited);
@@ -533,7 +536,10 @@ mod tests {
         let (bal, items) = derive("A", next, d("2026-11-01"));
         assert_eq!(bal, 790);
         assert_eq!(
-            (items[1].paid.as_str(), items[1].open.as_str()),
+            (
+                items[1].paid.to_string().as_str(),
+                items[1].open.to_string().as_str()
+            ),
             ("12.10", "7.90")
         );
         assert_eq!(items[1].status, Status::PartiallyPaid);
@@ -546,7 +552,7 @@ mod tests {
         let (bal, items) = derive("A", es, d("2026-10-20"));
         assert_eq!(bal, -242);
         assert_eq!(
-            (items[0].paid.as_str(), items[0].status),
+            (items[0].paid.to_string().as_str(), items[0].status),
             ("9.68", Status::Paid)
         );
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::*;
 use crate::config::Config;
 use crate::rate::accounts::{Account, Accounts};
-use crate::rate::money::{format_cents, parse_cents};
+use crate::rate::money::{format_cents, Cents};
 use crate::store::{Ledger, LedgerError, PayCf, Tx};
 
 /// Which invoice a bank credit pays: payment reference, then end-to-end id, then an
@@ -86,11 +86,11 @@ fn apply_payment(
     account: &str,
     invoice: Option<&str>,
     amount: i64,
-    date: &str,
+    date: NaiveDate,
     source: &str,
     text: &str,
 ) -> Result<(i64, i64), LedgerError> {
-    let as_of = NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap_or_default();
+    let as_of = date;
     let open = match invoice {
         None => 0,
         Some(n) => {
@@ -106,9 +106,9 @@ fn apply_payment(
     let base = Entry {
         id: 0,
         account: account.to_owned(),
-        date: date.to_owned(),
+        date,
         kind: Kind::Payment,
-        amount: String::new(),
+        amount: Cents::ZERO,
         invoice: None,
         due_date: None,
         source: source.to_owned(),
@@ -118,7 +118,7 @@ fn apply_payment(
         extra.push(post(
             tx,
             Entry {
-                amount: format_cents(-on_invoice),
+                amount: Cents(-on_invoice),
                 invoice: invoice.map(str::to_owned),
                 ..base.clone()
             },
@@ -128,7 +128,7 @@ fn apply_payment(
         extra.push(post(
             tx,
             Entry {
-                amount: format_cents(-rest),
+                amount: Cents(-rest),
                 ..base
             },
         ));
@@ -142,7 +142,7 @@ pub struct Suspense {
     pub id: u64,
     pub identity: String,
     pub date: String,
-    pub amount: String,
+    pub amount: Cents,
     pub name: String,
     pub iban: String,
     pub text: String,
@@ -251,7 +251,7 @@ pub fn import(
                                 &acc,
                                 Some(&inv),
                                 t.amount_cents,
-                                &t.date,
+                                t.date,
                                 &t.identity,
                                 &format!("bank, by {how}"),
                             )?;
@@ -298,8 +298,8 @@ pub fn import(
                             let item = Suspense {
                                 id,
                                 identity: t.identity.clone(),
-                                date: t.date.clone(),
-                                amount: format_cents(t.amount_cents),
+                                date: t.date.to_string(),
+                                amount: Cents(t.amount_cents),
                                 name: t.name.clone(),
                                 iban: t.iban.clone(),
                                 text: t.text.clone(),
@@ -334,9 +334,9 @@ pub fn import(
                             Entry {
                                 id: 0,
                                 account: acc.clone(),
-                                date: t.date.clone(),
+                                date: t.date,
                                 kind: Kind::Return,
-                                amount: format_cents(t.amount_cents),
+                                amount: Cents(t.amount_cents),
                                 invoice: Some(inv.clone()),
                                 due_date: None,
                                 source: t.identity.clone(),
@@ -365,7 +365,7 @@ pub fn import(
                                 a,
                                 &inv,
                                 t.amount_cents,
-                                &t.date,
+                                &t.date.to_string(),
                             );
                         }
                         r.returns += 1;
@@ -435,7 +435,13 @@ pub fn assign(
         };
         let s: Suspense = ledger.pay_json(PayCf::Suspense, &key, &v)?;
         tx.delete(PayCf::Suspense, key.to_vec());
-        let amount = parse_cents(&s.amount).map_err(PayError::Refused)?;
+        let amount = s.amount.0;
+        let date = NaiveDate::parse_from_str(&s.date, "%Y-%m-%d").map_err(|_| {
+            PayError::Refused(format!(
+                "suspense item {id}: date `{}` is not YYYY-MM-DD",
+                s.date
+            ))
+        })?;
         let mut extra = Vec::new();
         Ok(apply_payment(
             ledger,
@@ -444,7 +450,7 @@ pub fn assign(
             account,
             invoice,
             amount,
-            &s.date,
+            date,
             &s.identity,
             &format!("bank, assigned from suspense {id}"),
         )?)
@@ -481,15 +487,7 @@ pub fn record(
     ledger.transact(|ledger, tx| {
         let mut extra = Vec::new();
         Ok(apply_payment(
-            ledger,
-            tx,
-            &mut extra,
-            account,
-            invoice,
-            amount,
-            &date.to_string(),
-            "manual",
-            text,
+            ledger, tx, &mut extra, account, invoice, amount, date, "manual", text,
         )?)
     })
 }
@@ -520,9 +518,9 @@ pub fn refund(
             Entry {
                 id: 0,
                 account: account.to_owned(),
-                date: date.to_string(),
+                date,
                 kind: Kind::Refund,
-                amount: format_cents(amount),
+                amount: Cents(amount),
                 invoice: None,
                 due_date: None,
                 source: "manual".into(),

@@ -102,6 +102,120 @@ pub fn parse_cents(s: &str) -> Result<i64, String> {
     parse_fixed(s, 2)
 }
 
+/// Defines a fixed-point amount type: an `i64` with a fixed scale whose text (serde,
+/// `Display`) is exactly the one tollgate writes (`$format`), and whose parsing
+/// (`FromStr`, `Deserialize`) refuses text that is not such an amount, quoting it.
+macro_rules! fixed_point {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $format:expr, $parse:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        pub struct $name(pub i64);
+
+        impl $name {
+            pub const ZERO: $name = $name(0);
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&$format(self.0))
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<$name, String> {
+                $parse(s)
+                    .map($name)
+                    .map_err(|e| format!("not {}: {e}", $what))
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.to_string()
+            }
+        }
+
+        impl From<&$name> for String {
+            fn from(v: &$name) -> String {
+                v.to_string()
+            }
+        }
+
+        impl std::ops::Add for $name {
+            type Output = $name;
+            fn add(self, o: $name) -> $name {
+                $name(self.0 + o.0)
+            }
+        }
+
+        impl std::ops::Sub for $name {
+            type Output = $name;
+            fn sub(self, o: $name) -> $name {
+                $name(self.0 - o.0)
+            }
+        }
+
+        impl std::ops::Neg for $name {
+            type Output = $name;
+            fn neg(self) -> $name {
+                $name(-self.0)
+            }
+        }
+
+        impl std::ops::AddAssign for $name {
+            fn add_assign(&mut self, o: $name) {
+                self.0 += o.0;
+            }
+        }
+
+        impl std::ops::SubAssign for $name {
+            fn sub_assign(&mut self, o: $name) {
+                self.0 -= o.0;
+            }
+        }
+
+        impl std::iter::Sum for $name {
+            fn sum<I: Iterator<Item = $name>>(it: I) -> $name {
+                $name(it.map(|c| c.0).sum())
+            }
+        }
+    };
+}
+
+fixed_point!(
+    /// An amount in cents (2 decimals): invoice totals and lines, VAT, ledger entries,
+    /// fees. Its text is [`format_cents`] (`"12.34"`, `"-0.50"`); parsing is
+    /// [`parse_cents`], and a stored amount that does not parse is an error, never 0.00.
+    Cents,
+    "an amount with 2 decimals",
+    format_cents,
+    parse_cents
+);
+
+fixed_point!(
+    /// An exact charge with 6 decimals (rated charges and their sums: checkpoints, the
+    /// annex, usage per day). Its text is [`format_micros`] (`"0.045000"`), always six
+    /// decimals; parsing is [`parse_fixed`] with scale 6.
+    Micros,
+    "a charge with 6 decimals",
+    |v: i64| format_micros(v as i128),
+    |s: &str| parse_fixed(s, 6)
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +264,23 @@ mod tests {
         // 0.02 * 21 % = 0.0042 -> 0.00
         assert_eq!(vat_cents(2, Decimal::from(21)), 0);
         assert_eq!(vat_cents(1234, "9".parse().unwrap()), 111); // 1.1106
+    }
+
+    #[test]
+    fn typed_amounts_keep_their_text_and_refuse_bad_text() {
+        let c: Cents = serde_json::from_str("\"-0.50\"").unwrap();
+        assert_eq!(c, Cents(-50));
+        assert_eq!(serde_json::to_string(&c).unwrap(), "\"-0.50\"");
+        assert_eq!(Cents(1234).to_string(), "12.34");
+        let e = serde_json::from_str::<Cents>("\"12,34\"").unwrap_err();
+        assert!(e.to_string().contains("`12,34`"), "{e}");
+        assert!(serde_json::from_str::<Cents>("\"0.001\"").is_err());
+        assert!(serde_json::from_str::<Cents>("12.34").is_err());
+        let m: Micros = serde_json::from_str("\"0.045000\"").unwrap();
+        assert_eq!(m, Micros(45_000));
+        assert_eq!(serde_json::to_string(&m).unwrap(), "\"0.045000\"");
+        assert_eq!(Micros(0).to_string(), "0.000000");
+        assert!(serde_json::from_str::<Micros>("\"0.0000001\"").is_err());
+        assert_eq!([Cents(1), Cents(2)].into_iter().sum::<Cents>(), Cents(3));
     }
 }

@@ -51,6 +51,8 @@ use rocksdb::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::rate::money::{Cents, Micros};
+
 const CF_META: &str = "meta";
 const CF_FILES: &str = "files";
 const CF_HASHES: &str = "hashes";
@@ -404,7 +406,7 @@ pub struct Checkpoint {
     pub rated: u64,
     pub rejected: BTreeMap<String, u64>,
     /// Sum of the file's rated charges, 6 decimals.
-    pub charge: String,
+    pub charge: Micros,
     pub tariff_version: String,
     pub accounts_hash: String,
     /// Unix time used by the `future_time` check.
@@ -425,9 +427,9 @@ pub struct CloseRecord {
     /// File commit sequence number at the time of the close.
     pub seq: u64,
     pub invoices: Vec<String>,
-    pub net_total: String,
-    pub vat_total: String,
-    pub total: String,
+    pub net_total: Cents,
+    pub vat_total: Cents,
+    pub total: Cents,
     pub late_records: u64,
 }
 
@@ -1406,7 +1408,7 @@ mod tests {
             lines: 1,
             rated: 1,
             rejected: BTreeMap::new(),
-            charge: "0.000000".into(),
+            charge: Micros::ZERO,
             tariff_version: "t".into(),
             accounts_hash: "a".into(),
             rated_at: 0,

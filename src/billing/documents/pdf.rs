@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use crate::billing::annex::Annex;
 use crate::billing::model::{Invoice, Line};
-use crate::rate::money::{format_cents, parse_cents};
+use crate::rate::money::{format_cents, Cents};
 
 /// Texts in one language.
 struct Words {
@@ -274,8 +274,8 @@ fn escape(s: &str) -> String {
     out
 }
 
-fn cents(s: &str) -> i64 {
-    parse_cents(s).unwrap_or(0)
+fn cents(c: &Cents) -> i64 {
+    c.0
 }
 
 /// Renders the PDF of an invoice or credit note, with the itemised annex's pages when
@@ -309,7 +309,7 @@ pub fn render(inv: &Invoice, annex: Option<&Annex>) -> Vec<u8> {
     let to_pay = inv
         .payment
         .as_ref()
-        .and_then(|pay| pay.amount.as_deref())
+        .and_then(|pay| pay.amount.as_ref())
         .map_or_else(|| cents(&inv.total), cents);
     let from_credit = cents(&inv.total) - to_pay;
     let box_height = match (qr, transfer) {
@@ -354,11 +354,11 @@ pub fn render(inv: &Invoice, annex: Option<&Annex>) -> Vec<u8> {
             &format!(
                 "{}: {} {} {}",
                 w.direct_debit,
-                m(dd.amount
-                    .as_deref()
-                    .map_or_else(|| cents(&inv.total), cents)),
+                m(dd.amount.as_ref().map_or_else(|| cents(&inv.total), cents)),
                 w.on,
-                dd.collection_date.as_deref().unwrap_or(&inv.due_date)
+                dd.collection_date
+                    .clone()
+                    .unwrap_or_else(|| inv.due_date.to_string())
             ),
         );
         p.text(
@@ -519,8 +519,8 @@ pub fn render(inv: &Invoice, annex: Option<&Annex>) -> Vec<u8> {
     // Art. 226 fields.
     let facts = [
         (w.number, inv.number.clone()),
-        (w.date, inv.issue_date.clone()),
-        (w.due, inv.due_date.clone()),
+        (w.date, inv.issue_date.to_string()),
+        (w.due, inv.due_date.to_string()),
         (
             w.period,
             format!("{} - {}", inv.period_start, inv.period_end),
@@ -691,12 +691,7 @@ fn day_chart(p: &mut Page, inv: &Invoice, w: &Words, top: f32) -> f32 {
             inv.usage_by_day
                 .iter()
                 .find(|u| u.date == date)
-                .and_then(|u| {
-                    crate::rate::money::parse_fixed(&u.charge, 6)
-                        .ok()
-                        .map(i128::from)
-                })
-                .unwrap_or(0)
+                .map_or(0, |u| i128::from(u.charge.0))
         })
         .collect();
     let max = micros.iter().copied().max().unwrap_or(0).max(1);
@@ -820,7 +815,7 @@ fn annex_pages(pages: &mut Vec<Page>, inv: &Invoice, a: &Annex, w: &Words, lang:
                 "{}: {cur} {} = {}",
                 w.line_sum,
                 l.charge_sum,
-                money(cur, parse_cents(&l.amount).unwrap_or(0), lang)
+                money(cur, l.amount.0, lang)
             ),
         );
         y -= 16.0;

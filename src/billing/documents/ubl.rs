@@ -26,7 +26,7 @@ use quick_xml::Writer;
 
 use crate::billing::model::{Invoice, Line};
 use crate::billing::vat::Category;
-use crate::rate::money::{format_cents, parse_cents};
+use crate::rate::money::{format_cents, Cents};
 
 pub const EN16931: &str = "urn:cen.eu:en16931:2017";
 pub const PEPPOL_CUSTOMIZATION: &str =
@@ -69,8 +69,8 @@ impl X {
     }
 }
 
-fn cents(s: &str) -> i64 {
-    parse_cents(s).unwrap_or(0)
+fn cents(c: &Cents) -> i64 {
+    c.0
 }
 
 /// Renders the UBL document of an invoice or credit note.
@@ -78,7 +78,7 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
     let credit = inv.is_credit_note();
     // Credit notes are stored with negative amounts; UBL wants them positive.
     let sign = if credit { -1 } else { 1 };
-    let amt = |s: &str| cents(s) * sign;
+    let amt = |c: &Cents| cents(c) * sign;
     let cur = inv.currency.as_str();
     // A document of late-payment fees only (a credit note taking back a fee, a final
     // invoice billing nothing else) is a document outside the scope of VAT: its fee
@@ -104,11 +104,7 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
     } else {
         inv.vat_breakdown.clone()
     };
-    let net_total = if fee_only {
-        format_cents(fees)
-    } else {
-        inv.net_total.clone()
-    };
+    let net_total = if fee_only { Cents(fees) } else { inv.net_total };
     let outside = breakdown.iter().any(|r| r.category == "O");
     let peppol = !inv.customer.peppol_endpoint.is_empty();
     let root = if credit { "CreditNote" } else { "Invoice" };
@@ -137,11 +133,11 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
         x.leaf("cbc:CustomizationID", EN16931);
     }
     x.leaf("cbc:ID", &inv.number);
-    x.leaf("cbc:IssueDate", &inv.issue_date);
+    x.leaf("cbc:IssueDate", &inv.issue_date.to_string());
     if credit {
         x.leaf("cbc:CreditNoteTypeCode", "381");
     } else {
-        x.leaf("cbc:DueDate", &inv.due_date);
+        x.leaf("cbc:DueDate", &inv.due_date.to_string());
         x.leaf("cbc:InvoiceTypeCode", "380");
     }
     if !inv.vat_note.is_empty() {
@@ -162,7 +158,7 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
         x.open("cac:BillingReference");
         x.open("cac:InvoiceDocumentReference");
         x.leaf("cbc:ID", &r.number);
-        x.leaf("cbc:IssueDate", &r.issue_date);
+        x.leaf("cbc:IssueDate", &r.issue_date.to_string());
         x.close("cac:InvoiceDocumentReference");
         x.close("cac:BillingReference");
     }
@@ -287,7 +283,9 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
                 Some(p) => format!(
                     "{cur} {} will be collected by SEPA direct debit on {} under mandate {}{fee_note}",
                     inv.total,
-                    p.collection_date.as_deref().unwrap_or(&inv.due_date),
+                    p.collection_date
+                        .clone()
+                        .unwrap_or_else(|| inv.due_date.to_string()),
                     p.mandate_id.as_deref().unwrap_or("")
                 ),
                 None => format!(

@@ -17,6 +17,7 @@ use super::ops::{ApiError, ErrorBody, Money};
 use super::{blocking, ApiState, Operator};
 use crate::billing::{CreditWhat, Invoice};
 use crate::ingest::engine::Engine;
+use crate::rate::money::Cents;
 
 /// The routes of this module.
 pub fn router() -> Router<ApiState> {
@@ -75,13 +76,13 @@ pub struct IssuedDoc {
 
 impl IssuedDoc {
     fn of(inv: &Invoice) -> IssuedDoc {
-        let m = |v: &str| Money {
+        let m = |v: &Cents| Money {
             unit: inv.currency.clone(),
-            value: v.to_owned(),
+            value: v.to_string(),
         };
         IssuedDoc {
             bill_no: inv.number.clone(),
-            bill_date: inv.issue_date.clone(),
+            bill_date: inv.issue_date.to_string(),
             tax_excluded_amount: m(&inv.net_total),
             tax_amount: m(&inv.vat_total),
             tax_included_amount: m(&inv.total),
@@ -96,7 +97,7 @@ impl IssuedDoc {
                         .filter(|l| matches!(l, crate::billing::Line::Fee { .. }))
                         .map(crate::billing::Line::cents)
                         .sum();
-                    m(&crate::rate::money::format_cents(fees))
+                    m(&Cents(fees))
                 }),
         }
     }

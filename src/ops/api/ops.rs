@@ -653,15 +653,15 @@ fn bill_doc(inv: &Invoice, with_lines: bool) -> BillDoc {
             start_date_time: start,
             end_date_time: end,
         },
-        bill_date: inv.issue_date.clone(),
-        payment_due_date: inv.due_date.clone(),
-        tax_excluded_amount: Money::new(c, &inv.net_total),
-        tax_included_amount: Money::new(c, &inv.total),
-        amount_due: Money::new(c, &inv.total),
+        bill_date: inv.issue_date.to_string(),
+        payment_due_date: inv.due_date.to_string(),
+        tax_excluded_amount: Money::new(c, inv.net_total),
+        tax_included_amount: Money::new(c, inv.total),
+        amount_due: Money::new(c, inv.total),
         tax_item: vec![TaxItem {
             tax_category: "VAT".into(),
             tax_rate: inv.vat_rate.clone(),
-            tax_amount: Money::new(c, &inv.vat_total),
+            tax_amount: Money::new(c, inv.vat_total),
         }],
         late_records: inv.late_records,
         lines: with_lines.then(|| {
@@ -739,12 +739,11 @@ fn bill_doc(inv: &Invoice, with_lines: bool) -> BillDoc {
 }
 
 fn invoice(engine: &Engine, number: &str) -> Result<Option<Invoice>, ApiError> {
-    match engine.ledger.invoice(number)? {
-        None => Ok(None),
-        Some(json) => serde_json::from_slice(&json)
-            .map(Some)
-            .map_err(ApiError::internal),
-    }
+    // A stored document that does not decode is an error naming it (`invoices/<number>`).
+    Ok(crate::billing::files::stored_invoice(
+        &engine.ledger,
+        number,
+    )?)
 }
 
 /// Bills of a period (or of every period), in number order.
@@ -879,9 +878,9 @@ pub fn close(
         bill_count: rec.invoices.len(),
         first_bill_no: rec.invoices.first().cloned(),
         last_bill_no: rec.invoices.last().cloned(),
-        tax_excluded_amount: Money::new(&c, &rec.net_total),
-        tax_amount: Money::new(&c, &rec.vat_total),
-        tax_included_amount: Money::new(&c, &rec.total),
+        tax_excluded_amount: Money::new(&c, rec.net_total),
+        tax_amount: Money::new(&c, rec.vat_total),
+        tax_included_amount: Money::new(&c, rec.total),
         late_records: rec.late_records,
         invoice_dir: s.dir.display().to_string(),
         summary: rec.summary(),

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::ops::{AccountRef, ApiError, Money, Paged};
 use crate::ingest::engine::Engine;
 use crate::payments::{self as p, Kind, PayError};
-use crate::rate::money::{format_cents, parse_cents};
+use crate::rate::money::{format_cents, parse_cents, Cents};
 use crate::store::PayCf;
 
 impl From<PayError> for ApiError {
@@ -179,18 +179,17 @@ pub fn statement(
             run += e.cents();
             LedgerEntryDoc {
                 id: e.id,
-                date: e.date.clone(),
+                date: e.date.to_string(),
                 kind: e.kind.name().to_owned(),
                 amount: money(&unit, e.cents()),
                 running_balance: money(&unit, run),
                 bill_no: e.invoice.clone(),
-                payment_due_date: e.due_date.clone(),
+                payment_due_date: e.due_date.map(|d| d.to_string()),
                 source: e.source.clone(),
                 description: (!e.text.is_empty()).then(|| e.text.clone()),
             }
         })
         .collect();
-    let cents = |s: &str| parse_cents(s).unwrap_or(0);
     let open_items = v
         .items
         .iter()
@@ -198,9 +197,9 @@ pub fn statement(
             bill_no: it.invoice.clone(),
             bill_date: it.issue_date.clone(),
             payment_due_date: it.due_date.clone(),
-            total: money(&unit, cents(&it.total)),
-            credited: money(&unit, cents(&it.credited)),
-            paid: money(&unit, cents(&it.paid)),
+            total: money(&unit, it.total.0),
+            credited: money(&unit, it.credited.0),
+            paid: money(&unit, it.paid.0),
             open: money(&unit, it.open_cents),
             status: status_name(it.status),
             direct_debit: it.collection.clone(),
@@ -213,7 +212,7 @@ pub fn statement(
             id: f.id.clone(),
             kind: f.kind.clone(),
             bill_no: f.invoice.clone(),
-            amount: money(&unit, cents(&f.amount)),
+            amount: money(&unit, f.amount.0),
             description: f.description.clone(),
             accrued: f.accrued.clone(),
             from: f.from.clone(),
@@ -290,19 +289,22 @@ pub fn statement_text(d: &StatementDoc) -> String {
             let _ = writeln!(o, "{:<24}  {:>10}  {}", f.id, f.amount.value, f.description);
         }
     }
-    let b = parse_cents(&d.balance.value).unwrap_or(0);
-    let _ = writeln!(
-        o,
-        "\nBalance: {} {}",
-        format_cents(b.abs()),
-        if b > 0 {
-            "owed by the customer"
-        } else if b < 0 {
-            "credit on the account"
-        } else {
-            "(settled)"
-        }
-    );
+    // The document may come from the daemon: its balance is parsed here, at the edge.
+    let balance = match d.balance.value.parse::<Cents>() {
+        Ok(Cents(b)) => format!(
+            "{} {}",
+            format_cents(b.abs()),
+            if b > 0 {
+                "owed by the customer"
+            } else if b < 0 {
+                "credit on the account"
+            } else {
+                "(settled)"
+            }
+        ),
+        Err(e) => format!("{} ({e})", d.balance.value),
+    };
+    let _ = writeln!(o, "\nBalance: {balance}");
     o
 }
 
@@ -344,7 +346,7 @@ fn payment_doc(unit: &str, e: &p::Entry) -> PaymentDoc {
     PaymentDoc {
         id: e.id,
         account: account_ref(&e.account),
-        payment_date: e.date.clone(),
+        payment_date: e.date.to_string(),
         total_amount: money(unit, -e.cents()),
         bill_no: e.invoice.clone(),
         source: e.source.clone(),
@@ -508,7 +510,7 @@ pub fn suspense(
             .map(|s| SuspenseDoc {
                 id: s.id,
                 date: s.date.clone(),
-                amount: money(&unit, parse_cents(&s.amount).unwrap_or(0)),
+                amount: money(&unit, s.amount.0),
                 name: s.name.clone(),
                 iban: crate::rate::iban::mask_iban(&s.iban),
                 text: s.text.clone(),

@@ -425,7 +425,14 @@ pub fn run(
                                 to: None,
                             },
                         };
-                        let before: Decimal = fee.accrued.as_deref().unwrap_or("0").parse().unwrap_or_default();
+                        let before: Decimal = match fee.accrued.as_deref() {
+                            None => Decimal::ZERO,
+                            Some(s) => s.parse().map_err(|e| LedgerError::Corrupt {
+                                path: ledger.path().to_owned(),
+                                key: format!("fees/{fid}"),
+                                message: format!("accrued interest `{s}`: {e}"),
+                            })?,
+                        };
                         let acc = before + accrue(&v.entries, &it.invoice, dn.commercial_interest_rate, from, date);
                         fee.accrued = Some(acc.normalize().to_string());
                         fee.to = Some(ds.clone());

@@ -142,13 +142,7 @@ pub fn close_cycle(
             }
             // Late-payment fees: outside the scope of VAT, added after VAT.
             for f in account_fees {
-                d.lines.push(Line::Fee {
-                    fee_id: f.id,
-                    fee: f.kind,
-                    invoice: f.invoice,
-                    description: f.description,
-                    amount: f.amount,
-                });
+                d.fee(f);
             }
             let mut inv = d.finish(
                 format_number(

@@ -23,6 +23,18 @@ pub(crate) struct Draft<'a> {
 }
 
 impl<'a> Draft<'a> {
+    /// A late-payment fee waiting for this invoice: outside the scope of VAT, added
+    /// after VAT.
+    pub(crate) fn fee(&mut self, f: crate::payments::PendingFee) {
+        self.lines.push(Line::Fee {
+            fee_id: f.id,
+            fee: f.kind,
+            invoice: f.invoice,
+            description: f.description,
+            amount: f.amount,
+        });
+    }
+
     pub(crate) fn new(
         cfg: &'a Config,
         account_id: &str,

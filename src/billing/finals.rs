@@ -121,13 +121,7 @@ pub fn final_invoice(
         // Late-payment fees waiting for the next invoice: this is the last one.
         for f in crate::payments::pending_fees(l, Some(account_id))? {
             if f.amount != crate::rate::money::Cents::ZERO {
-                d.lines.push(Line::Fee {
-                    fee_id: f.id,
-                    fee: f.kind,
-                    invoice: f.invoice,
-                    description: f.description,
-                    amount: f.amount,
-                });
+                d.fee(f);
             }
         }
         if d.lines.is_empty() {

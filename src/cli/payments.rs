@@ -200,13 +200,7 @@ pub fn dunning(cfg: Config, cmd: DunningCmd) -> Result<ExitCode> {
 /// The database, and the tariff's currency.
 fn open(cfg: Config) -> Result<(Engine, String)> {
     let engine = Engine::open(cfg)?;
-    let currency = engine
-        .reference()
-        .tariff
-        .table()
-        .currency
-        .as_str()
-        .to_owned();
+    let currency = engine.currency();
     Ok((engine, currency))
 }
 

@@ -191,7 +191,7 @@ pub fn run(dir: Option<PathBuf>, records_per_month: u64, accounts: usize) -> any
         println!(
             "  closed {} [{}]",
             s.record.summary(),
-            reference.tariff.table().currency.as_str()
+            reference.tariff.currency()
         );
     }
     let last = months.last().expect("three months");

@@ -229,6 +229,11 @@ impl Engine {
         self.reference.read().expect("reference lock").clone()
     }
 
+    /// The currency of the tariff in service.
+    pub fn currency(&self) -> String {
+        self.reference().tariff.currency().to_owned()
+    }
+
     /// Reloads tariff and accounts when a source file changed (or always, with `force`)
     /// and swaps them in for the next file. A file is always rated with one snapshot.
     /// On an error the snapshot in service stays and the error is returned.

@@ -241,7 +241,7 @@ fn daily(
 /// One daily dunning run; false when it failed (it is retried a minute later).
 fn run_dunning(engine: &Engine, today: chrono::NaiveDate) -> bool {
     let r = engine.reference();
-    let currency = r.tariff.table().currency.as_str().to_owned();
+    let currency = r.tariff.currency().to_owned();
     match crate::payments::dunning::run(&engine.cfg, &engine.ledger, &r.accounts, &currency, today)
     {
         Ok(rep) => {

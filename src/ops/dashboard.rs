@@ -172,7 +172,7 @@ pub fn snapshot(engine: &Engine, period: Option<Period>) -> Result<Dashboard, Le
             .unwrap_or_default(),
         workers: engine.cfg.workers,
         tariff_version: reference.tariff.version()[..16].to_owned(),
-        currency: reference.tariff.table().currency.as_str().to_owned(),
+        currency: reference.tariff.currency().to_owned(),
         records_per_second: (rps * 10.0).round() / 10.0,
         last_hour,
         files: FilesOut {

@@ -124,7 +124,7 @@ async fn get_report(
     let body = blocking(move || {
         // The snapshot in service names the currency and maps accounts to plans.
         let r = e.reference();
-        let currency = r.tariff.table().currency.as_str();
+        let currency = r.tariff.currency();
         Ok(report::generate(&e.ledger, currency, Some(&r.accounts), &req)?.render(format))
     })
     .await?;

@@ -456,7 +456,7 @@ pub struct UsageDoc {
 /// Usage of `account` dated in `period`.
 pub fn usage(engine: &Engine, account: &str, period: Period) -> Result<UsageDoc, ApiError> {
     let r = engine.reference();
-    let currency = r.tariff.table().currency.as_str().to_owned();
+    let currency = r.tariff.currency().to_owned();
     let p = period.to_string();
     let (unbilled, billed) = engine.ledger.account_month(account, &p)?;
     if r.accounts.get(account).is_none() && unbilled.0.is_empty() && billed.0.is_empty() {
@@ -600,6 +600,24 @@ pub struct BillLine {
     pub amount: Money,
 }
 
+impl BillLine {
+    /// A line that is not usage: a subscription, fee or credit.
+    fn other(kind: &str, plan: Option<&String>, description: &str, amount: Money) -> BillLine {
+        BillLine {
+            kind: kind.into(),
+            service: None,
+            destination: None,
+            band: None,
+            quantity: None,
+            usage: None,
+            unit: None,
+            plan: plan.cloned(),
+            description: Some(description.to_owned()),
+            amount,
+        }
+    }
+}
+
 /// A customer bill (TMF678 names); `lines` only on `GET /api/v1/bills/{billNo}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -698,40 +716,27 @@ fn bill_doc(inv: &Invoice, with_lines: bool) -> BillDoc {
                         description,
                         amount,
                         ..
-                    } => BillLine {
-                        kind: if matches!(l, Line::Fee { .. }) {
+                    } => BillLine::other(
+                        if matches!(l, Line::Fee { .. }) {
                             "fee"
                         } else {
                             "credit"
-                        }
-                        .into(),
-                        service: None,
-                        destination: None,
-                        band: None,
-                        quantity: None,
-                        usage: None,
-                        unit: None,
-                        plan: None,
-                        description: Some(description.clone()),
-                        amount: Money::new(c, amount),
-                    },
+                        },
+                        None,
+                        description,
+                        Money::new(c, amount),
+                    ),
                     Line::Subscription {
                         plan,
                         description,
                         amount,
                         ..
-                    } => BillLine {
-                        kind: "subscription".into(),
-                        service: None,
-                        destination: None,
-                        band: None,
-                        quantity: None,
-                        usage: None,
-                        unit: None,
-                        plan: Some(plan.clone()),
-                        description: Some(description.clone()),
-                        amount: Money::new(c, amount),
-                    },
+                    } => BillLine::other(
+                        "subscription",
+                        Some(plan),
+                        description,
+                        Money::new(c, amount),
+                    ),
                 })
                 .collect()
         }),
@@ -869,7 +874,7 @@ pub fn close(
         // close_cycle records the close metrics.
         tracing::info!(period = %rec.period, invoices = rec.invoices.len(), "cycle closed");
     }
-    let c = r.tariff.table().currency.as_str().to_owned();
+    let c = r.tariff.currency().to_owned();
     Ok(CloseDoc {
         period: rec.period.clone(),
         new: s.new,
@@ -957,13 +962,7 @@ pub fn files(
     let want = |s: FileStatus| status.is_none_or(|w| w == s);
     let mut all = Vec::new();
     if want(FileStatus::Committed) {
-        let c = engine
-            .reference()
-            .tariff
-            .table()
-            .currency
-            .as_str()
-            .to_owned();
+        let c = engine.currency();
         let mut cps = engine.ledger.files()?;
         cps.sort_by_key(|cp| cp.seq);
         for cp in cps {

@@ -31,17 +31,9 @@ fn money(unit: &str, cents: i64) -> Money {
 }
 
 fn currency(engine: &Engine) -> String {
-    engine
-        .reference()
-        .tariff
-        .table()
-        .currency
-        .as_str()
-        .to_owned()
+    engine.currency()
 }
 
-/// An account id in a path: RFC 3986's unreserved characters stay, every other byte is
-/// `%XX` (as `crate::cli::client::encode`, which calls this API).
 /// What a path segment or query value keeps unescaped (RFC 3986 unreserved characters).
 pub const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
@@ -49,6 +41,8 @@ pub const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHA
     .remove(b'_')
     .remove(b'~');
 
+/// An account id in a path: RFC 3986's unreserved characters stay, every other byte is
+/// `%XX` (as `crate::cli::client::encode`, which calls this API).
 fn account_ref(id: &str) -> AccountRef {
     AccountRef {
         id: id.to_owned(),

@@ -357,6 +357,11 @@ impl Tariff {
 
     /// The archived table.
     #[inline]
+    /// The tariff's currency (ISO 4217).
+    pub fn currency(&self) -> &str {
+        self.table().currency.as_str()
+    }
+
     pub fn table(&self) -> &ArchivedTable {
         // SAFETY: validated with bytecheck in `open`, and the mapping is immutable.
         unsafe { rkyv::access_unchecked::<ArchivedTable>(&self.map) }

@@ -94,7 +94,8 @@ pub fn write_document(ledger: &Ledger, dir: &Path, number: &str) -> Result<(), L
         None => None,
     };
     let xml = crate::billing::documents::ubl::render(&inv);
-    let pdf = crate::billing::documents::pdf::render(&inv, annex.as_ref());
+    let pdf = crate::billing::documents::pdf::render(&inv, annex.as_ref(), &xml)
+        .map_err(|e| refused(format!("document {number}: {e}")))?;
     let mut rewritten = false;
     for (ext, bytes) in [("json", &json), ("xml", &xml), ("pdf", &pdf)] {
         let path = dir.join(format!("{number}.{ext}"));

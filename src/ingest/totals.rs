@@ -500,7 +500,7 @@ mod tests {
                     xorshift(&mut x)
                 };
                 spills[(i as usize) % workers].push(rec, id);
-                if (i as usize + 1) % segment == 0 {
+                if (i as usize + 1).is_multiple_of(segment) {
                     totals.fold(&mut spills, 2);
                     assert!(spills.iter().all(|s| s.recs.iter().all(Vec::is_empty)));
                 }

@@ -13,6 +13,7 @@ mod golden;
 mod invoices;
 mod ops;
 mod payments;
+mod pdf;
 mod reference;
 mod reload;
 mod samples;

@@ -78,11 +78,11 @@ fn files_rated_while_the_tariff_reloads_use_one_version_each() {
             let mut reloads = (0u32, 0u32);
             let mut i = 0u64;
             while !stop.load(Ordering::SeqCst) {
-                let deck = if i % 2 == 0 { &v2_deck } else { &v1_deck };
+                let deck = if i.is_multiple_of(2) { &v2_deck } else { &v1_deck };
                 let tmp = root.join("tariffs/.deck.csv.tmp");
                 std::fs::write(&tmp, deck).unwrap();
                 std::fs::rename(&tmp, root.join("tariffs/deck.csv")).unwrap();
-                if i % 3 == 0 {
+                if i.is_multiple_of(3) {
                     // SAFETY: kill(2) on our own child's pid.
                     unsafe { libc::kill(pid, libc::SIGHUP) };
                     reloads.0 += 1;

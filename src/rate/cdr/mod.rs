@@ -274,7 +274,7 @@ impl Splitter {
     fn split_quoted(&mut self, line: &[u8]) -> Result<usize, Malformed> {
         self.quoted = true;
         // Quotes must balance and may only open a field and close it.
-        if memchr::memchr_iter(b'"', line).count() % 2 != 0 {
+        if !memchr::memchr_iter(b'"', line).count().is_multiple_of(2) {
             return Err(Malformed);
         }
         let mut in_quotes = false;

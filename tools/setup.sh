@@ -4,7 +4,7 @@
 # Sourced by tools/test.sh and tools/demo.sh.
 #
 # Rust comes from rustup (stable, minimal profile, plus rustfmt and clippy): Debian 12's
-# own rustc is older than Cargo.toml's rust-version (1.85), so it is never installed.
+# own rustc is older than Cargo.toml's rust-version (1.92), so it is never installed.
 # There is deliberately no rust-toolchain file: a machine with a recent toolchain keeps it.
 set -euo pipefail
 

@@ -78,7 +78,11 @@ fn files_rated_while_the_tariff_reloads_use_one_version_each() {
             let mut reloads = (0u32, 0u32);
             let mut i = 0u64;
             while !stop.load(Ordering::SeqCst) {
-                let deck = if i.is_multiple_of(2) { &v2_deck } else { &v1_deck };
+                let deck = if i.is_multiple_of(2) {
+                    &v2_deck
+                } else {
+                    &v1_deck
+                };
                 let tmp = root.join("tariffs/.deck.csv.tmp");
                 std::fs::write(&tmp, deck).unwrap();
                 std::fs::rename(&tmp, root.join("tariffs/deck.csv")).unwrap();

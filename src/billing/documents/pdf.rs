@@ -16,6 +16,7 @@ use crate::billing::annex::Annex;
 use crate::billing::documents::fonts;
 use crate::billing::model::{Invoice, Line};
 use crate::rate::money::{format_cents, Cents};
+use chrono::Datelike;
 
 /// Texts in one language.
 struct Words {
@@ -843,10 +844,10 @@ fn assemble(inv: &Invoice, pages: &[Page], ubl: &[u8]) -> Result<Vec<u8>, String
         ..Default::default()
     };
     let mut doc = krilla::Document::new_with(settings);
-    let part = |i: std::ops::Range<usize>| inv.issue_date.get(i).and_then(|d| d.parse().ok());
-    let date = DateTime::new(part(0..4).unwrap_or(1970))
-        .month(part(5..7).map_or(1, |m: u16| m as u8))
-        .day(part(8..10).map_or(1, |d: u16| d as u8));
+    let d = inv.issue_date;
+    let date = DateTime::new(d.year().clamp(0, 9999) as u16)
+        .month(d.month() as u8)
+        .day(d.day() as u8);
     let lang = language(inv);
     let w = if lang == "nl" { &NL } else { &EN };
     let title = if inv.is_credit_note() {

@@ -531,6 +531,7 @@ fn candidate_lines(
     threads: usize,
 ) -> Vec<(u64, usize, usize)> {
     let per = chunks.len().div_ceil(threads.max(1)).max(1);
+    let id_pos = layout.pos[Column::RecordId as usize] as usize;
     std::thread::scope(|s| {
         let handles: Vec<_> = chunks
             .chunks(per)
@@ -548,8 +549,7 @@ fn candidate_lines(
                             let line_end = line_start + line.len();
                             if !line.is_empty()
                                 && line.len() <= max_line
-                                && rater
-                                    .record_id_hash_in(bytes, line_start, line_end)
+                                && id_hash(&mut rater, id_pos, bytes, line_start, line_end)
                                     .is_some_and(|h| candidates.contains(&h))
                             {
                                 found.push((line_no, line_start, line_end));
@@ -566,6 +566,25 @@ fn candidate_lines(
             .flat_map(|h| h.join().expect("duplicate scan thread panicked"))
             .collect()
     })
+}
+
+/// The record-id hash of the line `buf[start..end]` as the workers computed it, or
+/// `None` for a line they did not rate for want of fields (a line found here is rated
+/// again before it counts). A line without quotes needs only the commas up to its id
+/// field; a quoted one is split in full.
+#[inline]
+fn id_hash(rater: &mut Rater, id_pos: usize, buf: &[u8], start: usize, end: usize) -> Option<u64> {
+    let line = &buf[start..end];
+    if memchr::memchr(b'"', line).is_some() {
+        return rater.record_id_hash_in(buf, start, end);
+    }
+    let mut commas = memchr::memchr_iter(b',', line);
+    let from = match id_pos {
+        0 => 0,
+        p => commas.nth(p - 1)? + 1,
+    };
+    let to = commas.next().unwrap_or(line.len());
+    Some(xxhash_rust::xxh3::xxh3_64(&line[from..to]))
 }
 
 /// Merges worker outputs into the file outcome and resolves duplicate record ids.

@@ -1,10 +1,16 @@
 //! `tollgate-gen`: deterministic synthetic data for tollgate.
 //!
 //! ```text
-//! tollgate-gen workspace DIR [--accounts N] [--prefixes N] [--seed S]
+//! tollgate-gen workspace DIR [--accounts N] [--prefixes N] [--seed S] [--rate-changes N]
 //! tollgate-gen cdrs --out FILE --records N --month YYYY-MM
 //!                   [--accounts N] [--prefixes N] [--bad-ppm N] [--seed S] [--tag T]
+//!                   [--shape tidy|backlog] [--months N]
 //! ```
+//!
+//! `--shape tidy` (the default): one month, start times in order, every number form,
+//! bad rows only with `--bad-ppm`. `--shape backlog`: start times in random order over
+//! `--months` months (default 3) from `--month`, mixed offsets, every bad-row kind
+//! including `no_rate` (default `--bad-ppm 17000`, 1.7 %).
 //!
 //! Use the same `--seed/--accounts/--prefixes` for a workspace and its CDR
 //! files so the CDRs reference existing accounts and tariff prefixes.
@@ -16,7 +22,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use tollgate::demo::synth::{self, CdrBatch, Spec};
+use tollgate::demo::synth::{self, CdrBatch, Shape, Spec, WorkspaceOptions};
 
 #[derive(Parser)]
 #[command(
@@ -47,6 +53,9 @@ enum Cmd {
     Workspace {
         /// Target directory (created if missing).
         dir: PathBuf,
+        /// Dated rate changes added to the standard deck (0: none).
+        #[arg(long, default_value_t = 0)]
+        rate_changes: usize,
         #[command(flatten)]
         common: Common,
     },
@@ -61,9 +70,15 @@ enum Cmd {
         /// Month of the start times, YYYY-MM.
         #[arg(long)]
         month: String,
-        /// Bad rows in parts per million (10000 = 1 %).
-        #[arg(long, default_value_t = 0)]
-        bad_ppm: u32,
+        /// Bad rows in parts per million (10000 = 1 %); default 0 (tidy), 17000 (backlog).
+        #[arg(long)]
+        bad_ppm: Option<u32>,
+        /// `tidy` (one month, in time order) or `backlog` (random order over `--months`).
+        #[arg(long, default_value = "tidy", value_parser = ["tidy", "backlog"])]
+        shape: String,
+        /// Months a backlog file spans, from `--month`.
+        #[arg(long, default_value_t = 3)]
+        months: u32,
         /// Record id prefix; use a distinct tag per file (default: YYYYMM).
         #[arg(long)]
         tag: Option<String>,
@@ -99,9 +114,17 @@ fn spec(common: &Common, bad_ratio_ppm: u32) -> Spec {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Workspace { dir, common } => {
-            let ws = synth::write_workspace(&dir, &spec(&common, 0))
-                .with_context(|| format!("writing workspace {}", dir.display()))?;
+        Cmd::Workspace {
+            dir,
+            rate_changes,
+            common,
+        } => {
+            let ws = synth::write_workspace_with(
+                &dir,
+                &spec(&common, 0),
+                &WorkspaceOptions { rate_changes },
+            )
+            .with_context(|| format!("writing workspace {}", dir.display()))?;
             println!(
                 "{}",
                 serde_json::json!({
@@ -117,9 +140,16 @@ fn main() -> Result<()> {
             records,
             month,
             bad_ppm,
+            shape,
+            months,
             tag,
             common,
         } => {
+            let shape = match shape.as_str() {
+                "backlog" => Shape::Backlog { months },
+                _ => Shape::Tidy,
+            };
+            let bad_ppm = bad_ppm.unwrap_or(if shape == Shape::Tidy { 0 } else { 17_000 });
             let (year, month) = parse_month(&month)?;
             let batch = CdrBatch {
                 year,
@@ -130,13 +160,14 @@ fn main() -> Result<()> {
             let spec = spec(&common, bad_ppm);
             if out.as_os_str() == "-" {
                 // Stats go to stderr so stdout stays a clean CDR file.
-                let stats = synth::write_cdrs(&mut io::stdout().lock(), &spec, &batch)?;
+                let stats =
+                    synth::write_cdrs_shaped(&mut io::stdout().lock(), &spec, &batch, shape)?;
                 eprintln!("{}", stats.to_json());
             } else {
                 let f =
                     File::create(&out).with_context(|| format!("creating {}", out.display()))?;
                 let mut w = BufWriter::with_capacity(1 << 20, f);
-                let stats = synth::write_cdrs(&mut w, &spec, &batch)
+                let stats = synth::write_cdrs_shaped(&mut w, &spec, &batch, shape)
                     .with_context(|| format!("writing {}", out.display()))?;
                 w.flush()?;
                 println!("{}", stats.to_json());

@@ -147,6 +147,49 @@ pub const BAD_KINDS: [&str; 8] = [
     "duplicate_record",
 ];
 
+/// Reject reason codes of a [`Shape::Backlog`] file: every code of [`BAD_KINDS`], and
+/// `no_rate` (a called number no deck row matches, `+999…` or `00999…`).
+pub const BACKLOG_BAD_KINDS: [&str; 9] = [
+    "malformed",
+    "unknown_service",
+    "bad_time",
+    "future_time",
+    "bad_usage",
+    "unknown_account",
+    "bad_number",
+    "duplicate_record",
+    "no_rate",
+];
+
+/// The order and spread of a CDR file's records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Shape {
+    /// One month, start times in order (small jitter), about 10 % with the
+    /// Europe/Amsterdam offset, the rest `Z`: what [`write_cdrs`] writes.
+    #[default]
+    Tidy,
+    /// Mediation output after a backlog: start times in random order over `months`
+    /// calendar months from the batch's month (DST switches included), offsets mixed
+    /// (`Z` 50 %, Europe/Amsterdam local 30 %, `+01:00` 10 %, `+02:00` 10 %), called
+    /// numbers in every written form, and bad rows of every kind of
+    /// [`BACKLOG_BAD_KINDS`] (numbers that do not normalize in several forms,
+    /// destinations without a rate, in-file duplicates).
+    Backlog {
+        /// Calendar months the start times span (at least 1).
+        months: u32,
+    },
+}
+
+/// Options of [`write_workspace_with`] beyond the [`Spec`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct WorkspaceOptions {
+    /// Dated rate changes added to the `standard` deck: that many international rows get
+    /// a second row with a new rate and a `valid_from` date (the 1st or the 15th of a
+    /// month of 2026, from September on). 0 (the default) writes the workspace
+    /// [`write_workspace`] writes.
+    pub rate_changes: usize,
+}
+
 /// Header line of native CDR files (without the trailing LF).
 pub const CDR_HEADER: &str =
     "record_id,account_id,service,calling_number,called_number,start_time,duration_s,volume_bytes";
@@ -163,13 +206,23 @@ pub const ACCOUNTS_HEADER: &str =
 /// `tollgate.toml` below `dir` (created if missing; existing files are
 /// overwritten). Runtime directories (data, spool, invoices) are not created.
 pub fn write_workspace(dir: &Path, spec: &Spec) -> io::Result<Workspace> {
+    write_workspace_with(dir, spec, &WorkspaceOptions::default())
+}
+
+/// [`write_workspace`] with [`WorkspaceOptions`] (dated rate changes in the deck).
+pub fn write_workspace_with(
+    dir: &Path,
+    spec: &Spec,
+    opts: &WorkspaceOptions,
+) -> io::Result<Workspace> {
     check_spec(spec)?;
     let decks = dir.join("tariffs").join("decks");
     fs::create_dir_all(&decks)?;
 
     let plans = dir.join("tariffs").join("plans.toml");
     fs::write(&plans, PLANS_TOML)?;
-    let deck_set = build_decks(spec);
+    let mut deck_set = build_decks(spec);
+    add_rate_changes(&mut deck_set.standard, opts.rate_changes);
     fs::write(decks.join("standard.csv"), render_deck(&deck_set.standard))?;
     fs::write(decks.join("basic.csv"), render_deck(&deck_set.basic))?;
     fs::write(decks.join("business.csv"), render_deck(&deck_set.business))?;
@@ -199,7 +252,24 @@ pub fn write_workspace(dir: &Path, spec: &Spec) -> io::Result<Workspace> {
 /// Europe/Amsterdam UTC offset (`+01:00`/`+02:00`) instead of `Z`.
 /// The rows are a pure function of `spec`, the month and the file tag.
 pub fn write_cdrs(out: &mut impl Write, spec: &Spec, batch: &CdrBatch) -> io::Result<BatchStats> {
+    write_cdrs_shaped(out, spec, batch, Shape::Tidy)
+}
+
+/// [`write_cdrs`] in a given [`Shape`]; [`Shape::Tidy`] writes exactly what
+/// [`write_cdrs`] writes. The stats of a [`Shape::Backlog`] file count every code of
+/// [`BACKLOG_BAD_KINDS`].
+pub fn write_cdrs_shaped(
+    out: &mut impl Write,
+    spec: &Spec,
+    batch: &CdrBatch,
+    shape: Shape,
+) -> io::Result<BatchStats> {
     check_spec(spec)?;
+    if let Shape::Backlog { months } = shape {
+        if months == 0 || months > 120 {
+            return Err(invalid("Shape::Backlog: months must be 1..=120"));
+        }
+    }
     if !(1..=12).contains(&batch.month) || !(1..=9998).contains(&batch.year) {
         return Err(invalid("CdrBatch: month must be 1..=12 and year 1..=9998"));
     }
@@ -212,7 +282,7 @@ pub fn write_cdrs(out: &mut impl Write, spec: &Spec, batch: &CdrBatch) -> io::Re
             "CdrBatch: file_tag must not contain , \" or line breaks",
         ));
     }
-    let mut gen = CdrGen::new(spec, batch);
+    let mut gen = CdrGen::new(spec, batch, shape);
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + 1024);
     buf.extend_from_slice(CDR_HEADER.as_bytes());
     buf.push(b'\n');
@@ -226,7 +296,12 @@ pub fn write_cdrs(out: &mut impl Write, spec: &Spec, batch: &CdrBatch) -> io::Re
     out.write_all(&buf)?;
     out.flush()?;
     let mut bad = BTreeMap::new();
-    for (k, n) in BAD_KINDS.iter().zip(gen.bad_counts) {
+    let kinds: &[&'static str] = if gen.backlog {
+        &BACKLOG_BAD_KINDS
+    } else {
+        &BAD_KINDS
+    };
+    for (k, n) in kinds.iter().zip(gen.bad_counts) {
         bad.insert(*k, n);
     }
     Ok(BatchStats {
@@ -876,6 +951,44 @@ fn build_decks(spec: &Spec) -> DeckSet {
     }
 }
 
+/// Dates of the dated rate changes (cycled).
+const CHANGE_DATES: [&str; 8] = [
+    "2026-09-15",
+    "2026-10-01",
+    "2026-10-15",
+    "2026-11-01",
+    "2026-11-15",
+    "2026-12-01",
+    "2026-12-15",
+    "2026-09-01",
+];
+
+/// Gives `n` international voice rows of `deck` a second row with a rate 10 % to 30 %
+/// higher from a date of [`CHANGE_DATES`] (rows spread evenly over the deck).
+fn add_rate_changes(deck: &mut Vec<DeckRow>, n: usize) {
+    let intl: Vec<usize> = (0..deck.len())
+        .filter(|&i| {
+            deck[i].service == "voice" && deck[i].valid_from.is_empty() && deck[i].band == "any"
+        })
+        .collect();
+    let n = n.min(intl.len());
+    let Some(stride) = intl.len().checked_div(n) else {
+        return;
+    };
+    let picked: Vec<usize> = intl
+        .iter()
+        .step_by(stride.max(1))
+        .take(n)
+        .copied()
+        .collect();
+    for (k, &i) in picked.iter().enumerate() {
+        let mut r = deck[i].scaled(110 + (k as u64 % 3) * 10);
+        r.valid_from = CHANGE_DATES[k % CHANGE_DATES.len()];
+        deck.push(r);
+    }
+    deck.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+}
+
 fn render_deck(rows: &[DeckRow]) -> String {
     let mut s = String::with_capacity(64 * (rows.len() + 1));
     s.push_str(DECK_HEADER);
@@ -1126,6 +1239,7 @@ const BAD_USAGE: usize = 4;
 const BAD_ACCOUNT: usize = 5;
 const BAD_NUMBER: usize = 6;
 const BAD_DUPLICATE: usize = 7;
+const BAD_NO_RATE: usize = 8;
 
 struct CdrGen {
     rng: SplitMix64,
@@ -1138,7 +1252,10 @@ struct CdrGen {
     dst_start: i64,
     dst_end: i64,
     bad_left: u64,
-    bad_counts: [u64; 8],
+    bad_counts: [u64; 9],
+    /// [`Shape::Backlog`]: random start times over `span_secs` from `month_start`.
+    backlog: bool,
+    span_secs: u64,
     /// Recent good record sequence numbers (for duplicate rows).
     recent_good: [u64; 16],
     good_seen: u64,
@@ -1151,8 +1268,18 @@ fn last_sunday_0100_utc(year: i64, month: u32) -> i64 {
     (last - weekday) * 86_400 + 3600
 }
 
+/// The Europe/Amsterdam UTC offset at `ts` (EU summer time rules).
+fn amsterdam_offset(ts: i64) -> i32 {
+    let (y, _, _) = civil_from_days(ts.div_euclid(86_400));
+    if ts >= last_sunday_0100_utc(y, 3) && ts < last_sunday_0100_utc(y, 10) {
+        7200
+    } else {
+        3600
+    }
+}
+
 impl CdrGen {
-    fn new(spec: &Spec, batch: &CdrBatch) -> Self {
+    fn new(spec: &Spec, batch: &CdrBatch, shape: Shape) -> Self {
         let y = i64::from(batch.year);
         let month_start = days_from_civil(y, batch.month, 1) * 86_400;
         let (ny, nm) = if batch.month == 12 {
@@ -1161,6 +1288,16 @@ impl CdrGen {
             (y, batch.month + 1)
         };
         let month_end = days_from_civil(ny, nm, 1) * 86_400;
+        let (backlog, span_end) = match shape {
+            Shape::Tidy => (false, month_end),
+            Shape::Backlog { months } => {
+                let m0 = y * 12 + i64::from(batch.month) - 1 + i64::from(months);
+                (
+                    true,
+                    days_from_civil(m0 / 12, (m0 % 12) as u32 + 1, 1) * 86_400,
+                )
+            }
+        };
         let seed = spec.seed
             ^ fnv1a(batch.file_tag.as_bytes())
             ^ ((batch.year as u64) << 8 | u64::from(batch.month)).wrapping_mul(0x9E37_79B9);
@@ -1180,7 +1317,9 @@ impl CdrGen {
             dst_start: last_sunday_0100_utc(y, 3),
             dst_end: last_sunday_0100_utc(y, 10),
             bad_left: bad,
-            bad_counts: [0; 8],
+            bad_counts: [0; 9],
+            backlog,
+            span_secs: (span_end - month_start) as u64,
             recent_good: [0; 16],
             good_seen: 0,
         }
@@ -1226,6 +1365,29 @@ impl CdrGen {
         buf.extend_from_slice(p);
         let total = (9 + self.rng.below(4) as usize).max(p.len() + 4).min(15);
         push_random_digits(buf, &mut self.rng, total - p.len());
+    }
+
+    /// A called number that does not normalize, in one of several forms.
+    fn push_bad_number(&mut self, buf: &mut Vec<u8>) {
+        match self.rng.below(6) {
+            0 => buf.extend_from_slice(b"12ab34"),
+            1 => {
+                buf.extend_from_slice(b"+31 6 ");
+                push_random_digits(buf, &mut self.rng, 8);
+            }
+            2 => {
+                buf.extend_from_slice(b"06-");
+                push_random_digits(buf, &mut self.rng, 8);
+            }
+            3 => buf.extend_from_slice(b"++31"),
+            4 => buf.extend_from_slice(b"00"),
+            _ => {
+                // 36 digits: longer than any number is normalized to.
+                for _ in 0..2 {
+                    push_random_digits(buf, &mut self.rng, 18);
+                }
+            }
+        }
     }
 
     fn push_called(&mut self, buf: &mut Vec<u8>, svc: u8) {
@@ -1281,7 +1443,7 @@ impl CdrGen {
         let mut bad = BAD_NONE;
         if self.bad_left > 0 && self.rng.below(self.records - i) < self.bad_left {
             self.bad_left -= 1;
-            bad = self.rng.below(8) as usize;
+            bad = self.rng.below(if self.backlog { 9 } else { 8 }) as usize;
             if bad == BAD_DUPLICATE && self.good_seen == 0 {
                 bad = BAD_MALFORMED;
             }
@@ -1306,6 +1468,8 @@ impl CdrGen {
             BAD_SERVICE => svc = SVC_FAX,
             BAD_USAGE => svc = SVC_VOICE,
             BAD_NUMBER if svc == SVC_DATA => svc = SVC_VOICE,
+            // The SMS decks have a row for every number: only voice can miss a rate.
+            BAD_NO_RATE => svc = SVC_VOICE,
             _ => {}
         }
 
@@ -1354,8 +1518,18 @@ impl CdrGen {
         // called_number (empty for data)
         if svc != SVC_DATA {
             Self::quote(buf, quoted == 4);
-            if bad == BAD_NUMBER {
+            if bad == BAD_NUMBER && self.backlog {
+                self.push_bad_number(buf);
+            } else if bad == BAD_NUMBER {
                 buf.extend_from_slice(b"12ab34");
+            } else if bad == BAD_NO_RATE {
+                // No deck has a row for country code 999.
+                buf.extend_from_slice(if self.rng.below(2) == 0 {
+                    b"+999"
+                } else {
+                    b"00999"
+                });
+                push_random_digits(buf, &mut self.rng, 8);
             } else {
                 self.push_called(buf, svc);
             }
@@ -1364,9 +1538,14 @@ impl CdrGen {
         buf.push(b',');
 
         // start_time: evenly spread, non-decreasing, jitter within the slot.
-        let slot = self.month_secs / self.records.max(1);
-        let base = (u128::from(i) * u128::from(self.month_secs) / u128::from(self.records)) as u64;
-        let ts = self.month_start + (base + self.rng.below(slot.max(1))) as i64;
+        let ts = if self.backlog {
+            self.month_start + self.rng.below(self.span_secs) as i64
+        } else {
+            let slot = self.month_secs / self.records.max(1);
+            let base =
+                (u128::from(i) * u128::from(self.month_secs) / u128::from(self.records)) as u64;
+            self.month_start + (base + self.rng.below(slot.max(1))) as i64
+        };
         Self::quote(buf, quoted == 5);
         match bad {
             BAD_TIME => buf.extend_from_slice(b"yesterday"),
@@ -1375,6 +1554,15 @@ impl CdrGen {
                 let sod = ts.rem_euclid(86_400);
                 let future = days_from_civil(2099, m, d.min(28)) * 86_400 + sod;
                 push_rfc3339(buf, future, 0);
+            }
+            _ if self.backlog => {
+                let offset = match self.rng.below(10) {
+                    0..=4 => 0,
+                    5..=7 => amsterdam_offset(ts),
+                    8 => 3600,
+                    _ => 7200,
+                };
+                push_rfc3339(buf, ts, offset);
             }
             _ => {
                 let offset = if self.rng.below(10) == 0 {

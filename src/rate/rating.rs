@@ -134,6 +134,17 @@ pub fn month_label(month: u32) -> String {
 const OFFSET_SLOTS: usize = 1024;
 const DAY_SLOTS: usize = 64;
 const BUCKET: i64 = 900;
+/// Quarter hours covered by [`LocalClock`]'s direct offset table: 2^18 (7.5 years,
+/// 1 MiB of address space per rater of which only the pages a file's span touches are
+/// ever written: 35 KiB for three months).
+const SPAN_BUCKETS: usize = 1 << 18;
+/// Local days covered by the direct day table (11 years, 64 KiB).
+const SPAN_DAYS: usize = 1 << 12;
+/// An offset table entry: 0 = not computed yet; `TRANSITION` = the offset changes inside
+/// the quarter hour; otherwise the offset in seconds plus `OFFSET_BIAS` (offsets are
+/// within ±26 hours, so the entry is never 0 or `TRANSITION`).
+const TRANSITION: u32 = 1;
+const OFFSET_BIAS: i32 = 1 << 20;
 
 #[derive(Clone, Copy)]
 struct DayInfo {
@@ -145,9 +156,24 @@ struct DayInfo {
 
 type BandDays = (Vec<(i32, u8, u8)>, u8);
 
-/// Local-time evaluation for one tariff: UTC offset and day caches plus band masks.
+/// Local-time evaluation for one tariff: UTC offsets and day facts (billing month, band
+/// masks) plus the band windows.
+///
+/// Records come in any order (a backlog of several months, switches merged), so the
+/// per-record lookups cost the same in any order: two tables indexed directly, one by
+/// UTC quarter hour (the offset) and one by local day (month and band masks), each
+/// covering a window placed around the first record a rater sees and filled on first
+/// use. A record outside the windows (years away from the first) takes small hashed
+/// caches instead. Every entry is a pure function of its index, so results do not
+/// depend on the order of the records.
 pub struct LocalClock {
     tz: chrono_tz::Tz,
+    /// Quarter hour of `span_offsets[0]` (`i64::MIN` until the first lookup).
+    span_base: i64,
+    span_offsets: Box<[u32]>,
+    /// Local day of `span_days[0]`.
+    span_day_base: i64,
+    span_days: Box<[DayInfo]>,
     offsets: Box<[(i64, i32)]>,
     days: Box<[DayInfo]>,
     /// Per band: its `(year or 0, month, day)` dates and its weekday mask.
@@ -176,8 +202,17 @@ impl LocalClock {
                 b.days,
             ));
         }
+        let unset = DayInfo {
+            day: i32::MIN,
+            month: 0,
+            mask: 0,
+        };
         LocalClock {
             tz: tariff.tz,
+            span_base: i64::MIN,
+            span_offsets: vec![0u32; SPAN_BUCKETS].into_boxed_slice(),
+            span_day_base: i64::MIN,
+            span_days: vec![unset; SPAN_DAYS].into_boxed_slice(),
             offsets: vec![(i64::MIN, 0); OFFSET_SLOTS].into_boxed_slice(),
             days: vec![
                 DayInfo {
@@ -209,6 +244,48 @@ impl LocalClock {
     #[inline]
     pub fn offset(&mut self, ts: i64) -> i32 {
         let bucket = ts.div_euclid(BUCKET);
+        if self.span_base == i64::MIN {
+            self.place_windows(ts);
+        }
+        let i = bucket.wrapping_sub(self.span_base) as u64;
+        if let Some(&e) = self.span_offsets.get(i as usize) {
+            if e > TRANSITION {
+                return e as i32 - OFFSET_BIAS;
+            }
+            return self.fill_offset(i as usize, bucket, ts);
+        }
+        self.offset_hashed(bucket, ts)
+    }
+
+    /// Centres both direct tables on the first record's time.
+    #[cold]
+    fn place_windows(&mut self, ts: i64) {
+        self.span_base = ts.div_euclid(BUCKET) - (SPAN_BUCKETS / 2) as i64;
+        self.span_day_base = ts.div_euclid(86_400) - (SPAN_DAYS / 2) as i64;
+    }
+
+    /// Computes (and keeps) the offset table entry `i`, for quarter hour `bucket`.
+    #[cold]
+    fn fill_offset(&mut self, i: usize, bucket: i64, ts: i64) -> i32 {
+        if self.span_offsets[i] == 0 {
+            let start = self.offset_at(bucket * BUCKET);
+            let end = self.offset_at(bucket * BUCKET + BUCKET - 1);
+            self.span_offsets[i] = if start == end {
+                (start + OFFSET_BIAS) as u32
+            } else {
+                TRANSITION
+            };
+        }
+        match self.span_offsets[i] {
+            // A transition inside this quarter hour: the exact offset every time.
+            TRANSITION => self.offset_at(ts),
+            e => e as i32 - OFFSET_BIAS,
+        }
+    }
+
+    /// The offset of a time outside the direct table (a small hashed cache).
+    #[cold]
+    fn offset_hashed(&mut self, bucket: i64, ts: i64) -> i32 {
         let slot = (bucket as usize) % OFFSET_SLOTS;
         let e = self.offsets[slot];
         if e.0 == bucket {
@@ -231,12 +308,16 @@ impl LocalClock {
         let local = ts + self.offset(ts) as i64;
         let day = local.div_euclid(86_400) as i32;
         let minute = (local.rem_euclid(86_400) / 60) as u16;
-        let slot = (day as usize) % DAY_SLOTS;
-        let mut info = self.days[slot];
-        if info.day != day {
-            info = self.day_info(day);
-            self.days[slot] = info;
-        }
+        let i = (day as i64).wrapping_sub(self.span_day_base) as u64;
+        let info = match self.span_days.get(i as usize) {
+            Some(e) if e.day == day => *e,
+            Some(_) => {
+                let info = self.day_info(day);
+                self.span_days[i as usize] = info;
+                info
+            }
+            None => self.day_hashed(day),
+        };
         let mut active = info.mask & self.no_window_mask;
         for &(i, from, to) in &self.windows {
             let inside = if from < to {
@@ -251,6 +332,19 @@ impl LocalClock {
         (day, info.month, active)
     }
 
+    /// The facts of a day outside the direct table (a small hashed cache).
+    #[cold]
+    fn day_hashed(&mut self, day: i32) -> DayInfo {
+        let slot = (day as usize) % DAY_SLOTS;
+        let mut info = self.days[slot];
+        if info.day != day {
+            info = self.day_info(day);
+            self.days[slot] = info;
+        }
+        info
+    }
+
+    #[cold]
     fn day_info(&self, day: i32) -> DayInfo {
         let (y, m, d) = civil_from_days(day as i64);
         let weekday = (day as i64 + 3).rem_euclid(7) as u8; // 1970-01-01 was a Thursday

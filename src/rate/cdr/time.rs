@@ -52,6 +52,34 @@ fn d2(h: u8, l: u8) -> Option<u32> {
     Some((h * 10 + l) as u32)
 }
 
+/// First year of [`MONTH_STARTS`].
+const TABLE_YEAR: u32 = 1900;
+/// Years covered by [`MONTH_STARTS`] (1900..=2155).
+const TABLE_YEARS: usize = 256;
+
+/// Day number of the first day of every month from 1900-01 on, plus the month after the
+/// last: a date's day number is one load away, and a month's length the difference of
+/// two neighbours, in whatever order the dates come.
+static MONTH_STARTS: [i32; TABLE_YEARS * 12 + 1] = month_starts();
+
+const fn month_starts() -> [i32; TABLE_YEARS * 12 + 1] {
+    let mut t = [0i32; TABLE_YEARS * 12 + 1];
+    let mut i = 0;
+    while i < t.len() {
+        let y = (TABLE_YEAR as usize + i / 12) as i64;
+        let m = (i % 12) as i64 + 1;
+        // days_from_civil(y, m, 1), in a const context.
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        t[i] = (era * 146_097 + doe - 719_468) as i32;
+        i += 1;
+    }
+    t
+}
+
 /// Validates `YYYY-MM-DD` and returns its day number.
 #[inline]
 fn date_days(b: &[u8; 10]) -> Option<i64> {
@@ -61,7 +89,18 @@ fn date_days(b: &[u8; 10]) -> Option<i64> {
     }
     let mo = d2(b[5], b[6])?;
     let d = d2(b[8], b[9])?;
-    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y as i64, mo) {
+    if !(1..=12).contains(&mo) || d == 0 {
+        return None;
+    }
+    let i = (y.wrapping_sub(TABLE_YEAR) as usize).wrapping_mul(12) + mo as usize - 1;
+    if y >= TABLE_YEAR && i < TABLE_YEARS * 12 {
+        let first = MONTH_STARTS[i];
+        if d as i32 > MONTH_STARTS[i + 1] - first {
+            return None;
+        }
+        return Some((first + d as i32 - 1) as i64);
+    }
+    if d > days_in_month(y as i64, mo) {
         return None;
     }
     Some(days_from_civil(y as i64, mo, d))
@@ -158,6 +197,20 @@ mod tests {
         );
         assert_eq!(parse_rfc3339(b"2023-11-14 22:13:20z"), Some(1_700_000_000));
         assert_eq!(parse_rfc3339(b"2024-02-29T00:00:00Z"), Some(1_709_164_800));
+    }
+
+    #[test]
+    fn month_table_agrees_with_civil() {
+        for y in 1890..2170i64 {
+            for m in 1..=12u32 {
+                for d in 1..=32u32 {
+                    let s = format!("{y:04}-{m:02}-{d:02}");
+                    let want = (d <= days_in_month(y, m)).then(|| days_from_civil(y, m, d));
+                    let got = date_days(s.as_bytes().try_into().unwrap());
+                    assert_eq!(got, want, "{s}");
+                }
+            }
+        }
     }
 
     #[test]

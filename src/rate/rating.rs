@@ -1,7 +1,8 @@
 //! Rating one record against a tariff table: the checks, the bands, the row, the charge.
 //!
 //! Hot path: no allocation, no logging, no I/O. A [`Rater`] is owned by one worker
-//! thread and keeps tables indexed by time (UTC offsets, per-day band masks) that cost the same in any record order.
+//! thread and keeps tables indexed by time (UTC offsets, per-day band masks), so a
+//! record costs the same in any order.
 
 use chrono::{Offset, TimeZone};
 

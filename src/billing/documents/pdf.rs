@@ -480,30 +480,14 @@ pub fn render(inv: &Invoice, annex: Option<&Annex>, ubl: &[u8]) -> Result<Vec<u8
         p.text(360.0, y, 10, false, &m(cents(&r.vat_amount)));
         y -= 14.0;
     }
-    p.text(
-        55.0,
-        y,
-        10,
-        false,
-        &format!("{}: {}", w.net, m(cents(&inv.net_total))),
-    );
-    y -= 14.0;
-    p.text(
-        55.0,
-        y,
-        10,
-        false,
-        &format!("{}: {}", w.vat, m(cents(&inv.vat_total))),
-    );
-    y -= 14.0;
-    p.text(
-        55.0,
-        y,
-        10,
-        true,
-        &format!("{}: {}", w.total, m(cents(&inv.total))),
-    );
-    y -= 16.0;
+    for (label, amount, bold) in [
+        (w.net, &inv.net_total, false),
+        (w.vat, &inv.vat_total, false),
+        (w.total, &inv.total, true),
+    ] {
+        p.text(55.0, y, 10, bold, &format!("{label}: {}", m(cents(amount))));
+        y -= if bold { 16.0 } else { 14.0 };
+    }
     if !inv.vat_note.is_empty() {
         p.text(55.0, y, 10, true, &inv.vat_note);
         y -= 16.0;

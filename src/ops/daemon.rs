@@ -35,6 +35,9 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", engine.cfg.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening on http://{addr}");
+    // SIGHUP is taken over before anyone can know the daemon is up (listen.addr, `bound`):
+    // until then its default action would end the process.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let addr_file = engine.cfg.data_dir.join("listen.addr");
     let _ = std::fs::write(&addr_file, format!("{addr}\n"));
     if let Some(b) = bound {
@@ -77,8 +80,7 @@ pub async fn run(
     let hangup = {
         let hup = hup.clone();
         tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut s) = signal(SignalKind::hangup()) else {
+            let Ok(mut s) = hangups else {
                 return;
             };
             while s.recv().await.is_some() {

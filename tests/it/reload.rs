@@ -188,3 +188,20 @@ fn files_rated_while_the_tariff_reloads_use_one_version_each() {
     assert!(ws.names("failed").is_empty(), "{:?}", ws.names("failed"));
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// Regression: `listen.addr` was written before the SIGHUP handler was installed, so a
+/// SIGHUP in that window (the reload test sends one at once) ended the daemon with the
+/// signal's default action. Each of these hangups arrives right after the address does.
+#[test]
+fn sighup_as_soon_as_the_address_is_known_does_not_end_the_daemon() {
+    for _ in 0..5 {
+        let ws = Ws::hand();
+        let d = Daemon::start(&ws);
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(d.pid, libc::SIGHUP) };
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(d.alive(), "the daemon ended on SIGHUP:\n{}", d.log());
+        assert_eq!(d.get("/healthz").0, 200);
+        d.stop();
+    }
+}

@@ -134,23 +134,14 @@ pub struct InvoicePosting {
 /// minus fee lines), one fee entry per fee line (and the pending fee is consumed), and
 /// the lookups `inv/<number>` → account and `ref/<reference>` → number.
 pub fn post_invoice(inv: &InvoicePosting, tx: &mut Tx) -> Vec<Entry> {
-    let number = inv.number.clone();
-    let account = inv.account.clone();
-    let issue = inv.issue_date;
     let fees: Cents = inv.fees.iter().map(|f| f.1).sum();
-    let fee_entries = inv.fees.clone();
-    let total = inv.total;
-    // A reissue bills again fee lines its credit note cancelled: their pending fees were
-    // consumed when first billed, and one with the same id now (interest accruing
-    // since) is not the one it bills.
-    let reissue = inv.reissue;
     let entry = |kind, amount, due_date, source, text| Entry {
         id: 0,
-        account: account.clone(),
-        date: issue,
+        account: inv.account.clone(),
+        date: inv.issue_date,
         kind,
         amount,
-        invoice: Some(number.clone()),
+        invoice: Some(inv.number.clone()),
         due_date,
         source,
         text,
@@ -159,21 +150,35 @@ pub fn post_invoice(inv: &InvoicePosting, tx: &mut Tx) -> Vec<Entry> {
         tx,
         entry(
             Kind::Invoice,
-            total - fees,
+            inv.total - fees,
             inv.due_date,
             inv.source.clone(),
             String::new(),
         ),
     )];
-    for (id, amount, text) in fee_entries {
-        posted.push(post(tx, entry(Kind::Fee, amount, None, id.clone(), text)));
-        if !reissue {
-            tx.delete(PayCf::Fees, id.into_bytes());
+    for (id, amount, text) in &inv.fees {
+        posted.push(post(
+            tx,
+            entry(Kind::Fee, *amount, None, id.clone(), text.clone()),
+        ));
+        // A reissue bills again fee lines its credit note cancelled: their pending fees
+        // were consumed when first billed, and one with the same id now (interest
+        // accruing since) is not the one it bills.
+        if !inv.reissue {
+            tx.delete(PayCf::Fees, id.as_bytes().to_vec());
         }
     }
-    tx.put(PayCf::Refs, format!("inv/{number}"), account.into_bytes());
+    tx.put(
+        PayCf::Refs,
+        format!("inv/{}", inv.number),
+        inv.account.as_bytes().to_vec(),
+    );
     if let Some(r) = &inv.payment_reference {
-        tx.put(PayCf::Refs, format!("ref/{r}"), number.into_bytes());
+        tx.put(
+            PayCf::Refs,
+            format!("ref/{r}"),
+            inv.number.as_bytes().to_vec(),
+        );
     }
     posted
 }

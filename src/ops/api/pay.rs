@@ -30,10 +30,6 @@ fn money(unit: &str, cents: i64) -> Money {
     }
 }
 
-fn currency(engine: &Engine) -> String {
-    engine.currency()
-}
-
 /// What a path segment or query value keeps unescaped (RFC 3986 unreserved characters).
 pub const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
@@ -163,7 +159,7 @@ pub fn statement(
     if engine.reference().accounts.get(account).is_none() {
         return Err(ApiError::not_found(format!("no account `{account}`")));
     }
-    let unit = currency(engine);
+    let unit = engine.currency();
     let v = p::view(&engine.ledger, account, as_of, &unit, &[])?;
     let mut run = 0i64;
     let entries = v
@@ -355,7 +351,7 @@ pub fn payments(
     offset: usize,
     limit: usize,
 ) -> Result<Paged<PaymentDoc>, ApiError> {
-    let unit = currency(engine);
+    let unit = engine.currency();
     let prefix = match account {
         Some(a) => {
             let mut k = a.as_bytes().to_vec();
@@ -435,7 +431,7 @@ pub struct PaymentResultDoc {
 
 /// Records a manual payment.
 pub fn record(engine: &Engine, input: &PaymentInput) -> Result<PaymentResultDoc, ApiError> {
-    let unit = currency(engine);
+    let unit = engine.currency();
     if let Some(u) = input.total_amount.unit.as_deref().filter(|u| *u != unit) {
         return Err(ApiError::unprocessable(
             "payment_refused",
@@ -493,7 +489,7 @@ pub fn suspense(
     offset: usize,
     limit: usize,
 ) -> Result<Paged<SuspenseDoc>, ApiError> {
-    let unit = currency(engine);
+    let unit = engine.currency();
     let all = p::receipts::suspense(&engine.ledger)?;
     Ok(Paged {
         total: all.len(),
@@ -527,7 +523,7 @@ pub struct AssignInput {
 
 /// Assigns a suspense item to an account (and bill).
 pub fn assign(engine: &Engine, id: u64, input: &AssignInput) -> Result<PaymentResultDoc, ApiError> {
-    let unit = currency(engine);
+    let unit = engine.currency();
     let r = engine.reference();
     let (on, rest) = p::receipts::assign(
         &engine.ledger,

@@ -66,6 +66,48 @@ struct RawConfig {
     dunning: Option<RawDunning>,
     #[serde(default)]
     outbox: Option<RawOutbox>,
+    #[serde(default)]
+    delivery: Option<RawDelivery>,
+    #[serde(default)]
+    selfservice: Option<RawSelfService>,
+    #[serde(default)]
+    psp: Option<RawPsp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    #[serde(default)]
+    pay_url: Option<String>,
+    #[serde(default)]
+    peppol_outbox: Option<PathBuf>,
+    #[serde(default)]
+    reply_to: Option<String>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+    #[serde(default)]
+    retry_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPsp {
+    provider: String,
+    #[serde(default)]
+    api_base: Option<String>,
+    secret_key_file: PathBuf,
+    webhook_secret_file: PathBuf,
+    return_url: String,
+    #[serde(default)]
+    publishable_key: Option<String>,
+    #[serde(default)]
+    public_url: Option<String>,
+    #[serde(default)]
+    link_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    js_url: Option<String>,
+    #[serde(default)]
+    webhook_tolerance_s: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +148,27 @@ struct RawOutbox {
     webhook: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSelfService {
+    public_url: String,
+    #[serde(default)]
+    session_minutes: Option<i64>,
+}
+
+/// The customer's self-service page `/my/` (`[selfservice]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelfService {
+    /// The address customers reach the daemon at (`https://my.example.nl`, no trailing
+    /// slash); sign-in links start with it.
+    pub public_url: String,
+    /// Cookies carry `Secure`: true when `public_url` is `https://` (TLS ends at a
+    /// proxy in front of the daemon).
+    pub secure_cookies: bool,
+    /// A session ends this long after sign-in.
+    pub session: Duration,
+}
+
 /// The creditor side of SEPA direct debits (`[sepa]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sepa {
@@ -116,6 +179,38 @@ pub struct Sepa {
     /// this IBAN or the seller's are accepted.
     pub creditor_iban: String,
     pub creditor_bic: String,
+}
+
+/// The payment service provider (`[psp]`): online payment of open invoices, card
+/// autopay and card refunds. Secrets are file paths, read when used, never kept here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Psp {
+    /// The provider; `stripe` is the one implementation.
+    pub provider: PspProvider,
+    /// The provider's API, without a trailing slash (`https://api.stripe.com`).
+    pub api_base: String,
+    /// File holding the secret API key (`sk_…`).
+    pub secret_key_file: PathBuf,
+    /// File holding the webhook endpoint's signing secret (`whsec_…`).
+    pub webhook_secret_file: PathBuf,
+    /// Where the customer lands after paying.
+    pub return_url: String,
+    /// The publishable key (`pk_…`) the pay page hands to Stripe.js; not a secret.
+    pub publishable_key: String,
+    /// The daemon as customers reach it (pay links start with it), no trailing slash.
+    pub public_url: String,
+    /// File with the key that signs pay links; `None`: derived from the secret API key.
+    pub link_secret_file: Option<PathBuf>,
+    /// Stripe.js.
+    pub js_url: String,
+    /// How old a webhook's signed timestamp may be.
+    pub webhook_tolerance: Duration,
+}
+
+/// A payment service provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PspProvider {
+    Stripe,
 }
 
 /// The kind of a dunning step.
@@ -160,6 +255,23 @@ pub struct Dunning {
     pub business_compensation_cents: i64,
     /// Steps in increasing `days_after_due`.
     pub steps: Vec<Step>,
+}
+
+/// Delivery of every issued document (`[delivery]`, docs/delivery.md). When absent,
+/// documents are not queued for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The "pay online" link, `{invoice}` replaced by the invoice number; no link when unset.
+    pub pay_url: Option<String>,
+    /// Folder a Peppol access point picks UBL documents up from (required for `peppol`
+    /// accounts to be delivered).
+    pub peppol_outbox: Option<PathBuf>,
+    /// `Reply-To` of the invoice emails.
+    pub reply_to: Option<String>,
+    /// Attempts before a delivery is left `failed` for `bills resend` (default 5).
+    pub max_attempts: u32,
+    /// Back-off after the first failure; doubles per attempt (default 300 s).
+    pub retry: Duration,
 }
 
 /// Where notifications go (`[outbox]`).
@@ -320,6 +432,12 @@ pub struct Config {
     pub dunning: Option<Dunning>,
     /// Notification delivery.
     pub outbox: Option<Outbox>,
+    /// Delivery of issued documents (`[delivery]`).
+    pub delivery: Option<Delivery>,
+    /// The customer self-service page; `None`: `/my/` answers 404.
+    pub selfservice: Option<SelfService>,
+    /// Online and card payments (`[psp]`); `None`: no pay links, no card autopay.
+    pub psp: Option<Psp>,
     pub numbering: Numbering,
     /// Retention of traffic detail and itemisation rules (`[privacy]`).
     pub privacy: Privacy,
@@ -574,6 +692,37 @@ impl Config {
                 })
             }
         };
+        let selfservice = match &raw.selfservice {
+            None => None,
+            Some(r) => {
+                let url = r.public_url.trim_end_matches('/').to_owned();
+                let secure = url.starts_with("https://");
+                if !secure && !url.starts_with("http://") || url.len() <= "https://".len() {
+                    return Err(key_err(
+                        "selfservice.public_url",
+                        format!("`{}` is not an http:// or https:// URL", r.public_url),
+                    ));
+                }
+                if outbox.as_ref().and_then(|o| o.smtp.as_ref()).is_none() {
+                    return Err(key_err(
+                        "selfservice",
+                        "sign-in links go by email: set [outbox] smtp".to_owned(),
+                    ));
+                }
+                let minutes = r.session_minutes.unwrap_or(60);
+                if !(5..=24 * 60).contains(&minutes) {
+                    return Err(key_err(
+                        "selfservice.session_minutes",
+                        format!("{minutes} is not between 5 and 1440"),
+                    ));
+                }
+                Some(SelfService {
+                    public_url: url,
+                    secure_cookies: secure,
+                    session: Duration::from_secs(minutes as u64 * 60),
+                })
+            }
+        };
         crate::rate::accounts::check_vat_id(&s.vat_id, &s.country)
             .map_err(|m| key_err("seller.vat_id", m))?;
         if !iban_ok(&s.iban) {
@@ -699,10 +848,130 @@ impl Config {
             }
         };
 
+        let delivery = match &raw.delivery {
+            None => None,
+            Some(r) => {
+                if let Some(u) = &r.pay_url {
+                    if !(u.starts_with("https://") || u.starts_with("http://"))
+                        || !u.contains("{invoice}")
+                    {
+                        return Err(key_err(
+                            "delivery.pay_url",
+                            format!("`{u}` is not an http(s):// URL with `{{invoice}}` in it"),
+                        ));
+                    }
+                }
+                if let Some(a) = &r.reply_to {
+                    if !a.contains('@') {
+                        return Err(key_err(
+                            "delivery.reply_to",
+                            format!("`{a}` is not an email address"),
+                        ));
+                    }
+                }
+                let max_attempts = r.max_attempts.unwrap_or(5);
+                if !(1..=100).contains(&max_attempts) {
+                    return Err(key_err(
+                        "delivery.max_attempts",
+                        format!("{max_attempts} is not 1..=100"),
+                    ));
+                }
+                let retry = r.retry_seconds.unwrap_or(300);
+                if retry > 86_400 {
+                    return Err(key_err(
+                        "delivery.retry_seconds",
+                        format!("{retry} is more than a day (86400)"),
+                    ));
+                }
+                Some(Delivery {
+                    pay_url: r.pay_url.clone(),
+                    peppol_outbox: match &r.peppol_outbox {
+                        Some(p) => Some(resolve("delivery.peppol_outbox", p)?),
+                        None => None,
+                    },
+                    reply_to: r.reply_to.clone(),
+                    max_attempts,
+                    retry: Duration::from_secs(retry),
+                })
+            }
+        };
+        let psp = match &raw.psp {
+            None => None,
+            Some(r) => {
+                let provider = match r.provider.as_str() {
+                    "stripe" => PspProvider::Stripe,
+                    other => {
+                        return Err(key_err(
+                            "psp.provider",
+                            format!("`{other}` is not a supported provider (stripe)"),
+                        ))
+                    }
+                };
+                let url = |key: &str, v: &str| -> Result<String, ConfigError> {
+                    if v.starts_with("https://") || v.starts_with("http://") {
+                        Ok(v.trim_end_matches('/').to_owned())
+                    } else {
+                        Err(key_err(key, format!("`{v}` is not an http(s):// URL")))
+                    }
+                };
+                let api_base = url(
+                    "psp.api_base",
+                    r.api_base.as_deref().unwrap_or("https://api.stripe.com"),
+                )?;
+                let js_url = match &r.js_url {
+                    Some(j) => url("psp.js_url", j)?,
+                    None if api_base == "https://api.stripe.com" => {
+                        "https://js.stripe.com/v3/".to_owned()
+                    }
+                    None => format!("{api_base}/js.stripe.com/v3/"),
+                };
+                let tolerance = r.webhook_tolerance_s.unwrap_or(300);
+                if !(1..=3600).contains(&tolerance) {
+                    return Err(key_err(
+                        "psp.webhook_tolerance_s",
+                        format!("{tolerance} is out of range 1..=3600"),
+                    ));
+                }
+                let publishable_key = r.publishable_key.clone().unwrap_or_default();
+                if !publishable_key.is_empty() && !publishable_key.starts_with("pk_") {
+                    return Err(key_err(
+                        "psp.publishable_key",
+                        "must start with pk_ (never put the secret key here)".into(),
+                    ));
+                }
+                Some(Psp {
+                    provider,
+                    api_base,
+                    secret_key_file: resolve("psp.secret_key_file", &r.secret_key_file)?,
+                    webhook_secret_file: resolve(
+                        "psp.webhook_secret_file",
+                        &r.webhook_secret_file,
+                    )?,
+                    return_url: url("psp.return_url", &r.return_url)?,
+                    publishable_key,
+                    public_url: url(
+                        "psp.public_url",
+                        &r.public_url
+                            .clone()
+                            .unwrap_or_else(|| format!("http://{listen}")),
+                    )?,
+                    link_secret_file: match &r.link_secret_file {
+                        Some(p) => Some(resolve("psp.link_secret_file", p)?),
+                        None => None,
+                    },
+                    js_url,
+                    webhook_tolerance: Duration::from_secs(tolerance as u64),
+                })
+            }
+        };
+
         Ok(Config {
+            psp,
             sepa,
             dunning,
             outbox,
+            delivery,
+            selfservice,
             source: path.to_owned(),
             data_dir: resolve("data_dir", &raw.data_dir)?,
             spool_dir: resolve("spool_dir", &raw.spool_dir)?,

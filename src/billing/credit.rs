@@ -172,316 +172,16 @@ pub fn credit(
         ));
     }
     let (credit_note, reissued) = ledger.issue(|txn| {
-        let orig = load_invoice(txn.ledger(), number)?;
-        if orig.is_credit_note() {
-            return Err(refused(format!(
-                "{number} is a credit note, not an invoice"
-            )));
-        }
-        let mut done: Credited = match txn.ledger().credits(number)? {
-            Some(v) => serde_json::from_slice(&v).map_err(|e| LedgerError::Corrupt {
-                path: txn.ledger().path().to_owned(),
-                key: format!("credits/{number}"),
-                message: e.to_string(),
-            })?,
-            None => Credited::default(),
-        };
-        // Remaining per group.
-        let mut group_left: BTreeMap<String, (i64, i64, Category, Decimal)> = BTreeMap::new();
-        for r in &orig.vat_breakdown {
-            let c = Category::parse(&r.category).unwrap_or(Category::S);
-            let rate: Decimal = r.rate.parse().unwrap_or(Decimal::ZERO);
-            let k = group_key(c, rate);
-            let (cn, cv) = done.groups.get(&k).copied().unwrap_or((0, 0));
-            group_left.insert(k, (r.taxable_amount.0 - cn, r.vat_amount.0 - cv, c, rate));
-        }
-        let mut lines: Vec<Line> = Vec::new();
-        let mut take: BTreeMap<String, i64> = BTreeMap::new();
-        // Fee lines credited by this note: (line, cents).
-        let mut fees_credited: Vec<(usize, i64)> = Vec::new();
-        let credit_line = |i: usize, l: &Line, cents: i64| {
-            let (c, r) = l.vat();
-            Line::Credit {
-                description: format!("Credit of line {i}: {}", l.description()),
-                line: Some(i),
-                amount: Cents(-cents),
-                vat_category: c.code().into(),
-                vat_rate: r.normalize().to_string(),
-            }
-        };
-        match &what {
-            CreditWhat::Full | CreditWhat::Lines(_) => {
-                let chosen: Vec<usize> = match &what {
-                    CreditWhat::Lines(v) => {
-                        for &i in v {
-                            if i == 0 || i > orig.lines.len() {
-                                return Err(refused(format!(
-                                    "invoice {number} has lines 1..={}, not {i}",
-                                    orig.lines.len()
-                                )));
-                            }
-                        }
-                        let mut v = v.clone();
-                        v.sort_unstable();
-                        v.dedup();
-                        v
-                    }
-                    _ => (1..=orig.lines.len()).collect(),
-                };
-                for i in chosen {
-                    let l = &orig.lines[i - 1];
-                    let left_line = l.cents() - done.lines.get(&i).copied().unwrap_or(0);
-                    // A late-payment fee line: outside VAT, limited by what is left on
-                    // the line only; credited as a (negative) fee line, after VAT.
-                    if let Line::Fee {
-                        fee_id,
-                        fee,
-                        invoice,
-                        description,
-                        ..
-                    } = l
-                    {
-                        if left_line <= 0 {
-                            if matches!(what, CreditWhat::Lines(_)) {
-                                return Err(refused(format!(
-                                    "line {i} of invoice {number} has nothing left to credit"
-                                )));
-                            }
-                            continue;
-                        }
-                        *done.lines.entry(i).or_default() += left_line;
-                        fees_credited.push((i, left_line));
-                        lines.push(Line::Fee {
-                            fee_id: fee_id.clone(),
-                            fee: fee.clone(),
-                            invoice: invoice.clone(),
-                            description: format!("Credit of line {i}: {description}"),
-                            amount: Cents(-left_line),
-                        });
-                        continue;
-                    }
-                    let (c, r) = l.vat();
-                    let k = group_key(c, r);
-                    let left_group =
-                        group_left.get(&k).map_or(0, |g| g.0) - take.get(&k).copied().unwrap_or(0);
-                    let cents = left_line.min(left_group);
-                    if cents <= 0 {
-                        if matches!(what, CreditWhat::Lines(_)) {
-                            return Err(refused(format!(
-                                "line {i} of invoice {number} has nothing left to credit"
-                            )));
-                        }
-                        continue;
-                    }
-                    *take.entry(k).or_default() += cents;
-                    *done.lines.entry(i).or_default() += cents;
-                    lines.push(credit_line(i, l, cents));
-                }
-            }
-            CreditWhat::Amount(cents) => {
-                if *cents <= 0 {
-                    return Err(refused("--amount must be more than 0"));
-                }
-                if group_left.len() != 1 {
-                    return Err(refused(format!(
-                        "invoice {number} has {} VAT groups: credit it by --lines",
-                        group_left.len()
-                    )));
-                }
-                let (k, (left, _, c, r)) = group_left.iter().next().expect("one group");
-                if cents > left {
-                    return Err(refused(format!(
-                        "only {} (net) of invoice {number} is still creditable, not {}",
-                        format_cents(*left),
-                        format_cents(*cents)
-                    )));
-                }
-                take.insert(k.clone(), *cents);
-                lines.push(Line::Credit {
-                    description: format!("Credit: {}", reason.trim()),
-                    line: None,
-                    amount: Cents(-cents),
-                    vat_category: c.code().into(),
-                    vat_rate: r.normalize().to_string(),
-                });
-            }
-        }
-        if lines.is_empty() {
-            return Err(refused(format!(
-                "invoice {number} has nothing left to credit (credit notes so far: {})",
-                done.credit_notes.join(", ")
-            )));
-        }
-        // VAT per group: half-up on the credited net, the remainder on the last credit.
-        let mut breakdown = Vec::new();
-        let (mut net, mut vat) = (0i64, 0i64);
-        for (k, cents) in &take {
-            let (left_net, left_vat, c, r) = group_left[k];
-            let v = if *cents == left_net {
-                left_vat
-            } else {
-                vat_cents(*cents, r).min(left_vat)
-            };
-            let e = done.groups.entry(k.clone()).or_default();
-            e.0 += cents;
-            e.1 += v;
-            net += cents;
-            vat += v;
-            let reason = orig
-                .vat_breakdown
-                .iter()
-                .find(|b| b.category == c.code())
-                .map(|b| b.exemption_reason.clone())
-                .unwrap_or_default();
-            breakdown.push(crate::billing::vat::row(
-                &Treatment {
-                    category: c,
-                    rate: r,
-                    reason,
-                },
-                -cents,
-                -v,
-            ));
-        }
-        let fee_cents: i64 = fees_credited.iter().map(|f| f.1).sum();
-        let (counter, prefix) = credit_series(&cfg.numbering, issue.year());
-        let n = txn.next(&counter)?;
-        let cn = Invoice {
-            number: format_number(&prefix, cfg.numbering.yearly_reset, issue.year(), n),
-            account_id: orig.account_id.clone(),
-            period: orig.period.clone(),
-            currency: orig.currency.clone(),
-            issue_date: issue,
-            due_date: issue,
-            seller: orig.seller.clone(),
-            customer: orig.customer.clone(),
-            lines,
-            net_total: Cents(-net),
-            vat_rate: orig.vat_rate.clone(),
-            vat_total: Cents(-vat),
-            total: Cents(-(net + vat + fee_cents)),
-            late_records: 0,
-            document_type: "credit_note".into(),
-            period_start: orig.period_start.clone(),
-            period_end: orig.period_end.clone(),
-            vat_breakdown: breakdown,
-            vat_note: orig.vat_note.clone(),
-            credited_invoice: Some(DocRef {
-                number: orig.number.clone(),
-                issue_date: orig.issue_date,
-            }),
-            replaces: None,
-            reason: reason.trim().to_owned(),
-            final_invoice: false,
-            payment_reference: None,
-            payment: None,
-            usage_by_day: Vec::new(),
-            itemised: None,
-        };
-        // A direct-debit invoice not collected yet: the credit note pre-notifies what its
-        // collection will take now.
-        let mut extra = Vec::new();
-        let mut cn = cn;
-        if let (Some(sepa), Some(a)) = (&cfg.sepa, accounts.get(&orig.account_id)) {
-            let uncollected = crate::payments::collection(txn.ledger(), &orig.number)?.is_none();
-            if a.payment_method == crate::rate::accounts::PaymentMethod::DirectDebit && uncollected
-            {
-                let add = crate::payments::Entry {
-                    id: 0,
-                    account: orig.account_id.clone(),
-                    date: cn.issue_date,
-                    kind: crate::payments::Kind::CreditNote,
-                    amount: cn.total,
-                    invoice: Some(orig.number.clone()),
-                    due_date: None,
-                    source: String::new(),
-                    text: String::new(),
-                };
-                let open = crate::payments::open_after(
-                    txn.ledger(),
-                    &orig.account_id,
-                    &extra,
-                    add,
-                    &orig.number,
-                )?;
-                cn.payment = Some(PaymentInfo {
-                    method: "direct_debit".into(),
-                    iban: crate::rate::iban::mask_iban(&a.iban),
-                    epc_qr: None,
-                    mandate_id: Some(a.mandate_id.clone()),
-                    creditor_id: Some(sepa.creditor_id.clone()),
-                    collection_date: Some(orig.due_date.to_string()),
-                    amount: Some(Cents(open.max(0))),
-                });
-            }
-        }
-        done.credit_notes.push(cn.number.clone());
-        put(txn, &cn, &orig.period, &mut extra)?;
-        txn.put_credits(
+        credit_in(
+            txn,
+            cfg,
+            accounts,
             number,
-            &serde_json::to_vec(&done).expect("credits serialize"),
-        );
-        let reissued = if reissue {
-            let acc = accounts.get(&orig.account_id);
-            let mut d = Draft::new(cfg, &orig.account_id, acc)?;
-            for (i, l) in orig.lines.iter().enumerate() {
-                d.copy(l);
-                // A fee line is billed again for what this credit note took off it (it
-                // is still owed; the full credit cancelled it on the original).
-                if let Some(&(_, cents)) = fees_credited.iter().find(|f| f.0 == i + 1) {
-                    let mut l = l.clone();
-                    if let Line::Fee { amount, .. } = &mut l {
-                        *amount = Cents(cents);
-                    }
-                    d.lines.push(l);
-                }
-            }
-            let (counter, prefix) = invoice_series(&cfg.numbering, issue.year());
-            let n = txn.next(&counter)?;
-            let start = NaiveDate::parse_from_str(&orig.period_start, "%Y-%m-%d");
-            let end = NaiveDate::parse_from_str(&orig.period_end, "%Y-%m-%d");
-            let bounds = match (start, end) {
-                (Ok(s), Ok(e)) => (s, e),
-                _ => period_bounds(orig.period.parse().map_err(refused)?),
-            };
-            let mut inv = d.finish(
-                format_number(&prefix, cfg.numbering.yearly_reset, issue.year(), n),
-                &orig.period,
-                bounds,
-                &orig.currency,
-                issue,
-                orig.late_records,
-            );
-            inv.replaces = Some(DocRef {
-                number: orig.number.clone(),
-                issue_date: orig.issue_date,
-            });
-            inv.reason = reason.trim().to_owned();
-            inv.final_invoice = orig.final_invoice;
-            attach_payment(cfg, acc, &mut inv);
-            // The same records as the original: its chart, and its annex renumbered.
-            inv.usage_by_day = orig.usage_by_day.clone();
-            if let Some(a) = acc {
-                let orig_annex = stored_annex(txn.ledger(), &orig.number)?;
-                if let Some((state, annex)) =
-                    crate::billing::itemise::reissue_annex(a, &orig, orig_annex.as_ref(), &inv)
-                {
-                    inv.itemised = Some(state);
-                    if let Some(annex) = annex {
-                        txn.put_annex(
-                            &inv.number,
-                            &serde_json::to_vec_pretty(&annex).expect("annex serializes"),
-                        );
-                    }
-                }
-            }
-            prenotify(cfg, txn.ledger(), &extra, &mut inv)?;
-            put(txn, &inv, &orig.period, &mut extra)?;
-            Some(inv)
-        } else {
-            None
-        };
-        Ok((cn, reissued))
+            what,
+            reason,
+            reissue.then_some(Reissue::Copy),
+            issue,
+        )
     })?;
     metrics::counter!(crate::telemetry::CREDIT_NOTES).increment(1);
     if reissued.is_some() {
@@ -493,4 +193,363 @@ pub fn credit(
         reissued,
         files,
     })
+}
+
+/// What a reissue bills.
+pub(crate) enum Reissue<'a> {
+    /// The original's lines again, under the current accounts and VAT rules
+    /// (`invoice credit --reissue`).
+    Copy,
+    /// Lines built anew by the close code (a rerate, [`crate::billing::rerate`]).
+    Lines(Replacement<'a>),
+}
+
+/// The replacement lines of a reissue, with its late-record count and chart.
+pub(crate) struct Replacement<'a> {
+    pub(crate) draft: Draft<'a>,
+    pub(crate) late_records: u64,
+    pub(crate) usage_by_day: Vec<crate::billing::annex::DayUsage>,
+}
+
+/// The credit note (and the reissue) of [`credit`], staged in a running transaction:
+/// a rerate issues many in one batch.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn credit_in<'a>(
+    txn: &mut Txn,
+    cfg: &'a Config,
+    accounts: &'a Accounts,
+    number: &str,
+    what: CreditWhat,
+    reason: &str,
+    reissue: Option<Reissue<'a>>,
+    issue: NaiveDate,
+) -> Result<(Invoice, Option<Invoice>), LedgerError> {
+    let orig = load_invoice(txn.ledger(), number)?;
+    if orig.is_credit_note() {
+        return Err(refused(format!(
+            "{number} is a credit note, not an invoice"
+        )));
+    }
+    let mut done: Credited = match txn.ledger().credits(number)? {
+        Some(v) => serde_json::from_slice(&v).map_err(|e| LedgerError::Corrupt {
+            path: txn.ledger().path().to_owned(),
+            key: format!("credits/{number}"),
+            message: e.to_string(),
+        })?,
+        None => Credited::default(),
+    };
+    // Remaining per group.
+    let mut group_left: BTreeMap<String, (i64, i64, Category, Decimal)> = BTreeMap::new();
+    for r in &orig.vat_breakdown {
+        let c = Category::parse(&r.category).unwrap_or(Category::S);
+        let rate: Decimal = r.rate.parse().unwrap_or(Decimal::ZERO);
+        let k = group_key(c, rate);
+        let (cn, cv) = done.groups.get(&k).copied().unwrap_or((0, 0));
+        group_left.insert(k, (r.taxable_amount.0 - cn, r.vat_amount.0 - cv, c, rate));
+    }
+    let mut lines: Vec<Line> = Vec::new();
+    let mut take: BTreeMap<String, i64> = BTreeMap::new();
+    // Fee lines credited by this note: (line, cents).
+    let mut fees_credited: Vec<(usize, i64)> = Vec::new();
+    let credit_line = |i: usize, l: &Line, cents: i64| {
+        let (c, r) = l.vat();
+        Line::Credit {
+            description: format!("Credit of line {i}: {}", l.description()),
+            line: Some(i),
+            amount: Cents(-cents),
+            vat_category: c.code().into(),
+            vat_rate: r.normalize().to_string(),
+        }
+    };
+    match &what {
+        CreditWhat::Full | CreditWhat::Lines(_) => {
+            let chosen: Vec<usize> = match &what {
+                CreditWhat::Lines(v) => {
+                    for &i in v {
+                        if i == 0 || i > orig.lines.len() {
+                            return Err(refused(format!(
+                                "invoice {number} has lines 1..={}, not {i}",
+                                orig.lines.len()
+                            )));
+                        }
+                    }
+                    let mut v = v.clone();
+                    v.sort_unstable();
+                    v.dedup();
+                    v
+                }
+                _ => (1..=orig.lines.len()).collect(),
+            };
+            for i in chosen {
+                let l = &orig.lines[i - 1];
+                let left_line = l.cents() - done.lines.get(&i).copied().unwrap_or(0);
+                // A late-payment fee line: outside VAT, limited by what is left on
+                // the line only; credited as a (negative) fee line, after VAT.
+                if let Line::Fee {
+                    fee_id,
+                    fee,
+                    invoice,
+                    description,
+                    ..
+                } = l
+                {
+                    if left_line <= 0 {
+                        if matches!(what, CreditWhat::Lines(_)) {
+                            return Err(refused(format!(
+                                "line {i} of invoice {number} has nothing left to credit"
+                            )));
+                        }
+                        continue;
+                    }
+                    *done.lines.entry(i).or_default() += left_line;
+                    fees_credited.push((i, left_line));
+                    lines.push(Line::Fee {
+                        fee_id: fee_id.clone(),
+                        fee: fee.clone(),
+                        invoice: invoice.clone(),
+                        description: format!("Credit of line {i}: {description}"),
+                        amount: Cents(-left_line),
+                    });
+                    continue;
+                }
+                let (c, r) = l.vat();
+                let k = group_key(c, r);
+                let left_group =
+                    group_left.get(&k).map_or(0, |g| g.0) - take.get(&k).copied().unwrap_or(0);
+                let cents = left_line.min(left_group);
+                if cents <= 0 {
+                    if matches!(what, CreditWhat::Lines(_)) {
+                        return Err(refused(format!(
+                            "line {i} of invoice {number} has nothing left to credit"
+                        )));
+                    }
+                    continue;
+                }
+                *take.entry(k).or_default() += cents;
+                *done.lines.entry(i).or_default() += cents;
+                lines.push(credit_line(i, l, cents));
+            }
+        }
+        CreditWhat::Amount(cents) => {
+            if *cents <= 0 {
+                return Err(refused("--amount must be more than 0"));
+            }
+            if group_left.len() != 1 {
+                return Err(refused(format!(
+                    "invoice {number} has {} VAT groups: credit it by --lines",
+                    group_left.len()
+                )));
+            }
+            let (k, (left, _, c, r)) = group_left.iter().next().expect("one group");
+            if cents > left {
+                return Err(refused(format!(
+                    "only {} (net) of invoice {number} is still creditable, not {}",
+                    format_cents(*left),
+                    format_cents(*cents)
+                )));
+            }
+            take.insert(k.clone(), *cents);
+            lines.push(Line::Credit {
+                description: format!("Credit: {}", reason.trim()),
+                line: None,
+                amount: Cents(-cents),
+                vat_category: c.code().into(),
+                vat_rate: r.normalize().to_string(),
+            });
+        }
+    }
+    if lines.is_empty() {
+        return Err(refused(format!(
+            "invoice {number} has nothing left to credit (credit notes so far: {})",
+            done.credit_notes.join(", ")
+        )));
+    }
+    // VAT per group: half-up on the credited net, the remainder on the last credit.
+    let mut breakdown = Vec::new();
+    let (mut net, mut vat) = (0i64, 0i64);
+    for (k, cents) in &take {
+        let (left_net, left_vat, c, r) = group_left[k];
+        let v = if *cents == left_net {
+            left_vat
+        } else {
+            vat_cents(*cents, r).min(left_vat)
+        };
+        let e = done.groups.entry(k.clone()).or_default();
+        e.0 += cents;
+        e.1 += v;
+        net += cents;
+        vat += v;
+        let reason = orig
+            .vat_breakdown
+            .iter()
+            .find(|b| b.category == c.code())
+            .map(|b| b.exemption_reason.clone())
+            .unwrap_or_default();
+        breakdown.push(crate::billing::vat::row(
+            &Treatment {
+                category: c,
+                rate: r,
+                reason,
+            },
+            -cents,
+            -v,
+        ));
+    }
+    let fee_cents: i64 = fees_credited.iter().map(|f| f.1).sum();
+    let (counter, prefix) = credit_series(&cfg.numbering, issue.year());
+    let n = txn.next(&counter)?;
+    let cn = Invoice {
+        number: format_number(&prefix, cfg.numbering.yearly_reset, issue.year(), n),
+        account_id: orig.account_id.clone(),
+        period: orig.period.clone(),
+        currency: orig.currency.clone(),
+        issue_date: issue,
+        due_date: issue,
+        seller: orig.seller.clone(),
+        customer: orig.customer.clone(),
+        lines,
+        net_total: Cents(-net),
+        vat_rate: orig.vat_rate.clone(),
+        vat_total: Cents(-vat),
+        total: Cents(-(net + vat + fee_cents)),
+        late_records: 0,
+        document_type: "credit_note".into(),
+        period_start: orig.period_start.clone(),
+        period_end: orig.period_end.clone(),
+        vat_breakdown: breakdown,
+        vat_note: orig.vat_note.clone(),
+        credited_invoice: Some(DocRef {
+            number: orig.number.clone(),
+            issue_date: orig.issue_date,
+        }),
+        replaces: None,
+        reason: reason.trim().to_owned(),
+        final_invoice: false,
+        payment_reference: None,
+        payment: None,
+        usage_by_day: Vec::new(),
+        itemised: None,
+    };
+    // A direct-debit invoice not collected yet: the credit note pre-notifies what its
+    // collection will take now.
+    let mut extra = Vec::new();
+    let mut cn = cn;
+    if let (Some(sepa), Some(a)) = (&cfg.sepa, accounts.get(&orig.account_id)) {
+        let uncollected = crate::payments::collection(txn.ledger(), &orig.number)?.is_none();
+        if a.payment_method == crate::rate::accounts::PaymentMethod::DirectDebit && uncollected {
+            let add = crate::payments::Entry {
+                id: 0,
+                account: orig.account_id.clone(),
+                date: cn.issue_date,
+                kind: crate::payments::Kind::CreditNote,
+                amount: cn.total,
+                invoice: Some(orig.number.clone()),
+                due_date: None,
+                source: String::new(),
+                text: String::new(),
+            };
+            let open = crate::payments::open_after(
+                txn.ledger(),
+                &orig.account_id,
+                &extra,
+                add,
+                &orig.number,
+            )?;
+            cn.payment = Some(PaymentInfo {
+                method: "direct_debit".into(),
+                iban: crate::rate::iban::mask_iban(&a.iban),
+                epc_qr: None,
+                mandate_id: Some(a.mandate_id.clone()),
+                creditor_id: Some(sepa.creditor_id.clone()),
+                collection_date: Some(orig.due_date.to_string()),
+                amount: Some(Cents(open.max(0))),
+            });
+        }
+    }
+    done.credit_notes.push(cn.number.clone());
+    put(txn, &cn, &orig.period, &mut extra)?;
+    super::delivery::queue(cfg, txn.pay()?, &cn);
+    txn.put_credits(
+        number,
+        &serde_json::to_vec(&done).expect("credits serialize"),
+    );
+    let reissued = if let Some(how) = reissue {
+        let acc = accounts.get(&orig.account_id);
+        // A fee line is billed again for what this credit note took off it (it is still
+        // owed; the full credit cancelled it on the original).
+        let fee_again = |d: &mut Draft, i: usize, l: &Line| {
+            if let Some(&(_, cents)) = fees_credited.iter().find(|f| f.0 == i + 1) {
+                let mut l = l.clone();
+                if let Line::Fee { amount, .. } = &mut l {
+                    *amount = Cents(cents);
+                }
+                d.lines.push(l);
+            }
+        };
+        let (d, late, days) = match how {
+            Reissue::Copy => {
+                let mut d = Draft::new(cfg, &orig.account_id, acc)?;
+                for (i, l) in orig.lines.iter().enumerate() {
+                    d.copy(l);
+                    fee_again(&mut d, i, l);
+                }
+                (d, orig.late_records, orig.usage_by_day.clone())
+            }
+            Reissue::Lines(r) => {
+                let mut d = r.draft;
+                for (i, l) in orig.lines.iter().enumerate() {
+                    fee_again(&mut d, i, l);
+                }
+                (d, r.late_records, r.usage_by_day)
+            }
+        };
+        let (counter, prefix) = invoice_series(&cfg.numbering, issue.year());
+        let n = txn.next(&counter)?;
+        let start = NaiveDate::parse_from_str(&orig.period_start, "%Y-%m-%d");
+        let end = NaiveDate::parse_from_str(&orig.period_end, "%Y-%m-%d");
+        let bounds = match (start, end) {
+            (Ok(s), Ok(e)) => (s, e),
+            _ => period_bounds(orig.period.parse().map_err(refused)?),
+        };
+        let mut inv = d.finish(
+            format_number(&prefix, cfg.numbering.yearly_reset, issue.year(), n),
+            &orig.period,
+            bounds,
+            &orig.currency,
+            issue,
+            late,
+        );
+        inv.replaces = Some(DocRef {
+            number: orig.number.clone(),
+            issue_date: orig.issue_date,
+        });
+        inv.reason = reason.trim().to_owned();
+        inv.final_invoice = orig.final_invoice;
+        attach_payment(cfg, acc, &mut inv);
+        // A copy bills the same records as the original: its chart, and its annex
+        // renumbered (a rerate's replacement brings its own chart; the original's annex
+        // is kept only where its line amounts are still the same, see `reissue_annex`).
+        inv.usage_by_day = days;
+        if let Some(a) = acc {
+            let orig_annex = stored_annex(txn.ledger(), &orig.number)?;
+            if let Some((state, annex)) =
+                crate::billing::itemise::reissue_annex(a, &orig, orig_annex.as_ref(), &inv)
+            {
+                inv.itemised = Some(state);
+                if let Some(annex) = annex {
+                    txn.put_annex(
+                        &inv.number,
+                        &serde_json::to_vec_pretty(&annex).expect("annex serializes"),
+                    );
+                }
+            }
+        }
+        prenotify(cfg, txn.ledger(), &extra, &mut inv)?;
+        put(txn, &inv, &orig.period, &mut extra)?;
+        super::delivery::queue(cfg, txn.pay()?, &inv);
+        Some(inv)
+    } else {
+        None
+    };
+    Ok((cn, reissued))
 }

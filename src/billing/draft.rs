@@ -74,6 +74,48 @@ impl<'a> Draft<'a> {
         });
     }
 
+    /// The plan's allowances (rule 4 of docs/billing.md#allowances): one line per
+    /// allowance, in plan order, even when unused; its amount is
+    /// `-round_half_up_2(Σ values of what it covered)`, per VAT category of the usage it
+    /// discounted (one line per category when it discounted several; each part carries
+    /// the allowance's `included` and `used`). Called by every draft that bills usage (the
+    /// close, final invoices, and whatever recomputes a period's invoices).
+    pub(crate) fn allowances(&mut self, drawn: &crate::billing::itemise::AccountDrawn) {
+        for (i, a) in drawn.allowances.iter().enumerate() {
+            let mut parts: std::collections::BTreeMap<(String, String), i64> = Default::default();
+            for (_, (s, dest, _), v) in drawn.value.iter().filter(|x| x.0 == i) {
+                let service = Service::from_index(*s).unwrap_or(Service::Voice);
+                let tr = self.treatment(service.name(), dest);
+                *parts
+                    .entry((tr.category.code().into(), tr.rate.normalize().to_string()))
+                    .or_default() += v;
+            }
+            if parts.is_empty() {
+                let dest = a
+                    .destinations
+                    .as_ref()
+                    .and_then(|d| d.first())
+                    .map_or("", String::as_str);
+                let tr = self.treatment(a.service.name(), dest);
+                parts.insert(
+                    (tr.category.code().into(), tr.rate.normalize().to_string()),
+                    0,
+                );
+            }
+            for ((vat_category, vat_rate), micros) in parts {
+                self.lines.push(Line::Allowance {
+                    name: a.name.clone(),
+                    included: a.units * drawn.months,
+                    used: drawn.used[i],
+                    unit: a.service.unit().into(),
+                    amount: Cents(-micros_to_cents(micros as i128)),
+                    vat_category,
+                    vat_rate,
+                });
+            }
+        }
+    }
+
     pub(crate) fn subscription(&mut self, plan: &str, description: String, cents: i64) {
         let tr = self.treatment("subscription", plan);
         self.lines.push(Line::Subscription {
@@ -111,6 +153,8 @@ impl<'a> Draft<'a> {
             } => self.subscription(plan, description.clone(), l.cents()),
             // Credit lines are not copied. Late-payment fee lines are copied by the
             // reissue for what its credit note took off them (`credit`), not here.
+            // Allowance lines are copied as they are (the reissue bills the same records).
+            Line::Allowance { .. } => self.lines.push(l.clone()),
             Line::Credit { .. } | Line::Fee { .. } => {}
         }
     }
@@ -198,6 +242,11 @@ impl<'a> Draft<'a> {
 pub(crate) fn line_service(l: &Line) -> &str {
     match l {
         Line::Usage { service, .. } => service,
+        Line::Allowance { unit, .. } => match unit.as_str() {
+            "messages" => "sms",
+            "bytes" => "data",
+            _ => "voice",
+        },
         _ => "subscription",
     }
 }
@@ -206,6 +255,7 @@ pub(crate) fn line_destination(l: &Line) -> &str {
     match l {
         Line::Usage { destination, .. } => destination,
         Line::Subscription { plan, .. } => plan,
+        Line::Allowance { name, .. } => name,
         Line::Credit { .. } | Line::Fee { .. } => "",
     }
 }

@@ -14,6 +14,7 @@ pub fn write_invoice_files(
     ledger: &Ledger,
     dir: &Path,
     record: &CloseRecord,
+    psp: Option<&crate::config::Psp>,
 ) -> Result<(), LedgerError> {
     let io = |e: std::io::Error| {
         LedgerError::Refused(format!("cannot write invoices to {}: {e}", dir.display()))
@@ -39,7 +40,7 @@ pub fn write_invoice_files(
                 let Some(n) = record.invoices.get(i) else {
                     break;
                 };
-                if let Err(e) = write_document(ledger, dir, n) {
+                if let Err(e) = write_document(ledger, dir, n, psp) {
                     // Stop every thread; report the first failure (in number order).
                     stop.store(true, std::sync::atomic::Ordering::Relaxed);
                     let mut f = failed.lock().expect("failure lock");
@@ -75,8 +76,14 @@ pub(crate) fn remove_stale_temp_files(dir: &Path) -> std::io::Result<()> {
 
 /// Writes `<number>.json`, `<number>.xml` (UBL), `<number>.pdf` and, for itemised
 /// invoices, `<number>.annex.json` of a stored document into `dir` unless
-/// they are there already with the same content (not flushed: the caller syncs).
-pub fn write_document(ledger: &Ledger, dir: &Path, number: &str) -> Result<(), LedgerError> {
+/// they are there already with the same content (not flushed: the caller syncs). With
+/// `[psp]`, an invoice's PDF carries its pay link.
+pub fn write_document(
+    ledger: &Ledger,
+    dir: &Path,
+    number: &str,
+    psp: Option<&crate::config::Psp>,
+) -> Result<(), LedgerError> {
     let io = |e: std::io::Error| {
         LedgerError::Refused(format!("cannot write documents to {}: {e}", dir.display()))
     };
@@ -94,8 +101,10 @@ pub fn write_document(ledger: &Ledger, dir: &Path, number: &str) -> Result<(), L
         None => None,
     };
     let xml = crate::billing::documents::ubl::render(&inv);
-    let pdf = crate::billing::documents::pdf::render(&inv, annex.as_ref(), &xml)
-        .map_err(|e| refused(format!("document {number}: {e}")))?;
+    let pay_url = psp.and_then(|p| crate::payments::psp::pay_link_for(p, number));
+    let pdf =
+        crate::billing::documents::pdf::render(&inv, annex.as_ref(), &xml, pay_url.as_deref())
+            .map_err(|e| refused(format!("document {number}: {e}")))?;
     let mut rewritten = false;
     for (ext, bytes) in [("json", &json), ("xml", &xml), ("pdf", &pdf)] {
         let path = dir.join(format!("{number}.{ext}"));
@@ -143,7 +152,7 @@ pub fn flush_pending(cfg: &Config, ledger: &Ledger) -> Result<Vec<PathBuf>, Ledg
         std::fs::create_dir_all(&d)
             .and_then(|_| remove_stale_temp_files(&d))
             .map_err(|e| refused(format!("cannot prepare {}: {e}", d.display())))?;
-        write_document(ledger, &d, number)?;
+        write_document(ledger, &d, number, cfg.psp.as_ref())?;
         written.push(d.join(format!("{number}.json")));
         dirs.insert(d);
     }
@@ -253,13 +262,13 @@ mod tests {
         let inv = stored_invoice(&ledger, "2026-000001").unwrap().unwrap();
         assert_eq!(inv.total, Cents(1210));
         assert_eq!(serde_json::to_vec_pretty(&inv).unwrap(), good);
-        write_document(&ledger, &out, "2026-000001").expect("written");
+        write_document(&ledger, &out, "2026-000001", None).expect("written");
         assert_eq!(std::fs::read(out.join("2026-000001.json")).unwrap(), good);
 
         // The broken one: `bills show` (stored_invoice) and the writer both refuse it.
         for e in [
             stored_invoice(&ledger, "2026-000002").unwrap_err(),
-            write_document(&ledger, &out, "2026-000002").unwrap_err(),
+            write_document(&ledger, &out, "2026-000002", None).unwrap_err(),
         ] {
             match &e {
                 LedgerError::Corrupt { key, message, .. } => {

@@ -55,12 +55,25 @@ pub fn final_invoice(
         };
         Ok(first.max(period_bounds(period).0))
     };
+    // Allowances: each month from the first unbilled one to the final invoice's own
+    // applies in full (records of closed months draw on nothing).
+    let allow_of = |last: &Option<String>| -> Result<(u32, u32), LedgerError> {
+        use crate::billing::itemise::Window;
+        let own = Window::month(&p).expect("valid period");
+        let first = match last {
+            Some(c) => Window::month(c).map_or(own, |m| m + 1),
+            None => own,
+        };
+        Ok((first.min(own), own))
+    };
+    let (af, at) = allow_of(&ledger.last_closed()?)?;
     let window = crate::billing::itemise::Window::for_final(
         ledger,
         ledger.seq()?,
         chart_of(&ledger.last_closed()?)?,
         date,
-    )?;
+    )?
+    .with_allowances(tariff, af, at);
     let prepared = crate::billing::itemise::prepare(cfg, ledger, accounts, window, [account_id]);
     let inv = ledger.issue(|txn| {
         let l = txn.ledger();
@@ -89,9 +102,23 @@ pub fn final_invoice(
                 usage.entry(k.clone()).or_default().add(t);
             }
         }
+        let (af, at) = allow_of(&last)?;
+        let window =
+            crate::billing::itemise::Window::for_final(l, l.seq()?, chart_of(&last)?, date)?
+                .with_allowances(tariff, af, at);
+        let derived = prepared.complete(cfg, l, accounts, window, &rows);
         let mut d = Draft::new(cfg, account_id, Some(acc))?;
         for (k, t) in &usage {
             d.usage(k, t);
+        }
+        match derived.drawn(account_id, &acc.plan) {
+            Ok(Some(drawn)) => d.allowances(&drawn),
+            Ok(None) => {}
+            Err(why) => {
+                return Err(refused(format!(
+                    "account {account_id}: its plan's allowances cannot be applied: {why}"
+                )))
+            }
         }
         // Full fees of the months between the last close and this month.
         let mut m = match &last {
@@ -141,9 +168,6 @@ pub fn final_invoice(
         );
         inv.final_invoice = true;
         attach_payment(cfg, Some(acc), &mut inv);
-        let window =
-            crate::billing::itemise::Window::for_final(l, l.seq()?, chart_of(&last)?, date)?;
-        let derived = prepared.complete(cfg, l, accounts, window, &rows);
         for e in &derived.file_errors {
             tracing::warn!(account = %account_id, "final invoice: traffic detail unavailable: {e}");
         }
@@ -159,6 +183,7 @@ pub fn final_invoice(
         }
         prenotify(cfg, l, &[], &mut inv)?;
         put(txn, &inv, &p, &mut Vec::new())?;
+        super::delivery::queue(cfg, txn.pay()?, &inv);
         let rec = FinalRecord {
             account_id: account_id.to_owned(),
             date: date.to_string(),

@@ -41,6 +41,7 @@ use crate::billing::annex::{
 use crate::config::Config;
 use crate::ingest::pipeline::Settings;
 use crate::rate::accounts::{AccountIndex, Accounts};
+use crate::rate::allowance::{Draw, Drawn, RecordId};
 use crate::rate::cdr::Column;
 use crate::rate::money::{format_micros, micros_to_cents, Cents, Micros};
 use crate::rate::rating::{band_name, Rater};
@@ -72,6 +73,51 @@ pub struct Window {
     /// First local day of the usage-per-day chart, and how many days it covers.
     pub chart_first: chrono::NaiveDate,
     pub chart_days: u32,
+    /// The plans' allowances (the tariff in service) and the months whose records draw
+    /// on them (inclusive; empty when `.0 > .1`): a close's period, or for a final
+    /// invoice every month after the last close up to its own.
+    pub allowances: Option<Arc<AllowancePlans>>,
+    pub allow_months: (u32, u32),
+}
+
+/// The allowances of the plans in service, by plan id.
+#[derive(Debug, Default)]
+pub struct AllowancePlans {
+    by_id: HashMap<String, u32>,
+    list: Vec<crate::rate::tariff::PlanAllowances>,
+    /// Per plan and service: the allowances of that service.
+    service_mask: Vec<[u64; 3]>,
+}
+
+impl Window {
+    /// This window with the allowances of `tariff`'s plans drawn by records dated in the
+    /// months `from..=to` (month indexes).
+    pub fn with_allowances(mut self, tariff: &Tariff, from: u32, to: u32) -> Window {
+        let mut a = AllowancePlans::default();
+        for (i, p) in tariff.allowances.iter().enumerate() {
+            if p.list.is_empty() {
+                continue;
+            }
+            let id = tariff.table().plans[i].id.as_str().to_owned();
+            a.by_id.insert(id, a.list.len() as u32);
+            let mut m = [0u64; 3];
+            for (j, x) in p.list.iter().enumerate() {
+                m[x.service as usize] |= 1 << j;
+            }
+            a.service_mask.push(m);
+            a.list.push(p.clone());
+        }
+        if !a.list.is_empty() {
+            self.allowances = Some(Arc::new(a));
+        }
+        self.allow_months = (from, to);
+        self
+    }
+
+    /// Month index of a `YYYY-MM` label.
+    pub fn month(label: &str) -> Option<u32> {
+        month_index(label)
+    }
 }
 
 /// Days since 1970-01-01 of a date (the rater's local day numbers).
@@ -125,6 +171,8 @@ impl Window {
             finals,
             chart_first: first,
             chart_days: (last - first).num_days() as u32 + 1,
+            allowances: None,
+            allow_months: (1, 0),
         })
     }
 
@@ -149,6 +197,8 @@ impl Window {
             finals: HashMap::new(),
             chart_first: first,
             chart_days: ((last - first).num_days() + 1).max(0) as u32,
+            allowances: None,
+            allow_months: (1, 0),
         })
     }
 
@@ -193,6 +243,8 @@ struct Acc {
     /// Records and charge per day of the window's chart.
     days: Vec<(u32, i64)>,
     items: Vec<Item>,
+    /// Records that draw on an allowance: (month index, record).
+    draws: Vec<(u32, Draw)>,
 }
 
 impl Acc {
@@ -230,6 +282,65 @@ pub struct Derived {
     pub late_files: usize,
     /// First day of the chart.
     chart_first: Option<chrono::NaiveDate>,
+    groups: Vec<LineId>,
+    allowances: Option<Arc<AllowancePlans>>,
+    /// Periods the allowances apply to.
+    allow_months: u64,
+    /// What each account on an allowance plan drew.
+    drawn: HashMap<String, AccountDrawn>,
+}
+
+/// What an account's records drew from its plan's allowances over a document's months.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountDrawn {
+    /// The plan's allowances, in plan order.
+    pub allowances: Vec<crate::rate::tariff::Allowance>,
+    /// Periods the allowances apply to (1 for a close).
+    pub months: u64,
+    /// Units each allowance gave.
+    pub used: Vec<u64>,
+    /// Value (6 decimals) each allowance gave per invoice line: (allowance, line, micros).
+    pub value: Vec<(usize, LineId, i64)>,
+    /// Records covered: (file sequence, line) → (units covered, new charge).
+    pub covered: HashMap<(u64, u64), (u64, i64)>,
+}
+
+impl AccountDrawn {
+    /// Draws each month's records (rule 1–3, [`crate::rate::allowance::draw`]) and adds
+    /// up the months. `groups` names the lines of the records' groups.
+    pub fn of(
+        allowances: &[crate::rate::tariff::Allowance],
+        months: u64,
+        mut draws: Vec<(u32, Draw)>,
+        groups: &[LineId],
+    ) -> AccountDrawn {
+        let units: Vec<u64> = allowances.iter().map(|a| a.units).collect();
+        let mut out = AccountDrawn {
+            allowances: allowances.to_vec(),
+            months,
+            used: vec![0; units.len()],
+            ..AccountDrawn::default()
+        };
+        draws.sort_unstable_by_key(|d| d.0);
+        let mut value: BTreeMap<(usize, LineId), i64> = BTreeMap::new();
+        for chunk in draws.chunk_by_mut(|a, b| a.0 == b.0) {
+            let mut recs: Vec<Draw> = chunk.iter().map(|d| d.1.clone()).collect();
+            let d: Drawn = crate::rate::allowance::draw(&units, &mut recs);
+            for (u, x) in out.used.iter_mut().zip(&d.used) {
+                *u += x;
+            }
+            for (i, g, v) in d.value {
+                let mut id = groups[(g >> 2) as usize].clone();
+                id.0 = (g & 3) as u8;
+                *value.entry((i, id)).or_default() += v;
+            }
+            for (tag, c, n) in d.covered {
+                out.covered.insert(tag, (c, n));
+            }
+        }
+        out.value = value.into_iter().map(|((i, id), v)| (i, id, v)).collect();
+        out
+    }
 }
 
 /// Re-rating state of one thread.
@@ -245,6 +356,9 @@ struct Slots {
     by_id: FxHashMap<String, u32>,
     itemised: Vec<bool>,
     finals: Vec<Option<u64>>,
+    /// Index into the window's [`AllowancePlans`] of the account's plan, `u32::MAX`
+    /// when it has no allowances.
+    plan: Vec<u32>,
 }
 
 /// A tariff and accounts snapshot a file was rated with, with its accounts mapped to
@@ -253,6 +367,11 @@ struct Snapshot {
     tariff: Arc<Tariff>,
     index: AccountIndex,
     slot: Vec<u32>,
+    /// Per allowance plan, per row of this tariff: the allowances the row matches
+    /// (by destination and band name; only rows of the plan's own deck).
+    masks: Vec<Vec<u64>>,
+    /// Per row: its invoice line as an index into [`Prepared::groups`].
+    group: Vec<u32>,
 }
 
 /// Re-rates the files a new document bills and derives, for every billed account, its
@@ -289,6 +408,9 @@ pub struct Prepared {
     file_errors: Vec<String>,
     /// Files re-rated by [`Prepared::complete`] (under the lock).
     pub late_files: usize,
+    /// The invoice lines records drawing on allowances belong to (interned).
+    groups: Vec<LineId>,
+    group_ids: HashMap<LineId, u32>,
 }
 
 /// Re-rates, for the accounts `ids` (and without holding any lock), the files `window`
@@ -305,6 +427,7 @@ pub fn prepare<'a>(
         by_id: FxHashMap::default(),
         itemised: Vec::new(),
         finals: Vec::new(),
+        plan: Vec::new(),
     };
     for id in ids {
         if slots.by_id.contains_key(id) {
@@ -316,6 +439,14 @@ pub fn prepare<'a>(
             .itemised
             .push(accounts.get(id).is_some_and(|a| a.itemised));
         slots.finals.push(window.finals.get(id).copied());
+        slots.plan.push(
+            window
+                .allowances
+                .as_ref()
+                .zip(accounts.get(id))
+                .and_then(|(a, acc)| a.by_id.get(&acc.plan).copied())
+                .unwrap_or(u32::MAX),
+        );
     }
     let mut p = Prepared {
         acc: vec![Acc::new(window.chart_days); slots.ids.len()],
@@ -325,6 +456,8 @@ pub fn prepare<'a>(
         files: Vec::new(),
         file_errors: Vec::new(),
         late_files: 0,
+        groups: Vec::new(),
+        group_ids: HashMap::new(),
     };
     p.rerate_files(cfg, ledger, 0);
     p
@@ -338,6 +471,8 @@ impl Prepared {
         }
         let window = &self.window;
         let slots = &self.slots;
+        let groups = &mut self.groups;
+        let group_ids = &mut self.group_ids;
         let files: Vec<Checkpoint> = match ledger.files() {
             Ok(f) => f
                 .into_iter()
@@ -365,7 +500,15 @@ impl Prepared {
             let key = (cp.tariff_version.clone(), cp.accounts_hash.clone());
             if let std::collections::btree_map::Entry::Vacant(v) = snaps.entry(key) {
                 let (version, hash) = v.key();
-                let s = snapshot(&cfg.data_dir, version, hash, slots).map(Arc::new);
+                let s = snapshot(
+                    &cfg.data_dir,
+                    version,
+                    hash,
+                    slots,
+                    window.allowances.as_deref(),
+                    (groups, group_ids),
+                )
+                .map(Arc::new);
                 v.insert(s);
             }
         }
@@ -428,6 +571,7 @@ impl Prepared {
                     x.1 += y.1;
                 }
                 a.items.extend(p.items);
+                a.draws.extend(p.draws);
             }
         }
         let n = files.len();
@@ -489,9 +633,15 @@ impl Prepared {
             files,
             file_errors,
             late_files,
+            groups,
+            group_ids: _,
         } = self;
         let mut d = Derived {
             chart_first: Some(window.chart_first),
+            groups,
+            allowances: window.allowances.clone(),
+            allow_months: (u64::from(window.allow_months.1) + 1)
+                .saturating_sub(u64::from(window.allow_months.0)),
             records,
             files: files.len(),
             late_files,
@@ -561,13 +711,34 @@ impl Prepared {
                 a.items.sort_by_key(|x| (x.start, x.seq, x.line));
             }
         }
+        if let Some(plans) = &d.allowances {
+            let months = d.allow_months;
+            for (i, a) in acc.iter_mut().enumerate() {
+                let plan = slots.plan[i];
+                if plan == u32::MAX || failed.contains_key(&slots.ids[i]) {
+                    continue;
+                }
+                let draws = std::mem::take(&mut a.draws);
+                d.drawn.insert(
+                    slots.ids[i].clone(),
+                    AccountDrawn::of(&plans.list[plan as usize].list, months, draws, &d.groups),
+                );
+            }
+        }
         d.failed = failed;
         d.accounts = slots.ids.into_iter().zip(acc).collect();
         d
     }
 }
 
-fn snapshot(data_dir: &Path, version: &str, hash: &str, slots: &Slots) -> Result<Snapshot, String> {
+fn snapshot(
+    data_dir: &Path,
+    version: &str,
+    hash: &str,
+    slots: &Slots,
+    allowances: Option<&AllowancePlans>,
+    (groups, group_ids): (&mut Vec<LineId>, &mut HashMap<LineId, u32>),
+) -> Result<Snapshot, String> {
     let tariff = Tariff::open(&crate::rate::tariff::archive_path(data_dir, version))
         .map_err(|e| format!("tariff {version} is not held: {e}"))?;
     let path = data_dir.join("accounts").join(format!("{hash}.csv"));
@@ -578,10 +749,57 @@ fn snapshot(data_dir: &Path, version: &str, hash: &str, slots: &Slots) -> Result
     let slot = (0..index.len() as u32)
         .map(|i| slots.by_id.get(index.id(i)).copied().unwrap_or(u32::MAX))
         .collect();
+    let (mut masks, mut group) = (Vec::new(), Vec::new());
+    if let Some(a) = allowances {
+        let t = tariff.table();
+        for p in &a.list {
+            masks.push(
+                t.rows
+                    .iter()
+                    .map(|r| {
+                        if t.decks[r.deck.to_native() as usize].as_str() != p.deck {
+                            return 0; // priced through a fallback plan's deck
+                        }
+                        let dest = t.destinations[r.destination.to_native() as usize].as_str();
+                        let band = band_name(&tariff, r.band);
+                        p.list
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, x)| {
+                                x.destinations
+                                    .as_ref()
+                                    .is_none_or(|d| d.iter().any(|d| d == dest))
+                                    && x.bands.as_ref().is_none_or(|b| b.iter().any(|b| b == band))
+                            })
+                            .fold(0u64, |m, (j, _)| m | 1 << j)
+                    })
+                    .collect(),
+            );
+        }
+        // The invoice line of each row, per service (rows carry no service: the line
+        // key is completed with the record's service when it draws).
+        for r in t.rows.iter() {
+            let id: LineId = (
+                0,
+                t.destinations[r.destination.to_native() as usize]
+                    .as_str()
+                    .to_owned(),
+                band_name(&tariff, r.band).to_owned(),
+            );
+            let n = groups.len() as u32;
+            let g = *group_ids.entry(id.clone()).or_insert_with(|| {
+                groups.push(id);
+                n
+            });
+            group.push(g);
+        }
+    }
     Ok(Snapshot {
         tariff: Arc::new(tariff),
         index,
         slot,
+        masks,
+        group,
     })
 }
 
@@ -618,8 +836,7 @@ fn rerate(
     let mut own = crate::rate::cdr::Splitter::new();
     // Record ids of rated lines: the first line per id hash, and the exact ids of hashes
     // seen more than once (a repeated record id counts once, at its first rated line).
-    let mut first: FxHashMap<u64, usize> = FxHashMap::default();
-    let mut repeated: FxHashMap<u64, FxHashSet<Vec<u8>>> = FxHashMap::default();
+    let mut ids = FirstRated::default();
     let mut line_no = first_line;
     let mut pos = body;
     while pos < bytes.len() {
@@ -646,30 +863,8 @@ fn rerate(
             })
             .flatten()
             .map(|d| d.to_string());
-        match first.entry(id) {
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(start);
-            }
-            std::collections::hash_map::Entry::Occupied(o) => {
-                let rid = rater.record_id(line).unwrap_or_default();
-                let set = match repeated.entry(id) {
-                    std::collections::hash_map::Entry::Occupied(s) => s.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(s) => {
-                        let f = *o.get();
-                        let fnl = memchr::memchr(b'\n', &bytes[f..]).map_or(bytes.len(), |i| f + i);
-                        let mut fl = &bytes[f..fnl];
-                        if fl.last() == Some(&b'\r') {
-                            fl = &fl[..fl.len() - 1];
-                        }
-                        let mut set = FxHashSet::default();
-                        set.insert(rater.record_id(fl).unwrap_or_default());
-                        s.insert(set)
-                    }
-                };
-                if !set.insert(rid) {
-                    continue; // duplicate_record: not counted at ingest either
-                }
-            }
+        if !ids.first(&mut rater, &bytes, id, start, line) {
+            continue; // duplicate_record: not counted at ingest either
         }
         if slot == u32::MAX {
             continue;
@@ -689,6 +884,30 @@ fn rerate(
             x.0 += 1;
             x.1 += r.charge_micros;
         }
+        let plan = slots.plan[s];
+        if plan != u32::MAX && (window.allow_months.0..=window.allow_months.1).contains(&r.month) {
+            let a = window.allowances.as_deref().expect("allowance plans");
+            let mask = snap.masks[plan as usize][r.row as usize]
+                & a.service_mask[plan as usize][r.service as usize];
+            if mask != 0 && r.billed > 0 {
+                let row = &table.rows[r.row as usize];
+                part.acc[s].draws.push((
+                    r.month,
+                    Draw {
+                        start: r.start,
+                        id: RecordId::new(&rater.record_id(line).unwrap_or_default()),
+                        billed: r.billed,
+                        charge_micros: r.charge_micros,
+                        rate_nanos: row.rate_nanos.to_native(),
+                        per: row.per.to_native(),
+                        mask,
+                        group: (snap.group[r.row as usize] << 2) | r.service as u32,
+                        tag: (cp.seq, this),
+                    },
+                ));
+            }
+        }
+        let a = &mut part.acc[s];
         if slots.itemised[s] {
             let row = &table.rows[r.row as usize];
             a.items.push(Item {
@@ -714,6 +933,35 @@ fn rerate(
 }
 
 impl Derived {
+    /// What the account drew from its plan's allowances: `Ok(None)` when its plan (in the
+    /// tariff in service) has none; `Err` (why) when its records could not be re-derived,
+    /// so the allowances cannot be applied.
+    pub fn drawn(
+        &self,
+        account: &str,
+        plan: &str,
+    ) -> Result<Option<std::borrow::Cow<'_, AccountDrawn>>, String> {
+        let Some(plans) = &self.allowances else {
+            return Ok(None);
+        };
+        let Some(&i) = plans.by_id.get(plan) else {
+            return Ok(None);
+        };
+        if let Some(why) = self.failed.get(account) {
+            return Err(why.clone());
+        }
+        Ok(Some(match self.drawn.get(account) {
+            Some(d) => std::borrow::Cow::Borrowed(d),
+            // No usage dated in the months: every allowance unused.
+            None => std::borrow::Cow::Owned(AccountDrawn::of(
+                &plans.list[i as usize].list,
+                self.allow_months,
+                Vec::new(),
+                &[],
+            )),
+        }))
+    }
+
     /// Why an account's detail is unavailable, if it is.
     pub fn failure(&self, account: &str) -> Option<&str> {
         self.failed.get(account).map(String::as_str)
@@ -941,6 +1189,51 @@ pub fn reissue_annex(
     ))
 }
 
+/// The record ids of one file's re-rating: a record id counts once per file, at its
+/// first rated line, as at ingest (a later line with the same id is `duplicate_record`).
+/// Lines whose id hashes collide but whose ids differ are told apart exactly.
+#[derive(Default)]
+pub(crate) struct FirstRated {
+    /// Id hash → start of the first rated line with it.
+    first: FxHashMap<u64, usize>,
+    /// Id hash → the distinct ids seen with it, once a hash repeats.
+    repeated: FxHashMap<u64, FxHashSet<Vec<u8>>>,
+}
+
+impl FirstRated {
+    /// True when `line` (starting at `start` in `bytes`, id hash `id`) is the first rated
+    /// line of its record id in the file.
+    pub(crate) fn first(
+        &mut self,
+        rater: &mut Rater,
+        bytes: &[u8],
+        id: u64,
+        start: usize,
+        line: &[u8],
+    ) -> bool {
+        use std::collections::hash_map::Entry;
+        let f = match self.first.entry(id) {
+            Entry::Vacant(v) => {
+                v.insert(start);
+                return true;
+            }
+            Entry::Occupied(o) => *o.get(),
+        };
+        let rid = rater.record_id(line).unwrap_or_default();
+        let set = self.repeated.entry(id).or_insert_with(|| {
+            let fnl = memchr::memchr(b'\n', &bytes[f..]).map_or(bytes.len(), |i| f + i);
+            let mut fl = &bytes[f..fnl];
+            if fl.last() == Some(&b'\r') {
+                fl = &fl[..fl.len() - 1];
+            }
+            let mut set = FxHashSet::default();
+            set.insert(rater.record_id(fl).unwrap_or_default());
+            set
+        });
+        set.insert(rid)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -964,6 +1257,8 @@ mod tests {
             finals: HashMap::new(),
             chart_first: chrono::NaiveDate::from_ymd_opt(2026, 10, 1).unwrap(),
             chart_days: 31,
+            allowances: None,
+            allow_months: (1, 0),
         };
         // committed before the close, dated up to the period
         assert!(w.bills(5, oct, None));

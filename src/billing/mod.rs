@@ -12,6 +12,7 @@
 pub mod annex;
 pub mod close;
 pub mod credit;
+pub mod delivery;
 pub mod documents;
 pub mod draft;
 pub mod files;
@@ -21,6 +22,7 @@ pub mod model;
 pub mod numbering;
 pub mod posting;
 pub mod privacy;
+pub mod rerate;
 pub mod vat;
 
 // The workflows' entry points and the model, under the names callers use.

@@ -78,6 +78,20 @@ pub enum Line {
         description: String,
         amount: Cents,
     },
+    /// An allowance (bundle) of the plan: what the usage it covered was worth, as a
+    /// negative amount. Shown even when unused ("0.00"); split into one line per VAT
+    /// category when it discounted usage of several.
+    Allowance {
+        name: String,
+        /// Units included (per period × periods billed): seconds, messages or bytes.
+        included: u64,
+        /// Units it covered.
+        used: u64,
+        unit: String,
+        amount: Cents,
+        vat_category: String,
+        vat_rate: String,
+    },
     Credit {
         description: String,
         /// 1-based line of the credited invoice; absent for an amount credit.
@@ -96,6 +110,7 @@ impl Line {
             Line::Usage { amount, .. }
             | Line::Subscription { amount, .. }
             | Line::Credit { amount, .. }
+            | Line::Allowance { amount, .. }
             | Line::Fee { amount, .. } => *amount,
         }
     }
@@ -116,6 +131,11 @@ impl Line {
                 ..
             }
             | Line::Subscription {
+                vat_category,
+                vat_rate,
+                ..
+            }
+            | Line::Allowance {
                 vat_category,
                 vat_rate,
                 ..
@@ -151,6 +171,13 @@ impl Line {
                 };
                 format!("{service} {destination}{band}: {quantity} records, {usage} {unit}")
             }
+            Line::Allowance {
+                name,
+                included,
+                used,
+                unit,
+                ..
+            } => format!("Allowance {name}: {included} {unit} included, {used} {unit} used"),
             Line::Subscription { description, .. }
             | Line::Credit { description, .. }
             | Line::Fee { description, .. } => description.clone(),
@@ -213,7 +240,12 @@ impl Customer {
             country: a.country.clone(),
             customer_type: a.customer_type.name().into(),
             vat_id: a.vat_id.clone(),
-            peppol_endpoint: a.peppol_endpoint.clone(),
+            // The delivery id (`peppol_id`) is the endpoint when none is named apart.
+            peppol_endpoint: if a.peppol_endpoint.is_empty() {
+                a.peppol_id.clone()
+            } else {
+                a.peppol_endpoint.clone()
+            },
             language: a.language.clone(),
         })
         .unwrap_or_default()

@@ -137,7 +137,7 @@ pub fn retention(
         for (n, period) in &rerender {
             let dir = cfg.invoice_dir.join(period);
             if dir.join(format!("{n}.json")).exists() {
-                crate::billing::files::write_document(ledger, &dir, n)?;
+                crate::billing::files::write_document(ledger, &dir, n, cfg.psp.as_ref())?;
             }
             rep.annexes.push(n.clone());
         }
@@ -454,7 +454,7 @@ pub fn erase(
     for (n, period) in &rerender {
         let dir = cfg.invoice_dir.join(period);
         if dir.join(format!("{n}.json")).exists() {
-            crate::billing::files::write_document(ledger, &dir, n)?;
+            crate::billing::files::write_document(ledger, &dir, n, cfg.psp.as_ref())?;
         }
     }
     Ok(rec)

@@ -48,6 +48,30 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: CycleCmd,
     },
+    /// Re-rate a period's records from the done/ files against the current tariff and
+    /// accounts: an open period's unbilled usage is replaced; a closed period's changed
+    /// invoices are credited and reissued (with --correct). Through the API when a daemon runs.
+    Rerate {
+        /// The period, YYYY-MM.
+        #[arg(long)]
+        period: String,
+        /// Only this account (repeatable; default: all).
+        #[arg(long = "account")]
+        accounts: Vec<String>,
+        /// Show what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// A closed period: credit every invoice whose re-rated lines differ and issue a
+        /// corrected invoice.
+        #[arg(long)]
+        correct: bool,
+        /// Issue date of credit notes and corrected invoices (YYYY-MM-DD, default today).
+        #[arg(long)]
+        issue_date: Option<String>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Invoices are final: correct them with credit notes; bill a closed account now.
     Invoice {
         #[command(subcommand)]
@@ -108,14 +132,19 @@ pub enum Cmd {
         cmd: PaymentsCmd,
     },
     /// Write a SEPA Core Direct Debit file (pain.008.001.02) for all due invoices of
-    /// direct-debit accounts.
+    /// direct-debit accounts, and charge those of card accounts (`[psp]`).
     Collect {
         /// Collection date (invoices due on or before it are collected), YYYY-MM-DD.
         #[arg(long)]
         date: String,
+        /// The pain.008 file; needed when direct debits are due.
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
     },
+    /// Deliver the issued documents waiting in the outbox (email with PDF and UBL, or
+    /// the Peppol folder) and retry failed ones that are due. Opens the database: refused
+    /// while a daemon runs (the daemon delivers by itself).
+    Deliver,
     /// Reminders and late fees.
     Dunning {
         #[command(subcommand)]
@@ -205,9 +234,15 @@ pub enum BillsCmd {
         #[arg(long, default_value_t = 1000)]
         limit: u64,
     },
-    /// One bill with its lines (JSON).
+    /// One bill with its lines and its deliveries (JSON).
     Show {
         /// Bill number, YYYY-NNNNNN.
+        number: String,
+    },
+    /// Deliver a bill to its customer again (email or Peppol, as the account says); a new
+    /// delivery, sent at once (operator role through the API).
+    Resend {
+        /// Bill (or credit note) number.
         number: String,
     },
 }
@@ -301,7 +336,25 @@ pub enum PaymentsCmd {
         amount: String,
         #[arg(long)]
         date: Option<String>,
+        /// Refund through the payment provider, against this card/online payment
+        /// (`[psp]`; e.g. pi_…); without it the refund is paid out by the operator.
+        #[arg(long)]
+        payment: Option<String>,
     },
+    /// Save the provider customer and payment method a `card` account is charged on by
+    /// `collect` (what the SetupIntent webhook saves; see docs/payments-online.md).
+    Card {
+        #[arg(long)]
+        account: String,
+        /// The provider's customer id (cus_…).
+        #[arg(long)]
+        customer: String,
+        /// The saved payment method (pm_…).
+        #[arg(long)]
+        payment_method: String,
+    },
+    /// Print an invoice's pay link (`[psp]`).
+    PayLink { invoice: String },
 }
 
 #[derive(Subcommand)]

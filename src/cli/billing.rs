@@ -1,4 +1,4 @@
-//! `cycle close`, `bills`, `usage`, `invoice` and `report`: the billing side.
+//! `cycle close`, `rerate`, `bills`, `usage`, `invoice` and `report`: the billing side.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -24,6 +24,23 @@ pub fn cycle(cfg: Config, cmd: CycleCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `rerate`: what changed (text, or the JSON document with `--json`).
+pub fn rerate(
+    cfg: Config,
+    period: &str,
+    input: &crate::ops::api::rerate::RerateInput,
+    json: bool,
+) -> Result<ExitCode> {
+    let period = parse_period(period)?;
+    let doc = connect(cfg)?.rerate(period, input)?;
+    if json {
+        print::pretty(&doc)?;
+    } else {
+        println!("{}", doc.render());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `bills list` / `bills show`.
 pub fn bills(cfg: Config, cmd: BillsCmd) -> Result<ExitCode> {
     match cmd {
@@ -37,8 +54,26 @@ pub fn bills(cfg: Config, cmd: BillsCmd) -> Result<ExitCode> {
             print::bills(&page, offset);
         }
         BillsCmd::Show { number } => print::pretty(&connect(cfg)?.bill(&number)?)?,
+        BillsCmd::Resend { number } => print::pretty(&connect(cfg)?.resend(&number)?)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `deliver`: one delivery run over the outbox; prints what it did (JSON).
+pub fn deliver(cfg: Config) -> Result<ExitCode> {
+    let engine = Engine::open(cfg)?;
+    let rep = crate::billing::delivery::run(
+        &engine.cfg,
+        &engine.ledger,
+        &engine.reference().accounts,
+        chrono::Utc::now(),
+    )?;
+    print::line(&rep)?;
+    Ok(if rep.failed + rep.interrupted > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `usage`: an account's usage in a period.

@@ -71,6 +71,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Bills { cmd } => billing::bills(cfg, cmd),
         Cmd::Usage { account, period } => billing::usage(cfg, &account, &period),
         Cmd::Invoice { cmd } => billing::invoice(cfg, cmd),
+        Cmd::Rerate {
+            period,
+            accounts,
+            dry_run,
+            correct,
+            issue_date,
+            json,
+        } => {
+            let input = crate::ops::api::rerate::RerateInput {
+                accounts,
+                dry_run,
+                correct,
+                issue_date,
+            };
+            billing::rerate(cfg, &period, &input, json)
+        }
         Cmd::Report {
             kind,
             period,
@@ -80,8 +96,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => billing::report(cfg, kind, &period, by, format, top),
         Cmd::Account { cmd } => payments::account(cfg, cmd),
         Cmd::Payments { cmd } => payments::payments(cfg, cmd),
-        Cmd::Collect { date, out } => payments::collect(cfg, &date, &out),
+        Cmd::Collect { date, out } => payments::collect(cfg, &date, out.as_deref()),
         Cmd::Dunning { cmd } => payments::dunning(cfg, cmd),
+        Cmd::Deliver => billing::deliver(cfg),
         Cmd::Privacy { cmd } => privacy::privacy(cfg, cmd),
         Cmd::Demo { .. } => unreachable!("ran above"),
     }

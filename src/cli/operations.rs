@@ -18,11 +18,12 @@ use crate::config::Config;
 use crate::ingest::engine::Engine;
 use crate::ops::api::credits::{self, CreditDoc, CreditInput};
 use crate::ops::api::ops::{
-    self, AccountDoc, BillDoc, CloseDoc, Page, Paged, QuoteQuery, UsageDoc,
+    self, AccountDoc, BillDoc, CloseDoc, DeliveryDoc, Page, Paged, QuoteQuery, UsageDoc,
 };
 use crate::ops::api::pay::{
     self, AssignInput, PaymentDoc, PaymentInput, PaymentResultDoc, StatementDoc, SuspenseDoc,
 };
+use crate::ops::api::rerate::{self, RerateDoc, RerateInput};
 use crate::ops::report;
 
 /// What the operator commands ask of tollgate, in process or through the API.
@@ -35,12 +36,16 @@ pub trait Operations {
     fn bills(&self, period: Option<Period>, offset: u64, limit: u64) -> Result<Paged<BillDoc>>;
     /// One bill with its lines.
     fn bill(&self, number: &str) -> Result<BillDoc>;
+    /// Delivers a bill again (a new delivery, sent at once).
+    fn resend(&self, number: &str) -> Result<DeliveryDoc>;
     /// An account's usage dated in a period.
     fn usage(&self, account: &str, period: Period) -> Result<UsageDoc>;
     /// Closes a period and writes its invoices.
     fn close(&self, period: Period, issue_date: Option<NaiveDate>) -> Result<CloseDoc>;
     /// Issues a credit note on an invoice (and a corrected invoice).
     fn credit(&self, number: &str, input: &CreditInput) -> Result<CreditDoc>;
+    /// Rerates a period against the current tariff and accounts.
+    fn rerate(&self, period: Period, input: &RerateInput) -> Result<RerateDoc>;
     /// An account's statement as of a date.
     fn statement(&self, account: &str, as_of: NaiveDate) -> Result<StatementDoc>;
     /// A page of the payments received, of one account or all.
@@ -119,6 +124,10 @@ impl Operations for Local {
         Ok(ops::bill(self.engine()?, number)?)
     }
 
+    fn resend(&self, number: &str) -> Result<DeliveryDoc> {
+        Ok(ops::resend(self.engine()?, number)?)
+    }
+
     fn usage(&self, account: &str, period: Period) -> Result<UsageDoc> {
         Ok(ops::usage(self.engine()?, account, period)?)
     }
@@ -129,6 +138,10 @@ impl Operations for Local {
 
     fn credit(&self, number: &str, input: &CreditInput) -> Result<CreditDoc> {
         Ok(credits::credit(self.engine()?, number, input)?)
+    }
+
+    fn rerate(&self, period: Period, input: &RerateInput) -> Result<RerateDoc> {
+        Ok(rerate::rerate(self.engine()?, period, input)?)
     }
 
     fn statement(&self, account: &str, as_of: NaiveDate) -> Result<StatementDoc> {
@@ -211,6 +224,12 @@ impl Operations for Remote {
             .get(&format!("/api/v1/bills/{}", encode(number)))?)
     }
 
+    fn resend(&self, number: &str) -> Result<DeliveryDoc> {
+        Ok(self
+            .client
+            .post(&format!("/api/v1/bills/{}/resend", encode(number)))?)
+    }
+
     fn usage(&self, account: &str, period: Period) -> Result<UsageDoc> {
         Ok(self.client.get(&format!(
             "/api/v1/accounts/{}/usage?period={period}",
@@ -231,6 +250,12 @@ impl Operations for Remote {
         Ok(self
             .client
             .post_json(&format!("/api/v1/bills/{}/credit", encode(number)), input)?)
+    }
+
+    fn rerate(&self, period: Period, input: &RerateInput) -> Result<RerateDoc> {
+        Ok(self
+            .client
+            .post_json(&format!("/api/v1/cycles/{period}/rerate"), input)?)
     }
 
     fn statement(&self, account: &str, as_of: NaiveDate) -> Result<StatementDoc> {

@@ -15,7 +15,7 @@ use super::{date_or_today, failures, parse_date, print};
 use crate::config::Config;
 use crate::ingest::engine::Engine;
 use crate::ops::api::pay::{self, AmountInput, AssignInput, PaymentInput};
-use crate::payments::{collect as sdd, dunning as dun, receipts};
+use crate::payments::{collect as sdd, dunning as dun, psp, receipts};
 use crate::rate::money::format_cents;
 
 /// `account statement`: text, or the JSON document.
@@ -127,6 +127,7 @@ pub fn payments(cfg: Config, cmd: PaymentsCmd) -> Result<ExitCode> {
             account,
             amount,
             date,
+            payment: None,
         } => {
             let (engine, _) = open(cfg)?;
             let cents = rate_amount(&amount)?;
@@ -142,33 +143,119 @@ pub fn payments(cfg: Config, cmd: PaymentsCmd) -> Result<ExitCode> {
                 format_cents(left)
             );
         }
+        PaymentsCmd::Refund {
+            account,
+            amount,
+            date,
+            payment: Some(payment),
+        } => {
+            let (engine, _) = open(cfg)?;
+            let cents = rate_amount(&amount)?;
+            let provider = psp::provider(psp::psp(&engine.cfg)?)?;
+            let left = psp::refund(
+                &engine.ledger,
+                &engine.reference().accounts,
+                &account,
+                &payment,
+                cents,
+                date_or_today(date, "--date")?,
+                provider.as_ref(),
+            )?;
+            println!(
+                "refunded {amount} to {account} through {} (payment {payment}); balance now {}",
+                provider.name(),
+                format_cents(left)
+            );
+        }
+        PaymentsCmd::Card {
+            account,
+            customer,
+            payment_method,
+        } => {
+            let (engine, _) = open(cfg)?;
+            let p = psp::psp(&engine.cfg)?;
+            let provider = match p.provider {
+                crate::config::PspProvider::Stripe => "stripe",
+            };
+            psp::save_card(
+                &engine.ledger,
+                &engine.reference().accounts,
+                &account,
+                psp::SavedCard {
+                    provider: provider.into(),
+                    customer,
+                    payment_method,
+                    saved: chrono::Utc::now().date_naive().to_string(),
+                    source: "cli".into(),
+                },
+            )?;
+            println!("saved the card of {account}; collect charges it for due invoices");
+        }
+        PaymentsCmd::PayLink { invoice } => {
+            psp::psp(&cfg)?;
+            match psp::pay_link(&cfg, &invoice) {
+                Some(l) => println!("{l}"),
+                None => anyhow::bail!(
+                    "no pay link: the link key cannot be read (psp.link_secret_file or psp.secret_key_file)"
+                ),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `collect`: the SEPA direct debit file of the invoices due.
-pub fn collect(cfg: Config, date: &str, out: &Path) -> Result<ExitCode> {
+/// `collect`: the SEPA direct debit file of the invoices due, then (with `[psp]`) the
+/// card charges.
+pub fn collect(cfg: Config, date: &str, out: Option<&Path>) -> Result<ExitCode> {
     let (engine, currency) = open(cfg)?;
-    let rep = sdd::collect(
-        &engine.cfg,
-        &engine.ledger,
-        &engine.reference().accounts,
-        &currency,
-        parse_date(date, "--date")?,
-        out,
-    )?;
-    match (&rep.msg_id, rep.rewritten) {
-        (None, _) => println!("nothing due for collection on {date}; no file written"),
-        (Some(m), true) => println!(
-            "nothing new due on {date}; rewrote batch {m} to {}",
-            out.display()
-        ),
-        (Some(m), false) => println!(
-            "batch {m}: {} debits ({} FRST, {} RCUR), total {} {currency}, collection date {date}, written to {}",
-            rep.transactions, rep.frst, rep.rcur, rep.total, out.display()
-        ),
+    let day = parse_date(date, "--date")?;
+    if engine.cfg.sepa.is_some() || engine.cfg.psp.is_none() {
+        let Some(out) = out else {
+            anyhow::bail!("--out FILE is required for the direct debit file ([sepa])");
+        };
+        let rep = sdd::collect(
+            &engine.cfg,
+            &engine.ledger,
+            &engine.reference().accounts,
+            &currency,
+            day,
+            out,
+        )?;
+        match (&rep.msg_id, rep.rewritten) {
+            (None, _) => println!("nothing due for collection on {date}; no file written"),
+            (Some(m), true) => println!(
+                "nothing new due on {date}; rewrote batch {m} to {}",
+                out.display()
+            ),
+            (Some(m), false) => println!(
+                "batch {m}: {} debits ({} FRST, {} RCUR), total {} {currency}, collection date {date}, written to {}",
+                rep.transactions, rep.frst, rep.rcur, rep.total, out.display()
+            ),
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    let mut code = ExitCode::SUCCESS;
+    if let Some(p) = &engine.cfg.psp {
+        let provider = psp::provider(p)?;
+        let rep = psp::collect_cards(
+            &engine.cfg,
+            &engine.ledger,
+            &engine.reference().accounts,
+            &currency,
+            day,
+            provider.as_ref(),
+        )?;
+        println!(
+            "cards: {} charged, total {} {currency}; {} declined, {} pending, {} failed, {} due without a saved card",
+            rep.charged, rep.total, rep.declined, rep.pending, rep.failed, rep.no_card
+        );
+        for m in &rep.messages {
+            println!("  {m}");
+        }
+        if rep.failed > 0 {
+            code = ExitCode::from(1);
+        }
+    }
+    Ok(code)
 }
 
 /// `dunning run` / `dunning outbox`.
@@ -186,7 +273,10 @@ pub fn dunning(cfg: Config, cmd: DunningCmd) -> Result<ExitCode> {
             print::line(&rep)?;
         }
         DunningCmd::Outbox => {
-            for m in dun::outbox(&engine.ledger)? {
+            for m in dun::outbox(&engine.ledger)?
+                .into_iter()
+                .filter(|m| m.document.is_none())
+            {
                 print::line(&serde_json::json!({
                     "id": m.id, "account": m.account, "invoice": m.invoice, "kind": m.kind,
                     "language": m.language, "status": m.status, "created": m.created, "subject": m.subject,

@@ -228,6 +228,9 @@ pub fn run(dir: Option<PathBuf>, records_per_month: u64, accounts: usize) -> any
                 } => {
                     println!("    {service:<5} {destination:<28} {band:<8} {quantity:>6} x  {usage:>12} {unit:<8} {amount:>10}")
                 }
+                crate::billing::Line::Allowance { amount, .. } => {
+                    println!("    {:<69} {amount:>10}", l.description())
+                }
                 crate::billing::Line::Subscription {
                     description,
                     amount,

@@ -13,7 +13,6 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::ingest::pipeline::{Data, FileError, FileOutcome, Pool, Settings};
 use crate::ingest::spool::Spool;
-use crate::ingest::totals::{Agg, AggKey};
 use crate::rate::accounts::{AccountIndex, Accounts, AccountsError};
 use crate::rate::money::{format_micros, Micros};
 use crate::rate::rating::{band_name, month_label, split_line_key, Reason};
@@ -368,7 +367,7 @@ impl Engine {
                 Err(e) => return FileResult::Failed(e.to_string()),
             }
         }
-        let outcome = match outcome {
+        let mut outcome = match outcome {
             Ok(o) => o,
             Err(FileError::Cancelled) => return FileResult::Cancelled,
             Err(e) => return FileResult::Failed(e.to_string()),
@@ -380,8 +379,14 @@ impl Engine {
         };
         let t_deltas = Instant::now();
         let rejects_seconds = (t_deltas - t_rejects).as_secs_f64();
-        let (usage, months) = deltas(&reference, &outcome.totals, self.cfg.workers);
-        let daily = daily_deltas(&outcome);
+        // The usage is encoded straight into the commit batch (sized for about 24 bytes
+        // a key; it grows past that if need be), releasing the totals as it goes.
+        let mut batch = self.ledger.file_batch(outcome.totals.len() * 24 + 4096);
+        let months = stage_usage(&reference, std::mem::take(&mut outcome.totals), &mut batch);
+        crate::ingest::totals::release_freed_memory();
+        for (key, value) in daily_deltas(&outcome) {
+            batch.merge_daily(&key, &value);
+        }
         let mut rejected = BTreeMap::new();
         for r in Reason::ALL {
             let n = outcome.rejected_by_reason[r as usize];
@@ -409,7 +414,7 @@ impl Engine {
         let deltas_seconds = (t_commit - t_deltas).as_secs_f64();
         let result = match self
             .ledger
-            .commit_file(cp.clone(), &usage, &daily, has_records)
+            .commit_file_batch(cp.clone(), batch, has_records)
         {
             Ok(Commit::Committed(seq)) => {
                 let mut checkpoint = cp;
@@ -473,102 +478,85 @@ impl Engine {
     }
 }
 
-/// Usage deltas of a file for the ledger: one `(account \0 YYYY-MM, LineSet bytes)` per
-/// account and month, encoded straight from the sorted totals on up to `threads` threads
-/// (the totals are cut at account boundaries); and the months touched.
-fn deltas(
+/// Encodes a file's usage into `batch`: one merge `(account \0 YYYY-MM, LineSet bytes)`
+/// per account and month, straight from the sorted totals, in key order, with one key
+/// and one value buffer reused throughout; each run of totals is released as soon as it
+/// is encoded. Returns the months touched, sorted.
+///
+/// Memory: the batch holds the only encoded copy (about 20 bytes per key), and the
+/// totals shrink while it grows, so the peak of a file spanning more months (more
+/// (account, month) values) is not the sum of the two. (The encoded values used to be
+/// collected first, one key and one value allocation per (account, month), then copied
+/// into the batch while the totals were still held.)
+fn stage_usage(
     r: &Reference,
-    totals: &[(AggKey, Agg)],
-    threads: usize,
-) -> (Vec<crate::store::UsageDelta>, Vec<String>) {
-    let threads = threads.clamp(1, 16);
-    let mut parts = Vec::with_capacity(threads);
-    let mut rest = totals;
-    for i in (1..=threads).rev() {
-        let mut cut = rest.len() / i;
-        while cut > 0 && cut < rest.len() && rest[cut].0 .0 == rest[cut - 1].0 .0 {
-            cut += 1;
-        }
-        let (head, tail) = rest.split_at(cut);
-        parts.push(head);
-        rest = tail;
-    }
-    let done: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| s.spawn(move || deltas_of(r, part)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("deltas thread panicked"))
-            .collect()
-    });
-    let mut out = Vec::with_capacity(done.iter().map(|d| d.0.len()).sum());
-    let mut months = std::collections::BTreeSet::new();
-    for (o, m) in done {
-        out.extend(o);
-        months.extend(m);
-    }
-    (out, months.into_iter().collect())
-}
-
-fn deltas_of(
-    r: &Reference,
-    totals: &[(AggKey, Agg)],
-) -> (Vec<crate::store::UsageDelta>, Vec<String>) {
+    totals: crate::ingest::totals::FileTotals,
+    batch: &mut crate::store::FileBatch<'_>,
+) -> Vec<String> {
     let table = r.tariff.table();
-    let header = LineSet::encode_header();
-    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    let mut month_ids: Vec<u32> = Vec::new();
-    let mut label = (u32::MAX, String::new());
-    // One (account, month) group at a time; its value is sized exactly up front.
-    let mut rest = totals;
-    while let Some(&((account, month, _), _)) = rest.first() {
-        let n = rest
-            .iter()
-            .position(|e| (e.0 .0, e.0 .1) != (account, month))
-            .unwrap_or(rest.len());
-        let (group, tail) = rest.split_at(n);
-        rest = tail;
-        if label.0 != month {
-            label = (month, month_label(month));
-            if !month_ids.contains(&month) {
-                month_ids.push(month);
+    // The labels of the months seen (a file spans a handful): formatting one per
+    // (account, month) value cost more than encoding its lines.
+    let mut labels: Vec<(u32, String)> = Vec::new();
+    // The encoded (service, destination, band) head of each line key seen, in `heads`
+    // at (offset, length): a file repeats a few thousand line keys over millions of
+    // totals.
+    let mut head_at: rustc_hash::FxHashMap<u32, (u32, u32)> = Default::default();
+    let mut heads: Vec<u8> = Vec::new();
+    let mut k: Vec<u8> = Vec::with_capacity(64);
+    let mut value: Vec<u8> = Vec::with_capacity(4096);
+    // An (account, month) never spans two runs: runs are ranges of accounts.
+    for run in totals.into_runs() {
+        let mut rest = &run[..];
+        while let Some(&((account, month, _), _)) = rest.first() {
+            let n = rest
+                .iter()
+                .position(|e| (e.0 .0, e.0 .1) != (account, month))
+                .unwrap_or(rest.len());
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
+            let label = match labels.iter().position(|l| l.0 == month) {
+                Some(i) => &labels[i].1,
+                None => {
+                    labels.push((month, month_label(month)));
+                    &labels[labels.len() - 1].1
+                }
+            };
+            k.clear();
+            k.extend_from_slice(r.index.id(account).as_bytes());
+            k.push(0);
+            k.extend_from_slice(label.as_bytes());
+            value.clear();
+            value.extend_from_slice(&LineSet::encode_header());
+            for &((_, _, key), a) in group {
+                let (at, len) = *head_at.entry(key).or_insert_with(|| {
+                    let (service, dest, band) = split_line_key(key);
+                    let at = heads.len();
+                    LineSet::encode_entry_head(
+                        &mut heads,
+                        service as u8,
+                        table.destinations[dest as usize].as_str(),
+                        band_name(&r.tariff, band),
+                    );
+                    (at as u32, (heads.len() - at) as u32)
+                });
+                value.extend_from_slice(&heads[at as usize..(at + len) as usize]);
+                LineSet::encode_entry_totals(
+                    &mut value,
+                    &LineTotals {
+                        count: a.count,
+                        usage: a.usage,
+                        billed: a.billed,
+                        charge_micros: a.charge_micros,
+                    },
+                );
             }
+            batch.merge_usage(&k, &value);
         }
-        let id = r.index.id(account).as_bytes();
-        let mut k = Vec::with_capacity(id.len() + 1 + label.1.len());
-        k.extend_from_slice(id);
-        k.push(0);
-        k.extend_from_slice(label.1.as_bytes());
-        let names = |key: u32| {
-            let (service, dest, band) = split_line_key(key);
-            (
-                service,
-                table.destinations[dest as usize].as_str(),
-                band_name(&r.tariff, band),
-            )
-        };
-        let totals = |a: &Agg| LineTotals {
-            count: a.count,
-            usage: a.usage,
-            billed: a.billed,
-            charge_micros: a.charge_micros,
-        };
-        let size = group.iter().fold(header.len(), |n, e| {
-            let (_, dest, band) = names(e.0 .2);
-            n + LineSet::entry_len(dest, band, &totals(&e.1))
-        });
-        let mut value = Vec::with_capacity(size);
-        value.extend_from_slice(&header);
-        for &((_, _, key), a) in group {
-            let (service, dest, band) = names(key);
-            LineSet::encode_entry(&mut value, service as u8, dest, band, &totals(&a));
-        }
-        debug_assert_eq!(value.len(), size);
-        out.push((k, value));
+        drop(run);
     }
-    (out, month_ids.into_iter().map(month_label).collect())
+    let mut months: Vec<u32> = labels.iter().map(|l| l.0).collect();
+    months.sort_unstable();
+    months.into_iter().map(month_label).collect()
 }
 
 /// Daily deltas of a file for the ledger: one `(YYYY-MM-DD, DayTotals bytes)` per local day.

@@ -22,7 +22,7 @@ use std::time::Instant;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use rustc_hash::FxHashSet;
 
-use crate::ingest::totals::{Agg, AggKey};
+use crate::ingest::totals::{Agg, FileTotals};
 use crate::rate::accounts::AccountIndex;
 use crate::rate::cdr::{Column, HeaderError, Layout};
 use crate::rate::rating::{line_key, Rater, Reason};
@@ -124,7 +124,7 @@ pub struct Reject {
 #[derive(Debug, Default)]
 pub struct FileOutcome {
     /// Totals sorted by key (account, month, line key), one entry per key.
-    pub totals: Vec<(AggKey, Agg)>,
+    pub totals: FileTotals,
     /// Totals per (month, local day, service), sorted by key; they add up to `totals`.
     pub daily: Vec<(DayKey, Agg)>,
     pub rejects: Vec<Reject>,
@@ -614,6 +614,9 @@ fn collect(
     let mut totals = totals.finish(&mut spills, threads);
     let candidates = crate::ingest::totals::repeated_ids(&mut spills, threads);
     drop(spills);
+    // The spill buffers and id hashes are gone: their pages go back before the totals
+    // are encoded into the commit batch (see release_freed_memory).
+    crate::ingest::totals::release_freed_memory();
     // Absolute line numbers.
     chunk_outs.sort_by_key(|c| c.idx);
     debug_assert_eq!(chunk_outs.len(), chunks.len());
@@ -666,10 +669,7 @@ fn collect(
                         r.month,
                         line_key(r.service, row.destination.to_native(), row.band),
                     );
-                    let i = totals
-                        .binary_search_by_key(&key, |e| e.0)
-                        .expect("duplicate was counted");
-                    let a = &mut totals[i].1;
+                    let a = totals.get_mut(&key).expect("duplicate was counted");
                     a.count -= 1;
                     a.usage -= r.usage;
                     a.billed -= r.billed;
@@ -696,7 +696,7 @@ fn collect(
         rejects.sort_by_key(|r| r.line);
     }
     if emptied {
-        totals.retain(|e| e.1.count > 0);
+        totals.drop_empty();
     }
     for r in &rejects {
         out.rejected_by_reason[r.reason as usize] += 1;

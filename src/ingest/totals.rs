@@ -15,9 +15,10 @@
 //!    partition are added to them. The spill buffers are then emptied and reused by the
 //!    next segment, so their pages are touched once per file run, not once per record,
 //!    and their size is bounded by the segment, not the file.
-//! 3. **Finish**: each partition's sums are sorted by key; account partitions are
-//!    ranges, so concatenating them in partition order gives totals sorted by key. Id
-//!    partitions yield the hashes seen more than once.
+//! 3. **Finish**: each partition's sums are sorted by key in place; account partitions
+//!    are ranges, so the sorted partitions in partition order are the file's totals
+//!    sorted by key ([`FileTotals`]: moved, never copied, and released run by run by the
+//!    encoder of the commit batch). Id partitions yield the hashes seen more than once.
 //!
 //! Memory: one [`Rec`] (40 bytes) per record of the current segment, the running sums
 //! (48 bytes and an index slot or two per distinct key), and one id hash (8 bytes) per
@@ -210,15 +211,18 @@ impl Totals {
         self.fold_then(spills, threads, false);
     }
 
-    /// [`Totals::fold`]; with `sort`, each partition's sums are also sorted by key on
-    /// the fold thread (the last fold of a file).
-    fn fold_then<S: BorrowMut<Spill>>(&mut self, spills: &mut [S], threads: usize, sort: bool) {
+    /// [`Totals::fold`]; with `last` (the last fold of a file), each partition's sums are
+    /// also sorted by key on the fold thread, its probe index freed, and the spills'
+    /// record buffers released instead of kept for another segment.
+    fn fold_then<S: BorrowMut<Spill>>(&mut self, spills: &mut [S], threads: usize, last: bool) {
         let threads = threads.max(1);
         // Deal partitions round-robin: skewed partitions (popular accounts) spread out.
         let mut jobs: Vec<Vec<FoldJob>> = (0..threads).map(|_| Vec::new()).collect();
         for p in 0..self.layout.account_parts {
             let empty = spills.iter_mut().all(|s| s.borrow_mut().recs[p].is_empty());
-            if empty && !(sort && self.parts[p].entries.len() > 1) {
+            // Sums still unsorted (they have an index) are sorted by the last fold.
+            let unsorted = last && !self.parts[p].index.is_empty();
+            if empty && !unsorted {
                 continue;
             }
             let bufs = spills
@@ -237,10 +241,17 @@ impl Totals {
                                 for r in bufs.iter().flatten() {
                                     sums.add(r);
                                 }
-                                bufs.iter_mut().for_each(Vec::clear);
-                                if sort {
+                                if last {
+                                    bufs = Vec::new();
                                     sums.index = Vec::new();
-                                    sums.entries.sort_unstable_by_key(|e| e.key);
+                                    // One 128-bit compare instead of three.
+                                    sums.entries.sort_unstable_by_key(|e| {
+                                        (e.0 .0 as u128) << 64
+                                            | (e.0 .1 as u128) << 32
+                                            | e.0 .2 as u128
+                                    });
+                                } else {
+                                    bufs.iter_mut().for_each(Vec::clear);
                                 }
                                 (p, sums, bufs)
                             })
@@ -259,31 +270,79 @@ impl Totals {
                 s.borrow_mut().recs[p] = b;
             }
         }
+        if last {
+            for s in spills.iter_mut() {
+                s.borrow_mut().recs.iter_mut().for_each(|r| *r = Vec::new());
+            }
+        }
     }
 
-    /// Folds what is left and returns the totals sorted by key.
-    pub fn finish<S: BorrowMut<Spill>>(
-        mut self,
-        spills: &mut [S],
-        threads: usize,
-    ) -> Vec<(AggKey, Agg)> {
+    /// Folds what is left and returns the totals sorted by key. The spills' record
+    /// buffers are released (their id buffers are left for [`repeated_ids`]).
+    pub fn finish<S: BorrowMut<Spill>>(mut self, spills: &mut [S], threads: usize) -> FileTotals {
         self.fold_then(spills, threads, true);
         // Account partitions are ranges of accounts: in partition order, sorted sums are
-        // sorted by key.
-        let mut out: Vec<(AggKey, Agg)> =
-            Vec::with_capacity(self.parts.iter().map(|p| p.entries.len()).sum());
-        for e in self.parts.iter().flat_map(|p| &p.entries) {
-            out.push((
-                e.key,
-                Agg {
-                    count: e.count,
-                    usage: e.usage,
-                    billed: e.billed,
-                    charge_micros: e.charge_micros,
-                },
-            ));
+        // sorted by key. They are moved, not copied: a copy doubled the memory the
+        // totals take at their peak.
+        FileTotals {
+            parts: self
+                .parts
+                .into_iter()
+                .map(|p| p.entries)
+                .filter(|e| !e.is_empty())
+                .collect(),
         }
-        out
+    }
+}
+
+/// The totals of one file, sorted by key, one entry per key: sorted runs of ascending
+/// keys (one per account partition, in partition order), so that the encoder can
+/// release each run as soon as it is written into the commit batch.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FileTotals {
+    /// Non-empty runs; every key of a run is below every key of the next.
+    parts: Vec<Vec<(AggKey, Agg)>>,
+}
+
+impl FileTotals {
+    /// Every total in key order.
+    pub fn iter(&self) -> impl Iterator<Item = &(AggKey, Agg)> + '_ {
+        self.parts.iter().flatten()
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Vec::len).sum()
+    }
+
+    /// No keys at all.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The total of `key`.
+    pub fn get_mut(&mut self, key: &AggKey) -> Option<&mut Agg> {
+        // The first run whose last key is not below `key`.
+        let p = self
+            .parts
+            .partition_point(|run| run.last().is_some_and(|l| l.0 < *key));
+        let run = self.parts.get_mut(p)?;
+        let i = run.binary_search_by_key(key, |e| e.0).ok()?;
+        Some(&mut run[i].1)
+    }
+
+    /// Drops the totals left at zero records (and runs left empty).
+    pub fn drop_empty(&mut self) {
+        for run in &mut self.parts {
+            run.retain(|e| e.1.count > 0);
+        }
+        self.parts.retain(|run| !run.is_empty());
+    }
+
+    /// The runs, in key order, each sorted by key; for consumers that release them
+    /// one by one.
+    pub fn into_runs(self) -> std::vec::IntoIter<Vec<(AggKey, Agg)>> {
+        self.parts.into_iter()
     }
 }
 
@@ -325,16 +384,6 @@ pub fn repeated_ids<S: BorrowMut<Spill>>(spills: &mut [S], threads: usize) -> Fx
     found.into_iter().flatten().collect()
 }
 
-/// The running sum of one key.
-#[derive(Clone, Copy, Debug)]
-struct Sum {
-    key: AggKey,
-    count: u64,
-    usage: u64,
-    billed: u64,
-    charge_micros: i64,
-}
-
 /// The running sums of one account partition: one entry per key in the order keys first
 /// came, found through an open-addressing index of entry numbers (plus one; 0 is free)
 /// kept at most half full. A partition's sums and index stay inside the per-core cache
@@ -343,7 +392,8 @@ struct Sum {
 /// account, then a merge of every running sum after every segment).
 #[derive(Default)]
 struct PartSums {
-    entries: Vec<Sum>,
+    /// Laid out as the finished totals are, so that finishing moves them, not copies.
+    entries: Vec<(AggKey, Agg)>,
     index: Vec<u32>,
 }
 
@@ -366,18 +416,20 @@ impl PartSums {
         loop {
             let e = self.index[i];
             if e == 0 {
-                self.entries.push(Sum {
-                    key: r.key,
-                    count: r.count as u64,
-                    usage: r.usage,
-                    billed: r.billed,
-                    charge_micros: r.charge_micros,
-                });
+                self.entries.push((
+                    r.key,
+                    Agg {
+                        count: r.count as u64,
+                        usage: r.usage,
+                        billed: r.billed,
+                        charge_micros: r.charge_micros,
+                    },
+                ));
                 self.index[i] = self.entries.len() as u32;
                 return;
             }
-            let s = &mut self.entries[e as usize - 1];
-            if s.key == r.key {
+            let (key, s) = &mut self.entries[e as usize - 1];
+            if *key == r.key {
                 s.count += r.count as u64;
                 s.usage += r.usage;
                 s.billed += r.billed;
@@ -394,7 +446,7 @@ impl PartSums {
         let shift = 64 - cap.trailing_zeros();
         let mut index = vec![0u32; cap];
         for (n, e) in self.entries.iter().enumerate() {
-            let mut i = (key_hash(&e.key) >> shift) as usize;
+            let mut i = (key_hash(&e.0) >> shift) as usize;
             while index[i] != 0 {
                 i = (i + 1) & (cap - 1);
             }
@@ -447,6 +499,30 @@ fn repeated_in_partition(bufs: Vec<Vec<u64>>, out: &mut Vec<u64>) {
         }
     }
     out.truncate(w);
+}
+
+/// Hands the pages jemalloc holds for memory freed since to the operating system now,
+/// instead of over the following seconds (jemalloc's decay). Called between the phases
+/// of a file, after the spill buffers, then the totals, are dropped: RocksDB allocates
+/// the commit batch and the memtable with the C allocator, which cannot reuse pages
+/// jemalloc keeps, so without this the file's peak RSS was its totals *plus* the batch
+/// and memtable, growing with the (account, month) keys a file spans. A no-op (jemalloc
+/// idle) where jemalloc is not the global allocator (the library's tests).
+pub fn release_freed_memory() {
+    // `arena.<MALLCTL_ARENAS_ALL>.purge`: every arena.
+    const PURGE_ALL: &std::ffi::CStr = c"arena.4096.purge";
+    // SAFETY: a void control: no old value is read and no new value is written (null
+    // pointers, length 0), as jemalloc(3) specifies for `arena.<i>.purge`; the name is
+    // a NUL-terminated string that outlives the call.
+    let _ = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            PURGE_ALL.as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
 }
 
 #[cfg(test)]
@@ -513,12 +589,59 @@ mod tests {
                 *seen.entry(id).or_default() += 1;
             }
             let got = totals.finish(&mut spills, 2);
+            assert!(spills
+                .iter()
+                .all(|s| s.recs.iter().all(|r| r.capacity() == 0)));
             let repeated = repeated_ids(&mut spills, 2);
-            assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+            let want: Vec<(AggKey, Agg)> = want.into_iter().collect();
+            assert_eq!(got.len(), want.len());
+            assert_eq!(got.iter().copied().collect::<Vec<_>>(), want);
+            // Every key is found through the runs; others are not.
+            let mut got = got;
+            for (k, a) in &want {
+                assert_eq!(got.get_mut(k).copied(), Some(*a));
+            }
+            assert_eq!(got.get_mut(&(n_accounts as u32, 0, 0)), None);
+            assert_eq!(got.get_mut(&(0, 0, 31)), None);
             let want_rep: FxHashSet<u64> =
                 seen.into_iter().filter(|e| e.1 > 1).map(|e| e.0).collect();
             assert_eq!(repeated, want_rep);
         }
+    }
+
+    /// Totals over several runs: lookups find every key in its run, totals emptied by
+    /// duplicates are dropped with the runs they empty, and the rest keep their order.
+    #[test]
+    fn file_totals_find_and_drop_across_runs() {
+        let a = |count, charge| Agg {
+            count,
+            usage: 60 * count,
+            billed: 60 * count,
+            charge_micros: charge,
+        };
+        let mut t = FileTotals {
+            parts: vec![
+                vec![((0, 5, 1), a(1, 10)), ((3, 5, 1), a(2, 20))],
+                vec![((4, 5, 1), a(1, 30))],
+                vec![((8, 4, 9), a(3, 40)), ((8, 5, 0), a(1, 50))],
+            ],
+        };
+        assert_eq!(t.len(), 5);
+        assert_eq!(t.get_mut(&(4, 5, 1)).map(|x| x.charge_micros), Some(30));
+        assert_eq!(t.get_mut(&(8, 5, 0)).map(|x| x.charge_micros), Some(50));
+        assert_eq!(t.get_mut(&(3, 5, 2)), None);
+        assert_eq!(t.get_mut(&(9, 0, 0)), None);
+        for key in [(4, 5, 1), (8, 5, 0)] {
+            let x = t.get_mut(&key).unwrap();
+            x.count -= 1;
+            x.charge_micros = 0;
+        }
+        t.drop_empty();
+        assert_eq!(
+            t.iter().map(|e| (e.0, e.1.count)).collect::<Vec<_>>(),
+            vec![((0, 5, 1), 1), ((3, 5, 1), 2), ((8, 4, 9), 3)]
+        );
+        assert_eq!(t.into_runs().len(), 2);
     }
 
     #[test]
@@ -538,8 +661,10 @@ mod tests {
         assert!(repeated_ids::<Spill>(&mut [], 2).is_empty());
         let l = Layout::new(10, 0, 0);
         let mut spills = vec![Spill::new(l, 0, 0), Spill::new(l, 0, 0)];
-        let t = Totals::new(l).finish(&mut spills, 2);
+        let mut t = Totals::new(l).finish(&mut spills, 2);
         assert!(t.is_empty() && repeated_ids(&mut spills, 2).is_empty());
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.get_mut(&(0, 0, 0)), None);
     }
 
     /// Counts are summed in 64 bits: a key with more records than a u32 holds adds up.
@@ -570,7 +695,7 @@ mod tests {
         }
         let t = totals.finish(&mut spills, 1);
         assert_eq!(
-            t,
+            t.iter().copied().collect::<Vec<_>>(),
             vec![(
                 (2, 1, 7),
                 Agg {

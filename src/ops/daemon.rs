@@ -55,13 +55,19 @@ pub async fn run(
     .merge(crate::ops::api::router(crate::ops::api::ApiState::new(
         engine.clone(),
     )))
-    .merge(crate::ops::dashboard::page_router());
+    .merge(crate::ops::api::psp::router(engine.clone()))
+    .merge(crate::ops::dashboard::page_router())
+    .merge(crate::ops::selfservice::router(engine.clone()));
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_http_rx.await;
-            })
-            .await
+        // The peer address is the client of the self-service page's per-client limit.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stop_http_rx.await;
+        })
+        .await
     });
 
     let cancel = Arc::new(AtomicBool::new(false));
@@ -130,6 +136,33 @@ pub async fn run(
         .is_some()
         .then(|| daily(engine.clone(), run_dunning));
     let retention = daily(engine.clone(), run_retention);
+    // Document delivery (when configured): at start (a message left `sending` by a
+    // killed process becomes `interrupted`) and every DAEMON_TICK, so a close, a credit
+    // note or a final invoice issued through the API goes out within seconds.
+    let delivery = engine.cfg.delivery.is_some().then(|| {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(crate::billing::delivery::DAEMON_TICK);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                t.tick().await;
+                let e = engine.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    let r = e.reference();
+                    crate::billing::delivery::run(
+                        &e.cfg,
+                        &e.ledger,
+                        &r.accounts,
+                        chrono::Utc::now(),
+                    )
+                })
+                .await;
+                if let Ok(Err(e)) = done {
+                    tracing::error!(error = %e, "document delivery run failed");
+                }
+            }
+        })
+    });
 
     let watcher = {
         let spool = engine.spool.clone();
@@ -184,6 +217,9 @@ pub async fn run(
     upkeep.abort();
     retention.abort();
     if let Some(d) = dunning {
+        d.abort();
+    }
+    if let Some(d) = delivery {
         d.abort();
     }
     hangup.abort();

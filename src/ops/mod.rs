@@ -7,3 +7,4 @@ pub mod daemon;
 pub mod dashboard;
 pub mod http;
 pub mod report;
+pub mod selfservice;

@@ -509,6 +509,9 @@ pub fn usage_report(
                     }
                     // Late-payment fees are not usage or subscription revenue.
                     Line::Fee { .. } => {}
+                    // Allowances: the usage figures stay at full (rated) price; the
+                    // discount is on the invoices (their net totals).
+                    Line::Allowance { .. } => {}
                     // Credit notes are not in a close record; a credit line is no revenue.
                     Line::Credit { .. } => {}
                 }

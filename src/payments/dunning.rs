@@ -130,8 +130,9 @@ pub struct StepRecord {
     pub message: Option<u64>,
 }
 
-/// A notification in the outbox (`outbox` column family).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A notification in the outbox (`outbox` column family). A message with `document`
+/// set delivers an issued document (`billing::delivery`); dunning delivery skips those.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub id: u64,
     pub account: String,
@@ -155,9 +156,37 @@ pub struct Message {
     /// When the webhook acknowledged it (2xx).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_sent_at: Option<String>,
+    /// Document deliveries: the number of the document delivered (status `queued`,
+    /// `sending`, `sent`, `failed`, `interrupted` or `none`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<String>,
+    /// Document deliveries: `email`, `peppol` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// Document deliveries: attempts so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+    /// Document deliveries: when a failed delivery is tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt: Option<String>,
+    /// Document deliveries: the server's reply (or local error) of the last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Document deliveries: when the last attempt was marked `sending`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending_at: Option<String>,
+    /// Document deliveries: the message this one resends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resend_of: Option<u64>,
 }
 
-fn lang(a: &Account) -> &'static str {
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The language of an account's texts: its `language` column, else nl for Dutch (or unknown)
+/// countries and en for the rest.
+pub fn lang(a: &Account) -> &'static str {
     match a.language.as_str() {
         "en" => "en",
         "nl" => "nl",
@@ -248,6 +277,14 @@ fn texts(
             format!("Collection costs: invoice {invoice}"),
             format!("{hello_en},\n\nThe term of our formal notice has passed. We charge collection costs of EUR {}; they will appear on your next invoice. Open on invoice {invoice}: EUR {open}.\n{pay_en}\n", costs.unwrap_or("")),
         ),
+        ("card_declined", "nl") => (
+            format!("Betaling met kaart geweigerd: factuur {invoice}"),
+            format!("{hello_nl},\n\nDe automatische betaling van EUR {open} voor factuur {invoice} met uw opgeslagen kaart is geweigerd. We proberen het niet opnieuw; het bedrag staat open.\n{pay_nl}\n"),
+        ),
+        ("card_declined", _) => (
+            format!("Card payment declined: invoice {invoice}"),
+            format!("{hello_en},\n\nThe automatic payment of EUR {open} for invoice {invoice} with your saved card was declined. We will not try again; the amount is open.\n{pay_en}\n"),
+        ),
         ("return", "nl") => (
             format!("Incasso gestorneerd: factuur {invoice}"),
             format!("{hello_nl},\n\nDe automatische incasso van EUR {open} voor factuur {invoice} is door uw bank teruggeboekt. Het bedrag staat weer open.\n{pay_nl}\n"),
@@ -302,9 +339,7 @@ fn queue(
         } else {
             "pending".into()
         },
-        sent_at: None,
-        email_sent_at: None,
-        webhook_sent_at: None,
+        ..Message::default()
     };
     tx.put(
         PayCf::Outbox,
@@ -328,6 +363,29 @@ pub fn queue_return_notice(
         tx,
         a,
         "return",
+        invoice,
+        &format_cents(cents),
+        date,
+        date,
+        None,
+        None,
+    );
+}
+
+/// Queues the notice of a declined card charge (like a returned debit's).
+pub fn queue_decline_notice(
+    cfg: &Config,
+    tx: &mut Tx,
+    a: &Account,
+    invoice: &str,
+    cents: i64,
+    date: &str,
+) {
+    queue(
+        cfg,
+        tx,
+        a,
+        "card_declined",
         invoice,
         &format_cents(cents),
         date,
@@ -638,18 +696,39 @@ pub fn deliver(cfg: &Config, ledger: &Ledger) -> Result<(usize, usize), PayError
 }
 
 fn send_smtp(relay: &str, from: &str, m: &Message) -> Result<(), String> {
+    let domain = from.rsplit_once('@').map_or("tollgate", |(_, d)| d);
+    send_text_mail(
+        relay,
+        from,
+        &m.to,
+        &m.subject,
+        &m.body,
+        Some(format!("<tollgate-{}@{domain}>", m.id)),
+    )
+}
+
+/// Sends one plain-text email through the `[outbox]` SMTP relay (`host:port`, plain
+/// SMTP, 10 s timeout): the one mail path of tollgate (dunning notices, self-service
+/// sign-in links).
+pub fn send_text_mail(
+    relay: &str,
+    from: &str,
+    to: &str,
+    subject: &str,
+    body: &str,
+    message_id: Option<String>,
+) -> Result<(), String> {
     use lettre::message::header::ContentType;
     use lettre::{Message as Mail, SmtpTransport, Transport};
     let (host, port) = relay.rsplit_once(':').ok_or("smtp is not host:port")?;
     let port: u16 = port.parse().map_err(|_| "bad smtp port")?;
-    let domain = from.rsplit_once('@').map_or("tollgate", |(_, d)| d);
     let mail = Mail::builder()
         .from(from.parse().map_err(|e| format!("from: {e}"))?)
-        .to(m.to.parse().map_err(|e| format!("to: {e}"))?)
-        .subject(&m.subject)
-        .message_id(Some(format!("<tollgate-{}@{domain}>", m.id)))
+        .to(to.parse().map_err(|e| format!("to: {e}"))?)
+        .subject(subject)
+        .message_id(message_id)
         .header(ContentType::TEXT_PLAIN)
-        .body(m.body.clone())
+        .body(body.to_owned())
         .map_err(|e| e.to_string())?;
     let t = SmtpTransport::builder_dangerous(host)
         .port(port)

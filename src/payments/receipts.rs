@@ -77,9 +77,10 @@ fn invoice_numbers(text: &str) -> Vec<String> {
 }
 
 /// Posts a payment of `amount` for `account`: up to the open amount on `invoice`, the
-/// rest on account (credit). Returns the entries posted.
+/// rest on account (credit). Returns (on the invoice, on account). Bank credits, manual
+/// and provider payments all go through here.
 #[allow(clippy::too_many_arguments)]
-fn apply_payment(
+pub(crate) fn apply_payment(
     ledger: &Ledger,
     tx: &mut Tx,
     extra: &mut Vec<Entry>,
@@ -294,21 +295,18 @@ pub fn import(
                             }
                         }
                         None => {
-                            let id = tx.next_id();
-                            let item = Suspense {
-                                id,
-                                identity: t.identity.clone(),
-                                date: t.date.to_string(),
-                                amount: Cents(t.amount_cents),
-                                name: t.name.clone(),
-                                iban: t.iban.clone(),
-                                text: t.text.clone(),
-                                file: file.clone(),
-                            };
-                            tx.put(
-                                PayCf::Suspense,
-                                id.to_be_bytes().to_vec(),
-                                serde_json::to_vec(&item).expect("json"),
+                            put_suspense(
+                                tx,
+                                Suspense {
+                                    id: 0,
+                                    identity: t.identity.clone(),
+                                    date: t.date.to_string(),
+                                    amount: Cents(t.amount_cents),
+                                    name: t.name.clone(),
+                                    iban: t.iban.clone(),
+                                    text: t.text.clone(),
+                                    file: file.clone(),
+                                },
                             );
                             r.suspense += 1;
                             outcome = "suspense";
@@ -389,6 +387,17 @@ pub fn import(
     })
 }
 
+/// Puts money nobody could be matched to on the suspense list (assigns its id).
+pub(crate) fn put_suspense(tx: &mut Tx, mut item: Suspense) -> u64 {
+    item.id = tx.next_id();
+    tx.put(
+        PayCf::Suspense,
+        item.id.to_be_bytes().to_vec(),
+        serde_json::to_vec(&item).expect("json"),
+    );
+    item.id
+}
+
 /// The suspense list.
 pub fn suspense(ledger: &Ledger) -> Result<Vec<Suspense>, LedgerError> {
     ledger
@@ -398,7 +407,10 @@ pub fn suspense(ledger: &Ledger) -> Result<Vec<Suspense>, LedgerError> {
         .collect()
 }
 
-fn check_account<'a>(accounts: &'a Accounts, account: &str) -> Result<&'a Account, PayError> {
+pub(crate) fn check_account<'a>(
+    accounts: &'a Accounts,
+    account: &str,
+) -> Result<&'a Account, PayError> {
     accounts
         .get(account)
         .ok_or_else(|| PayError::Refused(format!("unknown account `{account}`")))
@@ -505,30 +517,64 @@ pub fn refund(
         return refused("the amount must be positive");
     }
     ledger.transact(|ledger, tx| {
-        let (balance, _) = derive(account, entries(ledger, account, &[])?, date);
-        if -balance < amount {
-            return refused(format!(
-                "account {account} has a credit of {}, less than the refund of {}",
-                format_cents((-balance).max(0)),
-                format_cents(amount)
-            ));
-        }
-        post(
+        post_refund(
+            ledger,
             tx,
-            Entry {
-                id: 0,
-                account: account.to_owned(),
-                date,
-                kind: Kind::Refund,
-                amount: Cents(amount),
-                invoice: None,
-                due_date: None,
-                source: "manual".into(),
-                text: "refund of credit balance".into(),
-            },
-        );
-        Ok(balance + amount)
+            account,
+            amount,
+            date,
+            "manual",
+            "refund of credit balance",
+        )
     })
+}
+
+/// Posts a refund of `amount` out of the account's credit balance (refused when the
+/// credit is smaller); returns the balance after it. Manual refunds and refunds through
+/// the payment provider share it.
+pub(crate) fn post_refund(
+    ledger: &Ledger,
+    tx: &mut Tx,
+    account: &str,
+    amount: i64,
+    date: NaiveDate,
+    source: &str,
+    text: &str,
+) -> Result<i64, PayError> {
+    let balance = check_credit(ledger, account, amount, date)?;
+    post(
+        tx,
+        Entry {
+            id: 0,
+            account: account.to_owned(),
+            date,
+            kind: Kind::Refund,
+            amount: Cents(amount),
+            invoice: None,
+            due_date: None,
+            source: source.to_owned(),
+            text: text.to_owned(),
+        },
+    );
+    Ok(balance + amount)
+}
+
+/// The account's balance when its credit covers a refund of `amount`, else refused.
+pub(crate) fn check_credit(
+    ledger: &Ledger,
+    account: &str,
+    amount: i64,
+    date: NaiveDate,
+) -> Result<i64, PayError> {
+    let (balance, _) = derive(account, entries(ledger, account, &[])?, date);
+    if -balance < amount {
+        return refused(format!(
+            "account {account} has a credit of {}, less than the refund of {}",
+            format_cents((-balance).max(0)),
+            format_cents(amount)
+        ));
+    }
+    Ok(balance)
 }
 
 #[cfg(test)]

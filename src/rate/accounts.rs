@@ -2,8 +2,8 @@
 //!
 //! Required columns: `account_id,plan`. Optional: `name,street,postcode,city,country,
 //! email,language,customer_type`, the payment columns `payment_method,iban,bic,
-//! mandate_id,mandate_date` and the invoicing columns `vat_id,peppol_endpoint,itemised,
-//! masking`. Columns may come in any order; unknown columns are refused so that a typo
+//! mandate_id,mandate_date`, the invoicing columns `vat_id,peppol_endpoint,itemised,
+//! masking` and the delivery columns `delivery,peppol_id`. Columns may come in any order; unknown columns are refused so that a typo
 //! never silently drops data. Every row is validated; an error names file and line.
 
 use std::path::{Path, PathBuf};
@@ -70,6 +70,13 @@ pub struct Account {
     pub itemised: bool,
     /// How many trailing digits of called numbers an itemised bill masks (0 = none).
     pub masking: u8,
+    /// How issued documents reach the customer (`delivery` column; default `email`
+    /// when the account has an email address, else `none`).
+    pub delivery: DeliveryMethod,
+    /// Peppol participant id for `peppol` delivery: `0106:<KvK number>` or
+    /// `9944:<Dutch VAT ID>` (business accounts only).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub peppol_id: String,
     /// 1-based line in the accounts file.
     #[serde(skip)]
     pub line: u64,
@@ -79,7 +86,7 @@ pub struct Account {
 pub const DEFAULT_MASKING: u8 = 4;
 
 /// Every column of the accounts file, in the order tollgate writes them.
-pub const COLUMNS: [&str; 19] = [
+pub const COLUMNS: [&str; 21] = [
     "account_id",
     "plan",
     "name",
@@ -99,7 +106,33 @@ pub const COLUMNS: [&str; 19] = [
     "peppol_endpoint",
     "itemised",
     "masking",
+    "delivery",
+    "peppol_id",
 ];
+
+/// How issued documents (invoices, credit notes, final invoices) reach the customer.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMethod {
+    /// An email with the PDF and the UBL attached.
+    Email,
+    /// The UBL document into the Peppol access point's pick-up folder.
+    Peppol,
+    /// Nothing is sent: printed and posted by the operator.
+    #[default]
+    None,
+}
+
+impl DeliveryMethod {
+    /// The value as written in the accounts file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryMethod::Email => "email",
+            DeliveryMethod::Peppol => "peppol",
+            DeliveryMethod::None => "none",
+        }
+    }
+}
 
 /// How an account pays its invoices.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -110,6 +143,9 @@ pub enum PaymentMethod {
     Transfer,
     /// SEPA Core Direct Debit under the account's mandate.
     DirectDebit,
+    /// The card saved with the payment provider (`[psp]`), charged off-session by
+    /// `collect` once the account has one (`payments card`).
+    Card,
 }
 
 /// Consumer or business customer (Dutch late-payment law differs).
@@ -127,6 +163,7 @@ impl PaymentMethod {
         match self {
             PaymentMethod::Transfer => "transfer",
             PaymentMethod::DirectDebit => "direct_debit",
+            PaymentMethod::Card => "card",
         }
     }
 }
@@ -173,6 +210,13 @@ impl Account {
                 0 => "none".to_owned(),
                 n => format!("last{n}"),
             },
+            // The default (email when there is an address, else none) is left empty.
+            if self.delivery == default_delivery(&self.email) {
+                String::new()
+            } else {
+                self.delivery.as_str().to_owned()
+            },
+            self.peppol_id.clone(),
         ]
     }
 }
@@ -276,11 +320,12 @@ impl Accounts {
                 payment_method: match field(10) {
                     "" | "transfer" => PaymentMethod::Transfer,
                     "direct_debit" => PaymentMethod::DirectDebit,
+                    "card" => PaymentMethod::Card,
                     other => {
                         return Err(line_err(
                             line,
                             format!(
-                                "column `payment_method`: `{other}` is not transfer or direct_debit"
+                                "column `payment_method`: `{other}` is not transfer, direct_debit or card"
                             ),
                         ))
                     }
@@ -354,6 +399,31 @@ impl Accounts {
             };
             a.masking = parse_masking(field(18))
                 .map_err(|m| line_err(line, format!("column `masking`: {m}")))?;
+            a.peppol_id = get(20);
+            a.delivery = match field(19) {
+                "" => default_delivery(&a.email),
+                "email" => DeliveryMethod::Email,
+                "peppol" => DeliveryMethod::Peppol,
+                "none" => DeliveryMethod::None,
+                other => {
+                    return Err(line_err(
+                        line,
+                        format!("column `delivery`: `{other}` is not email, peppol or none"),
+                    ))
+                }
+            };
+            if a.delivery == DeliveryMethod::Email && a.email.is_empty() {
+                return Err(line_err(
+                    line,
+                    "column `delivery`: email needs an address in the `email` column".into(),
+                ));
+            }
+            if a.delivery == DeliveryMethod::Peppol && a.peppol_id.is_empty() {
+                return Err(line_err(
+                    line,
+                    "column `delivery`: peppol needs the `peppol_id` column".into(),
+                ));
+            }
             if a.account_id.is_empty()
                 || a.account_id.len() > 64
                 || a.account_id
@@ -405,6 +475,26 @@ impl Accounts {
                 }
                 check_endpoint(&a.peppol_endpoint)
                     .map_err(|m| line_err(line, format!("column `peppol_endpoint`: {m}")))?;
+            }
+            if !a.peppol_id.is_empty() {
+                if a.customer_type != CustomerType::Business {
+                    return Err(line_err(
+                        line,
+                        "column `peppol_id`: only business accounts are reached through Peppol"
+                            .into(),
+                    ));
+                }
+                check_peppol_id(&a.peppol_id)
+                    .map_err(|m| line_err(line, format!("column `peppol_id`: {m}")))?;
+                if !a.peppol_endpoint.is_empty() && a.peppol_endpoint != a.peppol_id {
+                    return Err(line_err(
+                        line,
+                        format!(
+                            "column `peppol_id`: `{}` differs from peppol_endpoint `{}` (the UBL names one endpoint)",
+                            a.peppol_id, a.peppol_endpoint
+                        ),
+                    ));
+                }
             }
             list.push(a);
         }
@@ -485,6 +575,30 @@ pub fn check_vat_id(id: &str, country: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The default delivery: `email` when the account has an address, else `none`.
+pub fn default_delivery(email: &str) -> DeliveryMethod {
+    if email.is_empty() {
+        DeliveryMethod::None
+    } else {
+        DeliveryMethod::Email
+    }
+}
+
+/// A Dutch Peppol participant id: `0106:` and an 8-digit KvK number, or `9944:` and a
+/// Dutch VAT ID (`NL`, 9 digits, `B`, 2 digits).
+pub fn check_peppol_id(e: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "`{e}` is not 0106:<8-digit KvK number> or 9944:<Dutch VAT ID, e.g. NL123456789B01>"
+        )
+    };
+    match e.split_once(':') {
+        Some(("0106", id)) if id.len() == 8 && id.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+        Some(("9944", id)) if id.starts_with("NL") => check_vat_id(id, "NL").map_err(|_| bad()),
+        _ => Err(bad()),
+    }
 }
 
 /// A Peppol endpoint `scheme:id`: a 4-digit EAS scheme code, then 1-100 printable characters.
@@ -817,7 +931,7 @@ mod tests {
             ),
             (
                 "account_id,plan,payment_method\nA,basic,cash\n",
-                "accounts accounts.csv:2: column `payment_method`: `cash` is not transfer or direct_debit",
+                "accounts accounts.csv:2: column `payment_method`: `cash` is not transfer, direct_debit or card",
             ),
             (
                 "account_id,plan,mandate_date\nA,basic,31-01-2025\n",
@@ -863,5 +977,43 @@ mod tests {
             let e = parse(&format!("{head}{row}\n")).unwrap_err().to_string();
             assert!(e.starts_with(&format!("accounts {want}")), "{row}: {e}");
         }
+    }
+
+    #[test]
+    fn peppol_ids_are_kvk_or_dutch_vat_numbers() {
+        assert_eq!(check_peppol_id("0106:12345678"), Ok(()));
+        assert_eq!(check_peppol_id("9944:NL123456789B01"), Ok(()));
+        for bad in [
+            "0106:1234567",
+            "0106:123456789",
+            "0106:1234567a",
+            "9944:NL12345678B01",
+            "9944:BE0123456789",
+            "0088:1234567890123",
+            "12345678",
+            "",
+        ] {
+            assert!(check_peppol_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn delivery_defaults_to_email_when_there_is_an_address() {
+        let a = parse(
+            "account_id,plan,email,customer_type,delivery,peppol_id\n\
+             A,p,a@x.nl,,,\n\
+             B,p,,,,\n\
+             C,p,c@x.nl,,none,\n\
+             D,p,,business,peppol,0106:12345678\n",
+        )
+        .unwrap();
+        let d: Vec<_> = a.list.iter().map(|a| a.delivery).collect();
+        use DeliveryMethod::*;
+        assert_eq!(d, [Email, None, None, Peppol]);
+        // Written back: the default stays empty, a chosen value is kept.
+        let rows: Vec<String> = a.list.iter().map(|a| a.to_row()[19].clone()).collect();
+        assert_eq!(rows, ["", "", "none", "peppol"]);
+        // The delivery id is the UBL endpoint when none is named apart.
+        assert_eq!(a.list[3].peppol_id, "0106:12345678");
     }
 }

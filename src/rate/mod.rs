@@ -8,6 +8,7 @@
 //! module under `rate/` names any other module of this crate).
 
 pub mod accounts;
+pub mod allowance;
 pub mod cdr;
 pub mod hint;
 pub mod iban;

@@ -5,6 +5,7 @@
 //! | cf        | key                                   | value                                  |
 //! |-----------|---------------------------------------|----------------------------------------|
 //! | `meta`    | `seq`, `last_closed`, `counter/<YYYY>` | u64 LE / period / u64 LE              |
+//! | `meta`    | `my/link/<sha256>`, `my/session/<sha256>` | self-service sign-in link / session JSON |
 //! | `files`   | file name                              | [`Checkpoint`] JSON                    |
 //! | `hashes`  | content hash (hex)                     | file name                              |
 //! | `usage`   | `account_id \0 YYYY-MM`                | [`LineSet`] (merge operator: sums)     |
@@ -91,6 +92,9 @@ const CFS: [&str; 20] = [
 
 /// A raw (key, value) pair.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// A write of a self-service record: key under `meta/my/`, value (`None` deletes).
+pub type MyWrite = (String, Option<Vec<u8>>);
 
 /// The payments column families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,22 +241,32 @@ impl LineSet {
     /// Appends one entry to an encoded set. Destinations are cut at 65535 bytes and
     /// bands at 255 bytes (tariff validation keeps them far shorter).
     pub fn encode_entry(out: &mut Vec<u8>, service: u8, dest: &str, band: &str, t: &LineTotals) {
-        fn var(out: &mut Vec<u8>, v: impl VarInt) {
-            let mut buf = [0u8; 10];
-            let n = v.encode_var(&mut buf);
-            out.extend_from_slice(&buf[..n]);
-        }
+        Self::encode_entry_head(out, service, dest, band);
+        Self::encode_entry_totals(out, t);
+    }
+
+    /// The first part of [`LineSet::encode_entry`]: service, destination and band (the
+    /// same bytes for every entry of one line key, so an encoder may keep them).
+    pub fn encode_entry_head(out: &mut Vec<u8>, service: u8, dest: &str, band: &str) {
         let d = &dest.as_bytes()[..dest.len().min(u16::MAX as usize)];
         let b = &band.as_bytes()[..band.len().min(u8::MAX as usize)];
         out.push(service);
-        var(out, d.len());
+        var_into(out, d.len());
         out.extend_from_slice(d);
         out.push(b.len() as u8);
         out.extend_from_slice(b);
-        var(out, t.count);
-        var(out, t.usage);
-        var(out, t.billed);
-        var(out, t.charge_micros);
+    }
+
+    /// The second part of [`LineSet::encode_entry`]: the totals.
+    #[inline]
+    pub fn encode_entry_totals(out: &mut Vec<u8>, t: &LineTotals) {
+        // Four varints of at most 10 bytes each, written into a stack buffer first.
+        let mut buf = [0u8; 40];
+        let mut n = t.count.encode_var(&mut buf);
+        n += t.usage.encode_var(&mut buf[n..]);
+        n += t.billed.encode_var(&mut buf[n..]);
+        n += t.charge_micros.encode_var(&mut buf[n..]);
+        out.extend_from_slice(&buf[..n]);
     }
 
     /// Adds an encoded set (either version) into this one.
@@ -312,6 +326,13 @@ impl LineSet {
         s.merge_encoded(b)?;
         Ok(s)
     }
+}
+
+/// Appends `v` as a varint.
+fn var_into(out: &mut Vec<u8>, v: impl VarInt) {
+    let mut buf = [0u8; 10];
+    let n = v.encode_var(&mut buf);
+    out.extend_from_slice(&buf[..n]);
 }
 
 fn usage_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
@@ -450,6 +471,33 @@ impl CloseRecord {
     }
 }
 
+/// The usage and daily merges of one file, staged for [`Ledger::commit_file_batch`].
+/// The ingest engine encodes the file's totals straight into it, one (account, month)
+/// value at a time, so that no other copy of the encoded usage exists. Nothing is
+/// written before the commit: a batch dropped is a file not counted.
+pub struct FileBatch<'a> {
+    batch: WriteBatch,
+    usage: &'a rocksdb::ColumnFamily,
+    daily: &'a rocksdb::ColumnFamily,
+}
+
+impl FileBatch<'_> {
+    /// Stages one usage merge: key `account \0 YYYY-MM`, value an encoded [`LineSet`].
+    pub fn merge_usage(&mut self, key: &[u8], value: &[u8]) {
+        self.batch.merge_cf(self.usage, key, value);
+    }
+
+    /// Stages one daily merge: key `YYYY-MM-DD`, value an encoded [`DayTotals`].
+    pub fn merge_daily(&mut self, key: &[u8], value: &[u8]) {
+        self.batch.merge_cf(self.daily, key, value);
+    }
+
+    /// Bytes staged so far.
+    pub fn size_in_bytes(&self) -> usize {
+        self.batch.size_in_bytes()
+    }
+}
+
 /// Result of [`Ledger::commit_file`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Commit {
@@ -557,7 +605,17 @@ impl<'a> Txn<'a> {
             .put_cf(self.ledger.cf(CF_FINALS), account.as_bytes(), json);
     }
 
-    /// Deletes a usage row (billed by this transaction).
+    /// Replaces a usage row (`account`, `month`) with `lines` (a rerate: the writer
+    /// lock is held, so no file commit merges into it meanwhile).
+    pub fn put_usage(&mut self, account: &str, month: &str, lines: &LineSet) {
+        self.batch.put_cf(
+            self.ledger.cf(CF_USAGE),
+            usage_key(account, month),
+            lines.encode(),
+        );
+    }
+
+    /// Deletes a usage row (billed by this transaction, or emptied by a rerate).
     pub fn delete_usage(&mut self, account: &str, month: &str) {
         self.batch
             .delete_cf(self.ledger.cf(CF_USAGE), usage_key(account, month));
@@ -584,6 +642,8 @@ pub struct Ledger {
     opts: Options,
     path: PathBuf,
     writer: Mutex<()>,
+    /// Serializes self-service updates (sign-in links, sessions): [`Ledger::my_update`].
+    my_lock: Mutex<()>,
 }
 
 fn u64_value(v: Option<Vec<u8>>) -> u64 {
@@ -669,6 +729,7 @@ impl Ledger {
             opts,
             path,
             writer: Mutex::new(()),
+            my_lock: Mutex::new(()),
         };
         let format = ledger.get(CF_META, b"format")?;
         match format {
@@ -762,9 +823,38 @@ impl Ledger {
     /// synced WriteBatch). Refuses names and contents committed before.
     pub fn commit_file(
         &self,
-        mut cp: Checkpoint,
+        cp: Checkpoint,
         usage: &[UsageDelta],
         daily: &[DailyDelta],
+        count_content: bool,
+    ) -> Result<Commit, LedgerError> {
+        let mut batch = self.file_batch(0);
+        for (key, value) in usage {
+            batch.merge_usage(key, value);
+        }
+        for (key, value) in daily {
+            batch.merge_daily(key, value);
+        }
+        self.commit_file_batch(cp, batch, count_content)
+    }
+
+    /// An empty batch for a file's usage and daily merges, with room for about
+    /// `capacity_bytes` of them (a guess: the batch grows past it).
+    pub fn file_batch(&self, capacity_bytes: usize) -> FileBatch<'_> {
+        FileBatch {
+            batch: WriteBatch::with_capacity_bytes(capacity_bytes),
+            usage: self.cf(CF_USAGE),
+            daily: self.cf(CF_DAILY),
+        }
+    }
+
+    /// Commits a file's usage and daily merges, built beforehand (outside the writer
+    /// lock) in `batch`, with its checkpoint: one synced WriteBatch, as
+    /// [`Ledger::commit_file`].
+    pub fn commit_file_batch(
+        &self,
+        mut cp: Checkpoint,
+        file: FileBatch<'_>,
         count_content: bool,
     ) -> Result<Commit, LedgerError> {
         let _w = self.writer.lock().expect("writer lock");
@@ -778,13 +868,7 @@ impl Ledger {
         }
         let seq = u64_value(self.get(CF_META, b"seq")?) + 1;
         cp.seq = seq;
-        let mut batch = WriteBatch::default();
-        for (key, value) in usage {
-            batch.merge_cf(self.cf(CF_USAGE), key, value);
-        }
-        for (key, value) in daily {
-            batch.merge_cf(self.cf(CF_DAILY), key, value);
-        }
+        let mut batch = file.batch;
         batch.put_cf(
             self.cf(CF_FILES),
             cp.name.as_bytes(),
@@ -1058,6 +1142,52 @@ impl Ledger {
             }
         }
         self.write(batch)
+    }
+
+    /// A self-service record (`meta/my/<key>`: sign-in links, sessions).
+    pub fn my_get(&self, key: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.get(CF_META, format!("my/{key}").as_bytes())
+    }
+
+    /// Self-service records whose key starts with `prefix` (under `meta/my/`); keys are
+    /// returned without the `my/`.
+    pub fn my_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, LedgerError> {
+        let full = format!("my/{prefix}");
+        let mut out = Vec::new();
+        let mode = rocksdb::IteratorMode::From(full.as_bytes(), rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(CF_META), mode) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if !k.starts_with(full.as_bytes()) {
+                break;
+            }
+            out.push((String::from_utf8_lossy(&k[3..]).into_owned(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Reads the self-service record `key` and applies the writes `f` decides on
+    /// (`None` deletes) in ONE synced batch, serialized with every other self-service
+    /// update: a single-use record read here is consumed at most once. Never takes the
+    /// writer lock (a sign-in does not wait for a file commit).
+    pub fn my_update<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce(Option<Vec<u8>>) -> (T, Vec<MyWrite>),
+    ) -> Result<T, LedgerError> {
+        let _one = self.my_lock.lock().expect("self-service lock");
+        let (out, writes) = f(self.my_get(key)?);
+        if !writes.is_empty() {
+            let mut batch = WriteBatch::default();
+            for (k, v) in writes {
+                let k = format!("my/{k}");
+                match v {
+                    Some(v) => batch.put_cf(self.cf(CF_META), k.as_bytes(), v),
+                    None => batch.delete_cf(self.cf(CF_META), k.as_bytes()),
+                }
+            }
+            self.write(batch)?;
+        }
+        Ok(out)
     }
 
     /// The last file commit sequence number.

@@ -840,12 +840,12 @@ fn itemised_annex_masking_freephone_privacy_and_direct_debit_ubl() {
             "Europe/Amsterdam",
             "2026-10-05 12:00:00",
             "+3161234xxxx",
-            "EUR 1.300000",
-            "Som: EUR 2.000000 = EUR 2,00",
-            "1 gratis nummers niet vermeld (0.000000)",
+            "EUR 1,300000",
+            "Som: EUR 2,000000 = EUR 2,00",
+            "1 gesprek naar gratis nummers niet vermeld, samen EUR 0,000000",
             "2026-10-26 10:30:00",
             "+44770090xxxx",
-            "Som: EUR 0.100000 = EUR 0,10",
+            "Som: EUR 0,100000 = EUR 0,10",
         ] {
             assert!(t.contains(want), "PDF lacks {want:?}:\n{t}");
         }
@@ -1229,10 +1229,10 @@ fn final_and_reissue_with_annex() {
                 format!("Bijlage: gespecificeerd gebruik - {number}"),
                 "2026-10-05 12:00:00".to_owned(),
                 nl.to_owned(),
-                "Som: EUR 2.000000 = EUR 2,00".to_owned(),
+                "Som: EUR 2,000000 = EUR 2,00".to_owned(),
                 "2026-11-01 00:30:00".to_owned(),
-                "Som: EUR 1.000000 = EUR 1,00".to_owned(),
-                "1 gratis nummers niet vermeld (0.000000)".to_owned(),
+                "Som: EUR 1,000000 = EUR 1,00".to_owned(),
+                "1 gesprek naar gratis nummers niet vermeld, samen EUR 0,000000".to_owned(),
             ] {
                 assert!(t.contains(&want), "PDF of {number} lacks {want:?}:\n{t}");
             }

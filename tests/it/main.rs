@@ -4,16 +4,21 @@
 
 mod common;
 
+mod allowances;
 mod api;
 mod api_fuzz;
 mod architecture;
 mod crash;
+mod delivery;
 mod e2e;
 mod golden;
 mod invoices;
 mod ops;
 mod payments;
 mod pdf;
+mod psp;
 mod reference;
 mod reload;
+mod rerate;
 mod samples;
+mod selfservice;

@@ -175,3 +175,100 @@ fn polish_names_print_and_every_pdf_is_a_pdf_a3_with_its_ubl() {
         pdfs.len()
     );
 }
+
+/// Quantities in the customer's terms (issue 15, section 4): the PDF prints call time as
+/// h:mm:ss, data in MB/GB with the language's decimal sign and counts with their noun
+/// (nl: "gesprekken", "sms'jes"; en: "call", "SMS"), on the usage lines and in the annex;
+/// the JSON keeps the exact units.
+#[test]
+fn quantities_print_in_the_customers_terms() {
+    let ws = Ws::hand();
+    fs::write(
+        ws.root.join("accounts.csv"),
+        "\
+account_id,plan,name,street,postcode,city,country,email,language,itemised,masking
+N1,flat,Noor de Vries,Damrak 1,1012 LG,Amsterdam,NL,noor@example.nl,nl,yes,last4
+E1,flat,Emma Smith,Damrak 2,1012 LG,Amsterdam,NL,emma@example.nl,en,,
+",
+    )
+    .unwrap();
+    let f = ws.root.join("oct.csv");
+    fs::write(
+        &f,
+        cdr_file(&[
+            // UK calls are billed per second, data per 1024 bytes
+            "n1,N1,voice,+31611111111,+447700900123,2026-10-05T10:00:00Z,3725,",
+            "n2,N1,voice,+31611111111,+447700900123,2026-10-06T10:00:00Z,59,",
+            "n3,N1,sms,+31611111111,+31612345678,2026-10-06T11:00:00Z,,",
+            "n4,N1,sms,+31611111111,+31612345678,2026-10-06T12:00:00Z,,",
+            "n5,N1,data,+31611111111,,2026-10-07T10:00:00Z,,1499999232",
+            "e1,E1,voice,+31622222222,+447700900123,2026-10-05T10:00:00Z,60,",
+            "e2,E1,sms,+31622222222,+31612345678,2026-10-06T11:00:00Z,,",
+            "e3,E1,data,+31622222222,,2026-10-07T10:00:00Z,,850000896",
+        ]),
+    )
+    .unwrap();
+    ws.ingest(&[&f]).ok();
+    let out = ws.close("2026-10", "2026-11-01").ok();
+    assert!(
+        out.stdout.contains("closed 2026-10: 2 invoices"),
+        "{out:#?}"
+    );
+    let docs = ws.read_invoices("2026-10");
+    let number = |acc: &str| {
+        docs.iter().find(|d| d["account_id"] == acc).unwrap()["number"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // The JSON keeps the exact units.
+    let n1 = docs.iter().find(|d| d["account_id"] == "N1").unwrap();
+    let voice = n1["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["service"] == "voice")
+        .unwrap();
+    assert_eq!(
+        (&voice["quantity"], &voice["usage"], &voice["unit"]),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(3784),
+            &serde_json::json!("seconds")
+        )
+    );
+    let Some(pdftotext) = tools::require("pdftotext", POPPLER) else {
+        return;
+    };
+    let text = |acc: &str| {
+        let pdf = ws.invoices("2026-10").join(format!("{}.pdf", number(acc)));
+        run(&pdftotext, &["-layout", pdf.to_str().unwrap(), "-"])
+    };
+    let (nl, en) = (text("N1"), text("E1"));
+    for want in [
+        // usage lines
+        "Bellen United Kingdom: 2 gesprekken, 1:03:04",
+        "SMS: 2 sms'jes",
+        "Data Mobile data: 1 sessie, 1,5 GB",
+        // the annex: per record, and exact charges with a decimal comma
+        "Regel 1: Bellen United Kingdom",
+        "1:02:05",
+        "0:00:59",
+        "EUR 74,500000",
+        "1 sms",
+        "Som: EUR 75,680000 = EUR 75,68",
+    ] {
+        assert!(nl.contains(want), "N1's PDF lacks {want:?}:\n{nl}");
+    }
+    for want in [
+        "Calls United Kingdom: 1 call, 0:01:00",
+        "SMS: 1 SMS",
+        "Data Mobile data: 1 session, 850 MB",
+    ] {
+        assert!(en.contains(want), "E1's PDF lacks {want:?}:\n{en}");
+    }
+    for unwanted in ["seconds", "bytes", "records", "messages"] {
+        assert!(!nl.contains(unwanted), "{unwanted:?} in N1's PDF:\n{nl}");
+        assert!(!en.contains(unwanted), "{unwanted:?} in E1's PDF:\n{en}");
+    }
+}

@@ -70,6 +70,16 @@ pub fn face(bold: bool) -> &'static Face {
 }
 
 impl Face {
+    /// The advance width of `s` as `layout` sets it, in ems (times the font size: points).
+    pub fn width(&self, s: &str) -> f32 {
+        s.chars()
+            .map(|c| {
+                let c = if c.is_control() { ' ' } else { c };
+                self.glyphs.get(&c).unwrap_or(&self.missing).1
+            })
+            .sum()
+    }
+
     /// The glyphs of `s` and the text they stand for: a control character becomes a
     /// space, a character the font lacks a `?` (never the `.notdef` glyph, which PDF/A
     /// forbids), so that copying the text gives what the page shows.
@@ -121,5 +131,8 @@ mod tests {
         let (_, g) = face(false).layout("a ");
         assert!((g[0].x_advance - 0.556).abs() < 0.001, "{}", g[0].x_advance);
         assert!((g[1].x_advance - 0.278).abs() < 0.001, "{}", g[1].x_advance);
+        let w = face(false).width("a \u{1}日");
+        // "a", two spaces (the control character too) and the "?" (556/1000 em)
+        assert!((w - (0.556 + 2.0 * 0.278 + 0.556)).abs() < 0.001, "{w}");
     }
 }

@@ -5,3 +5,4 @@ mod fonts;
 pub mod pdf;
 pub mod qr;
 pub mod ubl;
+pub mod units;

@@ -13,9 +13,9 @@
 //! the issue date, the document ID is derived from the content).
 
 use crate::billing::annex::Annex;
-use crate::billing::documents::fonts;
+use crate::billing::documents::{fonts, units};
 use crate::billing::model::{Invoice, Line};
-use crate::rate::money::{format_cents, Cents};
+use crate::rate::money::{format_cents, format_micros, Cents};
 use chrono::Datelike;
 
 /// Texts in one language.
@@ -27,6 +27,7 @@ struct Words {
     how: &'static str,
     payee: &'static str,
     scan: &'static str,
+    pay_online: &'static str,
     less: &'static str,
     account_credit: &'static str,
     reference: &'static str,
@@ -55,6 +56,7 @@ struct Words {
     net: &'static str,
     total: &'static str,
     lines: &'static str,
+    line: &'static str,
     credits: &'static str,
     replaces: &'static str,
     reason: &'static str,
@@ -78,6 +80,7 @@ const NL: Words = Words {
     how: "Overmaken naar",
     payee: "t.n.v.",
     scan: "Betaal met uw bank-app: scan de QR-code",
+    pay_online: "Online betalen",
     less: "min",
     account_credit: "tegoed op uw rekening",
     reference: "betalingskenmerk",
@@ -106,6 +109,7 @@ const NL: Words = Words {
     net: "Totaal excl. btw",
     total: "Totaal incl. btw",
     lines: "Specificatie",
+    line: "Regel",
     credits: "Crediteert factuur",
     replaces: "Vervangt factuur",
     reason: "Reden",
@@ -117,7 +121,7 @@ const NL: Words = Words {
     called: "Gebeld nummer",
     usage_col: "Gebruik",
     charge: "Bedrag",
-    omitted: "gratis nummers niet vermeld",
+    omitted: "naar gratis nummers niet vermeld, samen",
     line_sum: "Som",
 };
 
@@ -129,6 +133,7 @@ const EN: Words = Words {
     how: "Transfer to",
     payee: "in the name of",
     scan: "Pay with your banking app: scan the QR code",
+    pay_online: "Pay online",
     less: "less",
     account_credit: "credit on your account",
     reference: "payment reference",
@@ -157,6 +162,7 @@ const EN: Words = Words {
     net: "Total excl. VAT",
     total: "Total incl. VAT",
     lines: "Details",
+    line: "Line",
     credits: "Credits invoice",
     replaces: "Replaces invoice",
     reason: "Reason",
@@ -168,9 +174,52 @@ const EN: Words = Words {
     called: "Called number",
     usage_col: "Usage",
     charge: "Charge",
-    omitted: "free numbers not listed",
+    omitted: "to free numbers not listed, together",
     line_sum: "Sum",
 };
+
+/// An allowance line for people: "300 min national: 300 min included, 245 min used"
+/// (`nl`: "inbegrepen", "verbruikt"). Kept apart from the usage lines' quantity
+/// formatting on purpose (one formatter to fold in later).
+pub fn allowance_text(lang: &str, name: &str, unit: &str, included: u64, used: u64) -> String {
+    let q = |n: u64| allowance_quantity(lang, unit, n);
+    match lang {
+        "nl" => format!("{name}: {} inbegrepen, {} verbruikt", q(included), q(used)),
+        _ => format!("{name}: {} included, {} used", q(included), q(used)),
+    }
+}
+
+/// A quantity of an allowance's unit: seconds as whole minutes, with the seconds left
+/// over when not whole (`245 min 30 s`, never rounded); messages as a count (`SMS`);
+/// bytes in decimal megabytes or, from 1 000 000 000 bytes, gigabytes (10^6 and 10^9
+/// bytes), half-up to at most 2 decimals, trailing zeros dropped (`2,1 MB` in Dutch).
+pub fn allowance_quantity(lang: &str, unit: &str, n: u64) -> String {
+    match unit {
+        "seconds" if n.is_multiple_of(60) => format!("{} min", n / 60),
+        "seconds" => format!("{} min {} s", n / 60, n % 60),
+        "messages" => format!("{n} SMS"),
+        "bytes" => {
+            let (div, name) = if n >= 1_000_000_000 {
+                (10_000_000u128, "GB")
+            } else {
+                (10_000u128, "MB")
+            };
+            let h = crate::rate::money::div_round_half_up(n as i128, div as i128) as u128;
+            let mut s = format!("{}.{:02}", h / 100, h % 100);
+            while s.ends_with('0') {
+                s.pop();
+            }
+            if s.ends_with('.') {
+                s.pop();
+            }
+            if lang == "nl" {
+                s = s.replace('.', ",");
+            }
+            format!("{s} {name}")
+        }
+        _ => format!("{n} {unit}"),
+    }
+}
 
 /// The language of a document: the customer's, else Dutch in NL (or no country), else English.
 pub fn language(inv: &Invoice) -> &'static str {
@@ -184,7 +233,18 @@ pub fn language(inv: &Invoice) -> &'static str {
 
 /// An amount for people: `1234.50` in English, `1.234,50` in Dutch, with the currency.
 pub fn money(cur: &str, cents: i64, lang: &str) -> String {
-    let s = format_cents(cents);
+    localised(cur, format_cents(cents), lang)
+}
+
+/// A record's exact charge (6 decimals) for people, as `money` writes amounts:
+/// `EUR 0.036000` in English, `EUR 0,036000` in Dutch.
+pub fn money_micros(cur: &str, micros: i64, lang: &str) -> String {
+    localised(cur, format_micros(i128::from(micros)), lang)
+}
+
+/// A decimal string (`-1234.5678`) with the currency and, in Dutch, a decimal comma and
+/// points between thousands.
+fn localised(cur: &str, s: String, lang: &str) -> String {
     if lang != "nl" {
         return format!("{cur} {s}");
     }
@@ -192,7 +252,7 @@ pub fn money(cur: &str, cents: i64, lang: &str) -> String {
         Some(b) => ("-", b),
         None => ("", s.as_str()),
     };
-    let (int, frac) = body.split_once('.').expect("two decimals");
+    let (int, frac) = body.split_once('.').expect("decimals");
     let mut grouped = String::new();
     for (i, c) in int.chars().enumerate() {
         if i > 0 && (int.len() - i) % 3 == 0 {
@@ -238,6 +298,11 @@ impl Page {
             s: s.to_owned(),
         });
     }
+    /// Text ending at `right` (amounts, aligned on their last digit).
+    fn text_right(&mut self, right: f32, y: f32, size: u32, bold: bool, s: &str) {
+        let x = right - fonts::face(bold).width(s) * size as f32;
+        self.text(x, y, size, bold, s);
+    }
     fn rect(&mut self, x: f32, y: f32, w: f32, h: f32, grey: f32) {
         self.ops.push(Op::Rect { x, y, w, h, grey });
     }
@@ -274,7 +339,14 @@ fn cents(c: &Cents) -> i64 {
 /// Renders the PDF of an invoice or credit note, with the itemised annex's pages when
 /// one is held and `ubl` (the document's UBL XML) embedded. An error says why the PDF
 /// could not be written as PDF/A-3b (not expected: every character is given a glyph).
-pub fn render(inv: &Invoice, annex: Option<&Annex>, ubl: &[u8]) -> Result<Vec<u8>, String> {
+/// `pay_url`: the invoice's pay link (`[psp]`), one line under the payment box of a
+/// transfer invoice with something to pay.
+pub fn render(
+    inv: &Invoice,
+    annex: Option<&Annex>,
+    ubl: &[u8],
+    pay_url: Option<&str>,
+) -> Result<Vec<u8>, String> {
     let lang = language(inv);
     let w = if lang == "nl" { &NL } else { &EN };
     let cur = inv.currency.as_str();
@@ -422,6 +494,10 @@ pub fn render(inv: &Invoice, annex: Option<&Annex>, ubl: &[u8]) -> Result<Vec<u8
         }
     }
     y -= box_height + 8.0;
+    if let Some(url) = pay_url.filter(|_| transfer && to_pay > 0) {
+        p.text(50.0, y, 9, false, &format!("{}: {url}", w.pay_online));
+        y -= 16.0;
+    }
 
     // Usage by category with a bar chart of the amounts.
     p.text(50.0, y, 12, true, w.usage);
@@ -441,7 +517,7 @@ pub fn render(inv: &Invoice, annex: Option<&Annex>, ubl: &[u8]) -> Result<Vec<u8
                 _ => 2,
             },
             Line::Subscription { .. } => 3,
-            Line::Credit { .. } | Line::Fee { .. } => 4,
+            Line::Credit { .. } | Line::Fee { .. } | Line::Allowance { .. } => 4,
         };
         cats[i].1 += l.cents();
     }
@@ -577,12 +653,20 @@ pub fn render(inv: &Invoice, annex: Option<&Annex>, ubl: &[u8]) -> Result<Vec<u8
     p.text(55.0, y, 9, true, w.seller);
     p.text(310.0, y, 9, true, w.customer);
     y -= 12.0;
+    // Each column wrapped to its width (a long name or street continues on the next
+    // line instead of running off the page).
+    let column = |rows: &[String], width: f32| -> Vec<String> {
+        rows.iter()
+            .flat_map(|t| wrap_to(t.trim(), width, 9, false))
+            .collect()
+    };
+    let (seller, customer) = (column(&seller, 245.0), column(&customer, 235.0));
     for i in 0..seller.len().max(customer.len()) {
         if let Some(t) = seller.get(i) {
-            p.text(55.0, y, 9, false, t.trim());
+            p.text(55.0, y, 9, false, t);
         }
         if let Some(t) = customer.get(i) {
-            p.text(310.0, y, 9, false, t.trim());
+            p.text(310.0, y, 9, false, t);
         }
         y -= 11.0;
     }
@@ -609,7 +693,7 @@ pub fn render(inv: &Invoice, annex: Option<&Annex>, ubl: &[u8]) -> Result<Vec<u8
             pages.push(std::mem::replace(&mut p, Page { ops: Vec::new() }));
             y = 800.0;
         }
-        let d = l.description();
+        let d = line_text(l, w, lang);
         let d = if d.chars().count() > 80 {
             format!("{}...", d.chars().take(77).collect::<String>())
         } else {
@@ -624,7 +708,7 @@ pub fn render(inv: &Invoice, annex: Option<&Annex>, ubl: &[u8]) -> Result<Vec<u8
             false,
             &format!("{} {}%", cat.code(), rate.normalize()),
         );
-        p.text(480.0, y, 8, false, &m(l.cents()));
+        p.text_right(AMOUNT_RIGHT, y, 8, false, &m(l.cents()));
         y -= 11.0;
     }
     pages.push(p);
@@ -632,6 +716,100 @@ pub fn render(inv: &Invoice, annex: Option<&Annex>, ubl: &[u8]) -> Result<Vec<u8
         annex_pages(&mut pages, inv, a, w, lang);
     }
     assemble(inv, &pages, ubl)
+}
+
+/// A line of the specification in the customer's terms: a usage line as service,
+/// destination (band) and its records and units (`units::summary`: "Bellen Nederland:
+/// 2 gesprekken, 0:03:00"); other lines as their description.
+fn line_text(l: &Line, w: &Words, lang: &str) -> String {
+    match l {
+        Line::Usage {
+            service,
+            destination,
+            band,
+            quantity,
+            usage,
+            ..
+        } => format!(
+            "{}{}: {}",
+            what(service, destination, w),
+            band_suffix(band),
+            units::summary(service, *quantity, *usage, lang)
+        ),
+        Line::Allowance {
+            name,
+            included,
+            used,
+            unit,
+            ..
+        } => allowance_text(lang, name, unit, *included, *used),
+        _ => l.description(),
+    }
+}
+
+/// The customer's word for a service (`voice` is "Bellen" / "Calls").
+fn service_name<'a>(service: &'a str, w: &Words) -> &'a str {
+    match service {
+        "voice" => w.calls,
+        "sms" => w.sms,
+        "data" => w.data,
+        other => other,
+    }
+}
+
+/// Service and destination ("Bellen Nederland"), the destination alone when it starts
+/// with the service's name ("SMS Netherlands", not "SMS SMS Netherlands").
+fn what(service: &str, destination: &str, w: &Words) -> String {
+    let name = service_name(service, w);
+    let first = destination.split(' ').next().unwrap_or("");
+    if first.eq_ignore_ascii_case(name) || first.eq_ignore_ascii_case(service) {
+        destination.to_owned()
+    } else {
+        format!("{name} {destination}")
+    }
+}
+
+/// " (band)" for a time band other than `any`.
+fn band_suffix(band: &str) -> String {
+    if band == "any" {
+        String::new()
+    } else {
+        format!(" ({band})")
+    }
+}
+
+/// Splits a text into lines at most `width` points wide at `size` at spaces; a word
+/// wider than that alone is cut between characters.
+fn wrap_to(s: &str, width: f32, size: u32, bold: bool) -> Vec<String> {
+    let face = fonts::face(bold);
+    let fits = |t: &str| face.width(t) * size as f32 <= width;
+    let mut out: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in s.split(' ') {
+        let joined = if line.is_empty() {
+            word.to_owned()
+        } else {
+            format!("{line} {word}")
+        };
+        if fits(&joined) {
+            line = joined;
+            continue;
+        }
+        if !line.is_empty() {
+            out.push(std::mem::take(&mut line));
+        }
+        for c in word.chars() {
+            line.push(c);
+            if !fits(&line) && line.chars().count() > 1 {
+                line.pop();
+                out.push(std::mem::replace(&mut line, c.to_string()));
+            }
+        }
+    }
+    if !line.is_empty() || out.is_empty() {
+        out.push(line);
+    }
+    out
 }
 
 /// Splits a text into pieces of at most `n` characters at spaces.
@@ -738,30 +916,25 @@ fn annex_pages(pages: &mut Vec<Page>, inv: &Invoice, a: &Annex, w: &Words, lang:
             pages.push(std::mem::replace(&mut p, Page { ops: Vec::new() }));
             y = 800.0;
         }
-        let band = if l.band == "any" {
-            String::new()
-        } else {
-            format!(" ({})", l.band)
-        };
         p.text(
             55.0,
             y,
             9,
             true,
             &format!(
-                "{} {}: {} {}{band}",
-                w.lines, l.line, l.service, l.destination
+                "{} {}: {}{}",
+                w.line,
+                l.line,
+                what(&l.service, &l.destination, w),
+                band_suffix(&l.band)
             ),
         );
         y -= 12.0;
-        for (x, h) in [
-            (60.0, w.time),
-            (170.0, w.called),
-            (300.0, w.usage_col),
-            (420.0, w.charge),
-        ] {
-            p.text(x, y, 8, true, h);
-        }
+        // Time and number from the left; usage and charge aligned on their last digit.
+        p.text(60.0, y, 8, true, w.time);
+        p.text(170.0, y, 8, true, w.called);
+        p.text_right(ANNEX_USAGE_RIGHT, y, 8, true, w.usage_col);
+        p.text_right(AMOUNT_RIGHT, y, 8, true, w.charge);
         y -= 11.0;
         for r in &l.records {
             if y < 50.0 {
@@ -770,8 +943,20 @@ fn annex_pages(pages: &mut Vec<Page>, inv: &Invoice, a: &Annex, w: &Words, lang:
             }
             p.text(60.0, y, 8, false, &r.time);
             p.text(170.0, y, 8, false, &r.number);
-            p.text(300.0, y, 8, false, &format!("{} {}", r.usage, l.unit));
-            p.text(420.0, y, 8, false, &format!("{cur} {}", r.charge));
+            p.text_right(
+                ANNEX_USAGE_RIGHT,
+                y,
+                8,
+                false,
+                &units::quantity(&l.service, r.usage, lang),
+            );
+            p.text_right(
+                AMOUNT_RIGHT,
+                y,
+                8,
+                false,
+                &money_micros(cur, r.charge.0, lang),
+            );
             y -= 10.0;
         }
         if l.omitted_records > 0 {
@@ -780,19 +965,24 @@ fn annex_pages(pages: &mut Vec<Page>, inv: &Invoice, a: &Annex, w: &Words, lang:
                 y,
                 8,
                 false,
-                &format!("{} {} ({})", l.omitted_records, w.omitted, l.omitted_charge),
+                &format!(
+                    "{} {} {}",
+                    units::count(&l.service, l.omitted_records, lang),
+                    w.omitted,
+                    money_micros(cur, l.omitted_charge.0, lang)
+                ),
             );
             y -= 10.0;
         }
-        p.text(
-            60.0,
+        p.text_right(
+            AMOUNT_RIGHT,
             y,
             8,
             true,
             &format!(
-                "{}: {cur} {} = {}",
+                "{}: {} = {}",
                 w.line_sum,
-                l.charge_sum,
+                money_micros(cur, l.charge_sum.0, lang),
                 money(cur, l.amount.0, lang)
             ),
         );
@@ -800,6 +990,11 @@ fn annex_pages(pages: &mut Vec<Page>, inv: &Invoice, a: &Annex, w: &Words, lang:
     }
     pages.push(p);
 }
+
+/// Where amounts end on the page (the right edge of the grey payment box, less its
+/// padding), and the usage column of the annex.
+const AMOUNT_RIGHT: f32 = 545.0;
+const ANNEX_USAGE_RIGHT: f32 = 360.0;
 
 /// A4 in points.
 const PAGE_WIDTH: f32 = 595.0;
@@ -930,10 +1125,69 @@ mod tests {
     use super::*;
 
     #[test]
+    fn wrap_to_width_at_spaces_and_inside_overlong_words() {
+        // Liberation Sans at 10 pt: "a" 5.56 pt, space 2.78 pt
+        assert_eq!(wrap_to("aaa aaa", 40.0, 10, false), ["aaa aaa"]);
+        assert_eq!(wrap_to("aaa aaa", 30.0, 10, false), ["aaa", "aaa"]);
+        assert_eq!(wrap_to("aaaaaaa", 20.0, 10, false), ["aaa", "aaa", "a"]);
+        assert_eq!(wrap_to("", 20.0, 10, false), [""]);
+    }
+
+    #[test]
+    fn usage_lines_in_the_customers_terms() {
+        let line = |service: &str, destination: &str, band: &str, q: u64, u: u64| Line::Usage {
+            service: service.into(),
+            destination: destination.into(),
+            band: band.into(),
+            quantity: q,
+            usage: u,
+            unit: String::new(),
+            amount: Cents(0),
+            vat_category: String::new(),
+            vat_rate: String::new(),
+        };
+        assert_eq!(
+            line_text(&line("voice", "Nederland", "peak", 2, 3_725), &NL, "nl"),
+            "Bellen Nederland (peak): 2 gesprekken, 1:02:05"
+        );
+        assert_eq!(
+            line_text(&line("sms", "SMS Netherlands", "any", 16, 16), &EN, "en"),
+            "SMS Netherlands: 16 SMS"
+        );
+        assert_eq!(
+            line_text(
+                &line("data", "Mobile data", "any", 1, 1_050_000_000),
+                &NL,
+                "nl"
+            ),
+            "Data Mobile data: 1 sessie, 1,1 GB"
+        );
+    }
+
+    #[test]
+    fn allowance_texts() {
+        assert_eq!(
+            allowance_text("en", "300 min national", "seconds", 18000, 14700),
+            "300 min national: 300 min included, 245 min used"
+        );
+        assert_eq!(
+            allowance_text("nl", "Bundel", "seconds", 18000, 14730),
+            "Bundel: 300 min inbegrepen, 245 min 30 s verbruikt"
+        );
+        assert_eq!(allowance_quantity("nl", "bytes", 2_097_152), "2,1 MB");
+        assert_eq!(allowance_quantity("en", "bytes", 10_000_000_000), "10 GB");
+        assert_eq!(allowance_quantity("en", "bytes", 1_234_567_890), "1.23 GB");
+        assert_eq!(allowance_quantity("en", "messages", 1000), "1000 SMS");
+    }
+
+    #[test]
     fn money_per_language() {
         assert_eq!(money("EUR", 123456, "nl"), "EUR 1.234,56");
         assert_eq!(money("EUR", -1307, "nl"), "EUR -13,07");
         assert_eq!(money("EUR", 5, "nl"), "EUR 0,05");
         assert_eq!(money("EUR", 123456, "en"), "EUR 1234.56");
+        assert_eq!(money_micros("EUR", 2_274_000, "nl"), "EUR 2,274000");
+        assert_eq!(money_micros("EUR", 1_234_036_000, "nl"), "EUR 1.234,036000");
+        assert_eq!(money_micros("EUR", -36_000, "en"), "EUR -0.036000");
     }
 }

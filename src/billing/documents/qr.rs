@@ -34,7 +34,30 @@ pub fn epc_qr_payload(
 /// is chosen by a penalty computed on bit sets: the crate's own scoring spends about 1 ms
 /// per code, which every rendering of an invoice PDF (also the re-check of a closed
 /// period's files) would pay.
+///
+/// Writing an invoice encodes its payload twice (the PDF's code, then the `.qr.svg`), on
+/// the same thread: the last code each thread made is kept and given again for the same
+/// payload.
 pub fn qr_modules(payload: &str) -> Result<(usize, Vec<bool>), String> {
+    use std::cell::RefCell;
+    type Code = (usize, Vec<bool>);
+    thread_local! {
+        static LAST: RefCell<Option<(String, Code)>> = const { RefCell::new(None) };
+    }
+    if let Some(code) = LAST.with_borrow(|last| {
+        last.as_ref()
+            .filter(|(p, _)| p == payload)
+            .map(|(_, c)| c.clone())
+    }) {
+        return Ok(code);
+    }
+    let code = encode(payload)?;
+    LAST.set(Some((payload.to_owned(), code.clone())));
+    Ok(code)
+}
+
+/// `qr_modules` without the memo.
+fn encode(payload: &str) -> Result<(usize, Vec<bool>), String> {
     use qrcode::canvas::{Canvas, MaskPattern};
     let err = |e: qrcode::types::QrError| format!("cannot encode QR code: {e}");
     let ec_level = qrcode::EcLevel::M;
@@ -220,6 +243,8 @@ mod tests {
                     .map(|c| c == qrcode::Color::Dark)
                     .collect();
                 assert_eq!(qr_modules(&p).unwrap(), (code.width(), want), "{p:?}");
+                // the second time from the thread's memo, the same code
+                assert_eq!(qr_modules(&p).unwrap(), encode(&p).unwrap(), "{p:?}");
             }
         }
     }

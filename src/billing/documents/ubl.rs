@@ -297,6 +297,35 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
     );
     x.close("cac:PaymentTerms");
 
+    // Allowances (bundles) are document-level allowances (BG-20), not negative lines:
+    // they discount the usage lines as a whole, carry the VAT category of the usage they
+    // discounted, and keep every line's price positive (BR-27). Unused ones (0.00) are
+    // left out: they discount nothing.
+    let mut allowance_total = 0i64;
+    for l in &inv.lines {
+        let Line::Allowance { amount, .. } = l else {
+            continue;
+        };
+        if amount.0 == 0 {
+            continue;
+        }
+        let a = -amt(amount);
+        allowance_total += a;
+        let (cat, rate) = l.vat();
+        x.open("cac:AllowanceCharge");
+        x.leaf("cbc:ChargeIndicator", "false");
+        x.leaf("cbc:AllowanceChargeReason", &l.description());
+        x.amount("cbc:Amount", cur, a);
+        x.open("cac:TaxCategory");
+        x.leaf("cbc:ID", cat.code());
+        if cat != Category::O {
+            x.leaf("cbc:Percent", &rate.normalize().to_string());
+        }
+        tax_scheme(&mut x);
+        x.close("cac:TaxCategory");
+        x.close("cac:AllowanceCharge");
+    }
+
     // VAT.
     x.open("cac:TaxTotal");
     x.amount("cbc:TaxAmount", cur, amt(&inv.vat_total));
@@ -322,12 +351,19 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
     x.close("cac:TaxTotal");
 
     x.open("cac:LegalMonetaryTotal");
-    x.amount("cbc:LineExtensionAmount", cur, amt(&net_total));
+    x.amount(
+        "cbc:LineExtensionAmount",
+        cur,
+        amt(&net_total) + allowance_total,
+    );
     x.amount("cbc:TaxExclusiveAmount", cur, amt(&net_total));
     // Late-payment fees (issue 4) are outside the scope of VAT and not part of the VAT
     // invoice: the UBL totals are net + VAT; the payment note names the amount due.
     let with_vat = amt(&net_total) + amt(&inv.vat_total);
     x.amount("cbc:TaxInclusiveAmount", cur, with_vat);
+    if allowance_total != 0 {
+        x.amount("cbc:AllowanceTotalAmount", cur, allowance_total);
+    }
     x.amount("cbc:PayableAmount", cur, with_vat);
     x.close("cac:LegalMonetaryTotal");
 
@@ -339,7 +375,7 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
     for (i, l) in inv
         .lines
         .iter()
-        .filter(|l| fee_only || !matches!(l, Line::Fee { .. }))
+        .filter(|l| fee_only || !matches!(l, Line::Fee { .. } | Line::Allowance { .. }))
         .enumerate()
     {
         let a = l.cents() * sign;

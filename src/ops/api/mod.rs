@@ -15,6 +15,8 @@ pub mod analytics;
 pub mod credits;
 pub mod ops;
 pub mod pay;
+pub mod psp;
+pub mod rerate;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -192,7 +194,7 @@ async fn authenticate(State(st): State<ApiState>, mut req: Request, next: Next) 
 }
 
 /// One log line per API request: method, route (never the query string), status, caller.
-async fn access_log(req: Request, next: Next) -> Response {
+pub(crate) async fn access_log(req: Request, next: Next) -> Response {
     let t0 = Instant::now();
     let method = req.method().clone();
     let route = req
@@ -255,11 +257,13 @@ pub fn router(st: ApiState) -> Router {
         .route("/bills/{bill_no}", get(get_bill))
         .route("/bills/{bill_no}/ubl", get(get_bill_ubl))
         .route("/bills/{bill_no}/pdf", get(get_bill_pdf))
+        .route("/bills/{bill_no}/resend", post(resend_bill))
         .route("/cycles/{period}/close", post(close_cycle))
         .route("/files", get(list_files))
         .route("/tariffs/reload", post(reload_tariffs))
         .merge(analytics::router())
         .merge(credits::router())
+        .merge(rerate::router())
         .fallback(|| async { ApiError::not_found("no such API path") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
@@ -276,12 +280,12 @@ pub fn router(st: ApiState) -> Router {
     info(title = "tollgate operator API", description = "Accounts, usage, quotes, bills, cycle close, files, tariff reload, reports, the dashboard's figures, statements and payments. Every call needs `Authorization: Bearer <token>`; operator routes need an operator token."),
     paths(
         openapi, list_accounts, get_account, put_account, get_usage, get_quote, list_bills,
-        get_bill, get_bill_ubl, get_bill_pdf, close_cycle, list_files, reload_tariffs,
+        get_bill, get_bill_ubl, get_bill_pdf, resend_bill, close_cycle, list_files, reload_tariffs,
         get_statement, list_payments, post_payment, list_suspense, assign_suspense
     ),
     components(schemas(
-        ErrorBody, ops::Money, AccountDoc, AccountInput, UsageDoc, ops::UsageItem, BillDoc,
-        ops::BillLine, ops::TaxItem, ops::BillingPeriod, ops::AccountRef, CloseDoc, FileDoc,
+        ErrorBody, ops::Money, AccountDoc, AccountInput, UsageDoc, ops::UsageItem, ops::AllowanceUse, BillDoc,
+        ops::BillLine, ops::DeliveryDoc, ops::TaxItem, ops::BillingPeriod, ops::AccountRef, CloseDoc, FileDoc,
         ops::FileStatus, ReloadDoc, pay::StatementDoc, pay::LedgerEntryDoc, pay::OpenItemDoc,
         pay::PendingFeeDoc, pay::PaymentDoc, pay::PaymentInput, pay::AmountInput, pay::PaymentResultDoc,
         pay::SuspenseDoc, pay::AssignInput
@@ -312,6 +316,7 @@ pub fn openapi_json() -> &'static str {
         let mut doc = ApiDoc::openapi();
         doc.merge(analytics::AnalyticsDoc::openapi());
         doc.merge(credits::CreditsDoc::openapi());
+        doc.merge(rerate::RerateApiDoc::openapi());
         doc.to_pretty_json().expect("OpenAPI serializes")
     })
 }
@@ -507,6 +512,28 @@ async fn get_bill(
     let no = no?.0;
     let e = st.engine.clone();
     Ok(Json(blocking(move || ops::bill(&e, &no)).await?))
+}
+
+/// Delivers a bill to its customer again (operator): a new delivery is queued and sent
+/// at once (docs/delivery.md); the earlier ones keep their history.
+#[utoipa::path(post, path = "/api/v1/bills/{bill_no}/resend", tag = "bills",
+    params(("bill_no" = String, Path, description = "bill number YYYY-NNNNNN", example = "2026-000001")),
+    responses(
+        (status = 200, description = "the new delivery and its state after the attempt", body = ops::DeliveryDoc),
+        (status = 401, description = "missing or unknown token", body = ErrorBody),
+        (status = 403, description = "not an operator token", body = ErrorBody),
+        (status = 404, description = "no such bill", body = ErrorBody),
+        (status = 409, description = "refused: no [delivery] configured", body = ErrorBody),
+        (status = 503, description = "tokens file unusable", body = ErrorBody),
+    ))]
+async fn resend_bill(
+    _op: Operator,
+    State(st): State<ApiState>,
+    no: Result<Path<String>, PathRejection>,
+) -> Result<Json<ops::DeliveryDoc>, ApiError> {
+    let no = no?.0;
+    let e = st.engine.clone();
+    Ok(Json(blocking(move || ops::resend(&e, &no)).await?))
 }
 
 async fn bill_file(

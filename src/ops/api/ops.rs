@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+pub use crate::billing::delivery::DeliveryDoc;
 use crate::billing::{close_cycle, Invoice, Line, Period};
 use crate::ingest::engine::{Engine, Reference};
 use crate::rate::accounts::{Account, AccountIndex, Accounts};
@@ -275,6 +276,12 @@ pub struct AccountInput {
     /// `none` or `last1` .. `last8` (default `last4`).
     #[serde(default)]
     pub masking: Option<String>,
+    /// `email`, `peppol` or `none` (default: `email` when there is an address).
+    #[serde(default)]
+    pub delivery: Option<String>,
+    /// Peppol participant id `0106:<KvK>` or `9944:<Dutch VAT ID>` (business accounts).
+    #[serde(default)]
+    pub peppol_id: Option<String>,
 }
 
 /// Accounts in id order.
@@ -355,6 +362,8 @@ pub fn upsert_account(
                 Some(false) | None => String::new(),
             },
             "masking" => s(&input.masking),
+            "delivery" => s(&input.delivery),
+            "peppol_id" => s(&input.peppol_id),
             _ => String::new(),
         })
         .collect();
@@ -384,12 +393,25 @@ pub fn upsert_account(
     let r = engine.reference();
     AccountIndex::build(&parsed, &r.tariff)
         .map_err(|e| ApiError::unprocessable("invalid_account", format!("account refused: {e}")))?;
-    // Written in canonical form: every column, defaults spelled out.
+    // Written in canonical form: every column, defaults spelled out; the delivery
+    // columns (the last two, issue 15) only when an account uses them, so files of
+    // accounts without them are written as before.
+    let cols = crate::rate::accounts::COLUMNS.len();
+    let keep = if parsed
+        .list
+        .iter()
+        .any(|a| a.to_row()[cols - 2..].iter().any(|v| !v.is_empty()))
+    {
+        cols
+    } else {
+        cols - 2
+    };
     let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
-    w.write_record(crate::rate::accounts::COLUMNS)
+    w.write_record(&crate::rate::accounts::COLUMNS[..keep])
         .map_err(ApiError::internal)?;
     for a in &parsed.list {
-        w.write_record(a.to_row()).map_err(ApiError::internal)?;
+        w.write_record(&a.to_row()[..keep])
+            .map_err(ApiError::internal)?;
     }
     let out = w
         .into_inner()
@@ -451,6 +473,87 @@ pub struct UsageDoc {
     pub usage: Vec<UsageItem>,
     pub rated_charge: Money,
     pub billed_charge: Money,
+    /// While the period is open and the account's plan has allowances: each allowance,
+    /// in plan order, drawn so far by the close's rule (docs/billing.md#allowances).
+    /// Absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowances: Vec<AllowanceUse>,
+}
+
+/// An allowance of the account's plan in an open period: what the records so far drew.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowanceUse {
+    pub name: String,
+    pub service: String,
+    /// seconds, messages or bytes.
+    pub unit: String,
+    pub included: u64,
+    pub used: u64,
+    pub remaining: u64,
+}
+
+/// The allowances of an open period drawn so far: the account's records dated in it
+/// re-derived from `done/` and drawn as the close would.
+fn allowances_so_far(
+    engine: &Engine,
+    r: &crate::ingest::engine::Reference,
+    account: &str,
+    p: &str,
+) -> Result<Vec<AllowanceUse>, ApiError> {
+    use crate::billing::itemise::{derive, Window};
+    let Some(acc) = r.accounts.get(account) else {
+        return Ok(Vec::new());
+    };
+    let has = r
+        .tariff
+        .plan_index(&acc.plan)
+        .and_then(|i| r.tariff.plan_allowances(i))
+        .is_some();
+    let open = engine.ledger.close_record(p)?.is_none()
+        && engine
+            .ledger
+            .last_closed()?
+            .is_none_or(|last| last.as_str() < p);
+    if !has || !open {
+        return Ok(Vec::new());
+    }
+    let Some(m) = Window::month(p) else {
+        return Ok(Vec::new());
+    };
+    let window =
+        Window::of(&engine.ledger, p, engine.ledger.seq()?)?.with_allowances(&r.tariff, m, m);
+    let rows: Vec<crate::store::UsageRow> = engine
+        .ledger
+        .unbilled(Some(account))?
+        .into_iter()
+        .filter(|u| u.month.as_str() <= p)
+        .collect();
+    let d = derive(&engine.cfg, &engine.ledger, &r.accounts, &window, &rows);
+    let drawn = match d.drawn(account, &acc.plan) {
+        Ok(Some(x)) => x,
+        Ok(None) => return Ok(Vec::new()),
+        Err(why) => {
+            return Err(ApiError::new(
+                409,
+                "conflict",
+                format!("the allowances cannot be derived: {why}"),
+            ))
+        }
+    };
+    Ok(drawn
+        .allowances
+        .iter()
+        .zip(&drawn.used)
+        .map(|(a, &used)| AllowanceUse {
+            name: a.name.clone(),
+            service: a.service.name().into(),
+            unit: a.service.unit().into(),
+            included: a.units,
+            used,
+            remaining: a.units.saturating_sub(used),
+        })
+        .collect())
 }
 
 /// Usage of `account` dated in `period`.
@@ -485,12 +588,14 @@ pub fn usage(engine: &Engine, account: &str, period: Period) -> Result<UsageDoc,
             });
         }
     }
+    let allowances = allowances_so_far(engine, &r, account, &p)?;
     Ok(UsageDoc {
         account_id: account.to_owned(),
         period: p,
         usage: items,
         rated_charge: Money::new(&currency, format_micros(sums[0])),
         billed_charge: Money::new(&currency, format_micros(sums[1])),
+        allowances,
     })
 }
 
@@ -643,6 +748,10 @@ pub struct BillDoc {
     pub late_records: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lines: Option<Vec<BillLine>>,
+    /// Its deliveries to the customer, oldest first (only on `GET /api/v1/bills/{billNo}`,
+    /// and only once one was queued; docs/delivery.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Vec<DeliveryDoc>>,
 }
 
 fn bill_doc(inv: &Invoice, with_lines: bool) -> BillDoc {
@@ -682,6 +791,7 @@ fn bill_doc(inv: &Invoice, with_lines: bool) -> BillDoc {
             tax_amount: Money::new(c, inv.vat_total),
         }],
         late_records: inv.late_records,
+        delivery: None,
         lines: with_lines.then(|| {
             inv.lines
                 .iter()
@@ -726,6 +836,9 @@ fn bill_doc(inv: &Invoice, with_lines: bool) -> BillDoc {
                         description,
                         Money::new(c, amount),
                     ),
+                    Line::Allowance { amount, .. } => {
+                        BillLine::other("allowance", None, &l.description(), Money::new(c, amount))
+                    }
                     Line::Subscription {
                         plan,
                         description,
@@ -776,9 +889,27 @@ pub fn bills(
 
 /// One bill with its lines.
 pub fn bill(engine: &Engine, number: &str) -> Result<BillDoc, ApiError> {
-    invoice(engine, number)?
+    let mut doc = invoice(engine, number)?
         .map(|inv| bill_doc(&inv, true))
-        .ok_or_else(|| ApiError::not_found(format!("no bill `{number}`")))
+        .ok_or_else(|| ApiError::not_found(format!("no bill `{number}`")))?;
+    let states = crate::billing::delivery::states(&engine.ledger, &doc.bill_no)?;
+    doc.delivery = (!states.is_empty()).then_some(states);
+    Ok(doc)
+}
+
+/// Queues a bill's delivery again and runs a delivery at once; the new delivery's state.
+pub fn resend(engine: &Engine, number: &str) -> Result<DeliveryDoc, ApiError> {
+    use crate::billing::delivery;
+    if invoice(engine, number)?.is_none() {
+        return Err(ApiError::not_found(format!("no bill `{number}`")));
+    }
+    let queued = delivery::resend(&engine.cfg, &engine.ledger, number)?;
+    let r = engine.reference();
+    delivery::run(&engine.cfg, &engine.ledger, &r.accounts, chrono::Utc::now())?;
+    Ok(delivery::states(&engine.ledger, number)?
+        .into_iter()
+        .find(|d| d.id == queued.id)
+        .unwrap_or(queued))
 }
 
 /// The file beside a bill's JSON with this extension (`xml` for UBL, `pdf`), if it exists.

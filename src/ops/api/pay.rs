@@ -106,6 +106,9 @@ pub struct OpenItemDoc {
     /// Direct debit state: `pending`, `settled` or `returned`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direct_debit: Option<String>,
+    /// The bill's latest delivery to the customer, once one was queued (docs/delivery.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<crate::billing::delivery::DeliveryDoc>,
 }
 
 /// A late-payment fee waiting for the next bill (not in the balance yet).
@@ -180,10 +183,12 @@ pub fn statement(
             }
         })
         .collect();
+    let mut deliveries = crate::billing::delivery::all_states(&engine.ledger)?;
     let open_items = v
         .items
         .iter()
         .map(|it| OpenItemDoc {
+            delivery: deliveries.remove(&it.invoice).and_then(|mut d| d.pop()),
             bill_no: it.invoice.clone(),
             bill_date: it.issue_date.clone(),
             payment_due_date: it.due_date.clone(),
@@ -271,6 +276,11 @@ pub fn statement_text(d: &StatementDoc) -> String {
                 .as_ref()
                 .map(|c| format!(" (direct debit {c})"))
                 .unwrap_or_default()
+                + &it
+                    .delivery
+                    .as_ref()
+                    .map(|d| format!(" [delivery {}]", d.status))
+                    .unwrap_or_default()
         );
     }
     if !d.pending_fees.is_empty() {

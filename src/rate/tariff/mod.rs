@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use rkyv::rancor;
 
-pub use source::{Source, SourceError};
+pub use source::{Allowance, Source, SourceError};
 
 use crate::rate::service::Service;
 
@@ -268,6 +268,18 @@ pub struct Tariff {
     map: Mmap,
     path: PathBuf,
     pub tz: chrono_tz::Tz,
+    /// Per plan of the table (same index): its own deck (as in `table().decks`) and its
+    /// allowances. Known only when loaded from the sources ([`Tariff::load`]); an archive
+    /// opened alone ([`Tariff::open`], the snapshots re-rating uses) has none. Allowances
+    /// are applied at the close with the tariff in service, like the monthly fees.
+    pub allowances: Vec<PlanAllowances>,
+}
+
+/// A plan's allowances and the deck whose rows may draw on them.
+#[derive(Debug, Clone, Default)]
+pub struct PlanAllowances {
+    pub deck: String,
+    pub list: Vec<Allowance>,
 }
 
 impl std::fmt::Debug for Tariff {
@@ -284,7 +296,16 @@ impl Tariff {
     pub fn load(plans: &Path, data_dir: &Path) -> Result<Tariff, TariffError> {
         let src = Source::load(plans)?;
         let path = compile(&src, data_dir)?;
-        Tariff::open(&path)
+        let mut t = Tariff::open(&path)?;
+        t.allowances = src
+            .plans
+            .iter()
+            .map(|p| PlanAllowances {
+                deck: src.decks[p.deck].path.display().to_string(),
+                list: p.allowances.clone(),
+            })
+            .collect();
+        Ok(t)
     }
 
     /// Maps an archive and validates it once.
@@ -352,6 +373,7 @@ impl Tariff {
             map,
             path: path.to_owned(),
             tz,
+            allowances: Vec::new(),
         })
     }
 
@@ -375,6 +397,13 @@ impl Tariff {
     /// Path of the archive.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The allowances of plan `plan` (index), empty when it has none.
+    pub fn plan_allowances(&self, plan: u32) -> Option<&PlanAllowances> {
+        self.allowances
+            .get(plan as usize)
+            .filter(|a| !a.list.is_empty())
     }
 
     /// Index of a plan by id.

@@ -63,6 +63,18 @@ struct RawPlan {
     monthly_fee: String,
     deck: PathBuf,
     fallback: Option<String>,
+    #[serde(default, rename = "allowance")]
+    allowances: Vec<toml::Spanned<RawAllowance>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAllowance {
+    name: toml::Spanned<String>,
+    service: toml::Spanned<String>,
+    destinations: Option<toml::Spanned<Vec<toml::Spanned<String>>>>,
+    bands: Option<toml::Spanned<Vec<toml::Spanned<String>>>>,
+    units: toml::Spanned<i64>,
 }
 
 /// A date condition of a band: every year on `month-day`, or once when `year` is set.
@@ -92,7 +104,44 @@ pub struct Plan {
     pub monthly_fee_cents: i64,
     pub deck: usize,
     pub fallback: Option<usize>,
+    /// Included allowances, in priority order (the order written).
+    pub allowances: Vec<Allowance>,
 }
+
+/// An allowance (bundle) of a plan: `units` per period of `service`, drawn by the
+/// records a row of the plan's own deck priced with a matching destination and band.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowance {
+    pub name: String,
+    pub service: Service,
+    /// Deck destination names; `None` = every destination.
+    pub destinations: Option<Vec<String>>,
+    /// Band names (`any` included); `None` = every band.
+    pub bands: Option<Vec<String>>,
+    /// Seconds, messages or bytes per period (> 0).
+    pub units: u64,
+    /// 1-based line of its `[[plan.allowance]]` table in the plans file.
+    pub line: u64,
+}
+
+impl Allowance {
+    /// Whether a record of `service` priced by a row of `destination` and band `band`
+    /// (a band name, or `any`) draws on this allowance.
+    pub fn matches(&self, service: Service, destination: &str, band: &str) -> bool {
+        self.service == service
+            && self
+                .destinations
+                .as_ref()
+                .is_none_or(|d| d.iter().any(|x| x == destination))
+            && self
+                .bands
+                .as_ref()
+                .is_none_or(|b| b.iter().any(|x| x == band))
+    }
+}
+
+/// Most allowances a plan may have.
+pub const MAX_ALLOWANCES: usize = 64;
 
 /// One deck row, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,11 +410,13 @@ impl Source {
                     decks.len() - 1
                 }
             };
+            let allowances = parse_allowances(plans_path, &text, p, &decks[deck], &bands)?;
             plans.push(Plan {
                 id: p.id.clone(),
                 monthly_fee_cents: fee,
                 deck,
                 fallback,
+                allowances,
             });
         }
         // Fallback chains: no cycles, at most MAX_FALLBACK_DEPTH hops.
@@ -411,6 +462,121 @@ impl Source {
             version,
         })
     }
+}
+
+/// 1-based line of a byte offset in `text`.
+fn line_of(text: &str, offset: usize) -> u64 {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count() as u64
+        + 1
+}
+
+/// Validates a plan's `[[plan.allowance]]` tables against its deck: errors name the
+/// plans file and the line of the offending value.
+fn parse_allowances(
+    path: &Path,
+    text: &str,
+    plan: &RawPlan,
+    deck: &Deck,
+    bands: &[Band],
+) -> Result<Vec<Allowance>, SourceError> {
+    let err = |offset: usize, message: String| SourceError::Line {
+        path: path.to_owned(),
+        line: line_of(text, offset),
+        message: format!("plan `{}`: {message}", plan.id),
+    };
+    if plan.allowances.len() > MAX_ALLOWANCES {
+        return Err(err(
+            plan.allowances[MAX_ALLOWANCES].span().start,
+            format!("more than {MAX_ALLOWANCES} allowances"),
+        ));
+    }
+    let mut out = Vec::new();
+    for a in &plan.allowances {
+        let line = line_of(text, a.span().start);
+        let a = a.get_ref();
+        let name = a.name.get_ref().trim();
+        if name.is_empty() || name.contains(|c: char| c.is_control()) {
+            return Err(err(
+                a.name.span().start,
+                "allowance key `name`: must not be empty".into(),
+            ));
+        }
+        if out.iter().any(|x: &Allowance| x.name == name) {
+            return Err(err(
+                a.name.span().start,
+                format!("allowance key `name`: `{name}` defined twice"),
+            ));
+        }
+        let service = Service::from_bytes(a.service.get_ref().as_bytes()).ok_or_else(|| {
+            err(
+                a.service.span().start,
+                format!(
+                    "allowance `{name}`: key `service`: `{}` is not voice, sms or data",
+                    a.service.get_ref()
+                ),
+            )
+        })?;
+        let list = |key: &str,
+                    l: &Option<toml::Spanned<Vec<toml::Spanned<String>>>>,
+                    known: &dyn Fn(&str) -> bool|
+         -> Result<Option<Vec<String>>, SourceError> {
+            let Some(l) = l else { return Ok(None) };
+            if l.get_ref().is_empty() {
+                return Err(err(
+                    l.span().start,
+                    format!(
+                        "allowance `{name}`: key `{key}`: empty list (leave the key out for all)"
+                    ),
+                ));
+            }
+            let mut v = Vec::new();
+            for x in l.get_ref() {
+                if !known(x.get_ref()) {
+                    return Err(err(
+                        x.span().start,
+                        format!(
+                            "allowance `{name}`: key `{key}`: no {} row of deck {} has `{}`",
+                            service.name(),
+                            deck.path.display(),
+                            x.get_ref()
+                        ),
+                    ));
+                }
+                v.push(x.get_ref().clone());
+            }
+            Ok(Some(v))
+        };
+        let destinations = list("destinations", &a.destinations, &|d| {
+            deck.rows
+                .iter()
+                .any(|r| r.service == service && r.destination == d)
+        })?;
+        let band_name = |b: Option<usize>| b.map_or("any", |i| bands[i].name.as_str());
+        let bands = list("bands", &a.bands, &|b| {
+            deck.rows
+                .iter()
+                .any(|r| r.service == service && band_name(r.band) == b)
+        })?;
+        let units = *a.units.get_ref();
+        if units <= 0 {
+            return Err(err(
+                a.units.span().start,
+                format!("allowance `{name}`: key `units`: {units} must be greater than 0"),
+            ));
+        }
+        out.push(Allowance {
+            name: name.to_owned(),
+            service,
+            destinations,
+            bands,
+            units: units as u64,
+            line,
+        });
+    }
+    Ok(out)
 }
 
 /// Parses and validates one deck.

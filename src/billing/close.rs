@@ -285,6 +285,21 @@ pub(crate) fn payment_info(
             creditor_id: Some(sepa.creditor_id.clone()),
             collection_date: Some(due.to_string()),
             amount: Some(Cents(total_cents)),
+            card_last4: None,
+            card_brand: None,
+        },
+        // Charged off-session by `collect` on the due date; the saved card's digits are
+        // filled in by `credit::prenotify`, which reads the ledger.
+        (PaymentMethod::Card, _) => PaymentInfo {
+            method: "card".into(),
+            iban: String::new(),
+            epc_qr: None,
+            mandate_id: None,
+            creditor_id: None,
+            collection_date: Some(due.to_string()),
+            amount: Some(Cents(total_cents)),
+            card_last4: None,
+            card_brand: None,
         },
         _ => {
             let iban = cfg.seller.iban.replace(' ', "");
@@ -304,6 +319,8 @@ pub(crate) fn payment_info(
                 creditor_id: None,
                 collection_date: None,
                 amount: None,
+                card_last4: None,
+                card_brand: None,
             }
         }
     }

@@ -109,7 +109,8 @@ pub(crate) fn put(
 /// account that pays it first (see [`crate::payments::derive()`]). A direct-debit
 /// invoice pre-notifies that amount (what its collection will take); a transfer invoice
 /// states it as `amount` and its EPC QR code asks for it (no QR code when nothing is left
-/// to pay). `extra` = entries of the running transaction.
+/// to pay); a card invoice names the card saved for the account now (its last four
+/// digits), the one `collect` will charge. `extra` = entries of the running transaction.
 pub fn prenotify(
     cfg: &Config,
     ledger: &Ledger,
@@ -133,6 +134,12 @@ pub fn prenotify(
     let open = crate::payments::open_after(ledger, &inv.account_id, extra, add, &inv.number)?;
     let open = open.max(0);
     pay.amount = Some(Cents(open));
+    if pay.method == "card" {
+        if let Some(card) = crate::payments::psp::saved_card(ledger, &inv.account_id)? {
+            pay.card_last4 = card.last4;
+            pay.card_brand = card.brand;
+        }
+    }
     if pay.method == "transfer" {
         pay.epc_qr = (open > 0).then(|| {
             crate::billing::documents::qr::epc_qr_payload(
@@ -463,6 +470,8 @@ pub(crate) fn credit_in<'a>(
                 creditor_id: Some(sepa.creditor_id.clone()),
                 collection_date: Some(orig.due_date.to_string()),
                 amount: Some(Cents(open.max(0))),
+                card_last4: None,
+                card_brand: None,
             });
         }
     }

@@ -577,6 +577,25 @@ fn texts(
                     format!("We will collect {c} {} by direct debit from your account {} on or around {when}. You need not do anything.\n", amount(amt, l), p.iban)
                 });
             }
+            Some(p) if p.method == "card" && open > 0 => {
+                let when = p
+                    .collection_date
+                    .as_deref()
+                    .and_then(|d| d.parse().ok())
+                    .map_or_else(|| date(inv.due_date, l), |d| date(d, l));
+                let amt = amount(p.amount.map_or(open, |a| a.0.min(open)), l);
+                let card = match (nl, p.card_last4.as_deref()) {
+                    (true, Some(x)) => format!("uw betaalkaart eindigend op {x}"),
+                    (true, None) => "uw betaalkaart".to_owned(),
+                    (false, Some(x)) => format!("your card ending {x}"),
+                    (false, None) => "your card".to_owned(),
+                };
+                b.push_str(&if nl {
+                    format!("Wij schrijven {c} {amt} op {when} automatisch af van {card}. U hoeft zelf niets te doen.\n")
+                } else {
+                    format!("{c} {amt} will be charged to {card} on {when}. You need not do anything.\n")
+                });
+            }
             _ if open <= 0 => b.push_str(if nl {
                 "U hoeft niets te betalen: het bedrag is al voldaan.\n"
             } else {

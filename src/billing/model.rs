@@ -188,7 +188,7 @@ impl Line {
 /// How the invoice is to be paid (from the account's payment columns).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentInfo {
-    /// `transfer` or `direct_debit`.
+    /// `transfer`, `direct_debit` or `card` (charged to the saved card on the due date).
     pub method: String,
     /// Transfer: the IBAN to pay to; direct debit: the customer's IBAN, masked.
     pub iban: String,
@@ -205,6 +205,13 @@ pub struct PaymentInfo {
     pub collection_date: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<Cents>,
+    /// Card: the last four digits of the card saved when the document was issued (none
+    /// saved yet: absent, and the invoice says "your card").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_last4: Option<String>,
+    /// Card: its brand as the provider names it (`visa`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_brand: Option<String>,
 }
 
 /// The customer block of an invoice.

@@ -177,6 +177,10 @@ pub fn payments(cfg: Config, cmd: PaymentsCmd) -> Result<ExitCode> {
             let provider = match p.provider {
                 crate::config::PspProvider::Stripe => "stripe",
             };
+            // The card's last digits for the invoices, when the provider tells them.
+            let info = psp::provider(p)
+                .map(|pr| psp::card_info(pr.as_ref(), &payment_method))
+                .unwrap_or_default();
             psp::save_card(
                 &engine.ledger,
                 &engine.reference().accounts,
@@ -187,6 +191,8 @@ pub fn payments(cfg: Config, cmd: PaymentsCmd) -> Result<ExitCode> {
                     payment_method,
                     saved: chrono::Utc::now().date_naive().to_string(),
                     source: "cli".into(),
+                    last4: info.last4,
+                    brand: info.brand,
                 },
             )?;
             println!("saved the card of {account}; collect charges it for due invoices");

@@ -8,6 +8,7 @@ mod allowances;
 mod api;
 mod api_fuzz;
 mod architecture;
+mod card;
 mod crash;
 mod delivery;
 mod e2e;

@@ -19,17 +19,17 @@ use crate::common::tools;
 use crate::common::*;
 
 const INSTALL: &str = "tools/pyenv.sh 'localstripe==1.15.10' (tools/test.sh does it)";
-const SECRET_KEY: &str = "sk_test_tollgate";
-const WEBHOOK_SECRET: &str = "whsec_tollgate_test";
+pub(crate) const SECRET_KEY: &str = "sk_test_tollgate";
+pub(crate) const WEBHOOK_SECRET: &str = "whsec_tollgate_test";
 
 /// localstripe on a loopback port, stopped on drop.
-struct LocalStripe {
+pub(crate) struct LocalStripe {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl LocalStripe {
-    fn start(dir: &std::path::Path) -> Option<LocalStripe> {
+    pub(crate) fn start(dir: &std::path::Path) -> Option<LocalStripe> {
         let py = tools::venv_python("localstripe", INSTALL)?;
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -74,7 +74,7 @@ impl LocalStripe {
             .into()
     }
 
-    fn get(&self, path: &str) -> (u16, serde_json::Value) {
+    pub(crate) fn get(&self, path: &str) -> (u16, serde_json::Value) {
         match Self::agent()
             .get(format!("{}{path}", self.base))
             .header("authorization", format!("Bearer {SECRET_KEY}"))
@@ -88,7 +88,7 @@ impl LocalStripe {
         }
     }
 
-    fn post(&self, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
+    pub(crate) fn post(&self, path: &str, form: &[(&str, &str)]) -> serde_json::Value {
         let mut r = Self::agent()
             .post(format!("{}{path}", self.base))
             .header("authorization", format!("Bearer {SECRET_KEY}"))
@@ -101,12 +101,12 @@ impl LocalStripe {
         v
     }
 
-    fn id(v: &serde_json::Value) -> String {
+    pub(crate) fn id(v: &serde_json::Value) -> String {
         v["id"].as_str().unwrap().to_owned()
     }
 
     /// A card payment method with this number.
-    fn card(&self, number: &str) -> String {
+    pub(crate) fn card(&self, number: &str) -> String {
         Self::id(&self.post(
             "/v1/payment_methods",
             &[
@@ -120,7 +120,7 @@ impl LocalStripe {
     }
 
     /// A customer with the card attached: (customer, payment method).
-    fn customer_with_card(&self, number: &str) -> (String, String) {
+    pub(crate) fn customer_with_card(&self, number: &str) -> (String, String) {
         let cus = Self::id(&self.post("/v1/customers", &[("email", "k@example.com")]));
         let pm = self.card(number);
         self.post(
@@ -131,7 +131,7 @@ impl LocalStripe {
     }
 
     /// What Stripe.js does on the pay page: the card on the PaymentIntent, confirmed.
-    fn pay(&self, pi: &str, number: &str) -> serde_json::Value {
+    pub(crate) fn pay(&self, pi: &str, number: &str) -> serde_json::Value {
         let pm = self.card(number);
         self.post(
             &format!("/v1/payment_intents/{pi}"),
@@ -140,7 +140,7 @@ impl LocalStripe {
         self.post(&format!("/v1/payment_intents/{pi}/confirm"), &[])
     }
 
-    fn payment_intents(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn payment_intents(&self) -> Vec<serde_json::Value> {
         let (s, v) = self.get("/v1/payment_intents?limit=100");
         assert_eq!(s, 200, "{v}");
         v["data"].as_array().unwrap().clone()
@@ -266,7 +266,7 @@ fn payment_on(page: &str) -> String {
         .to_owned()
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -283,7 +283,7 @@ fn succeeded(event: &str, pi: &serde_json::Value) -> Vec<u8> {
 }
 
 /// POSTs an event to the webhook, signed at `t` with `secret`.
-fn post_event(addr: SocketAddr, body: &[u8], secret: &str, t: i64) -> Resp {
+pub(crate) fn post_event(addr: SocketAddr, body: &[u8], secret: &str, t: i64) -> Resp {
     let sig = tollgate::payments::psp::stripe::sign(body, secret.as_bytes(), t);
     http_request(
         addr,

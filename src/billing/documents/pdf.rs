@@ -32,6 +32,7 @@ struct Words {
     account_credit: &'static str,
     reference: &'static str,
     direct_debit: &'static str,
+    card: &'static str,
     on: &'static str,
     from: &'static str,
     mandate: &'static str,
@@ -85,6 +86,7 @@ const NL: Words = Words {
     account_credit: "tegoed op uw rekening",
     reference: "betalingskenmerk",
     direct_debit: "Automatische incasso",
+    card: "Betaalkaart",
     on: "op",
     from: "Van rekening",
     mandate: "machtiging",
@@ -138,6 +140,7 @@ const EN: Words = Words {
     account_credit: "credit on your account",
     reference: "payment reference",
     direct_debit: "Direct debit",
+    card: "Card payment",
     on: "on",
     from: "From account",
     mandate: "mandate",
@@ -336,6 +339,20 @@ fn cents(c: &Cents) -> i64 {
     c.0
 }
 
+/// The sentence of a card invoice (nl/en): "Wordt op 2026-10-15 afgeschreven van uw
+/// betaalkaart eindigend op 4242." / "Will be charged to your card ending 4242 on
+/// 2026-10-15." (without a saved card: "your card"). Also the e-mail's.
+pub fn card_sentence(lang: &str, last4: Option<&str>, when: &str) -> String {
+    match (lang == "nl", last4) {
+        (true, Some(x)) => {
+            format!("Wordt op {when} afgeschreven van uw betaalkaart eindigend op {x}.")
+        }
+        (true, None) => format!("Wordt op {when} afgeschreven van uw betaalkaart."),
+        (false, Some(x)) => format!("Will be charged to your card ending {x} on {when}."),
+        (false, None) => format!("Will be charged to your card on {when}."),
+    }
+}
+
 /// Renders the PDF of an invoice or credit note, with the itemised annex's pages when
 /// one is held and `ubl` (the document's UBL XML) embedded. An error says why the PDF
 /// could not be written as PDF/A-3b (not expected: every character is given a glyph).
@@ -366,11 +383,16 @@ pub fn render(
         .flatten()
         .filter(|pay| pay.method == "transfer")
         .and_then(|pay| pay.epc_qr.as_deref());
+    // A card invoice: charged to the saved card on the due date (no bank details).
+    let card = (!credit)
+        .then_some(inv.payment.as_ref())
+        .flatten()
+        .filter(|pay| pay.method == "card");
     let transfer = !credit
         && inv
             .payment
             .as_ref()
-            .is_none_or(|pay| pay.method != "direct_debit");
+            .is_none_or(|pay| pay.method != "direct_debit" && pay.method != "card");
     // What a transfer invoice asks for: its total less credit on the account.
     let to_pay = inv
         .payment
@@ -379,6 +401,7 @@ pub fn render(
         .map_or_else(|| cents(&inv.total), cents);
     let from_credit = cents(&inv.total) - to_pay;
     let box_height = match (qr, transfer) {
+        _ if card.is_some() => 52.0,
         (Some(_), _) => QR_SIDE + 8.0,
         (None, true) if from_credit > 0 => 86.0,
         (None, true) => 70.0,
@@ -406,6 +429,25 @@ pub fn render(
                     .map_or("", |r| r.number.as_str())
             ),
         );
+    } else if let Some(c) = card {
+        // "Card payment: € 12,10 on 2026-10-15", then whose card is charged when.
+        let when = c
+            .collection_date
+            .clone()
+            .unwrap_or_else(|| inv.due_date.to_string());
+        p.text(
+            55.0,
+            y - 4.0,
+            14,
+            true,
+            &format!(
+                "{}: {} {} {when}",
+                w.card,
+                m(c.amount.as_ref().map_or_else(|| cents(&inv.total), cents)),
+                w.on
+            ),
+        );
+        p.text(55.0, y - 24.0, 10, false, &card_sentence(lang, c.card_last4.as_deref(), &when));
     } else if let Some(dd) = inv
         .payment
         .as_ref()

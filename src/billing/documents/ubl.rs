@@ -234,8 +234,30 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
     // Direct debit: SEPA direct debit (59) with the mandate (BT-89) and the debited
     // account (BT-91, masked as on the invoice's pre-notification). Transfer: SEPA
     // credit transfer (58) to the seller's account with the payment reference (BT-83).
+    // Card: bank card (48, UNCL 4461) with the card account (BG-18) when the card's
+    // last four digits are known (BT-87: never more; NetworkID is the brand).
     let reference = inv.payment_reference.as_deref().unwrap_or(&inv.number);
-    if let Some(p) = debit {
+    let card = inv
+        .payment
+        .as_ref()
+        .filter(|p| p.method == "card" && !credit);
+    if let Some(p) = card {
+        x.open("cac:PaymentMeans");
+        x.leaf("cbc:PaymentMeansCode", "48");
+        x.leaf("cbc:PaymentID", reference);
+        if let Some(last4) = p.card_last4.as_deref() {
+            x.open("cac:CardAccount");
+            x.leaf("cbc:PrimaryAccountNumberID", last4);
+            x.leaf(
+                "cbc:NetworkID",
+                &p.card_brand
+                    .as_deref()
+                    .map_or_else(|| "CARD".to_owned(), str::to_ascii_uppercase),
+            );
+            x.close("cac:CardAccount");
+        }
+        x.close("cac:PaymentMeans");
+    } else if let Some(p) = debit {
         x.open("cac:PaymentMeans");
         x.leaf("cbc:PaymentMeansCode", "59");
         x.leaf("cbc:PaymentID", reference);
@@ -279,8 +301,19 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
                     .map_or("", |r| r.number.as_str())
             )
         } else {
-            match debit {
-                Some(p) => format!(
+            match (card, debit) {
+                (Some(p), _) => format!(
+                    "{cur} {} will be charged to the card{} on {}{fee_note}",
+                    p.amount.unwrap_or(inv.total),
+                    p.card_last4
+                        .as_deref()
+                        .map(|l| format!(" ending {l}"))
+                        .unwrap_or_default(),
+                    p.collection_date
+                        .clone()
+                        .unwrap_or_else(|| inv.due_date.to_string())
+                ),
+                (None, Some(p)) => format!(
                     "{cur} {} will be collected by SEPA direct debit on {} under mandate {}{fee_note}",
                     inv.total,
                     p.collection_date
@@ -288,7 +321,7 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
                         .unwrap_or_else(|| inv.due_date.to_string()),
                     p.mandate_id.as_deref().unwrap_or("")
                 ),
-                None => format!(
+                (None, None) => format!(
                     "Pay {cur} {} by {} to {} quoting {}{fee_note}",
                     inv.total, inv.due_date, s.iban, reference
                 ),

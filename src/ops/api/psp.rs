@@ -301,18 +301,27 @@ fn webhook(engine: &Engine, sig: Option<&str>, body: &[u8]) -> Response {
             customer: Some(customer),
             payment_method: Some(pm),
             setup,
-        } => psp::save_card(
-            &engine.ledger,
-            &engine.reference().accounts,
-            &account,
-            SavedCard {
-                provider: "stripe".into(),
-                customer,
-                payment_method: pm,
-                saved: chrono::Utc::now().date_naive().to_string(),
-                source: format!("setup_intent {setup}"),
-            },
-        )
+        } => {
+            // The card's last digits for the invoices (best effort: the card is saved
+            // without them when the provider cannot tell now).
+            let info = psp::provider(p)
+                .map(|pr| psp::card_info(pr.as_ref(), &pm))
+                .unwrap_or_default();
+            psp::save_card(
+                &engine.ledger,
+                &engine.reference().accounts,
+                &account,
+                SavedCard {
+                    provider: "stripe".into(),
+                    customer,
+                    payment_method: pm,
+                    saved: chrono::Utc::now().date_naive().to_string(),
+                    source: format!("setup_intent {setup}"),
+                    last4: info.last4,
+                    brand: info.brand,
+                },
+            )
+        }
         .map(|()| serde_json::json!({"received": true, "event": id, "card_saved": account}))
         .or_else(|e| match e {
             // A refusal is permanent (unknown account, not a card account): acknowledged,

@@ -73,13 +73,15 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/my/bills/{bill_no}/ubl", get(ubl))
         .route("/my/bills/{bill_no}/pay", post(pay))
         .route("/my/card", post(card))
+        .route("/my/card/done", get(card_done))
         .route("/my/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::map_response(headers))
         .with_state(st)
 }
 
 /// Headers of every `/my/` response: nothing cached, no framing, no referrer (a link's
-/// token never leaves in a Referer), only inline styles and same-origin forms.
+/// token never leaves in a Referer), only inline styles and same-origin forms (the card
+/// page sets its own policy, which also lets the provider's script in).
 async fn headers(mut r: Response) -> Response {
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -92,12 +94,14 @@ async fn headers(mut r: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        );
+    }
     r
 }
 
@@ -385,6 +389,8 @@ fn account_page(engine: &Engine, s: &Session, brand: String) -> Result<String, S
         invoices,
         payments,
         psp: psp::configured(&engine.cfg),
+        card_setup: psp::card_setup_offered(engine, account),
+        saved_card: psp::saved_card(engine, account),
         session_end: end,
     }))
 }
@@ -763,7 +769,9 @@ async fn pay(
     }
 }
 
-/// `POST /my/card`: to the payment provider to save a card for the session's account.
+/// `POST /my/card`: the card page of the session's account (card accounts only): a
+/// SetupIntent on the account's provider customer, confirmed in the browser by the
+/// provider's script.
 async fn card(
     State(st): State<MyState>,
     h: HeaderMap,
@@ -776,14 +784,117 @@ async fn card(
     let lang = account_lang(&st.engine, &s.session.account);
     let engine = st.engine.clone();
     let account = s.session.account.clone();
-    match tokio::task::spawn_blocking(move || psp::card_setup_url(&engine, &account)).await {
-        Ok(Ok(url)) => Redirect::to(&url).into_response(),
-        _ => st.message(
+    let nonce = signin::random_token().unwrap_or_default();
+    let n = nonce.clone();
+    let r = tokio::task::spawn_blocking(move || psp::start_card_setup(&engine, &account, &n))
+        .await
+        .unwrap_or_else(|_| Err(psp::CardError::Unavailable("the task failed".into())));
+    let setup = match r {
+        Ok(x) => x,
+        Err(e) => return card_refusal(&st, lang, e),
+    };
+    let Some(p) = st.engine.cfg.psp.as_ref() else {
+        return card_refusal(&st, lang, psp::CardError::NoProvider);
+    };
+    let name = st
+        .engine
+        .reference()
+        .accounts
+        .get(&s.session.account)
+        .map(|a| a.name.clone())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| s.session.account.clone());
+    let who = format!("{name} · {}", s.session.account);
+    let html = page::card_page(&page::CardPage {
+        lang,
+        brand: &st.brand(),
+        who: &who,
+        csrf: &s.session.csrf,
+        client_secret: &setup.client_secret,
+        publishable_key: &p.publishable_key,
+        js_url: &p.js_url,
+        nonce: &nonce,
+    });
+    let mut r = st.html(StatusCode::OK, html, Vec::new());
+    if let Ok(v) = HeaderValue::from_str(&psp::card_page_csp(&p.js_url, &p.api_base, &nonce)) {
+        r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    r
+}
+
+/// The page answering a card that could not be saved (the reason is logged, never a
+/// secret: provider errors carry Stripe's message only).
+fn card_refusal(st: &MyState, lang: Lang, e: psp::CardError) -> Response {
+    match e {
+        psp::CardError::NotOffered => st.message(
+            StatusCode::CONFLICT,
+            lang,
+            lang.t("save_card"),
+            lang.t("card_not_card_account"),
+        ),
+        psp::CardError::NotFound => st.not_found(lang),
+        psp::CardError::NoProvider => st.message(
             StatusCode::SERVICE_UNAVAILABLE,
             lang,
             lang.t("save_card"),
             lang.t("psp_unavailable"),
         ),
+        psp::CardError::NotConfirmed(m) => {
+            tracing::info!(target: "tollgate::my", reason = %m, "card not saved");
+            st.message(
+                StatusCode::CONFLICT,
+                lang,
+                lang.t("save_card"),
+                lang.t("card_not_confirmed"),
+            )
+        }
+        psp::CardError::Unavailable(m) => {
+            tracing::warn!(target: "tollgate::my", error = %m, "card setup: provider or ledger");
+            st.message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                lang,
+                lang.t("save_card"),
+                lang.t("psp_unavailable"),
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct SetupQuery {
+    #[serde(default)]
+    setup_intent: String,
+}
+
+/// `GET /my/card/done?setup_intent=…`: where the card page returns. The SetupIntent is
+/// read back from the provider and its card saved only when it names the session's
+/// account and customer and has succeeded; another account's is the same 404.
+async fn card_done(
+    State(st): State<MyState>,
+    h: HeaderMap,
+    q: Result<Query<SetupQuery>, QueryRejection>,
+) -> Response {
+    let Some(s) = signed(&st, &h).await else {
+        return Redirect::to("/my/").into_response();
+    };
+    let lang = account_lang(&st.engine, &s.session.account);
+    let setup = q.map(|q| q.0.setup_intent).unwrap_or_default();
+    let engine = st.engine.clone();
+    let account = s.session.account.clone();
+    let r = tokio::task::spawn_blocking(move || psp::finish_card_setup(&engine, &account, &setup))
+        .await
+        .unwrap_or_else(|_| Err(psp::CardError::Unavailable("the task failed".into())));
+    match r {
+        Ok(card) => {
+            tracing::info!(target: "tollgate::my", account = %s.session.account, "card saved");
+            st.message(
+                StatusCode::OK,
+                lang,
+                lang.t("card_saved_title"),
+                &page::card_saved(lang, card.last4.as_deref(), &card.saved),
+            )
+        }
+        Err(e) => card_refusal(&st, lang, e),
     }
 }
 

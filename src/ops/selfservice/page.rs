@@ -1,4 +1,5 @@
-//! The HTML of `/my/`: server-rendered, no script, every value escaped
+//! The HTML of `/my/`: server-rendered, no script (except the card page, which mounts
+//! the provider's script to take the card), every value escaped
 //! ([`crate::ops::report::esc`]), in the customer's language (nl/en).
 //!
 //! Amounts come in as cents (bills, payments, balance) or micros (rated usage, shown
@@ -104,6 +105,22 @@ impl Lang {
             "card_note" => (
                 "Bewaar uw kaart om facturen automatisch te laten betalen.",
                 "Save your card to have invoices paid automatically.",
+            ),
+            "replace_card" => ("Andere betaalkaart bewaren", "Save another card"),
+            "card_title" => ("Betaalkaart bewaren", "Save your card"),
+            "card_intro" => (
+                "Vul uw kaartgegevens in. Wij bewaren ze niet zelf: de betaaldienst bewaart de kaart en schrijft openstaande facturen op de vervaldatum automatisch af.",
+                "Enter your card details. We do not keep them ourselves: the payment service keeps the card and charges open invoices automatically on their due date.",
+            ),
+            "card_save_button" => ("Kaart bewaren", "Save card"),
+            "card_saved_title" => ("Betaalkaart bewaard", "Card saved"),
+            "card_not_confirmed" => (
+                "De kaart is (nog) niet bevestigd. Probeer het opnieuw.",
+                "The card has not been confirmed (yet). Please try again.",
+            ),
+            "card_not_card_account" => (
+                "Uw account betaalt niet per kaart. Neem contact met ons op om automatisch per kaart te betalen.",
+                "Your account does not pay by card. Please contact us to pay automatically by card.",
             ),
             "psp_unavailable" => (
                 "Online betalen is op dit moment niet mogelijk.",
@@ -419,8 +436,12 @@ pub struct AccountPage {
     pub allowances: Vec<Allowance>,
     pub invoices: Vec<InvoiceRow>,
     pub payments: Vec<PaymentRow>,
-    /// Pay-now and save-card buttons (a payment provider is configured).
+    /// Pay-now buttons (a payment provider is configured).
     pub psp: bool,
+    /// The save-card section: a card account with a payment provider configured.
+    pub card_setup: bool,
+    /// The card saved for the account: its last four digits (when known) and the date.
+    pub saved_card: Option<(Option<String>, String)>,
     /// `HH:MM` UTC of the session's end.
     pub session_end: String,
 }
@@ -679,13 +700,17 @@ pub fn account(p: &AccountPage) -> String {
         b.push_str("</tbody></table>");
     }
     b.push_str("</div>");
-    if p.psp && super::psp::CARD_SETUP {
+    if p.card_setup {
+        let (note, button) = match &p.saved_card {
+            Some((last4, date)) => (card_saved(l, last4.as_deref(), date), l.t("replace_card")),
+            None => (l.t("card_note").to_owned(), l.t("save_card")),
+        };
         b.push_str(&format!(
-            r#"<div class="card" id="card"><h2>{}</h2><p class="muted">{}</p><form method="post" action="/my/card"><input type="hidden" name="csrf" value="{}"><button class="primary" type="submit">{}</button></form></div>"#,
+            r#"<div class="card" id="card"><h2>{}</h2><p class="muted" id="card-state">{}</p><form method="post" action="/my/card"><input type="hidden" name="csrf" value="{}"><button class="primary" type="submit" id="save-card">{}</button></form></div>"#,
             l.t("save_card"),
-            l.t("card_note"),
+            esc(&note),
             esc(&p.csrf),
-            l.t("save_card")
+            button
         ));
     }
     b.push_str(&format!(
@@ -700,6 +725,81 @@ pub fn account(p: &AccountPage) -> String {
         Some((&format!("{} · {}", p.name, p.account), &p.csrf)),
         &b,
     )
+}
+
+/// "Card ending 4242, saved on 5 Dec 2026: due invoices are charged to it automatically."
+pub fn card_saved(l: Lang, last4: Option<&str>, date: &str) -> String {
+    let d = l.date(date);
+    match (l, last4) {
+        (Lang::Nl, Some(x)) => format!(
+            "Betaalkaart eindigend op {x}, bewaard op {d}: openstaande facturen worden op de vervaldatum automatisch afgeschreven."
+        ),
+        (Lang::Nl, None) => format!(
+            "Betaalkaart bewaard op {d}: openstaande facturen worden op de vervaldatum automatisch afgeschreven."
+        ),
+        (Lang::En, Some(x)) => format!(
+            "Card ending {x}, saved on {d}: open invoices are charged to it automatically on their due date."
+        ),
+        (Lang::En, None) => format!(
+            "Card saved on {d}: open invoices are charged to it automatically on their due date."
+        ),
+    }
+}
+
+/// What the card page hands to the provider's script.
+pub struct CardPage<'a> {
+    pub lang: Lang,
+    pub brand: &'a str,
+    /// `name · account` for the header, with the session's CSRF token (sign-out form).
+    pub who: &'a str,
+    pub csrf: &'a str,
+    /// The SetupIntent's client secret (for the browser; not a server secret).
+    pub client_secret: &'a str,
+    pub publishable_key: &'a str,
+    pub js_url: &'a str,
+    /// The nonce of this response's Content-Security-Policy `script-src`.
+    pub nonce: &'a str,
+}
+
+/// The card page: mounts the provider's card form (Stripe.js, `confirmCardSetup`) and,
+/// once the card is confirmed, goes to `/my/card/done?setup_intent=<id>`, where the
+/// server reads the SetupIntent back from the provider before it saves anything.
+pub fn card_page(c: &CardPage) -> String {
+    let l = c.lang;
+    let body = format!(
+        r#"<div class="card narrow"><h1>{title}</h1><p class="muted">{intro}</p>
+<form id="cardform" data-client-secret="{cs}" data-key="{pk}">
+<div id="card-element" style="margin:.6rem 0 1rem"></div><p id="error" role="alert" class="owed"></p>
+<button class="primary" type="submit" id="confirm-card">{button}</button></form>
+<p><a href="/my/">{back}</a></p></div>
+<script nonce="{nonce}" src="{js}"></script>
+<script nonce="{nonce}">
+const f = document.getElementById('cardform');
+const stripe = Stripe(f.dataset.key);
+const card = stripe.elements().create('card');
+card.mount('#card-element');
+f.addEventListener('submit', async (e) => {{
+  e.preventDefault();
+  document.getElementById('confirm-card').disabled = true;
+  const r = await stripe.confirmCardSetup(f.dataset.clientSecret, {{payment_method: {{card}}}});
+  if (r.error) {{
+    document.getElementById('error').textContent = (r.error && r.error.message) || 'error';
+    document.getElementById('confirm-card').disabled = false;
+  }} else {{
+    window.location = '/my/card/done?setup_intent=' + encodeURIComponent(r.setupIntent.id);
+  }}
+}});
+</script>"#,
+        title = l.t("card_title"),
+        intro = l.t("card_intro"),
+        cs = esc(c.client_secret),
+        pk = esc(c.publishable_key),
+        button = l.t("card_save_button"),
+        back = l.t("back"),
+        nonce = esc(c.nonce),
+        js = esc(c.js_url),
+    );
+    layout(l, c.brand, l.t("card_title"), Some((c.who, c.csrf)), &body)
 }
 
 #[cfg(test)]

@@ -91,6 +91,34 @@ pub enum Charge {
     },
 }
 
+/// A card-saving session the customer completes on the card page (a Stripe SetupIntent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    pub id: String,
+    /// Handed to the provider's script on the card page (not a server secret).
+    pub client_secret: String,
+}
+
+/// A card-saving session as the provider has it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupState {
+    pub id: String,
+    /// `succeeded` once the card is confirmed.
+    pub status: String,
+    pub customer: Option<String>,
+    pub payment_method: Option<String>,
+    /// `metadata[account]`, set when it was created.
+    pub account: Option<String>,
+}
+
+/// What a card looks like to its holder: never more than the last four digits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CardInfo {
+    pub last4: Option<String>,
+    /// `visa`, `mastercard`, … (the provider's word).
+    pub brand: Option<String>,
+}
+
 /// What tollgate needs of a payment provider.
 pub trait Provider {
     /// `stripe`: names identities (`psp/stripe/<id>`).
@@ -104,6 +132,25 @@ pub trait Provider {
         customer: &str,
         method: &str,
     ) -> Result<Charge, PspError>;
+    /// Creates the provider customer of an account (saved cards hang on it).
+    fn create_customer(
+        &self,
+        account: &str,
+        email: &str,
+        idempotency_key: &str,
+    ) -> Result<String, PspError>;
+    /// Starts saving a card for off-session charges (`usage=off_session`,
+    /// `metadata[account]`).
+    fn create_setup(
+        &self,
+        customer: &str,
+        account: &str,
+        idempotency_key: &str,
+    ) -> Result<Setup, PspError>;
+    /// A card-saving session as it is now.
+    fn setup(&self, id: &str) -> Result<SetupState, PspError>;
+    /// The last digits and brand of a saved payment method.
+    fn card(&self, payment_method: &str) -> Result<CardInfo, PspError>;
     /// Refunds (part of) a payment; returns the refund's id.
     fn refund(
         &self,
@@ -405,6 +452,12 @@ pub struct SavedCard {
     pub saved: String,
     /// `cli`, or `setup_intent <id>`.
     pub source: String,
+    /// The card's last four digits, when the provider told them (printed on invoices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last4: Option<String>,
+    /// The card's brand (`visa`), when known (the UBL card account's network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
 }
 
 /// The saved card of an account.
@@ -425,13 +478,7 @@ pub fn save_card(
     account: &str,
     card: SavedCard,
 ) -> Result<(), PayError> {
-    let a = super::receipts::check_account(accounts, account)?;
-    if a.payment_method != PaymentMethod::Card {
-        return refused(format!(
-            "account {account} pays by {}, not card (set payment_method = card in the accounts file)",
-            a.payment_method.as_str()
-        ));
-    }
+    card_account(accounts, account)?;
     if card.customer.is_empty() || card.payment_method.is_empty() {
         return refused("a saved card needs a provider customer and payment method");
     }
@@ -442,6 +489,140 @@ pub fn save_card(
             serde_json::to_vec(&card).expect("json"),
         );
         Ok(())
+    })
+}
+
+/// The provider customer of an account (`collections` `customer/<account>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRecord {
+    pub provider: String,
+    pub customer: String,
+}
+
+fn card_account<'a>(
+    accounts: &'a Accounts,
+    account: &str,
+) -> Result<&'a crate::rate::accounts::Account, PayError> {
+    let a = super::receipts::check_account(accounts, account)?;
+    if a.payment_method != PaymentMethod::Card {
+        return refused(format!(
+            "account {account} pays by {}, not card (set payment_method = card in the accounts file)",
+            a.payment_method.as_str()
+        ));
+    }
+    Ok(a)
+}
+
+/// The provider customer of an account: the saved card's, else the one created before
+/// (`customer/<account>`), else a new one (idempotency key `tollgate-customer-<account>`),
+/// stored in its own batch before it is used. Serialized in the process, so two card
+/// pages opened at once make one customer.
+pub fn provider_customer(
+    ledger: &Ledger,
+    accounts: &Accounts,
+    account: &str,
+    provider: &dyn Provider,
+) -> Result<String, PayError> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let a = card_account(accounts, account)?;
+    if let Some(c) = saved_card(ledger, account)?.filter(|c| c.provider == provider.name()) {
+        return Ok(c.customer);
+    }
+    let k = format!("customer/{account}");
+    if let Some(v) = ledger.pay_get(PayCf::Collections, k.as_bytes())? {
+        let r: CustomerRecord = ledger.pay_json(PayCf::Collections, k.as_bytes(), &v)?;
+        if r.provider == provider.name() {
+            return Ok(r.customer);
+        }
+    }
+    let customer = provider.create_customer(
+        account,
+        a.email.trim(),
+        &format!("tollgate-customer-{account}"),
+    )?;
+    let rec = CustomerRecord {
+        provider: provider.name().into(),
+        customer: customer.clone(),
+    };
+    ledger.transact(|_, tx| {
+        tx.put(PayCf::Collections, k.clone(), serde_json::to_vec(&rec).expect("json"));
+        Ok::<_, PayError>(())
+    })?;
+    Ok(customer)
+}
+
+/// Starts saving a card for a card account: a SetupIntent (`usage=off_session`,
+/// `metadata[account]`) on the account's provider customer. `nonce` makes the
+/// idempotency key of this one request (`tollgate-setup-<account>-<nonce>`).
+pub fn start_card_setup(
+    ledger: &Ledger,
+    accounts: &Accounts,
+    account: &str,
+    nonce: &str,
+    provider: &dyn Provider,
+) -> Result<Setup, PayError> {
+    let customer = provider_customer(ledger, accounts, account, provider)?;
+    Ok(provider.create_setup(
+        &customer,
+        account,
+        &format!("tollgate-setup-{account}-{nonce}"),
+    )?)
+}
+
+/// The card of a confirmed SetupIntent, read back from the provider: saved for `account`
+/// only when the SetupIntent names that account and its customer, and has succeeded.
+/// Another account's or an unknown SetupIntent is [`PayError::NotFound`]; one not
+/// confirmed (yet) is refused. Saving the same card twice (the webhook and the return
+/// page) changes nothing but the date.
+pub fn finish_card_setup(
+    ledger: &Ledger,
+    accounts: &Accounts,
+    account: &str,
+    setup_id: &str,
+    date: NaiveDate,
+    provider: &dyn Provider,
+) -> Result<SavedCard, PayError> {
+    card_account(accounts, account)?;
+    let not_found = || PayError::NotFound(format!("no card setup {setup_id} of account {account}"));
+    let st = match provider.setup(setup_id) {
+        Ok(s) => s,
+        Err(PspError::Refused(_)) => return Err(not_found()),
+        Err(e) => return Err(e.into()),
+    };
+    if st.account.as_deref() != Some(account) {
+        return Err(not_found());
+    }
+    let customer = provider_customer(ledger, accounts, account, provider)?;
+    if st.customer.as_deref() != Some(customer.as_str()) {
+        return Err(not_found());
+    }
+    let Some(pm) = st.payment_method.filter(|_| st.status == "succeeded") else {
+        return refused(format!(
+            "card setup {setup_id} is not confirmed (status {})",
+            st.status
+        ));
+    };
+    let info = card_info(provider, &pm);
+    let card = SavedCard {
+        provider: provider.name().into(),
+        customer,
+        payment_method: pm,
+        saved: date.to_string(),
+        source: format!("setup_intent {}", st.id),
+        last4: info.last4,
+        brand: info.brand,
+    };
+    save_card(ledger, accounts, account, card.clone())?;
+    Ok(card)
+}
+
+/// The card's last digits and brand, or nothing when the provider cannot tell now (the
+/// card is saved all the same; invoices then say "your card").
+pub fn card_info(provider: &dyn Provider, payment_method: &str) -> CardInfo {
+    provider.card(payment_method).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the card's last digits could not be read");
+        CardInfo::default()
     })
 }
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::{Charge, Payment, PaymentRequest, Provider, PspError};
+use super::{CardInfo, Charge, Payment, PaymentRequest, Provider, PspError, Setup, SetupState};
 
 /// A Stripe API client.
 pub struct Stripe {
@@ -72,6 +72,39 @@ impl Stripe {
         })?;
         Ok((status, json))
     }
+
+    /// GETs an object; returns the HTTP status and the JSON answer.
+    fn get(&self, path: &str) -> Result<(u16, Value), PspError> {
+        let mut resp = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.key))
+            .call()
+            .map_err(|e| PspError::Unavailable(format!("GET {path}: {e}")))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| PspError::Unavailable(format!("GET {path}: {e}")))?;
+        let json: Value = serde_json::from_str(&text).map_err(|_| {
+            PspError::Unavailable(format!("GET {path}: answer {status} is not JSON"))
+        })?;
+        Ok((status, json))
+    }
+}
+
+/// An object id as a path segment: Stripe ids are `[A-Za-z0-9_]`; anything else is refused
+/// before a request is made (an id comes back from the browser).
+fn id_segment(id: &str) -> Result<&str, PspError> {
+    if !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(id)
+    } else {
+        Err(PspError::Refused("not a Stripe object id".into()))
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    v.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
 /// Stripe's error message of an answer (never the request).
@@ -169,6 +202,75 @@ impl Provider for Stripe {
             });
         }
         Err(fail(status, &v))
+    }
+
+    fn create_customer(
+        &self,
+        account: &str,
+        email: &str,
+        idempotency_key: &str,
+    ) -> Result<String, PspError> {
+        let mut form = vec![("metadata[account]", account.to_owned())];
+        if !email.is_empty() {
+            form.push(("email", email.to_owned()));
+        }
+        let (status, v) = self.post("/v1/customers", &form, Some(idempotency_key))?;
+        if !(200..300).contains(&status) {
+            return Err(fail(status, &v));
+        }
+        text(&v["id"]).ok_or_else(|| PspError::Unavailable("stripe customer without id".into()))
+    }
+
+    fn create_setup(
+        &self,
+        customer: &str,
+        account: &str,
+        idempotency_key: &str,
+    ) -> Result<Setup, PspError> {
+        let form = [
+            ("customer", customer.to_owned()),
+            ("usage", "off_session".to_owned()),
+            ("payment_method_types[]", "card".to_owned()),
+            ("metadata[account]", account.to_owned()),
+        ];
+        let (status, v) = self.post("/v1/setup_intents", &form, Some(idempotency_key))?;
+        if !(200..300).contains(&status) {
+            return Err(fail(status, &v));
+        }
+        Ok(Setup {
+            id: text(&v["id"])
+                .ok_or_else(|| PspError::Unavailable("stripe setup_intent without id".into()))?,
+            client_secret: text(&v["client_secret"]).unwrap_or_default(),
+        })
+    }
+
+    fn setup(&self, id: &str) -> Result<SetupState, PspError> {
+        let (status, v) = self.get(&format!("/v1/setup_intents/{}", id_segment(id)?))?;
+        if !(200..300).contains(&status) {
+            return Err(fail(status, &v));
+        }
+        Ok(SetupState {
+            id: text(&v["id"]).unwrap_or_default(),
+            status: text(&v["status"]).unwrap_or_default(),
+            customer: text(&v["customer"]),
+            payment_method: text(&v["payment_method"]),
+            account: text(&v["metadata"]["account"]),
+        })
+    }
+
+    fn card(&self, payment_method: &str) -> Result<CardInfo, PspError> {
+        let (status, v) = self.get(&format!(
+            "/v1/payment_methods/{}",
+            id_segment(payment_method)?
+        ))?;
+        if !(200..300).contains(&status) {
+            return Err(fail(status, &v));
+        }
+        let c = &v["card"];
+        Ok(CardInfo {
+            last4: text(&c["last4"]).filter(|l| l.len() == 4 && l.bytes().all(|b| b.is_ascii_digit())),
+            brand: text(&c["brand"]),
+        })
     }
 
     fn refund(

@@ -158,7 +158,10 @@ fn a_card_saved_on_the_page_is_printed_on_the_invoice_and_charged_by_collect() {
     let secret = data(&card_page, "data-client-secret");
     let seti = secret.split("_secret_").next().unwrap().to_owned();
     let (_, si) = ls.get(&format!("/v1/setup_intents/{seti}"));
-    let customers = ls.get("/v1/customers").1["data"].as_array().unwrap().clone();
+    let customers = ls.get("/v1/customers").1["data"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(customers.len(), 1, "one Stripe customer per account");
     let cus = customers[0]["id"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -186,7 +189,10 @@ fn a_card_saved_on_the_page_is_printed_on_the_invoice_and_charged_by_collect() {
         .contains("The card has not been confirmed (yet). Please try again."));
     let r = k1.post("/my/card", &[("csrf", &csrf)]);
     assert_eq!(r.status, 200);
-    assert_eq!(ls.get("/v1/customers").1["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        ls.get("/v1/customers").1["data"].as_array().unwrap().len(),
+        1
+    );
 
     // --- What Stripe.js's confirmCardSetup does with the card the customer typed.
     let confirmed = ls.post(
@@ -269,8 +275,10 @@ fn a_card_saved_on_the_page_is_printed_on_the_invoice_and_charged_by_collect() {
     d.stop();
     assert_eq!(
         saved_card(&ws, "K1"),
-        Some(serde_json::json!({"customer": cus, "payment_method": pm, "last4": "4242",
-            "brand": "visa", "source": format!("setup_intent {seti}")}))
+        Some(
+            serde_json::json!({"customer": cus, "payment_method": pm, "last4": "4242",
+            "brand": "visa", "source": format!("setup_intent {seti}")})
+        )
     );
     assert_eq!(saved_card(&ws, "K2"), None);
 
@@ -280,7 +288,6 @@ fn a_card_saved_on_the_page_is_printed_on_the_invoice_and_charged_by_collect() {
     if let Some(pdftotext) = tools::require("pdftotext", "apt-get install poppler-utils") {
         let text = |n: &str| {
             let o = Command::new(&pdftotext)
-                .args(["-layout"])
                 .arg(inv.join(format!("{n}.pdf")))
                 .arg("-")
                 .output()
@@ -386,7 +393,12 @@ fn a_card_saved_on_the_page_is_printed_on_the_invoice_and_charged_by_collect() {
             pis[0]["payment_method"].as_str(),
             pis[0]["status"].as_str()
         ),
-        (Some(1210), Some(cus.as_str()), Some(pm.as_str()), Some("succeeded"))
+        (
+            Some(1210),
+            Some(cus.as_str()),
+            Some(pm.as_str()),
+            Some("succeeded")
+        )
     );
     let st = run(&[
         "account",
@@ -586,17 +598,23 @@ fn a_customer_saves_a_card_and_pays_in_headless_chromium_against_localstripe() {
     let usage = v["usage"].as_str().unwrap();
     assert!(usage.contains("0:03:00") && usage.contains("€1.90"), "{v}");
     assert_eq!(
-        v["card_before"],
-        "Save your card to have invoices paid automatically.",
+        v["card_before"], "Save your card to have invoices paid automatically.",
         "{v}"
     );
-    assert_eq!(v["downloads"], serde_json::json!(["2026-000001.pdf"]), "{v}");
+    assert_eq!(
+        v["downloads"],
+        serde_json::json!(["2026-000001.pdf"]),
+        "{v}"
+    );
     assert_eq!(
         std::fs::read(downloads.join("2026-000001.pdf")).unwrap(),
         std::fs::read(ws.invoices("2026-09").join("2026-000001.pdf")).unwrap()
     );
     assert_eq!(v["card_page"], "Save your card", "{v}");
-    let today = chrono::Utc::now().date_naive().format("%-d %b %Y").to_string();
+    let today = chrono::Utc::now()
+        .date_naive()
+        .format("%-d %b %Y")
+        .to_string();
     let saved = format!(
         "Card ending 4242, saved on {today}: open invoices are charged to it automatically on their due date."
     );

@@ -447,7 +447,13 @@ pub fn render(
                 w.on
             ),
         );
-        p.text(55.0, y - 24.0, 10, false, &card_sentence(lang, c.card_last4.as_deref(), &when));
+        p.text(
+            55.0,
+            y - 24.0,
+            10,
+            false,
+            &card_sentence(lang, c.card_last4.as_deref(), &when),
+        );
     } else if let Some(dd) = inv
         .payment
         .as_ref()
@@ -1165,6 +1171,26 @@ fn assemble(inv: &Invoice, pages: &[Page], ubl: &[u8]) -> Result<Vec<u8>, String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_card_invoice_names_the_card_and_the_day_it_is_charged() {
+        assert_eq!(
+            card_sentence("en", Some("4242"), "2026-10-15"),
+            "Will be charged to your card ending 4242 on 2026-10-15."
+        );
+        assert_eq!(
+            card_sentence("nl", Some("4242"), "2026-10-15"),
+            "Wordt op 2026-10-15 afgeschreven van uw betaalkaart eindigend op 4242."
+        );
+        assert_eq!(
+            card_sentence("en", None, "2026-10-15"),
+            "Will be charged to your card on 2026-10-15."
+        );
+        assert_eq!(
+            card_sentence("nl", None, "2026-10-15"),
+            "Wordt op 2026-10-15 afgeschreven van uw betaalkaart."
+        );
+    }
 
     #[test]
     fn wrap_to_width_at_spaces_and_inside_overlong_words() {

@@ -91,8 +91,7 @@ pub fn start_card_setup(engine: &Engine, account: &str, nonce: &str) -> Result<S
     if !card_setup_offered(engine, account) {
         return Err(CardError::NotOffered);
     }
-    let provider =
-        provider_psp::provider(p).map_err(|e| CardError::Unavailable(e.to_string()))?;
+    let provider = provider_psp::provider(p).map_err(|e| CardError::Unavailable(e.to_string()))?;
     provider_psp::start_card_setup(
         &engine.ledger,
         &engine.reference().accounts,
@@ -114,8 +113,7 @@ pub fn finish_card_setup(
     if !card_setup_offered(engine, account) {
         return Err(CardError::NotOffered);
     }
-    let provider =
-        provider_psp::provider(p).map_err(|e| CardError::Unavailable(e.to_string()))?;
+    let provider = provider_psp::provider(p).map_err(|e| CardError::Unavailable(e.to_string()))?;
     provider_psp::finish_card_setup(
         &engine.ledger,
         &engine.reference().accounts,

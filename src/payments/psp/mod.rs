@@ -546,7 +546,11 @@ pub fn provider_customer(
         customer: customer.clone(),
     };
     ledger.transact(|_, tx| {
-        tx.put(PayCf::Collections, k.clone(), serde_json::to_vec(&rec).expect("json"));
+        tx.put(
+            PayCf::Collections,
+            k.clone(),
+            serde_json::to_vec(&rec).expect("json"),
+        );
         Ok::<_, PayError>(())
     })?;
     Ok(customer)

@@ -96,7 +96,10 @@ impl Stripe {
 /// An object id as a path segment: Stripe ids are `[A-Za-z0-9_]`; anything else is refused
 /// before a request is made (an id comes back from the browser).
 fn id_segment(id: &str) -> Result<&str, PspError> {
-    if !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if !id.is_empty()
+        && id.len() <= 255
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
         Ok(id)
     } else {
         Err(PspError::Refused("not a Stripe object id".into()))
@@ -268,7 +271,8 @@ impl Provider for Stripe {
         }
         let c = &v["card"];
         Ok(CardInfo {
-            last4: text(&c["last4"]).filter(|l| l.len() == 4 && l.bytes().all(|b| b.is_ascii_digit())),
+            last4: text(&c["last4"])
+                .filter(|l| l.len() == 4 && l.bytes().all(|b| b.is_ascii_digit())),
             brand: text(&c["brand"]),
         })
     }

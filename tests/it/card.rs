@@ -42,9 +42,9 @@ fn workspace(ls: &LocalStripe, mb: &Mailbox) -> Ws {
     cfg.push_str(&format!(
         r#"
 [psp]
+# js_url: localstripe's Stripe.js, `<api_base>/js.stripe.com/v3/` by default.
 provider = "stripe"
 api_base = "{base}"
-js_url = "{base}/js.stripe.com/v3/"
 secret_key_file = "stripe.key"
 webhook_secret_file = "stripe-webhook.key"
 return_url = "https://tollgate.example/paid"

@@ -464,9 +464,12 @@ try:
     def mailed():
         if os.path.isdir(os.path.join(maildir, "new")):
             for m in mailbox.Maildir(maildir, create=False):
-                for line in m.get_payload(decode=True).decode("utf-8").splitlines():
-                    if "/my/signin?token=" in line:
-                        link.append(line.strip())
+                for part in m.walk():
+                    if part.get_content_type() != "text/plain":
+                        continue
+                    for line in part.get_payload(decode=True).decode("utf-8").splitlines():
+                        if "/my/signin?token=" in line:
+                            link.append(line.strip())
         return link
     wait(mailed, "the sign-in mail")
     d.get(link[0])

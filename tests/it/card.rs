@@ -536,6 +536,7 @@ print(json.dumps(out))
 
 #[test]
 fn a_customer_saves_a_card_and_pays_in_headless_chromium_against_localstripe() {
+    // Then: the card saved in the browser is charged by `collect` for the next invoice.
     let Some(chromium) = tools::require_any(
         &["chromium", "chromium-browser", "google-chrome"],
         "apt-get install chromium",
@@ -568,15 +569,15 @@ fn a_customer_saves_a_card_and_pays_in_headless_chromium_against_localstripe() {
     // September billed (K1 2026-000001, 12.10, due 15 October); usage this month.
     ws.close("2026-09", "2026-10-01").ok();
     let m = chrono::Utc::now().format("%Y-%m").to_string();
-    let now = ws.root.join("now.csv");
+    let cdrs = ws.root.join("now.csv");
     std::fs::write(
-        &now,
+        &cdrs,
         cdr_file(&[&format!(
             "n1,K1,voice,+31611111111,+31201234567,{m}-01T00:30:00+01:00,125,"
         )]),
     )
     .unwrap();
-    ws.ingest(&[&now]).ok();
+    ws.ingest(&[&cdrs]).ok();
     let d = Daemon::start(&ws);
     assert_eq!(d.addr.port(), port);
     ls.post(
@@ -653,4 +654,94 @@ fn a_customer_saves_a_card_and_pays_in_headless_chromium_against_localstripe() {
         "{v}"
     );
     assert!(v["payments"].as_str().unwrap().contains("€12.10"), "{v}");
+
+    // The card the browser saved: Stripe's setup_intent.succeeded for it (the same card),
+    // then October's invoice names it and `collect` charges it on the due date.
+    let setups = ls.get("/v1/setup_intents").1["data"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let si = setups
+        .iter()
+        .find(|s| s["status"] == "succeeded")
+        .unwrap_or_else(|| panic!("no confirmed SetupIntent: {setups:?}"))
+        .clone();
+    assert_eq!(si["metadata"]["account"], "K1");
+    let event = serde_json::to_vec(&serde_json::json!({
+        "id": "evt_browser_seti", "object": "event", "type": "setup_intent.succeeded",
+        "created": now(), "data": {"object": si},
+    }))
+    .unwrap();
+    let r = post_event(d.addr, &event, WEBHOOK_SECRET, now());
+    assert_eq!(r.json()["card_saved"], "K1", "{}", r.text());
+    d.stop();
+    // October: K1 2026-000004, K2 …05, T1 …06, 12.10 each, due 15 November.
+    ws.close("2026-10", "2026-11-01").ok();
+    if let Some(pdftotext) = tools::require("pdftotext", "apt-get install poppler-utils") {
+        let o = Command::new(&pdftotext)
+            .arg(ws.invoices("2026-10").join("2026-000004.pdf"))
+            .arg("-")
+            .output()
+            .unwrap();
+        let text = String::from_utf8(o.stdout).unwrap();
+        assert!(
+            text.contains("Will be charged to your card ending 4242 on 2026-11-15."),
+            "{text}"
+        );
+    }
+    let before = ls.payment_intents().len();
+    let out = run(&[
+        "collect",
+        "--config",
+        ws.config_arg(),
+        "--date",
+        "2026-11-15",
+    ])
+    .ok();
+    // K2 has no card: its two invoices are due without one.
+    assert_eq!(
+        out.stdout,
+        "cards: 1 charged, total 12.10 EUR; 0 declined, 0 pending, 0 failed, 2 due without a saved card\n"
+    );
+    let pis = ls.payment_intents();
+    assert_eq!(pis.len(), before + 1);
+    let charge = pis
+        .iter()
+        .find(|p| p["metadata"]["invoice"] == "2026-000004")
+        .unwrap();
+    assert_eq!(
+        (
+            charge["amount"].as_i64(),
+            charge["customer"].as_str(),
+            charge["payment_method"].as_str(),
+            charge["status"].as_str()
+        ),
+        (
+            Some(1210),
+            si["customer"].as_str(),
+            si["payment_method"].as_str(),
+            Some("succeeded")
+        )
+    );
+    let st = run(&[
+        "account",
+        "statement",
+        "K1",
+        "--config",
+        ws.config_arg(),
+        "--date",
+        "2026-11-20",
+        "--json",
+    ])
+    .ok();
+    let st: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(st["balance"]["value"], "0.00", "{st}");
+    assert!(
+        st["openItems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["status"] == "paid"),
+        "{st}"
+    );
 }

@@ -622,9 +622,14 @@ fn sha256_hex(t: &str) -> String {
         .collect()
 }
 
-/// A relay certificate for 127.0.0.1 signed by a CA of its own, made with the openssl
-/// CLI in `dir`: `ca.pem`, `cert.pem`, `key.pem` (P-256 keys, valid two days).
+/// A relay certificate for 127.0.0.1 signed by a CA of its own (named after `dir`),
+/// made with the openssl CLI in `dir`: `ca.pem`, `cert.pem`, `key.pem` (P-256 keys,
+/// valid two days).
 fn relay_certificate(openssl: &Path, dir: &Path) {
+    let ca = format!(
+        "/CN=tollgate test relay CA {}",
+        dir.file_name().unwrap().to_string_lossy()
+    );
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
         dir.join("ext.cnf"),
@@ -644,7 +649,7 @@ fn relay_certificate(openssl: &Path, dir: &Path) {
         let mut cmd = Command::new(openssl);
         cmd.current_dir(dir).args(args.split_whitespace());
         match i {
-            0 => cmd.args(["-subj", "/CN=tollgate test relay CA"]),
+            0 => cmd.args(["-subj", ca.as_str()]),
             1 => cmd.args(["-subj", "/CN=127.0.0.1"]),
             _ => &mut cmd,
         };
@@ -919,7 +924,10 @@ fn delivery_metrics_and_the_api_show_each_state() {
             &1.into()
         )
     );
-    assert_eq!(first["error"], "554 5.7.1 rejected by test policy");
+    assert_eq!(
+        first["error"],
+        "permanent error (554): 5.7.1 rejected by test policy"
+    );
     let peppol = get(&d, "/api/v1/bills/2026-000004")["delivery"][0].clone();
     assert_eq!(
         keys(&peppol),
@@ -931,7 +939,7 @@ fn delivery_metrics_and_the_api_show_each_state() {
     );
     // The statement API: each open bill's latest delivery.
     let st = get(&d, "/api/v1/accounts/A1/statement?date=2026-11-02");
-    assert_eq!(st["openItems"][0]["invoice"], "2026-000001", "{st}");
+    assert_eq!(st["openItems"][0]["billNo"], "2026-000001", "{st}");
     assert_eq!(st["openItems"][0]["delivery"], first, "{st}");
 
     // The relay takes mail again; the operator resends Alice's invoice at once.

@@ -798,10 +798,15 @@ impl Config {
                         Some(p)
                     }
                 };
-                if r.smtp.is_none() && (r.smtp_tls.is_some() || smtp_ca_file.is_some() || smtp_credentials_file.is_some()) {
+                if r.smtp.is_none()
+                    && (r.smtp_tls.is_some()
+                        || smtp_ca_file.is_some()
+                        || smtp_credentials_file.is_some())
+                {
                     return Err(key_err(
                         "outbox.smtp",
-                        "smtp_tls, smtp_ca_file and smtp_credentials_file need an smtp relay".to_owned(),
+                        "smtp_tls, smtp_ca_file and smtp_credentials_file need an smtp relay"
+                            .to_owned(),
                     ));
                 }
                 Some(Outbox {

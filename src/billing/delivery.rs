@@ -484,9 +484,7 @@ pub fn backlog(messages: &[Message], now: DateTime<Utc>) -> Backlog {
     }
     b.needs_operator = latest
         .values()
-        .filter(|m| {
-            m.status == "interrupted" || (m.status == "failed" && m.next_attempt.is_none())
-        })
+        .filter(|m| m.status == "interrupted" || (m.status == "failed" && m.next_attempt.is_none()))
         .count() as u64;
     b
 }
@@ -983,10 +981,7 @@ mod tests {
         );
         // A message stored before `queued_at` was kept counts from its `created` day.
         let old = [msg(1, "A", "queued", false, None)];
-        assert_eq!(
-            backlog(&old, now).oldest_age_seconds,
-            4 * 86_400 + 9 * 3600
-        );
+        assert_eq!(backlog(&old, now).oldest_age_seconds, 4 * 86_400 + 9 * 3600);
         assert_eq!(backlog(&[], now), Backlog::default());
     }
 

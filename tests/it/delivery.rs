@@ -663,7 +663,10 @@ fn tls_files(certs: &Path) -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("cert.pem", std::fs::read(certs.join("cert.pem")).unwrap()),
         ("key.pem", std::fs::read(certs.join("key.pem")).unwrap()),
-        ("auth", format!("{SMTP_USER}\n{SMTP_PASSWORD}\n").into_bytes()),
+        (
+            "auth",
+            format!("{SMTP_USER}\n{SMTP_PASSWORD}\n").into_bytes(),
+        ),
     ]
 }
 
@@ -720,7 +723,9 @@ fn the_relay_connection_is_secured_as_configured() {
     };
 
     // STARTTLS required, the relay's CA, credentials: over TLS 1.3, authenticated.
-    let Some(sink) = start_sink("starttls", &files) else { return };
+    let Some(sink) = start_sink("starttls", &files) else {
+        return;
+    };
     let ws = tls_workspace(&sink, &ours, SMTP_PASSWORD, secure);
     let out = run(&["deliver", "--config", ws.config_arg()]);
     assert_eq!(out.code(), Some(0), "{out:?}");
@@ -751,9 +756,8 @@ fn the_relay_connection_is_secured_as_configured() {
     let err = failed(&ws);
     let port = sink.port;
     assert!(
-        err.starts_with(&format!(
-            "smtp 127.0.0.1:{port}: authentication refused: "
-        )) && err.contains("535"),
+        err.starts_with(&format!("smtp 127.0.0.1:{port}: authentication refused: "))
+            && err.contains("535"),
         "{err}"
     );
     assert!(!err.contains("wrong-password"), "{err}");
@@ -784,7 +788,12 @@ fn the_relay_connection_is_secured_as_configured() {
     );
     assert_eq!(plain.mails().len(), 0);
     // `opportunistic` to the same relay: sent in plain (what the setting accepts).
-    let ws = tls_workspace(&plain, &ours, SMTP_PASSWORD, "smtp_tls = \"opportunistic\"\n");
+    let ws = tls_workspace(
+        &plain,
+        &ours,
+        SMTP_PASSWORD,
+        "smtp_tls = \"opportunistic\"\n",
+    );
     assert_eq!(deliver(&ws).1, report(1, 0, 0, 0, 0));
     assert_eq!(
         (&plain.mails()[0]["tls"], &plain.mails()[0]["login"]),
@@ -793,7 +802,9 @@ fn the_relay_connection_is_secured_as_configured() {
     drop(plain);
 
     // Implicit TLS (SMTPS), the relay's CA.
-    let Some(smtps) = start_sink("implicit", &files[..2]) else { return };
+    let Some(smtps) = start_sink("implicit", &files[..2]) else {
+        return;
+    };
     let ws = tls_workspace(
         &smtps,
         &ours,
@@ -809,7 +820,11 @@ fn the_relay_connection_is_secured_as_configured() {
 #[test]
 fn smtp_tls_settings_are_validated_naming_the_key() {
     let ws = Ws::hand();
-    std::fs::write(ws.root.join("creds"), format!("{SMTP_USER}\n{SMTP_PASSWORD}\n")).unwrap();
+    std::fs::write(
+        ws.root.join("creds"),
+        format!("{SMTP_USER}\n{SMTP_PASSWORD}\n"),
+    )
+    .unwrap();
     std::fs::write(ws.root.join("one-line"), "billing\n").unwrap();
     std::fs::write(ws.root.join("not-pem"), "hello\n").unwrap();
     let base = std::fs::read_to_string(&ws.config).unwrap();
@@ -847,7 +862,11 @@ fn smtp_tls_settings_are_validated_naming_the_key() {
         .unwrap();
         let out = run(&["accounts", "list", "--config", ws.config_arg()]);
         assert_ne!(out.code(), Some(0), "{keys}");
-        assert!(out.stderr.contains(want), "{keys}: want {want:?} in {}", out.stderr);
+        assert!(
+            out.stderr.contains(want),
+            "{keys}: want {want:?} in {}",
+            out.stderr
+        );
         assert!(!out.stderr.contains(SMTP_PASSWORD), "{}", out.stderr);
     }
 }
@@ -858,7 +877,10 @@ fn smtp_tls_settings_are_validated_naming_the_key() {
 fn post(d: &Daemon, path: &str) -> (u16, Value) {
     let auth = format!("Bearer {OPERATOR}");
     let r = crate::common::http_request(d.addr, "POST", path, &[("Authorization", &auth)], b"");
-    (r.status, serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
 }
 
 fn get(d: &Daemon, path: &str) -> Value {
@@ -913,10 +935,23 @@ fn delivery_metrics_and_the_api_show_each_state() {
     assert_eq!(bill["delivery"].as_array().unwrap().len(), 1, "{bill}");
     assert_eq!(
         keys(&first),
-        ["attempts", "channel", "error", "id", "nextAttempt", "status", "to"]
+        [
+            "attempts",
+            "channel",
+            "error",
+            "id",
+            "nextAttempt",
+            "status",
+            "to"
+        ]
     );
     assert_eq!(
-        (&first["status"], &first["channel"], &first["to"], &first["attempts"]),
+        (
+            &first["status"],
+            &first["channel"],
+            &first["to"],
+            &first["attempts"]
+        ),
         (
             &"failed".into(),
             &"email".into(),
@@ -961,7 +996,8 @@ fn delivery_metrics_and_the_api_show_each_state() {
     // Bob's retry comes after the 2 s back-off at the next tick (10 s): by then Alice
     // still has exactly one message.
     sink.wait_for("bob's retry", |m| {
-        m.iter().any(|m| m["rcpt"] == serde_json::json!(["bob@example.com"]))
+        m.iter()
+            .any(|m| m["rcpt"] == serde_json::json!(["bob@example.com"]))
     });
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(sink.to("alice@example.com").len(), 1);
@@ -1014,13 +1050,23 @@ fn the_email_lists_usage_and_allowances_in_the_customer_terms() {
     for a in ["A1", "A2"] {
         // NL 90 s (billed 120 s: 1.30) and 60 s (0.70), both in the allowance; UK 30 s
         // (0.60); 3 SMS (0.30); 1 MiB of data (1.00) in one session.
-        rows.push(format!("{a}v1,{a},voice,+31611111111,+31612345678,2026-10-02T10:00:00Z,90,0"));
-        rows.push(format!("{a}v2,{a},voice,+31611111111,+31612345678,2026-10-03T10:00:00Z,60,0"));
-        rows.push(format!("{a}v3,{a},voice,+31611111111,+447700900123,2026-10-04T10:00:00Z,30,0"));
+        rows.push(format!(
+            "{a}v1,{a},voice,+31611111111,+31612345678,2026-10-02T10:00:00Z,90,0"
+        ));
+        rows.push(format!(
+            "{a}v2,{a},voice,+31611111111,+31612345678,2026-10-03T10:00:00Z,60,0"
+        ));
+        rows.push(format!(
+            "{a}v3,{a},voice,+31611111111,+447700900123,2026-10-04T10:00:00Z,30,0"
+        ));
         for i in 1..=3 {
-            rows.push(format!("{a}s{i},{a},sms,+31611111111,+31612345678,2026-10-05T10:0{i}:00Z,,"));
+            rows.push(format!(
+                "{a}s{i},{a},sms,+31611111111,+31612345678,2026-10-05T10:0{i}:00Z,,"
+            ));
         }
-        rows.push(format!("{a}d1,{a},data,+31611111111,,2026-10-06T10:00:00Z,,1048576"));
+        rows.push(format!(
+            "{a}d1,{a},data,+31611111111,,2026-10-06T10:00:00Z,,1048576"
+        ));
     }
     let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
     std::fs::write(&f, crate::common::cdr_file(&rows)).unwrap();
@@ -1128,7 +1174,10 @@ fn final_invoices_and_corrections_are_delivered_too() {
     let text = std::fs::read_to_string(&deck).unwrap();
     std::fs::write(
         &deck,
-        text.replace("44,United Kingdom,voice,any,0,1.20,", "44,United Kingdom,voice,any,0,0.90,"),
+        text.replace(
+            "44,United Kingdom,voice,any,0,1.20,",
+            "44,United Kingdom,voice,any,0,0.90,",
+        ),
     )
     .unwrap();
     run(&[
@@ -1145,7 +1194,10 @@ fn final_invoices_and_corrections_are_delivered_too() {
     assert_eq!(deliver(&ws).1, report(2, 0, 0, 0, 0));
     let bob = sink.to("bob@example.com");
     assert_eq!(bob.len(), 3);
-    let subjects: Vec<&str> = bob[1..].iter().map(|m| m["subject"].as_str().unwrap()).collect();
+    let subjects: Vec<&str> = bob[1..]
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap())
+        .collect();
     assert_eq!(
         subjects,
         [

@@ -1171,6 +1171,51 @@ mod tests {
     }
 
     #[test]
+    fn smtp_credentials_are_two_lines_and_errors_never_show_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("creds");
+        let read = |text: &str| {
+            std::fs::write(&f, text).unwrap();
+            read_smtp_credentials(&f)
+        };
+        let ok = |u: &str, p: &str| Ok((u.to_owned(), p.to_owned()));
+        assert_eq!(read("billing\ns3cret\n"), ok("billing", "s3cret"));
+        assert_eq!(read("billing\r\ns3 cret \r\n\n"), ok("billing", "s3 cret "));
+        assert_eq!(read("billing\ns3cret"), ok("billing", "s3cret"));
+        for bad in ["", "billing\n", "\ns3cret\n", "billing\ns3cret\nextra\n"] {
+            let e = read(bad).unwrap_err();
+            assert_eq!(
+                e,
+                format!(
+                    "{}: want the user name on the first line and the password on the second",
+                    f.display()
+                )
+            );
+        }
+        assert!(read_smtp_credentials(&dir.path().join("none"))
+            .unwrap_err()
+            .starts_with(&format!("{}: ", dir.path().join("none").display())));
+    }
+
+    #[test]
+    fn smtp_keys_need_a_relay() {
+        let text = EXAMPLE.to_owned() + "\n[outbox]\nfrom = \"b@x.nl\"\nsmtp_tls = \"starttls\"\n";
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "key `outbox.smtp`: smtp_tls, smtp_ca_file and smtp_credentials_file need an smtp relay"
+            ),
+            "{e}"
+        );
+        let text = EXAMPLE.to_owned()
+            + "\n[outbox]\nfrom = \"b@x.nl\"\nsmtp = \"127.0.0.1:25\"\nsmtp_tls = \"implicit\"\n";
+        assert_eq!(
+            parse(&text).unwrap().outbox.unwrap().smtp_tls,
+            SmtpTls::Implicit
+        );
+    }
+
+    #[test]
     fn shipped_example_is_valid() {
         let c = parse(EXAMPLE).unwrap();
         assert_eq!(c.workers, 2);

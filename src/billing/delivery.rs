@@ -538,14 +538,13 @@ fn language(a: &Account) -> &'static str {
     }
 }
 
-/// An amount as the customer reads it: `1234,56` in Dutch, `1234.56` in English.
+/// An amount as the customer reads it, as the attached PDF writes it
+/// (`documents::pdf::money` without the currency): `1.234,56` in Dutch, `1234.56` in
+/// English.
 fn amount(cents: i64, lang: &str) -> String {
-    let s = crate::rate::money::format_cents(cents);
-    if lang == "nl" {
-        s.replace('.', ",")
-    } else {
-        s
-    }
+    crate::billing::documents::pdf::money("", cents, lang)
+        .trim_start()
+        .to_owned()
 }
 
 fn date(d: NaiveDate, lang: &str) -> String {
@@ -931,6 +930,8 @@ mod tests {
     fn amounts_and_dates_in_the_customer_language() {
         assert_eq!(amount(1210, "nl"), "12,10");
         assert_eq!(amount(123_456_789, "en"), "1234567.89");
+        assert_eq!(amount(123_456_789, "nl"), "1.234.567,89");
+        assert_eq!(amount(-123_456, "nl"), "-1.234,56");
         assert_eq!(amount(-5, "nl"), "-0,05");
         let d = NaiveDate::from_ymd_opt(2026, 11, 5).unwrap();
         assert_eq!(date(d, "nl"), "05-11-2026");

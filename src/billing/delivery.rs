@@ -77,6 +77,7 @@ fn queued(tx: &mut Tx, inv: &Invoice, created: &str, resend_of: Option<u64>) -> 
             status: "queued".into(),
             document: Some(inv.number.clone()),
             resend_of,
+            queued_at: Some(now_text(Utc::now())),
             ..Message::default()
         },
     );
@@ -97,7 +98,8 @@ pub fn queue(cfg: &Config, tx: &mut Tx, inv: &Invoice) {
 pub struct DeliveryDoc {
     /// The outbox message id.
     pub id: u64,
-    /// `queued`, `sending`, `sent`, `failed`, `interrupted` or `none`.
+    /// `queued`, `sending`, `sent`, `failed`, `interrupted`, `none` or `superseded`
+    /// (replaced by a resend before it went out).
     pub status: String,
     /// `email`, `peppol` or `none` (once a run looked at it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,7 +158,9 @@ pub fn states(ledger: &Ledger, number: &str) -> Result<Vec<DeliveryDoc>, LedgerE
 }
 
 /// Queues `number` again (a new message; the earlier ones keep their history), in its
-/// own synced batch. Refused without `[delivery]` or for an unknown document.
+/// own synced batch; an earlier delivery of it still waiting (`queued`, or `failed`
+/// with a retry to come) becomes `superseded` in the same batch, so one resend sends
+/// the document once. Refused without `[delivery]` or for an unknown document.
 pub fn resend(cfg: &Config, ledger: &Ledger, number: &str) -> Result<DeliveryDoc, LedgerError> {
     if cfg.delivery.is_none() {
         return Err(super::refused(format!(
@@ -166,9 +170,30 @@ pub fn resend(cfg: &Config, ledger: &Ledger, number: &str) -> Result<DeliveryDoc
     }
     let inv = super::files::stored_invoice(ledger, number)?
         .ok_or_else(|| super::refused(format!("no document {number}")))?;
-    let last = states(ledger, number)?.last().map(|d| d.id);
+    // Not while a run is under way in this process (it may hold an earlier message).
+    let _one = RUN.lock().unwrap_or_else(|p| p.into_inner());
+    let earlier: Vec<Message> = outbox(ledger)?
+        .into_iter()
+        .filter(|m| m.document.as_deref() == Some(number))
+        .collect();
+    let last = earlier.last().map(|m| m.id);
     let today = Utc::now().date_naive().to_string();
-    let id = ledger.transact(|_, tx| Ok::<_, LedgerError>(queued(tx, &inv, &today, last)))?;
+    let id = ledger.transact(|_, tx| {
+        let id = queued(tx, &inv, &today, last);
+        // The resend replaces a delivery still waiting (queued, or failed with a retry
+        // to come): without this, the earlier one would go out too and the customer
+        // would get the document twice from one resend.
+        for m in &earlier {
+            if m.status == "queued" || (m.status == "failed" && m.next_attempt.is_some()) {
+                let mut m = m.clone();
+                m.status = "superseded".into();
+                m.next_attempt = None;
+                m.error = Some(format!("replaced by resend {id} before it was sent"));
+                put(tx, &m);
+            }
+        }
+        Ok::<_, LedgerError>(id)
+    })?;
     let m: Message = ledger.pay_json(
         PayCf::Outbox,
         &id.to_be_bytes(),
@@ -227,6 +252,7 @@ pub fn run(
         }
         match m.status.as_str() {
             "sending" => {
+                count(crate::telemetry::DELIVERY_INTERRUPTED, &m);
                 m.status = "interrupted".into();
                 m.error = Some(
                     "the process stopped while sending: the message may have arrived; \
@@ -250,6 +276,10 @@ pub fn run(
         }
         attempt(cfg, dl, ledger, accounts, &mut m, now, &mut r)?;
     }
+    let b = backlog(&outbox(ledger)?, now);
+    metrics::gauge!(crate::telemetry::DELIVERY_QUEUED).set(b.queued as f64);
+    metrics::gauge!(crate::telemetry::DELIVERY_OLDEST_AGE).set(b.oldest_age_seconds as f64);
+    metrics::gauge!(crate::telemetry::DELIVERY_NEEDS_OPERATOR).set(b.needs_operator as f64);
     if r != RunReport::default() {
         tracing::info!(
             sent = r.sent,
@@ -306,7 +336,7 @@ fn attempt(
             return Ok(());
         }
         DeliveryMethod::Email => {
-            let Some(relay) = cfg.outbox.as_ref().and_then(|o| o.smtp.clone()) else {
+            let Some(ob) = cfg.outbox.as_ref().filter(|o| o.smtp.is_some()) else {
                 r.waiting += 1;
                 return Ok(());
             };
@@ -316,7 +346,7 @@ fn attempt(
             m.subject = subject;
             m.body = body;
             let (xml, pdf) = render(cfg, ledger, &inv)?;
-            send_email(cfg, dl, ledger, m, &relay, &inv, &pdf, &xml, now)?
+            send_email(cfg, dl, ledger, m, ob, &inv, &pdf, &xml, now)?
         }
         DeliveryMethod::Peppol => match &dl.peppol_outbox {
             None => Outcome::NotConfigured,
@@ -370,6 +400,7 @@ fn finish(
             m.error = None;
             m.next_attempt = None;
             r.sent += 1;
+            count(crate::telemetry::DELIVERY_SENT, m);
         }
         Outcome::Failed(e) => {
             if !counted {
@@ -384,6 +415,7 @@ fn finish(
                 stamp_ms(now + chrono::Duration::from_std(wait).unwrap_or_default())
             });
             r.failed += 1;
+            count(crate::telemetry::DELIVERY_FAILED, m);
         }
         Outcome::Unknown(e) => {
             tracing::warn!(message = m.id, document = ?m.document, error = %e, "document delivery interrupted");
@@ -393,9 +425,68 @@ fn finish(
             ));
             m.next_attempt = None;
             r.interrupted += 1;
+            count(crate::telemetry::DELIVERY_INTERRUPTED, m);
         }
     }
     save(ledger, m)
+}
+
+/// One attempt's outcome into its counter, labelled with the channel (`unknown` when
+/// the account was not found).
+fn count(name: &'static str, m: &Message) {
+    let channel = m.channel.clone().unwrap_or_else(|| "unknown".into());
+    metrics::counter!(name, "channel" => channel).increment(1);
+}
+
+/// What waits in the outbox, for the gauges (docs/operations.md).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Backlog {
+    /// Deliveries not done yet: `queued`, or `failed` with a retry to come.
+    pub queued: u64,
+    /// Seconds since the oldest of those was queued (0 when none).
+    pub oldest_age_seconds: i64,
+    /// Documents whose latest delivery is `failed` without a retry left, or `interrupted`.
+    pub needs_operator: u64,
+}
+
+/// The backlog of `messages` (the outbox; notifications are skipped) as of `now`. A
+/// message stored before `queued_at` was kept counts from 00:00 UTC of its `created` day.
+pub fn backlog(messages: &[Message], now: DateTime<Utc>) -> Backlog {
+    let mut b = Backlog::default();
+    let mut latest: std::collections::BTreeMap<&str, &Message> = Default::default();
+    for m in messages {
+        let Some(doc) = m.document.as_deref() else {
+            continue;
+        };
+        let e = latest.entry(doc).or_insert(m);
+        if m.id > e.id {
+            *e = m;
+        }
+        let waiting = m.status == "queued" || (m.status == "failed" && m.next_attempt.is_some());
+        if !waiting {
+            continue;
+        }
+        b.queued += 1;
+        let since = m
+            .queued_at
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .or_else(|| {
+                m.created
+                    .parse::<NaiveDate>()
+                    .ok()
+                    .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+            });
+        if let Some(since) = since {
+            b.oldest_age_seconds = b.oldest_age_seconds.max((now - since).num_seconds().max(0));
+        }
+    }
+    b.needs_operator = latest
+        .values()
+        .filter(|m| m.status == "interrupted" || (m.status == "failed" && m.next_attempt.is_none()))
+        .count() as u64;
+    b
 }
 
 /// The UBL and the PDF of a stored document: the bytes its files hold (the same
@@ -447,14 +538,13 @@ fn language(a: &Account) -> &'static str {
     }
 }
 
-/// An amount as the customer reads it: `1234,56` in Dutch, `1234.56` in English.
+/// An amount as the customer reads it, as the attached PDF writes it
+/// (`documents::pdf::money` without the currency): `1.234,56` in Dutch, `1234.56` in
+/// English.
 fn amount(cents: i64, lang: &str) -> String {
-    let s = crate::rate::money::format_cents(cents);
-    if lang == "nl" {
-        s.replace('.', ",")
-    } else {
-        s
-    }
+    crate::billing::documents::pdf::money("", cents, lang)
+        .trim_start()
+        .to_owned()
 }
 
 fn date(d: NaiveDate, lang: &str) -> String {
@@ -557,6 +647,20 @@ fn texts(
                 date(inv.due_date, l)
             )
         });
+        let spec = specification(inv, l);
+        if !spec.is_empty() {
+            b.push_str(if nl {
+                "Specificatie (bedragen exclusief btw):\n"
+            } else {
+                "Summary (amounts excluding VAT):\n"
+            });
+            for line in spec {
+                b.push_str("- ");
+                b.push_str(&line);
+                b.push('\n');
+            }
+            b.push('\n');
+        }
         let open = crate::payments::view(ledger, &acc.account_id, inv.issue_date, c, &[])?
             .items
             .iter()
@@ -636,6 +740,83 @@ fn texts(
     Ok((subject, b))
 }
 
+/// The invoice's lines as the email lists them, in the customer's terms
+/// (`documents::units`): the subscriptions, the usage per service summed over its
+/// destinations ("Bellen: 3 gesprekken, 0:04:30 (EUR 2,60)"), each allowance as the PDF
+/// words it ("300 min bellen: 300 min inbegrepen, 245 min verbruikt (EUR -14,70)") and
+/// the fees. Net amounts, exact cents (sums of the lines' cents; nothing is rounded
+/// here). Credit lines are not listed (a credit note says what it corrects).
+fn specification(inv: &Invoice, l: &str) -> Vec<String> {
+    use crate::billing::documents::{pdf, units};
+    use crate::billing::model::Line;
+    let nl = l == "nl";
+    let c = &inv.currency;
+    let money = |cents: i64| format!("{c} {}", amount(cents, l));
+    let mut subs = Vec::new();
+    // (service, records, units, cents) in first-seen order.
+    let mut usage: Vec<(&str, u64, u64, i64)> = Vec::new();
+    let mut rest = Vec::new();
+    for line in &inv.lines {
+        match line {
+            Line::Subscription { plan, amount, .. } => subs.push(format!(
+                "{} {plan} ({})",
+                if nl { "Abonnement" } else { "Subscription" },
+                money(amount.0)
+            )),
+            Line::Usage {
+                service,
+                quantity,
+                usage: u,
+                amount,
+                ..
+            } => match usage.iter_mut().find(|x| x.0 == service.as_str()) {
+                Some(x) => {
+                    x.1 += quantity;
+                    x.2 += u;
+                    x.3 += amount.0;
+                }
+                None => usage.push((service.as_str(), *quantity, *u, amount.0)),
+            },
+            Line::Allowance {
+                name,
+                included,
+                used,
+                unit,
+                amount,
+                ..
+            } => rest.push(format!(
+                "{} ({})",
+                pdf::allowance_text(l, name, unit, *included, *used),
+                money(amount.0)
+            )),
+            Line::Fee {
+                description,
+                amount,
+                ..
+            } => rest.push(format!("{description} ({})", money(amount.0))),
+            Line::Credit { .. } => {}
+        }
+    }
+    let service_name = |s: &str| match (s, nl) {
+        ("voice", true) => "Bellen".to_owned(),
+        ("voice", false) => "Calls".to_owned(),
+        ("sms", _) => "SMS".to_owned(),
+        ("data", _) => "Data".to_owned(),
+        (other, _) => other.to_owned(),
+    };
+    let mut out = subs;
+    out.extend(usage.into_iter().map(|(s, records, u, cents)| {
+        format!(
+            "{}: {} ({})",
+            service_name(s),
+            units::summary(s, records, u, l),
+            money(cents)
+        )
+    }));
+    out.extend(rest);
+    out
+}
+
 /// What a pay link leaves unencoded in the invoice number: RFC 3986 unreserved.
 const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
@@ -647,24 +828,24 @@ fn period_day(d: &str, l: &str) -> String {
     d.parse().map_or_else(|_| d.to_owned(), |d| date(d, l))
 }
 
-/// Sends one document email: MAIL and RCPT first (a refusal there is a plain failure),
-/// then the durable `sending` mark, then DATA and the message.
+/// Sends one document email: the connection (TLS and authentication as `[outbox]`
+/// says) and MAIL and RCPT first (a failure there is a plain failure), then the durable
+/// `sending` mark, then DATA and the message.
 #[allow(clippy::too_many_arguments)]
 fn send_email(
     cfg: &Config,
     dl: &crate::config::Delivery,
     ledger: &Ledger,
     m: &mut Message,
-    relay: &str,
+    ob: &crate::config::Outbox,
     inv: &Invoice,
     pdf: &[u8],
     xml: &[u8],
     now: DateTime<Utc>,
 ) -> Result<Outcome, LedgerError> {
-    use lettre::transport::smtp::client::SmtpConnection;
     use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
-    use lettre::transport::smtp::extension::{ClientId, MailBodyParameter, MailParameter};
-    let from = cfg.outbox.as_ref().map_or("", |o| o.from.as_str());
+    use lettre::transport::smtp::extension::{MailBodyParameter, MailParameter};
+    let from = ob.from.as_str();
     let domain = from.rsplit_once('@').map_or("tollgate", |(_, d)| d);
     let built = build_mail(cfg, dl, m, inv, pdf, xml, from, domain);
     let mail = match built {
@@ -673,15 +854,10 @@ fn send_email(
     };
     let bytes = mail.formatted();
     let envelope = mail.envelope();
-    let mut conn = match SmtpConnection::connect(
-        relay,
-        Some(Duration::from_secs(10)),
-        &ClientId::default(),
-        None,
-        None,
-    ) {
+    // Connected, secured (`smtp_tls`) and authenticated; a failure here handed nothing over.
+    let mut conn = match crate::payments::mail::connect(ob) {
         Ok(c) => c,
-        Err(e) => return Ok(Outcome::Failed(format!("smtp {relay}: {e}"))),
+        Err(e) => return Ok(Outcome::Failed(e)),
     };
     let mut params = Vec::new();
     if !bytes.is_ascii() {
@@ -773,10 +949,60 @@ mod tests {
     fn amounts_and_dates_in_the_customer_language() {
         assert_eq!(amount(1210, "nl"), "12,10");
         assert_eq!(amount(123_456_789, "en"), "1234567.89");
+        assert_eq!(amount(123_456_789, "nl"), "1.234.567,89");
+        assert_eq!(amount(-123_456, "nl"), "-1.234,56");
         assert_eq!(amount(-5, "nl"), "-0,05");
         let d = NaiveDate::from_ymd_opt(2026, 11, 5).unwrap();
         assert_eq!(date(d, "nl"), "05-11-2026");
         assert_eq!(date(d, "en"), "5 November 2026");
+    }
+
+    fn msg(id: u64, doc: &str, status: &str, retry: bool, queued_at: Option<&str>) -> Message {
+        Message {
+            id,
+            document: Some(doc.into()),
+            status: status.into(),
+            next_attempt: retry.then(|| "2026-12-05T10:00:00.000Z".into()),
+            created: "2026-12-01".into(),
+            queued_at: queued_at.map(Into::into),
+            ..Message::default()
+        }
+    }
+
+    #[test]
+    fn the_backlog_counts_what_waits_and_what_needs_the_operator() {
+        let now: DateTime<Utc> = "2026-12-05T09:00:00Z".parse().unwrap();
+        let msgs = [
+            // Waiting: queued 10 min ago; failed with a retry, queued 1 h ago.
+            msg(1, "A", "queued", false, Some("2026-12-05T08:50:00Z")),
+            msg(2, "B", "failed", true, Some("2026-12-05T08:00:00Z")),
+            // Failed for good, then resent and sent: nothing for the operator.
+            msg(3, "C", "failed", false, Some("2026-12-04T08:00:00Z")),
+            msg(4, "C", "sent", false, Some("2026-12-05T08:30:00Z")),
+            // The operator's: failed for good; interrupted.
+            msg(5, "D", "failed", false, None),
+            msg(6, "E", "interrupted", false, None),
+            // Neither: sent, none, superseded, and a dunning notice (no document).
+            msg(7, "F", "sent", false, None),
+            msg(8, "G", "none", false, None),
+            msg(9, "H", "superseded", false, None),
+        ];
+        let mut notice = msg(10, "X", "pending", false, None);
+        notice.document = None;
+        let mut all = msgs.to_vec();
+        all.push(notice);
+        assert_eq!(
+            backlog(&all, now),
+            Backlog {
+                queued: 2,
+                oldest_age_seconds: 3600,
+                needs_operator: 2
+            }
+        );
+        // A message stored before `queued_at` was kept counts from its `created` day.
+        let old = [msg(1, "A", "queued", false, None)];
+        assert_eq!(backlog(&old, now).oldest_age_seconds, 4 * 86_400 + 9 * 3600);
+        assert_eq!(backlog(&[], now), Backlog::default());
     }
 
     #[test]

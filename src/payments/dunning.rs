@@ -178,6 +178,9 @@ pub struct Message {
     /// Document deliveries: the message this one resends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resend_of: Option<u64>,
+    /// Document deliveries: when it was queued (RFC 3339, UTC; the age metric).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -657,8 +660,8 @@ pub fn deliver(cfg: &Config, ledger: &Ledger) -> Result<(usize, usize), PayError
             continue;
         }
         let mut failed = false;
-        if let (true, Some(smtp)) = (to_email, &ob.smtp) {
-            match send_smtp(smtp, &ob.from, &m) {
+        if to_email {
+            match send_smtp(ob, &m) {
                 Ok(()) => {
                     m.email_sent_at = Some(now());
                     save(&m)?;
@@ -695,11 +698,10 @@ pub fn deliver(cfg: &Config, ledger: &Ledger) -> Result<(usize, usize), PayError
     Ok((sent, pending))
 }
 
-fn send_smtp(relay: &str, from: &str, m: &Message) -> Result<(), String> {
-    let domain = from.rsplit_once('@').map_or("tollgate", |(_, d)| d);
+fn send_smtp(ob: &crate::config::Outbox, m: &Message) -> Result<(), String> {
+    let domain = ob.from.rsplit_once('@').map_or("tollgate", |(_, d)| d);
     send_text_mail(
-        relay,
-        from,
+        ob,
         &m.to,
         &m.subject,
         &m.body,
@@ -707,35 +709,38 @@ fn send_smtp(relay: &str, from: &str, m: &Message) -> Result<(), String> {
     )
 }
 
-/// Sends one plain-text email through the `[outbox]` SMTP relay (`host:port`, plain
-/// SMTP, 10 s timeout): the one mail path of tollgate (dunning notices, self-service
-/// sign-in links).
+/// Sends one plain-text email from `[outbox] from` through the `[outbox]` SMTP relay,
+/// secured as configured ([`super::mail::connect`]): the path of dunning notices and
+/// self-service sign-in links.
 pub fn send_text_mail(
-    relay: &str,
-    from: &str,
+    ob: &crate::config::Outbox,
     to: &str,
     subject: &str,
     body: &str,
     message_id: Option<String>,
 ) -> Result<(), String> {
     use lettre::message::header::ContentType;
-    use lettre::{Message as Mail, SmtpTransport, Transport};
-    let (host, port) = relay.rsplit_once(':').ok_or("smtp is not host:port")?;
-    let port: u16 = port.parse().map_err(|_| "bad smtp port")?;
+    use lettre::Message as Mail;
     let mail = Mail::builder()
-        .from(from.parse().map_err(|e| format!("from: {e}"))?)
+        .from(ob.from.parse().map_err(|e| format!("from: {e}"))?)
         .to(to.parse().map_err(|e| format!("to: {e}"))?)
         .subject(subject)
         .message_id(message_id)
         .header(ContentType::TEXT_PLAIN)
         .body(body.to_owned())
         .map_err(|e| e.to_string())?;
-    let t = SmtpTransport::builder_dangerous(host)
-        .port(port)
-        .timeout(Some(std::time::Duration::from_secs(10)))
-        .build();
-    t.send(&mail).map_err(|e| e.to_string())?;
-    Ok(())
+    let mut conn = super::mail::connect(ob)?;
+    let sent = conn.send(mail.envelope(), &mail.formatted());
+    match sent {
+        Ok(_) => {
+            let _ = conn.quit();
+            Ok(())
+        }
+        Err(e) => {
+            conn.abort();
+            Err(e.to_string())
+        }
+    }
 }
 
 /// What the webhook receives for a notification (JSON). It names the account and the

@@ -13,6 +13,7 @@ pub mod camt;
 pub mod collect;
 pub mod credit_note;
 pub mod dunning;
+pub mod mail;
 pub mod psp;
 pub mod receipts;
 pub mod sepa;

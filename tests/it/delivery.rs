@@ -26,11 +26,21 @@ struct Sink {
 
 impl Sink {
     fn start() -> Option<Sink> {
+        Sink::start_with("plain", &[])
+    }
+
+    /// A sink in `mode` (`plain`, `starttls`, `implicit`) with `files` in its folder
+    /// first (`cert.pem`, `key.pem`, `auth`: see smtp_sink.py).
+    fn start_with(mode: &str, files: &[(&str, &[u8])]) -> Option<Sink> {
         let py = tools::venv_python("aiosmtpd", "tools/pyenv.sh 'aiosmtpd==1.4.6'")?;
         let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in files {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
         let child = Command::new(py)
             .arg(SINK)
             .arg(dir.path())
+            .arg(mode)
             .stdout(Stdio::null())
             .spawn()
             .expect("smtp sink starts");
@@ -95,7 +105,17 @@ impl Drop for Sink {
 }
 
 fn workspace(sink: &Sink, accounts: &str) -> Ws {
-    let ws = Ws::hand();
+    workspace_with(sink, accounts, "")
+}
+
+/// [`workspace`] with more `[outbox]` keys, and an operator token for the API.
+fn workspace_with(sink: &Sink, accounts: &str, outbox: &str) -> Ws {
+    let ws = Ws::hand_with("api_tokens_file = \"tokens.csv\"\n");
+    std::fs::write(
+        ws.root.join("tokens.csv"),
+        format!("name,role,sha256\nops,operator,{}\n", sha256_hex(OPERATOR)),
+    )
+    .unwrap();
     std::fs::write(ws.root.join("accounts.csv"), accounts).unwrap();
     let mut cfg = std::fs::read_to_string(&ws.config).unwrap();
     cfg.push_str(&format!(
@@ -103,6 +123,7 @@ fn workspace(sink: &Sink, accounts: &str) -> Ws {
 [outbox]
 smtp = "127.0.0.1:{}"
 from = "billing@tollgate.example"
+{outbox}
 
 [delivery]
 pay_url = "https://pay.tollgate.example/pay/{{invoice}}"
@@ -585,4 +606,613 @@ fn delivery_columns_are_validated_naming_file_and_line() {
     )
     .unwrap();
     run(&["accounts", "list", "--config", ws.config_arg()]).ok();
+}
+
+// ------------------------------------------------------------------ TLS to the relay
+
+const OPERATOR: &str = "delivery-test-operator-token";
+const SMTP_USER: &str = "billing";
+const SMTP_PASSWORD: &str = "s3cret-pa55-never-logged";
+
+fn sha256_hex(t: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(t.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A relay certificate for 127.0.0.1 signed by a CA of its own (named after `dir`),
+/// made with the openssl CLI in `dir`: `ca.pem`, `cert.pem`, `key.pem` (P-256 keys,
+/// valid two days).
+fn relay_certificate(openssl: &Path, dir: &Path) {
+    let ca = format!(
+        "/CN=tollgate test relay CA {}",
+        dir.file_name().unwrap().to_string_lossy()
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
+         extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n",
+    )
+    .unwrap();
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2";
+    let steps = [
+        format!("req -x509 {ec} -keyout ca.key -out ca.pem"),
+        format!("req {ec} -keyout key.pem -out leaf.csr"),
+        "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem \
+         -days 2 -extfile ext.cnf"
+            .to_owned(),
+    ];
+    for (i, args) in steps.iter().enumerate() {
+        let mut cmd = Command::new(openssl);
+        cmd.current_dir(dir).args(args.split_whitespace());
+        match i {
+            0 => cmd.args(["-subj", ca.as_str()]),
+            1 => cmd.args(["-subj", "/CN=127.0.0.1"]),
+            _ => &mut cmd,
+        };
+        let out = cmd.output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args}: {out:?}");
+    }
+}
+
+/// The relay side of a TLS test: certificate files and the credentials it checks.
+fn tls_files(certs: &Path) -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("cert.pem", std::fs::read(certs.join("cert.pem")).unwrap()),
+        ("key.pem", std::fs::read(certs.join("key.pem")).unwrap()),
+        (
+            "auth",
+            format!("{SMTP_USER}\n{SMTP_PASSWORD}\n").into_bytes(),
+        ),
+    ]
+}
+
+fn start_sink(mode: &str, files: &[(&'static str, Vec<u8>)]) -> Option<Sink> {
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    Sink::start_with(mode, &refs)
+}
+
+/// A workspace with one Dutch email account, closed (2026-10) and its CA and credentials
+/// files written; `outbox` are the extra `[outbox]` keys.
+fn tls_workspace(sink: &Sink, certs: &Path, password: &str, outbox: &str) -> Ws {
+    let ws = workspace_with(
+        sink,
+        "account_id,plan,name,country,email,language\nA1,flat,Alice Jansen,NL,alice@example.com,nl\n",
+        outbox,
+    );
+    std::fs::copy(certs.join("ca.pem"), ws.root.join("relay-ca.pem")).unwrap();
+    std::fs::write(
+        ws.root.join("smtp.credentials"),
+        format!("{SMTP_USER}\n{password}\n"),
+    )
+    .unwrap();
+    ws.close("2026-10", "2026-11-01").ok();
+    ws
+}
+
+/// `[outbox] smtp_tls`: STARTTLS (required) with a private CA and credentials from a
+/// file, implicit TLS, opportunistic STARTTLS to a plain relay; `starttls` refuses a
+/// relay that does not offer it, an unknown CA and refused credentials, each a failed
+/// delivery with a clear reason and nothing sent; the password is never printed.
+#[test]
+fn the_relay_connection_is_secured_as_configured() {
+    let Some(openssl) = tools::require("openssl", "apt-get install openssl") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (ours, other) = (tmp.path().join("ours"), tmp.path().join("other"));
+    relay_certificate(&openssl, &ours);
+    relay_certificate(&openssl, &other);
+    let files = tls_files(&ours);
+    let secure = "smtp_tls = \"starttls\"\nsmtp_ca_file = \"relay-ca.pem\"\n\
+                  smtp_credentials_file = \"smtp.credentials\"\n";
+    let failed = |ws: &Ws| {
+        let (code, rep) = deliver(ws);
+        assert_eq!((code, rep), (Some(1), report(0, 1, 0, 0, 0)));
+        let d = show(ws, "2026-000001")["delivery"][0].clone();
+        assert_eq!(
+            (&d["status"], &d["attempts"]),
+            (&"failed".into(), &1.into()),
+            "{d}"
+        );
+        assert!(d["nextAttempt"].is_string(), "{d}");
+        d["error"].as_str().unwrap().to_owned()
+    };
+
+    // STARTTLS required, the relay's CA, credentials: over TLS 1.3, authenticated.
+    let Some(sink) = start_sink("starttls", &files) else {
+        return;
+    };
+    let ws = tls_workspace(&sink, &ours, SMTP_PASSWORD, secure);
+    let out = run(&["deliver", "--config", ws.config_arg()]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(
+        !out.stdout.contains(SMTP_PASSWORD) && !out.stderr.contains(SMTP_PASSWORD),
+        "{out:?}"
+    );
+    let m = &sink.mails()[0];
+    assert_eq!(
+        (&m["tls"], &m["login"], &m["rcpt"]),
+        (
+            &"TLSv1.3".into(),
+            &SMTP_USER.into(),
+            &serde_json::json!(["alice@example.com"])
+        )
+    );
+    assert_eq!(
+        sink.attachment(m, "2026-000001.pdf"),
+        file(&ws, "2026-000001", "pdf")
+    );
+    assert_eq!(show(&ws, "2026-000001")["delivery"][0]["status"], "sent");
+    let shown = run(&["bills", "show", "--config", ws.config_arg(), "2026-000001"]).ok();
+    assert!(!shown.stdout.contains(SMTP_PASSWORD));
+
+    // The same relay, a wrong password: refused by the relay, the password not in the
+    // reason, nothing sent.
+    let ws = tls_workspace(&sink, &ours, "wrong-password", secure);
+    let err = failed(&ws);
+    let port = sink.port;
+    assert!(
+        err.starts_with(&format!("smtp 127.0.0.1:{port}: authentication refused: "))
+            && err.contains("535"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong-password"), "{err}");
+    assert_eq!(sink.mails().len(), 1);
+
+    // A certificate from a CA the config does not name: refused before anything is sent.
+    let ws = tls_workspace(&sink, &other, SMTP_PASSWORD, secure);
+    let err = failed(&ws);
+    assert!(
+        err.starts_with(&format!("smtp 127.0.0.1:{port}: STARTTLS failed: "))
+            && err.contains("UnknownIssuer"),
+        "{err}"
+    );
+    assert_eq!(sink.mails().len(), 1);
+    drop(sink);
+
+    // `starttls` and a relay without STARTTLS: refused, with the reason, nothing sent.
+    let Some(plain) = Sink::start() else { return };
+    let ws = tls_workspace(&plain, &ours, SMTP_PASSWORD, secure);
+    let err = failed(&ws);
+    assert_eq!(
+        err,
+        format!(
+            "smtp 127.0.0.1:{}: the relay does not offer STARTTLS and [outbox] smtp_tls = \
+             \"starttls\" requires it; nothing was sent",
+            plain.port
+        )
+    );
+    assert_eq!(plain.mails().len(), 0);
+    // `opportunistic` to the same relay: sent in plain (what the setting accepts).
+    let ws = tls_workspace(
+        &plain,
+        &ours,
+        SMTP_PASSWORD,
+        "smtp_tls = \"opportunistic\"\n",
+    );
+    assert_eq!(deliver(&ws).1, report(1, 0, 0, 0, 0));
+    assert_eq!(
+        (&plain.mails()[0]["tls"], &plain.mails()[0]["login"]),
+        (&Value::Null, &Value::Null)
+    );
+    drop(plain);
+
+    // Implicit TLS (SMTPS), the relay's CA.
+    let Some(smtps) = start_sink("implicit", &files[..2]) else {
+        return;
+    };
+    let ws = tls_workspace(
+        &smtps,
+        &ours,
+        SMTP_PASSWORD,
+        "smtp_tls = \"implicit\"\nsmtp_ca_file = \"relay-ca.pem\"\n",
+    );
+    assert_eq!(deliver(&ws).1, report(1, 0, 0, 0, 0));
+    assert_eq!(smtps.mails()[0]["tls"], "TLSv1.3");
+}
+
+/// The `[outbox]` TLS keys are checked at load, naming the key; credentials never go to
+/// a relay without TLS.
+#[test]
+fn smtp_tls_settings_are_validated_naming_the_key() {
+    let ws = Ws::hand();
+    std::fs::write(
+        ws.root.join("creds"),
+        format!("{SMTP_USER}\n{SMTP_PASSWORD}\n"),
+    )
+    .unwrap();
+    std::fs::write(ws.root.join("one-line"), "billing\n").unwrap();
+    std::fs::write(ws.root.join("not-pem"), "hello\n").unwrap();
+    let base = std::fs::read_to_string(&ws.config).unwrap();
+    let cases = [
+        (
+            "smtp_tls = \"tls\"\n",
+            "key `outbox.smtp_tls`: `tls` is not none, opportunistic, starttls or implicit",
+        ),
+        (
+            "smtp_tls = \"opportunistic\"\nsmtp_credentials_file = \"creds\"\n",
+            "key `outbox.smtp_credentials_file`: credentials go to the relay only over TLS: set smtp_tls = \"starttls\" or \"implicit\" (it is \"opportunistic\")",
+        ),
+        (
+            "smtp_credentials_file = \"creds\"\n",
+            "(it is \"none\")",
+        ),
+        (
+            "smtp_tls = \"starttls\"\nsmtp_credentials_file = \"one-line\"\n",
+            "one-line: want the user name on the first line and the password on the second",
+        ),
+        (
+            "smtp_tls = \"starttls\"\nsmtp_ca_file = \"not-pem\"\n",
+            "not-pem: no PEM certificate in it",
+        ),
+        (
+            "smtp_ca_file = \"not-pem\"\n",
+            "key `outbox.smtp_ca_file`: has no effect with smtp_tls = \"none\"",
+        ),
+    ];
+    for (keys, want) in cases {
+        std::fs::write(
+            &ws.config,
+            format!("{base}\n[outbox]\nsmtp = \"127.0.0.1:25\"\nfrom = \"b@x.nl\"\n{keys}"),
+        )
+        .unwrap();
+        let out = run(&["accounts", "list", "--config", ws.config_arg()]);
+        assert_ne!(out.code(), Some(0), "{keys}");
+        assert!(
+            out.stderr.contains(want),
+            "{keys}: want {want:?} in {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains(SMTP_PASSWORD), "{}", out.stderr);
+    }
+}
+
+// ------------------------------------------------------- metrics, API, statement
+
+/// POST with the operator token: (status, body).
+fn post(d: &Daemon, path: &str) -> (u16, Value) {
+    let auth = format!("Bearer {OPERATOR}");
+    let r = crate::common::http_request(d.addr, "POST", path, &[("Authorization", &auth)], b"");
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+fn get(d: &Daemon, path: &str) -> Value {
+    let (status, body) = crate::common::http_get_auth(d.addr, path, Some(OPERATOR));
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+/// The daemon's delivery metrics count each attempt by channel and show what waits;
+/// `GET /api/v1/bills/{billNo}` and the statement API carry the delivery state with
+/// exact fields; a resend through the API replaces the delivery still waiting for its
+/// retry (sent once, not twice).
+#[test]
+fn delivery_metrics_and_the_api_show_each_state() {
+    let Some(sink) = Sink::start() else { return };
+    let ws = workspace(&sink, ACCOUNTS);
+    ws.close("2026-10", "2026-11-01").ok();
+    sink.control("reject", true);
+    // The daemon delivers at start: Alice and Bob refused, Bakker's UBL into the folder.
+    let d = Daemon::start(&ws);
+    d.wait_until("the first delivery run", || {
+        d.metrics()
+            .get("tollgate_delivery_queued_documents", &[])
+            .is_some()
+    });
+    let m = d.metrics();
+    let c = |name: &str, channel: &str| m.counter(name, &[("channel", channel)]);
+    assert_eq!(c("tollgate_delivery_sent_total", "peppol"), 1.0);
+    assert_eq!(c("tollgate_delivery_sent_total", "email"), 0.0);
+    assert_eq!(c("tollgate_delivery_failed_total", "email"), 2.0);
+    assert_eq!(c("tollgate_delivery_failed_total", "peppol"), 0.0);
+    assert_eq!(c("tollgate_delivery_interrupted_total", "email"), 0.0);
+    assert_eq!(m.get("tollgate_delivery_queued_documents", &[]), Some(2.0));
+    assert_eq!(
+        m.get("tollgate_delivery_needs_operator_documents", &[]),
+        Some(0.0)
+    );
+    let age = m
+        .get("tollgate_delivery_oldest_queued_age_seconds", &[])
+        .unwrap();
+    assert!((0.0..60.0).contains(&age), "{age}");
+
+    // The bill through the API: exactly these fields.
+    let bill = get(&d, "/api/v1/bills/2026-000001");
+    let first = bill["delivery"][0].clone();
+    assert_eq!(bill["delivery"].as_array().unwrap().len(), 1, "{bill}");
+    assert_eq!(
+        keys(&first),
+        [
+            "attempts",
+            "channel",
+            "error",
+            "id",
+            "nextAttempt",
+            "status",
+            "to"
+        ]
+    );
+    assert_eq!(
+        (
+            &first["status"],
+            &first["channel"],
+            &first["to"],
+            &first["attempts"]
+        ),
+        (
+            &"failed".into(),
+            &"email".into(),
+            &"alice@example.com".into(),
+            &1.into()
+        )
+    );
+    assert_eq!(
+        first["error"],
+        "permanent error (554): 5.7.1 rejected by test policy"
+    );
+    let peppol = get(&d, "/api/v1/bills/2026-000004")["delivery"][0].clone();
+    assert_eq!(
+        keys(&peppol),
+        ["attempts", "channel", "id", "sentAt", "status", "to"]
+    );
+    assert_eq!(
+        (&peppol["status"], &peppol["channel"], &peppol["to"]),
+        (&"sent".into(), &"peppol".into(), &"0106:12345678".into())
+    );
+    // The statement API: each open bill's latest delivery.
+    let st = get(&d, "/api/v1/accounts/A1/statement?date=2026-11-02");
+    assert_eq!(st["openItems"][0]["billNo"], "2026-000001", "{st}");
+    assert_eq!(st["openItems"][0]["delivery"], first, "{st}");
+
+    // The relay takes mail again; the operator resends Alice's invoice at once.
+    sink.control("reject", false);
+    let (status, doc) = post(&d, "/api/v1/bills/2026-000001/resend");
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(
+        (&doc["status"], &doc["resendOf"], &doc["attempts"]),
+        (&"sent".into(), &first["id"], &1.into()),
+        "{doc}"
+    );
+    let states = get(&d, "/api/v1/bills/2026-000001")["delivery"].clone();
+    assert_eq!(states[0]["status"], "superseded", "{states}");
+    assert_eq!(
+        states[0]["error"],
+        format!("replaced by resend {} before it was sent", doc["id"])
+    );
+    assert!(states[0].get("nextAttempt").is_none(), "{states}");
+    // Bob's retry comes after the 2 s back-off at the next tick (10 s): by then Alice
+    // still has exactly one message.
+    sink.wait_for("bob's retry", |m| {
+        m.iter()
+            .any(|m| m["rcpt"] == serde_json::json!(["bob@example.com"]))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.to("alice@example.com").len(), 1);
+    assert_eq!(sink.to("bob@example.com").len(), 1);
+    let m = d.metrics();
+    let c = |name: &str, channel: &str| m.counter(name, &[("channel", channel)]);
+    assert_eq!(c("tollgate_delivery_sent_total", "email"), 2.0);
+    assert_eq!(c("tollgate_delivery_failed_total", "email"), 2.0);
+    assert_eq!(m.get("tollgate_delivery_queued_documents", &[]), Some(0.0));
+    assert_eq!(
+        m.get("tollgate_delivery_oldest_queued_age_seconds", &[]),
+        Some(0.0)
+    );
+    d.stop();
+}
+
+// ------------------------------------------------------------------ the email text
+
+const ALLOWANCE_PLANS: &str = r#"timezone = "Europe/Amsterdam"
+national_prefix = "31"
+currency = "EUR"
+
+[[plan]]
+id = "bundel"
+monthly_fee = "25.00"
+deck = "deck.csv"
+
+[[plan.allowance]]
+name = "300 min bellen"
+service = "voice"
+destinations = ["Netherlands"]
+units = 18000
+"#;
+
+/// The email lists the invoice in the customer's terms (documents::units): usage per
+/// service with its count and call time / volume, the allowance as included and used,
+/// the subscription; Dutch and English, exact text as received by the SMTP server.
+#[test]
+fn the_email_lists_usage_and_allowances_in_the_customer_terms() {
+    let Some(sink) = Sink::start() else { return };
+    let ws = workspace(
+        &sink,
+        "account_id,plan,name,country,email,language\n\
+         A1,bundel,Alice Jansen,NL,alice@example.com,nl\n\
+         A2,bundel,Bob Smith,GB,bob@example.com,en\n",
+    );
+    std::fs::write(ws.root.join("tariffs/plans.toml"), ALLOWANCE_PLANS).unwrap();
+    let f = ws.root.join("oct.csv");
+    let mut rows = Vec::new();
+    for a in ["A1", "A2"] {
+        // NL 90 s (billed 120 s: 1.30) and 60 s (0.70), both in the allowance; UK 30 s
+        // (0.60); 3 SMS (0.30); 1 MiB of data (1.00) in one session.
+        rows.push(format!(
+            "{a}v1,{a},voice,+31611111111,+31612345678,2026-10-02T10:00:00Z,90,0"
+        ));
+        rows.push(format!(
+            "{a}v2,{a},voice,+31611111111,+31612345678,2026-10-03T10:00:00Z,60,0"
+        ));
+        rows.push(format!(
+            "{a}v3,{a},voice,+31611111111,+447700900123,2026-10-04T10:00:00Z,30,0"
+        ));
+        for i in 1..=3 {
+            rows.push(format!(
+                "{a}s{i},{a},sms,+31611111111,+31612345678,2026-10-05T10:0{i}:00Z,,"
+            ));
+        }
+        rows.push(format!(
+            "{a}d1,{a},data,+31611111111,,2026-10-06T10:00:00Z,,1048576"
+        ));
+    }
+    let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+    std::fs::write(&f, crate::common::cdr_file(&rows)).unwrap();
+    ws.ingest(&[&f]).ok();
+    ws.close("2026-10", "2026-11-01").ok();
+    assert_eq!(deliver(&ws).1, report(2, 0, 0, 0, 0));
+
+    let text = |addr: &str| {
+        sink.to(addr)[0]["text"]
+            .as_str()
+            .unwrap()
+            .replace("\r\n", "\n")
+    };
+    let alice = text("alice@example.com");
+    assert!(
+        alice.contains(
+            "Specificatie (bedragen exclusief btw):\n\
+             - Abonnement bundel (EUR 25,00)\n\
+             - Bellen: 3 gesprekken, 0:03:30 (EUR 2,60)\n\
+             - SMS: 3 sms'jes (EUR 0,30)\n\
+             - Data: 1 sessie, 1,0 MB (EUR 1,00)\n\
+             - 300 min bellen: 300 min inbegrepen, 3 min verbruikt (EUR -2,00)\n\n"
+        ),
+        "{alice}"
+    );
+    let bob = text("bob@example.com");
+    assert!(
+        bob.contains(
+            "Summary (amounts excluding VAT):\n\
+             - Subscription bundel (EUR 25.00)\n\
+             - Calls: 3 calls, 0:03:30 (EUR 2.60)\n\
+             - SMS: 3 SMS (EUR 0.30)\n\
+             - Data: 1 session, 1.0 MB (EUR 1.00)\n\
+             - 300 min bellen: 300 min included, 3 min used (EUR -2.00)\n\n"
+        ),
+        "{bob}"
+    );
+    // The figures are the invoice's own lines (net 26.90, VAT 5.65).
+    let inv = &ws.read_invoices("2026-10")[0];
+    assert_eq!(
+        (&inv["net_total"], &inv["vat_total"], &inv["total"]),
+        (&"26.90".into(), &"5.65".into(), &"32.55".into())
+    );
+    assert!(
+        alice.contains("Totaalbedrag: EUR 32,55 (inclusief EUR 5,65 btw)\n"),
+        "{alice}"
+    );
+}
+
+// ------------------------------------------------- final and corrected invoices
+
+/// The two kinds of document the other tests do not issue: a final invoice (the
+/// account's own words, its short period) and a correction (`rerate --correct`: a
+/// credit note and the reissued invoice naming the one it replaces) each reach the
+/// customer once.
+#[test]
+fn final_invoices_and_corrections_are_delivered_too() {
+    let Some(sink) = Sink::start() else { return };
+    let ws = workspace(
+        &sink,
+        "account_id,plan,name,country,email,language\n\
+         A1,flat,Alice Jansen,NL,alice@example.com,nl\n\
+         A2,flat,Bob Smith,GB,bob@example.com,en\n",
+    );
+    let f = ws.root.join("oct.csv");
+    std::fs::write(
+        &f,
+        crate::common::cdr_file(&[
+            "b1,A2,voice,+31611111111,+447700900123,2026-10-02T10:00:00Z,60,0",
+        ]),
+    )
+    .unwrap();
+    ws.ingest(&[&f]).ok();
+    run(&[
+        "invoice",
+        "final",
+        "--config",
+        ws.config_arg(),
+        "--account",
+        "A1",
+        "--date",
+        "2026-10-20",
+    ])
+    .ok();
+    ws.close("2026-10", "2026-11-01").ok();
+    assert_eq!(deliver(&ws).1, report(2, 0, 0, 0, 0));
+    let alice = &sink.to("alice@example.com")[0];
+    assert_eq!(
+        alice["subject"],
+        format!("Uw eindfactuur 2026-000001 van {SELLER}")
+    );
+    let text = alice["text"].as_str().unwrap().replace("\r\n", "\n");
+    assert!(
+        text.contains("In de bijlage vindt u eindfactuur 2026-000001 van Tollgate Telecom B.V. over 01-10-2026 t/m 20-10-2026,"),
+        "{text}"
+    );
+    assert_eq!(
+        sink.to("bob@example.com")[0]["subject"],
+        format!("Your invoice 2026-000002 from {SELLER}")
+    );
+
+    // The UK rate was wrong: 1.20 -> 0.90 a minute; the correction goes out as a credit
+    // note and the reissued invoice.
+    let deck = ws.root.join("tariffs/deck.csv");
+    let text = std::fs::read_to_string(&deck).unwrap();
+    std::fs::write(
+        &deck,
+        text.replace(
+            "44,United Kingdom,voice,any,0,1.20,",
+            "44,United Kingdom,voice,any,0,0.90,",
+        ),
+    )
+    .unwrap();
+    run(&[
+        "rerate",
+        "--config",
+        ws.config_arg(),
+        "--period",
+        "2026-10",
+        "--correct",
+        "--issue-date",
+        "2026-11-15",
+    ])
+    .ok();
+    assert_eq!(deliver(&ws).1, report(2, 0, 0, 0, 0));
+    let bob = sink.to("bob@example.com");
+    assert_eq!(bob.len(), 3);
+    let subjects: Vec<&str> = bob[1..]
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            format!("Your credit note CN-2026-000001 from {SELLER}"),
+            format!("Your corrected invoice 2026-000003 from {SELLER}"),
+        ]
+    );
+    let text = bob[2]["text"].as_str().unwrap().replace("\r\n", "\n");
+    assert!(
+        text.contains("This invoice replaces invoice 2026-000002.\nTotal: EUR 10.90 (no VAT)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- Calls: 1 call, 0:01:00 (EUR 0.90)\n"),
+        "{text}"
+    );
+    assert_eq!(sink.to("alice@example.com").len(), 1);
 }

@@ -540,10 +540,10 @@ fn send_links(engine: &Engine, cfg: &SelfService, email: &str, t: i64) {
     let Some(ob) = engine.cfg.outbox.as_ref() else {
         return;
     };
-    let Some(relay) = ob.smtp.as_deref() else {
+    if ob.smtp.is_none() {
         return;
-    };
-    match crate::payments::dunning::send_text_mail(relay, &ob.from, email, &subject, &body, None) {
+    }
+    match crate::payments::dunning::send_text_mail(ob, email, &subject, &body, None) {
         Ok(()) => tracing::info!(target: "tollgate::my", links = tokens.len(), "sign-in link sent"),
         Err(e) => {
             tracing::warn!(target: "tollgate::my", error = %e, "cannot send a sign-in link")

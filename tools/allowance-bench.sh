@@ -9,6 +9,7 @@
 # (issue 14 asks for at most 2x).
 #
 #   tools/allowance-bench.sh [--records N] [--accounts N] [--dir DIR]
+#   (defaults: the issue's size, 10 M records for 100 k accounts; it takes minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 records=10000000 accounts=100000 dir=""
@@ -21,7 +22,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 . tools/setup.sh bc
-cargo build --release --locked --bins >&2
+# TOLLGATE_BIN_DIR: binaries built already (tollgate, tollgate-gen), e.g. a private copy
+# while other builds share the target directory; else build them here.
+if [ -z "${TOLLGATE_BIN_DIR:-}" ]; then
+  cargo build --release --locked --bins >&2
+fi
 bin="${TOLLGATE_BIN_DIR:-$CARGO_TARGET_DIR/release}"
 if [ -z "$dir" ]; then
   dir="$(mktemp -d /var/tmp/tollgate-allowance-bench.XXXXXX)"

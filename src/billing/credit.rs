@@ -286,7 +286,8 @@ pub(crate) fn credit_in<'a>(
             // service still creditable (the usage at full price and its allowances:
             // together what the customer paid for the service).
             if let CreditWhat::Lines(v) = &what {
-                let left = |i: usize| orig.lines[i - 1].cents() - done.lines.get(&i).copied().unwrap_or(0);
+                let left =
+                    |i: usize| orig.lines[i - 1].cents() - done.lines.get(&i).copied().unwrap_or(0);
                 let discounted: std::collections::BTreeSet<&str> = orig
                     .lines
                     .iter()
@@ -363,8 +364,8 @@ pub(crate) fn credit_in<'a>(
                         left_line.min(0)
                     }
                 } else {
-                    let left_group = group_left.get(&k).map_or(0, |g| g.0)
-                        - take.get(&k).copied().unwrap_or(0);
+                    let left_group =
+                        group_left.get(&k).map_or(0, |g| g.0) - take.get(&k).copied().unwrap_or(0);
                     left_line.min(left_group).max(0)
                 };
                 if cents == 0 {

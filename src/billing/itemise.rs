@@ -627,17 +627,18 @@ impl Prepared {
             })
         };
         let files: Vec<Checkpoint> = match ledger.files() {
-            Ok(f) => f
-                .into_iter()
-                .filter(|cp| cp.seq > after)
-                .filter(|cp| {
-                    (cp.rated > 0
-                        && cp.months.iter().any(|m| {
-                            month_index(m).is_some_and(|m| window.open_month(cp.seq, m))
-                        }))
-                        || rerated(cp)
-                })
-                .collect(),
+            Ok(f) => {
+                f.into_iter()
+                    .filter(|cp| cp.seq > after)
+                    .filter(|cp| {
+                        (cp.rated > 0
+                            && cp.months.iter().any(|m| {
+                                month_index(m).is_some_and(|m| window.open_month(cp.seq, m))
+                            }))
+                            || rerated(cp)
+                    })
+                    .collect()
+            }
             Err(e) => {
                 self.file_errors
                     .push(format!("cannot list committed files: {e}"));
@@ -700,10 +701,8 @@ impl Prepared {
                         let Some(cp) = files.get(i) else { break };
                         // The file's own snapshot for its records no rerate replaced,
                         // and each rerate's that may have replaced some for its own.
-                        let mut passes = vec![(
-                            None,
-                            (cp.tariff_version.clone(), cp.accounts_hash.clone()),
-                        )];
+                        let mut passes =
+                            vec![(None, (cp.tariff_version.clone(), cp.accounts_hash.clone()))];
                         for (k, r) in window.rerated.iter().enumerate() {
                             if cp.seq <= r.seq {
                                 passes.push((
@@ -1190,7 +1189,10 @@ impl Derived {
                         g.0 += units;
                         g.1 += value;
                         draws.push(AnnexDraw {
-                            name: d.allowances.get(a).map_or_else(String::new, |x| x.name.clone()),
+                            name: d
+                                .allowances
+                                .get(a)
+                                .map_or_else(String::new, |x| x.name.clone()),
                             units,
                             value: Micros(value),
                         });
@@ -1297,9 +1299,10 @@ fn annex_allowances(
             continue;
         };
         let seen = |a: usize| {
-            out.iter().any(|x: &(usize, String, String, AnnexAllowance)| {
-                x.0 == a && &x.1 == vat_category && &x.2 == vat_rate
-            })
+            out.iter()
+                .any(|x: &(usize, String, String, AnnexAllowance)| {
+                    x.0 == a && &x.1 == vat_category && &x.2 == vat_rate
+                })
         };
         let idx = (at..plan.len()).find(|&a| &plan[a].name == name && !seen(a));
         let (units, value) = idx

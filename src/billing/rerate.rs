@@ -60,12 +60,12 @@ use rustc_hash::FxHashMap;
 use super::annex::DayUsage;
 use super::credit::{credit_in, load_invoice, Credited, Reissue, Replacement};
 use super::itemise::{AccountDrawn, AllowancePlans, RerateSnapshot, Window};
-use crate::rate::allowance::{Draw, RecordId};
 use super::model::{period_bounds, FinalRecord, Invoice, Line, Period};
 use super::refused;
 use crate::config::Config;
 use crate::ingest::pipeline::Settings;
 use crate::rate::accounts::{AccountIndex, Accounts};
+use crate::rate::allowance::{Draw, RecordId};
 use crate::rate::cdr::time::days_from_civil;
 use crate::rate::money::{Cents, Micros};
 use crate::rate::rating::{band_name, Rater};
@@ -559,27 +559,24 @@ fn rerate_file(
         if let Some(a) = allowances.filter(|_| part == Part::Close && r.month == scope.period) {
             let plan = a.plan_of[r.account as usize];
             if plan != u32::MAX && r.billed > 0 {
-                let mask = a.masks[plan as usize][r.row as usize]
-                    & a.plans.service_mask(plan, r.service);
+                let mask =
+                    a.masks[plan as usize][r.row as usize] & a.plans.service_mask(plan, r.service);
                 if mask != 0 {
                     let row = &table.rows[r.row as usize];
-                    out.draws
-                        .entry(account.to_owned())
-                        .or_default()
-                        .push((
-                            r.month,
-                            Draw {
-                                start: r.start,
-                                id: RecordId::new(&rater.record_id(line).unwrap_or_default()),
-                                billed: r.billed,
-                                charge_micros: r.charge_micros,
-                                rate_nanos: row.rate_nanos.to_native(),
-                                per: row.per.to_native(),
-                                mask,
-                                group: (a.group[r.row as usize] << 2) | r.service as u32,
-                                tag: (cp.seq, line_no),
-                            },
-                        ));
+                    out.draws.entry(account.to_owned()).or_default().push((
+                        r.month,
+                        Draw {
+                            start: r.start,
+                            id: RecordId::new(&rater.record_id(line).unwrap_or_default()),
+                            billed: r.billed,
+                            charge_micros: r.charge_micros,
+                            rate_nanos: row.rate_nanos.to_native(),
+                            per: row.per.to_native(),
+                            mask,
+                            group: (a.group[r.row as usize] << 2) | r.service as u32,
+                            tag: (cp.seq, line_no),
+                        },
+                    ));
                 }
             }
         }
@@ -698,7 +695,10 @@ fn apply(
             accounts: req.accounts.clone(),
             month: period,
         });
-        txn.put_rerated(&p, &serde_json::to_vec(&list).expect("rerate records serialize"));
+        txn.put_rerated(
+            &p,
+            &serde_json::to_vec(&list).expect("rerate records serialize"),
+        );
     }
     // 2. A closed period: its invoices against the lines the close code builds now.
     let Some(record) = ledger.close_record(&p)? else {
@@ -761,7 +761,11 @@ fn apply(
             Some(AccountDrawn::of(
                 plans.list(i),
                 1,
-                rerated.draws.get(&inv.account_id).cloned().unwrap_or_default(),
+                rerated
+                    .draws
+                    .get(&inv.account_id)
+                    .cloned()
+                    .unwrap_or_default(),
                 groups,
             ))
         });

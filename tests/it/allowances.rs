@@ -555,7 +555,8 @@ fn golden_invoices_with_allowances() {
 
 // ---------------------------------------------------------------- annex and credit notes
 
-const ITEMISED_ACCOUNTS: &str = "account_id,plan,name,street,postcode,city,country,email,itemised,masking
+const ITEMISED_ACCOUNTS: &str =
+    "account_id,plan,name,street,postcode,city,country,email,itemised,masking
 B1,bundle,Bea Bundel,Damrak 2,1012 LG,Amsterdam,NL,bea@example.com,yes,none
 ";
 
@@ -697,7 +698,13 @@ fn annex_marks_the_records_an_allowance_covered() {
     // byte for byte what it was).
     assert_eq!(
         line(2)["records"],
-        json!([rec("2026-10-05 12:00:00", "+12125550100", 60, 60, "0.500000")])
+        json!([rec(
+            "2026-10-05 12:00:00",
+            "+12125550100",
+            60,
+            60,
+            "0.500000"
+        )])
     );
     let sms = rec("2026-10-06 12:00:00", "+31612345678", 1, 1, "0.100000");
     assert_eq!(
@@ -726,7 +733,14 @@ fn annex_marks_the_records_an_allowance_covered() {
         annex["allowances"],
         json!([
             al(6, "150 s Netherlands", "seconds", 150, "1.660000", "-1.66"),
-            al(7, "100 s United Kingdom", "seconds", 100, "2.000000", "-2.00"),
+            al(
+                7,
+                "100 s United Kingdom",
+                "seconds",
+                100,
+                "2.000000",
+                "-2.00"
+            ),
             al(8, "20 s any call", "seconds", 20, "0.240000", "-0.24"),
             al(9, "2 SMS", "messages", 2, "0.200000", "-0.20"),
             al(10, "2 MiB", "bytes", 2097152, "2.000000", "-2.00"),
@@ -786,7 +800,11 @@ fn credit_notes_and_reissue_of_an_allowance_invoice() {
     // An allowance line alone would raise what is owed.
     let o = credit(&[&no, "--lines", "9", "--reason", "x"]);
     assert_ne!(o.code(), Some(0));
-    assert!(o.stderr.contains("lines 4,9 are credited together"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("lines 4,9 are credited together"),
+        "{}",
+        o.stderr
+    );
     // The SMS: 0.30 usage − 0.20 allowance = 0.10 net, VAT 0.021 → 0.02.
     credit(&[&no, "--lines", "4,9", "--reason", "SMS not delivered"]).ok();
     let cns = ws.read_invoices("2026-10");
@@ -864,7 +882,10 @@ fn credit_notes_and_reissue_of_an_allowance_invoice() {
         serde_json::from_slice(&fs::read(dir.join(format!("{rno}.annex.json"))).unwrap()).unwrap();
     assert_eq!(a1["lines"], a0["lines"]);
     assert_eq!(a1["allowances"], a0["allowances"]);
-    assert_eq!(re["itemised"], json!({"status": "attached", "records": 8, "omitted": 0}));
+    assert_eq!(
+        re["itemised"],
+        json!({"status": "attached", "records": 8, "omitted": 0})
+    );
     // Nothing is left to credit on the original.
     let o = credit(&[&no, "--reason", "again"]);
     assert_ne!(o.code(), Some(0));
@@ -1039,7 +1060,12 @@ fn open_period_rerate_keeps_the_allowances_and_the_close_its_annex() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|a| (a["used"].as_u64().unwrap(), a["remaining"].as_u64().unwrap()))
+            .map(|a| {
+                (
+                    a["used"].as_u64().unwrap(),
+                    a["remaining"].as_u64().unwrap(),
+                )
+            })
             .collect()
     };
     // o1 from "150 s Netherlands"; o3 100 s from the UK allowance, 20 s from "any call".

@@ -977,13 +977,7 @@ fn annex_pages(pages: &mut Vec<Page>, inv: &Invoice, a: &Annex, w: &Words, lang:
                 let from: Vec<String> = r
                     .allowances
                     .iter()
-                    .map(|d| {
-                        format!(
-                            "{}: {}",
-                            d.name,
-                            allowance_quantity(lang, &l.unit, d.units)
-                        )
-                    })
+                    .map(|d| format!("{}: {}", d.name, allowance_quantity(lang, &l.unit, d.units)))
                     .collect();
                 p.text(
                     170.0,

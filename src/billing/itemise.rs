@@ -205,7 +205,7 @@ impl AllowancePlans {
                 t.rows
                     .iter()
                     .map(|r| {
-                        if t.decks[r.deck.to_native() as usize].as_str() != p.deck {
+                        if !p.is_deck(t.decks[r.deck.to_native() as usize].as_str()) {
                             return 0; // priced through a fallback plan's deck
                         }
                         let dest = t.destinations[r.destination.to_native() as usize].as_str();

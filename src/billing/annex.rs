@@ -67,6 +67,47 @@ pub struct AnnexRecord {
     pub billed: u64,
     /// The record's charge, 6 decimals.
     pub charge: Micros,
+    /// Units an allowance of the plan covered (absent: none, the charge stands).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub covered: u64,
+    /// Which allowances covered them, in plan order (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowances: Vec<AnnexDraw>,
+    /// The record's charge after the allowances, 6 decimals (absent when none covered
+    /// it): 0 when fully covered, else the uncovered units at the rate, half-up to 6
+    /// decimals, without the connect fee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charge_after_allowances: Option<Micros>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What one allowance covered of a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnexDraw {
+    /// The allowance's name, as on the invoice line.
+    pub name: String,
+    /// Units it covered.
+    pub units: u64,
+    /// Its share of the record's value (charge − charge after allowances), 6 decimals.
+    pub value: Micros,
+}
+
+/// An allowance line of the invoice, reproduced from the records the annex lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnexAllowance {
+    /// 1-based line of the invoice.
+    pub line: usize,
+    pub name: String,
+    pub unit: String,
+    /// Units the records of this line's VAT group took from the allowance.
+    pub units: u64,
+    /// Exact sum of their shares of the value (listed and omitted records), 6 decimals.
+    pub value: Micros,
+    /// The invoice line's amount: `-value` rounded half-up to cents.
+    pub amount: Cents,
 }
 
 /// The records of one usage line of the invoice.
@@ -101,6 +142,9 @@ pub struct Annex {
     /// Called-number prefixes (E.164 digits) left out: free to the caller.
     pub omitted_prefixes: Vec<String>,
     pub lines: Vec<AnnexLine>,
+    /// The invoice's allowance lines (absent for plans without allowances).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowances: Vec<AnnexAllowance>,
 }
 
 /// Masks the last `keep_hidden` digits of a number with `x`.

@@ -287,7 +287,44 @@ pub(crate) fn credit_in<'a>(
                 }
                 _ => (1..=orig.lines.len()).collect(),
             };
-            for i in chosen {
+            // Allowance lines (negative: a discount on the usage of their service) are
+            // credited with that usage, never apart: a usage line of a service an
+            // allowance discounted, or that allowance line, brings every line of the
+            // service still creditable (the usage at full price and its allowances:
+            // together what the customer paid for the service).
+            if let CreditWhat::Lines(v) = &what {
+                let left =
+                    |i: usize| orig.lines[i - 1].cents() - done.lines.get(&i).copied().unwrap_or(0);
+                let discounted: std::collections::BTreeSet<&str> = orig
+                    .lines
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, l)| matches!(l, Line::Allowance { .. }) && left(j + 1) != 0)
+                    .map(|(_, l)| line_service(l))
+                    .collect();
+                for s in discounted {
+                    let of_s: Vec<usize> = (1..=orig.lines.len())
+                        .filter(|&j| {
+                            let l = &orig.lines[j - 1];
+                            matches!(l, Line::Usage { .. } | Line::Allowance { .. })
+                                && line_service(l) == s
+                                && left(j) != 0
+                        })
+                        .collect();
+                    if of_s.iter().any(|j| v.contains(j)) && !of_s.iter().all(|j| v.contains(j)) {
+                        return Err(refused(format!(
+                            "invoice {number}: an allowance discounted its {s} usage, so lines {} are credited together",
+                            of_s.iter().map(|j| j.to_string()).collect::<Vec<_>>().join(",")
+                        )));
+                    }
+                }
+            }
+            // Negative lines (allowances) first, so the usage they discounted can be
+            // credited in full within its VAT group; the note lists them in line order.
+            let mut order = chosen.clone();
+            order.sort_by_key(|&i| orig.lines[i - 1].cents() >= 0);
+            let mut credited: BTreeMap<usize, Line> = BTreeMap::new();
+            for i in order {
                 let l = &orig.lines[i - 1];
                 let left_line = l.cents() - done.lines.get(&i).copied().unwrap_or(0);
                 // A late-payment fee line: outside VAT, limited by what is left on
@@ -310,21 +347,35 @@ pub(crate) fn credit_in<'a>(
                     }
                     *done.lines.entry(i).or_default() += left_line;
                     fees_credited.push((i, left_line));
-                    lines.push(Line::Fee {
-                        fee_id: fee_id.clone(),
-                        fee: fee.clone(),
-                        invoice: invoice.clone(),
-                        description: format!("Credit of line {i}: {description}"),
-                        amount: Cents(-left_line),
-                    });
+                    credited.insert(
+                        i,
+                        Line::Fee {
+                            fee_id: fee_id.clone(),
+                            fee: fee.clone(),
+                            invoice: invoice.clone(),
+                            description: format!("Credit of line {i}: {description}"),
+                            amount: Cents(-left_line),
+                        },
+                    );
                     continue;
                 }
                 let (c, r) = l.vat();
                 let k = group_key(c, r);
-                let left_group =
-                    group_left.get(&k).map_or(0, |g| g.0) - take.get(&k).copied().unwrap_or(0);
-                let cents = left_line.min(left_group);
-                if cents <= 0 {
+                let cents = if l.cents() < 0 {
+                    // An allowance: what is left of it, whole (it raises the group's
+                    // room for the usage it discounted), unless nothing is left of the
+                    // group at all.
+                    if group_left.get(&k).map_or(0, |g| g.0) <= 0 {
+                        0
+                    } else {
+                        left_line.min(0)
+                    }
+                } else {
+                    let left_group =
+                        group_left.get(&k).map_or(0, |g| g.0) - take.get(&k).copied().unwrap_or(0);
+                    left_line.min(left_group).max(0)
+                };
+                if cents == 0 {
                     if matches!(what, CreditWhat::Lines(_)) {
                         return Err(refused(format!(
                             "line {i} of invoice {number} has nothing left to credit"
@@ -334,7 +385,14 @@ pub(crate) fn credit_in<'a>(
                 }
                 *take.entry(k).or_default() += cents;
                 *done.lines.entry(i).or_default() += cents;
-                lines.push(credit_line(i, l, cents));
+                credited.insert(i, credit_line(i, l, cents));
+            }
+            lines.extend(credited.into_values());
+            if let Some((k, t)) = take.iter().find(|(_, t)| **t <= 0) {
+                return Err(refused(format!(
+                    "invoice {number}: the chosen lines credit {} in VAT group {k}: a credit note cannot raise what is owed",
+                    format_cents(*t)
+                )));
             }
         }
         CreditWhat::Amount(cents) => {
@@ -499,7 +557,7 @@ pub(crate) fn credit_in<'a>(
             Reissue::Copy => {
                 let mut d = Draft::new(cfg, &orig.account_id, acc)?;
                 for (i, l) in orig.lines.iter().enumerate() {
-                    d.copy(l);
+                    d.copy(l, &orig.lines);
                     fee_again(&mut d, i, l);
                 }
                 (d, orig.late_records, orig.usage_by_day.clone())

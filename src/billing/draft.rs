@@ -127,8 +127,8 @@ impl<'a> Draft<'a> {
         });
     }
 
-    /// Re-prices a copied line under this draft's regime.
-    pub(crate) fn copy(&mut self, l: &Line) {
+    /// Re-prices a copied line (of the document `all`) under this draft's regime.
+    pub(crate) fn copy(&mut self, l: &Line, all: &[Line]) {
         match l {
             Line::Usage {
                 service,
@@ -153,8 +153,44 @@ impl<'a> Draft<'a> {
             } => self.subscription(plan, description.clone(), l.cents()),
             // Credit lines are not copied. Late-payment fee lines are copied by the
             // reissue for what its credit note took off them (`credit`), not here.
-            // Allowance lines are copied as they are (the reissue bills the same records).
-            Line::Allowance { .. } => self.lines.push(l.clone()),
+            // Allowance lines keep their amounts (the reissue bills the same records) and
+            // take the VAT of the usage they discount under this regime: that of a usage
+            // line of the same service that had the allowance's VAT on the original.
+            Line::Allowance { .. } => {
+                let mut l = l.clone();
+                let old = l.vat();
+                let usage = all.iter().find(|u| {
+                    matches!(u, Line::Usage { .. })
+                        && line_service(u) == line_service(&l)
+                        && u.vat() == old
+                });
+                // An unused one discounts nothing: it follows the customer when every
+                // line does (reverse charge, outside scope), else keeps its VAT.
+                let tr = match usage {
+                    Some(Line::Usage {
+                        service,
+                        destination,
+                        ..
+                    }) => Some(self.treatment(service, destination)),
+                    _ if self.regime.category != Category::S => {
+                        Some(self.treatment(line_service(&l), ""))
+                    }
+                    _ => None,
+                };
+                if let (
+                    Some(tr),
+                    Line::Allowance {
+                        vat_category,
+                        vat_rate,
+                        ..
+                    },
+                ) = (tr, &mut l)
+                {
+                    *vat_category = tr.category.code().into();
+                    *vat_rate = tr.rate.normalize().to_string();
+                }
+                self.lines.push(l);
+            }
             Line::Credit { .. } | Line::Fee { .. } => {}
         }
     }

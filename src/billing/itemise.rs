@@ -36,7 +36,8 @@ use std::sync::{Arc, Mutex};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::billing::annex::{
-    display_number, hidden_digits, mask, Annex, AnnexLine, AnnexRecord, DayUsage, Itemised,
+    display_number, hidden_digits, mask, Annex, AnnexAllowance, AnnexDraw, AnnexLine, AnnexRecord,
+    DayUsage, Itemised,
 };
 use crate::config::Config;
 use crate::ingest::pipeline::Settings;
@@ -78,6 +79,71 @@ pub struct Window {
     /// invoice every month after the last close up to its own.
     pub allowances: Option<Arc<AllowancePlans>>,
     pub allow_months: (u32, u32),
+    /// Rerates of open periods' usage ([`RerateSnapshot`]), in the order they were
+    /// made: the records they replaced are re-derived with their snapshot.
+    pub rerated: Vec<RerateSnapshot>,
+}
+
+/// The snapshot a rerate priced a period's unbilled records with (`meta/rerated/<P>`):
+/// records dated in `period`, of files committed at or before `seq`, of `accounts` (all
+/// when empty), are re-derived with tariff `tariff_version` and accounts snapshot
+/// `accounts_hash` instead of their file's own, so the close reproduces the rows the
+/// rerate wrote (charts, annexes and allowances kept).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RerateSnapshot {
+    pub period: String,
+    pub tariff_version: String,
+    pub accounts_hash: String,
+    pub seq: u64,
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Month index of `period` (set when read).
+    #[serde(skip)]
+    pub(crate) month: u32,
+}
+
+impl RerateSnapshot {
+    /// The rerate snapshots of the ledger (periods in order, each period's in the order
+    /// they were made) that may apply to a document billing months up to `period` (month index)
+    /// after the closes `earlier`: a rerate whose records an earlier close of that
+    /// month or a later one billed in full applies no more.
+    fn within(
+        ledger: &Ledger,
+        period: u32,
+        earlier: &[(u32, u64)],
+    ) -> Result<Vec<RerateSnapshot>, LedgerError> {
+        let mut out = Vec::new();
+        for (label, v) in ledger.rerates()? {
+            let list: Vec<RerateSnapshot> =
+                serde_json::from_slice(&v).map_err(|e| LedgerError::Corrupt {
+                    path: ledger.path().to_owned(),
+                    key: format!("meta/rerated/{label}"),
+                    message: e.to_string(),
+                })?;
+            for mut r in list {
+                let Some(m) = month_index(&r.period) else {
+                    continue;
+                };
+                r.month = m;
+                if m <= period && !earlier.iter().any(|&(em, es)| em >= m && r.seq <= es) {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Window {
+    /// The rerate snapshot a record of `month`, `account`, in the file committed at
+    /// `file_seq` is re-derived with: the last rerate that replaced it, if any.
+    fn rerate_of(&self, file_seq: u64, month: u32, account: &str) -> Option<usize> {
+        self.rerated.iter().rposition(|r| {
+            file_seq <= r.seq
+                && r.month == month
+                && (r.accounts.is_empty() || r.accounts.iter().any(|a| a == account))
+        })
+    }
 }
 
 /// The allowances of the plans in service, by plan id.
@@ -89,10 +155,9 @@ pub struct AllowancePlans {
     service_mask: Vec<[u64; 3]>,
 }
 
-impl Window {
-    /// This window with the allowances of `tariff`'s plans drawn by records dated in the
-    /// months `from..=to` (month indexes).
-    pub fn with_allowances(mut self, tariff: &Tariff, from: u32, to: u32) -> Window {
+impl AllowancePlans {
+    /// The allowances of `tariff`'s plans; `None` when no plan has any.
+    pub fn of(tariff: &Tariff) -> Option<AllowancePlans> {
         let mut a = AllowancePlans::default();
         for (i, p) in tariff.allowances.iter().enumerate() {
             if p.list.is_empty() {
@@ -107,9 +172,84 @@ impl Window {
             a.service_mask.push(m);
             a.list.push(p.clone());
         }
-        if !a.list.is_empty() {
-            self.allowances = Some(Arc::new(a));
+        (!a.list.is_empty()).then_some(a)
+    }
+
+    /// The index of a plan with allowances.
+    pub fn plan(&self, id: &str) -> Option<u32> {
+        self.by_id.get(id).copied()
+    }
+
+    /// The allowances of plan `i` (an index from [`AllowancePlans::plan`]), plan order.
+    pub fn list(&self, i: u32) -> &[crate::rate::tariff::Allowance] {
+        &self.list[i as usize].list
+    }
+
+    /// The allowances of plan `i` a record of `service` can draw on.
+    pub fn service_mask(&self, i: u32, service: Service) -> u64 {
+        self.service_mask[i as usize][service as usize]
+    }
+
+    /// Per plan, per row of `tariff`: the allowances the row matches (by destination and
+    /// band name; only rows of the plan's own deck, never a fallback plan's); and per
+    /// row its invoice line (destination and band) interned in `groups`.
+    pub fn rows(
+        &self,
+        tariff: &Tariff,
+        (groups, group_ids): (&mut Vec<LineId>, &mut HashMap<LineId, u32>),
+    ) -> (Vec<Vec<u64>>, Vec<u32>) {
+        let (mut masks, mut group) = (Vec::new(), Vec::new());
+        let t = tariff.table();
+        for p in &self.list {
+            masks.push(
+                t.rows
+                    .iter()
+                    .map(|r| {
+                        if !p.is_deck(t.decks[r.deck.to_native() as usize].as_str()) {
+                            return 0; // priced through a fallback plan's deck
+                        }
+                        let dest = t.destinations[r.destination.to_native() as usize].as_str();
+                        let band = band_name(tariff, r.band);
+                        p.list
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, x)| {
+                                x.destinations
+                                    .as_ref()
+                                    .is_none_or(|d| d.iter().any(|d| d == dest))
+                                    && x.bands.as_ref().is_none_or(|b| b.iter().any(|b| b == band))
+                            })
+                            .fold(0u64, |m, (j, _)| m | 1 << j)
+                    })
+                    .collect(),
+            );
         }
+        // The invoice line of each row, per service (rows carry no service: the line
+        // key is completed with the record's service when it draws).
+        for r in t.rows.iter() {
+            let id: LineId = (
+                0,
+                t.destinations[r.destination.to_native() as usize]
+                    .as_str()
+                    .to_owned(),
+                band_name(tariff, r.band).to_owned(),
+            );
+            let n = groups.len() as u32;
+            let g = *group_ids.entry(id.clone()).or_insert_with(|| {
+                groups.push(id);
+                n
+            });
+            group.push(g);
+        }
+        (masks, group)
+    }
+}
+
+impl Window {
+    /// This window with the allowances of `tariff`'s plans drawn by records dated in the
+    /// months `from..=to` (month indexes).
+    pub fn with_allowances(mut self, tariff: &Tariff, from: u32, to: u32) -> Window {
+        self.allowances = AllowancePlans::of(tariff).map(Arc::new);
         self.allow_months = (from, to);
         self
     }
@@ -164,6 +304,7 @@ impl Window {
                 .parse()
                 .map_err(|e: String| LedgerError::Refused(e))?,
         );
+        let rerated = RerateSnapshot::within(ledger, p, &earlier)?;
         Ok(Window {
             period: p,
             seq,
@@ -173,6 +314,7 @@ impl Window {
             chart_days: (last - first).num_days() as u32 + 1,
             allowances: None,
             allow_months: (1, 0),
+            rerated,
         })
     }
 
@@ -190,6 +332,7 @@ impl Window {
                 earlier.push((m, c.seq));
             }
         }
+        let rerated = RerateSnapshot::within(ledger, u32::MAX, &earlier)?;
         Ok(Window {
             period: u32::MAX,
             seq,
@@ -199,6 +342,7 @@ impl Window {
             chart_days: ((last - first).num_days() + 1).max(0) as u32,
             allowances: None,
             allow_months: (1, 0),
+            rerated,
         })
     }
 
@@ -301,8 +445,8 @@ pub struct AccountDrawn {
     pub used: Vec<u64>,
     /// Value (6 decimals) each allowance gave per invoice line: (allowance, line, micros).
     pub value: Vec<(usize, LineId, i64)>,
-    /// Records covered: (file sequence, line) → (units covered, new charge).
-    pub covered: HashMap<(u64, u64), (u64, i64)>,
+    /// Records covered: (file sequence, line) → what each took (for the annex).
+    pub covered: HashMap<(u64, u64), crate::rate::allowance::Covered>,
 }
 
 impl AccountDrawn {
@@ -334,8 +478,8 @@ impl AccountDrawn {
                 id.0 = (g & 3) as u8;
                 *value.entry((i, id)).or_default() += v;
             }
-            for (tag, c, n) in d.covered {
-                out.covered.insert(tag, (c, n));
+            for c in d.covered {
+                out.covered.insert(c.tag, c);
             }
         }
         out.value = value.into_iter().map(|((i, id), v)| (i, id, v)).collect();
@@ -473,16 +617,28 @@ impl Prepared {
         let slots = &self.slots;
         let groups = &mut self.groups;
         let group_ids = &mut self.group_ids;
+        // A file a rerate read for a month may hold records that rate only now (its
+        // rejected lines): read it too.
+        let rerated = |cp: &Checkpoint| {
+            window.rerated.iter().any(|r| {
+                cp.seq <= r.seq
+                    && cp.rejected.values().sum::<u64>() > 0
+                    && window.open_month(cp.seq, r.month)
+            })
+        };
         let files: Vec<Checkpoint> = match ledger.files() {
-            Ok(f) => f
-                .into_iter()
-                .filter(|cp| cp.rated > 0 && cp.seq > after)
-                .filter(|cp| {
-                    cp.months
-                        .iter()
-                        .any(|m| month_index(m).is_some_and(|m| window.open_month(cp.seq, m)))
-                })
-                .collect(),
+            Ok(f) => {
+                f.into_iter()
+                    .filter(|cp| cp.seq > after)
+                    .filter(|cp| {
+                        (cp.rated > 0
+                            && cp.months.iter().any(|m| {
+                                month_index(m).is_some_and(|m| window.open_month(cp.seq, m))
+                            }))
+                            || rerated(cp)
+                    })
+                    .collect()
+            }
             Err(e) => {
                 self.file_errors
                     .push(format!("cannot list committed files: {e}"));
@@ -496,8 +652,17 @@ impl Prepared {
             .collect();
         // Snapshots by (tariff version, accounts hash), loaded once.
         let mut snaps: BTreeMap<(String, String), Result<Arc<Snapshot>, String>> = BTreeMap::new();
-        for cp in &files {
-            let key = (cp.tariff_version.clone(), cp.accounts_hash.clone());
+        let keys = files
+            .iter()
+            .map(|cp| (cp.tariff_version.clone(), cp.accounts_hash.clone()))
+            .chain(
+                window
+                    .rerated
+                    .iter()
+                    .map(|r| (r.tariff_version.clone(), r.accounts_hash.clone())),
+            )
+            .collect::<Vec<_>>();
+        for key in keys {
             if let std::collections::btree_map::Entry::Vacant(v) = snaps.entry(key) {
                 let (version, hash) = v.key();
                 let s = snapshot(
@@ -534,26 +699,40 @@ impl Prepared {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(cp) = files.get(i) else { break };
-                        let key = (cp.tariff_version.clone(), cp.accounts_hash.clone());
-                        let snap = match &snaps[&key] {
-                            Ok(s) => s.clone(),
-                            Err(e) => {
-                                part.errors.push(format!("{}: {e}", cp.name));
-                                continue;
+                        // The file's own snapshot for its records no rerate replaced,
+                        // and each rerate's that may have replaced some for its own.
+                        let mut passes =
+                            vec![(None, (cp.tariff_version.clone(), cp.accounts_hash.clone()))];
+                        for (k, r) in window.rerated.iter().enumerate() {
+                            if cp.seq <= r.seq {
+                                passes.push((
+                                    Some(k),
+                                    (r.tariff_version.clone(), r.accounts_hash.clone()),
+                                ));
                             }
-                        };
-                        if let Err(e) = rerate(
-                            &done.join(&cp.name),
-                            cp,
-                            &hashes[i],
-                            &snap,
-                            &settings,
-                            window,
-                            slots,
-                            first_day,
-                            &mut part,
-                        ) {
-                            part.errors.push(format!("{}: {e}", cp.name));
+                        }
+                        for (pass, key) in passes {
+                            let snap = match &snaps[&key] {
+                                Ok(s) => s.clone(),
+                                Err(e) => {
+                                    part.errors.push(format!("{}: {e}", cp.name));
+                                    continue;
+                                }
+                            };
+                            if let Err(e) = rerate(
+                                &done.join(&cp.name),
+                                cp,
+                                &hashes[i],
+                                &snap,
+                                &settings,
+                                window,
+                                slots,
+                                first_day,
+                                pass,
+                                &mut part,
+                            ) {
+                                part.errors.push(format!("{}: {e}", cp.name));
+                            }
                         }
                     }
                     parts.lock().expect("parts lock").push(part);
@@ -600,6 +779,7 @@ impl Prepared {
             && w.finals == window.finals
             && w.chart_first == window.chart_first
             && w.chart_days == window.chart_days
+            && w.rerated == window.rerated
             && w.seq <= window.seq
             && rows
                 .iter()
@@ -749,51 +929,10 @@ fn snapshot(
     let slot = (0..index.len() as u32)
         .map(|i| slots.by_id.get(index.id(i)).copied().unwrap_or(u32::MAX))
         .collect();
-    let (mut masks, mut group) = (Vec::new(), Vec::new());
-    if let Some(a) = allowances {
-        let t = tariff.table();
-        for p in &a.list {
-            masks.push(
-                t.rows
-                    .iter()
-                    .map(|r| {
-                        if t.decks[r.deck.to_native() as usize].as_str() != p.deck {
-                            return 0; // priced through a fallback plan's deck
-                        }
-                        let dest = t.destinations[r.destination.to_native() as usize].as_str();
-                        let band = band_name(&tariff, r.band);
-                        p.list
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, x)| {
-                                x.destinations
-                                    .as_ref()
-                                    .is_none_or(|d| d.iter().any(|d| d == dest))
-                                    && x.bands.as_ref().is_none_or(|b| b.iter().any(|b| b == band))
-                            })
-                            .fold(0u64, |m, (j, _)| m | 1 << j)
-                    })
-                    .collect(),
-            );
-        }
-        // The invoice line of each row, per service (rows carry no service: the line
-        // key is completed with the record's service when it draws).
-        for r in t.rows.iter() {
-            let id: LineId = (
-                0,
-                t.destinations[r.destination.to_native() as usize]
-                    .as_str()
-                    .to_owned(),
-                band_name(&tariff, r.band).to_owned(),
-            );
-            let n = groups.len() as u32;
-            let g = *group_ids.entry(id.clone()).or_insert_with(|| {
-                groups.push(id);
-                n
-            });
-            group.push(g);
-        }
-    }
+    let (masks, group) = match allowances {
+        Some(a) => a.rows(&tariff, (groups, group_ids)),
+        None => (Vec::new(), Vec::new()),
+    };
     Ok(Snapshot {
         tariff: Arc::new(tariff),
         index,
@@ -814,6 +953,7 @@ fn rerate(
     window: &Window,
     slots: &Slots,
     first_day: i32,
+    pass: Option<usize>,
     part: &mut Part,
 ) -> Result<(), String> {
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
@@ -871,6 +1011,12 @@ fn rerate(
         }
         let s = slot as usize;
         if !window.bills(cp.seq, r.month, slots.finals[s]) {
+            continue;
+        }
+        // Each record in the pass of the snapshot that prices it (see `RerateSnapshot`).
+        if (pass.is_some() || !window.rerated.is_empty())
+            && window.rerate_of(cp.seq, r.month, &slots.ids[s]) != pass
+        {
             continue;
         }
         part.records += 1;
@@ -1005,9 +1151,13 @@ impl Derived {
             return unavailable(why.clone());
         }
         let items: &[Item] = self.accounts.get(&acc.account_id).map_or(&[], |a| &a.items);
+        let drawn = self.drawn.get(&acc.account_id);
         let omit = &cfg.privacy.itemised_omit;
         let mut lines = Vec::new();
         let (mut listed, mut omitted) = (0u64, 0u64);
+        // What the records gave each allowance, per VAT group of their usage line:
+        // (allowance, category, rate) → (units, value).
+        let mut given: BTreeMap<(usize, String, String), (u64, i64)> = BTreeMap::new();
         for (i, l) in inv.lines.iter().enumerate() {
             let crate::billing::model::Line::Usage {
                 service,
@@ -1015,6 +1165,8 @@ impl Derived {
                 band,
                 unit,
                 amount,
+                vat_category,
+                vat_rate,
                 ..
             } = l
             else {
@@ -1027,6 +1179,25 @@ impl Derived {
                 it.line_id.0 == s && &it.line_id.1 == destination && &it.line_id.2 == band
             }) {
                 sum += it.charge_micros;
+                let cov = drawn.and_then(|d| d.covered.get(&(it.seq, it.line)));
+                let mut draws = Vec::new();
+                if let (Some(c), Some(d)) = (cov, drawn) {
+                    for (a, units, value) in c.took() {
+                        let g = given
+                            .entry((a, vat_category.clone(), vat_rate.clone()))
+                            .or_default();
+                        g.0 += units;
+                        g.1 += value;
+                        draws.push(AnnexDraw {
+                            name: d
+                                .allowances
+                                .get(a)
+                                .map_or_else(String::new, |x| x.name.clone()),
+                            units,
+                            value: Micros(value),
+                        });
+                    }
+                }
                 if !it.digits.is_empty() && omit.iter().any(|p| it.digits.starts_with(p.as_str())) {
                     om_n += 1;
                     om_c += it.charge_micros;
@@ -1049,6 +1220,9 @@ impl Derived {
                     },
                     billed: it.billed,
                     charge: Micros(it.charge_micros),
+                    covered: cov.map_or(0, |c| c.units),
+                    allowances: draws,
+                    charge_after_allowances: cov.map(|c| Micros(c.charge_micros)),
                 });
             }
             if Cents(micros_to_cents(sum as i128)) != *amount {
@@ -1073,6 +1247,11 @@ impl Derived {
                 amount: *amount,
             });
         }
+        let plan = drawn.map_or(&[][..], |d| &d.allowances[..]);
+        let allowances = match annex_allowances(inv, plan, &given) {
+            Ok(a) => a,
+            Err(why) => return unavailable(why),
+        };
         Some((
             Itemised::attached(listed, omitted),
             Some(Annex {
@@ -1087,9 +1266,74 @@ impl Derived {
                 },
                 omitted_prefixes: omit.clone(),
                 lines,
+                allowances,
             }),
         ))
     }
+}
+
+/// The annex's account of the invoice's allowance lines: each line (in invoice order;
+/// the draft writes them per allowance in plan order, then per VAT group) with the units
+/// and exact value the listed records gave it, which must round to the line's amount
+/// (`-round_half_up_2(value)`), else the annex is unavailable and says why. An invoice
+/// without allowance lines has none.
+fn annex_allowances(
+    inv: &crate::billing::model::Invoice,
+    plan: &[crate::rate::tariff::Allowance],
+    given: &BTreeMap<(usize, String, String), (u64, i64)>,
+) -> Result<Vec<AnnexAllowance>, String> {
+    let mut out = Vec::new();
+    // The plan index of the allowance line: the next allowance of that name from the
+    // last one used (a repeated name is a later allowance).
+    let mut at = 0usize;
+    for (i, l) in inv.lines.iter().enumerate() {
+        let crate::billing::model::Line::Allowance {
+            name,
+            unit,
+            amount,
+            vat_category,
+            vat_rate,
+            ..
+        } = l
+        else {
+            continue;
+        };
+        let seen = |a: usize| {
+            out.iter()
+                .any(|x: &(usize, String, String, AnnexAllowance)| {
+                    x.0 == a && &x.1 == vat_category && &x.2 == vat_rate
+                })
+        };
+        let idx = (at..plan.len()).find(|&a| &plan[a].name == name && !seen(a));
+        let (units, value) = idx
+            .and_then(|a| given.get(&(a, vat_category.clone(), vat_rate.clone())))
+            .copied()
+            .unwrap_or((0, 0));
+        if Cents(-micros_to_cents(value as i128)) != *amount {
+            return Err(format!(
+                "line {}: the covered records add up to {}, not to the line amount {amount}",
+                i + 1,
+                format_micros(-value as i128)
+            ));
+        }
+        if let Some(a) = idx {
+            at = a;
+        }
+        out.push((
+            idx.unwrap_or(usize::MAX),
+            vat_category.clone(),
+            vat_rate.clone(),
+            AnnexAllowance {
+                line: i + 1,
+                name: name.clone(),
+                unit: unit.clone(),
+                units,
+                value: Micros(value),
+                amount: *amount,
+            },
+        ));
+    }
+    Ok(out.into_iter().map(|x| x.3).collect())
 }
 
 /// The itemisation of a reissued invoice, from the original's: a reissue bills the same
@@ -1171,6 +1415,36 @@ pub fn reissue_annex(
             orig.number
         ));
     }
+    // The allowance lines are copied in order: the k-th of the reissue is the k-th of
+    // the original (an annex written before allowances were itemised has none).
+    let mut allowances = Vec::new();
+    if !a.allowances.is_empty() {
+        let copied: Vec<(usize, &Line)> = inv
+            .lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| matches!(l, Line::Allowance { .. }))
+            .collect();
+        if copied.len() != a.allowances.len() {
+            return unavailable(format!(
+                "invoice {} itemises allowance lines the reissue does not bill",
+                orig.number
+            ));
+        }
+        for ((i, l), o) in copied.into_iter().zip(&a.allowances) {
+            if l.amount() != o.amount {
+                return unavailable(format!(
+                    "line {}: the covered records add up to {}, not to the line amount {}",
+                    i + 1,
+                    format_micros(-o.value.0 as i128),
+                    l.amount()
+                ));
+            }
+            let mut o = o.clone();
+            o.line = i + 1;
+            allowances.push(o);
+        }
+    }
     Some((
         Itemised::attached(listed, omitted),
         Some(Annex {
@@ -1185,6 +1459,7 @@ pub fn reissue_annex(
             },
             omitted_prefixes: a.omitted_prefixes.clone(),
             lines,
+            allowances,
         }),
     ))
 }
@@ -1259,6 +1534,7 @@ mod tests {
             chart_days: 31,
             allowances: None,
             allow_months: (1, 0),
+            rerated: Vec::new(),
         };
         // committed before the close, dated up to the period
         assert!(w.bills(5, oct, None));

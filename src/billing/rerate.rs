@@ -30,7 +30,11 @@
 //! (`close::draft_account`) builds from the re-rated records now, a credit note
 //! in full and a corrected invoice (`credit::credit_in`, as `invoice credit
 //! --reissue`), the reason naming the tariff version; P's unbilled rows (late records of
-//! P, committed after the close) are replaced in the same batch. An invoice with nothing
+//! P, committed after the close) are replaced in the same batch. Accounts on an allowance
+//! plan (current tariff) have their re-rated records dated in P drawn again
+//! ([`AccountDrawn::of`], the close's rule), and their allowance lines compared too.
+//! Whenever unbilled rows are replaced, the snapshot that priced them is recorded in the
+//! batch ([`RerateSnapshot`]), so later re-derivations reproduce them. An invoice with nothing
 //! left to credit (cancelled by credit notes) and an account with re-rated records of P
 //! but no invoice of P are listed as skipped. Running it again finds the reissues equal
 //! and changes nothing.
@@ -55,12 +59,13 @@ use rustc_hash::FxHashMap;
 
 use super::annex::DayUsage;
 use super::credit::{credit_in, load_invoice, Credited, Reissue, Replacement};
-use super::itemise::Window;
+use super::itemise::{AccountDrawn, AllowancePlans, RerateSnapshot, Window};
 use super::model::{period_bounds, FinalRecord, Invoice, Line, Period};
 use super::refused;
 use crate::config::Config;
 use crate::ingest::pipeline::Settings;
 use crate::rate::accounts::{AccountIndex, Accounts};
+use crate::rate::allowance::{Draw, RecordId};
 use crate::rate::cdr::time::days_from_civil;
 use crate::rate::money::{Cents, Micros};
 use crate::rate::rating::{band_name, Rater};
@@ -225,8 +230,51 @@ impl Scope {
 struct Rerated {
     usage: BTreeMap<(Part, String, u32), LineSet>,
     days: BTreeMap<String, Vec<(u64, i64)>>,
+    /// Per account on an allowance plan: its records billed by P's close and dated in
+    /// P that match an allowance (month index, record), drawn in [`apply`].
+    draws: BTreeMap<String, Vec<(u32, Draw)>>,
+    /// The allowance plans and line groups the draws refer to.
+    groups: Option<(AllowancePlans, Vec<LineId>)>,
+    /// The file commit sequence the re-rating covers.
+    seq: u64,
     files: usize,
     records: u64,
+}
+
+/// The allowances of the current tariff's plans, resolved per row and account.
+struct Allowances {
+    plans: AllowancePlans,
+    /// Per allowance plan, per row: the allowances the row matches.
+    masks: Vec<Vec<u64>>,
+    /// Per row: its invoice line (index into `groups`).
+    group: Vec<u32>,
+    groups: Vec<LineId>,
+    /// Per account index: its plan's index in `plans`, `u32::MAX` without allowances.
+    plan_of: Vec<u32>,
+}
+
+impl Allowances {
+    fn of(current: &Current) -> Option<Allowances> {
+        let plans = AllowancePlans::of(current.tariff)?;
+        let (mut groups, mut ids) = (Vec::new(), HashMap::new());
+        let (masks, group) = plans.rows(current.tariff, (&mut groups, &mut ids));
+        let plan_of = (0..current.index.len() as u32)
+            .map(|i| {
+                current
+                    .accounts
+                    .get(current.index.id(i))
+                    .and_then(|a| plans.plan(&a.plan))
+                    .unwrap_or(u32::MAX)
+            })
+            .collect();
+        Some(Allowances {
+            plans,
+            masks,
+            group,
+            groups,
+            plan_of,
+        })
+    }
 }
 
 fn seen(ledger: &Ledger) -> Result<Seen, LedgerError> {
@@ -262,6 +310,8 @@ pub struct Current<'a> {
     pub tariff: &'a Tariff,
     pub accounts: &'a Accounts,
     pub index: &'a AccountIndex,
+    /// The hash naming the accounts snapshot (`data_dir/accounts/<hash>.csv`).
+    pub accounts_hash: &'a str,
 }
 
 /// Rerates `req.period` (see the module documentation).
@@ -383,6 +433,7 @@ fn derive(
         use chrono::Datelike;
         days_from_civil(first.year() as i64, first.month(), first.day()) as i32
     };
+    let allowances = Allowances::of(current);
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
     let threads = cfg.workers.clamp(1, files.len().max(1));
@@ -398,6 +449,7 @@ fn derive(
                     &settings,
                     &scope,
                     first_day,
+                    allowances.as_ref(),
                 );
                 results.lock().expect("results lock").push((i, r));
             });
@@ -407,8 +459,11 @@ fn derive(
     results.sort_by_key(|r| r.0);
     let mut out = Rerated {
         files: files.len(),
+        seq: scope.seq,
         ..Rerated::default()
     };
+    // The draws, resolved in apply against the groups of the current tariff.
+    out.groups = allowances.map(|a| (a.plans, a.groups));
     for (i, r) in results {
         let f = r.map_err(|e| refused(format!("file {}: {e}", files[i].name)))?;
         out.records += f.records;
@@ -417,6 +472,9 @@ fn derive(
             for (id, t) in lines.0 {
                 e.0.entry(id).or_default().add(&t);
             }
+        }
+        for (a, d) in f.draws {
+            out.draws.entry(a).or_default().extend(d);
         }
         for (a, d) in f.days {
             let e = out.days.entry(a).or_insert_with(|| vec![(0, 0); d.len()]);
@@ -440,6 +498,7 @@ fn rerate_file(
     settings: &Settings,
     scope: &Scope,
     first_day: i32,
+    allowances: Option<&Allowances>,
 ) -> Result<Rerated, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes)) != cp.content_hash {
@@ -459,11 +518,13 @@ fn rerate_file(
     let mut days: FxHashMap<u32, Vec<(u64, i64)>> = FxHashMap::default();
     let mut ids = super::itemise::FirstRated::default();
     let mut pos = body;
+    let mut line_no = 0u64;
     while pos < bytes.len() {
         let nl = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
         let start = pos;
         let mut line = &bytes[pos..nl];
         pos = nl + 1;
+        line_no += 1;
         if line.last() == Some(&b'\r') {
             line = &line[..line.len() - 1];
         }
@@ -493,6 +554,32 @@ fn rerate_file(
                 billed: r.billed,
                 charge_micros: r.charge_micros,
             });
+        // A record of P billed by P's close draws on its plan's allowances (rule 1:
+        // records dated in P only; late records draw on nothing).
+        if let Some(a) = allowances.filter(|_| part == Part::Close && r.month == scope.period) {
+            let plan = a.plan_of[r.account as usize];
+            if plan != u32::MAX && r.billed > 0 {
+                let mask =
+                    a.masks[plan as usize][r.row as usize] & a.plans.service_mask(plan, r.service);
+                if mask != 0 {
+                    let row = &table.rows[r.row as usize];
+                    out.draws.entry(account.to_owned()).or_default().push((
+                        r.month,
+                        Draw {
+                            start: r.start,
+                            id: RecordId::new(&rater.record_id(line).unwrap_or_default()),
+                            billed: r.billed,
+                            charge_micros: r.charge_micros,
+                            rate_nanos: row.rate_nanos.to_native(),
+                            per: row.per.to_native(),
+                            mask,
+                            group: (a.group[r.row as usize] << 2) | r.service as u32,
+                            tag: (cp.seq, line_no),
+                        },
+                    ));
+                }
+            }
+        }
         if part == Part::Close {
             let d = days
                 .entry(r.account)
@@ -568,9 +655,9 @@ fn apply(
             old_rows.insert(a.to_owned(), lines.clone());
         }
     })?;
-    let names: BTreeSet<&String> = old_rows.keys().chain(new_rows.keys()).collect();
+    let names: BTreeSet<String> = old_rows.keys().chain(new_rows.keys()).cloned().collect();
     let empty = LineSet::default();
-    for a in names {
+    for a in &names {
         let old = old_rows.get(a).unwrap_or(&empty);
         let new = new_rows.get(a).unwrap_or(&empty);
         if old == new {
@@ -588,6 +675,30 @@ fn apply(
                 txn.put_usage(a, &p, new);
             }
         }
+    }
+    // The rows replaced are re-derived (by the next close, the usage API, a final
+    // invoice) with the snapshot that priced them now, in the same batch.
+    if !req.dry_run && !out.accounts.is_empty() {
+        let mut list: Vec<RerateSnapshot> = match ledger.rerated(&p)? {
+            Some(v) => serde_json::from_slice(&v).map_err(|e| LedgerError::Corrupt {
+                path: ledger.path().to_owned(),
+                key: format!("meta/rerated/{p}"),
+                message: e.to_string(),
+            })?,
+            None => Vec::new(),
+        };
+        list.push(RerateSnapshot {
+            period: p.clone(),
+            tariff_version: version.to_owned(),
+            accounts_hash: current.accounts_hash.to_owned(),
+            seq: rerated.seq,
+            accounts: req.accounts.clone(),
+            month: period,
+        });
+        txn.put_rerated(
+            &p,
+            &serde_json::to_vec(&list).expect("rerate records serialize"),
+        );
     }
     // 2. A closed period: its invoices against the lines the close code builds now.
     let Some(record) = ledger.close_record(&p)? else {
@@ -642,26 +753,22 @@ fn apply(
             continue;
         }
         let acc = current.accounts.get(&inv.account_id);
-        // The close applies allowances from its own per-record draw; a rerate does not
-        // draw yet, so an allowance plan's invoice is left alone (listed as skipped)
-        // rather than reissued without its allowance lines.
-        if let Some(a) = acc.filter(|a| {
-            current
-                .tariff
-                .plan_index(&a.plan)
-                .and_then(|i| current.tariff.plan_allowances(i))
-                .is_some()
-        }) {
-            out.skipped.push(Skipped {
-                account_id: inv.account_id.clone(),
-                invoice: Some(effective.clone()),
-                reason: format!(
-                    "plan {} has allowances: rerating a closed period of an allowance plan is not supported yet",
-                    a.plan
-                ),
-            });
-            continue;
-        }
+        // An allowance plan (in the tariff in service, like the monthly fee): the
+        // re-rated records of P drawn by the close's rule, same order.
+        let drawn = acc.and_then(|a| {
+            let (plans, groups) = rerated.groups.as_ref()?;
+            let i = plans.plan(&a.plan)?;
+            Some(AccountDrawn::of(
+                plans.list(i),
+                1,
+                rerated
+                    .draws
+                    .get(&inv.account_id)
+                    .cloned()
+                    .unwrap_or_default(),
+                groups,
+            ))
+        });
         let (lines, late) = billed.remove(&inv.account_id).unwrap_or_default();
         let fee = super::close::monthly_fee(current.tariff, acc, finals.contains(&inv.account_id));
         let draft = if lines.is_empty() && fee == 0 {
@@ -673,7 +780,7 @@ fn apply(
                 &inv.account_id,
                 &p,
                 &lines,
-                None,
+                drawn.as_ref(),
                 fee,
             )?)
         };
@@ -755,9 +862,12 @@ fn apply(
     Ok(out)
 }
 
-/// The lines a rerate compares: what the close builds (usage, subscription).
+/// The lines a rerate compares: what the close builds (usage, allowances, subscription).
 fn billable(l: &Line) -> bool {
-    matches!(l, Line::Usage { .. } | Line::Subscription { .. })
+    matches!(
+        l,
+        Line::Usage { .. } | Line::Allowance { .. } | Line::Subscription { .. }
+    )
 }
 
 /// True when an invoice has nothing left to credit (credited in full already).
@@ -811,6 +921,7 @@ mod tests {
                 chart_days: 31,
                 allowances: None,
                 allow_months: (1, 0),
+                rerated: Vec::new(),
             }),
             closes,
             finals: HashMap::from([("F".to_string(), 7)]),

@@ -85,8 +85,38 @@ pub struct Drawn {
     /// Value (6 decimals) each allowance gave, per group: `(allowance, group, micros)`,
     /// sorted, one entry per pair.
     pub value: Vec<(usize, u32, i64)>,
-    /// Per covered record: its tag, the units covered and its new charge.
-    pub covered: Vec<((u64, u64), u64, i64)>,
+    /// Per covered record: its tag, what it took from which allowance and its new
+    /// charge.
+    pub covered: Vec<Covered>,
+}
+
+/// What one record took from the allowances (the itemised annex marks it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Covered {
+    /// The caller's tag of the record.
+    pub tag: (u64, u64),
+    /// Units covered in total.
+    pub units: u64,
+    /// The record's charge after the allowances (6 decimals, rule 3).
+    pub charge_micros: i64,
+    /// Its value: original charge − new charge (6 decimals).
+    pub value_micros: i64,
+    /// The (first) allowance it drew from, in plan order.
+    pub first: u8,
+    /// Only when it drew from more than one: every `(allowance, units, share of the
+    /// value)`, plan order (the shares of rule 3).
+    pub split: Option<Box<[(u8, u64, i64)]>>,
+}
+
+impl Covered {
+    /// `(allowance, units, share of the value)` for each allowance the record drew
+    /// from, in plan order.
+    pub fn took(&self) -> Vec<(usize, u64, i64)> {
+        match &self.split {
+            Some(s) => s.iter().map(|&(i, u, v)| (i as usize, u, v)).collect(),
+            None => vec![(self.first as usize, self.units, self.value_micros)],
+        }
+    }
 }
 
 /// Draws `records` (one account, one period, any order) from allowances of `units`
@@ -134,16 +164,31 @@ pub fn draw(units: &[u64], records: &mut [Draw]) -> Drawn {
         let v = r.charge_micros - new;
         // Shares in proportion to the units taken; the first allowance takes the rest.
         let mut rest = v;
-        for &(i, t) in took.iter().skip(1) {
-            let share = div_round_half_up(v as i128 * t as i128, covered as i128) as i64;
-            rest -= share;
-            *value.entry((i, r.group)).or_default() += share;
+        let mut split = None;
+        if took.len() > 1 {
+            let mut parts: Vec<(u8, u64, i64)> = Vec::with_capacity(took.len());
+            parts.push((took[0].0 as u8, took[0].1, 0));
+            for &(i, t) in took.iter().skip(1) {
+                let share = div_round_half_up(v as i128 * t as i128, covered as i128) as i64;
+                rest -= share;
+                *value.entry((i, r.group)).or_default() += share;
+                parts.push((i as u8, t, share));
+            }
+            parts[0].2 = rest;
+            split = Some(parts.into_boxed_slice());
         }
         *value.entry((took[0].0, r.group)).or_default() += rest;
         for &(i, t) in &took {
             used[i] += t;
         }
-        covered_out.push((r.tag, covered, new));
+        covered_out.push(Covered {
+            tag: r.tag,
+            units: covered,
+            charge_micros: new,
+            value_micros: v,
+            first: took[0].0 as u8,
+            split,
+        });
     }
     Drawn {
         used,
@@ -179,7 +224,18 @@ mod tests {
         // a: 60 s covered: value 0.70; b: 40 of 120 covered, 80 s at 0.01/s = 0.80,
         // value 1.30 - 0.80 = 0.50
         assert_eq!(d.value, vec![(0, 0, 1_200_000)]);
-        assert_eq!(d.covered, vec![((0, 1), 60, 0), ((0, 2), 40, 800_000)]);
+        let c: Vec<_> = d
+            .covered
+            .iter()
+            .map(|c| (c.tag, c.units, c.charge_micros, c.took()))
+            .collect();
+        assert_eq!(
+            c,
+            vec![
+                ((0, 1), 60, 0, vec![(0, 60, 700_000)]),
+                ((0, 2), 40, 800_000, vec![(0, 40, 500_000)])
+            ]
+        );
     }
 
     #[test]
@@ -190,13 +246,16 @@ mod tests {
         assert_eq!(d.used, vec![1, 6]);
         // 170000 * 6/7 = 145714.28 -> 145714; first: 24286
         assert_eq!(d.value, vec![(0, 0, 24_286), (1, 0, 145_714)]);
+        assert_eq!(d.covered[0].took(), vec![(0, 1, 24_286), (1, 6, 145_714)]);
+        assert_eq!(d.covered[0].charge_micros, 0);
     }
 
     #[test]
     fn ties_on_start_go_by_record_id_bytes() {
         let mut r = vec![rec(5, "b", 60, 1), rec(5, "B", 60, 1)];
         let d = draw(&[60], &mut r);
-        assert_eq!(d.covered, vec![((0, 5), 60, 0)]);
+        assert_eq!(d.covered.len(), 1);
+        assert_eq!((d.covered[0].tag, d.covered[0].units), ((0, 5), 60));
         assert_eq!(r[0].id.bytes(), b"B");
         assert_eq!(RecordId::new(&[b'x'; 40]).bytes().len(), 40);
     }

@@ -599,6 +599,15 @@ impl<'a> Txn<'a> {
             .put_cf(self.ledger.cf(CF_CREDITS), original.as_bytes(), json);
     }
 
+    /// Records the rerates of a period's unbilled usage ([`Ledger::rerated`]).
+    pub fn put_rerated(&mut self, period: &str, json: &[u8]) {
+        self.batch.put_cf(
+            self.ledger.cf(CF_META),
+            format!("rerated/{period}").as_bytes(),
+            json,
+        );
+    }
+
     /// Records an account's final invoice.
     pub fn put_final(&mut self, account: &str, json: &[u8]) {
         self.batch
@@ -1114,6 +1123,30 @@ impl Ledger {
         for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
             let (k, _) = item.map_err(|e| self.err(e))?;
             out.push(String::from_utf8_lossy(&k).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// The rerates of a period's unbilled usage (`meta/rerated/<period>`, JSON): which
+    /// snapshot re-derives the records they replaced.
+    pub fn rerated(&self, period: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.get(CF_META, format!("rerated/{period}").as_bytes())
+    }
+
+    /// Every period's rerate record: (period, JSON), periods in order.
+    pub fn rerates(&self) -> Result<Vec<(String, Vec<u8>)>, LedgerError> {
+        let prefix = b"rerated/";
+        let mut out = Vec::new();
+        let mode = rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(CF_META), mode) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((
+                String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                v.to_vec(),
+            ));
         }
         Ok(out)
     }

@@ -71,6 +71,10 @@ struct Words {
     charge: &'static str,
     omitted: &'static str,
     line_sum: &'static str,
+    /// A covered record's sub-line: "from <allowance>: <units>", "after allowances".
+    from_allowance: &'static str,
+    after_allowance: &'static str,
+    allowances: &'static str,
 }
 
 const NL: Words = Words {
@@ -125,6 +129,9 @@ const NL: Words = Words {
     charge: "Bedrag",
     omitted: "naar gratis nummers niet vermeld, samen",
     line_sum: "Som",
+    from_allowance: "uit bundel",
+    after_allowance: "na bundel",
+    allowances: "Bundels: wat de gemarkeerde records gebruikten",
 };
 
 const EN: Words = Words {
@@ -179,6 +186,9 @@ const EN: Words = Words {
     charge: "Charge",
     omitted: "to free numbers not listed, together",
     line_sum: "Sum",
+    from_allowance: "from allowance",
+    after_allowance: "after allowance",
+    allowances: "Allowances: what the marked records used",
 };
 
 /// An allowance line for people: "300 min national: 300 min included, 245 min used"
@@ -1006,6 +1016,33 @@ fn annex_pages(pages: &mut Vec<Page>, inv: &Invoice, a: &Annex, w: &Words, lang:
                 &money_micros(cur, r.charge.0, lang),
             );
             y -= 10.0;
+            // A record an allowance covered: which, how much, and what it costs after.
+            if let Some(after) = r.charge_after_allowances {
+                if y < 50.0 {
+                    pages.push(std::mem::replace(&mut p, Page { ops: Vec::new() }));
+                    y = 800.0;
+                }
+                let from: Vec<String> = r
+                    .allowances
+                    .iter()
+                    .map(|d| format!("{}: {}", d.name, allowance_quantity(lang, &l.unit, d.units)))
+                    .collect();
+                p.text(
+                    170.0,
+                    y,
+                    7,
+                    false,
+                    &format!("* {} {}", w.from_allowance, from.join(", ")),
+                );
+                p.text_right(
+                    AMOUNT_RIGHT,
+                    y,
+                    7,
+                    false,
+                    &format!("{} {}", w.after_allowance, money_micros(cur, after.0, lang)),
+                );
+                y -= 10.0;
+            }
         }
         if l.omitted_records > 0 {
             p.text(
@@ -1035,6 +1072,47 @@ fn annex_pages(pages: &mut Vec<Page>, inv: &Invoice, a: &Annex, w: &Words, lang:
             ),
         );
         y -= 16.0;
+    }
+    // The allowance lines, reproduced from the marked records.
+    if !a.allowances.is_empty() {
+        if y < 90.0 {
+            pages.push(std::mem::replace(&mut p, Page { ops: Vec::new() }));
+            y = 800.0;
+        }
+        p.text(55.0, y, 9, true, w.allowances);
+        y -= 12.0;
+        for x in &a.allowances {
+            if y < 50.0 {
+                pages.push(std::mem::replace(&mut p, Page { ops: Vec::new() }));
+                y = 800.0;
+            }
+            p.text(
+                60.0,
+                y,
+                8,
+                false,
+                &format!(
+                    "{} {}: {} ({})",
+                    w.line,
+                    x.line,
+                    x.name,
+                    allowance_quantity(lang, &x.unit, x.units)
+                ),
+            );
+            p.text_right(
+                AMOUNT_RIGHT,
+                y,
+                8,
+                true,
+                &format!(
+                    "{}: {} = {}",
+                    w.line_sum,
+                    money_micros(cur, -x.value.0, lang),
+                    money(cur, x.amount.0, lang)
+                ),
+            );
+            y -= 10.0;
+        }
     }
     pages.push(p);
 }

@@ -334,11 +334,19 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
     // they discount the usage lines as a whole, carry the VAT category of the usage they
     // discounted, and keep every line's price positive (BR-27). Unused ones (0.00) are
     // left out: they discount nothing.
+    // On a credit note the credit of an allowance line (a positive amount in its JSON,
+    // negative in the note's own orientation) is the same: a document-level allowance.
+    let discount = |l: &Line| match l {
+        Line::Allowance { .. } => true,
+        Line::Credit { amount, .. } => amt(amount) < 0,
+        _ => false,
+    };
     let mut allowance_total = 0i64;
     for l in &inv.lines {
-        let Line::Allowance { amount, .. } = l else {
+        if !discount(l) {
             continue;
-        };
+        }
+        let amount = &l.amount();
         if amount.0 == 0 {
             continue;
         }
@@ -408,7 +416,7 @@ pub fn render(inv: &Invoice) -> Vec<u8> {
     for (i, l) in inv
         .lines
         .iter()
-        .filter(|l| fee_only || !matches!(l, Line::Fee { .. } | Line::Allowance { .. }))
+        .filter(|l| fee_only || !(matches!(l, Line::Fee { .. }) || discount(l)))
         .enumerate()
     {
         let a = l.cents() * sign;

@@ -267,6 +267,7 @@ pub fn rerate(engine: &Engine, p: Period, input: &RerateInput) -> Result<RerateD
         tariff: &r.tariff,
         accounts: &r.accounts,
         index: &r.index,
+        accounts_hash: &r.accounts_hash,
     };
     let out = crate::billing::rerate::rerate(&engine.cfg, &engine.ledger, &current, &req)?;
     tracing::info!(

@@ -279,7 +279,24 @@ pub struct Tariff {
 #[derive(Debug, Clone, Default)]
 pub struct PlanAllowances {
     pub deck: String,
+    /// The deck's path relative to `plans.toml` (part of the tariff version): an
+    /// archive compiled from a copy of the sources elsewhere names it under another
+    /// directory (see [`PlanAllowances::is_deck`]).
+    pub rel: String,
     pub list: Vec<Allowance>,
+}
+
+impl PlanAllowances {
+    /// Whether an archive's deck name (`table().decks`, an absolute path when compiled)
+    /// is this plan's deck: the same path, or the same path relative to its plans file
+    /// (a snapshot compiled before the deployment was copied or moved).
+    pub fn is_deck(&self, name: &str) -> bool {
+        name == self.deck
+            || (!self.rel.is_empty()
+                && name
+                    .strip_suffix(self.rel.as_str())
+                    .is_some_and(|b| b.ends_with('/')))
+    }
 }
 
 impl std::fmt::Debug for Tariff {
@@ -300,9 +317,17 @@ impl Tariff {
         t.allowances = src
             .plans
             .iter()
-            .map(|p| PlanAllowances {
-                deck: src.decks[p.deck].path.display().to_string(),
-                list: p.allowances.clone(),
+            .map(|p| {
+                let path = &src.decks[p.deck].path;
+                PlanAllowances {
+                    deck: path.display().to_string(),
+                    rel: plans
+                        .parent()
+                        .and_then(|b| path.strip_prefix(b).ok())
+                        .map(|r| r.display().to_string())
+                        .unwrap_or_default(),
+                    list: p.allowances.clone(),
+                }
             })
             .collect();
         Ok(t)

@@ -163,7 +163,7 @@ impl Shard {
             self.rng ^= self.rng << 13;
             self.rng ^= self.rng >> 7;
             self.rng ^= self.rng << 17;
-            let k = self.rng % SLOTS as u64;
+            let k = (self.rng % SLOTS as u64) as u32;
             let v = self.read(b);
             let victim = (v >> (k * SLOT_BITS)) & SLOT_MASK;
             self.write(
@@ -277,6 +277,62 @@ impl Filter {
     /// Adds `h`, committed on a day of `epoch`.
     pub fn insert(&mut self, h: u64, epoch: u8) {
         self.shards[(h >> (64 - SHARD_BITS)) as usize].insert(h, epoch)
+    }
+
+    /// A filter for `window_days` whose shards are built by `shard(s)` from the ids of
+    /// shard s (the rebuild from the store at start or when it grows), each sized for
+    /// its ids times `headroom` (≥ 1).
+    pub fn from_ids(
+        window_days: u32,
+        headroom: f64,
+        min_capacity: u64,
+        threads: usize,
+        shard: impl Fn(usize) -> Result<Vec<(u64, u32)>, String> + Sync,
+    ) -> Result<Filter, String> {
+        let mut f = Filter::new(0, window_days);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let built: std::sync::Mutex<Vec<(usize, Shard)>> = Default::default();
+        let failed: std::sync::Mutex<Option<String>> = Default::default();
+        let fref = &f;
+        std::thread::scope(|sc| {
+            for _ in 0..threads.clamp(1, SHARDS) {
+                sc.spawn(|| loop {
+                    let s = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if s >= SHARDS {
+                        break;
+                    }
+                    match shard(s) {
+                        Ok(ids) => {
+                            let cap = ((ids.len() as f64 * headroom) as u64)
+                                .max(min_capacity.div_ceil(SHARDS as u64));
+                            let m = ((cap as f64 / (SLOTS as f64 * TARGET_LOAD)).ceil() as u64)
+                                .max(1);
+                            let mut sh = Shard::with_buckets(m);
+                            for (h, day) in ids {
+                                sh.insert(h, fref.epoch(day));
+                            }
+                            built.lock().expect("lock").push((s, sh));
+                        }
+                        Err(e) => {
+                            *failed.lock().expect("lock") = Some(e);
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failed.into_inner().expect("lock") {
+            return Err(e);
+        }
+        for (s, sh) in built.into_inner().expect("lock") {
+            f.shards[s] = sh;
+        }
+        Ok(f)
+    }
+
+    /// True when adding `more` ids would fill the filter past the load it is sized for.
+    pub fn lacks_room_for(&self, more: u64) -> bool {
+        (self.len() + more) as f64 > self.slots() as f64 * TARGET_LOAD
     }
 
     /// The shards, in hash order (shard s holds the hashes whose top bits are s).

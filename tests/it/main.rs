@@ -9,6 +9,7 @@ mod api;
 mod api_fuzz;
 mod architecture;
 mod crash;
+mod dedup;
 mod delivery;
 mod e2e;
 mod golden;

@@ -548,7 +548,8 @@ mod tests {
         let later = d0 + 61 + 11;
         assert!(f.expire(later) >= 1000);
         let live = f.live(later);
-        assert_eq!((0..1000).filter(|&i| f.contains(hash(i), live)).count(), 0);
+        // (What is left is false positives: fingerprints of the later ids.)
+        assert!((0..1000).filter(|&i| f.contains(hash(i), live)).count() <= 3);
         assert!((1000..2000).all(|i| f.contains(hash(i), live)));
         assert_eq!(f.len(), 1000);
         // Eight epochs later the number of d0's epoch is live again: nothing of d0.
@@ -556,7 +557,8 @@ mod tests {
         assert_eq!(f.epoch(again), f.epoch(d0));
         f.expire(again);
         let live = f.live(again);
-        assert_eq!((0..1000).filter(|&i| f.contains(hash(i), live)).count(), 0);
+        assert!((0..1000).filter(|&i| f.contains(hash(i), live)).count() <= 3);
+        assert_eq!(f.len(), 1000);
         // At most 7 epochs are live at once.
         for today in d0..d0 + 200 {
             assert!(f.live(today).count_ones() <= 7);

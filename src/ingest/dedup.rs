@@ -305,8 +305,8 @@ impl Filter {
                         Ok(ids) => {
                             let cap = ((ids.len() as f64 * headroom) as u64)
                                 .max(min_capacity.div_ceil(SHARDS as u64));
-                            let m = ((cap as f64 / (SLOTS as f64 * TARGET_LOAD)).ceil() as u64)
-                                .max(1);
+                            let m =
+                                ((cap as f64 / (SLOTS as f64 * TARGET_LOAD)).ceil() as u64).max(1);
                             let mut sh = Shard::with_buckets(m);
                             for (h, day) in ids {
                                 sh.insert(h, fref.epoch(day));
@@ -519,7 +519,10 @@ mod tests {
             .count() as f64
             / probes as f64;
         assert!(fp < 0.0025, "false-positive rate {fp}");
-        assert!(fp > 0.0010, "false-positive rate {fp} (fingerprints unused?)");
+        assert!(
+            fp > 0.0010,
+            "false-positive rate {fp} (fingerprints unused?)"
+        );
         let per_id = f.bytes() as f64 / n as f64;
         assert!(per_id <= 2.0, "{per_id} bytes per id");
         assert!(!f.needs_growth());

@@ -323,7 +323,13 @@ impl Engine {
         recovering: bool,
         cancel: Arc<AtomicBool>,
     ) -> FileResult {
-        self.process_at(path, name, recovering, cancel, chrono::Utc::now().timestamp())
+        self.process_at(
+            path,
+            name,
+            recovering,
+            cancel,
+            chrono::Utc::now().timestamp(),
+        )
     }
 
     /// [`Engine::process`] at the processing time `now` (Unix seconds): the
@@ -405,7 +411,13 @@ impl Engine {
             let expected = size / 40 + 1;
             if f.lacks_room_for(expected) {
                 let want = ((f.len() + expected) as f64 * 1.5) as u64;
-                match rebuild_filter(&self.ledger, self.cfg.dedup_window_days, today, want, self.cfg.workers) {
+                match rebuild_filter(
+                    &self.ledger,
+                    self.cfg.dedup_window_days,
+                    today,
+                    want,
+                    self.cfg.workers,
+                ) {
                     Ok(g) => *f = g,
                     Err(e) => return FileResult::Failed(e.to_string()),
                 }
@@ -413,17 +425,23 @@ impl Engine {
         }
         let first_day = filter.as_deref().map_or(0, |f| f.first_day(today));
         let ledger = &self.ledger;
-        let exact = move |ids: &[&[u8]]| ledger.dedup_lookup(ids, first_day).map_err(|e| e.to_string());
+        let exact = move |ids: &[&[u8]]| {
+            ledger
+                .dedup_lookup(ids, first_day)
+                .map_err(|e| e.to_string())
+        };
         // The content hash is computed on this thread while the pool rates the file (this
         // thread would only wait); a file whose content was committed before is then
         // refused before anything of it is written.
         let (content_hash, outcome) = std::thread::scope(|s| {
             let hash = s.spawn(|| hash_hex(bytes));
-            let cross = filter.as_deref_mut().map(|f| crate::ingest::pipeline::Cross {
-                filter: f,
-                today,
-                exact: &exact,
-            });
+            let cross = filter
+                .as_deref_mut()
+                .map(|f| crate::ingest::pipeline::Cross {
+                    filter: f,
+                    today,
+                    exact: &exact,
+                });
             let outcome = self.pool.rate_file_with(
                 data.clone(),
                 reference.tariff.clone(),

@@ -743,7 +743,9 @@ fn collect(
                 let ids: Vec<&[u8]> = ask.iter().map(Vec::as_slice).collect();
                 let got = (c.exact)(&ids).map_err(FileError::Index)?;
                 if got.len() != ids.len() {
-                    return Err(FileError::Index("exact check answered the wrong count".into()));
+                    return Err(FileError::Index(
+                        "exact check answered the wrong count".into(),
+                    ));
                 }
                 got
             }
@@ -887,16 +889,23 @@ fn encode_index(
                             part.buf.push(1);
                             for j in from..to {
                                 if let Some(&a) = sorted.get(j + 8) {
-                                    crate::rate::hint::prefetch(bytes.as_ptr().wrapping_add(a as usize));
+                                    crate::rate::hint::prefetch(
+                                        bytes.as_ptr().wrapping_add(a as usize),
+                                    );
                                 }
                                 let at = sorted[j] as usize;
                                 let nl = memchr::memchr(b'\n', &bytes[at..])
                                     .map_or(bytes.len(), |i| at + i);
-                                let end = if nl > at && bytes[nl - 1] == b'\r' { nl - 1 } else { nl };
+                                let end = if nl > at && bytes[nl - 1] == b'\r' {
+                                    nl - 1
+                                } else {
+                                    nl
+                                };
                                 match id_field(id_pos, &bytes[at..end]) {
                                     Some(id) => encode_entry(&mut part.buf, id),
                                     None => {
-                                        let id = rater.record_id(&bytes[at..end]).unwrap_or_default();
+                                        let id =
+                                            rater.record_id(&bytes[at..end]).unwrap_or_default();
                                         encode_entry(&mut part.buf, &id);
                                     }
                                 }

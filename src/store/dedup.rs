@@ -132,7 +132,10 @@ impl Ledger {
         let cf = self.cf(CF_DEDUP);
         let mut rest = &order[..];
         while let Some(&(bucket, _)) = rest.first() {
-            let n = rest.iter().position(|o| o.0 != bucket).unwrap_or(rest.len());
+            let n = rest
+                .iter()
+                .position(|o| o.0 != bucket)
+                .unwrap_or(rest.len());
             let (group, tail) = rest.split_at(n);
             rest = tail;
             let from = index_key(bucket, first_day, 0);

@@ -71,13 +71,19 @@ fn cross_file_duplicates_are_rejected_across_a_daemon_restart() {
     // re-sent from a.csv, and one new record repeated inside the file.
     let d = Daemon::start(&ws);
     d.wait_until("/readyz 200", || d.get("/readyz").0 == 200);
-    let mut b: Vec<String> = a[..1000].iter().map(|l| l.replacen("A-", "B-", 1)).collect();
+    let mut b: Vec<String> = a[..1000]
+        .iter()
+        .map(|l| l.replacen("A-", "B-", 1))
+        .collect();
     b.extend(a[2000..2500].iter().cloned());
     b.push(b[4].clone());
     ws.drop_file("b.csv", &file(&header, &b));
     d.wait_until("b.csv done", || ws.done().join("b.csv").exists());
     let m = d.metrics();
-    assert_eq!(m.counter("tollgate_records_total", &[("outcome", "rated")]), 1000.0);
+    assert_eq!(
+        m.counter("tollgate_records_total", &[("outcome", "rated")]),
+        1000.0
+    );
     assert_eq!(
         m.counter(
             "tollgate_records_total",
@@ -93,12 +99,18 @@ fn cross_file_duplicates_are_rejected_across_a_daemon_restart() {
 
     // b.csv's new ids entered the index, its duplicates did not enter it twice; a
     // re-sent id of a.csv that b.csv did not repeat is still held.
-    let c = vec![b[7].clone(), a[2100].clone(), a[10].clone(), a[2999].replacen("A-", "C-", 1)];
+    let c = vec![
+        b[7].clone(),
+        a[2100].clone(),
+        a[10].clone(),
+        a[2999].replacen("A-", "C-", 1),
+    ];
     let path = tmp.path().join("c.csv");
     std::fs::write(&path, file(&header, &c)).unwrap();
     let out = ws.ingest(&[&path]).ok();
     assert!(
-        out.stdout.contains("committed seq 3: 4 lines, 1 rated, 3 rejected"),
+        out.stdout
+            .contains("committed seq 3: 4 lines, 1 rated, 3 rejected"),
         "{out:#?}"
     );
     assert_eq!(
@@ -143,19 +155,34 @@ fn a_record_resent_after_the_window_is_rated_again() {
     b.push(a[150].clone());
     let mut b2 = b.clone();
     b2.reverse();
-    assert_eq!(process(&engine, &write("b.csv", &b), t0 + 2 * day), (0, 101));
+    assert_eq!(
+        process(&engine, &write("b.csv", &b), t0 + 2 * day),
+        (0, 101)
+    );
     // The day after: a.csv's window ended, its ids are rated again (and held anew).
-    assert_eq!(process(&engine, &write("c.csv", &b2), t0 + 3 * day), (101, 0));
+    assert_eq!(
+        process(&engine, &write("c.csv", &b2), t0 + 3 * day),
+        (101, 0)
+    );
     let mut d = b.clone();
     d.push(a[199].clone());
-    assert_eq!(process(&engine, &write("d.csv", &d), t0 + 3 * day + 1), (1, 101));
+    assert_eq!(
+        process(&engine, &write("d.csv", &d), t0 + 3 * day + 1),
+        (1, 101)
+    );
     // The window is counted from the commit day, not the second: the last second of
     // c.csv's third day still holds its ids, the first of the fourth does not.
     let mut e = b.clone();
     e.push(a[198].clone());
     let c_day_start = (t0 + 3 * day) / day * day;
-    assert_eq!(process(&engine, &write("e.csv", &e), c_day_start + 3 * day - 1), (1, 101));
+    assert_eq!(
+        process(&engine, &write("e.csv", &e), c_day_start + 3 * day - 1),
+        (1, 101)
+    );
     let mut f = b.clone();
     f.push(a[197].clone());
-    assert_eq!(process(&engine, &write("f.csv", &f), c_day_start + 3 * day), (102, 0));
+    assert_eq!(
+        process(&engine, &write("f.csv", &f), c_day_start + 3 * day),
+        (102, 0)
+    );
 }

@@ -381,7 +381,8 @@ pub fn probe_and_insert<'a>(
 ) -> Vec<u64> {
     let shard = |h: u64| (h >> (64 - SHARD_BITS)) as usize - base;
     let mut maybe = Vec::new();
-    {
+    // Shards holding nothing answer "no" to every probe.
+    if shards.iter().any(|s| s.len > 0) {
         let mut ahead = hashes();
         for _ in 0..AHEAD {
             if let Some(h) = ahead.next() {

@@ -659,7 +659,9 @@ fn collect(
             epoch,
         }
     });
+    let t_scan = Instant::now();
     let scan = crate::ingest::totals::scan_ids(&mut spills, threads, probe);
+    let scan_seconds = t_scan.elapsed().as_secs_f64();
     drop(spills);
     let crate::ingest::totals::IdScan {
         parts,
@@ -794,11 +796,18 @@ fn collect(
         totals.drop_empty();
     }
     if cross.is_some() {
+        let t_encode = Instant::now();
         let id_pos = layout.pos[Column::RecordId as usize] as usize;
         out.index = Some(encode_index(
             bytes, parts, &dup_at, id_pos, tariff, accounts, layout, now, threads,
         ));
         crate::ingest::totals::release_freed_memory();
+        tracing::debug!(
+            scan_seconds,
+            maybes = maybe.len(),
+            encode_seconds = t_encode.elapsed().as_secs_f64(),
+            "cross-file index: id scan (repeats, filter probe and insert), encoding"
+        );
     }
     for r in &rejects {
         out.rejected_by_reason[r.reason as usize] += 1;

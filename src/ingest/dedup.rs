@@ -371,7 +371,7 @@ impl Filter {
 /// Probes every hash of `hashes` against `shards` (the shards of one id partition,
 /// starting at shard number `base`), then adds them all with `epoch`. Returns the
 /// hashes that may have been held before (sorted, each once). The two buckets of a hash
-/// are prefetched [`AHEAD`] hashes before it is probed or added.
+/// are prefetched 8 hashes (`AHEAD`) before it is probed or added.
 pub fn probe_and_insert<'a>(
     shards: &mut [Shard],
     base: usize,

@@ -869,8 +869,10 @@ fn encode_index(
                                 counts[(disk_bucket(h) - first) as usize + 1] += 1;
                             }
                         }
-                        for i in 1..counts.len() {
-                            counts[i] += counts[i - 1];
+                        let mut sum = 0u32;
+                        for c in counts.iter_mut() {
+                            sum += *c;
+                            *c = sum;
                         }
                         let n = *counts.last().expect("non-empty") as usize;
                         let mut sorted = vec![0u64; n];

@@ -154,8 +154,12 @@ pub struct Cross<'a> {
     pub today: u32,
     /// The exact check: which of these record ids an earlier file committed inside the
     /// window.
-    pub exact: &'a (dyn Fn(&[&[u8]]) -> Result<Vec<bool>, String> + Sync),
+    pub exact: &'a ExactCheck<'a>,
 }
+
+/// The exact cross-file check: for each record id, whether an earlier file committed it
+/// inside the window (or why the index could not be read).
+pub type ExactCheck<'a> = dyn Fn(&[&[u8]]) -> Result<Vec<bool>, String> + Sync + 'a;
 
 /// Why a whole file could not be rated.
 #[derive(Debug, thiserror::Error)]
@@ -891,8 +895,8 @@ fn encode_index(
                             chunks: Vec::new(),
                         };
                         let mut from = 0usize;
-                        for b in 0..(1usize << local_bits) {
-                            let to = counts[b] as usize;
+                        for (b, &end) in counts[..1usize << local_bits].iter().enumerate() {
+                            let to = end as usize;
                             if to == from {
                                 continue;
                             }

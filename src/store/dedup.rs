@@ -28,10 +28,13 @@ use super::{Ledger, LedgerError, CF_DEDUP};
 pub(super) struct StagedIndex {
     day: u32,
     /// Per part: values back to back, and (bucket, start, end) of each.
-    parts: Vec<(Vec<u8>, Vec<(u32, usize, usize)>)>,
+    parts: Vec<StagedPart>,
     /// Lines rejected as cross-file duplicates.
     cross: Vec<u64>,
 }
+
+/// Values back to back, and (bucket, start, end) of each.
+type StagedPart = (Vec<u8>, Vec<(u32, usize, usize)>);
 
 /// Key of an index value.
 fn index_key(bucket: u32, day: u32, seq: u64) -> [u8; 17] {

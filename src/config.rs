@@ -51,6 +51,8 @@ struct RawConfig {
     #[serde(default)]
     max_line_bytes: Option<i64>,
     #[serde(default)]
+    dedup_window_days: Option<i64>,
+    #[serde(default)]
     poll_interval_ms: Option<i64>,
     #[serde(default)]
     api_tokens_file: Option<PathBuf>,
@@ -479,6 +481,10 @@ pub struct Config {
     pub chunk_bytes: usize,
     /// Longest line accepted; a longer line is rejected as `malformed`.
     pub max_line_bytes: usize,
+    /// Days (counted from an earlier file's commit day, UTC) during which a record id
+    /// rated from that file makes a later record with the same id `duplicate_record`;
+    /// 0 turns the cross-file check off.
+    pub dedup_window_days: u32,
     /// How often the spool watcher looks at the inbox.
     pub poll_interval: Duration,
     /// API bearer tokens (`name,role,sha256` CSV); `None`: every `/api` call is refused.
@@ -569,6 +575,13 @@ impl Config {
             return Err(key_err(
                 "max_line_bytes",
                 format!("{max_line_bytes} is out of range 256..=16777216"),
+            ));
+        }
+        let dedup_window_days = raw.dedup_window_days.unwrap_or(62);
+        if !(0..=366).contains(&dedup_window_days) {
+            return Err(key_err(
+                "dedup_window_days",
+                format!("{dedup_window_days} is out of range 0..=366"),
             ));
         }
         let poll_ms = raw.poll_interval_ms.unwrap_or(200);
@@ -1110,6 +1123,7 @@ impl Config {
             columns,
             chunk_bytes: chunk_bytes as usize,
             max_line_bytes: max_line_bytes as usize,
+            dedup_window_days: dedup_window_days as u32,
             poll_interval: Duration::from_millis(poll_ms as u64),
             api_tokens_file: match &raw.api_tokens_file {
                 Some(p) => Some(resolve("api_tokens_file", p)?),

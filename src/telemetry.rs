@@ -25,6 +25,8 @@ pub const TARIFF_INFO: &str = "tollgate_tariff_info";
 pub const RELOADS: &str = "tollgate_reference_reloads_total";
 pub const LAST_CLOSE: &str = "tollgate_last_cycle_close_timestamp_seconds";
 pub const LAST_FILE: &str = "tollgate_last_file_timestamp_seconds";
+pub const DEDUP_IDS: &str = "tollgate_dedup_ids";
+pub const DEDUP_BYTES: &str = "tollgate_dedup_filter_bytes";
 pub const DB_SIZE: &str = "tollgate_rocksdb_size_bytes";
 pub const DB_STALL: &str = "tollgate_rocksdb_write_stall_seconds_total";
 pub const WORKERS: &str = "tollgate_workers";
@@ -196,6 +198,16 @@ fn describe() {
         "RocksDB size: SST files plus memtables, all column families"
     );
     describe_gauge!(WORKERS, Unit::Count, "rating threads");
+    describe_gauge!(
+        DEDUP_IDS,
+        Unit::Count,
+        "record ids held by the cross-file duplicate filter"
+    );
+    describe_gauge!(
+        DEDUP_BYTES,
+        Unit::Bytes,
+        "memory of the cross-file duplicate filter"
+    );
     describe_gauge!(
         WORKER_UTILIZATION,
         Unit::Count,

@@ -645,6 +645,17 @@ impl Prepared {
                 Vec::new()
             }
         };
+        // The lines each file had rejected at ingest as cross-file duplicates.
+        let excluded: Vec<Vec<u64>> = files
+            .iter()
+            .map(|cp| match ledger.cross_duplicates(&cp.name) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.file_errors.push(format!("{}: {e}", cp.name));
+                    Vec::new()
+                }
+            })
+            .collect();
         // Files rewritten by an erasure have a recorded new content hash.
         let hashes: Vec<String> = files
             .iter()
@@ -722,6 +733,7 @@ impl Prepared {
                             if let Err(e) = rerate(
                                 &done.join(&cp.name),
                                 cp,
+                                &excluded[i],
                                 &hashes[i],
                                 &snap,
                                 &settings,
@@ -947,6 +959,7 @@ fn snapshot(
 fn rerate(
     path: &Path,
     cp: &Checkpoint,
+    excluded: &[u64],
     content_hash: &str,
     snap: &Snapshot,
     settings: &Settings,
@@ -977,6 +990,7 @@ fn rerate(
     // Record ids of rated lines: the first line per id hash, and the exact ids of hashes
     // seen more than once (a repeated record id counts once, at its first rated line).
     let mut ids = FirstRated::default();
+    let mut excluded = excluded.iter().peekable();
     let mut line_no = first_line;
     let mut pos = body;
     while pos < bytes.len() {
@@ -1005,6 +1019,9 @@ fn rerate(
             .map(|d| d.to_string());
         if !ids.first(&mut rater, &bytes, id, start, line) {
             continue; // duplicate_record: not counted at ingest either
+        }
+        if excluded_line(&mut excluded, this) {
+            continue; // duplicate_record of an earlier file's record, at ingest
         }
         if slot == u32::MAX {
             continue;
@@ -1462,6 +1479,16 @@ pub fn reissue_annex(
             allowances,
         }),
     ))
+}
+
+/// Whether line `line` is the next of the ascending `excluded` lines (lines rejected
+/// at ingest as duplicates of an earlier file's records); lines are asked in order.
+pub(crate) fn excluded_line(
+    excluded: &mut std::iter::Peekable<std::slice::Iter<'_, u64>>,
+    line: u64,
+) -> bool {
+    while excluded.next_if(|&&l| l < line).is_some() {}
+    excluded.next_if(|&&l| l == line).is_some()
 }
 
 /// The record ids of one file's re-rating: a record id counts once per file, at its

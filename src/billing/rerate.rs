@@ -423,6 +423,11 @@ fn derive(
             )));
         }
     }
+    // The lines each file had rejected at ingest as cross-file duplicates stay out.
+    let excluded: Vec<Vec<u64>> = files
+        .iter()
+        .map(|cp| ledger.cross_duplicates(&cp.name))
+        .collect::<Result<_, _>>()?;
     let settings = Settings {
         columns: cfg.columns.clone(),
         chunk_bytes: cfg.chunk_bytes,
@@ -445,6 +450,7 @@ fn derive(
                 let r = rerate_file(
                     &done.join(&cp.name),
                     cp,
+                    &excluded[i],
                     current,
                     &settings,
                     &scope,
@@ -494,6 +500,7 @@ const CHART_DAYS: usize = 31;
 fn rerate_file(
     path: &Path,
     cp: &Checkpoint,
+    excluded: &[u64],
     current: &Current,
     settings: &Settings,
     scope: &Scope,
@@ -505,7 +512,7 @@ fn rerate_file(
         return Err("the file in done/ differs from the committed content".into());
     }
     let mut out = Rerated::default();
-    let Some((layout, body, _)) =
+    let Some((layout, body, first_line)) =
         crate::ingest::pipeline::file_layout(&bytes, settings).map_err(|e| e.to_string())?
     else {
         return Ok(out);
@@ -518,12 +525,14 @@ fn rerate_file(
     let mut days: FxHashMap<u32, Vec<(u64, i64)>> = FxHashMap::default();
     let mut ids = super::itemise::FirstRated::default();
     let mut pos = body;
-    let mut line_no = 0u64;
+    let mut line_no = first_line;
+    let mut excluded = excluded.iter().peekable();
     while pos < bytes.len() {
         let nl = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
         let start = pos;
         let mut line = &bytes[pos..nl];
         pos = nl + 1;
+        let this = line_no;
         line_no += 1;
         if line.last() == Some(&b'\r') {
             line = &line[..line.len() - 1];
@@ -536,6 +545,10 @@ fn rerate_file(
         };
         // A record id counts once per file, at its first rated line (as at ingest).
         if !ids.first(&mut rater, &bytes, id, start, line) {
+            continue;
+        }
+        // Rejected at ingest as a duplicate of an earlier file's record.
+        if super::itemise::excluded_line(&mut excluded, this) {
             continue;
         }
         let account = current.index.id(r.account);
@@ -574,7 +587,7 @@ fn rerate_file(
                             per: row.per.to_native(),
                             mask,
                             group: (a.group[r.row as usize] << 2) | r.service as u32,
-                            tag: (cp.seq, line_no),
+                            tag: (cp.seq, this),
                         },
                     ));
                 }

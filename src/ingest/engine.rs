@@ -111,6 +111,17 @@ pub struct Engine {
     settings: Settings,
     /// The live figures the dashboard shows, added to once per file.
     pub live: crate::ingest::live::Live,
+    /// The cross-file duplicate filter (`None` when `dedup_window_days` is 0).
+    dedup: Option<std::sync::Mutex<crate::ingest::dedup::Filter>>,
+}
+
+/// Ids a cross-file filter has room for at least (its memory: ~2 MB).
+const DEDUP_MIN_IDS: u64 = 1 << 20;
+/// Room a rebuilt filter keeps beyond the ids it holds (a rebuild reads the whole index).
+const DEDUP_HEADROOM: f64 = 1.125;
+/// Days since 1970-01-01 (UTC) of a Unix time.
+fn day_of(unix: i64) -> u32 {
+    unix.div_euclid(86_400).max(0) as u32
 }
 
 fn hash_hex(bytes: &[u8]) -> String {
@@ -142,6 +153,16 @@ impl Engine {
             segment_bytes: crate::ingest::pipeline::SEGMENT_BYTES,
         };
         let pool = Pool::new(cfg.workers);
+        let dedup = match cfg.dedup_window_days {
+            0 => None,
+            w => {
+                let today = day_of(chrono::Utc::now().timestamp());
+                Some(std::sync::Mutex::new(
+                    rebuild_filter(&ledger, w, today, 0, cfg.workers)
+                        .map_err(EngineError::Ledger)?,
+                ))
+            }
+        };
         metrics::gauge!(m::TARIFF_INFO, "version" => reference.tariff.version()[..16].to_owned())
             .set(1.0);
         Ok(Engine {
@@ -153,6 +174,27 @@ impl Engine {
             reload_lock: std::sync::Mutex::new(()),
             settings,
             live: crate::ingest::live::Live::new(),
+            dedup,
+        })
+    }
+
+    /// The daily upkeep of the cross-file index: ids whose window ended leave the
+    /// filter and (a compaction of the index) the disk.
+    pub fn dedup_upkeep(&self, now: i64) {
+        if let Some(f) = &self.dedup {
+            let today = day_of(now);
+            let mut f = f.lock().expect("dedup filter");
+            f.expire(today);
+            self.ledger.dedup_expire(f.first_day(today), true);
+            set_dedup_gauges(&f);
+        }
+    }
+
+    /// (ids held, bytes) of the cross-file filter, when the check is on.
+    pub fn dedup_figures(&self) -> Option<(u64, usize)> {
+        self.dedup.as_ref().map(|f| {
+            let f = f.lock().expect("dedup filter");
+            (f.len(), f.bytes())
         })
     }
 
@@ -281,8 +323,27 @@ impl Engine {
         recovering: bool,
         cancel: Arc<AtomicBool>,
     ) -> FileResult {
+        self.process_at(
+            path,
+            name,
+            recovering,
+            cancel,
+            chrono::Utc::now().timestamp(),
+        )
+    }
+
+    /// [`Engine::process`] at the processing time `now` (Unix seconds): the
+    /// `future_time` check and the commit day of the cross-file index (tests move it).
+    pub fn process_at(
+        &self,
+        path: &Path,
+        name: &str,
+        recovering: bool,
+        cancel: Arc<AtomicBool>,
+        now: i64,
+    ) -> FileResult {
         let mut outcome = None;
-        let result = self.process_inner(path, name, recovering, cancel, &mut outcome);
+        let result = self.process_inner(path, name, recovering, cancel, now, &mut outcome);
         record_metrics(&self.live, &result, outcome.as_ref());
         result
     }
@@ -293,6 +354,7 @@ impl Engine {
         name: &str,
         recovering: bool,
         cancel: Arc<AtomicBool>,
+        now: i64,
         stats: &mut Option<(u64, FileOutcome)>,
     ) -> FileResult {
         let t0 = Instant::now();
@@ -340,19 +402,54 @@ impl Engine {
         };
         let t_checks = t0.elapsed().as_secs_f64();
         let reference = self.reference();
-        let now = chrono::Utc::now().timestamp();
+        let today = day_of(now);
+        // The cross-file filter, held while the file is rated (one file at a time);
+        // grown first (rebuilt from the index) when the file's records might not fit.
+        let mut filter = self.dedup.as_ref().map(|f| f.lock().expect("dedup filter"));
+        if let Some(f) = filter.as_deref_mut() {
+            f.expire(today);
+            let expected = size / 40 + 1;
+            if f.lacks_room_for(expected) {
+                let want = ((f.len() + expected) as f64 * 1.5) as u64;
+                match rebuild_filter(
+                    &self.ledger,
+                    self.cfg.dedup_window_days,
+                    today,
+                    want,
+                    self.cfg.workers,
+                ) {
+                    Ok(g) => *f = g,
+                    Err(e) => return FileResult::Failed(e.to_string()),
+                }
+            }
+        }
+        let first_day = filter.as_deref().map_or(0, |f| f.first_day(today));
+        let ledger = &self.ledger;
+        let exact = move |ids: &[&[u8]]| {
+            ledger
+                .dedup_lookup(ids, first_day)
+                .map_err(|e| e.to_string())
+        };
         // The content hash is computed on this thread while the pool rates the file (this
         // thread would only wait); a file whose content was committed before is then
         // refused before anything of it is written.
         let (content_hash, outcome) = std::thread::scope(|s| {
             let hash = s.spawn(|| hash_hex(bytes));
-            let outcome = self.pool.rate_file(
+            let cross = filter
+                .as_deref_mut()
+                .map(|f| crate::ingest::pipeline::Cross {
+                    filter: f,
+                    today,
+                    exact: &exact,
+                });
+            let outcome = self.pool.rate_file_with(
                 data.clone(),
                 reference.tariff.clone(),
                 reference.index.clone(),
                 &self.settings,
                 now,
                 cancel,
+                cross,
             );
             (hash.join().expect("hashing panicked"), outcome)
         });
@@ -386,6 +483,12 @@ impl Engine {
         crate::ingest::totals::release_freed_memory();
         for (key, value) in daily_deltas(&outcome) {
             batch.merge_daily(&key, &value);
+        }
+        if let Some(index) = outcome.index.take() {
+            for part in index.parts {
+                batch.add_index_part(today, part.buf, part.chunks);
+            }
+            batch.set_cross_duplicates(std::mem::take(&mut outcome.cross_duplicates));
         }
         let mut rejected = BTreeMap::new();
         for r in Reason::ALL {
@@ -443,6 +546,10 @@ impl Engine {
             )),
             Err(e) => FileResult::Failed(e.to_string()),
         };
+        if let Some(f) = filter.as_deref() {
+            set_dedup_gauges(f);
+        }
+        drop(filter);
         *stats = Some((size, outcome));
         result
     }
@@ -557,6 +664,62 @@ fn stage_usage(
     let mut months: Vec<u32> = labels.iter().map(|l| l.0).collect();
     months.sort_unstable();
     months.into_iter().map(month_label).collect()
+}
+
+/// Builds the cross-file filter from the index: the ids committed from the first day
+/// of the window ending `today` on, each shard sized for its ids with headroom, and the
+/// whole for `capacity` ids at least. Read on `threads` threads, shard by shard.
+fn rebuild_filter(
+    ledger: &Ledger,
+    window_days: u32,
+    today: u32,
+    capacity: u64,
+    threads: usize,
+) -> Result<crate::ingest::dedup::Filter, LedgerError> {
+    use crate::ingest::dedup::{Filter, SHARDS};
+    let t = Instant::now();
+    let first_day = today.saturating_sub(window_days.max(1) - 1);
+    ledger.dedup_expire(first_day, false);
+    let per = 1u32 << (crate::store::DEDUP_BUCKET_BITS - SHARDS.trailing_zeros());
+    let failed: std::sync::Mutex<Option<LedgerError>> = Default::default();
+    let f = Filter::from_ids(
+        window_days,
+        DEDUP_HEADROOM,
+        capacity.max(DEDUP_MIN_IDS),
+        threads,
+        |s| {
+            let mut ids = Vec::new();
+            match ledger.dedup_scan(s as u32 * per, (s as u32 + 1) * per, first_day, |h, d| {
+                ids.push((h, d))
+            }) {
+                Ok(_) => Ok(ids),
+                Err(e) => {
+                    let m = e.to_string();
+                    *failed.lock().expect("lock") = Some(e);
+                    Err(m)
+                }
+            }
+        },
+    );
+    match (f, failed.into_inner().expect("lock")) {
+        (Ok(f), _) => {
+            tracing::info!(
+                ids = f.len(),
+                bytes = f.bytes(),
+                seconds = t.elapsed().as_secs_f64(),
+                "cross-file duplicate filter built from the index"
+            );
+            set_dedup_gauges(&f);
+            Ok(f)
+        }
+        (Err(_), Some(e)) => Err(e),
+        (Err(m), None) => Err(LedgerError::Refused(m)),
+    }
+}
+
+fn set_dedup_gauges(f: &crate::ingest::dedup::Filter) {
+    metrics::gauge!(m::DEDUP_IDS).set(f.len() as f64);
+    metrics::gauge!(m::DEDUP_BYTES).set(f.bytes() as f64);
 }
 
 /// Daily deltas of a file for the ledger: one `(YYYY-MM-DD, DayTotals bytes)` per local day.

@@ -2,6 +2,7 @@
 //! worker pool that rates a mapped file, the per-file totals, and the engine that ties
 //! them to the store's one WriteBatch.
 
+pub mod dedup;
 pub mod engine;
 pub mod live;
 pub mod pipeline;

@@ -138,7 +138,28 @@ pub struct FileOutcome {
     /// Wall time of the parallel rating phase and of the serial collection phase.
     pub rate_seconds: f64,
     pub collect_seconds: f64,
+    /// Lines rejected as `duplicate_record` because an earlier file committed their
+    /// record id inside the window, ascending.
+    pub cross_duplicates: Vec<u64>,
+    /// The file's entries for the cross-file index (its rated records less the
+    /// duplicates), when the check is on.
+    pub index: Option<crate::ingest::dedup::FileIndex>,
 }
+
+/// The cross-file duplicate check of one file ([`Pool::rate_file_with`]).
+pub struct Cross<'a> {
+    /// The in-memory filter; the file's ids are added to it while they are probed.
+    pub filter: &'a mut crate::ingest::dedup::Filter,
+    /// The commit day (days since 1970-01-01, UTC).
+    pub today: u32,
+    /// The exact check: which of these record ids an earlier file committed inside the
+    /// window.
+    pub exact: &'a ExactCheck<'a>,
+}
+
+/// The exact cross-file check: for each record id, whether an earlier file committed it
+/// inside the window (or why the index could not be read).
+pub type ExactCheck<'a> = dyn Fn(&[&[u8]]) -> Result<Vec<bool>, String> + Sync + 'a;
 
 /// Why a whole file could not be rated.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +172,8 @@ pub enum FileError {
     Cancelled,
     #[error("rating worker failed: {0}")]
     Worker(String),
+    #[error("cross-file duplicate index: {0}")]
+    Index(String),
 }
 
 /// Input bytes per segment: the spill buffers hold one segment's records (about 40
@@ -243,7 +266,6 @@ impl Pool {
     }
 
     /// Rates a whole file. `now` is the processing time used by the `future_time` check.
-    #[allow(clippy::too_many_arguments)]
     pub fn rate_file(
         &self,
         data: Data,
@@ -252,6 +274,21 @@ impl Pool {
         settings: &Settings,
         now: i64,
         cancel: Arc<AtomicBool>,
+    ) -> Result<FileOutcome, FileError> {
+        self.rate_file_with(data, tariff, accounts, settings, now, cancel, None)
+    }
+
+    /// [`Pool::rate_file`] with the cross-file duplicate check when `cross` is given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rate_file_with(
+        &self,
+        data: Data,
+        tariff: Arc<Tariff>,
+        accounts: Arc<AccountIndex>,
+        settings: &Settings,
+        now: i64,
+        cancel: Arc<AtomicBool>,
+        cross: Option<Cross<'_>>,
     ) -> Result<FileOutcome, FileError> {
         let bytes: &[u8] = (*data).as_ref();
         let Some((layout, body_start, first_line)) = file_layout(bytes, settings)? else {
@@ -364,7 +401,8 @@ impl Pool {
             &layout,
             now,
             settings.max_line_bytes,
-        );
+            cross,
+        )?;
         out.rate_seconds = rate_seconds;
         out.collect_seconds = fold_seconds + t.elapsed().as_secs_f64();
         Ok(out)
@@ -478,6 +516,7 @@ fn work(job: &Job) -> WorkerOut {
                             charge_micros: r.charge_micros,
                         },
                         id,
+                        line_start,
                     );
                 }
                 Err(reason) => rejects.push((line_no, reason, line_start, line_end)),
@@ -587,7 +626,8 @@ fn id_hash(rater: &mut Rater, id_pos: usize, buf: &[u8], start: usize, end: usiz
     Some(xxhash_rust::xxh3::xxh3_64(&line[from..to]))
 }
 
-/// Merges worker outputs into the file outcome and resolves duplicate record ids.
+/// Merges worker outputs into the file outcome and resolves duplicate record ids: those
+/// repeated inside the file and, with `cross`, those an earlier file committed.
 #[allow(clippy::too_many_arguments)]
 fn collect(
     bytes: &[u8],
@@ -601,7 +641,8 @@ fn collect(
     layout: &Layout,
     now: i64,
     max_line: usize,
-) -> FileOutcome {
+    mut cross: Option<Cross<'_>>,
+) -> Result<FileOutcome, FileError> {
     let mut out = FileOutcome::default();
     let threads = states.len();
     let mut daily = Daily::default();
@@ -610,12 +651,31 @@ fn collect(
         daily.merge(&s.daily);
         spills.push(s.spill);
     }
-    // Totals sorted by key, and record-id hashes seen more than once.
+    // Totals sorted by key, and record-id hashes seen more than once (and, with the
+    // cross-file check, those the filter may hold from earlier files: the file's ids
+    // are added to the filter in the same pass, partition by partition).
     let mut totals = totals.finish(&mut spills, threads);
-    let candidates = crate::ingest::totals::repeated_ids(&mut spills, threads);
+    let probe = cross.as_mut().map(|c| {
+        let (live, epoch) = (c.filter.live(c.today), c.filter.epoch(c.today));
+        crate::ingest::totals::Probe {
+            shards: c.filter.shards_mut(),
+            live,
+            epoch,
+        }
+    });
+    let t_scan = Instant::now();
+    let scan = crate::ingest::totals::scan_ids(&mut spills, threads, probe);
+    let scan_seconds = t_scan.elapsed().as_secs_f64();
     drop(spills);
-    // The spill buffers and id hashes are gone: their pages go back before the totals
-    // are encoded into the commit batch (see release_freed_memory).
+    let crate::ingest::totals::IdScan {
+        parts,
+        repeated,
+        maybe,
+    } = scan;
+    // Without the cross-file index the id buffers are done with.
+    let parts = if cross.is_some() { parts } else { Vec::new() };
+    // The spill buffers are gone: their pages go back before the totals are encoded
+    // into the commit batch (see release_freed_memory).
     crate::ingest::totals::release_freed_memory();
     // Absolute line numbers.
     chunk_outs.sort_by_key(|c| c.idx);
@@ -637,9 +697,15 @@ fn collect(
         out.chunk_nanos.push(c.nanos);
         base += c.lines as u64;
     }
-    // Duplicate record ids: a hash seen twice is a candidate; candidates are confirmed
-    // by comparing the record ids themselves, in file order.
+    // Duplicate record ids: a hash seen twice, or one the filter may hold, is a
+    // candidate; candidates are confirmed by comparing the record ids themselves, in
+    // file order: a repeat inside the file against the ids before it, the first of its
+    // id against the ids earlier files committed (the exact check on the store).
     let mut emptied = false;
+    // (hash, line start) of every duplicate: they stay out of the index.
+    let mut dup_at: Vec<(u64, u64)> = Vec::new();
+    let mut candidates = repeated;
+    candidates.extend(maybe.iter().copied());
     if !candidates.is_empty() {
         // The lines whose id hash is a candidate, found on `threads` threads over
         // contiguous runs of chunks (a pass over the whole file), in file order.
@@ -658,45 +724,94 @@ fn collect(
         let mut rater = Rater::new(tariff, accounts, layout.clone(), now);
         let table = tariff.table();
         let mut first_seen: rustc_hash::FxHashSet<Vec<u8>> = FxHashSet::default();
+        // (line, start, end, rating, id hash, repeated in the file, index in `ask`).
+        let mut rated = Vec::with_capacity(found.len());
+        let mut ask: Vec<Vec<u8>> = Vec::new();
         for (line_no, line_start, line_end) in found {
             let line = &bytes[line_start..line_end];
             if let Ok((r, _)) = rater.rate_in(bytes, line_start, line_end) {
                 let rid = rater.record_id(line).expect("line rated");
-                if !first_seen.insert(rid) {
-                    let row = &table.rows[r.row as usize];
-                    let key = (
-                        r.account,
-                        r.month,
-                        line_key(r.service, row.destination.to_native(), row.band),
-                    );
-                    let a = totals.get_mut(&key).expect("duplicate was counted");
-                    a.count -= 1;
-                    a.usage -= r.usage;
-                    a.billed -= r.billed;
-                    a.charge_micros -= r.charge_micros;
-                    // A total left at zero records is dropped below, in one pass:
-                    // removing it here moved the tail of the totals once per
-                    // duplicate (quadratic in the file's keys and duplicates).
-                    emptied |= a.count == 0;
-                    daily.sub(
-                        r.month,
-                        r.day,
-                        r.service as u8,
-                        &Agg::one(r.usage, r.billed, r.charge_micros),
-                    );
-                    rejects.push(Reject {
-                        line: line_no,
-                        reason: Reason::DuplicateRecord,
-                        start: line_start,
-                        end: line_end,
-                    });
+                let h = xxhash_rust::xxh3::xxh3_64(&rid);
+                let again = first_seen.contains(&rid);
+                let mut asked = usize::MAX;
+                if !again {
+                    if maybe.contains(&h) {
+                        asked = ask.len();
+                        ask.push(rid.clone());
+                    }
+                    first_seen.insert(rid);
                 }
+                rated.push((line_no, line_start, line_end, r, h, again, asked));
             }
+        }
+        let earlier = match (&cross, ask.is_empty()) {
+            (Some(c), false) => {
+                let ids: Vec<&[u8]> = ask.iter().map(Vec::as_slice).collect();
+                let got = (c.exact)(&ids).map_err(FileError::Index)?;
+                if got.len() != ids.len() {
+                    return Err(FileError::Index(
+                        "exact check answered the wrong count".into(),
+                    ));
+                }
+                got
+            }
+            _ => Vec::new(),
+        };
+        for (line_no, line_start, line_end, r, h, again, asked) in rated {
+            let earlier = asked != usize::MAX && earlier[asked];
+            if !(again || earlier) {
+                continue;
+            }
+            let row = &table.rows[r.row as usize];
+            let key = (
+                r.account,
+                r.month,
+                line_key(r.service, row.destination.to_native(), row.band),
+            );
+            let a = totals.get_mut(&key).expect("duplicate was counted");
+            a.count -= 1;
+            a.usage -= r.usage;
+            a.billed -= r.billed;
+            a.charge_micros -= r.charge_micros;
+            // A total left at zero records is dropped below, in one pass:
+            // removing it here moved the tail of the totals once per
+            // duplicate (quadratic in the file's keys and duplicates).
+            emptied |= a.count == 0;
+            daily.sub(
+                r.month,
+                r.day,
+                r.service as u8,
+                &Agg::one(r.usage, r.billed, r.charge_micros),
+            );
+            rejects.push(Reject {
+                line: line_no,
+                reason: Reason::DuplicateRecord,
+                start: line_start,
+                end: line_end,
+            });
+            if earlier {
+                out.cross_duplicates.push(line_no);
+            }
+            dup_at.push((h, line_start as u64));
         }
         rejects.sort_by_key(|r| r.line);
     }
     if emptied {
         totals.drop_empty();
+    }
+    if cross.is_some() {
+        let t_encode = Instant::now();
+        let id_pos = layout.pos[Column::RecordId as usize] as usize;
+        out.index = Some(encode_index(
+            bytes, parts, &dup_at, id_pos, tariff, accounts, layout, now, threads,
+        ));
+        crate::ingest::totals::release_freed_memory();
+        tracing::debug!(
+            scan_seconds,
+            maybes = maybe.len(),
+            encode_seconds = t_encode.elapsed().as_secs_f64(),
+            "cross-file index: id scan (repeats, filter probe and insert), encoding"
+        );
     }
     for r in &rejects {
         out.rejected_by_reason[r.reason as usize] += 1;
@@ -706,7 +821,145 @@ fn collect(
     out.totals = totals;
     out.daily = daily.entries();
     out.rejects = rejects;
-    out
+    Ok(out)
+}
+
+/// Encodes the file's entries of the cross-file index from the id buffers (per id
+/// partition, per worker: hash and line start of each rated record), leaving out the
+/// duplicates (`dup_at`: hash and line start). Per partition, on `threads` threads: a
+/// counting sort by disk bucket, then each record's id read from its line (prefetched a
+/// few records ahead) and appended to its bucket's value. Frees the buffers as it goes.
+#[allow(clippy::too_many_arguments)]
+fn encode_index(
+    bytes: &[u8],
+    parts: Vec<Vec<Vec<crate::ingest::totals::IdAt>>>,
+    dup_at: &[(u64, u64)],
+    id_pos: usize,
+    tariff: &Tariff,
+    accounts: &AccountIndex,
+    layout: &Layout,
+    now: i64,
+    threads: usize,
+) -> crate::ingest::dedup::FileIndex {
+    use crate::ingest::dedup::{disk_bucket, encode_entry, IndexPart, BUCKET_BITS_DISK};
+    let n_parts = parts.len().max(1);
+    let part_bits = n_parts.trailing_zeros();
+    let threads = threads.max(1);
+    let mut jobs: Vec<Vec<(usize, Vec<Vec<crate::ingest::totals::IdAt>>)>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    for (p, bufs) in parts.into_iter().enumerate() {
+        jobs[p % threads].push((p, bufs));
+    }
+    let mut done: Vec<(usize, IndexPart, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|mine| {
+                s.spawn(move || {
+                    let mut rater = Rater::new(tariff, accounts, layout.clone(), now);
+                    let mut out = Vec::new();
+                    for (p, bufs) in mine {
+                        let part_of = |h: u64| h.checked_shr(64 - part_bits).unwrap_or(0) as usize;
+                        let dups: FxHashSet<u64> = dup_at
+                            .iter()
+                            .filter(|d| part_of(d.0) == p)
+                            .map(|d| d.1)
+                            .collect();
+                        // Counting sort by bucket inside the partition's range.
+                        let local_bits = BUCKET_BITS_DISK - part_bits;
+                        let first = (p as u32) << local_bits;
+                        let mut counts = vec![0u32; (1usize << local_bits) + 1];
+                        for &(h, at) in bufs.iter().flatten() {
+                            if dups.is_empty() || !dups.contains(&at) {
+                                counts[(disk_bucket(h) - first) as usize + 1] += 1;
+                            }
+                        }
+                        let mut sum = 0u32;
+                        for c in counts.iter_mut() {
+                            sum += *c;
+                            *c = sum;
+                        }
+                        let n = *counts.last().expect("non-empty") as usize;
+                        let mut sorted = vec![0u64; n];
+                        for buf in bufs {
+                            for (h, at) in buf {
+                                if dups.is_empty() || !dups.contains(&at) {
+                                    let c = &mut counts[(disk_bucket(h) - first) as usize];
+                                    sorted[*c as usize] = at;
+                                    *c += 1;
+                                }
+                            }
+                        }
+                        // counts[b] is now the end of bucket b (the start of b + 1).
+                        let mut part = IndexPart {
+                            buf: Vec::with_capacity(n * 24),
+                            chunks: Vec::new(),
+                        };
+                        let mut from = 0usize;
+                        for (b, &end) in counts[..1usize << local_bits].iter().enumerate() {
+                            let to = end as usize;
+                            if to == from {
+                                continue;
+                            }
+                            let start = part.buf.len();
+                            part.buf.push(1);
+                            for j in from..to {
+                                if let Some(&a) = sorted.get(j + 8) {
+                                    crate::rate::hint::prefetch(
+                                        bytes.as_ptr().wrapping_add(a as usize),
+                                    );
+                                }
+                                let at = sorted[j] as usize;
+                                let nl = memchr::memchr(b'\n', &bytes[at..])
+                                    .map_or(bytes.len(), |i| at + i);
+                                let end = if nl > at && bytes[nl - 1] == b'\r' {
+                                    nl - 1
+                                } else {
+                                    nl
+                                };
+                                match id_field(id_pos, &bytes[at..end]) {
+                                    Some(id) => encode_entry(&mut part.buf, id),
+                                    None => {
+                                        let id =
+                                            rater.record_id(&bytes[at..end]).unwrap_or_default();
+                                        encode_entry(&mut part.buf, &id);
+                                    }
+                                }
+                            }
+                            part.chunks.push((first + b as u32, start, part.buf.len()));
+                            from = to;
+                        }
+                        out.push((p, part, n as u64));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("index encoding thread panicked"))
+            .collect()
+    });
+    done.sort_by_key(|d| d.0);
+    let ids = done.iter().map(|d| d.2).sum();
+    crate::ingest::dedup::FileIndex {
+        parts: done.into_iter().map(|d| d.1).collect(),
+        ids,
+    }
+}
+
+/// The record id field of an unquoted line (`None` for a quoted line: split in full).
+#[inline]
+fn id_field(id_pos: usize, line: &[u8]) -> Option<&[u8]> {
+    if memchr::memchr(b'"', line).is_some() {
+        return None;
+    }
+    let mut commas = memchr::memchr_iter(b',', line);
+    let from = match id_pos {
+        0 => 0,
+        p => commas.nth(p - 1)? + 1,
+    };
+    let to = commas.next().unwrap_or(line.len());
+    Some(&line[from..to])
 }
 
 #[cfg(test)]

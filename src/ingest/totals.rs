@@ -132,8 +132,13 @@ impl Layout {
 pub struct Spill {
     layout: Layout,
     recs: Vec<Vec<Rec>>,
-    ids: Vec<Vec<u64>>,
+    /// (record-id hash, byte offset of the line) per rated record.
+    ids: Vec<Vec<IdAt>>,
 }
+
+/// A rated record's id hash and the byte offset of its line in the file (to read the id
+/// again for the cross-file index, without a second pass over the file).
+pub type IdAt = (u64, u64);
 
 impl Spill {
     /// Empty buffers for `layout`; `segment_hint` and `file_hint` are this worker's
@@ -152,9 +157,10 @@ impl Spill {
         }
     }
 
-    /// Adds one rated record (`rec.count` is 1) and its record-id hash.
+    /// Adds one rated record (`rec.count` is 1), its record-id hash and where its line
+    /// starts.
     #[inline]
-    pub fn push(&mut self, rec: Rec, id_hash: u64) {
+    pub fn push(&mut self, rec: Rec, id_hash: u64, line_start: usize) {
         let p = (rec.key.0 >> self.layout.account_shift) as usize;
         let recs = &mut self.recs[p];
         recs.push(rec);
@@ -162,7 +168,7 @@ impl Spill {
         // A shift by 64 (a single partition) is not defined for u64: use checked_shr.
         let q = id_hash.checked_shr(self.layout.id_shift).unwrap_or(0) as usize;
         let ids = &mut self.ids[q];
-        ids.push(id_hash);
+        ids.push((id_hash, line_start as u64));
         prefetch_ahead(ids, ID_AHEAD);
     }
 }
@@ -170,7 +176,7 @@ impl Spill {
 /// Records and ids past a partition's tail whose cache line [`Spill::push`] asks for in
 /// advance (a line and a half ahead).
 const REC_AHEAD: usize = 3;
-const ID_AHEAD: usize = 12;
+const ID_AHEAD: usize = 6;
 
 /// Asks for the cache line `ahead` elements past the end of `v`, when it is inside the
 /// buffer's capacity. A partition's next record lands there a hundred-odd records
@@ -349,30 +355,89 @@ impl FileTotals {
 /// The record-id hashes every worker spilled that occur more than once, found on
 /// `threads` threads. Empties the spills' id buffers.
 pub fn repeated_ids<S: BorrowMut<Spill>>(spills: &mut [S], threads: usize) -> FxHashSet<u64> {
+    scan_ids(spills, threads, None).repeated
+}
+
+/// The cross-file filter handed to [`scan_ids`]: its shards, the live epochs and the
+/// epoch of this file's ids.
+pub struct Probe<'a> {
+    pub shards: &'a mut [crate::ingest::dedup::Shard],
+    pub live: u8,
+    pub epoch: u8,
+}
+
+/// What [`scan_ids`] found, with the id buffers it took (per id partition, per worker).
+#[derive(Default)]
+pub struct IdScan {
+    pub parts: Vec<Vec<Vec<IdAt>>>,
+    /// Hashes seen more than once in the file.
+    pub repeated: FxHashSet<u64>,
+    /// Hashes the cross-file filter may hold from earlier files.
+    pub maybe: FxHashSet<u64>,
+}
+
+/// Takes the spills' id buffers and finds, per id partition on `threads` threads, the
+/// hashes repeated in the file and, with a `probe`, those the cross-file filter may
+/// hold (each partition probes, then adds, its own shards of the filter).
+pub fn scan_ids<S: BorrowMut<Spill>>(
+    spills: &mut [S],
+    threads: usize,
+    probe: Option<Probe<'_>>,
+) -> IdScan {
     let Some(layout) = spills.first_mut().map(|s| s.borrow_mut().layout) else {
-        return FxHashSet::default();
+        return IdScan::default();
     };
     let threads = threads.max(1);
-    let mut jobs: Vec<Vec<Vec<Vec<u64>>>> = (0..threads).map(|_| Vec::new()).collect();
-    for p in 0..layout.id_parts {
-        let bufs: Vec<Vec<u64>> = spills
-            .iter_mut()
-            .map(|s| std::mem::take(&mut s.borrow_mut().ids[p]))
-            .collect();
+    let parts: Vec<Vec<Vec<IdAt>>> = (0..layout.id_parts)
+        .map(|p| {
+            spills
+                .iter_mut()
+                .map(|s| std::mem::take(&mut s.borrow_mut().ids[p]))
+                .collect()
+        })
+        .collect();
+    type Job<'s, 'b> = (
+        &'b [Vec<IdAt>],
+        Option<(&'s mut [crate::ingest::dedup::Shard], usize)>,
+    );
+    let mut jobs: Vec<Vec<Job<'_, '_>>> = (0..threads).map(|_| Vec::new()).collect();
+    let (live, epoch) = probe.as_ref().map_or((0, 0), |p| (p.live, p.epoch));
+    let per = crate::ingest::dedup::SHARDS / layout.id_parts;
+    let mut shard_runs: Vec<Option<(&mut [crate::ingest::dedup::Shard], usize)>> = match probe {
+        Some(p) => p
+            .shards
+            .chunks_mut(per)
+            .enumerate()
+            .map(|(i, c)| Some((c, i * per)))
+            .collect(),
+        None => (0..layout.id_parts).map(|_| None).collect(),
+    };
+    for (p, bufs) in parts.iter().enumerate() {
+        let shards = shard_runs[p].take();
         if bufs.iter().any(|b| !b.is_empty()) {
-            jobs[p % threads].push(bufs);
+            jobs[p % threads].push((bufs, shards));
         }
     }
-    let found: Vec<Vec<u64>> = std::thread::scope(|s| {
+    let found: Vec<(Vec<u64>, Vec<u64>)> = std::thread::scope(|s| {
         let handles: Vec<_> = jobs
             .into_iter()
             .map(|mine| {
                 s.spawn(move || {
                     let mut repeated = Vec::new();
-                    for bufs in mine {
+                    let mut maybe = Vec::new();
+                    for (bufs, shards) in mine {
+                        if let Some((shards, base)) = shards {
+                            maybe.extend(crate::ingest::dedup::probe_and_insert(
+                                shards,
+                                base,
+                                || Box::new(bufs.iter().flatten().map(|e| e.0)),
+                                live,
+                                epoch,
+                            ));
+                        }
                         repeated_in_partition(bufs, &mut repeated);
                     }
-                    repeated
+                    (repeated, maybe)
                 })
             })
             .collect();
@@ -381,7 +446,15 @@ pub fn repeated_ids<S: BorrowMut<Spill>>(spills: &mut [S], threads: usize) -> Fx
             .map(|h| h.join().expect("totals thread panicked"))
             .collect()
     });
-    found.into_iter().flatten().collect()
+    let mut scan = IdScan {
+        parts,
+        ..IdScan::default()
+    };
+    for (r, m) in found {
+        scan.repeated.extend(r);
+        scan.maybe.extend(m);
+    }
+    scan
 }
 
 /// The running sums of one account partition: one entry per key in the order keys first
@@ -459,14 +532,14 @@ impl PartSums {
 /// Appends the hashes of one id partition that occur more than once (each once).
 /// Ids are hashes, so their low bits index an open-addressing set sized for the
 /// partition (inside the cache); zero, the empty-slot marker, is counted aside.
-fn repeated_in_partition(bufs: Vec<Vec<u64>>, out: &mut Vec<u64>) {
+fn repeated_in_partition(bufs: &[Vec<IdAt>], out: &mut Vec<u64>) {
     let n: usize = bufs.iter().map(Vec::len).sum();
     let cap = (n * 2).next_power_of_two().max(16);
     let mask = cap - 1;
     let mut set = vec![0u64; cap];
     let mut zeros = 0usize;
     let first = out.len();
-    for &id in bufs.iter().flatten() {
+    for &(id, _) in bufs.iter().flatten() {
         if id == 0 {
             zeros += 1;
             continue;
@@ -575,7 +648,7 @@ mod tests {
                 } else {
                     xorshift(&mut x)
                 };
-                spills[(i as usize) % workers].push(rec, id);
+                spills[(i as usize) % workers].push(rec, id, i as usize);
                 if (i as usize + 1).is_multiple_of(segment) {
                     totals.fold(&mut spills, 2);
                     assert!(spills.iter().all(|s| s.recs.iter().all(Vec::is_empty)));
@@ -691,6 +764,7 @@ mod tests {
                     ..big
                 },
                 9,
+                0,
             );
         }
         let t = totals.finish(&mut spills, 1);

@@ -235,6 +235,8 @@ pub async fn run(
 /// One daily retention run (traffic detail past the dispute window); false when it
 /// failed (it is retried a minute later).
 fn run_retention(engine: &Engine, today: chrono::NaiveDate) -> bool {
+    // The cross-file duplicate index forgets the ids whose window ended.
+    engine.dedup_upkeep(chrono::Utc::now().timestamp());
     match crate::billing::privacy::retention(&engine.cfg, &engine.ledger, today) {
         Ok(rep) => {
             tracing::info!(

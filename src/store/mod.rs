@@ -24,6 +24,7 @@
 //! | `finals`  | account id                             | its off-cycle final invoice (JSON)     |
 //! | `pending` | document number                        | directory its files go to (until written) |
 //! | `daily`   | local date `YYYY-MM-DD`                | [`DayTotals`] (merge operator: sums)   |
+//! | `dedup`   | `i` bucket (u32 BE) day (u32 BE) seq (u64 BE); `x` file name | a file's record ids in that bucket; its cross-file duplicate lines (see `dedup.rs`) |
 //!
 //! The payments column families are written through [`Ledger::transact`]: one synced
 //! WriteBatch per logical operation (an import, a collection run, a dunning run).
@@ -54,6 +55,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::rate::money::{Cents, Micros};
 
+mod dedup;
+
 const CF_META: &str = "meta";
 const CF_FILES: &str = "files";
 const CF_HASHES: &str = "hashes";
@@ -67,7 +70,11 @@ const CF_FINALS: &str = "finals";
 const CF_PENDING: &str = "pending";
 /// Itemised annexes (traffic detail) by invoice number; erased after the dispute window.
 const CF_ANNEX: &str = "annex";
-const CFS: [&str; 20] = [
+/// The cross-file duplicate index and each file's cross-file duplicate lines (`dedup.rs`).
+const CF_DEDUP: &str = "dedup";
+/// Bits of a record id's XXH3-64 hash (its top bits) that pick its bucket in `dedup`.
+pub const DEDUP_BUCKET_BITS: u32 = 18;
+const CFS: [&str; 21] = [
     CF_META,
     CF_FILES,
     CF_HASHES,
@@ -88,6 +95,7 @@ const CFS: [&str; 20] = [
     CF_FINALS,
     CF_PENDING,
     CF_ANNEX,
+    CF_DEDUP,
 ];
 
 /// A raw (key, value) pair.
@@ -479,6 +487,8 @@ pub struct FileBatch<'a> {
     batch: WriteBatch,
     usage: &'a rocksdb::ColumnFamily,
     daily: &'a rocksdb::ColumnFamily,
+    /// The file's cross-file index values (written with the file's seq at the commit).
+    index: dedup::StagedIndex,
 }
 
 impl FileBatch<'_> {
@@ -653,6 +663,8 @@ pub struct Ledger {
     writer: Mutex<()>,
     /// Serializes self-service updates (sign-in links, sessions): [`Ledger::my_update`].
     my_lock: Mutex<()>,
+    /// Index values of commit days before this one are dropped by compactions.
+    dedup_first_day: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 fn u64_value(v: Option<Vec<u8>>) -> u64 {
@@ -703,6 +715,7 @@ impl Ledger {
         } else {
             CFS.iter().map(|s| s.to_string()).collect()
         };
+        let dedup_first_day = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let cfs = CFS
             .iter()
             .filter(|name| existing.iter().any(|e| e.as_str() == **name))
@@ -714,6 +727,9 @@ impl Ledger {
                 }
                 if *name == CF_DAILY {
                     o.set_merge_operator_associative("tollgate_daily_v1", daily_merge);
+                }
+                if *name == CF_DEDUP {
+                    dedup::set_expiry_filter(&mut o, dedup_first_day.clone());
                 }
                 ColumnFamilyDescriptor::new(*name, o)
             });
@@ -739,6 +755,7 @@ impl Ledger {
             path,
             writer: Mutex::new(()),
             my_lock: Mutex::new(()),
+            dedup_first_day,
         };
         let format = ledger.get(CF_META, b"format")?;
         match format {
@@ -854,6 +871,7 @@ impl Ledger {
             batch: WriteBatch::with_capacity_bytes(capacity_bytes),
             usage: self.cf(CF_USAGE),
             daily: self.cf(CF_DAILY),
+            index: dedup::StagedIndex::default(),
         }
     }
 
@@ -878,6 +896,7 @@ impl Ledger {
         let seq = u64_value(self.get(CF_META, b"seq")?) + 1;
         cp.seq = seq;
         let mut batch = file.batch;
+        self.stage_index(&mut batch, file.index, &cp.name, seq);
         batch.put_cf(
             self.cf(CF_FILES),
             cp.name.as_bytes(),

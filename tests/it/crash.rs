@@ -274,6 +274,25 @@ fn sigkill_mid_file_loses_nothing_and_counts_nothing_twice() {
         (0.75, 1.0),
         (0.95, 1.15),
     ];
+    // A later file re-sending 2 000 records of the big one beside 2 000 new ones: its
+    // rejects show that the big file's ids are in the cross-file index exactly once
+    // (none lost, none of its duplicates added), whatever moment the kill landed.
+    let resent = resent_file(tmp.path(), &c.src);
+    let resent_control = {
+        let ws = Ws::synth(&tmp.path().join("control-resent"), &spec, EXTRA);
+        ws.ingest(&[&c.src, &resent]).ok();
+        let r = fs::read(ws.rejects("resent.csv")).expect("control rejects of resent.csv");
+        drop(ws);
+        let _ = fs::remove_dir_all(tmp.path().join("control-resent"));
+        r
+    };
+    assert!(
+        String::from_utf8_lossy(&resent_control)
+            .matches("duplicate_record")
+            .count()
+            >= 1990,
+        "the re-sent records are cross-file duplicates"
+    );
     let mut recoveries = Vec::new();
     for (i, (lo, hi)) in windows.into_iter().enumerate() {
         let label = format!("run {i}");
@@ -294,6 +313,12 @@ fn sigkill_mid_file_loses_nothing_and_counts_nothing_twice() {
             delay.as_secs_f64() * 1e3
         );
         recoveries.push(recovery);
+        ws.ingest(&[&resent]).ok();
+        assert_eq!(
+            fs::read(ws.rejects("resent.csv")).expect("rejects of resent.csv"),
+            resent_control,
+            "{label}: the cross-file duplicates of a later file differ from the control's"
+        );
         // Free the disk early: each workspace holds a copy of the file.
         drop(ws);
         let _ = fs::remove_dir_all(tmp.path().join(format!("kill-{i}")));
@@ -303,6 +328,28 @@ fn sigkill_mid_file_loses_nothing_and_counts_nothing_twice() {
         "no kill landed mid-file ({recoveries:?}): make the file bigger so that the test tests something"
     );
     println!("crash: done in {:.1} s", t_start.elapsed().as_secs_f64());
+}
+
+/// `resent.csv`: the header and first 2 000 records of `src`, then the same records
+/// under new ids.
+fn resent_file(dir: &Path, src: &Path) -> PathBuf {
+    let text = fs::read_to_string(src).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let first: Vec<&str> = lines.take(2000).collect();
+    let mut out = String::from(header);
+    for l in &first {
+        out.push('\n');
+        out.push_str(l);
+    }
+    for l in &first {
+        out.push('\n');
+        out.push_str(&l.replacen("crash-", "resent-", 1));
+    }
+    out.push('\n');
+    let p = dir.join("resent.csv");
+    fs::write(&p, out).unwrap();
+    p
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod api_fuzz;
 mod architecture;
 mod card;
 mod crash;
+mod dedup;
 mod delivery;
 mod e2e;
 mod golden;

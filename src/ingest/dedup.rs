@@ -1,0 +1,627 @@
+//! The cross-file duplicate index in memory: a cuckoo filter over record-id hashes that
+//! answers "maybe seen in an earlier file" or "certainly not", and forgets ids by age.
+//!
+//! The exact index is on disk (the `dedup` column family, written in each file's commit
+//! batch: see `store`); this filter only keeps the exact check away from the records
+//! that cannot be duplicates. A "maybe" is settled by comparing the record id bytes
+//! with the ids stored for its hash bucket, so a false positive costs a lookup, never a
+//! wrong reject.
+//!
+//! Layout: 64 shards by the top 6 bits of the 64-bit id hash (the collector's id
+//! partitions are ranges of the same bits, so each partition probes and fills its own
+//! shards, in parallel and without a lock). A shard is an array of buckets of 4 slots of
+//! 15 bits, packed: 60 bits, 7.5 bytes a bucket. A slot holds a 12-bit fingerprint and a
+//! 3-bit epoch (the commit day divided by `ceil(window / 6)` days, modulo 8): every id
+//! costs 1.875 bytes at full load, ≤ 2 bytes per id held from 94 % load on. An id has
+//! two candidate buckets, `i1 = low 32 bits · m >> 32` and `i2 = (H(fp) − i1) mod m`
+//! (an involution for any bucket count m, so shards are sized to their ids, not to a
+//! power of two). An insert that finds both buckets full moves fingerprints to their
+//! other bucket (cuckoo kicks); after 500 kicks the homeless slot goes to a small stash
+//! that every probe also reads, so nothing is ever dropped (no false negatives).
+//!
+//! Expiry: an epoch is live while some day of it is inside the window; `expire` clears
+//! every slot of the epochs no longer live. With the epoch length `ceil(window / 6)`, at
+//! most 7 epochs are live at once and an epoch number comes back 8 epochs later, at
+//! least one epoch after its slots died, so an old slot never passes for a new one.
+
+/// Shards, by the top [`SHARD_BITS`] bits of the id hash.
+pub const SHARD_BITS: u32 = 6;
+pub const SHARDS: usize = 1 << SHARD_BITS;
+const SLOTS: u32 = 4;
+const SLOT_BITS: u32 = 15;
+const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
+const BUCKET_BITS: u64 = SLOT_BITS as u64 * SLOTS as u64;
+const BUCKET_MASK: u64 = (1 << BUCKET_BITS) - 1;
+const EPOCH_BITS: u32 = 3;
+const EPOCHS: u32 = 1 << EPOCH_BITS;
+const MAX_KICKS: usize = 500;
+/// Load a shard is sized for.
+const TARGET_LOAD: f64 = 0.95;
+
+/// The fingerprint of a hash: 12 bits below the shard bits, never 0 (0 is a free slot).
+#[inline]
+fn fingerprint(h: u64) -> u64 {
+    let f = (h >> (64 - SHARD_BITS - 12)) & 0xfff;
+    f | (f == 0) as u64
+}
+
+/// One shard: packed buckets, a count and the stash.
+pub struct Shard {
+    /// 7.5 bytes per bucket, plus 8 so that every bucket can be read as a u64.
+    bytes: Vec<u8>,
+    /// Buckets (at least 1).
+    m: u64,
+    len: u64,
+    /// Slots that found no bucket: (bucket, slot).
+    stash: Vec<(u64, u64)>,
+    rng: u64,
+}
+
+impl Shard {
+    fn with_buckets(m: u64) -> Shard {
+        let m = m.max(1);
+        Shard {
+            bytes: vec![0u8; (m * BUCKET_BITS).div_ceil(8) as usize + 8],
+            m,
+            len: 0,
+            stash: Vec::new(),
+            rng: 0x9e37_79b9_7f4a_7c15 ^ m,
+        }
+    }
+
+    #[inline]
+    fn at(b: u64) -> (usize, u32) {
+        let bit = b * BUCKET_BITS;
+        ((bit >> 3) as usize, (bit & 7) as u32)
+    }
+
+    #[inline]
+    fn read(&self, b: u64) -> u64 {
+        let (off, sh) = Shard::at(b);
+        let w = u64::from_le_bytes(self.bytes[off..off + 8].try_into().expect("8 bytes"));
+        (w >> sh) & BUCKET_MASK
+    }
+
+    #[inline]
+    fn write(&mut self, b: u64, v: u64) {
+        let (off, sh) = Shard::at(b);
+        let cell: &mut [u8; 8] = (&mut self.bytes[off..off + 8]).try_into().expect("8 bytes");
+        let w = u64::from_le_bytes(*cell);
+        let w = (w & !(BUCKET_MASK << sh)) | (v << sh);
+        *cell = w.to_le_bytes();
+    }
+
+    #[inline]
+    fn index(&self, h: u64) -> u64 {
+        ((h & 0xffff_ffff) * self.m) >> 32
+    }
+
+    #[inline]
+    fn alt(&self, i: u64, fp: u64) -> u64 {
+        let hf = (fp.wrapping_mul(0x5bd1_e995_9e37_79b9) >> 20) % self.m;
+        (hf + self.m - i) % self.m
+    }
+
+    /// Asks for the two buckets of `h` (a probe follows a few ids later).
+    #[inline]
+    fn prefetch(&self, h: u64) {
+        let i1 = self.index(h);
+        let i2 = self.alt(i1, fingerprint(h));
+        crate::rate::hint::prefetch(self.bytes.as_ptr().wrapping_add(Shard::at(i1).0));
+        crate::rate::hint::prefetch(self.bytes.as_ptr().wrapping_add(Shard::at(i2).0));
+    }
+
+    #[inline]
+    fn has(v: u64, fp: u64, live: u8) -> bool {
+        (0..SLOTS).any(|k| {
+            let s = (v >> (k * SLOT_BITS)) & SLOT_MASK;
+            s >> EPOCH_BITS == fp && live & (1 << (s & (EPOCHS as u64 - 1))) != 0
+        })
+    }
+
+    /// Whether `h` may have been inserted with a live epoch.
+    #[inline]
+    pub fn contains(&self, h: u64, live: u8) -> bool {
+        let fp = fingerprint(h);
+        let i1 = self.index(h);
+        let i2 = self.alt(i1, fp);
+        Shard::has(self.read(i1), fp, live)
+            || Shard::has(self.read(i2), fp, live)
+            || (!self.stash.is_empty()
+                && self.stash.iter().any(|&(b, s)| {
+                    (b == i1 || b == i2)
+                        && s >> EPOCH_BITS == fp
+                        && live & (1 << (s & (EPOCHS as u64 - 1))) != 0
+                }))
+    }
+
+    /// Puts `slot` into a free slot of bucket `b`; false when it is full.
+    #[inline]
+    fn put(&mut self, b: u64, slot: u64) -> bool {
+        let v = self.read(b);
+        for k in 0..SLOTS {
+            if (v >> (k * SLOT_BITS)) & SLOT_MASK == 0 {
+                self.write(b, v | slot << (k * SLOT_BITS));
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Adds `h` with `epoch`.
+    pub fn insert(&mut self, h: u64, epoch: u8) {
+        let fp = fingerprint(h);
+        let slot = fp << EPOCH_BITS | epoch as u64;
+        let i1 = self.index(h);
+        let i2 = self.alt(i1, fp);
+        self.len += 1;
+        if self.put(i1, slot) || self.put(i2, slot) {
+            return;
+        }
+        let (mut b, mut slot) = (if self.rng & 1 == 0 { i1 } else { i2 }, slot);
+        for _ in 0..MAX_KICKS {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            let k = (self.rng % SLOTS as u64) as u32;
+            let v = self.read(b);
+            let victim = (v >> (k * SLOT_BITS)) & SLOT_MASK;
+            self.write(
+                b,
+                (v & !(SLOT_MASK << (k * SLOT_BITS))) | slot << (k * SLOT_BITS),
+            );
+            slot = victim;
+            b = self.alt(b, victim >> EPOCH_BITS);
+            if self.put(b, slot) {
+                return;
+            }
+        }
+        self.stash.push((b, slot));
+    }
+
+    /// Clears the slots whose epoch is not in `live`; returns how many.
+    fn expire(&mut self, live: u8) -> u64 {
+        let mut gone = 0;
+        for b in 0..self.m {
+            let v = self.read(b);
+            if v == 0 {
+                continue;
+            }
+            let mut w = v;
+            for k in 0..SLOTS {
+                let s = (v >> (k * SLOT_BITS)) & SLOT_MASK;
+                if s != 0 && live & (1 << (s & (EPOCHS as u64 - 1))) == 0 {
+                    w &= !(SLOT_MASK << (k * SLOT_BITS));
+                    gone += 1;
+                }
+            }
+            if w != v {
+                self.write(b, w);
+            }
+        }
+        let before = self.stash.len();
+        self.stash
+            .retain(|&(_, s)| live & (1 << (s & (EPOCHS as u64 - 1))) != 0);
+        gone += (before - self.stash.len()) as u64;
+        self.len -= gone.min(self.len);
+        gone
+    }
+
+    fn bytes(&self) -> usize {
+        self.bytes.capacity() + self.stash.capacity() * 16
+    }
+}
+
+/// The filter: 64 shards, the window and its epochs.
+pub struct Filter {
+    shards: Vec<Shard>,
+    window_days: u32,
+    epoch_days: u32,
+    /// The live epochs the shards were last expired for.
+    expired_for: u8,
+}
+
+impl Filter {
+    /// An empty filter sized for `capacity` ids, for a window of `window_days` (≥ 1).
+    pub fn new(capacity: u64, window_days: u32) -> Filter {
+        let per_shard = capacity.div_ceil(SHARDS as u64);
+        let m = ((per_shard as f64 / (SLOTS as f64 * TARGET_LOAD)).ceil() as u64).max(1);
+        let window_days = window_days.max(1);
+        Filter {
+            shards: (0..SHARDS).map(|_| Shard::with_buckets(m)).collect(),
+            window_days,
+            epoch_days: window_days.div_ceil(6),
+            expired_for: u8::MAX,
+        }
+    }
+
+    /// The epoch of ids committed on `day` (days since 1970-01-01, UTC).
+    pub fn epoch(&self, day: u32) -> u8 {
+        ((day / self.epoch_days) % EPOCHS) as u8
+    }
+
+    /// The epochs with a day inside the window that ends on `today`: an id committed on
+    /// day d is held while `today < d + window_days`.
+    pub fn live(&self, today: u32) -> u8 {
+        let first = today.saturating_sub(self.window_days - 1);
+        let mut mask = 0u8;
+        let mut e = first / self.epoch_days;
+        while e * self.epoch_days <= today {
+            mask |= 1 << (e % EPOCHS);
+            e += 1;
+        }
+        mask
+    }
+
+    /// The first commit day still inside the window that ends on `today`.
+    pub fn first_day(&self, today: u32) -> u32 {
+        today.saturating_sub(self.window_days - 1)
+    }
+
+    /// Forgets the ids whose window ended by `today` (their whole epoch); a no-op when
+    /// the live epochs did not change since the last call. Returns the slots cleared.
+    pub fn expire(&mut self, today: u32) -> u64 {
+        let live = self.live(today);
+        if live == self.expired_for {
+            return 0;
+        }
+        self.expired_for = live;
+        self.shards.iter_mut().map(|s| s.expire(live)).sum()
+    }
+
+    /// Whether `h` may be held with a live epoch.
+    pub fn contains(&self, h: u64, live: u8) -> bool {
+        self.shards[(h >> (64 - SHARD_BITS)) as usize].contains(h, live)
+    }
+
+    /// Adds `h`, committed on a day of `epoch`.
+    pub fn insert(&mut self, h: u64, epoch: u8) {
+        self.shards[(h >> (64 - SHARD_BITS)) as usize].insert(h, epoch)
+    }
+
+    /// A filter for `window_days` whose shards are built by `shard(s)` from the ids of
+    /// shard s (the rebuild from the store at start or when it grows), each sized for
+    /// its ids times `headroom` (≥ 1).
+    pub fn from_ids(
+        window_days: u32,
+        headroom: f64,
+        min_capacity: u64,
+        threads: usize,
+        shard: impl Fn(usize) -> Result<Vec<(u64, u32)>, String> + Sync,
+    ) -> Result<Filter, String> {
+        let mut f = Filter::new(0, window_days);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let built: std::sync::Mutex<Vec<(usize, Shard)>> = Default::default();
+        let failed: std::sync::Mutex<Option<String>> = Default::default();
+        let fref = &f;
+        std::thread::scope(|sc| {
+            for _ in 0..threads.clamp(1, SHARDS) {
+                sc.spawn(|| loop {
+                    let s = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if s >= SHARDS {
+                        break;
+                    }
+                    match shard(s) {
+                        Ok(ids) => {
+                            let cap = ((ids.len() as f64 * headroom) as u64)
+                                .max(min_capacity.div_ceil(SHARDS as u64));
+                            let m =
+                                ((cap as f64 / (SLOTS as f64 * TARGET_LOAD)).ceil() as u64).max(1);
+                            let mut sh = Shard::with_buckets(m);
+                            for (h, day) in ids {
+                                sh.insert(h, fref.epoch(day));
+                            }
+                            built.lock().expect("lock").push((s, sh));
+                        }
+                        Err(e) => {
+                            *failed.lock().expect("lock") = Some(e);
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failed.into_inner().expect("lock") {
+            return Err(e);
+        }
+        for (s, sh) in built.into_inner().expect("lock") {
+            f.shards[s] = sh;
+        }
+        Ok(f)
+    }
+
+    /// True when adding `more` ids would fill the filter past the load it is sized for.
+    pub fn lacks_room_for(&self, more: u64) -> bool {
+        (self.len() + more) as f64 > self.slots() as f64 * TARGET_LOAD
+    }
+
+    /// The shards, in hash order (shard s holds the hashes whose top bits are s).
+    pub fn shards_mut(&mut self) -> &mut [Shard] {
+        &mut self.shards
+    }
+
+    /// Ids held (inserted and not expired; an id inserted twice counts twice).
+    pub fn len(&self) -> u64 {
+        self.shards.iter().map(|s| s.len).sum()
+    }
+
+    /// True when no id is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Slots the shards have.
+    pub fn slots(&self) -> u64 {
+        self.shards.iter().map(|s| s.m * SLOTS as u64).sum()
+    }
+
+    /// Bytes of memory the filter holds.
+    pub fn bytes(&self) -> usize {
+        self.shards.iter().map(Shard::bytes).sum::<usize>()
+            + self.shards.capacity() * std::mem::size_of::<Shard>()
+    }
+
+    /// True when the filter is fuller than it is sized for: time to build a bigger one.
+    pub fn needs_growth(&self) -> bool {
+        self.len() as f64 > self.slots() as f64 * 0.97
+            || self.shards.iter().any(|s| s.stash.len() > 64)
+    }
+}
+
+/// Probes every hash of `hashes` against `shards` (the shards of one id partition,
+/// starting at shard number `base`), then adds them all with `epoch`. Returns the
+/// hashes that may have been held before (sorted, each once). The two buckets of a hash
+/// are prefetched 8 hashes (`AHEAD`) before it is probed or added.
+pub fn probe_and_insert<'a>(
+    shards: &mut [Shard],
+    base: usize,
+    hashes: impl Fn() -> Box<dyn Iterator<Item = u64> + 'a>,
+    live: u8,
+    epoch: u8,
+) -> Vec<u64> {
+    let shard = |h: u64| (h >> (64 - SHARD_BITS)) as usize - base;
+    let mut maybe = Vec::new();
+    // Shards holding nothing answer "no" to every probe.
+    if shards.iter().any(|s| s.len > 0) {
+        let mut ahead = hashes();
+        for _ in 0..AHEAD {
+            if let Some(h) = ahead.next() {
+                shards[shard(h)].prefetch(h);
+            }
+        }
+        for h in hashes() {
+            if let Some(a) = ahead.next() {
+                shards[shard(a)].prefetch(a);
+            }
+            if shards[shard(h)].contains(h, live) {
+                maybe.push(h);
+            }
+        }
+    }
+    let mut ahead = hashes();
+    for _ in 0..AHEAD {
+        if let Some(h) = ahead.next() {
+            shards[shard(h)].prefetch(h);
+        }
+    }
+    for h in hashes() {
+        if let Some(a) = ahead.next() {
+            shards[shard(a)].prefetch(a);
+        }
+        shards[shard(h)].insert(h, epoch);
+    }
+    maybe.sort_unstable();
+    maybe.dedup();
+    maybe
+}
+
+/// Hashes probed ahead of the one being probed.
+const AHEAD: usize = 8;
+
+/// The record-id bucket on disk of a hash: its top [`BUCKET_BITS_DISK`] bits.
+#[inline]
+pub fn disk_bucket(h: u64) -> u32 {
+    (h >> (64 - BUCKET_BITS_DISK)) as u32
+}
+
+/// Bits of the hash that pick the on-disk bucket: 2^18 buckets, so that a 10 M-record
+/// file writes ~40 ids per value and a lookup reads ~400 ids per 100 M held.
+pub const BUCKET_BITS_DISK: u32 = crate::store::DEDUP_BUCKET_BITS;
+
+/// A file's index entries, encoded for the commit: one value per disk bucket the file
+/// touches (`1` (format), then per record: varint length, id bytes), built per id
+/// partition (the partitions are ranges of buckets, in order).
+#[derive(Debug, Default)]
+pub struct FileIndex {
+    /// Per partition: the values back to back, and (bucket, start, end) of each, by
+    /// bucket.
+    pub parts: Vec<IndexPart>,
+    /// Ids encoded.
+    pub ids: u64,
+}
+
+/// The values of one id partition.
+#[derive(Debug, Default)]
+pub struct IndexPart {
+    pub buf: Vec<u8>,
+    pub chunks: Vec<(u32, usize, usize)>,
+}
+
+/// Appends one encoded entry.
+#[inline]
+pub fn encode_entry(buf: &mut Vec<u8>, id: &[u8]) {
+    let mut n = id.len();
+    while n >= 0x80 {
+        buf.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
+    buf.extend_from_slice(id);
+}
+
+/// The ids of one encoded value; `None` when it is not a value of this format.
+pub fn decode_value(v: &[u8]) -> Option<Vec<&[u8]>> {
+    let (&fmt, mut rest) = v.split_first()?;
+    if fmt != 1 {
+        return None;
+    }
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let mut n = 0usize;
+        let mut shift = 0;
+        loop {
+            let (&b, r) = rest.split_first()?;
+            rest = r;
+            n |= ((b & 0x7f) as usize) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 28 {
+                return None;
+            }
+        }
+        if rest.len() < n {
+            return None;
+        }
+        out.push(&rest[..n]);
+        rest = &rest[n..];
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(i: u64) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(&i.to_le_bytes())
+    }
+
+    /// No false negatives; the false-positive rate of a filter at its sized load is
+    /// what 2 buckets × 4 slots of 12-bit fingerprints give (≈ 8 · 0.95 / 4096 ≈ 0.19 %),
+    /// and it costs at most 2 bytes per id held.
+    #[test]
+    fn holds_every_id_with_few_false_positives_in_two_bytes_an_id() {
+        let n = 2_000_000u64;
+        let mut f = Filter::new(n, 62);
+        let e = f.epoch(20_000);
+        let live = f.live(20_000);
+        for i in 0..n {
+            f.insert(hash(i), e);
+        }
+        assert_eq!(f.len(), n);
+        for i in 0..n {
+            assert!(f.contains(hash(i), live), "id {i} lost");
+        }
+        let probes = 1_000_000u64;
+        let fp = (0..probes)
+            .filter(|i| f.contains(hash(n + i), live))
+            .count() as f64
+            / probes as f64;
+        assert!(fp < 0.0025, "false-positive rate {fp}");
+        assert!(
+            fp > 0.0010,
+            "false-positive rate {fp} (fingerprints unused?)"
+        );
+        let per_id = f.bytes() as f64 / n as f64;
+        assert!(per_id <= 2.0, "{per_id} bytes per id");
+        assert!(!f.needs_growth());
+    }
+
+    /// Ids leave when their window ends, not before; an epoch number coming back does
+    /// not revive old slots.
+    #[test]
+    fn ids_expire_with_their_window() {
+        let mut f = Filter::new(10_000, 62);
+        assert_eq!(f.epoch_days, 11);
+        let d0 = 20_001u32;
+        for i in 0..1000 {
+            f.insert(hash(i), f.epoch(d0));
+        }
+        for i in 1000..2000 {
+            f.insert(hash(i), f.epoch(d0 + 40));
+        }
+        // Held through the last day of the window (d0 + 61).
+        for today in [d0, d0 + 30, d0 + 61] {
+            f.expire(today);
+            let live = f.live(today);
+            assert!((0..1000).all(|i| f.contains(hash(i), live)), "day {today}");
+        }
+        // The epoch of d0 ends at most an epoch after d0 + 61: gone by then.
+        let later = d0 + 61 + 11;
+        assert!(f.expire(later) >= 1000);
+        let live = f.live(later);
+        // (What is left is false positives: fingerprints of the later ids.)
+        assert!((0..1000).filter(|&i| f.contains(hash(i), live)).count() <= 3);
+        assert!((1000..2000).all(|i| f.contains(hash(i), live)));
+        assert_eq!(f.len(), 1000);
+        // Eight epochs later the number of d0's epoch is live again: nothing of d0.
+        let again = d0 + 8 * 11;
+        assert_eq!(f.epoch(again), f.epoch(d0));
+        f.expire(again);
+        let live = f.live(again);
+        assert!((0..1000).filter(|&i| f.contains(hash(i), live)).count() <= 3);
+        assert_eq!(f.len(), 1000);
+        // At most 7 epochs are live at once.
+        for today in d0..d0 + 200 {
+            assert!(f.live(today).count_ones() <= 7);
+        }
+    }
+
+    /// An overfull shard keeps every id (stash), and says it needs to grow.
+    #[test]
+    fn overfull_keeps_every_id() {
+        let mut f = Filter::new(64 * 10, 62);
+        let n = 64 * 60;
+        for i in 0..n {
+            f.insert(hash(i), 1);
+        }
+        assert!((0..n).all(|i| f.contains(hash(i), 0b10)));
+        assert!(f.needs_growth());
+        // The wrong epoch is not live.
+        assert!((0..n).all(|i| !f.contains(hash(i), 0b100)));
+    }
+
+    #[test]
+    fn probe_then_insert_reports_only_earlier_ids() {
+        let mut f = Filter::new(100_000, 62);
+        for i in 0..50_000 {
+            f.insert(hash(i), 0);
+        }
+        let hs: Vec<u64> = (40_000..60_000).map(hash).collect();
+        let mut all = Vec::new();
+        for s in 0..SHARDS {
+            let mine: Vec<u64> = hs
+                .iter()
+                .copied()
+                .filter(|h| (h >> 58) as usize == s)
+                .collect();
+            let shards = &mut f.shards_mut()[s..s + 1];
+            all.extend(probe_and_insert(
+                shards,
+                s,
+                || Box::new(mine.iter().copied()),
+                1,
+                0,
+            ));
+        }
+        let earlier: Vec<u64> = (40_000..50_000).map(hash).collect();
+        assert!(earlier.iter().all(|h| all.contains(h)));
+        assert!(all.len() < 10_000 + 100, "{}", all.len());
+        assert_eq!(f.len(), 70_000);
+    }
+
+    #[test]
+    fn values_round_trip() {
+        let mut buf = vec![1u8];
+        let long = vec![b'x'; 300];
+        for id in [&b"A-1"[..], b"", &long] {
+            encode_entry(&mut buf, id);
+        }
+        let ids = decode_value(&buf).unwrap();
+        assert_eq!(ids, vec![&b"A-1"[..], b"", &long[..]]);
+        assert!(decode_value(&[2, 0]).is_none());
+        assert!(decode_value(&[1, 5, b'a']).is_none());
+    }
+}

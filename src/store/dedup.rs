@@ -1,0 +1,270 @@
+//! The cross-file duplicate index on disk (column family `dedup`).
+//!
+//! | key | value |
+//! |---|---|
+//! | `i` bucket (u32 BE) commit day (u32 BE) seq (u64 BE) | format byte `1`, then per record id of that file in that bucket: varint length, id bytes |
+//! | `x` file name | the file's lines rejected as cross-file duplicates: varint deltas, ascending |
+//!
+//! A bucket is the top 18 bits of the record id's XXH3-64 hash. Index values are written
+//! in the file's commit batch (under the writer lock, where its seq is known), so a
+//! file's ids are in the index exactly when the file is committed. A lookup reads the
+//! values of one bucket (a prefix scan) and compares id bytes: exact. Values of commit
+//! days before the window are skipped by lookups and dropped by compactions (a
+//! compaction filter reading the first day still held, [`Ledger::dedup_expire`]).
+//! `x` records are kept with the file's checkpoint: rerating and itemising leave those
+//! lines out, as ingest did.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use integer_encoding::VarInt;
+use rocksdb::compaction_filter::Decision;
+use rocksdb::{Options, WriteBatch};
+
+use super::{Ledger, LedgerError, CF_DEDUP};
+
+/// The index values of one file, staged until its seq is known.
+#[derive(Default)]
+pub(super) struct StagedIndex {
+    day: u32,
+    /// Per part: values back to back, and (bucket, start, end) of each.
+    parts: Vec<StagedPart>,
+    /// Lines rejected as cross-file duplicates.
+    cross: Vec<u64>,
+}
+
+/// Values back to back, and (bucket, start, end) of each.
+type StagedPart = (Vec<u8>, Vec<(u32, usize, usize)>);
+
+/// Key of an index value.
+fn index_key(bucket: u32, day: u32, seq: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = b'i';
+    k[1..5].copy_from_slice(&bucket.to_be_bytes());
+    k[5..9].copy_from_slice(&day.to_be_bytes());
+    k[9..17].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn cross_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(name.len() + 1);
+    k.push(b'x');
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// The compaction filter of the `dedup` family: index values of a commit day before
+/// `first_day` are removed.
+pub(super) fn set_expiry_filter(o: &mut Options, first_day: Arc<AtomicU32>) {
+    o.set_compaction_filter(
+        "tollgate_dedup_expiry_v1",
+        move |_level: u32, key: &[u8], _value: &[u8]| {
+            if key.len() == 17 && key[0] == b'i' {
+                let day = u32::from_be_bytes(key[5..9].try_into().expect("4 bytes"));
+                if day < first_day.load(Ordering::Relaxed) {
+                    return Decision::Remove;
+                }
+            }
+            Decision::Keep
+        },
+    );
+}
+
+impl super::FileBatch<'_> {
+    /// Stages the file's cross-file index: values (format byte, then varint length + id
+    /// bytes per record) back to back in `buf`, `(bucket, start, end)` of each; they are
+    /// written with the commit day `day` and the file's seq when it commits.
+    pub fn add_index_part(&mut self, day: u32, buf: Vec<u8>, chunks: Vec<(u32, usize, usize)>) {
+        self.index.day = day;
+        if !chunks.is_empty() {
+            self.index.parts.push((buf, chunks));
+        }
+    }
+
+    /// Stages the lines rejected as cross-file duplicates (ascending).
+    pub fn set_cross_duplicates(&mut self, lines: Vec<u64>) {
+        self.index.cross = lines;
+    }
+}
+
+impl Ledger {
+    /// Puts a staged index into the commit batch of file `name`, committed as `seq`;
+    /// each part is freed once copied into the batch.
+    pub(super) fn stage_index(
+        &self,
+        batch: &mut WriteBatch,
+        index: StagedIndex,
+        name: &str,
+        seq: u64,
+    ) {
+        let cf = self.cf(CF_DEDUP);
+        for (buf, chunks) in index.parts {
+            for (bucket, start, end) in chunks {
+                batch.put_cf(cf, index_key(bucket, index.day, seq), &buf[start..end]);
+            }
+        }
+        if !index.cross.is_empty() {
+            let mut v = Vec::with_capacity(index.cross.len() * 2);
+            let mut last = 0u64;
+            let mut tmp = [0u8; 10];
+            for &l in &index.cross {
+                let n = (l - last).encode_var(&mut tmp);
+                v.extend_from_slice(&tmp[..n]);
+                last = l;
+            }
+            batch.put_cf(cf, cross_key(name), v);
+        }
+    }
+
+    /// Which of `ids` a committed file of commit day `first_day` or later holds in the
+    /// index: exact comparison of the id bytes, one prefix scan per bucket asked.
+    pub fn dedup_lookup(&self, ids: &[&[u8]], first_day: u32) -> Result<Vec<bool>, LedgerError> {
+        let mut order: Vec<(u32, usize)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                (
+                    (xxhash_rust::xxh3::xxh3_64(id) >> (64 - crate::store::DEDUP_BUCKET_BITS))
+                        as u32,
+                    i,
+                )
+            })
+            .collect();
+        order.sort_unstable();
+        let mut out = vec![false; ids.len()];
+        let cf = self.cf(CF_DEDUP);
+        let mut rest = &order[..];
+        while let Some(&(bucket, _)) = rest.first() {
+            let n = rest
+                .iter()
+                .position(|o| o.0 != bucket)
+                .unwrap_or(rest.len());
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
+            let from = index_key(bucket, first_day, 0);
+            let to = index_key(bucket + 1, 0, 0);
+            let mut ro = rocksdb::ReadOptions::default();
+            ro.set_iterate_upper_bound(to.to_vec());
+            let it = self.db.iterator_cf_opt(
+                cf,
+                ro,
+                rocksdb::IteratorMode::From(&from, rocksdb::Direction::Forward),
+            );
+            for item in it {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                let held = decode_ids(&v).ok_or_else(|| LedgerError::Corrupt {
+                    path: self.path.clone(),
+                    key: format!("dedup/{}", hex(&k)),
+                    message: "not an index value".into(),
+                })?;
+                for &(_, i) in group {
+                    if !out[i] && held.iter().any(|h| *h == ids[i]) {
+                        out[i] = true;
+                    }
+                }
+                if group.iter().all(|&(_, i)| out[i]) {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Calls `f(id hash, commit day)` for every id of the index in buckets
+    /// `from..to` committed on `first_day` or later (the filter's rebuild at start).
+    /// Returns the ids visited.
+    pub fn dedup_scan(
+        &self,
+        from: u32,
+        to: u32,
+        first_day: u32,
+        mut f: impl FnMut(u64, u32),
+    ) -> Result<u64, LedgerError> {
+        let cf = self.cf(CF_DEDUP);
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_iterate_upper_bound(index_key(to, 0, 0).to_vec());
+        ro.fill_cache(false);
+        let start = index_key(from, 0, 0);
+        let mut n = 0u64;
+        for item in self.db.iterator_cf_opt(
+            cf,
+            ro,
+            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+        ) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if k.len() != 17 {
+                continue;
+            }
+            let day = u32::from_be_bytes(k[5..9].try_into().expect("4 bytes"));
+            if day < first_day {
+                continue;
+            }
+            let held = decode_ids(&v).ok_or_else(|| LedgerError::Corrupt {
+                path: self.path.clone(),
+                key: format!("dedup/{}", hex(&k)),
+                message: "not an index value".into(),
+            })?;
+            for id in held {
+                f(xxhash_rust::xxh3::xxh3_64(id), day);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Index values of commit days before `first_day` are no longer read; with
+    /// `compact`, they are removed from disk now (a compaction of the index), otherwise
+    /// by the next compactions that reach them.
+    pub fn dedup_expire(&self, first_day: u32, compact: bool) {
+        self.dedup_first_day.store(first_day, Ordering::Relaxed);
+        if compact {
+            let cf = self.cf(CF_DEDUP);
+            self.db
+                .compact_range_cf(cf, Some(&b"i"[..]), Some(&b"j"[..]));
+        }
+    }
+
+    /// The lines of file `name` rejected at ingest as cross-file duplicates (ascending).
+    pub fn cross_duplicates(&self, name: &str) -> Result<Vec<u64>, LedgerError> {
+        let Some(v) = self.get(CF_DEDUP, &cross_key(name))? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut rest = &v[..];
+        let mut last = 0u64;
+        while !rest.is_empty() {
+            let (d, n) = u64::decode_var(rest).ok_or_else(|| LedgerError::Corrupt {
+                path: self.path.clone(),
+                key: format!("dedup/x{name}"),
+                message: "bad varint".into(),
+            })?;
+            last += d;
+            out.push(last);
+            rest = &rest[n..];
+        }
+        Ok(out)
+    }
+}
+
+/// The ids of an index value (format 1).
+fn decode_ids(v: &[u8]) -> Option<Vec<&[u8]>> {
+    let (&fmt, mut rest) = v.split_first()?;
+    if fmt != 1 {
+        return None;
+    }
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (n, used) = usize::decode_var(rest)?;
+        rest = &rest[used..];
+        if rest.len() < n {
+            return None;
+        }
+        out.push(&rest[..n]);
+        rest = &rest[n..];
+    }
+    Some(out)
+}
+
+fn hex(k: &[u8]) -> String {
+    k.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,188 @@
+//! Duplicate records across files (issue 14, part 3): a record whose id an earlier file
+//! committed inside `dedup_window_days` is `duplicate_record`, across daemon restarts,
+//! and rated again once the window ended.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::common::{read_rejects, Daemon, Ws};
+use tollgate::demo::synth::{write_cdrs, CdrBatch, Spec};
+
+const SPEC: Spec = Spec {
+    seed: 3,
+    accounts: 50,
+    prefixes: 100,
+    bad_ratio_ppm: 0,
+};
+
+/// A file of `records` good records of October 2026, ids `<tag>-1`…: its header and lines.
+fn lines(records: u64, tag: &str) -> (String, Vec<String>) {
+    let mut buf = Vec::new();
+    let stats = write_cdrs(
+        &mut buf,
+        &SPEC,
+        &CdrBatch {
+            year: 2026,
+            month: 10,
+            records,
+            file_tag: tag.into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(stats.bad_total(), 0);
+    let text = String::from_utf8(buf).unwrap();
+    let mut it = text.lines().map(str::to_owned);
+    let header = it.next().unwrap();
+    (header, it.collect())
+}
+
+fn file(header: &str, rows: &[String]) -> Vec<u8> {
+    let mut s = String::from(header);
+    for r in rows {
+        s.push('\n');
+        s.push_str(r);
+    }
+    s.push('\n');
+    s.into_bytes()
+}
+
+/// The (line, reason) pairs of a rejects file.
+fn rejected(path: &Path) -> Vec<(u64, String)> {
+    read_rejects(path)
+        .into_iter()
+        .map(|(l, r, _)| (l, r))
+        .collect()
+}
+
+#[test]
+fn cross_file_duplicates_are_rejected_across_a_daemon_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = Ws::synth(&tmp.path().join("ws"), &SPEC, "poll_interval_ms = 50\n");
+    let (header, a) = lines(3000, "A");
+    let d = Daemon::start(&ws);
+    d.wait_until("/readyz 200", || d.get("/readyz").0 == 200);
+    ws.drop_file("a.csv", &file(&header, &a));
+    d.wait_until("a.csv done", || ws.done().join("a.csv").exists());
+    assert!(!ws.rejects("a.csv").exists());
+    assert_eq!(d.stop().code(), Some(0));
+
+    // After a restart (the filter is rebuilt from the index): 1000 new records, 500
+    // re-sent from a.csv, and one new record repeated inside the file.
+    let d = Daemon::start(&ws);
+    d.wait_until("/readyz 200", || d.get("/readyz").0 == 200);
+    let mut b: Vec<String> = a[..1000]
+        .iter()
+        .map(|l| l.replacen("A-", "B-", 1))
+        .collect();
+    b.extend(a[2000..2500].iter().cloned());
+    b.push(b[4].clone());
+    ws.drop_file("b.csv", &file(&header, &b));
+    d.wait_until("b.csv done", || ws.done().join("b.csv").exists());
+    let m = d.metrics();
+    assert_eq!(
+        m.counter("tollgate_records_total", &[("outcome", "rated")]),
+        1000.0
+    );
+    assert_eq!(
+        m.counter(
+            "tollgate_records_total",
+            &[("outcome", "rejected"), ("reason", "duplicate_record")]
+        ),
+        501.0
+    );
+    assert_eq!(d.stop().code(), Some(0));
+    let want: Vec<(u64, String)> = (1002..=1502)
+        .map(|l| (l, "duplicate_record".to_owned()))
+        .collect();
+    assert_eq!(rejected(&ws.rejects("b.csv")), want);
+
+    // b.csv's new ids entered the index, its duplicates did not enter it twice; a
+    // re-sent id of a.csv that b.csv did not repeat is still held.
+    let c = vec![
+        b[7].clone(),
+        a[2100].clone(),
+        a[10].clone(),
+        a[2999].replacen("A-", "C-", 1),
+    ];
+    let path = tmp.path().join("c.csv");
+    std::fs::write(&path, file(&header, &c)).unwrap();
+    let out = ws.ingest(&[&path]).ok();
+    assert!(
+        out.stdout
+            .contains("committed seq 3: 4 lines, 1 rated, 3 rejected"),
+        "{out:#?}"
+    );
+    assert_eq!(
+        rejected(&ws.rejects("c.csv")),
+        vec![
+            (2, "duplicate_record".into()),
+            (3, "duplicate_record".into()),
+            (4, "duplicate_record".into())
+        ]
+    );
+}
+
+/// Runs one file through an engine at the processing time `now`: (rated, rejected).
+fn process(engine: &tollgate::ingest::engine::Engine, path: &Path, now: i64) -> (u64, u64) {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    match engine.process_at(path, name, false, Arc::new(AtomicBool::new(false)), now) {
+        tollgate::ingest::engine::FileResult::Committed(r) => {
+            (r.checkpoint.rated, r.checkpoint.lines - r.checkpoint.rated)
+        }
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+#[test]
+fn a_record_resent_after_the_window_is_rated_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = Ws::synth(&tmp.path().join("ws"), &SPEC, "dedup_window_days = 3\n");
+    let cfg = tollgate::config::Config::load(Path::new(ws.config_arg())).unwrap();
+    let engine = tollgate::ingest::engine::Engine::open(cfg).unwrap();
+    let (header, a) = lines(200, "A");
+    // 2026-11-10T12:00:00Z: a.csv's commit day.
+    let t0 = 1_794_312_000i64;
+    let day = 86_400;
+    let write = |name: &str, rows: &[String]| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, file(&header, rows)).unwrap();
+        p
+    };
+    assert_eq!(process(&engine, &write("a.csv", &a), t0), (200, 0));
+    // 101 ids of a.csv on the last day of its window: all duplicates.
+    let mut b = a[..100].to_vec();
+    b.push(a[150].clone());
+    let mut b2 = b.clone();
+    b2.reverse();
+    assert_eq!(
+        process(&engine, &write("b.csv", &b), t0 + 2 * day),
+        (0, 101)
+    );
+    // The day after: a.csv's window ended, its ids are rated again (and held anew).
+    assert_eq!(
+        process(&engine, &write("c.csv", &b2), t0 + 3 * day),
+        (101, 0)
+    );
+    let mut d = b.clone();
+    d.push(a[199].clone());
+    assert_eq!(
+        process(&engine, &write("d.csv", &d), t0 + 3 * day + 1),
+        (1, 101)
+    );
+    // The window is counted from the commit day, not the second: the last second of
+    // c.csv's third day still holds its ids, the first of the fourth does not.
+    let mut e = b.clone();
+    e.push(a[198].clone());
+    let c_day_start = (t0 + 3 * day) / day * day;
+    assert_eq!(
+        process(&engine, &write("e.csv", &e), c_day_start + 3 * day - 1),
+        (1, 101)
+    );
+    let mut f = b.clone();
+    f.push(a[197].clone());
+    assert_eq!(
+        process(&engine, &write("f.csv", &f), c_day_start + 3 * day),
+        (102, 0)
+    );
+}

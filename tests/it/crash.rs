@@ -13,7 +13,7 @@ use crate::common;
 use crate::common::{usage_sums, Daemon, Ws};
 use tollgate::demo::synth::{write_cdrs, BatchStats, CdrBatch, Spec, SplitMix64};
 
-const EXTRA: &str = "chunk_bytes = 65536\npoll_interval_ms = 50\n";
+const EXTRA: &str = "chunk_bytes = 65536\npoll_interval_ms = 50\ndedup_window_days = 62\n";
 const PERIOD: &str = "2026-10";
 const ISSUE: &str = "2026-11-01";
 

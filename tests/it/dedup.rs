@@ -58,7 +58,11 @@ fn rejected(path: &Path) -> Vec<(u64, String)> {
 #[test]
 fn cross_file_duplicates_are_rejected_across_a_daemon_restart() {
     let tmp = tempfile::tempdir().unwrap();
-    let ws = Ws::synth(&tmp.path().join("ws"), &SPEC, "poll_interval_ms = 50\n");
+    let ws = Ws::synth(
+        &tmp.path().join("ws"),
+        &SPEC,
+        "poll_interval_ms = 50\ndedup_window_days = 62\n",
+    );
     let (header, a) = lines(3000, "A");
     let d = Daemon::start(&ws);
     d.wait_until("/readyz 200", || d.get("/readyz").0 == 200);

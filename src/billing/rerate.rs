@@ -497,6 +497,7 @@ fn derive(
 const CHART_DAYS: usize = 31;
 
 /// Re-rates one file with the current reference.
+#[allow(clippy::too_many_arguments)]
 fn rerate_file(
     path: &Path,
     cp: &Checkpoint,

@@ -44,6 +44,7 @@ pub fn run(dir: Option<PathBuf>, records_per_month: u64, accounts: usize) -> any
     };
     println!("tollgate demo: workspace {}", dir.display());
     let ws = synth::write_workspace(&dir, &spec).context("writing the demo workspace")?;
+    add_bundle(&ws.plans).context("adding the demo's bundle to the basic plan")?;
     let cfg = Config::load(&ws.config)?;
     crate::telemetry::install();
     let engine = Arc::new(Engine::open(cfg.clone())?);
@@ -199,13 +200,24 @@ pub fn run(dir: Option<PathBuf>, records_per_month: u64, accounts: usize) -> any
         .ledger
         .close_record(&last.to_string())?
         .expect("closed");
-    // Show a typical invoice: the first with a handful of lines.
+    // Show a typical invoice: the first with a handful of lines, of the bundle plan
+    // (allowance lines) when one has them.
     let mut shown = None;
     for n in &rec.invoices {
         let inv: Invoice = serde_json::from_slice(&engine.ledger.invoice(n)?.expect("stored"))?;
-        if (5..=12).contains(&inv.lines.len()) {
+        if !(5..=14).contains(&inv.lines.len()) {
+            continue;
+        }
+        let bundle = inv
+            .lines
+            .iter()
+            .any(|l| matches!(l, crate::billing::Line::Allowance { .. }));
+        if bundle {
             shown = Some(inv);
             break;
+        }
+        if shown.is_none() {
+            shown = Some(inv);
         }
     }
     if let Some(inv) = shown {
@@ -277,6 +289,26 @@ pub fn run(dir: Option<PathBuf>, records_per_month: u64, accounts: usize) -> any
     );
     println!("  database     {}", engine.ledger.path().display());
     Ok(())
+}
+
+/// The demo's `basic` plan sells a bundle, as carriers do: an hour of national calls and
+/// 100 SMS included each month, then the deck's rates (drawn at the close; the invoice
+/// shown lists the allowance lines).
+fn add_bundle(plans: &std::path::Path) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(plans)?;
+    let marker = "id = \"basic\"\n";
+    let Some(at) = text.find(marker) else {
+        return Err(std::io::Error::other("no basic plan in plans.toml"));
+    };
+    let end = text[at..].find("[[plan]]").map_or(text.len(), |i| at + i);
+    let bundle = "[[plan.allowance]]\nname = \"60 min national\"\nservice = \"voice\"\n\
+                  destinations = [\"Netherlands Fixed\", \"Netherlands Mobile\"]\nunits = 3600\n\
+                  [[plan.allowance]]\nname = \"100 SMS\"\nservice = \"sms\"\nunits = 100\n";
+    let mut out = String::with_capacity(text.len() + bundle.len());
+    out.push_str(&text[..end]);
+    out.push_str(bundle);
+    out.push_str(&text[end..]);
+    crate::fsutil::write_atomic(plans, out.as_bytes())
 }
 
 fn drop_into(src: &std::path::Path, inbox: &std::path::Path, name: &str) -> std::io::Result<()> {

@@ -446,6 +446,8 @@ import json, mailbox, os, sys, time, urllib.request, urllib.parse
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support import expected_conditions as EC
 
 base, maildir, downloads, chromium, driver_bin, stripe, sk = sys.argv[1:8]
 opts = webdriver.ChromeOptions()
@@ -473,12 +475,18 @@ def wait(cond, what):
     raise SystemExit("timed out waiting for " + what)
 
 d = webdriver.Chrome(service=Service(driver_bin), options=opts)
+
+def submit(by, sel):
+    # Click a control that loads a new page; return once the old page is gone.
+    old = d.find_element(By.TAG_NAME, "html")
+    d.find_element(by, sel).click()
+    WebDriverWait(d, 30).until(EC.staleness_of(old))
 out = {}
 try:
     d.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
     d.get(base + "/my/")
     d.find_element(By.ID, "email").send_keys("k1@example.com")
-    d.find_element(By.ID, "send").click()
+    submit(By.ID, "send")
     link = []
     def mailed():
         if os.path.isdir(os.path.join(maildir, "new")):
@@ -492,7 +500,7 @@ try:
         return link
     wait(mailed, "the sign-in mail")
     d.get(link[0])
-    d.find_element(By.ID, "continue").click()
+    submit(By.ID, "continue")
     out["h1"] = d.find_element(By.TAG_NAME, "h1").text
     out["usage"] = d.find_element(By.CSS_SELECTOR, ".usage").text
     out["card_before"] = d.find_element(By.ID, "card-state").text
@@ -512,7 +520,7 @@ try:
     d.get(base + "/my/")
     out["card_after"] = d.find_element(By.ID, "card-state").text
     # Pay now: to the pay page of the open invoice, its card form mounted.
-    d.find_element(By.CSS_SELECTOR, "#open form button").click()
+    submit(By.CSS_SELECTOR, "#open form button")
     wait(lambda: d.find_elements(By.CSS_SELECTOR, "#card input"), "the pay page's card form")
     out["pay_url"] = d.current_url.split("?")[0]
     out["amount"] = d.find_element(By.ID, "amount").text

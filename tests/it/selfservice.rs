@@ -564,6 +564,8 @@ import json, mailbox, os, sys, time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support import expected_conditions as EC
 
 base, maildir, downloads, shots, chromium, driver_bin = sys.argv[1:7]
 opts = webdriver.ChromeOptions()
@@ -575,12 +577,18 @@ opts.add_experimental_option("prefs", {"download.default_directory": downloads,
                                        "download.prompt_for_download": False,
                                        "intl.accept_languages": "en-GB,en"})
 d = webdriver.Chrome(service=Service(driver_bin), options=opts)
+
+def submit(by, sel):
+    # Click a control that loads a new page; return once the old page is gone.
+    old = d.find_element(By.TAG_NAME, "html")
+    d.find_element(by, sel).click()
+    WebDriverWait(d, 30).until(EC.staleness_of(old))
 out = {}
 try:
     d.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
     d.get(base + "/my/")
     d.find_element(By.ID, "email").send_keys("alice@example.com")
-    d.find_element(By.ID, "send").click()
+    submit(By.ID, "send")
     out["after_ask"] = d.find_element(By.TAG_NAME, "h1").text
     link = None
     for _ in range(200):
@@ -595,7 +603,7 @@ try:
         time.sleep(0.1)
     out["link"] = link
     d.get(link)
-    d.find_element(By.ID, "continue").click()
+    submit(By.ID, "continue")
     out["url"] = d.current_url
     out["h1"] = d.find_element(By.TAG_NAME, "h1").text
     out["usage"] = d.find_element(By.CSS_SELECTOR, ".usage").text

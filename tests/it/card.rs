@@ -545,16 +545,7 @@ print(json.dumps(out))
 #[test]
 fn a_customer_saves_a_card_and_pays_in_headless_chromium_against_localstripe() {
     // Then: the card saved in the browser is charged by `collect` for the next invoice.
-    let Some(chromium) = tools::require_any(
-        &["chromium", "chromium-browser", "google-chrome"],
-        "apt-get install chromium",
-    ) else {
-        return;
-    };
-    let Some(driver) = tools::require("chromedriver", "apt-get install chromium-driver") else {
-        return;
-    };
-    let Some(python) = tools::venv_python("selenium", "tools/pyenv.sh 'selenium==4.38.0'") else {
+    let Some((chromium, driver, python)) = tools::selenium() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

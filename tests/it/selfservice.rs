@@ -631,16 +631,7 @@ print(json.dumps(out))
 
 #[test]
 fn a_customer_signs_in_sees_usage_and_downloads_a_pdf_in_headless_chromium() {
-    let Some(chromium) = tools::require_any(
-        &["chromium", "chromium-browser", "google-chrome"],
-        "apt-get install chromium",
-    ) else {
-        return;
-    };
-    let Some(driver) = tools::require("chromedriver", "apt-get install chromium-driver") else {
-        return;
-    };
-    let Some(python) = tools::venv_python("selenium", "tools/pyenv.sh 'selenium==4.38.0'") else {
+    let Some((chromium, driver, python)) = tools::selenium() else {
         return;
     };
     let Some(mb) = Mailbox::start() else { return };

@@ -107,3 +107,15 @@ pub fn samples() -> Option<PathBuf> {
         )
     }
 }
+
+/// Chromium, chromedriver and the venv's Python with Selenium, for the browser tests
+/// (`None`, or a panic naming the tool under `TOLLGATE_REQUIRE_TOOLS=1`, when one is missing).
+pub fn selenium() -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let chromium = require_any(
+        &["chromium", "chromium-browser", "google-chrome"],
+        "apt-get install chromium",
+    )?;
+    let driver = require("chromedriver", "apt-get install chromium-driver")?;
+    let python = venv_python("selenium", "tools/pyenv.sh 'selenium==4.38.0'")?;
+    Some((chromium, driver, python))
+}

@@ -218,8 +218,14 @@ struct ChunkOut {
     lines: u32,
     blank: u32,
     rejects: Vec<(u32, Reason, usize, usize)>,
+    /// Where every [`MARK_EVERY`]th line starts, from the chunk's start: a line's number
+    /// from its offset by counting at most that many lines.
+    marks: Vec<u32>,
     nanos: u64,
 }
+
+/// Lines between two [`ChunkOut::marks`].
+const MARK_EVERY: u32 = 64;
 
 struct WorkerOut {
     /// Rated records and their record-id hashes, partitioned, and per-day sums.
@@ -390,18 +396,8 @@ impl Pool {
         }
         let t = Instant::now();
         let mut out = collect(
-            bytes,
-            &chunks,
-            first_line,
-            totals,
-            states,
-            chunk_outs,
-            &tariff,
-            &accounts,
-            &layout,
-            now,
-            settings.max_line_bytes,
-            cross,
+            bytes, &chunks, first_line, totals, states, chunk_outs, &tariff, &accounts, &layout,
+            now, cross,
         )?;
         out.rate_seconds = rate_seconds;
         out.collect_seconds = fold_seconds + t.elapsed().as_secs_f64();
@@ -477,8 +473,12 @@ fn work(job: &Job) -> WorkerOut {
         // rating, so its account slot is loading while the line before is rated.
         let mut scanner = crate::rate::cdr::LineScanner::new(bytes, start, end);
         let mut cur = rater.scan_ahead(&mut scanner, bytes);
+        let mut marks = Vec::new();
         while let Some((line_start, line_end)) = cur {
             cur = rater.scan_ahead(&mut scanner, bytes);
+            if line_no.is_multiple_of(MARK_EVERY) {
+                marks.push((line_start - start) as u32);
+            }
             let line = &bytes[line_start..line_end];
             if line.is_empty() {
                 // A blank line is not a record: skipped, but it keeps its line number.
@@ -530,6 +530,7 @@ fn work(job: &Job) -> WorkerOut {
             lines: line_no,
             blank,
             rejects,
+            marks,
             nanos,
         });
     }
@@ -539,91 +540,39 @@ fn work(job: &Job) -> WorkerOut {
     }
 }
 
-/// The next line of `chunk` at `*pos` (without `\n` or a final `\r`) and its offset.
-#[inline]
-fn take_line<'c>(chunk: &'c [u8], pos: &mut usize) -> Option<(usize, &'c [u8])> {
-    let start = *pos;
-    if start >= chunk.len() {
-        return None;
-    }
-    let end = memchr::memchr(b'\n', &chunk[start..]).map_or(chunk.len(), |i| start + i);
-    *pos = end + 1;
-    let line = &chunk[start..end];
-    Some((start, line.strip_suffix(b"\r").unwrap_or(line)))
-}
-
-/// The lines (number, start, end) of `chunks` whose record-id hash is in `candidates`,
-/// in file order: lines the workers rated (not blank, not over `max_line`). `bases` holds
-/// each chunk's first line number. Runs on `threads` threads, each over a contiguous run
-/// of chunks.
-#[allow(clippy::too_many_arguments)]
-fn candidate_lines(
+/// The lines (number, start, end) that start at `starts` (sorted byte offsets of rated
+/// lines, from the id spill), in file order. A line's number is its chunk's first line
+/// number (`bases`) plus the marked lines before it plus the newlines from the last mark
+/// to it (fewer than [`MARK_EVERY`] lines).
+fn lines_at(
     bytes: &[u8],
     chunks: &[(u32, usize, usize)],
+    outs: &[ChunkOut],
     bases: &[u64],
-    candidates: &FxHashSet<u64>,
-    tariff: &Tariff,
-    accounts: &AccountIndex,
-    layout: &Layout,
-    now: i64,
-    max_line: usize,
-    threads: usize,
+    starts: &[u64],
 ) -> Vec<(u64, usize, usize)> {
-    let per = chunks.len().div_ceil(threads.max(1)).max(1);
-    let id_pos = layout.pos[Column::RecordId as usize] as usize;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .chunks(per)
-            .zip(bases.chunks(per))
-            .map(|(run, run_bases)| {
-                s.spawn(move || {
-                    let mut rater = Rater::new(tariff, accounts, layout.clone(), now);
-                    let mut found = Vec::new();
-                    for (&(_, start, end), &base) in run.iter().zip(run_bases) {
-                        let chunk = &bytes[start..end];
-                        let mut pos = 0;
-                        let mut line_no = base;
-                        while let Some((offset, line)) = take_line(chunk, &mut pos) {
-                            let line_start = start + offset;
-                            let line_end = line_start + line.len();
-                            if !line.is_empty()
-                                && line.len() <= max_line
-                                && id_hash(&mut rater, id_pos, bytes, line_start, line_end)
-                                    .is_some_and(|h| candidates.contains(&h))
-                            {
-                                found.push((line_no, line_start, line_end));
-                            }
-                            line_no += 1;
-                        }
-                    }
-                    found
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("duplicate scan thread panicked"))
-            .collect()
-    })
-}
-
-/// The record-id hash of the line `buf[start..end]` as the workers computed it, or
-/// `None` for a line they did not rate for want of fields (a line found here is rated
-/// again before it counts). A line without quotes needs only the commas up to its id
-/// field; a quoted one is split in full.
-#[inline]
-fn id_hash(rater: &mut Rater, id_pos: usize, buf: &[u8], start: usize, end: usize) -> Option<u64> {
-    let line = &buf[start..end];
-    if memchr::memchr(b'"', line).is_some() {
-        return rater.record_id_hash_in(buf, start, end);
-    }
-    let mut commas = memchr::memchr_iter(b',', line);
-    let from = match id_pos {
-        0 => 0,
-        p => commas.nth(p - 1)? + 1,
-    };
-    let to = commas.next().unwrap_or(line.len());
-    Some(xxhash_rust::xxh3::xxh3_64(&line[from..to]))
+    starts
+        .iter()
+        .map(|&start| {
+            let start = start as usize;
+            let c = chunks.partition_point(|ch| ch.1 <= start) - 1;
+            let (_, chunk_start, chunk_end) = chunks[c];
+            let marks = &outs[c].marks;
+            let m = marks.partition_point(|&o| chunk_start + o as usize <= start) - 1;
+            let from = chunk_start + marks[m] as usize;
+            let line_no = bases[c]
+                + m as u64 * MARK_EVERY as u64
+                + memchr::memchr_iter(b'\n', &bytes[from..start]).count() as u64;
+            let end =
+                memchr::memchr(b'\n', &bytes[start..chunk_end]).map_or(chunk_end, |i| start + i);
+            let line = &bytes[start..end];
+            (
+                line_no,
+                start,
+                start + line.strip_suffix(b"\r").unwrap_or(line).len(),
+            )
+        })
+        .collect()
 }
 
 /// Merges worker outputs into the file outcome and resolves duplicate record ids: those
@@ -640,7 +589,6 @@ fn collect(
     accounts: &AccountIndex,
     layout: &Layout,
     now: i64,
-    max_line: usize,
     mut cross: Option<Cross<'_>>,
 ) -> Result<FileOutcome, FileError> {
     let mut out = FileOutcome::default();
@@ -671,6 +619,7 @@ fn collect(
         parts,
         repeated,
         maybe,
+        candidate_starts,
     } = scan;
     // Without the cross-file index the id buffers are done with.
     let parts = if cross.is_some() { parts } else { Vec::new() };
@@ -704,23 +653,11 @@ fn collect(
     let mut emptied = false;
     // (hash, line start) of every duplicate: they stay out of the index.
     let mut dup_at: Vec<(u64, u64)> = Vec::new();
-    let mut candidates = repeated;
-    candidates.extend(maybe.iter().copied());
-    if !candidates.is_empty() {
-        // The lines whose id hash is a candidate, found on `threads` threads over
-        // contiguous runs of chunks (a pass over the whole file), in file order.
-        let found = candidate_lines(
-            bytes,
-            chunks,
-            &bases,
-            &candidates,
-            tariff,
-            accounts,
-            layout,
-            now,
-            max_line,
-            threads,
-        );
+    drop(repeated);
+    if !candidate_starts.is_empty() {
+        // The rated lines whose id hash is a candidate, where the id spill says they
+        // start, in file order.
+        let found = lines_at(bytes, chunks, &chunk_outs, &bases, &candidate_starts);
         let mut rater = Rater::new(tariff, accounts, layout.clone(), now);
         let table = tariff.table();
         let mut first_seen: rustc_hash::FxHashSet<Vec<u8>> = FxHashSet::default();

@@ -374,6 +374,9 @@ pub struct IdScan {
     pub repeated: FxHashSet<u64>,
     /// Hashes the cross-file filter may hold from earlier files.
     pub maybe: FxHashSet<u64>,
+    /// Where the lines of every repeated or maybe-held hash start, sorted: the rated
+    /// records a duplicate check must look at again, found without a pass over the file.
+    pub candidate_starts: Vec<u64>,
 }
 
 /// Takes the spills' id buffers and finds, per id partition on `threads` threads, the
@@ -418,14 +421,16 @@ pub fn scan_ids<S: BorrowMut<Spill>>(
             jobs[p % threads].push((bufs, shards));
         }
     }
-    let found: Vec<(Vec<u64>, Vec<u64>)> = std::thread::scope(|s| {
+    let found: Vec<(Vec<u64>, Vec<u64>, Vec<u64>)> = std::thread::scope(|s| {
         let handles: Vec<_> = jobs
             .into_iter()
             .map(|mine| {
                 s.spawn(move || {
                     let mut repeated = Vec::new();
                     let mut maybe = Vec::new();
+                    let mut starts = Vec::new();
                     for (bufs, shards) in mine {
+                        let (r0, m0) = (repeated.len(), maybe.len());
                         if let Some((shards, base)) = shards {
                             maybe.extend(crate::ingest::dedup::probe_and_insert(
                                 shards,
@@ -436,8 +441,9 @@ pub fn scan_ids<S: BorrowMut<Spill>>(
                             ));
                         }
                         repeated_in_partition(bufs, &mut repeated);
+                        starts_of(bufs, &repeated[r0..], &maybe[m0..], &mut starts);
                     }
-                    (repeated, maybe)
+                    (repeated, maybe, starts)
                 })
             })
             .collect();
@@ -450,11 +456,40 @@ pub fn scan_ids<S: BorrowMut<Spill>>(
         parts,
         ..IdScan::default()
     };
-    for (r, m) in found {
+    for (r, m, starts) in found {
         scan.repeated.extend(r);
         scan.maybe.extend(m);
+        scan.candidate_starts.extend(starts);
     }
+    scan.candidate_starts.sort_unstable();
     scan
+}
+
+/// Appends where the lines of one id partition start whose hash is in `repeated` or
+/// `maybe` (that partition's candidates). The partition's ids were just read, so this
+/// second walk runs in cache; a partition without candidates is not walked.
+fn starts_of(bufs: &[Vec<IdAt>], repeated: &[u64], maybe: &[u64], out: &mut Vec<u64>) {
+    if repeated.is_empty() && maybe.is_empty() {
+        return;
+    }
+    // A 64 Ki-bit map of the candidates' low bits answers "no" for almost every id
+    // before the set is asked.
+    let mut bits = vec![0u64; 1024];
+    let bit = |h: u64| ((h as usize >> 6) & 1023, 1u64 << (h & 63));
+    for &h in repeated.iter().chain(maybe) {
+        let (w, b) = bit(h);
+        bits[w] |= b;
+    }
+    let wanted: FxHashSet<u64> = repeated.iter().chain(maybe).copied().collect();
+    out.extend(
+        bufs.iter()
+            .flatten()
+            .filter(|e| {
+                let (w, b) = bit(e.0);
+                bits[w] & b != 0 && wanted.contains(&e.0)
+            })
+            .map(|e| e.1),
+    );
 }
 
 /// The running sums of one account partition: one entry per key in the order keys first

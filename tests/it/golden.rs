@@ -486,6 +486,53 @@ fn duplicate_records_across_chunks_are_rejected_once() {
     }
 }
 
+/// Duplicates are found where the id spill says their lines start, and numbered from
+/// a mark every 64 lines of a chunk: blank lines, CRLF endings and repeats far apart in
+/// chunks of any size give the line numbers a naive count gives.
+#[test]
+fn duplicate_line_numbers_hold_across_blank_lines_crlf_and_chunks() {
+    let f = fixture();
+    let mut text = format!("{HEADER}\n");
+    let mut expected = Vec::new();
+    let mut line = 1u64;
+    let mut seen = std::collections::HashSet::new();
+    let mut x = 0x9e37_79b9_u64;
+    for i in 0..3000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if x.is_multiple_of(11) {
+            text.push_str(if x.is_multiple_of(2) { "\n" } else { "\r\n" });
+            line += 1;
+        }
+        // Every 7th record repeats an id from up to 500 records before.
+        let id = if i % 7 == 3 && i > 0 {
+            i - 1 - (x % i.min(500))
+        } else {
+            i
+        };
+        let end = if x.is_multiple_of(3) { "\r\n" } else { "\n" };
+        text.push_str(&format!(
+            "id{id},A1,sms,+316,0612345678,2026-10-06T08:00:00Z,,{end}"
+        ));
+        line += 1;
+        if !seen.insert(id) {
+            expected.push((line, "duplicate_record"));
+        }
+    }
+    assert!(expected.len() > 300, "{} duplicates", expected.len());
+    for chunk in [4096, 20_000, 1 << 20] {
+        let o = rate_file(&f, &text, chunk);
+        let rejects: Vec<(u64, &str)> = o
+            .rejects
+            .iter()
+            .map(|r| (r.line, r.reason.code()))
+            .collect();
+        assert_eq!(rejects, expected, "chunk {chunk}");
+        assert_eq!(o.rated, seen.len() as u64);
+    }
+}
+
 /// A line over max_line_bytes is malformed even when it would rate, so its record id
 /// does not make a later line with the same id a duplicate.
 #[test]

@@ -462,7 +462,10 @@ fn pay_link_webhook_replays_signatures_suspense_and_a_restart() {
     assert!(page.contains("Te betalen: EUR 12.10"), "{page}");
     assert!(page.contains("Betaal EUR 12.10</button>"), "{page}");
     assert!(page.contains("data-key=\"pk_test_tollgate\""), "{page}");
-    assert!(page.contains(&format!("<script nonce=\"{nonce}\" src=")), "{page}");
+    assert!(
+        page.contains(&format!("<script nonce=\"{nonce}\" src=")),
+        "{page}"
+    );
     assert!(
         page.contains(&format!("data-confirm=\"/pay/2026-000001/confirm?t={t}\"")),
         "{page}"
@@ -693,7 +696,10 @@ fn pay_link_webhook_replays_signatures_suspense_and_a_restart() {
     // --- K1 pays; the daemon stops before the webhook comes and Stripe delivers it after
     // the restart (localstripe does not retry: the test re-sends what Stripe would).
     // localstripe's webhook now goes nowhere (as if the daemon were down when it came).
-    let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     ls.post(
         "/_config/webhooks/tollgate",
         &[
@@ -1245,8 +1251,16 @@ fn the_pay_page_charges_once_declines_authenticates_and_refuses_other_accounts()
     assert_eq!(ls.payments_for("2026-000003").len(), 1);
     // The webhook Stripe retries comes after all: K1 paid, once.
     let d = Daemon::start(&ws);
-    let (_, pi) = ls.get(&format!("/v1/payment_intents/{}", LocalStripe::id(&k1_pis[0])));
-    let r = post_event(d.addr, &succeeded("evt_k1_late", &pi), WEBHOOK_SECRET, now());
+    let (_, pi) = ls.get(&format!(
+        "/v1/payment_intents/{}",
+        LocalStripe::id(&k1_pis[0])
+    ));
+    let r = post_event(
+        d.addr,
+        &succeeded("evt_k1_late", &pi),
+        WEBHOOK_SECRET,
+        now(),
+    );
     assert_eq!(r.json()["posted"]["outcome"], "applied", "{}", r.text());
     assert_eq!(
         statement(&ws, "K1", Some(&tok)),

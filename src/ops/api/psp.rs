@@ -356,31 +356,31 @@ fn gate<T>(
     invoice: &str,
     token: &str,
     body: Result<Json<T>, JsonRejection>,
-) -> Result<(String, bool, T), Response> {
+) -> Result<(String, bool, T), Box<Response>> {
     let site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     if matches!(site, Some("cross-site") | Some("same-site")) {
-        return Err(json(
+        return Err(Box::new(json(
             StatusCode::FORBIDDEN,
             serde_json::json!({"error": "cross-site request"}),
-        ));
+        )));
     }
     let account = match open_link(engine, invoice, token) {
         Ok((_, a)) => a,
         Err(Refusal::NotFound) => {
-            return Err(json(
+            return Err(Box::new(json(
                 StatusCode::NOT_FOUND,
                 serde_json::json!({"status": "not_found", "message": text(false, "not_found")}),
-            ))
+            )))
         }
-        Err(Refusal::Broken(s)) => return Err(said(s, "unavailable", false)),
+        Err(Refusal::Broken(s)) => return Err(Box::new(said(s, "unavailable", false))),
     };
     let nl = dutch(engine, &account);
     match body {
         Ok(Json(b)) => Ok((account, nl, b)),
-        Err(e) => Err(json(
+        Err(e) => Err(Box::new(json(
             e.status(),
             serde_json::json!({"error": e.body_text()}),
-        )),
+        ))),
     }
 }
 
@@ -419,7 +419,7 @@ async fn pay_setup(
     tokio::task::spawn_blocking(move || {
         let (account, nl, b) = match gate(&engine, &h, &invoice, &token, body) {
             Ok(x) => x,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let mut nonce = [0u8; 16];
         if getrandom::fill(&mut nonce).is_err() {
@@ -470,7 +470,7 @@ async fn pay_confirm(
     tokio::task::spawn_blocking(move || {
         let (account, nl, b) = match gate(&engine, &h, &invoice, &token, body) {
             Ok(x) => x,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let p = engine.cfg.psp.as_ref().expect("open_link checked [psp]");
         let provider = match psp::provider(p) {

@@ -4,7 +4,7 @@
 //! - **Pay links**: `GET /pay/<invoice>?t=<token>` on the daemon; the token is an
 //!   HMAC-SHA256 of the invoice number under the link key (128 bits, compared in constant
 //!   time), so nobody reaches another customer's invoice by guessing ([`pay_link`]).
-//!   Opening it creates a provider payment for exactly the invoice's open amount.
+//!   Paying on it charges exactly the invoice's open amount, once ([`online`]).
 //! - **Payments received** ([`record`]): posted to the ledger exactly once per provider
 //!   payment id (its identity `psp/<provider>/<id>` is written in the same WriteBatch in
 //!   the `bank` column family, like a bank transaction's); on the invoice up to its open
@@ -63,15 +63,6 @@ pub struct PaymentRequest {
     pub currency: String,
     /// Same key, same provider payment (the provider answers a repeat with the first result).
     pub idempotency_key: String,
-}
-
-/// A payment the customer completes on the pay page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Payment {
-    pub id: String,
-    /// Handed to the provider's script on the pay page (not a server secret).
-    pub client_secret: String,
-    pub status: String,
 }
 
 /// The outcome of an off-session charge.
@@ -157,8 +148,6 @@ pub struct CardInfo {
 pub trait Provider {
     /// `stripe`: names identities (`psp/stripe/<id>`).
     fn name(&self) -> &'static str;
-    /// A payment for the pay page.
-    fn create_payment(&self, r: &PaymentRequest) -> Result<Payment, PspError>;
     /// Charges a saved payment method off-session.
     fn charge_saved(
         &self,
@@ -308,11 +297,7 @@ pub fn account_of(ledger: &Ledger, invoice: &str) -> Result<Option<String>, Ledg
 
 /// What is open on an invoice of `account` (0 when nothing, or no such invoice).
 pub fn open_amount(ledger: &Ledger, account: &str, invoice: &str) -> Result<i64, LedgerError> {
-    let (_, items) = derive(account, entries(ledger, account, &[])?, NaiveDate::MIN);
-    Ok(items
-        .iter()
-        .find(|i| i.invoice == invoice)
-        .map_or(0, |i| i.open_cents.max(0)))
+    Ok(online::state(ledger, account, invoice)?.0)
 }
 
 /// A payment the provider says it received.

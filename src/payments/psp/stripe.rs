@@ -14,8 +14,8 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::{
-    CardInfo, Charge, Payment, PaymentRequest, PaymentState, Provider, PspError, Setup,
-    SetupRequest, SetupState,
+    CardInfo, Charge, PaymentRequest, PaymentState, Provider, PspError, Setup, SetupRequest,
+    SetupState,
 };
 
 /// A Stripe API client.
@@ -202,20 +202,6 @@ fn payment_form(r: &PaymentRequest) -> Vec<(&'static str, String)> {
 impl Provider for Stripe {
     fn name(&self) -> &'static str {
         "stripe"
-    }
-
-    fn create_payment(&self, r: &PaymentRequest) -> Result<Payment, PspError> {
-        let mut form = payment_form(r);
-        form.push(("payment_method_types[]", "card".to_owned()));
-        let (status, v) = self.post("/v1/payment_intents", &form, Some(&r.idempotency_key))?;
-        if !(200..300).contains(&status) {
-            return Err(fail(status, &v));
-        }
-        Ok(Payment {
-            id: v["id"].as_str().unwrap_or_default().to_owned(),
-            client_secret: v["client_secret"].as_str().unwrap_or_default().to_owned(),
-            status: v["status"].as_str().unwrap_or_default().to_owned(),
-        })
     }
 
     fn charge_saved(

@@ -679,7 +679,7 @@ pub(crate) fn save_setup_card(
 
 /// The card of a confirmed SetupIntent, read back from the provider: saved for `account`
 /// only when the SetupIntent names that account and its customer, and has succeeded
-/// ([`checked_setup`]). Another account's or an unknown SetupIntent is
+/// (`checked_setup`). Another account's or an unknown SetupIntent is
 /// [`PayError::NotFound`]; one not confirmed (yet) is refused. Saving the same card twice
 /// (the webhook and the return page) changes nothing but the date. The pay page keeps
 /// the card it was paid with through the same two steps when the customer asked for it.

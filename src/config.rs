@@ -201,7 +201,7 @@ pub struct Psp {
     pub secret_key_file: PathBuf,
     /// File holding the webhook endpoint's signing secret (`whsec_…`).
     pub webhook_secret_file: PathBuf,
-    /// Where the customer lands after paying.
+    /// The link under the pay page's thank-you text (where the customer goes on to).
     pub return_url: String,
     /// The publishable key (`pk_…`) the pay page hands to Stripe.js; not a secret.
     pub publishable_key: String,

@@ -1,7 +1,8 @@
 //! Paying online and by card, end to end against localstripe (a stateful Stripe emulator,
-//! PyPI `localstripe`, installed into the venv by tools/test.sh): pay link → a
-//! PaymentIntent for exactly the open amount → paid in localstripe → its signed webhook →
-//! the invoice paid; bad and stale signatures refused with nothing posted; a replayed
+//! PyPI `localstripe`, installed into the venv by tools/test.sh): pay link → the pay page
+//! (nothing asked of Stripe) → the card into a SetupIntent → the daemon charges exactly
+//! the open amount → localstripe's signed webhook → the invoice paid; the pay page's
+//! declines, 3-D Secure, replays and other accounts' SetupIntents; bad and stale signatures refused with nothing posted; a replayed
 //! webhook changing nothing; an unknown payment to suspense; a daemon restart between
 //! payment and webhook; card autopay by `collect` with a declined card (notice, no second
 //! charge); a refund through the provider.
@@ -130,14 +131,46 @@ impl LocalStripe {
         (cus, pm)
     }
 
-    /// What Stripe.js does on the pay page: the card on the PaymentIntent, confirmed.
-    pub(crate) fn pay(&self, pi: &str, number: &str) -> serde_json::Value {
-        let pm = self.card(number);
-        self.post(
-            &format!("/v1/payment_intents/{pi}"),
-            &[("payment_method", &pm)],
+    /// What Stripe.js's `confirmCardSetup` does with the card typed into the card form:
+    /// the SetupIntent of `client_secret` confirmed with it; a card that asks for 3-D
+    /// Secure is authenticated (localstripe's "Complete authentication"). Returns the
+    /// SetupIntent.
+    pub(crate) fn confirm_setup(&self, client_secret: &str, number: &str) -> serde_json::Value {
+        let seti = client_secret.split("_secret_").next().unwrap().to_owned();
+        let path = format!("/v1/setup_intents/{seti}/confirm");
+        let v = self.post(
+            &path,
+            &[
+                ("client_secret", client_secret),
+                ("payment_method_data[type]", "card"),
+                ("payment_method_data[card][number]", number),
+                ("payment_method_data[card][exp_month]", "12"),
+                ("payment_method_data[card][exp_year]", "2030"),
+                ("payment_method_data[card][cvc]", "123"),
+            ],
         );
-        self.post(&format!("/v1/payment_intents/{pi}/confirm"), &[])
+        if v["status"] == "requires_action" {
+            return self.post(&path, &[("client_secret", client_secret)]);
+        }
+        v
+    }
+
+    /// What Stripe.js's `confirmCardPayment(clientSecret)` does with localstripe when the
+    /// customer completes (or fails) the bank's authentication.
+    pub(crate) fn authenticate(&self, client_secret: &str, success: bool) -> serde_json::Value {
+        let pi = client_secret.split("_secret_").next().unwrap().to_owned();
+        self.post(
+            &format!("/v1/payment_intents/{pi}/_authenticate?success={success}"),
+            &[("client_secret", client_secret)],
+        )
+    }
+
+    /// The PaymentIntents for an invoice.
+    pub(crate) fn payments_for(&self, invoice: &str) -> Vec<serde_json::Value> {
+        self.payment_intents()
+            .into_iter()
+            .filter(|p| p["metadata"]["invoice"] == invoice)
+            .collect()
     }
 
     pub(crate) fn payment_intents(&self) -> Vec<serde_json::Value> {
@@ -257,13 +290,52 @@ fn path_of(link: &str) -> String {
         .to_owned()
 }
 
-/// The PaymentIntent id on a pay page.
-fn payment_on(page: &str) -> String {
-    page.split("data-payment=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap_or_else(|| panic!("no payment on the page: {page}"))
-        .to_owned()
+/// `/pay/<invoice>/<call>?t=…` of a pay link's path and query.
+pub(crate) fn call_of(path: &str, call: &str) -> String {
+    let (p, q) = path.split_once('?').unwrap();
+    format!("{p}/{call}?{q}")
+}
+
+/// POSTs JSON to one of the pay page's calls, as its script does (same origin).
+pub(crate) fn pay_call(addr: SocketAddr, path: &str, body: serde_json::Value) -> Resp {
+    http_request(
+        addr,
+        "POST",
+        path,
+        &[
+            ("Content-Type", "application/json"),
+            ("Sec-Fetch-Site", "same-origin"),
+        ],
+        body.to_string().as_bytes(),
+    )
+}
+
+/// What the pay page's script does when the customer types `number` and presses Pay: a
+/// SetupIntent from the daemon, confirmed with the card as Stripe.js confirms it, then
+/// the daemon asked to charge it. Returns the SetupIntent id and the daemon's answer.
+pub(crate) fn pay_on_page(
+    addr: SocketAddr,
+    ls: &LocalStripe,
+    path: &str,
+    number: &str,
+    remember: bool,
+) -> (String, Resp) {
+    let r = pay_call(
+        addr,
+        &call_of(path, "setup"),
+        serde_json::json!({"remember": remember}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cs = r.json()["client_secret"].as_str().unwrap().to_owned();
+    let si = ls.confirm_setup(&cs, number);
+    assert_eq!(si["status"], "succeeded", "{si}");
+    let seti = LocalStripe::id(&si);
+    let answer = pay_call(
+        addr,
+        &call_of(path, "confirm"),
+        serde_json::json!({"setup_intent": seti}),
+    );
+    (seti, answer)
 }
 
 pub(crate) fn now() -> i64 {
@@ -366,32 +438,93 @@ fn pay_link_webhook_replays_signatures_suspense_and_a_restart() {
     }
     assert!(ls.payment_intents().is_empty(), "no payment for a bad link");
 
-    // --- Opening the link: a PaymentIntent for exactly the open amount.
+    // --- Opening the link: the amount and the card form; nothing is asked of Stripe yet
+    // (a mail scanner opening the link creates nothing).
     let r = http_request(d.addr, "GET", &path_of(&link), &[], b"");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let csp = r.header("content-security-policy").unwrap().to_owned();
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|s| s.split('\'').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        csp,
+        format!(
+            "default-src 'none'; script-src 'nonce-{nonce}' {b}; connect-src 'self' {b} {b}; frame-src {b} https://*.stripe.com; img-src 'self' {b}; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            b = ls.base
+        )
+    );
     let page = r.text();
     assert!(page.contains("Te betalen: EUR 12.10"), "{page}");
+    assert!(page.contains("Betaal EUR 12.10</button>"), "{page}");
     assert!(page.contains("data-key=\"pk_test_tollgate\""), "{page}");
+    assert!(
+        page.contains(&format!("<script nonce=\"{nonce}\" src=")),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("data-confirm=\"/pay/2026-000001/confirm?t={t}\"")),
+        "{page}"
+    );
+    // "Remember this card" only for card accounts: C1 pays by transfer.
+    assert!(!page.contains("id=\"remember\""), "{page}");
     assert!(
         !page.contains(SECRET_KEY),
         "the secret key is never on the page"
     );
-    let pi = payment_on(&page);
-    let (_, v) = ls.get(&format!("/v1/payment_intents/{pi}"));
+    assert!(ls.payment_intents().is_empty());
+    assert!(ls.get("/v1/customers").1["data"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // --- Paid on the page: the card into a SetupIntent, the daemon charges exactly the
+    // open amount on C1's Stripe customer; localstripe's signed webhook posts it.
+    let (seti, r) = pay_on_page(d.addr, &ls, &path_of(&link), "4242424242424242", false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"status": "succeeded",
+            "message": "Dank u wel, uw betaling is ontvangen. Uw factuur staat zo op betaald."})
+    );
+    let pis = ls.payments_for("2026-000001");
+    assert_eq!(pis.len(), 1, "{pis:?}");
+    let (_, si) = ls.get(&format!("/v1/setup_intents/{seti}"));
+    assert_eq!(
+        (si["usage"].as_str(), si["metadata"]["invoice"].as_str()),
+        (Some("on_session"), Some("2026-000001"))
+    );
     assert_eq!(
         (
-            v["amount"].as_i64(),
-            v["currency"].as_str(),
-            v["metadata"]["invoice"].as_str(),
-            v["metadata"]["account"].as_str()
+            pis[0]["amount"].as_i64(),
+            pis[0]["currency"].as_str(),
+            pis[0]["metadata"]["account"].as_str(),
+            pis[0]["customer"].as_str(),
+            pis[0]["payment_method"].as_str(),
+            pis[0]["status"].as_str()
         ),
-        (Some(1210), Some("eur"), Some("2026-000001"), Some("C1"))
+        (
+            Some(1210),
+            Some("eur"),
+            Some("C1"),
+            si["customer"].as_str(),
+            si["payment_method"].as_str(),
+            Some("succeeded")
+        )
     );
-
-    // --- Paid in localstripe; its signed webhook posts the payment: C1 paid.
-    let paid = ls.pay(&pi, "4242424242424242");
-    assert_eq!(paid["status"], "succeeded", "{paid}");
+    let pi = LocalStripe::id(&pis[0]);
+    // The same confirm again (a double click, a retry): the same answer, no second charge.
+    let again = pay_call(
+        d.addr,
+        &call_of(&path_of(&link), "confirm"),
+        serde_json::json!({"setup_intent": seti}),
+    );
+    assert_eq!(again.json()["status"], "succeeded", "{}", again.text());
+    assert_eq!(ls.payments_for("2026-000001").len(), 1);
     d.wait_until("the webhook of the payment", || {
         statement(&ws, "C1", Some(&tok)).1 == "0.00"
     });
@@ -408,6 +541,23 @@ fn pay_link_webhook_replays_signatures_suspense_and_a_restart() {
         body.contains("Op factuur 2026-000001 staat niets meer open"),
         "{body}"
     );
+    // … and so do its calls, charging nothing.
+    let r = pay_call(
+        d.addr,
+        &call_of(&path_of(&link), "confirm"),
+        serde_json::json!({"setup_intent": seti}),
+    );
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"status": "nothing_open",
+            "message": "Op factuur 2026-000001 staat niets meer open. Dank u wel."})
+    );
+    let r = pay_call(
+        d.addr,
+        &call_of(&path_of(&link), "setup"),
+        serde_json::json!({}),
+    );
+    assert_eq!(r.json()["status"], "nothing_open", "{}", r.text());
     assert_eq!(ls.payment_intents().len(), before);
 
     // --- The same payment again (a replay, another event id): nothing changes.
@@ -466,10 +616,16 @@ fn pay_link_webhook_replays_signatures_suspense_and_a_restart() {
     );
 
     // --- C2 pays through its link (localstripe delivers), then 5.00 more: credit.
-    let page = d.get(&path_of(&pay_link(&ws, "2026-000002"))).1;
+    let c2 = path_of(&pay_link(&ws, "2026-000002"));
+    let page = d.get(&c2).1;
     assert!(page.contains("To pay: EUR 12.10"), "{page}");
-    let pi2 = payment_on(&page);
-    ls.pay(&pi2, "4242424242424242");
+    let (_, r) = pay_on_page(d.addr, &ls, &c2, "4242424242424242", false);
+    assert_eq!(
+        r.json()["message"],
+        "Thank you, payment received. Your invoice turns paid in a moment.",
+        "{}",
+        r.text()
+    );
     d.wait_until("the webhook of C2's payment", || {
         statement(&ws, "C2", Some(&tok)).1 == "0.00"
     });
@@ -539,11 +695,25 @@ fn pay_link_webhook_replays_signatures_suspense_and_a_restart() {
 
     // --- K1 pays; the daemon stops before the webhook comes and Stripe delivers it after
     // the restart (localstripe does not retry: the test re-sends what Stripe would).
-    let page = d.get(&path_of(&pay_link(&ws, "2026-000003"))).1;
-    let pi3 = payment_on(&page);
-    d.stop();
-    assert_eq!(ls.pay(&pi3, "4242424242424242")["status"], "succeeded");
+    // localstripe's webhook now goes nowhere (as if the daemon were down when it came).
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    ls.post(
+        "/_config/webhooks/tollgate",
+        &[
+            ("url", &format!("http://{dead}/api/v1/psp/stripe/webhook")),
+            ("secret", WEBHOOK_SECRET),
+            ("events[]", "payment_intent.succeeded"),
+        ],
+    );
+    let k1 = path_of(&pay_link(&ws, "2026-000003"));
+    let (_, r) = pay_on_page(d.addr, &ls, &k1, "4242424242424242", false);
+    assert_eq!(r.json()["status"], "succeeded", "{}", r.text());
+    let pi3 = LocalStripe::id(&ls.payments_for("2026-000003")[0]);
     std::thread::sleep(Duration::from_millis(1500));
+    d.stop();
     let d = Daemon::start(&ws);
     assert_eq!(
         statement(&ws, "K1", Some(&tok)).0,
@@ -787,4 +957,314 @@ fn card_autopay_declines_without_a_second_charge_and_refunds_through_stripe() {
         "{}",
         out.stderr
     );
+}
+
+/// The pay page's calls at the HTTP level, as its script makes them: a bad token, a
+/// cross-site request, a form post, a declined card (nothing posted, another card
+/// pays), a replayed confirm (no second charge), another account's SetupIntent (404,
+/// nothing charged), a 3-D Secure card (`requires_action`, authenticated, then paid),
+/// "remember this card" (card accounts only; saved like `/my/card` saves it), the
+/// `setup_intent.succeeded` of a one-payment card (not kept), and `collect` leaving an
+/// invoice paid on the page alone while its webhook has not come.
+#[test]
+fn the_pay_page_charges_once_declines_authenticates_and_refuses_other_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(ls) = LocalStripe::start(dir.path()) else {
+        return;
+    };
+    let ws = workspace(&ls);
+    let tok = token(&ws);
+    let d = Daemon::start(&ws);
+    ls.post(
+        "/_config/webhooks/tollgate",
+        &[
+            (
+                "url",
+                &format!("http://{}/api/v1/psp/stripe/webhook", d.addr),
+            ),
+            ("secret", WEBHOOK_SECRET),
+            ("events[]", "payment_intent.succeeded"),
+        ],
+    );
+    let c1 = path_of(&pay_link(&ws, "2026-000001"));
+    let c2 = path_of(&pay_link(&ws, "2026-000002"));
+    let k1 = path_of(&pay_link(&ws, "2026-000003"));
+    let k2 = path_of(&pay_link(&ws, "2026-000004"));
+    let no_setups = |ls: &LocalStripe| {
+        ls.get("/v1/setup_intents").1["data"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    };
+
+    // --- Refused before anything is asked of Stripe: a wrong token, another invoice's
+    // token, a browser's cross-site request, a form instead of JSON.
+    let c2_t = c2.split_once("?t=").unwrap().1;
+    for path in [
+        "/pay/2026-000001/setup?t=00000000000000000000000000000000".to_owned(),
+        format!("/pay/2026-000001/setup?t={c2_t}"),
+        format!("/pay/2026-000001/confirm?t={c2_t}"),
+        "/pay/2026-000001/confirm".to_owned(),
+    ] {
+        let r = pay_call(d.addr, &path, serde_json::json!({"setup_intent": "seti_x"}));
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+        assert_eq!(r.json()["status"], "not_found");
+    }
+    let r = http_request(
+        d.addr,
+        "POST",
+        &call_of(&c1, "setup"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
+        b"{}",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = http_request(
+        d.addr,
+        "POST",
+        &call_of(&c1, "setup"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"remember=true",
+    );
+    assert_eq!(r.status, 415, "{}", r.text());
+    // "Remember this card" for a transfer account: refused, nothing made.
+    let r = pay_call(
+        d.addr,
+        &call_of(&c1, "setup"),
+        serde_json::json!({"remember": true}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"status": "not_card",
+            "message": "Uw account betaalt niet per kaart: de kaart kan niet worden bewaard."})
+    );
+    assert!(no_setups(&ls));
+    assert!(ls.payment_intents().is_empty());
+
+    // --- C1: a card every charge of which is declined. Nothing posted, still open.
+    let (declined_si, r) = pay_on_page(d.addr, &ls, &c1, "4000000000000341", false);
+    assert_eq!(r.status, 402, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"status": "declined", "code": "card_declined",
+            "message": "Uw kaart is geweigerd. Er is niets afgeschreven. Probeer het met een andere kaart."})
+    );
+    assert_eq!(ls.payments_for("2026-000001").len(), 1);
+    assert_eq!(
+        statement(&ws, "C1", Some(&tok)),
+        (
+            item("2026-000001", "12.10", "overdue", "0.00"),
+            "12.10".into()
+        )
+    );
+    // Another card pays: a second attempt, the open amount exactly.
+    let (good_si, r) = pay_on_page(d.addr, &ls, &c1, "4242424242424242", false);
+    assert_eq!(r.json()["status"], "succeeded", "{}", r.text());
+    let pis = ls.payments_for("2026-000001");
+    assert_eq!(pis.len(), 2, "{pis:?}");
+    assert_eq!(
+        pis.iter()
+            .filter(|p| p["status"] == "succeeded" && p["amount"] == 1210)
+            .count(),
+        1,
+        "{pis:?}"
+    );
+    // Replays of either confirm, before the webhook has come: no third charge.
+    for si in [&good_si, &declined_si, &good_si] {
+        let r = pay_call(
+            d.addr,
+            &call_of(&c1, "confirm"),
+            serde_json::json!({"setup_intent": si}),
+        );
+        assert!(
+            ["succeeded", "nothing_open"].contains(&r.json()["status"].as_str().unwrap()),
+            "{}",
+            r.text()
+        );
+    }
+    d.wait_until("C1's webhook", || {
+        statement(&ws, "C1", Some(&tok)).1 == "0.00"
+    });
+    assert_eq!(ls.payments_for("2026-000001").len(), 2);
+    assert_eq!(
+        statement(&ws, "C1", Some(&tok)),
+        (item("2026-000001", "0.00", "paid", "12.10"), "0.00".into())
+    );
+    assert_eq!(payments(&ws, &tok), 1);
+
+    // --- K1's SetupIntent posted to C2's confirm: 404, nothing charged; neither a made-up
+    // nor a malformed id; nor C1's own (another invoice's) SetupIntent.
+    let r = pay_call(d.addr, &call_of(&k1, "setup"), serde_json::json!({}));
+    let k1_si = LocalStripe::id(&ls.confirm_setup(
+        r.json()["client_secret"].as_str().unwrap(),
+        "4242424242424242",
+    ));
+    for si in [
+        k1_si.as_str(),
+        good_si.as_str(),
+        "seti_doesnotexist",
+        "../v1/customers",
+        "",
+    ] {
+        let r = pay_call(
+            d.addr,
+            &call_of(&c2, "confirm"),
+            serde_json::json!({"setup_intent": si}),
+        );
+        assert_eq!(r.status, 404, "{si}: {}", r.text());
+    }
+    assert!(ls.payments_for("2026-000002").is_empty());
+    // A SetupIntent not confirmed (yet): 409, nothing charged.
+    let r = pay_call(d.addr, &call_of(&c2, "setup"), serde_json::json!({}));
+    let cs = r.json()["client_secret"].as_str().unwrap().to_owned();
+    let unconfirmed = cs.split("_secret_").next().unwrap().to_owned();
+    let r = pay_call(
+        d.addr,
+        &call_of(&c2, "confirm"),
+        serde_json::json!({"setup_intent": unconfirmed}),
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(
+        r.json()["message"],
+        "The card has not been confirmed (yet). Please try again."
+    );
+    assert!(ls.payments_for("2026-000002").is_empty());
+
+    // --- C2 (English): a 3-D Secure card. The bank asks; the answer carries the client
+    // secret; asking again changes nothing; once authenticated, paid.
+    let (si3, r) = pay_on_page(d.addr, &ls, &c2, "4000002760003184", false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["status"], "requires_action", "{v}");
+    assert_eq!(v["message"], "Please confirm the payment with your bank.");
+    let cs = v["client_secret"].as_str().unwrap().to_owned();
+    let pis = ls.payments_for("2026-000002");
+    assert_eq!(pis.len(), 1);
+    assert_eq!(pis[0]["status"], "requires_action");
+    assert_eq!(pis[0]["client_secret"].as_str(), Some(cs.as_str()));
+    let again = pay_call(
+        d.addr,
+        &call_of(&c2, "confirm"),
+        serde_json::json!({"setup_intent": si3}),
+    );
+    assert_eq!(again.json()["client_secret"].as_str(), Some(cs.as_str()));
+    assert_eq!(ls.payments_for("2026-000002").len(), 1);
+    assert_eq!(ls.authenticate(&cs, true)["status"], "succeeded");
+    let r = pay_call(
+        d.addr,
+        &call_of(&c2, "confirm"),
+        serde_json::json!({"setup_intent": si3}),
+    );
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"status": "succeeded",
+            "message": "Thank you, payment received. Your invoice turns paid in a moment."})
+    );
+    d.wait_until("C2's webhook", || {
+        statement(&ws, "C2", Some(&tok)).1 == "0.00"
+    });
+    assert_eq!(ls.payments_for("2026-000002").len(), 1);
+    assert_eq!(payments(&ws, &tok), 2);
+
+    // --- K2 (a card account) pays once, without keeping the card; Stripe's
+    // setup_intent.succeeded for that one-payment card keeps nothing either.
+    assert!(d.get(&k2).1.contains("id=\"remember\""));
+    let (k2_si, r) = pay_on_page(d.addr, &ls, &k2, "4242424242424242", false);
+    assert_eq!(r.json()["status"], "succeeded", "{}", r.text());
+    d.wait_until("K2's webhook", || {
+        statement(&ws, "K2", Some(&tok)).1 == "0.00"
+    });
+    let (_, si) = ls.get(&format!("/v1/setup_intents/{k2_si}"));
+    let event = serde_json::to_vec(&serde_json::json!({
+        "id": "evt_k2_seti", "object": "event", "type": "setup_intent.succeeded",
+        "created": now(), "data": {"object": si},
+    }))
+    .unwrap();
+    let r = post_event(d.addr, &event, WEBHOOK_SECRET, now());
+    assert_eq!(
+        r.json()["ignored"],
+        "setup_intent for one payment (usage on_session): no card kept",
+        "{}",
+        r.text()
+    );
+
+    // --- K1 pays and keeps the card ("remember this card": usage=off_session). Its
+    // webhook does not come (localstripe's goes nowhere now), and `collect` on the due
+    // date leaves the invoice alone: paid on the page, waiting for the provider.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    ls.post(
+        "/_config/webhooks/tollgate",
+        &[
+            ("url", &format!("http://{dead}/api/v1/psp/stripe/webhook")),
+            ("secret", WEBHOOK_SECRET),
+            ("events[]", "payment_intent.succeeded"),
+        ],
+    );
+    let (kept_si, r) = pay_on_page(d.addr, &ls, &k1, "5555555555554444", true);
+    assert_eq!(r.json()["status"], "succeeded", "{}", r.text());
+    let (_, si) = ls.get(&format!("/v1/setup_intents/{kept_si}"));
+    assert_eq!(si["usage"], "off_session");
+    let k1_pis = ls.payments_for("2026-000003");
+    assert_eq!(k1_pis.len(), 1);
+    d.stop();
+    let ledger = tollgate::store::Ledger::open(&ws.data()).unwrap();
+    let card = tollgate::payments::psp::saved_card(&ledger, "K1")
+        .unwrap()
+        .expect("K1's card kept");
+    assert_eq!(
+        (
+            card.customer.as_str(),
+            card.payment_method.as_str(),
+            card.last4.as_deref(),
+            card.source
+        ),
+        (
+            si["customer"].as_str().unwrap(),
+            si["payment_method"].as_str().unwrap(),
+            Some("4444"),
+            format!("setup_intent {kept_si}")
+        )
+    );
+    assert_eq!(
+        tollgate::payments::psp::saved_card(&ledger, "K2").unwrap(),
+        None
+    );
+    drop(ledger);
+    let out = run(&[
+        "collect",
+        "--config",
+        ws.config_arg(),
+        "--date",
+        "2026-10-15",
+    ])
+    .ok();
+    assert_eq!(
+        out.stdout,
+        "cards: 0 charged, total 0.00 EUR; 0 declined, 1 pending, 0 failed, 1 due without a saved card\n  2026-000003: paid on the pay page, waiting for the provider\n"
+    );
+    assert_eq!(ls.payments_for("2026-000003").len(), 1);
+    // The webhook Stripe retries comes after all: K1 paid, once.
+    let d = Daemon::start(&ws);
+    let (_, pi) = ls.get(&format!(
+        "/v1/payment_intents/{}",
+        LocalStripe::id(&k1_pis[0])
+    ));
+    let r = post_event(
+        d.addr,
+        &succeeded("evt_k1_late", &pi),
+        WEBHOOK_SECRET,
+        now(),
+    );
+    assert_eq!(r.json()["posted"]["outcome"], "applied", "{}", r.text());
+    assert_eq!(
+        statement(&ws, "K1", Some(&tok)),
+        (item("2026-000003", "0.00", "paid", "12.10"), "0.00".into())
+    );
+    d.stop();
 }

@@ -140,10 +140,20 @@ pub fn origin(url: &str) -> Option<String> {
 /// The card page's Content-Security-Policy: scripts only with this response's nonce or
 /// from the provider's script origin; connections and frames only to the provider.
 pub fn card_page_csp(js_url: &str, api_base: &str, nonce: &str) -> String {
+    csp(js_url, api_base, nonce, "")
+}
+
+/// The pay page's (`GET /pay/{invoice}`) policy: the card page's, and connections to the
+/// daemon itself too (the page's script posts the SetupIntent to `/pay/…/confirm`).
+pub fn pay_page_csp(js_url: &str, api_base: &str, nonce: &str) -> String {
+    csp(js_url, api_base, nonce, "'self' ")
+}
+
+fn csp(js_url: &str, api_base: &str, nonce: &str, connect_self: &str) -> String {
     let js = origin(js_url).unwrap_or_default();
     let api = origin(api_base).unwrap_or_default();
     format!(
-        "default-src 'none'; script-src 'nonce-{nonce}' {js}; connect-src {api} {js}; frame-src {js} https://*.stripe.com; img-src 'self' {js}; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; script-src 'nonce-{nonce}' {js}; connect-src {connect_self}{api} {js}; frame-src {js} https://*.stripe.com; img-src 'self' {js}; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     )
 }
 
@@ -166,6 +176,10 @@ mod tests {
         assert_eq!(
             card_page_csp("https://js.stripe.com/v3/", "https://api.stripe.com", "n0"),
             "default-src 'none'; script-src 'nonce-n0' https://js.stripe.com; connect-src https://api.stripe.com https://js.stripe.com; frame-src https://js.stripe.com https://*.stripe.com; img-src 'self' https://js.stripe.com; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        );
+        assert_eq!(
+            pay_page_csp("https://js.stripe.com/v3/", "https://api.stripe.com", "n1"),
+            "default-src 'none'; script-src 'nonce-n1' https://js.stripe.com; connect-src 'self' https://api.stripe.com https://js.stripe.com; frame-src https://js.stripe.com https://*.stripe.com; img-src 'self' https://js.stripe.com; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
         );
     }
 }

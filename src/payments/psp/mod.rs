@@ -4,7 +4,7 @@
 //! - **Pay links**: `GET /pay/<invoice>?t=<token>` on the daemon; the token is an
 //!   HMAC-SHA256 of the invoice number under the link key (128 bits, compared in constant
 //!   time), so nobody reaches another customer's invoice by guessing ([`pay_link`]).
-//!   Opening it creates a provider payment for exactly the invoice's open amount.
+//!   Paying on it charges exactly the invoice's open amount, once ([`online`]).
 //! - **Payments received** ([`record`]): posted to the ledger exactly once per provider
 //!   payment id (its identity `psp/<provider>/<id>` is written in the same WriteBatch in
 //!   the `bank` column family, like a bank transaction's); on the invoice up to its open
@@ -15,6 +15,7 @@
 //!   one idempotency key per invoice and attempt, the attempt recorded before the call.
 //! - **Refunds** of card payments through the provider ([`refund`]).
 
+pub mod online;
 pub mod stripe;
 
 use std::path::Path;
@@ -64,15 +65,6 @@ pub struct PaymentRequest {
     pub idempotency_key: String,
 }
 
-/// A payment the customer completes on the pay page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Payment {
-    pub id: String,
-    /// Handed to the provider's script on the pay page (not a server secret).
-    pub client_secret: String,
-    pub status: String,
-}
-
 /// The outcome of an off-session charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Charge {
@@ -88,7 +80,25 @@ pub enum Charge {
     Pending {
         id: String,
         status: String,
+        /// For the provider's script when the customer is there to authenticate
+        /// (`requires_action` on the pay page); empty otherwise.
+        client_secret: String,
     },
+}
+
+/// A card-saving session to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupRequest {
+    /// The account's provider customer (the card is attached to it).
+    pub customer: String,
+    /// `metadata[account]`.
+    pub account: String,
+    /// `metadata[invoice]`: the invoice of the pay page it was made for (none on `/my/card`).
+    pub invoice: Option<String>,
+    /// `usage=off_session` (the card is kept for automatic payments) or `on_session`
+    /// (one payment while the customer is there).
+    pub off_session: bool,
+    pub idempotency_key: String,
 }
 
 /// A card-saving session the customer completes on the card page (a Stripe SetupIntent).
@@ -109,6 +119,21 @@ pub struct SetupState {
     pub payment_method: Option<String>,
     /// `metadata[account]`, set when it was created.
     pub account: Option<String>,
+    /// `metadata[invoice]` (pay-page SetupIntents only).
+    pub invoice: Option<String>,
+    /// `off_session` or `on_session`.
+    pub usage: Option<String>,
+}
+
+/// A provider payment as the provider has it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentState {
+    pub id: String,
+    /// `succeeded`, `processing`, `requires_action`, `requires_payment_method`, …
+    pub status: String,
+    /// Handed to the provider's script (not a server secret).
+    pub client_secret: String,
+    pub payment_method: Option<String>,
 }
 
 /// What a card looks like to its holder: never more than the last four digits.
@@ -123,8 +148,6 @@ pub struct CardInfo {
 pub trait Provider {
     /// `stripe`: names identities (`psp/stripe/<id>`).
     fn name(&self) -> &'static str;
-    /// A payment for the pay page.
-    fn create_payment(&self, r: &PaymentRequest) -> Result<Payment, PspError>;
     /// Charges a saved payment method off-session.
     fn charge_saved(
         &self,
@@ -139,14 +162,21 @@ pub trait Provider {
         email: &str,
         idempotency_key: &str,
     ) -> Result<String, PspError>;
-    /// Starts saving a card for off-session charges (`usage=off_session`,
-    /// `metadata[account]`).
-    fn create_setup(
+    /// Charges a saved payment method of `customer` while the customer is on the pay
+    /// page (on-session: the bank may ask the customer to authenticate, `Pending` with
+    /// `requires_action` and the client secret).
+    fn charge_on_session(
         &self,
+        r: &PaymentRequest,
         customer: &str,
-        account: &str,
-        idempotency_key: &str,
-    ) -> Result<Setup, PspError>;
+        method: &str,
+    ) -> Result<Charge, PspError>;
+    /// A payment as it is now.
+    fn payment(&self, id: &str) -> Result<PaymentState, PspError>;
+    /// Cancels a payment not completed; returns its status after.
+    fn cancel_payment(&self, id: &str) -> Result<String, PspError>;
+    /// Starts saving a card (`metadata[account]`, `metadata[invoice]`, `usage`).
+    fn create_setup(&self, r: &SetupRequest) -> Result<Setup, PspError>;
     /// A card-saving session as it is now.
     fn setup(&self, id: &str) -> Result<SetupState, PspError>;
     /// The last digits and brand of a saved payment method.
@@ -242,15 +272,20 @@ pub fn pay_link(cfg: &Config, invoice: &str) -> Option<String> {
 /// [`pay_link`] with the `[psp]` table.
 pub fn pay_link_for(p: &Psp, invoice: &str) -> Option<String> {
     let key = link_key(p).ok()?;
-    let seg = percent_encoding::utf8_percent_encode(invoice, percent_encoding::NON_ALPHANUMERIC)
-        .to_string();
-    // Invoice numbers are letters, digits and '-': keep '-' readable.
-    let seg = seg.replace("%2D", "-");
     Some(format!(
-        "{}/pay/{seg}?t={}",
+        "{}/pay/{}?t={}",
         p.public_url,
+        invoice_segment(invoice),
         pay_token(&key, invoice)
     ))
+}
+
+/// An invoice number as a path segment of the pay routes (percent-encoded; invoice
+/// numbers are letters, digits and '-', and '-' stays readable).
+pub fn invoice_segment(invoice: &str) -> String {
+    percent_encoding::utf8_percent_encode(invoice, percent_encoding::NON_ALPHANUMERIC)
+        .to_string()
+        .replace("%2D", "-")
 }
 
 /// The account an invoice belongs to.
@@ -262,11 +297,7 @@ pub fn account_of(ledger: &Ledger, invoice: &str) -> Result<Option<String>, Ledg
 
 /// What is open on an invoice of `account` (0 when nothing, or no such invoice).
 pub fn open_amount(ledger: &Ledger, account: &str, invoice: &str) -> Result<i64, LedgerError> {
-    let (_, items) = derive(account, entries(ledger, account, &[])?, NaiveDate::MIN);
-    Ok(items
-        .iter()
-        .find(|i| i.invoice == invoice)
-        .map_or(0, |i| i.open_cents.max(0)))
+    Ok(online::state(ledger, account, invoice)?.0)
 }
 
 /// A payment the provider says it received.
@@ -513,7 +544,8 @@ fn card_account<'a>(
     Ok(a)
 }
 
-/// The provider customer of an account: the saved card's, else the one created before
+/// The provider customer of an account (any payment method: the pay page attaches the
+/// card it takes to it too): the saved card's, else the one created before
 /// (`customer/<account>`), else a new one (idempotency key `tollgate-customer-<account>`),
 /// stored in its own batch before it is used. Serialized in the process, so two card
 /// pages opened at once make one customer.
@@ -525,7 +557,7 @@ pub fn provider_customer(
 ) -> Result<String, PayError> {
     static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    let a = card_account(accounts, account)?;
+    let a = super::receipts::check_account(accounts, account)?;
     if let Some(c) = saved_card(ledger, account)?.filter(|c| c.provider == provider.name()) {
         return Ok(c.customer);
     }
@@ -566,19 +598,91 @@ pub fn start_card_setup(
     nonce: &str,
     provider: &dyn Provider,
 ) -> Result<Setup, PayError> {
+    card_account(accounts, account)?;
     let customer = provider_customer(ledger, accounts, account, provider)?;
-    Ok(provider.create_setup(
-        &customer,
-        account,
-        &format!("tollgate-setup-{account}-{nonce}"),
-    )?)
+    Ok(provider.create_setup(&SetupRequest {
+        customer,
+        account: account.to_owned(),
+        invoice: None,
+        off_session: true,
+        idempotency_key: format!("tollgate-setup-{account}-{nonce}"),
+    })?)
+}
+
+/// A confirmed SetupIntent of `account`, read back from the provider: it must name that
+/// account and the account's provider customer (and `invoice`, when given) and have
+/// succeeded. Returns it with the customer and the payment method. Another account's or
+/// an unknown SetupIntent is [`PayError::NotFound`]; one not confirmed (yet) is refused.
+/// Nothing the browser says is trusted but the id.
+pub(crate) fn checked_setup(
+    ledger: &Ledger,
+    accounts: &Accounts,
+    account: &str,
+    invoice: Option<&str>,
+    setup_id: &str,
+    provider: &dyn Provider,
+) -> Result<(SetupState, String, String), PayError> {
+    let not_found = || PayError::NotFound(format!("no card setup {setup_id} of account {account}"));
+    let st = match provider.setup(setup_id) {
+        Ok(s) => s,
+        Err(PspError::Refused(_)) => return Err(not_found()),
+        Err(e) => return Err(e.into()),
+    };
+    if st.account.as_deref() != Some(account)
+        || invoice.is_some_and(|i| st.invoice.as_deref() != Some(i))
+    {
+        return Err(not_found());
+    }
+    let customer = provider_customer(ledger, accounts, account, provider)?;
+    if st.customer.as_deref() != Some(customer.as_str()) {
+        return Err(not_found());
+    }
+    let Some(pm) = st
+        .payment_method
+        .clone()
+        .filter(|_| st.status == "succeeded")
+    else {
+        return refused(format!(
+            "card setup {setup_id} is not confirmed (status {})",
+            st.status
+        ));
+    };
+    Ok((st, customer, pm))
+}
+
+/// Saves, for a card account, the card of a SetupIntent [`checked_setup`] returned (its
+/// last digits and brand asked of the provider).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn save_setup_card(
+    ledger: &Ledger,
+    accounts: &Accounts,
+    account: &str,
+    setup: &SetupState,
+    customer: String,
+    payment_method: String,
+    date: NaiveDate,
+    provider: &dyn Provider,
+) -> Result<SavedCard, PayError> {
+    let info = card_info(provider, &payment_method);
+    let card = SavedCard {
+        provider: provider.name().into(),
+        customer,
+        payment_method,
+        saved: date.to_string(),
+        source: format!("setup_intent {}", setup.id),
+        last4: info.last4,
+        brand: info.brand,
+    };
+    save_card(ledger, accounts, account, card.clone())?;
+    Ok(card)
 }
 
 /// The card of a confirmed SetupIntent, read back from the provider: saved for `account`
-/// only when the SetupIntent names that account and its customer, and has succeeded.
-/// Another account's or an unknown SetupIntent is [`PayError::NotFound`]; one not
-/// confirmed (yet) is refused. Saving the same card twice (the webhook and the return
-/// page) changes nothing but the date.
+/// only when the SetupIntent names that account and its customer, and has succeeded
+/// (`checked_setup`). Another account's or an unknown SetupIntent is
+/// [`PayError::NotFound`]; one not confirmed (yet) is refused. Saving the same card twice
+/// (the webhook and the return page) changes nothing but the date. The pay page keeps
+/// the card it was paid with through the same two steps when the customer asked for it.
 pub fn finish_card_setup(
     ledger: &Ledger,
     accounts: &Accounts,
@@ -588,37 +692,8 @@ pub fn finish_card_setup(
     provider: &dyn Provider,
 ) -> Result<SavedCard, PayError> {
     card_account(accounts, account)?;
-    let not_found = || PayError::NotFound(format!("no card setup {setup_id} of account {account}"));
-    let st = match provider.setup(setup_id) {
-        Ok(s) => s,
-        Err(PspError::Refused(_)) => return Err(not_found()),
-        Err(e) => return Err(e.into()),
-    };
-    if st.account.as_deref() != Some(account) {
-        return Err(not_found());
-    }
-    let customer = provider_customer(ledger, accounts, account, provider)?;
-    if st.customer.as_deref() != Some(customer.as_str()) {
-        return Err(not_found());
-    }
-    let Some(pm) = st.payment_method.filter(|_| st.status == "succeeded") else {
-        return refused(format!(
-            "card setup {setup_id} is not confirmed (status {})",
-            st.status
-        ));
-    };
-    let info = card_info(provider, &pm);
-    let card = SavedCard {
-        provider: provider.name().into(),
-        customer,
-        payment_method: pm,
-        saved: date.to_string(),
-        source: format!("setup_intent {}", st.id),
-        last4: info.last4,
-        brand: info.brand,
-    };
-    save_card(ledger, accounts, account, card.clone())?;
-    Ok(card)
+    let (st, customer, pm) = checked_setup(ledger, accounts, account, None, setup_id, provider)?;
+    save_setup_card(ledger, accounts, account, &st, customer, pm, date, provider)
 }
 
 /// The card's last digits and brand, or nothing when the provider cannot tell now (the
@@ -685,6 +760,15 @@ pub fn collect_cards(
         };
         for it in due {
             let prior = collection(ledger, &it.invoice)?;
+            // Paid on the pay page and not posted yet (the webhook posts it): not again.
+            if prior.is_none() && online::under_way(ledger, &a.account_id, &it.invoice)? {
+                rep.pending += 1;
+                rep.messages.push(format!(
+                    "{}: paid on the pay page, waiting for the provider",
+                    it.invoice
+                ));
+                continue;
+            }
             let key = match &prior {
                 None => {
                     let key = format!("tollgate-{}-1", it.invoice);
@@ -772,7 +856,7 @@ pub fn collect_cards(
                         rep.messages
                             .push(format!("{}: declined ({code})", it.invoice));
                     }
-                    Charge::Pending { id, status } => {
+                    Charge::Pending { id, status, .. } => {
                         c.msg_id = id.clone();
                         rep.pending += 1;
                         rep.messages.push(format!("{}: {status}", it.invoice));

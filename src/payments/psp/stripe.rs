@@ -13,7 +13,10 @@ use serde_json::Value;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::{CardInfo, Charge, Payment, PaymentRequest, Provider, PspError, Setup, SetupState};
+use super::{
+    CardInfo, Charge, PaymentRequest, PaymentState, Provider, PspError, Setup, SetupRequest,
+    SetupState,
+};
 
 /// A Stripe API client.
 pub struct Stripe {
@@ -91,6 +94,65 @@ impl Stripe {
         })?;
         Ok((status, json))
     }
+
+    /// Creates and confirms a PaymentIntent on a saved payment method of `customer`
+    /// (`off_session=true` for autopay; on-session on the pay page).
+    fn charge(
+        &self,
+        r: &PaymentRequest,
+        customer: &str,
+        method: &str,
+        off_session: bool,
+    ) -> Result<Charge, PspError> {
+        let mut form = payment_form(r);
+        form.extend([
+            ("customer", customer.to_owned()),
+            ("payment_method", method.to_owned()),
+            ("confirm", "true".to_owned()),
+        ]);
+        if off_session {
+            form.push(("off_session", "true".to_owned()));
+        } else {
+            form.push(("payment_method_types[]", "card".to_owned()));
+        }
+        let (status, v) = self.post("/v1/payment_intents", &form, Some(&r.idempotency_key))?;
+        if (200..300).contains(&status) {
+            let id = v["id"].as_str().unwrap_or_default().to_owned();
+            return Ok(match v["status"].as_str().unwrap_or_default() {
+                "succeeded" => Charge::Succeeded {
+                    id,
+                    amount: v["amount_received"]
+                        .as_i64()
+                        .or_else(|| v["amount"].as_i64())
+                        .unwrap_or(r.amount_cents),
+                },
+                "requires_payment_method" => Charge::Declined {
+                    id: Some(id),
+                    code: v["last_payment_error"]["code"]
+                        .as_str()
+                        .unwrap_or("declined")
+                        .to_owned(),
+                },
+                other => Charge::Pending {
+                    id,
+                    status: other.to_owned(),
+                    client_secret: text(&v["client_secret"]).unwrap_or_default(),
+                },
+            });
+        }
+        if status == 402 {
+            let e = &v["error"];
+            return Ok(Charge::Declined {
+                id: e["payment_intent"]["id"].as_str().map(str::to_owned),
+                code: e["decline_code"]
+                    .as_str()
+                    .or_else(|| e["code"].as_str())
+                    .unwrap_or("card_declined")
+                    .to_owned(),
+            });
+        }
+        Err(fail(status, &v))
+    }
 }
 
 /// An object id as a path segment: Stripe ids are `[A-Za-z0-9_]`; anything else is refused
@@ -142,69 +204,47 @@ impl Provider for Stripe {
         "stripe"
     }
 
-    fn create_payment(&self, r: &PaymentRequest) -> Result<Payment, PspError> {
-        let mut form = payment_form(r);
-        form.push(("payment_method_types[]", "card".to_owned()));
-        let (status, v) = self.post("/v1/payment_intents", &form, Some(&r.idempotency_key))?;
-        if !(200..300).contains(&status) {
-            return Err(fail(status, &v));
-        }
-        Ok(Payment {
-            id: v["id"].as_str().unwrap_or_default().to_owned(),
-            client_secret: v["client_secret"].as_str().unwrap_or_default().to_owned(),
-            status: v["status"].as_str().unwrap_or_default().to_owned(),
-        })
-    }
-
     fn charge_saved(
         &self,
         r: &PaymentRequest,
         customer: &str,
         method: &str,
     ) -> Result<Charge, PspError> {
-        let mut form = payment_form(r);
-        form.extend([
-            ("customer", customer.to_owned()),
-            ("payment_method", method.to_owned()),
-            ("confirm", "true".to_owned()),
-            ("off_session", "true".to_owned()),
-        ]);
-        let (status, v) = self.post("/v1/payment_intents", &form, Some(&r.idempotency_key))?;
-        if (200..300).contains(&status) {
-            let id = v["id"].as_str().unwrap_or_default().to_owned();
-            return Ok(match v["status"].as_str().unwrap_or_default() {
-                "succeeded" => Charge::Succeeded {
-                    id,
-                    amount: v["amount_received"]
-                        .as_i64()
-                        .or_else(|| v["amount"].as_i64())
-                        .unwrap_or(r.amount_cents),
-                },
-                "requires_payment_method" => Charge::Declined {
-                    id: Some(id),
-                    code: v["last_payment_error"]["code"]
-                        .as_str()
-                        .unwrap_or("declined")
-                        .to_owned(),
-                },
-                other => Charge::Pending {
-                    id,
-                    status: other.to_owned(),
-                },
-            });
+        self.charge(r, customer, method, true)
+    }
+
+    fn charge_on_session(
+        &self,
+        r: &PaymentRequest,
+        customer: &str,
+        method: &str,
+    ) -> Result<Charge, PspError> {
+        self.charge(r, customer, method, false)
+    }
+
+    fn payment(&self, id: &str) -> Result<PaymentState, PspError> {
+        let (status, v) = self.get(&format!("/v1/payment_intents/{}", id_segment(id)?))?;
+        if !(200..300).contains(&status) {
+            return Err(fail(status, &v));
         }
-        if status == 402 {
-            let e = &v["error"];
-            return Ok(Charge::Declined {
-                id: e["payment_intent"]["id"].as_str().map(str::to_owned),
-                code: e["decline_code"]
-                    .as_str()
-                    .or_else(|| e["code"].as_str())
-                    .unwrap_or("card_declined")
-                    .to_owned(),
-            });
+        Ok(PaymentState {
+            id: text(&v["id"]).unwrap_or_default(),
+            status: text(&v["status"]).unwrap_or_default(),
+            client_secret: text(&v["client_secret"]).unwrap_or_default(),
+            payment_method: text(&v["payment_method"]),
+        })
+    }
+
+    fn cancel_payment(&self, id: &str) -> Result<String, PspError> {
+        let (status, v) = self.post(
+            &format!("/v1/payment_intents/{}/cancel", id_segment(id)?),
+            &[],
+            None,
+        )?;
+        if !(200..300).contains(&status) {
+            return Err(fail(status, &v));
         }
-        Err(fail(status, &v))
+        Ok(text(&v["status"]).unwrap_or_default())
     }
 
     fn create_customer(
@@ -224,19 +264,25 @@ impl Provider for Stripe {
         text(&v["id"]).ok_or_else(|| PspError::Unavailable("stripe customer without id".into()))
     }
 
-    fn create_setup(
-        &self,
-        customer: &str,
-        account: &str,
-        idempotency_key: &str,
-    ) -> Result<Setup, PspError> {
-        let form = [
-            ("customer", customer.to_owned()),
-            ("usage", "off_session".to_owned()),
+    fn create_setup(&self, r: &SetupRequest) -> Result<Setup, PspError> {
+        let mut form = vec![
+            ("customer", r.customer.clone()),
+            (
+                "usage",
+                if r.off_session {
+                    "off_session"
+                } else {
+                    "on_session"
+                }
+                .to_owned(),
+            ),
             ("payment_method_types[]", "card".to_owned()),
-            ("metadata[account]", account.to_owned()),
+            ("metadata[account]", r.account.clone()),
         ];
-        let (status, v) = self.post("/v1/setup_intents", &form, Some(idempotency_key))?;
+        if let Some(inv) = &r.invoice {
+            form.push(("metadata[invoice]", inv.clone()));
+        }
+        let (status, v) = self.post("/v1/setup_intents", &form, Some(&r.idempotency_key))?;
         if !(200..300).contains(&status) {
             return Err(fail(status, &v));
         }
@@ -258,6 +304,8 @@ impl Provider for Stripe {
             customer: text(&v["customer"]),
             payment_method: text(&v["payment_method"]),
             account: text(&v["metadata"]["account"]),
+            invoice: text(&v["metadata"]["invoice"]),
+            usage: text(&v["usage"]),
         })
     }
 
@@ -381,9 +429,11 @@ pub enum Event {
         account: Option<String>,
         created: i64,
     },
-    /// `setup_intent.succeeded` with `metadata[account]`: the card to charge off-session.
+    /// `setup_intent.succeeded` with `metadata[account]`: the card to charge off-session
+    /// (unless `usage` is `on_session`: a pay-page card for one payment, not kept).
     SetupSucceeded {
         account: Option<String>,
+        usage: Option<String>,
         customer: Option<String>,
         payment_method: Option<String>,
         setup: String,
@@ -420,6 +470,7 @@ pub fn parse_event(body: &[u8]) -> Result<(String, Event), String> {
         }
         "setup_intent.succeeded" => Event::SetupSucceeded {
             account: s(&o["metadata"]["account"]),
+            usage: s(&o["usage"]),
             customer: s(&o["customer"]),
             payment_method: s(&o["payment_method"]),
             setup: s(&o["id"]).unwrap_or_default(),
@@ -506,5 +557,19 @@ mod tests {
             Event::Other("charge.refunded".into())
         );
         assert!(parse_event(b"{").is_err());
+        // A pay page's one-payment card says so (the webhook does not keep it).
+        let body = br#"{"id":"evt_s","type":"setup_intent.succeeded","data":{"object":{
+            "id":"seti_1","usage":"on_session","customer":"cus_1","payment_method":"pm_1",
+            "metadata":{"account":"K1","invoice":"2026-000001"}}}}"#;
+        assert_eq!(
+            parse_event(body).unwrap().1,
+            Event::SetupSucceeded {
+                account: Some("K1".into()),
+                usage: Some("on_session".into()),
+                customer: Some("cus_1".into()),
+                payment_method: Some("pm_1".into()),
+                setup: "seti_1".into(),
+            }
+        );
     }
 }

@@ -32,7 +32,7 @@
 //! `/pay/<invoice>/done` ([`returned`]). The attempt is `open` while the customer may
 //! still complete it at the bank; a repeat in the same state hands out the same payment;
 //! a card paying after it, or an iDEAL payment after a card waiting for authentication,
-//! cancels the earlier payment at the provider first ([`supersede`]), so the invoice is
+//! cancels the earlier payment at the provider first (`supersede`), so the invoice is
 //! never paid twice by one customer's clicks.
 //!
 //! The ledger is still posted only by the verified `payment_intent.succeeded` webhook,

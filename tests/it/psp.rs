@@ -7,10 +7,19 @@
 //! payment and webhook; card autopay by `collect` with a declined card (notice, no second
 //! charge); a refund through the provider.
 //!
+//! iDEAL on the pay page: the choice (nl/en), one PaymentIntent of exactly the open amount
+//! with `payment_method_types` ideal however often it is asked, the return page (not
+//! paid, another invoice's or account's payment, thank you after the webhook), the
+//! webhook once, `collect` leaving an iDEAL payment under way alone, a card paying after
+//! it cancelling it, no iDEAL for a tariff not in EUR.
+//!
 //! localstripe emulates PaymentIntents, PaymentMethods, customers, refunds and sends
 //! signed `payment_intent.*` webhooks, but no Checkout, no iDEAL, no idempotency keys and
 //! no `setup_intent.succeeded` event: the tests sign those events themselves with the
-//! endpoint secret (as Stripe would send them) and post them to the daemon.
+//! endpoint secret (as Stripe would send them) and post them to the daemon. An iDEAL
+//! PaymentIntent is made there (it takes `payment_method_types[]=ideal`, kept by the
+//! launcher below) but cannot be confirmed: the test completes it as Stripe reports it,
+//! a signed `payment_intent.succeeded` for that PaymentIntent.
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
@@ -38,10 +47,18 @@ impl LocalStripe {
             .unwrap()
             .port();
         // Its own `start()` listens on every interface; the tests bind loopback only.
+        // localstripe takes a PaymentIntent's `payment_method_types` and drops it: kept
+        // here (`card` when none is given, as Stripe answers) so the tests can ask for it.
         let child = Command::new(py)
             .args([
                 "-c",
                 "import sys\nfrom aiohttp import web\nfrom localstripe.server import app\n\
+                 from localstripe.resources import PaymentIntent\n\
+                 made = PaymentIntent.__init__\n\
+                 def keep(self, *a, payment_method_types=None, **k):\n\
+                 \x20   made(self, *a, **k)\n\
+                 \x20   self.payment_method_types = payment_method_types or ['card']\n\
+                 PaymentIntent.__init__ = keep\n\
                  web.run_app(app, host='127.0.0.1', port=int(sys.argv[1]), print=None)",
                 &port.to_string(),
             ])
@@ -1266,5 +1283,279 @@ fn the_pay_page_charges_once_declines_authenticates_and_refuses_other_accounts()
         statement(&ws, "K1", Some(&tok)),
         (item("2026-000003", "0.00", "paid", "12.10"), "0.00".into())
     );
+    d.stop();
+}
+
+/// iDEAL on the pay page (see the module documentation), through the daemon's own calls as
+/// the page's script makes them; the bank's part is the signed webhook Stripe sends.
+#[test]
+fn ideal_on_the_pay_page_one_payment_intent_the_return_page_and_the_webhook_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(ls) = LocalStripe::start(dir.path()) else {
+        return;
+    };
+    let ws = workspace(&ls);
+    let tok = token(&ws);
+    let d = Daemon::start(&ws);
+    let c1 = path_of(&pay_link(&ws, "2026-000001"));
+    let c2 = path_of(&pay_link(&ws, "2026-000002"));
+    let k1 = path_of(&pay_link(&ws, "2026-000003"));
+    let c1_t = c1.split_once("?t=").unwrap().1.to_owned();
+    let c2_t = c2.split_once("?t=").unwrap().1.to_owned();
+
+    // --- The page offers iDEAL beside the card: first and chosen in Dutch, second in
+    // English; the bank chooser's place, the call and the return address.
+    let (s, nl) = d.get(&c1);
+    assert_eq!(s, 200);
+    assert!(
+        nl.contains(&format!(
+            " data-ideal=\"/pay/2026-000001/ideal?t={c1_t}\" data-return=\"https://pay.tollgate.example/pay/2026-000001/done?t={c1_t}\""
+        )),
+        "{nl}"
+    );
+    assert!(
+        nl.contains(
+            "<fieldset id=\"methods\"><legend>Betaalwijze</legend>\n\
+             <label><input type=\"radio\" name=\"method\" value=\"ideal\" checked> iDEAL</label>\n\
+             <label><input type=\"radio\" name=\"method\" value=\"card\"> Kaart</label>\n\
+             </fieldset>\n<div id=\"ideal-box\"><p>Uw bank</p><div id=\"ideal-bank\"></div></div>\n\
+             <div id=\"card-box\" hidden>\n<div id=\"card\"></div>\n"
+        ),
+        "{nl}"
+    );
+    assert!(
+        nl.contains("elements.create('idealBank')") && nl.contains("stripe.confirmIdealPayment(")
+    );
+    let (_, en) = d.get(&c2);
+    assert!(
+        en.contains(
+            "<fieldset id=\"methods\"><legend>Payment method</legend>\n\
+             <label><input type=\"radio\" name=\"method\" value=\"card\" checked> Card</label>\n\
+             <label><input type=\"radio\" name=\"method\" value=\"ideal\"> iDEAL</label>\n\
+             </fieldset>\n<div id=\"ideal-box\" hidden><p>Your bank</p><div id=\"ideal-bank\"></div></div>\n\
+             <div id=\"card-box\">\n<div id=\"card\"></div>\n"
+        ),
+        "{en}"
+    );
+    assert!(
+        ls.payment_intents().is_empty(),
+        "opening the page asks nothing"
+    );
+
+    // --- The call's gate: another invoice's token, a cross-site request, a form.
+    let r = pay_call(
+        d.addr,
+        &format!("/pay/2026-000001/ideal?t={c2_t}"),
+        serde_json::json!({}),
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = http_request(
+        d.addr,
+        "POST",
+        &call_of(&c1, "ideal"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
+        b"{}",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = http_request(
+        d.addr,
+        "POST",
+        &call_of(&c1, "ideal"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"",
+    );
+    assert_eq!(r.status, 415, "{}", r.text());
+    assert!(ls.payment_intents().is_empty());
+
+    // --- C1 chooses iDEAL: one PaymentIntent of exactly the open amount, iDEAL only,
+    // not confirmed; asked again (a double click, a reload), the same one.
+    let r = pay_call(d.addr, &call_of(&c1, "ideal"), serde_json::json!({}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cs = r.json()["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(r.json()["status"], "ideal");
+    let pis = ls.payments_for("2026-000001");
+    assert_eq!(pis.len(), 1, "{pis:?}");
+    let pi = &pis[0];
+    assert_eq!(
+        (
+            &pi["amount"],
+            &pi["currency"],
+            &pi["payment_method_types"],
+            &pi["metadata"]["account"],
+            &pi["status"],
+            pi["client_secret"].as_str()
+        ),
+        (
+            &serde_json::json!(1210),
+            &serde_json::json!("eur"),
+            &serde_json::json!(["ideal"]),
+            &serde_json::json!("C1"),
+            &serde_json::json!("requires_payment_method"),
+            Some(cs.as_str())
+        )
+    );
+    let pi_id = LocalStripe::id(pi);
+    for _ in 0..2 {
+        let r = pay_call(d.addr, &call_of(&c1, "ideal"), serde_json::json!({}));
+        assert_eq!(r.json()["client_secret"].as_str(), Some(cs.as_str()));
+    }
+    assert_eq!(ls.payment_intents().len(), 1);
+
+    // --- Back from the bank before it paid: "did not go through", the way back.
+    let done = |inv: &str, t: &str, pi: &str| {
+        d.get(&format!(
+            "/pay/{inv}/done?t={t}&payment_intent={pi}&redirect_status=failed"
+        ))
+    };
+    let (s, page) = done("2026-000001", &c1_t, &pi_id);
+    assert_eq!(s, 200);
+    assert!(
+        page.contains(&format!(
+            "<p id=\"not-paid\">De betaling is niet gelukt.</p>\n<p><a id=\"again\" href=\"/pay/2026-000001?t={c1_t}\">Terug naar de betaalpagina</a></p>"
+        )),
+        "{page}"
+    );
+    // Another invoice's token, C1's payment on C2's page, a made-up or malformed id,
+    // none at all: 404.
+    let c2_pi = {
+        let r = pay_call(d.addr, &call_of(&c2, "ideal"), serde_json::json!({}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        LocalStripe::id(&ls.payments_for("2026-000002")[0])
+    };
+    for (inv, t, pi) in [
+        ("2026-000001", c2_t.as_str(), pi_id.as_str()),
+        ("2026-000002", c2_t.as_str(), pi_id.as_str()),
+        ("2026-000001", c1_t.as_str(), c2_pi.as_str()),
+        ("2026-000001", c1_t.as_str(), "pi_doesnotexist"),
+        ("2026-000001", c1_t.as_str(), "..%2Fv1%2Fcustomers"),
+        ("2026-000001", c1_t.as_str(), ""),
+    ] {
+        let (s, page) = done(inv, t, pi);
+        assert_eq!(s, 404, "{inv} {pi}: {page}");
+    }
+    let (s, page) = done("2026-000002", &c2_t, &c2_pi);
+    assert_eq!(s, 200);
+    assert!(
+        page.contains("<p id=\"not-paid\">The payment did not go through.</p>"),
+        "{page}"
+    );
+
+    // --- The bank pays: Stripe's signed payment_intent.succeeded for that PaymentIntent
+    // posts exactly one payment; a replay changes nothing; the return page thanks.
+    let (_, mut paid) = ls.get(&format!("/v1/payment_intents/{pi_id}"));
+    paid["status"] = "succeeded".into();
+    paid["amount_received"] = 1210.into();
+    let event = succeeded("evt_c1_ideal", &paid);
+    let r = post_event(d.addr, &event, WEBHOOK_SECRET, now());
+    assert_eq!(
+        r.json()["posted"],
+        serde_json::json!({"outcome": "applied", "account": "C1", "invoice": "2026-000001",
+            "on_invoice": "12.10", "credit": "0.00"}),
+        "{}",
+        r.text()
+    );
+    let r = post_event(d.addr, &event, WEBHOOK_SECRET, now());
+    assert_eq!(r.json()["posted"]["outcome"], "duplicate", "{}", r.text());
+    assert_eq!(
+        statement(&ws, "C1", Some(&tok)),
+        (item("2026-000001", "0.00", "paid", "12.10"), "0.00".into())
+    );
+    assert_eq!(payments(&ws, &tok), 1);
+    let (s, page) = done("2026-000001", &c1_t, &pi_id);
+    assert_eq!(s, 200);
+    assert!(
+        page.contains("<p id=\"thanks\">Dank u wel, uw betaling is ontvangen; uw factuur staat zo op betaald.</p>"),
+        "{page}"
+    );
+    // Nothing open now: no second PaymentIntent.
+    let r = pay_call(d.addr, &call_of(&c1, "ideal"), serde_json::json!({}));
+    assert_eq!(r.json()["status"], "nothing_open", "{}", r.text());
+    assert_eq!(ls.payments_for("2026-000001").len(), 1);
+
+    // --- K1 (a card account with a saved card) starts paying with iDEAL; `collect` on the
+    // due date leaves the invoice alone while it is under way.
+    let r = pay_call(d.addr, &call_of(&k1, "ideal"), serde_json::json!({}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let k1_ideal = LocalStripe::id(&ls.payments_for("2026-000003")[0]);
+    d.stop();
+    let (cus, pm) = ls.customer_with_card("4242424242424242");
+    run(&[
+        "payments",
+        "card",
+        "--config",
+        ws.config_arg(),
+        "--account",
+        "K1",
+        "--customer",
+        &cus,
+        "--payment-method",
+        &pm,
+    ])
+    .ok();
+    let out = run(&[
+        "collect",
+        "--config",
+        ws.config_arg(),
+        "--date",
+        "2026-10-15",
+    ])
+    .ok();
+    assert_eq!(
+        out.stdout,
+        "cards: 0 charged, total 0.00 EUR; 0 declined, 1 pending, 0 failed, 2 due without a saved card\n  2026-000003: iDEAL payment under way on the pay page, waiting for the bank\n"
+    );
+    assert_eq!(ls.payments_for("2026-000003").len(), 1);
+
+    // --- K1 pays by card after all: the iDEAL payment is cancelled at Stripe first (it
+    // cannot be completed at the bank any more), the card pays the open amount once.
+    let d = Daemon::start(&ws);
+    let (_, r) = pay_on_page(d.addr, &ls, &k1, "4242424242424242", false);
+    assert_eq!(r.json()["status"], "succeeded", "{}", r.text());
+    let pis = ls.payments_for("2026-000003");
+    let status = |id: &str| {
+        pis.iter()
+            .find(|p| p["id"] == id)
+            .map(|p| p["status"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(pis.len(), 2, "{pis:?}");
+    assert_eq!(status(&k1_ideal).as_deref(), Some("canceled"));
+    assert_eq!(
+        pis.iter()
+            .filter(|p| p["status"] == "succeeded" && p["amount"] == 1210)
+            .count(),
+        1,
+        "{pis:?}"
+    );
+    d.stop();
+
+    // --- A tariff not in EUR: no iDEAL on the page, the call refused (409).
+    let plans = ws.root.join("tariffs/plans.toml");
+    let text = std::fs::read_to_string(&plans).unwrap();
+    assert!(text.contains("currency = \"EUR\""), "{text}");
+    std::fs::write(
+        &plans,
+        text.replace("currency = \"EUR\"", "currency = \"USD\""),
+    )
+    .unwrap();
+    let d = Daemon::start(&ws);
+    let (s, page) = d.get(&c2);
+    assert_eq!(s, 200);
+    assert!(page.contains("To pay: USD 12.10"), "{page}");
+    assert!(
+        !page.contains("id=\"methods\"") && !page.contains("data-ideal"),
+        "{page}"
+    );
+    let r = pay_call(d.addr, &call_of(&c2, "ideal"), serde_json::json!({}));
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            409,
+            serde_json::json!({"status": "not_offered", "message": "iDEAL cannot be used for this invoice."})
+        )
+    );
+    assert_eq!(ls.payments_for("2026-000002").len(), 1);
     d.stop();
 }

@@ -10,7 +10,16 @@
 //! - `POST /pay/{invoice}/confirm?t=<token>` (JSON `{"setup_intent": id}`): the server
 //!   reads the confirmed SetupIntent back, charges exactly the open amount once
 //!   (`payments::psp::online::pay`) and answers `{status, message, client_secret?}`.
-//!   The two POSTs take the same token, JSON only (a form cannot send it without the
+//! - `POST /pay/{invoice}/ideal?t=<token>` (JSON `{}`; tariffs in EUR): a PaymentIntent
+//!   for exactly the open amount with `payment_method_types[]=ideal`
+//!   (`payments::psp::online::start_ideal`, the same attempt records), answered with its
+//!   client secret; the page's script confirms it (`confirmIdealPayment`) and the
+//!   browser goes to the bank, which sends it back to:
+//! - `GET /pay/{invoice}/done?t=<token>&payment_intent=<id>`: the PaymentIntent read back
+//!   (it must name this invoice and account, else 404), "thank you" or "did not go
+//!   through" in the customer's language; it posts nothing (the webhook does).
+//!
+//!   The three POSTs take the same token, JSON only (a form cannot send it without the
 //!   browser's CORS check, and no CORS is allowed) and refuse a browser's cross-site
 //!   request (`Sec-Fetch-Site`).
 //! - `POST /api/v1/psp/stripe/webhook`: Stripe's events, `Stripe-Signature` verified
@@ -51,6 +60,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/pay/{invoice}", get(pay_page))
         .route("/pay/{invoice}/setup", post(pay_setup))
         .route("/pay/{invoice}/confirm", post(pay_confirm))
+        .route("/pay/{invoice}/ideal", post(pay_ideal))
+        .route("/pay/{invoice}/done", get(pay_done))
         .route("/api/v1/psp/stripe/webhook", post(stripe_webhook))
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
         .layer(axum::middleware::from_fn(super::access_log))
@@ -154,11 +165,37 @@ async fn pay_page(
 
 /// The pay page's script: takes the card into a SetupIntent (`confirmCardSetup`), has the
 /// server charge it, completes an authentication the bank asks for
-/// (`confirmCardPayment`) and shows the server's answer.
+/// (`confirmCardPayment`) and shows the server's answer. Where iDEAL is offered (the
+/// choice `#methods`): the bank chooser (`idealBank` element) beside the card form, and
+/// Pay with iDEAL chosen has the server make the payment and confirms it with
+/// `confirmIdealPayment`, which goes to the bank (back to `data-return`). A Stripe.js
+/// that cannot make the bank chooser leaves the card form alone.
 const PAY_SCRIPT: &str = r#"const f = document.getElementById('pay');
 const stripe = Stripe(f.dataset.key);
-const card = stripe.elements().create('card');
+const elements = stripe.elements();
+const card = elements.create('card');
 card.mount('#card');
+const methods = document.getElementById('methods');
+let idealBank = null;
+function chosen() {
+  const m = document.querySelector('input[name=method]:checked');
+  return idealBank && m && m.value === 'ideal' ? 'ideal' : 'card';
+}
+function pick() {
+  document.getElementById('ideal-box').hidden = chosen() !== 'ideal';
+  document.getElementById('card-box').hidden = chosen() !== 'card';
+}
+if (methods) {
+  try {
+    idealBank = elements.create('idealBank');
+    idealBank.mount('#ideal-bank');
+  } catch (x) {
+    idealBank = null;
+    methods.hidden = true;
+  }
+  methods.addEventListener('change', pick);
+  pick();
+}
 const button = document.getElementById('pay-button');
 const error = document.getElementById('error');
 async function ask(url, body) {
@@ -181,6 +218,14 @@ f.addEventListener('submit', async (e) => {
   button.disabled = true;
   error.textContent = '';
   try {
+    if (chosen() === 'ideal') {
+      const s = await ask(f.dataset.ideal, {});
+      if (!s.client_secret) { show(s); return; }
+      const r = await stripe.confirmIdealPayment(s.client_secret,
+        {payment_method: {ideal: idealBank}, return_url: f.dataset.return});
+      if (r && r.error) fail(r.error.message);
+      return;
+    }
     const remember = document.getElementById('remember');
     const s = await ask(f.dataset.setup, {remember: !!(remember && remember.checked)});
     if (!s.client_secret) { show(s); return; }
@@ -270,10 +315,54 @@ fn pay(engine: &Engine, invoice: &str, token: &str) -> Response {
         String::new()
     };
     let seg = psp::invoice_segment(invoice);
+    // iDEAL beside the card where the tariff is in EUR (iDEAL takes nothing else): first
+    // and chosen for Dutch-language accounts, second for the others.
+    let (ideal, methods) = if offers_ideal(&currency) {
+        let ret = format!("{}/pay/{seg}/done?t={token}", p.public_url);
+        let (legend, card_word) = if nl {
+            ("Betaalwijze", "Kaart")
+        } else {
+            ("Payment method", "Card")
+        };
+        let radio = |value: &str, label: &str, on: bool| {
+            format!(
+                "<label><input type=\"radio\" name=\"method\" value=\"{value}\"{}> {label}</label>\n",
+                if on { " checked" } else { "" }
+            )
+        };
+        let (first, second) = (radio("ideal", "iDEAL", nl), radio("card", card_word, !nl));
+        let choice = if nl { first + &second } else { second + &first };
+        let bank = if nl { "Uw bank" } else { "Your bank" };
+        (
+            format!(
+                " data-ideal=\"/pay/{seg}/ideal?t={t}\" data-return=\"{ret}\"",
+                t = esc(token),
+                ret = esc(&ret)
+            ),
+            Some((
+                format!(
+                    "<fieldset id=\"methods\"><legend>{legend}</legend>\n{choice}</fieldset>\n"
+                ),
+                format!(
+                    "<div id=\"ideal-box\"{}><p>{bank}</p><div id=\"ideal-bank\"></div></div>\n",
+                    if nl { "" } else { " hidden" }
+                ),
+                if nl { " hidden" } else { "" },
+            )),
+        )
+    } else {
+        (String::new(), None)
+    };
+    let form = match methods {
+        None => format!("<div id=\"card\"></div>\n{tick}"),
+        Some((choice, bank, hidden)) => format!(
+            "{choice}{bank}<div id=\"card-box\"{hidden}>\n<div id=\"card\"></div>\n{tick}</div>\n"
+        ),
+    };
     let body = format!(
         "<p id=\"amount\">{what}</p>\n\
-         <form id=\"pay\" data-key=\"{pk}\" data-setup=\"/pay/{seg}/setup?t={t}\" data-confirm=\"/pay/{seg}/confirm?t={t}\" data-failed=\"{failed}\">\n\
-         <div id=\"card\"></div>\n{tick}<p id=\"error\" role=\"alert\"></p>\n<button type=\"submit\" id=\"pay-button\">{button}</button>\n</form>\n\
+         <form id=\"pay\" data-key=\"{pk}\" data-setup=\"/pay/{seg}/setup?t={t}\" data-confirm=\"/pay/{seg}/confirm?t={t}\"{ideal} data-failed=\"{failed}\">\n\
+         {form}<p id=\"error\" role=\"alert\"></p>\n<button type=\"submit\" id=\"pay-button\">{button}</button>\n</form>\n\
          <div id=\"done\" hidden><p id=\"thanks\"></p><p><a href=\"{ret}\">{back}</a></p></div>\n\
          <script nonce=\"{nonce}\" src=\"{js}\"></script>\n<script nonce=\"{nonce}\">\n{PAY_SCRIPT}\n</script>",
         what = esc(&what),
@@ -286,6 +375,11 @@ fn pay(engine: &Engine, invoice: &str, token: &str) -> Response {
     );
     let csp = crate::ops::selfservice::psp::pay_page_csp(&p.js_url, &p.api_base, &nonce);
     page_with(StatusCode::OK, lang, &title, &body, csp)
+}
+
+/// Whether the pay page offers iDEAL: the tariff is in EUR (iDEAL takes nothing else).
+fn offers_ideal(currency: &str) -> bool {
+    currency.eq_ignore_ascii_case("EUR")
 }
 
 /// "Nothing is open on invoice N. Thank you." in the customer's language.
@@ -322,6 +416,8 @@ fn text(nl: bool, what: &str) -> &'static str {
         (false, "not_card") => "Your account does not pay by card: the card cannot be kept.",
         (true, "not_confirmed") => "De kaart is (nog) niet bevestigd. Probeer het opnieuw.",
         (false, "not_confirmed") => "The card has not been confirmed (yet). Please try again.",
+        (true, "not_offered") => "iDEAL kan voor deze factuur niet worden gebruikt.",
+        (false, "not_offered") => "iDEAL cannot be used for this invoice.",
         (true, "not_found") => "Deze betaallink is niet geldig.",
         (false, "not_found") => "This pay link is not valid.",
         (true, _) => "De betaaldienst is nu niet bereikbaar. Probeer het later opnieuw.",
@@ -395,6 +491,7 @@ fn refusal(e: OnlineError, nl: bool) -> Response {
             said(StatusCode::CONFLICT, "not_confirmed", nl)
         }
         OnlineError::NotCardAccount(_) => said(StatusCode::CONFLICT, "not_card", nl),
+        OnlineError::NotOffered(_) => said(StatusCode::CONFLICT, "not_offered", nl),
         OnlineError::Unavailable(m) => {
             tracing::warn!(error = %m, "pay page: provider or ledger");
             said(StatusCode::BAD_GATEWAY, "unavailable", nl)
@@ -487,41 +584,177 @@ async fn pay_confirm(
             chrono::Utc::now().date_naive(),
             provider.as_ref(),
         );
-        match r {
-            Ok(Online::Succeeded) => json(
-                StatusCode::OK,
-                serde_json::json!({"status": "succeeded", "message": text(nl, "paid")}),
-            ),
-            Ok(Online::Processing) => json(
-                StatusCode::OK,
-                serde_json::json!({"status": "processing", "message": text(nl, "paid")}),
-            ),
-            Ok(Online::NothingOpen) => json(
-                StatusCode::OK,
-                serde_json::json!({"status": "nothing_open", "message": nothing_open(nl, &invoice)}),
-            ),
-            Ok(Online::RequiresAction { client_secret }) => json(
-                StatusCode::OK,
-                serde_json::json!({"status": "requires_action", "message": text(nl, "action"),
-                    "client_secret": client_secret}),
-            ),
-            Ok(Online::Declined { code }) => {
-                tracing::info!(%invoice, %code, "pay page: card declined");
-                json(
-                    StatusCode::PAYMENT_REQUIRED,
-                    serde_json::json!({"status": "declined", "code": code, "message": text(nl, "declined")}),
-                )
-            }
-            Ok(Online::AuthenticationFailed) => json(
-                StatusCode::PAYMENT_REQUIRED,
-                serde_json::json!({"status": "authentication_failed", "message": text(nl, "authentication")}),
-            ),
-            Ok(Online::Busy) => said(StatusCode::CONFLICT, "busy", nl),
-            Err(e) => refusal(e, nl),
-        }
+        outcome(r, &invoice, nl)
     })
     .await
     .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// The answer of a pay-page payment call (`/confirm`, `/ideal`).
+fn outcome(r: Result<Online, OnlineError>, invoice: &str, nl: bool) -> Response {
+    match r {
+        Ok(Online::Succeeded) => json(
+            StatusCode::OK,
+            serde_json::json!({"status": "succeeded", "message": text(nl, "paid")}),
+        ),
+        Ok(Online::Processing) => json(
+            StatusCode::OK,
+            serde_json::json!({"status": "processing", "message": text(nl, "paid")}),
+        ),
+        Ok(Online::NothingOpen) => json(
+            StatusCode::OK,
+            serde_json::json!({"status": "nothing_open", "message": nothing_open(nl, invoice)}),
+        ),
+        Ok(Online::RequiresAction { client_secret }) => json(
+            StatusCode::OK,
+            serde_json::json!({"status": "requires_action", "message": text(nl, "action"),
+        "client_secret": client_secret}),
+        ),
+        Ok(Online::Declined { code }) => {
+            tracing::info!(%invoice, %code, "pay page: card declined");
+            json(
+                StatusCode::PAYMENT_REQUIRED,
+                serde_json::json!({"status": "declined", "code": code, "message": text(nl, "declined")}),
+            )
+        }
+        Ok(Online::AuthenticationFailed) => json(
+            StatusCode::PAYMENT_REQUIRED,
+            serde_json::json!({"status": "authentication_failed", "message": text(nl, "authentication")}),
+        ),
+        Ok(Online::Busy) => said(StatusCode::CONFLICT, "busy", nl),
+        Ok(Online::ToBank { client_secret }) => json(
+            StatusCode::OK,
+            serde_json::json!({"status": "ideal", "client_secret": client_secret}),
+        ),
+        Err(e) => refusal(e, nl),
+    }
+}
+
+#[derive(Deserialize)]
+struct IdealBody {}
+
+async fn pay_ideal(
+    State(engine): State<Arc<Engine>>,
+    Path(invoice): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    h: HeaderMap,
+    body: Result<Json<IdealBody>, JsonRejection>,
+) -> Response {
+    let token = q.get("t").cloned().unwrap_or_default();
+    tokio::task::spawn_blocking(move || {
+        let (account, nl, IdealBody {}) = match gate(&engine, &h, &invoice, &token, body) {
+            Ok(x) => x,
+            Err(r) => return *r,
+        };
+        let currency = engine.currency();
+        if !offers_ideal(&currency) {
+            return said(StatusCode::CONFLICT, "not_offered", nl);
+        }
+        let p = engine.cfg.psp.as_ref().expect("open_link checked [psp]");
+        let provider = match psp::provider(p) {
+            Ok(x) => x,
+            Err(e) => return refusal(e.into(), nl),
+        };
+        let r = online::start_ideal(
+            &engine.ledger,
+            &currency,
+            &account,
+            &invoice,
+            chrono::Utc::now().date_naive(),
+            provider.as_ref(),
+        );
+        outcome(r, &invoice, nl)
+    })
+    .await
+    .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn pay_done(
+    State(engine): State<Arc<Engine>>,
+    Path(invoice): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let token = q.get("t").cloned().unwrap_or_default();
+    let payment = q.get("payment_intent").cloned().unwrap_or_default();
+    tokio::task::spawn_blocking(move || done(&engine, &invoice, &token, &payment))
+        .await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// The page the bank sends the customer back to after iDEAL.
+fn done(engine: &Engine, invoice: &str, token: &str, payment: &str) -> Response {
+    let (p, account) = match open_link(engine, invoice, token) {
+        Ok(x) => x,
+        Err(Refusal::NotFound) => return not_found(),
+        Err(Refusal::Broken(s)) => return s.into_response(),
+    };
+    let nl = dutch(engine, &account);
+    let lang = if nl { "nl" } else { "en" };
+    let esc = crate::ops::report::esc;
+    let received = psp::provider(p)
+        .map_err(OnlineError::from)
+        .and_then(|pr| online::returned(&engine.ledger, &account, invoice, payment, pr.as_ref()));
+    match received {
+        Ok(true) => {
+            let (title, said, back) = if nl {
+                (
+                    "Dank u wel",
+                    "Dank u wel, uw betaling is ontvangen; uw factuur staat zo op betaald.",
+                    "Verder",
+                )
+            } else {
+                (
+                    "Thank you",
+                    "Thank you, your payment was received; your invoice turns paid in a moment.",
+                    "Continue",
+                )
+            };
+            let body = format!(
+                "<p id=\"thanks\">{said}</p>\n<p><a href=\"{ret}\">{back}</a></p>",
+                ret = esc(&p.return_url)
+            );
+            page(StatusCode::OK, lang, title, &body)
+        }
+        Ok(false) => {
+            let (title, said, again) = if nl {
+                (
+                    "Betaling niet gelukt",
+                    "De betaling is niet gelukt.",
+                    "Terug naar de betaalpagina",
+                )
+            } else {
+                (
+                    "Payment not completed",
+                    "The payment did not go through.",
+                    "Back to the payment page",
+                )
+            };
+            let body = format!(
+                "<p id=\"not-paid\">{said}</p>\n<p><a id=\"again\" href=\"/pay/{seg}?t={t}\">{again}</a></p>",
+                seg = psp::invoice_segment(invoice),
+                t = esc(token)
+            );
+            page(StatusCode::OK, lang, title, &body)
+        }
+        Err(OnlineError::NotFound(m)) => {
+            tracing::warn!(reason = %m, "pay page: payment on return refused");
+            not_found()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "pay page: payment on return not read");
+            let (title, said) = if nl {
+                ("Even geduld", text(true, "unavailable"))
+            } else {
+                ("Please wait", text(false, "unavailable"))
+            };
+            page(
+                StatusCode::BAD_GATEWAY,
+                lang,
+                title,
+                &format!("<p>{said}</p>"),
+            )
+        }
+    }
 }
 
 fn answer(status: StatusCode, v: serde_json::Value) -> Response {

@@ -134,6 +134,11 @@ pub struct PaymentState {
     /// Handed to the provider's script (not a server secret).
     pub client_secret: String,
     pub payment_method: Option<String>,
+    /// `amount` in cents.
+    pub amount_cents: i64,
+    /// `metadata[invoice]` and `metadata[account]`, set when it was created.
+    pub invoice: Option<String>,
+    pub account: Option<String>,
 }
 
 /// What a card looks like to its holder: never more than the last four digits.
@@ -171,6 +176,11 @@ pub trait Provider {
         customer: &str,
         method: &str,
     ) -> Result<Charge, PspError>;
+    /// Creates a payment the customer completes at their bank with iDEAL
+    /// (`payment_method_types[]=ideal`, not confirmed here: the browser confirms it and
+    /// is sent to the bank); answers it as it is then (`requires_payment_method` and the
+    /// client secret for the provider's script).
+    fn create_ideal(&self, r: &PaymentRequest) -> Result<PaymentState, PspError>;
     /// A payment as it is now.
     fn payment(&self, id: &str) -> Result<PaymentState, PspError>;
     /// Cancels a payment not completed; returns its status after.
@@ -761,12 +771,14 @@ pub fn collect_cards(
         for it in due {
             let prior = collection(ledger, &it.invoice)?;
             // Paid on the pay page and not posted yet (the webhook posts it): not again.
-            if prior.is_none() && online::under_way(ledger, &a.account_id, &it.invoice)? {
+            if let Some(why) = prior
+                .is_none()
+                .then(|| online::under_way(ledger, &a.account_id, &it.invoice))
+                .transpose()?
+                .flatten()
+            {
                 rep.pending += 1;
-                rep.messages.push(format!(
-                    "{}: paid on the pay page, waiting for the provider",
-                    it.invoice
-                ));
+                rep.messages.push(format!("{}: {why}", it.invoice));
                 continue;
             }
             let key = match &prior {

@@ -25,6 +25,16 @@
 //! card). Requests for one invoice are handled one at a time (a second at once is told to
 //! wait). `collect` does not charge a card for an invoice with such an attempt under way.
 //!
+//! **iDEAL** (tariffs in EUR): [`start_ideal`] makes, under the same attempt record and
+//! key discipline, a PaymentIntent for exactly the open amount with
+//! `payment_method_types[]=ideal`, not confirmed: the browser confirms it (Stripe.js
+//! `confirmIdealPayment`) and goes to the customer's bank, which sends it back to
+//! `/pay/<invoice>/done` ([`returned`]). The attempt is `open` while the customer may
+//! still complete it at the bank; a repeat in the same state hands out the same payment;
+//! a card paying after it, or an iDEAL payment after a card waiting for authentication,
+//! cancels the earlier payment at the provider first (`supersede`), so the invoice is
+//! never paid twice by one customer's clicks.
+//!
 //! The ledger is still posted only by the verified `payment_intent.succeeded` webhook,
 //! once per payment id; nothing here posts an entry.
 
@@ -35,8 +45,8 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    card_account, checked_setup, provider_customer, save_setup_card, Charge, PaymentRequest,
-    Provider, PspError, Setup, SetupRequest,
+    card_account, checked_setup, payment_record, provider_customer, save_setup_card, Charge,
+    PaymentRequest, Provider, PspError, Setup, SetupRequest,
 };
 use crate::payments::{derive, entries, PayError};
 use crate::rate::accounts::{Accounts, PaymentMethod};
@@ -51,6 +61,9 @@ pub struct PayAttempt {
     pub state: String,
     /// 1, 2, … within the same state (a new one only after a decline or a failure).
     pub attempt: u32,
+    /// `card` (not written: the records before iDEAL have none) or `ideal`.
+    #[serde(default = "card", skip_serializing_if = "is_card")]
+    pub method: String,
     pub amount: Cents,
     pub customer: String,
     pub payment_method: String,
@@ -60,11 +73,25 @@ pub struct PayAttempt {
     #[serde(default)]
     pub payment: String,
     /// `pending` (asked, no answer recorded), `succeeded`, `processing`,
-    /// `requires_action`, `declined`, `failed`.
+    /// `requires_action`, `declined`, `failed`; iDEAL: `open` (made, the customer may
+    /// complete it at the bank), `canceled`.
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     pub date: String,
+}
+
+/// The `method` of a card attempt.
+pub const CARD: &str = "card";
+/// The `method` of an iDEAL attempt.
+pub const IDEAL: &str = "ideal";
+
+fn card() -> String {
+    CARD.into()
+}
+
+fn is_card(m: &str) -> bool {
+    m == CARD
 }
 
 impl PayAttempt {
@@ -72,8 +99,37 @@ impl PayAttempt {
     fn under_way(&self) -> bool {
         matches!(
             self.status.as_str(),
-            "pending" | "succeeded" | "processing" | "requires_action"
+            "pending" | "succeeded" | "processing" | "requires_action" | "open"
         )
+    }
+
+    /// A new iDEAL attempt (no customer, card or SetupIntent).
+    fn ideal(state: &str, attempt: u32, open: i64, date: NaiveDate) -> PayAttempt {
+        PayAttempt {
+            state: state.to_owned(),
+            attempt,
+            method: IDEAL.into(),
+            amount: Cents(open),
+            customer: String::new(),
+            payment_method: String::new(),
+            setup: String::new(),
+            payment: String::new(),
+            status: "pending".into(),
+            code: None,
+            date: date.to_string(),
+        }
+    }
+
+    /// The request this attempt asks the provider for: its amount, with the key
+    /// `tollgate-pay-<invoice>-<state>-<attempt>` (a repeat is the same request).
+    fn request(&self, currency: &str, account: &str, invoice: &str) -> PaymentRequest {
+        PaymentRequest {
+            invoice: invoice.to_owned(),
+            account: account.to_owned(),
+            amount_cents: self.amount.0,
+            currency: currency.to_owned(),
+            idempotency_key: format!("tollgate-pay-{invoice}-{}-{}", self.state, self.attempt),
+        }
     }
 }
 
@@ -94,6 +150,9 @@ pub enum Online {
     AuthenticationFailed,
     /// Another request for this invoice is being handled now.
     Busy,
+    /// iDEAL: the payment is made; the browser confirms it with this secret and goes to
+    /// the customer's bank.
+    ToBank { client_secret: String },
 }
 
 /// Why a pay-page request was refused.
@@ -108,6 +167,9 @@ pub enum OnlineError {
     /// "Remember this card" asked for an account that does not pay by card.
     #[error("{0}")]
     NotCardAccount(String),
+    /// iDEAL asked where it is not offered (the tariff's currency is not EUR).
+    #[error("{0}")]
+    NotOffered(String),
     /// The provider refused or could not be reached, or the ledger failed (logged).
     #[error("{0}")]
     Unavailable(String),
@@ -177,13 +239,25 @@ fn put(ledger: &Ledger, invoice: &str, a: &PayAttempt) -> Result<(), OnlineError
 }
 
 /// Whether a pay-page payment of `invoice` is under way in the account's current state
-/// (asked, succeeded, processing or waiting for authentication, and no entry posted since):
-/// `collect` does not charge the saved card for it.
-pub fn under_way(ledger: &Ledger, account: &str, invoice: &str) -> Result<bool, LedgerError> {
+/// (asked, succeeded, processing, waiting for authentication, or an iDEAL payment made and
+/// not completed at the bank, and no entry posted since): `collect` does not charge the
+/// saved card for it. `Some` says what is under way, for `collect`'s line.
+pub fn under_way(
+    ledger: &Ledger,
+    account: &str,
+    invoice: &str,
+) -> Result<Option<&'static str>, LedgerError> {
     let Some(a) = attempt(ledger, invoice)? else {
-        return Ok(false);
+        return Ok(None);
     };
-    Ok(a.under_way() && a.state == state(ledger, account, invoice)?.1)
+    if !a.under_way() || a.state != state(ledger, account, invoice)?.1 {
+        return Ok(None);
+    }
+    Ok(Some(if a.method == IDEAL && a.status != "succeeded" {
+        "iDEAL payment under way on the pay page, waiting for the bank"
+    } else {
+        "paid on the pay page, waiting for the provider"
+    }))
 }
 
 /// The invoices with a request being handled in this process.
@@ -269,6 +343,7 @@ pub fn pay(
     let fresh = |n: u32| PayAttempt {
         state: state.clone(),
         attempt: n,
+        method: CARD.into(),
         amount: Cents(open),
         customer: customer.clone(),
         payment_method: pm.clone(),
@@ -280,6 +355,14 @@ pub fn pay(
     };
     let outcome = match prior {
         None => charge(ledger, currency, account, invoice, fresh(1), provider)?,
+        // An iDEAL payment the customer may still complete at the bank: cancelled first.
+        Some(a) if a.method == IDEAL && matches!(a.status.as_str(), "pending" | "open") => {
+            let next = a.attempt + 1;
+            match settle_ideal(ledger, currency, account, invoice, a, provider)? {
+                Some(o) => o,
+                None => charge(ledger, currency, account, invoice, fresh(next), provider)?,
+            }
+        }
         Some(a) => match a.status.as_str() {
             "succeeded" => Online::Succeeded,
             "processing" => Online::Processing,
@@ -308,13 +391,7 @@ pub fn pay(
                     "requires_action" | "requires_confirmation" => {
                         // Another card now: the payment waiting for the first card's
                         // authentication is cancelled before a new one is made.
-                        let after = provider.cancel_payment(&a.payment)?;
-                        if after != "canceled" {
-                            return Err(OnlineError::Unavailable(format!(
-                                "payment {} is {after} after cancelling it",
-                                a.payment
-                            )));
-                        }
+                        cancel(provider, &a.payment)?;
                         charge(
                             ledger,
                             currency,
@@ -372,13 +449,7 @@ fn charge(
     provider: &dyn Provider,
 ) -> Result<Online, OnlineError> {
     put(ledger, invoice, &a)?;
-    let req = PaymentRequest {
-        invoice: invoice.to_owned(),
-        account: account.to_owned(),
-        amount_cents: a.amount.0,
-        currency: currency.to_owned(),
-        idempotency_key: format!("tollgate-pay-{invoice}-{}-{}", a.state, a.attempt),
-    };
+    let req = a.request(currency, account, invoice);
     let outcome = match provider.charge_on_session(&req, &a.customer, &a.payment_method) {
         Ok(o) => o,
         // Unreachable: stays `pending`; the next request asks again with the same key.
@@ -422,6 +493,229 @@ fn charge(
     Ok(online)
 }
 
+/// Cancels a payment not completed at the provider; it must be `canceled` after.
+fn cancel(provider: &dyn Provider, payment: &str) -> Result<(), OnlineError> {
+    let after = provider.cancel_payment(payment)?;
+    if after != "canceled" {
+        return Err(OnlineError::Unavailable(format!(
+            "payment {payment} is {after} after cancelling it"
+        )));
+    }
+    Ok(())
+}
+
+/// An earlier attempt whose payment the customer may still complete in the browser (a
+/// card waiting for authentication, an iDEAL payment not completed at the bank), before
+/// a new attempt replaces it: read back from the provider; succeeded or processing
+/// meanwhile, that outcome (recorded); otherwise cancelled at the provider and recorded
+/// `canceled` (`None`: go on with the new attempt).
+fn supersede(
+    ledger: &Ledger,
+    invoice: &str,
+    mut a: PayAttempt,
+    provider: &dyn Provider,
+) -> Result<Option<Online>, OnlineError> {
+    let p = provider.payment(&a.payment)?;
+    match p.status.as_str() {
+        "succeeded" | "processing" => {
+            a.status = p.status.clone();
+            put(ledger, invoice, &a)?;
+            return Ok(Some(if p.status == "succeeded" {
+                Online::Succeeded
+            } else {
+                Online::Processing
+            }));
+        }
+        "canceled" => {}
+        _ => cancel(provider, &a.payment)?,
+    }
+    a.status = "canceled".into();
+    put(ledger, invoice, &a)?;
+    Ok(None)
+}
+
+/// An iDEAL attempt `pending` or `open` of the current state, before a card pays: a
+/// `pending` one is asked again first (same key: the provider answers with the payment
+/// it made), then it is [`supersede`]d.
+fn settle_ideal(
+    ledger: &Ledger,
+    currency: &str,
+    account: &str,
+    invoice: &str,
+    a: PayAttempt,
+    provider: &dyn Provider,
+) -> Result<Option<Online>, OnlineError> {
+    let a = if a.status == "pending" {
+        match open_ideal(ledger, currency, account, invoice, a, provider)? {
+            Online::ToBank { .. } => attempt(ledger, invoice)?.expect("recorded"),
+            other => return Ok(Some(other)),
+        }
+    } else {
+        a
+    };
+    supersede(ledger, invoice, a, provider)
+}
+
+/// Starts paying `invoice` of `account` with iDEAL on its pay page (see the module
+/// documentation): a PaymentIntent for exactly the open amount derived now,
+/// `payment_method_types[]=ideal`, in `currency` (EUR only: iDEAL takes nothing else,
+/// else [`OnlineError::NotOffered`]), at most one per state of the account: a repeat
+/// while it is `open` hands out the same payment ([`Online::ToBank`] with its client
+/// secret), one that succeeded or is processing answers so; a card payment waiting for
+/// authentication is cancelled first; a `pending` card charge (no answer recorded) is
+/// asked again first and decides.
+pub fn start_ideal(
+    ledger: &Ledger,
+    currency: &str,
+    account: &str,
+    invoice: &str,
+    date: NaiveDate,
+    provider: &dyn Provider,
+) -> Result<Online, OnlineError> {
+    if !currency.eq_ignore_ascii_case("EUR") {
+        return Err(OnlineError::NotOffered(format!(
+            "iDEAL takes EUR only; the tariff's currency is {currency}"
+        )));
+    }
+    let Some(_turn) = Turn::take(invoice) else {
+        return Ok(Online::Busy);
+    };
+    let (open, state) = state(ledger, account, invoice)?;
+    if open <= 0 {
+        return Ok(Online::NothingOpen);
+    }
+    let next = match attempt(ledger, invoice)?.filter(|a| a.state == state) {
+        None => 1,
+        Some(a) => {
+            let next = a.attempt + 1;
+            match (a.method.as_str(), a.status.as_str()) {
+                (_, "succeeded") => return Ok(Online::Succeeded),
+                (_, "processing") => return Ok(Online::Processing),
+                // Asked before and no answer recorded: the same request again, same key.
+                (IDEAL, "pending") => {
+                    return open_ideal(ledger, currency, account, invoice, a, provider)
+                }
+                (IDEAL, "open") => {
+                    let p = provider.payment(&a.payment)?;
+                    match p.status.as_str() {
+                        "canceled" => next,
+                        "succeeded" | "processing" => {
+                            return Ok(supersede(ledger, invoice, a, provider)?
+                                .expect("succeeded or processing"))
+                        }
+                        // Not completed at the bank (yet): the same payment again.
+                        _ => {
+                            return Ok(Online::ToBank {
+                                client_secret: p.client_secret,
+                            })
+                        }
+                    }
+                }
+                (_, "pending") => {
+                    // A card charge with no answer recorded: asked again (same key) first.
+                    match charge(ledger, currency, account, invoice, a, provider)? {
+                        Online::Declined { .. } | Online::AuthenticationFailed => next,
+                        Online::RequiresAction { .. } => {
+                            let a = attempt(ledger, invoice)?.expect("recorded");
+                            if let Some(o) = supersede(ledger, invoice, a, provider)? {
+                                return Ok(o);
+                            }
+                            next
+                        }
+                        other => return Ok(other),
+                    }
+                }
+                (_, "requires_action") => {
+                    if let Some(o) = supersede(ledger, invoice, a, provider)? {
+                        return Ok(o);
+                    }
+                    next
+                }
+                // Declined, failed or cancelled before: a new attempt.
+                _ => next,
+            }
+        }
+    };
+    open_ideal(
+        ledger,
+        currency,
+        account,
+        invoice,
+        PayAttempt::ideal(&state, next, open, date),
+        provider,
+    )
+}
+
+/// Records the iDEAL attempt `a` (`pending`), asks the provider for the payment, records
+/// it `open` with the payment's id.
+fn open_ideal(
+    ledger: &Ledger,
+    currency: &str,
+    account: &str,
+    invoice: &str,
+    mut a: PayAttempt,
+    provider: &dyn Provider,
+) -> Result<Online, OnlineError> {
+    put(ledger, invoice, &a)?;
+    let p = match provider.create_ideal(&a.request(currency, account, invoice)) {
+        Ok(p) => p,
+        // Unreachable: stays `pending`; the next request asks again with the same key.
+        Err(e @ PspError::Unavailable(_)) => return Err(e.into()),
+        Err(e) => {
+            a.status = "failed".into();
+            a.code = Some(e.to_string());
+            put(ledger, invoice, &a)?;
+            return Err(e.into());
+        }
+    };
+    a.payment = p.id;
+    let online = match p.status.as_str() {
+        // A repeat the provider answers with a payment completed since.
+        "succeeded" => Online::Succeeded,
+        "processing" => Online::Processing,
+        _ => Online::ToBank {
+            client_secret: p.client_secret,
+        },
+    };
+    a.status = match online {
+        Online::Succeeded => "succeeded",
+        Online::Processing => "processing",
+        _ => "open",
+    }
+    .into();
+    put(ledger, invoice, &a)?;
+    Ok(online)
+}
+
+/// The customer back from the bank on `/pay/<invoice>/done` with `payment` (Stripe adds
+/// `payment_intent=<id>` to the return URL): the payment read back from the provider
+/// must name this invoice and account ([`OnlineError::NotFound`] otherwise: nothing the
+/// browser says is trusted but the id). `true` when it was received: it succeeded or
+/// is processing at the provider, or its webhook was recorded already. Nothing is
+/// written: the webhook posts it.
+pub fn returned(
+    ledger: &Ledger,
+    account: &str,
+    invoice: &str,
+    payment: &str,
+    provider: &dyn Provider,
+) -> Result<bool, OnlineError> {
+    let not_found = || OnlineError::NotFound(format!("no payment {payment} of invoice {invoice}"));
+    let p = match provider.payment(payment) {
+        Ok(p) => p,
+        Err(PspError::Refused(_)) => return Err(not_found()),
+        Err(e) => return Err(e.into()),
+    };
+    if p.id != payment
+        || p.invoice.as_deref() != Some(invoice)
+        || p.account.as_deref() != Some(account)
+    {
+        return Err(not_found());
+    }
+    Ok(matches!(p.status.as_str(), "succeeded" | "processing")
+        || payment_record(ledger, provider.name(), &p.id)?.is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,6 +735,7 @@ mod tests {
         let mut a = PayAttempt {
             state: "1210-3".into(),
             attempt: 1,
+            method: CARD.into(),
             amount: Cents(1210),
             customer: "cus_1".into(),
             payment_method: "pm_1".into(),
@@ -455,11 +750,35 @@ mod tests {
             ("succeeded", true),
             ("processing", true),
             ("requires_action", true),
+            ("open", true),
             ("declined", false),
             ("failed", false),
+            ("canceled", false),
         ] {
             a.status = s.into();
             assert_eq!(a.under_way(), under, "{s}");
         }
+    }
+
+    #[test]
+    fn card_attempts_are_stored_as_before_ideal_ones_say_so() {
+        let a = PayAttempt::ideal(
+            "1210-3",
+            2,
+            1210,
+            NaiveDate::from_ymd_opt(2026, 10, 20).unwrap(),
+        );
+        let v = serde_json::to_value(&a).unwrap();
+        assert_eq!(v["method"], "ideal");
+        assert_eq!(
+            a.request("EUR", "C1", "2026-000001").idempotency_key,
+            "tollgate-pay-2026-000001-1210-3-2"
+        );
+        let mut c = a.clone();
+        c.method = CARD.into();
+        let v = serde_json::to_value(&c).unwrap();
+        assert!(v.get("method").is_none(), "{v}");
+        let back: PayAttempt = serde_json::from_value(v).unwrap();
+        assert_eq!(back.method, "card");
     }
 }

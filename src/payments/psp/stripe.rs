@@ -190,6 +190,19 @@ fn fail(status: u16, v: &Value) -> PspError {
     }
 }
 
+/// A PaymentIntent's JSON as [`PaymentState`].
+fn payment_state(v: &Value) -> PaymentState {
+    PaymentState {
+        id: text(&v["id"]).unwrap_or_default(),
+        status: text(&v["status"]).unwrap_or_default(),
+        client_secret: text(&v["client_secret"]).unwrap_or_default(),
+        payment_method: text(&v["payment_method"]),
+        amount_cents: v["amount"].as_i64().unwrap_or(0),
+        invoice: text(&v["metadata"]["invoice"]),
+        account: text(&v["metadata"]["account"]),
+    }
+}
+
 fn payment_form(r: &PaymentRequest) -> Vec<(&'static str, String)> {
     vec![
         ("amount", r.amount_cents.to_string()),
@@ -227,12 +240,23 @@ impl Provider for Stripe {
         if !(200..300).contains(&status) {
             return Err(fail(status, &v));
         }
-        Ok(PaymentState {
-            id: text(&v["id"]).unwrap_or_default(),
-            status: text(&v["status"]).unwrap_or_default(),
-            client_secret: text(&v["client_secret"]).unwrap_or_default(),
-            payment_method: text(&v["payment_method"]),
-        })
+        Ok(payment_state(&v))
+    }
+
+    fn create_ideal(&self, r: &PaymentRequest) -> Result<PaymentState, PspError> {
+        let mut form = payment_form(r);
+        form.push(("payment_method_types[]", "ideal".to_owned()));
+        let (status, v) = self.post("/v1/payment_intents", &form, Some(&r.idempotency_key))?;
+        if !(200..300).contains(&status) {
+            return Err(fail(status, &v));
+        }
+        let p = payment_state(&v);
+        if p.id.is_empty() {
+            return Err(PspError::Unavailable(
+                "stripe payment_intent without id".into(),
+            ));
+        }
+        Ok(p)
     }
 
     fn cancel_payment(&self, id: &str) -> Result<String, PspError> {

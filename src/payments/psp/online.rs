@@ -439,6 +439,28 @@ pub fn pay(
     Ok(outcome)
 }
 
+/// Records the attempt `a` as it stands (`pending`) before `call` asks the provider; a
+/// refusal is recorded `failed` with the provider's reason. An unreachable provider leaves
+/// it `pending`: the next request asks again with the same idempotency key.
+fn ask<T>(
+    ledger: &Ledger,
+    invoice: &str,
+    a: &mut PayAttempt,
+    call: impl FnOnce(&PayAttempt) -> Result<T, PspError>,
+) -> Result<T, OnlineError> {
+    put(ledger, invoice, a)?;
+    match call(a) {
+        Ok(x) => Ok(x),
+        Err(e @ PspError::Unavailable(_)) => Err(e.into()),
+        Err(e) => {
+            a.status = "failed".into();
+            a.code = Some(e.to_string());
+            put(ledger, invoice, a)?;
+            Err(e.into())
+        }
+    }
+}
+
 /// Records the attempt `a` (`pending`), asks the provider, records the outcome.
 fn charge(
     ledger: &Ledger,
@@ -448,19 +470,10 @@ fn charge(
     mut a: PayAttempt,
     provider: &dyn Provider,
 ) -> Result<Online, OnlineError> {
-    put(ledger, invoice, &a)?;
-    let req = a.request(currency, account, invoice);
-    let outcome = match provider.charge_on_session(&req, &a.customer, &a.payment_method) {
-        Ok(o) => o,
-        // Unreachable: stays `pending`; the next request asks again with the same key.
-        Err(e @ PspError::Unavailable(_)) => return Err(e.into()),
-        Err(e) => {
-            a.status = "failed".into();
-            a.code = Some(e.to_string());
-            put(ledger, invoice, &a)?;
-            return Err(e.into());
-        }
-    };
+    let outcome = ask(ledger, invoice, &mut a, |a| {
+        let req = a.request(currency, account, invoice);
+        provider.charge_on_session(&req, &a.customer, &a.payment_method)
+    })?;
     let online = match outcome {
         Charge::Succeeded { id, .. } => {
             a.payment = id;
@@ -656,18 +669,9 @@ fn open_ideal(
     mut a: PayAttempt,
     provider: &dyn Provider,
 ) -> Result<Online, OnlineError> {
-    put(ledger, invoice, &a)?;
-    let p = match provider.create_ideal(&a.request(currency, account, invoice)) {
-        Ok(p) => p,
-        // Unreachable: stays `pending`; the next request asks again with the same key.
-        Err(e @ PspError::Unavailable(_)) => return Err(e.into()),
-        Err(e) => {
-            a.status = "failed".into();
-            a.code = Some(e.to_string());
-            put(ledger, invoice, &a)?;
-            return Err(e.into());
-        }
-    };
+    let p = ask(ledger, invoice, &mut a, |a| {
+        provider.create_ideal(&a.request(currency, account, invoice))
+    })?;
     a.payment = p.id;
     let online = match p.status.as_str() {
         // A repeat the provider answers with a payment completed since.

@@ -60,8 +60,15 @@ pub struct Shard {
 impl Shard {
     fn with_buckets(m: u64) -> Shard {
         let m = m.max(1);
+        let mut bytes = vec![0u8; (m * BUCKET_BITS).div_ceil(8) as usize + 8];
+        // Every page written once now: a zeroed allocation maps the shared zero page,
+        // and the first insert into a page a probe had read replaced it under a TLB
+        // flush of every core (seen as a tenth of the id scan's time).
+        for i in (0..bytes.len()).step_by(4096) {
+            bytes[i] = std::hint::black_box(0);
+        }
         Shard {
-            bytes: vec![0u8; (m * BUCKET_BITS).div_ceil(8) as usize + 8],
+            bytes,
             m,
             len: 0,
             stash: Vec::new(),
@@ -457,6 +464,21 @@ pub fn encode_entry(buf: &mut Vec<u8>, id: &[u8]) {
     }
     buf.push(n as u8);
     buf.extend_from_slice(id);
+}
+
+/// The length of the encoded entry at the start of `buf` (varint and id bytes).
+#[inline]
+pub fn entry_len(buf: &[u8]) -> usize {
+    let (mut n, mut i, mut shift) = (0usize, 0usize, 0);
+    loop {
+        let b = buf[i];
+        i += 1;
+        n |= ((b & 0x7f) as usize) << shift;
+        if b & 0x80 == 0 {
+            return i + n;
+        }
+        shift += 7;
+    }
 }
 
 /// The ids of one encoded value; `None` when it is not a value of this format.

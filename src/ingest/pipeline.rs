@@ -329,6 +329,7 @@ impl Pool {
                     spill_layout,
                     share(expected_segment),
                     share(expected),
+                    cross.is_some(),
                 ),
                 daily: Daily::default(),
             })
@@ -518,6 +519,9 @@ fn work(job: &Job) -> WorkerOut {
                         id,
                         line_start,
                     );
+                    if spill.keeps_ids() {
+                        spill.push_id(id, rater.rated_id(line));
+                    }
                 }
                 Err(reason) => rejects.push((line_no, reason, line_start, line_end)),
             }
@@ -617,6 +621,7 @@ fn collect(
     drop(spills);
     let crate::ingest::totals::IdScan {
         parts,
+        id_bytes,
         repeated,
         maybe,
         candidate_starts,
@@ -738,10 +743,7 @@ fn collect(
     }
     if cross.is_some() {
         let t_encode = Instant::now();
-        let id_pos = layout.pos[Column::RecordId as usize] as usize;
-        out.index = Some(encode_index(
-            bytes, parts, &dup_at, id_pos, tariff, accounts, layout, now, threads,
-        ));
+        out.index = Some(encode_index(parts, id_bytes, &dup_at, threads));
         crate::ingest::totals::release_freed_memory();
         tracing::debug!(
             scan_seconds,
@@ -762,110 +764,96 @@ fn collect(
 }
 
 /// Encodes the file's entries of the cross-file index from the id buffers (per id
-/// partition, per worker: hash and line start of each rated record), leaving out the
-/// duplicates (`dup_at`: hash and line start). Per partition, on `threads` threads: a
-/// counting sort by disk bucket, then each record's id read from its line (prefetched a
-/// few records ahead) and appended to its bucket's value. Frees the buffers as it goes.
-#[allow(clippy::too_many_arguments)]
+/// partition, per worker: hash and line start of each rated record) and the record ids
+/// the workers kept beside them (`id_bytes`, entries already encoded, same order),
+/// leaving out the duplicates (`dup_at`: hash and line start). Per partition, on
+/// `threads` threads: the bytes of each disk bucket counted, then every entry copied to
+/// its bucket's place in one buffer (both walks sequential over the kept ids; the
+/// writes land in a buffer of the partition's size). Frees the buffers as it goes.
 fn encode_index(
-    bytes: &[u8],
     parts: Vec<Vec<Vec<crate::ingest::totals::IdAt>>>,
+    id_bytes: Vec<Vec<Vec<u8>>>,
     dup_at: &[(u64, u64)],
-    id_pos: usize,
-    tariff: &Tariff,
-    accounts: &AccountIndex,
-    layout: &Layout,
-    now: i64,
     threads: usize,
 ) -> crate::ingest::dedup::FileIndex {
-    use crate::ingest::dedup::{disk_bucket, encode_entry, IndexPart, BUCKET_BITS_DISK};
+    use crate::ingest::dedup::{disk_bucket, entry_len, IndexPart, BUCKET_BITS_DISK};
+    assert_eq!(
+        parts.len(),
+        id_bytes.len(),
+        "record ids kept per id partition"
+    );
     let n_parts = parts.len().max(1);
     let part_bits = n_parts.trailing_zeros();
     let threads = threads.max(1);
-    let mut jobs: Vec<Vec<(usize, Vec<Vec<crate::ingest::totals::IdAt>>)>> =
-        (0..threads).map(|_| Vec::new()).collect();
-    for (p, bufs) in parts.into_iter().enumerate() {
-        jobs[p % threads].push((p, bufs));
+    type Job = (usize, Vec<Vec<crate::ingest::totals::IdAt>>, Vec<Vec<u8>>);
+    let mut jobs: Vec<Vec<Job>> = (0..threads).map(|_| Vec::new()).collect();
+    for (p, (bufs, kept)) in parts.into_iter().zip(id_bytes).enumerate() {
+        jobs[p % threads].push((p, bufs, kept));
     }
     let mut done: Vec<(usize, IndexPart, u64)> = std::thread::scope(|s| {
         let handles: Vec<_> = jobs
             .into_iter()
             .map(|mine| {
                 s.spawn(move || {
-                    let mut rater = Rater::new(tariff, accounts, layout.clone(), now);
                     let mut out = Vec::new();
-                    for (p, bufs) in mine {
+                    for (p, bufs, kept) in mine {
                         let part_of = |h: u64| h.checked_shr(64 - part_bits).unwrap_or(0) as usize;
                         let dups: FxHashSet<u64> = dup_at
                             .iter()
                             .filter(|d| part_of(d.0) == p)
                             .map(|d| d.1)
                             .collect();
-                        // Counting sort by bucket inside the partition's range.
+                        // Every (bucket, entry) of the partition, in spill order.
+                        let entries = || {
+                            bufs.iter().zip(&kept).flat_map(|(ids, bytes)| {
+                                let mut at = 0usize;
+                                ids.iter().map(move |&(h, line)| {
+                                    let n = entry_len(&bytes[at..]);
+                                    let e = &bytes[at..at + n];
+                                    at += n;
+                                    (h, line, e)
+                                })
+                            })
+                        };
                         let local_bits = BUCKET_BITS_DISK - part_bits;
                         let first = (p as u32) << local_bits;
-                        let mut counts = vec![0u32; (1usize << local_bits) + 1];
-                        for &(h, at) in bufs.iter().flatten() {
-                            if dups.is_empty() || !dups.contains(&at) {
-                                counts[(disk_bucket(h) - first) as usize + 1] += 1;
+                        let keep = |line: u64| dups.is_empty() || !dups.contains(&line);
+                        // Bytes per bucket; then each non-empty bucket's value is its
+                        // format byte and its entries.
+                        let mut size = vec![0usize; 1usize << local_bits];
+                        let mut n = 0u64;
+                        for (h, line, e) in entries() {
+                            if keep(line) {
+                                size[(disk_bucket(h) - first) as usize] += e.len();
+                                n += 1;
                             }
                         }
-                        let mut sum = 0u32;
-                        for c in counts.iter_mut() {
-                            sum += *c;
-                            *c = sum;
-                        }
-                        let n = *counts.last().expect("non-empty") as usize;
-                        let mut sorted = vec![0u64; n];
-                        for buf in bufs {
-                            for (h, at) in buf {
-                                if dups.is_empty() || !dups.contains(&at) {
-                                    let c = &mut counts[(disk_bucket(h) - first) as usize];
-                                    sorted[*c as usize] = at;
-                                    *c += 1;
-                                }
-                            }
-                        }
-                        // counts[b] is now the end of bucket b (the start of b + 1).
                         let mut part = IndexPart {
-                            buf: Vec::with_capacity(n * 24),
+                            buf: Vec::new(),
                             chunks: Vec::new(),
                         };
-                        let mut from = 0usize;
-                        for (b, &end) in counts[..1usize << local_bits].iter().enumerate() {
-                            let to = end as usize;
-                            if to == from {
-                                continue;
+                        let mut total = 0usize;
+                        let mut next = size;
+                        for (b, s) in next.iter_mut().enumerate() {
+                            if *s > 0 {
+                                part.chunks.push((first + b as u32, total, total + 1 + *s));
+                                total += 1 + *s;
+                                *s = total - *s; // where this bucket's entries go
                             }
-                            let start = part.buf.len();
-                            part.buf.push(1);
-                            for j in from..to {
-                                if let Some(&a) = sorted.get(j + 8) {
-                                    crate::rate::hint::prefetch(
-                                        bytes.as_ptr().wrapping_add(a as usize),
-                                    );
-                                }
-                                let at = sorted[j] as usize;
-                                let nl = memchr::memchr(b'\n', &bytes[at..])
-                                    .map_or(bytes.len(), |i| at + i);
-                                let end = if nl > at && bytes[nl - 1] == b'\r' {
-                                    nl - 1
-                                } else {
-                                    nl
-                                };
-                                match id_field(id_pos, &bytes[at..end]) {
-                                    Some(id) => encode_entry(&mut part.buf, id),
-                                    None => {
-                                        let id =
-                                            rater.record_id(&bytes[at..end]).unwrap_or_default();
-                                        encode_entry(&mut part.buf, &id);
-                                    }
-                                }
-                            }
-                            part.chunks.push((first + b as u32, start, part.buf.len()));
-                            from = to;
                         }
-                        out.push((p, part, n as u64));
+                        part.buf = vec![0u8; total];
+                        for &(_, start, _) in &part.chunks {
+                            part.buf[start] = 1;
+                        }
+                        for (h, line, e) in entries() {
+                            if keep(line) {
+                                let at = &mut next[(disk_bucket(h) - first) as usize];
+                                part.buf[*at..*at + e.len()].copy_from_slice(e);
+                                *at += e.len();
+                            }
+                        }
+                        drop((bufs, kept));
+                        out.push((p, part, n));
                     }
                     out
                 })
@@ -882,21 +870,6 @@ fn encode_index(
         parts: done.into_iter().map(|d| d.1).collect(),
         ids,
     }
-}
-
-/// The record id field of an unquoted line (`None` for a quoted line: split in full).
-#[inline]
-fn id_field(id_pos: usize, line: &[u8]) -> Option<&[u8]> {
-    if memchr::memchr(b'"', line).is_some() {
-        return None;
-    }
-    let mut commas = memchr::memchr_iter(b',', line);
-    let from = match id_pos {
-        0 => 0,
-        p => commas.nth(p - 1)? + 1,
-    };
-    let to = commas.next().unwrap_or(line.len());
-    Some(&line[from..to])
 }
 
 #[cfg(test)]

@@ -134,6 +134,11 @@ pub struct Spill {
     recs: Vec<Vec<Rec>>,
     /// (record-id hash, byte offset of the line) per rated record.
     ids: Vec<Vec<IdAt>>,
+    /// With the cross-file index: per id partition, the record ids of `ids` in the same
+    /// order, each as the index stores it (varint length, id bytes), copied while the
+    /// line is in cache so that the index values are built without reading the file
+    /// again.
+    id_bytes: Vec<Vec<u8>>,
 }
 
 /// A rated record's id hash and the byte offset of its line in the file (to read the id
@@ -142,11 +147,19 @@ pub type IdAt = (u64, u64);
 
 impl Spill {
     /// Empty buffers for `layout`; `segment_hint` and `file_hint` are this worker's
-    /// expected share of a segment and of the file.
-    pub fn new(layout: Layout, segment_hint: usize, file_hint: usize) -> Spill {
+    /// expected share of a segment and of the file; `keep_ids`: the record ids are kept
+    /// too ([`Spill::push_id`], for the cross-file index).
+    pub fn new(layout: Layout, segment_hint: usize, file_hint: usize, keep_ids: bool) -> Spill {
         let per_rec = segment_hint / layout.account_parts + 16;
         let per_id = file_hint / layout.id_parts + 16;
         Spill {
+            id_bytes: if keep_ids {
+                (0..layout.id_parts)
+                    .map(|_| Vec::with_capacity(per_id * 12))
+                    .collect()
+            } else {
+                Vec::new()
+            },
             layout,
             recs: (0..layout.account_parts)
                 .map(|_| Vec::with_capacity(per_rec))
@@ -170,6 +183,20 @@ impl Spill {
         let ids = &mut self.ids[q];
         ids.push((id_hash, line_start as u64));
         prefetch_ahead(ids, ID_AHEAD);
+    }
+
+    /// Whether the record ids are kept ([`Spill::push_id`]).
+    #[inline]
+    pub fn keeps_ids(&self) -> bool {
+        !self.id_bytes.is_empty()
+    }
+
+    /// Keeps the record id of the record [`Spill::push`] added last (same `id_hash`),
+    /// encoded as an index entry; only when [`Spill::keeps_ids`].
+    #[inline]
+    pub fn push_id(&mut self, id_hash: u64, id: &[u8]) {
+        let q = id_hash.checked_shr(self.layout.id_shift).unwrap_or(0) as usize;
+        crate::ingest::dedup::encode_entry(&mut self.id_bytes[q], id);
     }
 }
 
@@ -370,6 +397,9 @@ pub struct Probe<'a> {
 #[derive(Default)]
 pub struct IdScan {
     pub parts: Vec<Vec<Vec<IdAt>>>,
+    /// The kept record ids ([`Spill::push_id`]), per id partition, per worker (empty
+    /// when the spills kept none).
+    pub id_bytes: Vec<Vec<Vec<u8>>>,
     /// Hashes seen more than once in the file.
     pub repeated: FxHashSet<u64>,
     /// Hashes the cross-file filter may hold from earlier files.
@@ -399,6 +429,18 @@ pub fn scan_ids<S: BorrowMut<Spill>>(
                 .collect()
         })
         .collect();
+    let id_bytes: Vec<Vec<Vec<u8>>> = if spills.iter_mut().all(|s| s.borrow_mut().keeps_ids()) {
+        (0..layout.id_parts)
+            .map(|p| {
+                spills
+                    .iter_mut()
+                    .map(|s| std::mem::take(&mut s.borrow_mut().id_bytes[p]))
+                    .collect()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     type Job<'s, 'b> = (
         &'b [Vec<IdAt>],
         Option<(&'s mut [crate::ingest::dedup::Shard], usize)>,
@@ -454,6 +496,7 @@ pub fn scan_ids<S: BorrowMut<Spill>>(
     });
     let mut scan = IdScan {
         parts,
+        id_bytes,
         ..IdScan::default()
     };
     for (r, m, starts) in found {
@@ -658,7 +701,9 @@ mod tests {
             (100_000, 300_000, 2, 65_536),
         ] {
             let layout = Layout::new(n_accounts, segment, records);
-            let mut spills: Vec<Spill> = (0..workers).map(|_| Spill::new(layout, 0, 0)).collect();
+            let mut spills: Vec<Spill> = (0..workers)
+                .map(|_| Spill::new(layout, 0, 0, false))
+                .collect();
             let mut totals = Totals::new(layout);
             let mut want: BTreeMap<AggKey, Agg> = BTreeMap::new();
             let mut seen: HashMap<u64, u32> = HashMap::new();
@@ -768,7 +813,7 @@ mod tests {
     fn empty_finish() {
         assert!(repeated_ids::<Spill>(&mut [], 2).is_empty());
         let l = Layout::new(10, 0, 0);
-        let mut spills = vec![Spill::new(l, 0, 0), Spill::new(l, 0, 0)];
+        let mut spills = vec![Spill::new(l, 0, 0, false), Spill::new(l, 0, 0, false)];
         let mut t = Totals::new(l).finish(&mut spills, 2);
         assert!(t.is_empty() && repeated_ids(&mut spills, 2).is_empty());
         assert_eq!(t.len(), 0);
@@ -788,7 +833,7 @@ mod tests {
             charge_micros: -5,
         };
         totals.parts[(2 >> l.account_shift) as usize].add(&big);
-        let mut spills = vec![Spill::new(l, 0, 0)];
+        let mut spills = vec![Spill::new(l, 0, 0, false)];
         for _ in 0..3 {
             spills[0].push(
                 Rec {

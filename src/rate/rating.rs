@@ -597,6 +597,15 @@ impl<'t> Rater<'t> {
         ))
     }
 
+    /// The record id of the line [`Rater::rate_ahead`] rated last (`line`, as given to
+    /// it): the bytes its record-id hash was computed from. Valid until the next
+    /// [`Rater::scan_ahead`] or [`Rater::split_ahead`].
+    #[inline]
+    pub fn rated_id<'a>(&'a self, line: &'a [u8]) -> &'a [u8] {
+        self.splitters[self.read_slot ^ 1]
+            .field(line, self.layout.pos[Column::RecordId as usize] as usize)
+    }
+
     /// The record-id hash [`Rater::rate_line`] would return for `line` when it rates;
     /// only splits the line (a cheap filter before rating it again).
     pub fn record_id_hash(&mut self, line: &[u8]) -> Option<u64> {

@@ -125,6 +125,30 @@ fn cross_file_duplicates_are_rejected_across_a_daemon_restart() {
             (4, "duplicate_record".into())
         ]
     );
+
+    // A quoted record id is the id inside the quotes, in the index and in the check.
+    let quoted = |l: &str| {
+        let (id, rest) = l.split_once(',').unwrap();
+        format!("\"{id}\",{rest}")
+    };
+    let q_line = a[2998].replacen("A-", "Q-", 1);
+    let d = vec![quoted(&a[20]), quoted(&q_line)];
+    let path = tmp.path().join("d.csv");
+    std::fs::write(&path, file(&header, &d)).unwrap();
+    let out = ws.ingest(&[&path]).ok();
+    assert!(
+        out.stdout
+            .contains("committed seq 4: 2 lines, 1 rated, 1 rejected"),
+        "{out:#?}"
+    );
+    let path = tmp.path().join("e.csv");
+    std::fs::write(&path, file(&header, &[q_line])).unwrap();
+    let out = ws.ingest(&[&path]).ok();
+    assert!(
+        out.stdout
+            .contains("committed seq 5: 1 lines, 0 rated, 1 rejected"),
+        "{out:#?}"
+    );
 }
 
 /// Runs one file through an engine at the processing time `now`: (rated, rejected).

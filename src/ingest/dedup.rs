@@ -288,10 +288,11 @@ impl Filter {
 
     /// A filter for `window_days` whose shards are built by `shard(s)` from the ids of
     /// shard s (the rebuild from the store at start or when it grows), each sized for
-    /// its ids times `headroom` (≥ 1).
+    /// its ids times `headroom` (≥ 1) and at least its share of `room` ids more.
     pub fn from_ids(
         window_days: u32,
         headroom: f64,
+        room: u64,
         min_capacity: u64,
         threads: usize,
         shard: impl Fn(usize) -> Result<Vec<(u64, u32)>, String> + Sync,
@@ -311,11 +312,15 @@ impl Filter {
                     match shard(s) {
                         Ok(ids) => {
                             let cap = ((ids.len() as f64 * headroom) as u64)
+                                .max(ids.len() as u64 + room.div_ceil(SHARDS as u64))
                                 .max(min_capacity.div_ceil(SHARDS as u64));
                             let m =
                                 ((cap as f64 / (SLOTS as f64 * TARGET_LOAD)).ceil() as u64).max(1);
                             let mut sh = Shard::with_buckets(m);
-                            for (h, day) in ids {
+                            for (i, &(h, day)) in ids.iter().enumerate() {
+                                if let Some(&(a, _)) = ids.get(i + AHEAD) {
+                                    sh.prefetch(a);
+                                }
                                 sh.insert(h, fref.epoch(day));
                             }
                             built.lock().expect("lock").push((s, sh));

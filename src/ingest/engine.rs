@@ -117,8 +117,15 @@ pub struct Engine {
 
 /// Ids a cross-file filter has room for at least (its memory: ~2 MB).
 const DEDUP_MIN_IDS: u64 = 1 << 20;
-/// Room a rebuilt filter keeps beyond the ids it holds (a rebuild reads the whole index).
+/// Room a rebuilt filter keeps beyond the ids it holds (a rebuild reads the whole index):
+/// an eighth more, and at least [`DEDUP_FILE_ROOM`] ids more.
 const DEDUP_HEADROOM: f64 = 1.125;
+/// Ids a rebuilt filter has room for beyond those it holds, at least: a 10 M-record file
+/// fits without a rebuild (~32 MB of filter).
+const DEDUP_FILE_ROOM: u64 = 16 << 20;
+/// A filter that must grow for a file is rebuilt for this many times the ids it will
+/// hold after the file.
+const DEDUP_GROWTH: f64 = 1.5;
 /// Days since 1970-01-01 (UTC) of a Unix time.
 fn day_of(unix: i64) -> u32 {
     unix.div_euclid(86_400).max(0) as u32
@@ -404,25 +411,16 @@ impl Engine {
         let reference = self.reference();
         let today = day_of(now);
         // The cross-file filter, held while the file is rated (one file at a time);
-        // grown first (rebuilt from the index) when the file's records might not fit.
+        // grown (rebuilt from the index) when the file's ids would not fit.
         let mut filter = self.dedup.as_ref().map(|f| f.lock().expect("dedup filter"));
         if let Some(f) = filter.as_deref_mut() {
             f.expire(today);
-            let expected = size / 40 + 1;
-            if f.lacks_room_for(expected) {
-                let want = ((f.len() + expected) as f64 * 1.5) as u64;
-                match rebuild_filter(
-                    &self.ledger,
-                    self.cfg.dedup_window_days,
-                    today,
-                    want,
-                    self.cfg.workers,
-                ) {
-                    Ok(g) => *f = g,
-                    Err(e) => return FileResult::Failed(e.to_string()),
-                }
-            }
         }
+        let (window, workers) = (self.cfg.dedup_window_days, self.cfg.workers);
+        let grow = |held: u64, adding: u64| {
+            let want = ((held + adding) as f64 * DEDUP_GROWTH) as u64;
+            rebuild_filter(&self.ledger, window, today, want, workers).map_err(|e| e.to_string())
+        };
         let first_day = filter.as_deref().map_or(0, |f| f.first_day(today));
         let ledger = &self.ledger;
         let exact = move |ids: &[&[u8]]| {
@@ -441,6 +439,7 @@ impl Engine {
                     filter: f,
                     today,
                     exact: &exact,
+                    grow: &grow,
                 });
             let outcome = self.pool.rate_file_with(
                 data.clone(),
@@ -700,6 +699,7 @@ fn rebuild_filter(
     let f = Filter::from_ids(
         window_days,
         DEDUP_HEADROOM,
+        DEDUP_FILE_ROOM,
         capacity.max(DEDUP_MIN_IDS),
         threads,
         |s| {

@@ -155,7 +155,14 @@ pub struct Cross<'a> {
     /// The exact check: which of these record ids an earlier file committed inside the
     /// window.
     pub exact: &'a ExactCheck<'a>,
+    /// A bigger filter (rebuilt from the index), for when the file's ids do not fit:
+    /// called with the ids held and the ids to add.
+    pub grow: &'a GrowFilter<'a>,
 }
+
+/// See [`Cross::grow`].
+pub type GrowFilter<'a> =
+    dyn Fn(u64, u64) -> Result<crate::ingest::dedup::Filter, String> + Sync + 'a;
 
 /// The exact cross-file check: for each record id, whether an earlier file committed it
 /// inside the window (or why the index could not be read).
@@ -607,6 +614,14 @@ fn collect(
     // cross-file check, those the filter may hold from earlier files: the file's ids
     // are added to the filter in the same pass, partition by partition).
     let mut totals = totals.finish(&mut spills, threads);
+    // The filter grows (a rebuild from the index) only when the ids this file adds,
+    // counted exactly, would fill it past its load.
+    if let Some(c) = cross.as_mut() {
+        let adding: u64 = spills.iter().map(|s| s.id_count()).sum();
+        if c.filter.lacks_room_for(adding) {
+            *c.filter = (c.grow)(c.filter.len(), adding).map_err(FileError::Index)?;
+        }
+    }
     let probe = cross.as_mut().map(|c| {
         let (live, epoch) = (c.filter.live(c.today), c.filter.epoch(c.today));
         crate::ingest::totals::Probe {
@@ -689,7 +704,13 @@ fn collect(
         let earlier = match (&cross, ask.is_empty()) {
             (Some(c), false) => {
                 let ids: Vec<&[u8]> = ask.iter().map(Vec::as_slice).collect();
+                let t = Instant::now();
                 let got = (c.exact)(&ids).map_err(FileError::Index)?;
+                tracing::debug!(
+                    ids = ids.len(),
+                    seconds = t.elapsed().as_secs_f64(),
+                    "cross-file index: exact check"
+                );
                 if got.len() != ids.len() {
                     return Err(FileError::Index(
                         "exact check answered the wrong count".into(),

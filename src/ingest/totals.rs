@@ -185,6 +185,11 @@ impl Spill {
         prefetch_ahead(ids, ID_AHEAD);
     }
 
+    /// Record-id hashes spilled (the rated records of the file so far).
+    pub fn id_count(&self) -> u64 {
+        self.ids.iter().map(|v| v.len() as u64).sum()
+    }
+
     /// Whether the record ids are kept ([`Spill::push_id`]).
     #[inline]
     pub fn keeps_ids(&self) -> bool {

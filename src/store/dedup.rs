@@ -117,7 +117,9 @@ impl Ledger {
     }
 
     /// Which of `ids` a committed file of commit day `first_day` or later holds in the
-    /// index: exact comparison of the id bytes, one prefix scan per bucket asked.
+    /// index: exact comparison of the id bytes. The ids are taken in bucket order, the
+    /// buckets split between two threads, each walking its buckets with one iterator
+    /// (a seek per bucket asked).
     pub fn dedup_lookup(&self, ids: &[&[u8]], first_day: u32) -> Result<Vec<bool>, LedgerError> {
         let mut order: Vec<(u32, usize)> = ids
             .iter()
@@ -131,9 +133,42 @@ impl Ledger {
             })
             .collect();
         order.sort_unstable();
+        // Two runs of buckets (split where a bucket starts).
+        let mut cut = order.len() / 2;
+        while cut > 0 && cut < order.len() && order[cut].0 == order[cut - 1].0 {
+            cut += 1;
+        }
+        let (left, right) = order.split_at(cut.min(order.len()));
+        let found = std::thread::scope(|s| {
+            let other = s.spawn(|| self.dedup_lookup_run(ids, right, first_day));
+            let mine = self.dedup_lookup_run(ids, left, first_day);
+            (mine, other.join().expect("index lookup thread panicked"))
+        });
         let mut out = vec![false; ids.len()];
+        for run in [found.0?, found.1?] {
+            for i in run {
+                out[i] = true;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The indices (into `ids`) of the ids of `order` (bucket, index; sorted) held.
+    fn dedup_lookup_run(
+        &self,
+        ids: &[&[u8]],
+        order: &[(u32, usize)],
+        first_day: u32,
+    ) -> Result<Vec<usize>, LedgerError> {
+        let mut held_ids = Vec::new();
+        let Some(&(last, _)) = order.last() else {
+            return Ok(held_ids);
+        };
         let cf = self.cf(CF_DEDUP);
-        let mut rest = &order[..];
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_iterate_upper_bound(index_key(last + 1, 0, 0).to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(cf, ro);
+        let mut rest = order;
         while let Some(&(bucket, _)) = rest.first() {
             let n = rest
                 .iter()
@@ -141,33 +176,35 @@ impl Ledger {
                 .unwrap_or(rest.len());
             let (group, tail) = rest.split_at(n);
             rest = tail;
-            let from = index_key(bucket, first_day, 0);
             let to = index_key(bucket + 1, 0, 0);
-            let mut ro = rocksdb::ReadOptions::default();
-            ro.set_iterate_upper_bound(to.to_vec());
-            let it = self.db.iterator_cf_opt(
-                cf,
-                ro,
-                rocksdb::IteratorMode::From(&from, rocksdb::Direction::Forward),
-            );
-            for item in it {
-                let (k, v) = item.map_err(|e| self.err(e))?;
-                let held = decode_ids(&v).ok_or_else(|| LedgerError::Corrupt {
-                    path: self.path.clone(),
-                    key: format!("dedup/{}", hex(&k)),
-                    message: "not an index value".into(),
-                })?;
-                for &(_, i) in group {
-                    if !out[i] && held.iter().any(|h| *h == ids[i]) {
-                        out[i] = true;
-                    }
-                }
-                if group.iter().all(|&(_, i)| out[i]) {
+            let mut open: Vec<usize> = group.iter().map(|g| g.1).collect();
+            // A bucket's keys are in commit-day order: the seek passes over the values
+            // of the days before the window.
+            it.seek(index_key(bucket, first_day, 0));
+            while let Some((k, v)) = it.item() {
+                if k >= &to[..] {
                     break;
                 }
+                let held = decode_ids(v).ok_or_else(|| LedgerError::Corrupt {
+                    path: self.path.clone(),
+                    key: format!("dedup/{}", hex(k)),
+                    message: "not an index value".into(),
+                })?;
+                open.retain(|&i| {
+                    let hit = held.iter().any(|h| *h == ids[i]);
+                    if hit {
+                        held_ids.push(i);
+                    }
+                    !hit
+                });
+                if open.is_empty() {
+                    break;
+                }
+                it.next();
             }
+            it.status().map_err(|e| self.err(e))?;
         }
-        Ok(out)
+        Ok(held_ids)
     }
 
     /// Calls `f(id hash, commit day)` for every id of the index in buckets

@@ -708,3 +708,111 @@ fn tariff_errors_name_file_line_and_column() {
         "{e}"
     );
 }
+
+/// The cross-file filter grows when a file's ids would fill it (called once, with the
+/// ids held and the file's rated ids, counted exactly); every id of the file is then in
+/// the grown filter and in the file's index values (kept by the workers, quoted ids
+/// unquoted), and the next file's re-sent ids are asked of the exact check, which alone
+/// decides.
+#[test]
+fn cross_file_filter_grows_for_a_file_and_holds_all_its_ids() {
+    use std::sync::Mutex;
+    use tollgate::ingest::dedup::{decode_value, Filter};
+    use tollgate::ingest::pipeline::Cross;
+    let f = fixture();
+    let line = |i: u32| {
+        let id = if i % 7 == 0 {
+            format!("\"id{i}\"")
+        } else {
+            format!("id{i}")
+        };
+        format!("{id},A1,sms,+316,0612345678,2026-10-06T08:00:00Z,,\n")
+    };
+    let mut first = format!("{HEADER}\n");
+    for i in 0..5000 {
+        first.push_str(&line(i));
+    }
+    // One bad row: rejected, so not counted among the ids to add.
+    first.push_str("bad,A1,sms,+316,0612345678,never,,\n");
+    let settings = Settings {
+        columns: None,
+        chunk_bytes: 4096,
+        max_line_bytes: 1024,
+        segment_bytes: 4 * 4096,
+    };
+    let pool = Pool::new(2);
+    let mut filter = Filter::new(64, 62);
+    let grown: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+    let grow = |held: u64, adding: u64| {
+        grown.lock().unwrap().push((held, adding));
+        Ok(Filter::new((held + adding) * 2, 62))
+    };
+    let asked: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+    let exact = |ids: &[&[u8]]| {
+        asked.lock().unwrap().extend(ids.iter().map(|i| i.to_vec()));
+        // Earlier files hold id3 and id14 only (the filter's other "maybe"s are not).
+        Ok(ids.iter().map(|i| *i == b"id3" || *i == b"id14").collect())
+    };
+    let today = 20_400;
+    let run = |text: &str, filter: &mut Filter| {
+        pool.rate_file_with(
+            Arc::new(text.as_bytes().to_vec()),
+            f.tariff.clone(),
+            f.index.clone(),
+            &settings,
+            1_795_694_400,
+            Arc::new(AtomicBool::new(false)),
+            Some(Cross {
+                filter,
+                today,
+                exact: &exact,
+                grow: &grow,
+            }),
+        )
+        .unwrap()
+    };
+    let o = run(&first, &mut filter);
+    assert_eq!((o.rated, o.rejects.len()), (5000, 1));
+    assert_eq!(*grown.lock().unwrap(), vec![(0, 5000)]);
+    assert_eq!(filter.len(), 5000);
+    let live = filter.live(today);
+    let mut indexed: Vec<Vec<u8>> = Vec::new();
+    let index = o.index.unwrap();
+    assert_eq!(index.ids, 5000);
+    for part in &index.parts {
+        for &(_, s, e) in &part.chunks {
+            indexed.extend(
+                decode_value(&part.buf[s..e])
+                    .unwrap()
+                    .into_iter()
+                    .map(<[u8]>::to_vec),
+            );
+        }
+    }
+    indexed.sort();
+    let mut want: Vec<Vec<u8>> = (0..5000).map(|i| format!("id{i}").into_bytes()).collect();
+    want.sort();
+    assert_eq!(indexed, want);
+    for id in &want {
+        assert!(filter.contains(xxhash_rust::xxh3::xxh3_64(id), live));
+    }
+    // The ids of the first file were not asked (none was in the filter before it).
+    assert!(asked.lock().unwrap().is_empty());
+
+    // A second file: ids 0..40 again, 40 new ones; room enough now, no growth.
+    let mut second = format!("{HEADER}\n");
+    for i in (0..40).chain(10_000..10_040) {
+        second.push_str(&line(i));
+    }
+    let o = run(&second, &mut filter);
+    assert_eq!(grown.lock().unwrap().len(), 1);
+    let mut asked = asked.lock().unwrap().clone();
+    asked.sort();
+    let resent: Vec<Vec<u8>> = (0..40).map(|i| format!("id{i}").into_bytes()).collect();
+    assert!(resent.iter().all(|id| asked.contains(id)), "{asked:?}");
+    assert_eq!(o.cross_duplicates, vec![5, 16]);
+    assert_eq!(o.rated, 78);
+    // Every rated id went into the filter while it was probed, the two duplicates too
+    // (a second copy only makes a later "maybe", never a reject).
+    assert_eq!(filter.len(), 5080);
+}

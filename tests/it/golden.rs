@@ -721,7 +721,7 @@ fn cross_file_filter_grows_for_a_file_and_holds_all_its_ids() {
     use tollgate::ingest::pipeline::Cross;
     let f = fixture();
     let line = |i: u32| {
-        let id = if i % 7 == 0 {
+        let id = if i.is_multiple_of(7) {
             format!("\"id{i}\"")
         } else {
             format!("id{i}")

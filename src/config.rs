@@ -577,7 +577,7 @@ impl Config {
                 format!("{max_line_bytes} is out of range 256..=16777216"),
             ));
         }
-        let dedup_window_days = raw.dedup_window_days.unwrap_or(0);
+        let dedup_window_days = raw.dedup_window_days.unwrap_or(62);
         if !(0..=366).contains(&dedup_window_days) {
             return Err(key_err(
                 "dedup_window_days",

@@ -301,6 +301,11 @@ pub struct Tariff {
     /// opened alone ([`Tariff::open`], the snapshots re-rating uses) has none. Allowances
     /// are applied at the close with the tariff in service, like the monthly fees.
     pub allowances: Vec<PlanAllowances>,
+    /// Per deck of the table (same index): its path as the sources name it now. Known
+    /// only when loaded from the sources: an archive keeps the paths its decks had when
+    /// it was compiled, which a copied or moved deployment no longer has (the version
+    /// hashes the paths as written in plans.toml, not where they lead).
+    decks: Vec<PathBuf>,
 }
 
 /// A plan's allowances. The rows that may draw on them are those of the plan's own deck
@@ -332,6 +337,7 @@ impl Tariff {
                 list: p.allowances.clone(),
             })
             .collect();
+        t.decks = src.decks.iter().map(|d| d.path.clone()).collect();
         Ok(t)
     }
 
@@ -401,6 +407,7 @@ impl Tariff {
             path: path.to_owned(),
             tz,
             allowances: Vec::new(),
+            decks: Vec::new(),
         })
     }
 
@@ -424,6 +431,20 @@ impl Tariff {
     /// Path of the archive.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The path of each deck (same index as `table().decks`): where the sources name it
+    /// when loaded from them ([`Tariff::load`]), else where it was when the archive was
+    /// compiled.
+    pub fn deck_paths(&self) -> Vec<PathBuf> {
+        if self.decks.len() == self.table().decks.len() {
+            return self.decks.clone();
+        }
+        self.table()
+            .decks
+            .iter()
+            .map(|d| PathBuf::from(d.as_str()))
+            .collect()
     }
 
     /// The allowances of plan `plan` (index), empty when it has none.

@@ -150,6 +150,8 @@ impl Window {
 #[derive(Debug, Default)]
 pub struct AllowancePlans {
     by_id: HashMap<String, u32>,
+    /// Per plan (same index as `list`): its id.
+    ids: Vec<String>,
     list: Vec<crate::rate::tariff::PlanAllowances>,
     /// Per plan and service: the allowances of that service.
     service_mask: Vec<[u64; 3]>,
@@ -164,7 +166,8 @@ impl AllowancePlans {
                 continue;
             }
             let id = tariff.table().plans[i].id.as_str().to_owned();
-            a.by_id.insert(id, a.list.len() as u32);
+            a.by_id.insert(id.clone(), a.list.len() as u32);
+            a.ids.push(id);
             let mut m = [0u64; 3];
             for (j, x) in p.list.iter().enumerate() {
                 m[x.service as usize] |= 1 << j;
@@ -192,7 +195,12 @@ impl AllowancePlans {
 
     /// Per plan, per row of `tariff`: the allowances the row matches (by destination and
     /// band name; only rows of the plan's own deck, never a fallback plan's); and per
-    /// row its invoice line (destination and band) interned in `groups`.
+    /// row its invoice line (destination and band) interned in `groups`. `tariff` may be
+    /// the snapshot a file was rated with: the plan is found in it by id and its own deck
+    /// is the one its tries reach there ([`ArchivedTable::plan_deck`]), whatever paths
+    /// the snapshot's decks had; a plan the snapshot does not have owns none of its rows.
+    ///
+    /// [`ArchivedTable::plan_deck`]: crate::rate::tariff::ArchivedTable::plan_deck
     pub fn rows(
         &self,
         tariff: &Tariff,
@@ -200,13 +208,14 @@ impl AllowancePlans {
     ) -> (Vec<Vec<u64>>, Vec<u32>) {
         let (mut masks, mut group) = (Vec::new(), Vec::new());
         let t = tariff.table();
-        for p in &self.list {
+        for (p, id) in self.list.iter().zip(&self.ids) {
+            let own = tariff.plan_index(id).and_then(|i| t.plan_deck(i));
             masks.push(
                 t.rows
                     .iter()
                     .map(|r| {
-                        if !p.is_deck(t.decks[r.deck.to_native() as usize].as_str()) {
-                            return 0; // priced through a fallback plan's deck
+                        if Some(r.deck.to_native()) != own {
+                            return 0; // another plan's deck (a fallback's)
                         }
                         let dest = t.destinations[r.destination.to_native() as usize].as_str();
                         let band = band_name(tariff, r.band);

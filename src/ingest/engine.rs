@@ -52,13 +52,8 @@ fn fingerprint(
     tariff: &Tariff,
 ) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
     let mut paths = vec![cfg.accounts_file.clone(), cfg.tariff_plans.clone()];
-    paths.extend(
-        tariff
-            .table()
-            .decks
-            .iter()
-            .map(|d| std::path::PathBuf::from(d.as_str())),
-    );
+    // The decks where the sources name them now (not the archive's compile-time paths).
+    paths.extend(tariff.deck_paths());
     paths
         .into_iter()
         .map(|p| {
@@ -885,7 +880,7 @@ pub fn quote(
         "currency": t.currency.as_str(),
         "month": month_label(p.month),
         "row": {
-            "deck": t.decks[row.deck.to_native() as usize].as_str(),
+            "deck": r.tariff.deck_paths()[row.deck.to_native() as usize].display().to_string(),
             "line": row.line.to_native(),
             "prefix": row.prefix.as_str(),
             "destination": t.destinations[row.destination.to_native() as usize].as_str(),

@@ -8,13 +8,13 @@
 //! steps, UK voice 1.20/min per second, SMS 0.10, data 1.00/MiB in 1024-byte steps.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Value};
 
-use crate::common::{cdr_file, run, tools, Ws, HAND_DECK};
+use crate::common::{cdr_file, hand_config, run, tools, Ws, HAND_DECK};
 use tollgate::rate::allowance::{draw, Draw, RecordId};
 
 // ---------------------------------------------------------------- reference (rules 1–4)
@@ -1130,4 +1130,185 @@ fn open_period_rerate_keeps_the_allowances_and_the_close_its_annex() {
             {"date": "2026-10-04", "records": 1, "charge": "2.250000"}
         ])
     );
+}
+
+// ---------------------------------------------------------------- the plan's own deck in a snapshot
+
+/// The invoices (`<number>.json`) of `dir`, in number order.
+fn invoices_in(dir: &Path) -> Vec<Value> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") && !n.ends_with(".annex.json"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|n| serde_json::from_slice(&fs::read(dir.join(n)).unwrap()).unwrap())
+        .collect()
+}
+
+/// `tollgate usage` of B1 in October 2026: per allowance (used, remaining).
+fn october_used(config: &Path) -> Vec<(u64, u64)> {
+    let u = run(&[
+        "usage",
+        "--config",
+        config.to_str().unwrap(),
+        "--account",
+        "B1",
+        "--period",
+        "2026-10",
+    ])
+    .ok();
+    let u: Value = serde_json::from_str(&u.stdout).unwrap();
+    u["allowances"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no allowances in {u}"))
+        .iter()
+        .map(|a| {
+            (
+                a["used"].as_u64().unwrap(),
+                a["remaining"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Regression (issue 14): the snapshot a file was ingested with names each deck by the
+/// path it had when compiled, so relating its rows to a plan's deck by path failed once
+/// the deployment moved. The decks live outside the plans file's folder (`decks/` beside
+/// `tariffs/plans.toml`), October is ingested, the WHOLE workspace is renamed, and the
+/// open period's usage and the close must draw exactly what the golden October draws
+/// unmoved. Twice: decks named `../decks/…` (every path still valid after the move), and
+/// decks named by absolute path (plans.toml then edited to name the new place: a new
+/// tariff version, while the October file keeps the snapshot it was rated with).
+#[test]
+fn allowances_survive_moving_a_deployment_whose_decks_live_outside_the_plans_folder() {
+    for absolute in [false, true] {
+        moved_deployment(absolute);
+    }
+}
+
+fn moved_deployment(absolute: bool) {
+    let tmp = tempfile::Builder::new()
+        .prefix("tollgate-e2e-")
+        .tempdir()
+        .unwrap();
+    let plans_naming = |root: &Path| {
+        let dir = if absolute {
+            format!("{}/decks/", root.display())
+        } else {
+            "../decks/".to_owned()
+        };
+        let plans = PLANS
+            .replace("deck = \"deck.csv\"", &format!("deck = \"{dir}deck.csv\""))
+            .replace("deck = \"intl.csv\"", &format!("deck = \"{dir}intl.csv\""));
+        assert_eq!(plans.matches("/decks/").count(), 2);
+        fs::write(root.join("tariffs/plans.toml"), plans).unwrap();
+    };
+    let before = tmp.path().join("deployment");
+    fs::create_dir_all(before.join("tariffs")).unwrap();
+    fs::create_dir_all(before.join("decks")).unwrap();
+    plans_naming(&before);
+    fs::write(before.join("decks/deck.csv"), HAND_DECK).unwrap();
+    fs::write(before.join("decks/intl.csv"), INTL_DECK).unwrap();
+    fs::write(before.join("accounts.csv"), ACCOUNTS).unwrap();
+    fs::write(before.join("tollgate.toml"), hand_config("")).unwrap();
+    let f = tmp.path().join("oct.csv");
+    fs::write(&f, cdr_file(OCTOBER)).unwrap();
+    let config = before.join("tollgate.toml");
+    run(&[
+        "ingest",
+        "--config",
+        config.to_str().unwrap(),
+        f.to_str().unwrap(),
+    ])
+    .ok();
+    // What the golden October draws: the NL, UK, "any call", SMS and data allowances
+    // in full, Germany untouched; the US call (fallback plan's deck) draws nothing.
+    let drawn = vec![(150, 0), (100, 0), (20, 0), (2, 0), (2097152, 0), (0, 60)];
+    assert_eq!(october_used(&config), drawn, "absolute {absolute}");
+
+    let after = tmp.path().join("moved");
+    fs::rename(&before, &after).unwrap();
+    // One archive: the one the October file was rated with, compiled at the old place.
+    assert_eq!(fs::read_dir(after.join("data/tariffs")).unwrap().count(), 1);
+    if absolute {
+        plans_naming(&after);
+    }
+    let config = after.join("tollgate.toml");
+    assert_eq!(october_used(&config), drawn, "absolute {absolute}");
+    run(&[
+        "cycle",
+        "close",
+        "--config",
+        config.to_str().unwrap(),
+        "--period",
+        "2026-10",
+        "--issue-date",
+        "2026-11-01",
+    ])
+    .ok();
+    let invs = invoices_in(&after.join("invoices/2026-10"));
+    assert_eq!(invs.len(), 2);
+    assert_eq!(lines(&invs[0]), october_lines(), "absolute {absolute}");
+    // 8.80 usage − 6.10 allowances + 25.00 = 27.70; VAT 21 % = 5.817 → 5.82.
+    assert_eq!(
+        (
+            &invs[0]["net_total"],
+            &invs[0]["vat_total"],
+            &invs[0]["total"]
+        ),
+        (&json!("27.70"), &json!("5.82"), &json!("33.52"))
+    );
+    assert_eq!(
+        lines(&invs[1]),
+        vec![
+            allowance("10 min international", 600, 0, "seconds", "0.00"),
+            sub("intl", "2026-10", "5.00")
+        ]
+    );
+}
+
+/// Regression (issue 14): a fallback plan's deck whose path ends like the plan's own
+/// (`decks/deck.csv` and `wholesale/decks/deck.csv`) is still another plan's deck: the
+/// US call it prices is billed in full and draws on nothing.
+#[test]
+fn a_fallback_deck_with_the_same_file_name_draws_on_nothing() {
+    let ws = workspace();
+    fs::create_dir_all(ws.root.join("tariffs/decks")).unwrap();
+    fs::create_dir_all(ws.root.join("tariffs/wholesale/decks")).unwrap();
+    fs::rename(
+        ws.root.join("tariffs/deck.csv"),
+        ws.root.join("tariffs/decks/deck.csv"),
+    )
+    .unwrap();
+    fs::write(ws.root.join("tariffs/wholesale/decks/deck.csv"), INTL_DECK).unwrap();
+    let plans = PLANS
+        .replace("deck = \"deck.csv\"", "deck = \"decks/deck.csv\"")
+        .replace("deck = \"intl.csv\"", "deck = \"wholesale/decks/deck.csv\"");
+    fs::write(ws.root.join("tariffs/plans.toml"), plans).unwrap();
+    let f = ws.root.join("oct.csv");
+    fs::write(
+        &f,
+        cdr_file(&[
+            // Priced by the fallback plan's deck: 0.50, draws on nothing.
+            "o4,B1,voice,+31611111111,+12125550100,2026-10-05T10:00:00Z,60,0",
+            // NL 60 s (0.70): all from "150 s Netherlands".
+            "o2,B1,voice,+31611111111,+31612345678,2026-10-03T10:00:00Z,60,0",
+        ]),
+    )
+    .unwrap();
+    ws.ingest(&[&f]).ok();
+    let drawn = vec![(60, 90), (0, 100), (0, 20), (0, 2), (0, 2097152), (0, 60)];
+    assert_eq!(october_used(&ws.config), drawn);
+    ws.close("2026-10", "2026-11-01").ok();
+    let inv = ws.read_invoices("2026-10").remove(0);
+    let mut want = vec![
+        usage("Netherlands", "voice", 1, 60, "seconds", "0.70"),
+        usage("United States", "voice", 1, 60, "seconds", "0.50"),
+    ];
+    want.extend(unused_bundle((60, "-0.70")));
+    want.push(sub("bundle", "2026-10", "25.00"));
+    assert_eq!(lines(&inv), want);
 }

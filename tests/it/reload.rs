@@ -205,3 +205,115 @@ fn sighup_as_soon_as_the_address_is_known_does_not_end_the_daemon() {
         d.stop();
     }
 }
+
+/// Regression: the daemon noticed an edited deck by the paths its compiled archive keeps
+/// (where the decks were when it was compiled). Once the deployment had moved it watched
+/// files no longer there, and an edited deck went unnoticed until a SIGHUP: the next
+/// files were rated with the old prices. It watches the decks the sources name now.
+#[test]
+fn an_edited_deck_is_noticed_after_the_deployment_moved() {
+    let tmp = tempfile::Builder::new()
+        .prefix("tollgate-e2e-")
+        .tempdir()
+        .unwrap();
+    let before = tmp.path().join("deployment");
+    std::fs::create_dir_all(before.join("tariffs")).unwrap();
+    std::fs::write(before.join("tariffs/plans.toml"), HAND_PLANS).unwrap();
+    std::fs::write(before.join("tariffs/deck.csv"), HAND_DECK).unwrap();
+    std::fs::write(before.join("accounts.csv"), HAND_ACCOUNTS).unwrap();
+    std::fs::write(
+        before.join("tollgate.toml"),
+        hand_config("api_tokens_file = \"tokens.csv\"\n"),
+    )
+    .unwrap();
+    let config = before.join("tollgate.toml");
+    run(&["tariff", "compile", "--config", config.to_str().unwrap()]).ok();
+    let after = tmp.path().join("moved");
+    std::fs::rename(&before, &after).unwrap();
+    let ws = Ws::at(&after);
+    let op = run(&[
+        "token",
+        "add",
+        "ops",
+        "--role",
+        "operator",
+        "--config",
+        ws.config_arg(),
+    ])
+    .ok()
+    .stdout
+    .trim()
+    .to_owned();
+    // `quote` names the deck where it is now, not where the archive was compiled.
+    let q = run(&[
+        "quote",
+        "--config",
+        ws.config_arg(),
+        "--account",
+        "A1",
+        "--service",
+        "voice",
+        "--to",
+        "0031201234567",
+        "--at",
+        "2026-10-05T10:00:00+02:00",
+        "--usage",
+        "60",
+    ])
+    .ok();
+    let q: Value = serde_json::from_str(&q.stdout).unwrap();
+    assert_eq!(
+        (&q["charge"], &q["row"]["deck"]),
+        (
+            &serde_json::json!("0.700000"),
+            &serde_json::json!(after.join("tariffs/deck.csv").to_str().unwrap())
+        )
+    );
+    let d = Daemon::start(&ws);
+    // NL 60 s: 0.10 + 0.60 = 0.70; after the edit 0.10 + 1.20 = 1.30.
+    let call = |id: &str| {
+        cdr_file(&[&format!(
+            "{id},A1,voice,31612345678,31201234567,2026-10-02T10:00:00Z,60,"
+        )])
+    };
+    ws.drop_file("a.csv", &call("a"));
+    d.wait_until("a.csv committed", || ws.names("done").len() == 1);
+    write_deck(
+        &ws,
+        &HAND_DECK.replace(
+            "31,Netherlands,voice,any,0.10,0.60",
+            "31,Netherlands,voice,any,0.10,1.20",
+        ),
+    );
+    ws.drop_file("b.csv", &call("b"));
+    d.wait_until("b.csv committed", || ws.names("done").len() == 2);
+    let r = http_request(
+        d.addr,
+        "GET",
+        "/api/v1/files?status=committed&limit=10",
+        &[("Authorization", &format!("Bearer {op}"))],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut charges: Vec<(String, String)> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_owned(),
+                f["charge"]["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    charges.sort();
+    assert_eq!(
+        charges,
+        [
+            ("a.csv".to_owned(), "0.700000".to_owned()),
+            ("b.csv".to_owned(), "1.300000".to_owned())
+        ]
+    );
+    assert_eq!(d.stop().code(), Some(0));
+}

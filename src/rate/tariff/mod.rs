@@ -200,6 +200,7 @@ pub fn build(src: &Source) -> Table {
             id: p.id.clone(),
             monthly_fee_cents: p.monthly_fee_cents,
             fallback: p.fallback.map_or(NO_PLAN, |f| f as u32),
+            // Only its own deck's tries: `ArchivedTable::plan_deck` relies on it.
             roots: deck_roots[p.deck],
         });
     }
@@ -237,6 +238,34 @@ pub fn build(src: &Source) -> Table {
     }
 }
 
+impl ArchivedTable {
+    /// The plan's own deck (an index into `decks`): the deck of the rows its tries reach.
+    /// [`build`] makes one trie per deck and service and gives a plan the roots of its
+    /// deck's, so every row reachable from `plans[plan].roots` is a row of that deck
+    /// (a fallback plan's rows are reached only through the fallback, never through the
+    /// roots). This names the deck by the plan, not by a path: an archive keeps the
+    /// paths its decks had when it was compiled, which a copied or moved deployment no
+    /// longer has. `None` for an unknown plan or one whose tries hold no row.
+    pub fn plan_deck(&self, plan: u32) -> Option<u32> {
+        let p = self.plans.get(plan as usize)?;
+        let mut stack: Vec<u32> = p.roots.iter().map(|r| r.to_native()).collect();
+        // A trie is a tree: no walk visits more nodes than there are.
+        let mut visits = self.nodes.len();
+        while let Some(n) = stack.pop() {
+            visits = visits.checked_sub(1)?;
+            let node = self.nodes.get(n as usize)?;
+            if node.rows_start != node.rows_end {
+                return self
+                    .rows
+                    .get(node.rows_start.to_native() as usize)
+                    .map(|r| r.deck.to_native());
+            }
+            stack.extend(node.child.iter().map(|c| c.to_native()).filter(|&c| c != 0));
+        }
+        None
+    }
+}
+
 /// Where the archive of `version` lives.
 pub fn archive_path(data_dir: &Path, version: &str) -> PathBuf {
     data_dir.join("tariffs").join(format!("{version}.rkyv"))
@@ -268,35 +297,22 @@ pub struct Tariff {
     map: Mmap,
     path: PathBuf,
     pub tz: chrono_tz::Tz,
-    /// Per plan of the table (same index): its own deck (as in `table().decks`) and its
-    /// allowances. Known only when loaded from the sources ([`Tariff::load`]); an archive
+    /// Per plan of the table (same index): its allowances. Known only when loaded from the sources ([`Tariff::load`]); an archive
     /// opened alone ([`Tariff::open`], the snapshots re-rating uses) has none. Allowances
     /// are applied at the close with the tariff in service, like the monthly fees.
     pub allowances: Vec<PlanAllowances>,
+    /// Per deck of the table (same index): its path as the sources name it now. Known
+    /// only when loaded from the sources: an archive keeps the paths its decks had when
+    /// it was compiled, which a copied or moved deployment no longer has (the version
+    /// hashes the paths as written in plans.toml, not where they lead).
+    decks: Vec<PathBuf>,
 }
 
-/// A plan's allowances and the deck whose rows may draw on them.
+/// A plan's allowances. The rows that may draw on them are those of the plan's own deck
+/// ([`ArchivedTable::plan_deck`]), in whichever table priced the record.
 #[derive(Debug, Clone, Default)]
 pub struct PlanAllowances {
-    pub deck: String,
-    /// The deck's path relative to `plans.toml` (part of the tariff version): an
-    /// archive compiled from a copy of the sources elsewhere names it under another
-    /// directory (see [`PlanAllowances::is_deck`]).
-    pub rel: String,
     pub list: Vec<Allowance>,
-}
-
-impl PlanAllowances {
-    /// Whether an archive's deck name (`table().decks`, an absolute path when compiled)
-    /// is this plan's deck: the same path, or the same path relative to its plans file
-    /// (a snapshot compiled before the deployment was copied or moved).
-    pub fn is_deck(&self, name: &str) -> bool {
-        name == self.deck
-            || (!self.rel.is_empty()
-                && name
-                    .strip_suffix(self.rel.as_str())
-                    .is_some_and(|b| b.ends_with('/')))
-    }
 }
 
 impl std::fmt::Debug for Tariff {
@@ -317,19 +333,11 @@ impl Tariff {
         t.allowances = src
             .plans
             .iter()
-            .map(|p| {
-                let path = &src.decks[p.deck].path;
-                PlanAllowances {
-                    deck: path.display().to_string(),
-                    rel: plans
-                        .parent()
-                        .and_then(|b| path.strip_prefix(b).ok())
-                        .map(|r| r.display().to_string())
-                        .unwrap_or_default(),
-                    list: p.allowances.clone(),
-                }
+            .map(|p| PlanAllowances {
+                list: p.allowances.clone(),
             })
             .collect();
+        t.decks = src.decks.iter().map(|d| d.path.clone()).collect();
         Ok(t)
     }
 
@@ -399,6 +407,7 @@ impl Tariff {
             path: path.to_owned(),
             tz,
             allowances: Vec::new(),
+            decks: Vec::new(),
         })
     }
 
@@ -422,6 +431,20 @@ impl Tariff {
     /// Path of the archive.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The path of each deck (same index as `table().decks`): where the sources name it
+    /// when loaded from them ([`Tariff::load`]), else where it was when the archive was
+    /// compiled.
+    pub fn deck_paths(&self) -> Vec<PathBuf> {
+        if self.decks.len() == self.table().decks.len() {
+            return self.decks.clone();
+        }
+        self.table()
+            .decks
+            .iter()
+            .map(|d| PathBuf::from(d.as_str()))
+            .collect()
     }
 
     /// The allowances of plan `plan` (index), empty when it has none.
@@ -496,5 +519,121 @@ impl Tariff {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DECK: &str =
+        "prefix,destination,service,band,connect_fee,rate,per,first_increment,next_increment,valid_from
+31,Netherlands,voice,any,0.10,0.60,60,60,60,
+316,Netherlands Mobile,voice,any,0,0.30,60,1,1,
+,SMS,sms,any,0,0.10,1,1,1,
+";
+
+    /// Three plans on two decks (`a` and `c` share one, `b` is `a`'s fallback), the
+    /// decks in a folder beside the plans file's; compiled and opened like a snapshot.
+    fn compiled(dir: &Path) -> Tariff {
+        std::fs::create_dir_all(dir.join("tariffs")).unwrap();
+        std::fs::create_dir_all(dir.join("decks")).unwrap();
+        std::fs::write(dir.join("decks/retail.csv"), DECK).unwrap();
+        std::fs::write(
+            dir.join("decks/wholesale.csv"),
+            DECK.replace("0.60", "0.40").replace(
+                "\n,SMS,sms,any,0,0.10,1,1,1,",
+                "\n1,United States,voice,any,0,0.50,60,1,1,",
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("tariffs/plans.toml"),
+            r#"timezone = "Europe/Amsterdam"
+national_prefix = "31"
+currency = "EUR"
+
+[[plan]]
+id = "wholesale-first"
+monthly_fee = "0"
+deck = "../decks/wholesale.csv"
+
+[[plan]]
+id = "a"
+monthly_fee = "1.00"
+deck = "../decks/retail.csv"
+fallback = "wholesale-first"
+
+[[plan]]
+id = "c"
+monthly_fee = "2.00"
+deck = "../decks/retail.csv"
+"#,
+        )
+        .unwrap();
+        let src = Source::load(&dir.join("tariffs/plans.toml")).unwrap();
+        Tariff::open(&compile(&src, &dir.join("data")).unwrap()).unwrap()
+    }
+
+    /// Every row a plan's tries reach, by a full walk.
+    fn reachable_decks(t: &ArchivedTable, plan: usize) -> Vec<u32> {
+        let mut stack: Vec<u32> = t.plans[plan].roots.iter().map(|r| r.to_native()).collect();
+        let mut decks = Vec::new();
+        while let Some(n) = stack.pop() {
+            let node = &t.nodes[n as usize];
+            for i in node.rows_start.to_native()..node.rows_end.to_native() {
+                decks.push(t.rows[i as usize].deck.to_native());
+            }
+            stack.extend(node.child.iter().map(|c| c.to_native()).filter(|&c| c != 0));
+        }
+        decks
+    }
+
+    #[test]
+    fn a_plans_own_deck_is_the_deck_its_tries_reach() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = compiled(tmp.path());
+        let table = t.table();
+        // Decks in the order plans first name them; `a` and `c` share `retail`.
+        let names: Vec<&str> = table.decks.iter().map(|d| d.as_str()).collect();
+        assert_eq!(names.len(), 2);
+        assert!(names[0].ends_with("decks/wholesale.csv"), "{names:?}");
+        assert!(names[1].ends_with("decks/retail.csv"), "{names:?}");
+        assert_eq!(table.plan_deck(0), Some(0));
+        assert_eq!(table.plan_deck(1), Some(1));
+        assert_eq!(table.plan_deck(2), Some(1));
+        assert_eq!(table.plan_deck(3), None);
+        // The invariant it relies on: every row a plan's tries reach is of that deck
+        // (3 retail rows; 3 wholesale rows), never its fallback's.
+        for (plan, rows) in [(0, 3), (1, 3), (2, 3)] {
+            let decks = reachable_decks(table, plan);
+            assert_eq!(decks.len(), rows, "plan {plan}");
+            assert!(
+                decks
+                    .iter()
+                    .all(|&d| Some(d) == table.plan_deck(plan as u32)),
+                "plan {plan}: {decks:?}"
+            );
+        }
+    }
+
+    /// The archive keeps the paths its decks had when compiled; a plan's own deck does
+    /// not depend on them (the same archive opened after the deployment moved).
+    #[test]
+    fn a_plans_own_deck_survives_moving_the_archive() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (from, to) = (tmp.path().join("from"), tmp.path().join("to"));
+        let old = compiled(&from);
+        let version = old.version().to_owned();
+        drop(old);
+        std::fs::rename(&from, &to).unwrap();
+        let t = Tariff::open(&archive_path(&to.join("data"), &version)).unwrap();
+        assert!(t.table().decks[1]
+            .as_str()
+            .starts_with(from.to_str().unwrap()));
+        assert_eq!(
+            (0..3).map(|p| t.table().plan_deck(p)).collect::<Vec<_>>(),
+            [Some(0), Some(1), Some(1)]
+        );
     }
 }

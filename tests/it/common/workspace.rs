@@ -99,6 +99,16 @@ impl Ws {
         }
     }
 
+    /// The workspace at `root` (config `root/tollgate.toml`), e.g. one moved there;
+    /// nothing is removed when it is dropped.
+    pub fn at(root: &Path) -> Ws {
+        Ws {
+            root: root.to_path_buf(),
+            config: root.join("tollgate.toml"),
+            _tmp: None,
+        }
+    }
+
     pub fn data(&self) -> PathBuf {
         self.root.join("data")
     }

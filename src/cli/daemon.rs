@@ -15,6 +15,8 @@ use crate::ingest::engine::{Engine, FileResult};
 pub fn run(cfg: Config) -> Result<ExitCode> {
     crate::telemetry::install();
     let engine = Arc::new(Engine::open(cfg)?);
+    // The cross-file filter is read from the index before the first file is taken.
+    engine.dedup_warm()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

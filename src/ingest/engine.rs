@@ -106,8 +106,10 @@ pub struct Engine {
     settings: Settings,
     /// The live figures the dashboard shows, added to once per file.
     pub live: crate::ingest::live::Live,
-    /// The cross-file duplicate filter (`None` when `dedup_window_days` is 0).
-    dedup: Option<std::sync::Mutex<crate::ingest::dedup::Filter>>,
+    /// The cross-file duplicate filter (`None` when `dedup_window_days` is 0); built
+    /// from the index by the first file (or [`Engine::dedup_warm`]), so that commands
+    /// that never ingest do not read the index.
+    dedup: Option<std::sync::Mutex<Option<crate::ingest::dedup::Filter>>>,
 }
 
 /// Ids a cross-file filter has room for at least (its memory: ~2 MB).
@@ -155,16 +157,7 @@ impl Engine {
             segment_bytes: crate::ingest::pipeline::SEGMENT_BYTES,
         };
         let pool = Pool::new(cfg.workers);
-        let dedup = match cfg.dedup_window_days {
-            0 => None,
-            w => {
-                let today = day_of(chrono::Utc::now().timestamp());
-                Some(std::sync::Mutex::new(
-                    rebuild_filter(&ledger, w, today, 0, cfg.workers)
-                        .map_err(EngineError::Ledger)?,
-                ))
-            }
-        };
+        let dedup = (cfg.dedup_window_days > 0).then(|| std::sync::Mutex::new(None));
         metrics::gauge!(m::TARIFF_INFO, "version" => reference.tariff.version()[..16].to_owned())
             .set(1.0);
         Ok(Engine {
@@ -186,17 +179,43 @@ impl Engine {
         if let Some(f) = &self.dedup {
             let today = day_of(now);
             let mut f = f.lock().expect("dedup filter");
-            f.expire(today);
-            self.ledger.dedup_expire(f.first_day(today), true);
-            set_dedup_gauges(&f);
+            if let Some(f) = f.as_mut() {
+                f.expire(today);
+                self.ledger.dedup_expire(f.first_day(today), true);
+                set_dedup_gauges(f);
+            }
         }
     }
 
-    /// (ids held, bytes) of the cross-file filter, when the check is on.
+    /// Builds the cross-file filter now, when the check is on and it is not built yet
+    /// (the daemon, at start: its first file does not wait for the index to be read).
+    pub fn dedup_warm(&self) -> Result<(), EngineError> {
+        if let Some(f) = &self.dedup {
+            let mut f = f.lock().expect("dedup filter");
+            if f.is_none() {
+                *f = Some(self.build_filter()?);
+            }
+        }
+        Ok(())
+    }
+
+    fn build_filter(&self) -> Result<crate::ingest::dedup::Filter, EngineError> {
+        let today = day_of(chrono::Utc::now().timestamp());
+        rebuild_filter(
+            &self.ledger,
+            self.cfg.dedup_window_days,
+            today,
+            0,
+            self.cfg.workers,
+        )
+        .map_err(EngineError::Ledger)
+    }
+
+    /// (ids held, bytes) of the cross-file filter, when the check is on and it is built.
     pub fn dedup_figures(&self) -> Option<(u64, usize)> {
-        self.dedup.as_ref().map(|f| {
+        self.dedup.as_ref().and_then(|f| {
             let f = f.lock().expect("dedup filter");
-            (f.len(), f.bytes())
+            f.as_ref().map(|f| (f.len(), f.bytes()))
         })
     }
 
@@ -407,7 +426,16 @@ impl Engine {
         let today = day_of(now);
         // The cross-file filter, held while the file is rated (one file at a time);
         // grown (rebuilt from the index) when the file's ids would not fit.
-        let mut filter = self.dedup.as_ref().map(|f| f.lock().expect("dedup filter"));
+        let mut held = self.dedup.as_ref().map(|f| f.lock().expect("dedup filter"));
+        if let Some(h) = held.as_deref_mut() {
+            if h.is_none() {
+                match self.build_filter() {
+                    Ok(f) => *h = Some(f),
+                    Err(e) => return FileResult::Failed(e.to_string()),
+                }
+            }
+        }
+        let mut filter = held.as_deref_mut().and_then(Option::as_mut);
         if let Some(f) = filter.as_deref_mut() {
             f.expire(today);
         }
@@ -557,7 +585,7 @@ impl Engine {
         if let Some(f) = filter.as_deref() {
             set_dedup_gauges(f);
         }
-        drop(filter);
+        drop(held);
         *stats = Some((size, outcome));
         result
     }

@@ -38,6 +38,7 @@ async fn shutdown_signal() {
 /// `ingest`: rate and commit files once; code 1 when one failed.
 pub fn ingest(cfg: Config, stats: bool, files: &[PathBuf]) -> Result<ExitCode> {
     let engine = Engine::open(cfg)?;
+    engine.dedup_warm()?;
     let mut failed = 0;
     for path in files {
         let name = path

@@ -783,6 +783,7 @@ import json, sys, time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.common.exceptions import StaleElementReferenceException
 
 link, chromium, driver_bin = sys.argv[1:4]
 opts = webdriver.ChromeOptions()
@@ -812,11 +813,20 @@ def card(number):
         e.send_keys(v)
 
 def authenticate():
-    # localstripe's 3-D Secure box: "Complete authentication".
+    # localstripe's 3-D Secure box: "Complete authentication". Each box is a new
+    # element, removed when clicked; the next box can open at once, so what is waited
+    # for is this box's button leaving the page, not every box being gone.
     xp = "//button[text()='Complete authentication']"
     wait(lambda: d.find_elements(By.XPATH, xp), "the authentication box")
-    d.find_element(By.XPATH, xp).click()
-    wait(lambda: not d.find_elements(By.XPATH, xp), "the box to close")
+    button = d.find_element(By.XPATH, xp)
+    button.click()
+    def gone():
+        try:
+            button.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+    wait(gone, "the box to close")
 
 try:
     d.get(link)

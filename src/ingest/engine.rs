@@ -499,8 +499,17 @@ impl Engine {
         // goes. Sized for 40 bytes a total (about 31 on both benchmark files: an entry's
         // destination and band names, its varints, the (account, month) key shared by a
         // handful): growing past the reservation copied the whole batch once; reserved
-        // but unused bytes are never touched.
-        let mut batch = self.ledger.file_batch(totals.len() * 40 + 4096);
+        // but unused bytes are never touched. The cross-file index values join the
+        // batch at the commit: their bytes, and ~32 a value for key and framing.
+        let index_bytes = outcome.index.as_ref().map_or(0, |i| {
+            i.parts
+                .iter()
+                .map(|p| p.buf.len() + p.chunks.len() * 32)
+                .sum::<usize>()
+        });
+        let mut batch = self
+            .ledger
+            .file_batch(totals.len() * 40 + index_bytes + 4096);
         let rejects_path = self.spool.rejects_path(name);
         let max_line = self.cfg.max_line_bytes;
         let (rejects, months) = std::thread::scope(|s| {

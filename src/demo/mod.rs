@@ -139,6 +139,20 @@ pub fn run(dir: Option<PathBuf>, records_per_month: u64, accounts: usize) -> any
     wait_until(Duration::from_secs(60), || {
         engine.spool.failed.join("cdr-again.csv.error").exists()
     })?;
+    // Mediation re-sends records in a later file: the first 1 000 lines of the first
+    // file again, under a new name. What was rated before is `duplicate_record` now (the
+    // cross-file check, `dedup_window_days`); a bad row keeps its own reason.
+    let resent_name = "cdr-resent.csv";
+    let resent: String = std::fs::read_to_string(&dup_src)?
+        .lines()
+        .take(1001)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(staging.join(resent_name), resent)?;
+    drop_into(&staging.join(resent_name), &engine.spool.inbox, resent_name)?;
+    let resent = wait_for(&engine, names.len() + 1, Duration::from_secs(60))?
+        .into_iter()
+        .find(|c| c.name == resent_name);
 
     let metrics = scrape(addr)?;
     let rated: u64 = committed.iter().map(|c| c.rated).sum();
@@ -169,6 +183,16 @@ pub fn run(dir: Option<PathBuf>, records_per_month: u64, accounts: usize) -> any
         "  the same file dropped again as cdr-again.csv went to failed/: {}",
         err.trim()
     );
+    if let Some(c) = resent {
+        let dups = c.rejected.get("duplicate_record").copied().unwrap_or(0);
+        println!(
+            "  {} lines of {} sent again as {resent_name}: {} rated, {dups} rejected as duplicate_record, {} for their own reason (bad rows stay bad)",
+            c.lines,
+            names[0],
+            c.rated,
+            c.lines - c.rated - dups
+        );
+    }
     println!("  /metrics says:");
     for line in metrics.lines().filter(|l| {
         l.starts_with("tollgate_records_total{outcome=\"rated\"")

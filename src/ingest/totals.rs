@@ -201,7 +201,12 @@ impl Spill {
     #[inline]
     pub fn push_id(&mut self, id_hash: u64, id: &[u8]) {
         let q = id_hash.checked_shr(self.layout.id_shift).unwrap_or(0) as usize;
-        crate::ingest::dedup::encode_entry(&mut self.id_bytes[q], id);
+        let bytes = &mut self.id_bytes[q];
+        crate::ingest::dedup::encode_entry(bytes, id);
+        // The partition's next cache line, before an append lands in it.
+        if bytes.len() + 64 < bytes.capacity() {
+            crate::rate::hint::prefetch(bytes.as_ptr().wrapping_add(bytes.len() + 64));
+        }
     }
 }
 

@@ -175,6 +175,12 @@ fn metrics_cover_records_files_workers_and_rocksdb() {
         2.0
     );
     assert_eq!(m.get("tollgate_workers", &[]), Some(2.0));
+    // The cross-file check is on by default: the filter holds the 6 rated ids (and a
+    // second copy of the in-file duplicate's id, added while it was probed), in a
+    // filter sized for 16 Mi more (1.97 bytes an id at its full load).
+    assert_eq!(m.get("tollgate_dedup_ids", &[]), Some(7.0));
+    let bytes = m.get("tollgate_dedup_filter_bytes", &[]).unwrap();
+    assert!((32e6..34e6).contains(&bytes), "{bytes}");
     assert!(m.get("tollgate_worker_busy_seconds_total", &[]).unwrap() > 0.0);
     let u = m.get("tollgate_worker_utilization_ratio", &[]).unwrap();
     assert!((0.0..=1.0).contains(&u), "{u}");
@@ -247,7 +253,7 @@ fn metrics_cover_records_files_workers_and_rocksdb() {
     for line in m.text.lines().filter(|l| l.starts_with("# TYPE tollgate_")) {
         let name = line.split_whitespace().nth(2).unwrap();
         assert!(
-            ["_total", "_seconds", "_bytes", "_files", "_ratio", "_info", "_workers"]
+            ["_total", "_seconds", "_bytes", "_files", "_ids", "_ratio", "_info", "_workers"]
                 .iter()
                 .any(|u| name.ends_with(u)),
             "{name}: no unit in the name"

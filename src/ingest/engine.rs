@@ -753,6 +753,7 @@ fn rebuild_filter(
             tracing::info!(
                 ids = f.len(),
                 bytes = f.bytes(),
+                stashed = f.stashed(),
                 seconds = t.elapsed().as_secs_f64(),
                 "cross-file duplicate filter built from the index"
             );

@@ -633,6 +633,13 @@ fn collect(
     let t_scan = Instant::now();
     let scan = crate::ingest::totals::scan_ids(&mut spills, threads, probe);
     let scan_seconds = t_scan.elapsed().as_secs_f64();
+    if let Some(c) = cross.as_ref() {
+        tracing::debug!(
+            held = c.filter.len(),
+            stashed = c.filter.stashed(),
+            "cross-file filter after the file's ids"
+        );
+    }
     drop(spills);
     let crate::ingest::totals::IdScan {
         parts,

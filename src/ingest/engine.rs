@@ -211,14 +211,6 @@ impl Engine {
         .map_err(EngineError::Ledger)
     }
 
-    /// (ids held, bytes) of the cross-file filter, when the check is on and it is built.
-    pub fn dedup_figures(&self) -> Option<(u64, usize)> {
-        self.dedup.as_ref().and_then(|f| {
-            let f = f.lock().expect("dedup filter");
-            f.as_ref().map(|f| (f.len(), f.bytes()))
-        })
-    }
-
     /// Loads tariff and accounts as configured.
     pub fn load_reference(cfg: &Config) -> Result<Reference, EngineError> {
         let tariff = Arc::new(Tariff::load(&cfg.tariff_plans, &cfg.data_dir)?);

@@ -15,19 +15,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         return;
     };
     let ws = Ws::hand_with("api_tokens_file = \"tokens.csv\"\n");
-    let op = run(&[
-        "token",
-        "add",
-        "fuzz",
-        "--role",
-        "operator",
-        "--config",
-        ws.config_arg(),
-    ])
-    .ok()
-    .stdout
-    .trim()
-    .to_owned();
+    let op = ws.add_token("fuzz", "operator");
     let d = Daemon::start(&ws);
     let auth = format!("Bearer {op}");
     // Some state to read: a committed file, a failed one, a closed period with bills.

@@ -2187,19 +2187,7 @@ fn fee_and_subscription_lines_are_credited() {
         format!("api_tokens_file = \"tokens.csv\"\n{conf}"),
     )
     .unwrap();
-    let token = run(&[
-        "token",
-        "add",
-        "ops",
-        "--role",
-        "operator",
-        "--config",
-        cfg(&ws),
-    ])
-    .ok()
-    .stdout
-    .trim()
-    .to_owned();
+    let token = ws.add_token("ops", "operator");
     let d = Daemon::start(&ws);
     let post = |body: &str| {
         http_request(

@@ -240,22 +240,6 @@ public_url = "https://pay.tollgate.example"
     ws
 }
 
-fn token(ws: &Ws) -> String {
-    run(&[
-        "token",
-        "add",
-        "ops",
-        "--role",
-        "operator",
-        "--config",
-        ws.config_arg(),
-    ])
-    .ok()
-    .stdout
-    .trim()
-    .to_owned()
-}
-
 /// (invoice, open, status, paid) per item, and the balance, of an account's statement
 /// (through the daemon when `tok` is given).
 fn statement(ws: &Ws, account: &str, tok: Option<&str>) -> (Vec<[String; 4]>, String) {
@@ -406,7 +390,7 @@ fn pay_link_webhook_replays_signatures_suspense_and_a_restart() {
         return;
     };
     let ws = workspace(&ls);
-    let tok = token(&ws);
+    let tok = ws.add_token("ops", "operator");
     let d = Daemon::start(&ws);
     // localstripe sends its signed payment_intent webhooks to the daemon.
     ls.post(
@@ -990,7 +974,7 @@ fn the_pay_page_charges_once_declines_authenticates_and_refuses_other_accounts()
         return;
     };
     let ws = workspace(&ls);
-    let tok = token(&ws);
+    let tok = ws.add_token("ops", "operator");
     let d = Daemon::start(&ws);
     ls.post(
         "/_config/webhooks/tollgate",
@@ -1295,7 +1279,7 @@ fn ideal_on_the_pay_page_one_payment_intent_the_return_page_and_the_webhook_once
         return;
     };
     let ws = workspace(&ls);
-    let tok = token(&ws);
+    let tok = ws.add_token("ops", "operator");
     let d = Daemon::start(&ws);
     let c1 = path_of(&pay_link(&ws, "2026-000001"));
     let c2 = path_of(&pay_link(&ws, "2026-000002"));

@@ -31,19 +31,7 @@ fn write_deck(ws: &Ws, deck: &str) {
 #[test]
 fn files_rated_while_the_tariff_reloads_use_one_version_each() {
     let ws = Ws::hand_with("api_tokens_file = \"tokens.csv\"\n");
-    let op = run(&[
-        "token",
-        "add",
-        "ops",
-        "--role",
-        "operator",
-        "--config",
-        ws.config_arg(),
-    ])
-    .ok()
-    .stdout
-    .trim()
-    .to_owned();
+    let op = ws.add_token("ops", "operator");
     // Version 1: NL voice 0.10 + 0.60 / 60 s; version 2: 0.10 + 1.20 / 60 s. A 60 s call
     // costs 0.700000 or 1.300000.
     let v1_deck = HAND_DECK.to_owned();
@@ -231,19 +219,7 @@ fn an_edited_deck_is_noticed_after_the_deployment_moved() {
     let after = tmp.path().join("moved");
     std::fs::rename(&before, &after).unwrap();
     let ws = Ws::at(&after);
-    let op = run(&[
-        "token",
-        "add",
-        "ops",
-        "--role",
-        "operator",
-        "--config",
-        ws.config_arg(),
-    ])
-    .ok()
-    .stdout
-    .trim()
-    .to_owned();
+    let op = ws.add_token("ops", "operator");
     // `quote` names the deck where it is now, not where the archive was compiled.
     let q = run(&[
         "quote",

@@ -352,21 +352,7 @@ fn a_file_erased_or_rewritten_is_refused_by_name() {
 #[test]
 fn the_api_route_needs_an_operator_token() {
     let ws = october("api_tokens_file = \"tokens.csv\"\n");
-    let token = |name: &str, role: &str| {
-        run(&[
-            "token",
-            "add",
-            name,
-            "--role",
-            role,
-            "--config",
-            ws.config_arg(),
-        ])
-        .ok()
-        .stdout
-        .trim()
-        .to_owned()
-    };
+    let token = |name: &str, role: &str| ws.add_token(name, role);
     let op = token("ops", "operator");
     let viewer = token("dash", "viewer");
     correct_tariff(&ws);

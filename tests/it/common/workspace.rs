@@ -137,6 +137,23 @@ impl Ws {
         self.config.to_str().expect("utf-8 path")
     }
 
+    /// `tollgate token add NAME --role ROLE`: the token it printed.
+    pub fn add_token(&self, name: &str, role: &str) -> String {
+        crate::common::run(&[
+            "token",
+            "add",
+            name,
+            "--role",
+            role,
+            "--config",
+            self.config_arg(),
+        ])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned()
+    }
+
     /// Drops a file into the inbox the way mediation does: write a hidden temp file,
     /// fsync, rename it to its final name.
     pub fn drop_file(&self, name: &str, bytes: &[u8]) {

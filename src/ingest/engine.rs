@@ -741,7 +741,9 @@ fn rebuild_filter(
         },
     );
     match (f, failed.into_inner().expect("lock")) {
-        (Ok(f), _) => {
+        (Ok(mut f), _) => {
+            // Only ids of the window were read: nothing to expire today.
+            f.expired_through(today);
             tracing::info!(
                 ids = f.len(),
                 bytes = f.bytes(),

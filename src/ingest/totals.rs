@@ -483,16 +483,14 @@ pub fn scan_ids<S: BorrowMut<Spill>>(
                     let mut starts = Vec::new();
                     for (bufs, shards) in mine {
                         let (r0, m0) = (repeated.len(), maybe.len());
+                        let sorted = sorted_hashes(bufs, layout.id_shift);
                         if let Some((shards, base)) = shards {
                             maybe.extend(crate::ingest::dedup::probe_and_insert(
-                                shards,
-                                base,
-                                || Box::new(bufs.iter().flatten().map(|e| e.0)),
-                                live,
-                                epoch,
+                                shards, base, &sorted, live, epoch,
                             ));
                         }
-                        repeated_in_partition(bufs, &mut repeated);
+                        repeats_in(&sorted, &mut repeated);
+                        drop(sorted);
                         starts_of(bufs, &repeated[r0..], &maybe[m0..], &mut starts);
                     }
                     (repeated, maybe, starts)
@@ -617,49 +615,42 @@ impl PartSums {
     }
 }
 
-/// Appends the hashes of one id partition that occur more than once (each once).
-/// Ids are hashes, so their low bits index an open-addressing set sized for the
-/// partition (inside the cache); zero, the empty-slot marker, is counted aside.
-fn repeated_in_partition(bufs: &[Vec<IdAt>], out: &mut Vec<u64>) {
-    let n: usize = bufs.iter().map(Vec::len).sum();
-    let cap = (n * 2).next_power_of_two().max(16);
-    let mask = cap - 1;
-    let mut set = vec![0u64; cap];
-    let mut zeros = 0usize;
-    let first = out.len();
-    for &(id, _) in bufs.iter().flatten() {
-        if id == 0 {
-            zeros += 1;
-            continue;
-        }
-        let mut i = id as usize & mask;
-        loop {
-            let v = set[i];
-            if v == 0 {
-                set[i] = id;
-                break;
-            }
-            if v == id {
-                out.push(id);
-                break;
-            }
-            i = (i + 1) & mask;
-        }
+/// The record-id hashes of one id partition (`bufs`, whose hashes share the bits above
+/// `id_shift`), ascending: a counting sort by the 12 bits below the partition's bits,
+/// then a sort of each of the 4 096 runs (a few dozen hashes each, in cache). Sorted,
+/// the hashes walk the cross-file filter in order and repeats are neighbours.
+fn sorted_hashes(bufs: &[Vec<IdAt>], id_shift: u32) -> Vec<u64> {
+    const BITS: u32 = 12;
+    let shift = id_shift.saturating_sub(BITS);
+    let digit = |h: u64| (h >> shift) as usize & ((1 << BITS) - 1);
+    let mut at = vec![0usize; (1 << BITS) + 1];
+    for e in bufs.iter().flatten() {
+        at[digit(e.0) + 1] += 1;
     }
-    if zeros > 1 {
-        out.push(0);
+    for d in 1..at.len() {
+        at[d] += at[d - 1];
     }
-    // An id seen three times or more was pushed more than once.
-    let tail = &mut out[first..];
-    tail.sort_unstable();
-    let mut w = first;
-    for r in first..out.len() {
-        if r == first || out[r] != out[w - 1] {
-            out[w] = out[r];
-            w += 1;
+    let n = at[1 << BITS];
+    let mut out = vec![0u64; n];
+    let mut next = at.clone();
+    for e in bufs.iter().flatten() {
+        let d = digit(e.0);
+        out[next[d]] = e.0;
+        next[d] += 1;
+    }
+    for w in at.windows(2) {
+        out[w[0]..w[1]].sort_unstable();
+    }
+    out
+}
+
+/// Appends the hashes that occur more than once in `sorted` (ascending), each once.
+fn repeats_in(sorted: &[u64], out: &mut Vec<u64>) {
+    for k in 1..sorted.len() {
+        if sorted[k] == sorted[k - 1] && (k < 2 || sorted[k - 2] != sorted[k]) {
+            out.push(sorted[k]);
         }
     }
-    out.truncate(w);
 }
 
 /// Hands the pages jemalloc holds for memory freed since to the operating system now,

@@ -404,14 +404,33 @@ impl Filter {
         Ok(f)
     }
 
-    /// True when adding `more` ids would fill the filter past the load it is sized for.
-    pub fn lacks_room_for(&self, more: u64) -> bool {
-        (self.len() + more) as f64 > self.slots() as f64 * TARGET_LOAD
+    /// Adds the hashes of `sorted` (ascending; a hash repeated in it once) with `epoch`,
+    /// a chunk at a time (see [`probe_sorted`]).
+    pub fn add_sorted(&mut self, sorted: &[u64], epoch: u8) {
+        for (s, from, to) in chunk_runs(&self.shards, 0, sorted) {
+            let (sh, run) = (&mut self.shards[s], &sorted[from..to]);
+            if run.len() > 64 {
+                sh.prefetch_chunk(sh.index(run[0]));
+            }
+            for (k, &h) in run.iter().enumerate() {
+                if let Some(&a) = run.get(k + AHEAD) {
+                    sh.prefetch(a);
+                }
+                if k == 0 || run[k - 1] != h {
+                    sh.insert(h, epoch);
+                }
+            }
+        }
     }
 
     /// The shards, in hash order (shard s holds the hashes whose top bits are s).
-    pub fn shards_mut(&mut self) -> &mut [Shard] {
-        &mut self.shards
+    pub fn shards(&self) -> &[Shard] {
+        &self.shards
+    }
+
+    /// True when adding `more` ids would fill the filter past the load it is sized for.
+    pub fn lacks_room_for(&self, more: u64) -> bool {
+        (self.len() + more) as f64 > self.slots() as f64 * TARGET_LOAD
     }
 
     /// Ids held (inserted and not expired; an id inserted twice counts twice).
@@ -448,59 +467,52 @@ impl Filter {
 }
 
 /// Probes every hash of `sorted` (ascending: the hashes of one id partition) against
-/// `shards` (that partition's shards, starting at shard number `base`), then adds them
-/// with `epoch` (a hash repeated in `sorted` once), a chunk at a time: the run of hashes
-/// whose first bucket is in one chunk is probed, then added, so that every access after
-/// the chunk's first lands in cache. Returns the hashes that may have been held before
-/// (ascending, each once). The two buckets of a hash are prefetched 8 hashes (`AHEAD`)
-/// before it is probed or added.
-pub fn probe_and_insert(
-    shards: &mut [Shard],
-    base: usize,
-    sorted: &[u64],
-    live: u8,
-    epoch: u8,
-) -> Vec<u64> {
-    let shard = |h: u64| (h >> (64 - SHARD_BITS)) as usize - base;
+/// `shards` (that partition's shards, starting at shard number `base`), a chunk at a
+/// time: the run of hashes whose first bucket is in one chunk, after the whole chunk was
+/// asked for, so that every access after the chunk's first lands in cache. Returns the
+/// hashes that may have been held before (ascending, each once). The two buckets of a
+/// hash are prefetched 8 hashes (`AHEAD`) before it is probed.
+pub fn probe_sorted(shards: &[Shard], base: usize, sorted: &[u64], live: u8) -> Vec<u64> {
     let mut maybe = Vec::new();
     // Shards holding nothing answer "no" to every probe.
-    let probe = shards.iter().any(|s| s.len > 0);
-    let mut i = 0;
-    while i < sorted.len() {
-        let s = shard(sorted[i]);
-        let sh = &mut shards[s];
-        let c = sh.chunk(sh.index(sorted[i])).0;
-        let mut j = i + 1;
-        while j < sorted.len() && shard(sorted[j]) == s && sh.chunk(sh.index(sorted[j])).0 == c {
-            j += 1;
-        }
-        let run = &sorted[i..j];
-        // The chunk's bytes are read in order first (the whole chunk streams into the
-        // cache at memory speed; the random reads that follow then hit it).
+    if shards.iter().all(|s| s.len == 0) {
+        return maybe;
+    }
+    for (s, from, to) in chunk_runs(shards, base, sorted) {
+        let (sh, run) = (&shards[s], &sorted[from..to]);
         if run.len() > 64 {
             sh.prefetch_chunk(sh.index(run[0]));
-        }
-        if probe {
-            for (k, &h) in run.iter().enumerate() {
-                if let Some(&a) = run.get(k + AHEAD) {
-                    sh.prefetch(a);
-                }
-                if sh.contains(h, live) && maybe.last() != Some(&h) {
-                    maybe.push(h);
-                }
-            }
         }
         for (k, &h) in run.iter().enumerate() {
             if let Some(&a) = run.get(k + AHEAD) {
                 sh.prefetch(a);
             }
-            if k == 0 || run[k - 1] != h {
-                sh.insert(h, epoch);
+            if sh.contains(h, live) && maybe.last() != Some(&h) {
+                maybe.push(h);
             }
         }
-        i = j;
     }
     maybe
+}
+
+/// The runs `(shard - base, from, to)` of `sorted` (ascending hashes of shards `base..`)
+/// whose first buckets lie in one chunk of one shard, in order.
+fn chunk_runs(shards: &[Shard], base: usize, sorted: &[u64]) -> Vec<(usize, usize, usize)> {
+    let shard = |h: u64| (h >> (64 - SHARD_BITS)) as usize - base;
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let s = shard(sorted[i]);
+        let sh = &shards[s];
+        let c = sh.chunk(sh.index(sorted[i])).0;
+        let mut j = i + 1;
+        while j < sorted.len() && shard(sorted[j]) == s && sh.chunk(sh.index(sorted[j])).0 == c {
+            j += 1;
+        }
+        runs.push((s, i, j));
+        i = j;
+    }
+    runs
 }
 
 /// Hashes probed ahead of the one being probed.
@@ -526,6 +538,9 @@ pub struct FileIndex {
     pub parts: Vec<IndexPart>,
     /// Ids encoded.
     pub ids: u64,
+    /// The file's id hashes, per id partition, ascending (its duplicates too): what it
+    /// adds to the filter ([`Filter::add_sorted`]) while its batch commits.
+    pub filter_adds: Vec<Vec<u64>>,
 }
 
 /// The values of one id partition.
@@ -719,13 +734,13 @@ mod tests {
     }
 
     #[test]
-    fn probe_then_insert_reports_only_earlier_ids() {
+    fn probe_reports_only_earlier_ids_then_add_holds_all() {
         let mut f = Filter::new(100_000, 62);
         for i in 0..50_000 {
             f.insert(hash(i), 0);
         }
         let hs: Vec<u64> = (40_000..60_000).map(hash).collect();
-        let mut all = Vec::new();
+        let (mut all, mut adds) = (Vec::new(), Vec::new());
         for s in 0..SHARDS {
             let mut mine: Vec<u64> = hs
                 .iter()
@@ -733,13 +748,22 @@ mod tests {
                 .filter(|h| (h >> 58) as usize == s)
                 .collect();
             mine.sort_unstable();
-            let shards = &mut f.shards_mut()[s..s + 1];
-            all.extend(probe_and_insert(shards, s, &mine, 1, 0));
+            all.extend(probe_sorted(&f.shards()[s..s + 1], s, &mine, 1));
+            adds.push(mine);
         }
         let earlier: Vec<u64> = (40_000..50_000).map(hash).collect();
         assert!(earlier.iter().all(|h| all.contains(h)));
         assert!(all.len() < 10_000 + 100, "{}", all.len());
+        // Nothing added by the probe; added afterwards, every hash once (repeats too).
+        assert_eq!(f.len(), 50_000);
+        for mut mine in adds {
+            if let Some(&h) = mine.first() {
+                mine.insert(0, h);
+            }
+            f.add_sorted(&mine, 0);
+        }
         assert_eq!(f.len(), 70_000);
+        assert!((40_000..60_000).all(|i| f.contains(hash(i), 1)));
     }
 
     #[test]

@@ -521,7 +521,9 @@ impl Engine {
         for (key, value) in daily_deltas(&outcome) {
             batch.merge_daily(&key, &value);
         }
-        if let Some(index) = outcome.index.take() {
+        let mut filter_adds = Vec::new();
+        if let Some(mut index) = outcome.index.take() {
+            filter_adds = std::mem::take(&mut index.filter_adds);
             for part in index.parts {
                 batch.add_index_part(today, part.buf, part.chunks);
             }
@@ -552,10 +554,27 @@ impl Engine {
         };
         let t_commit = Instant::now();
         let deltas_seconds = (t_commit - t_deltas).as_secs_f64();
-        let result = match self
-            .ledger
-            .commit_file_batch(cp.clone(), batch, has_records)
-        {
+        // The file's ids join the filter on a second thread while its batch is written
+        // and synced (a commit that refuses the file leaves them there: an id the filter
+        // holds without the index costs an exact lookup, never a wrong reject).
+        let committed = std::thread::scope(|s| {
+            if let Some(f) = filter.as_deref_mut() {
+                let epoch = f.epoch(today);
+                s.spawn(move || {
+                    for part in &filter_adds {
+                        f.add_sorted(part, epoch);
+                    }
+                    tracing::debug!(
+                        held = f.len(),
+                        stashed = f.stashed(),
+                        "cross-file filter after the file's ids"
+                    );
+                });
+            }
+            self.ledger
+                .commit_file_batch(cp.clone(), batch, has_records)
+        });
+        let result = match committed {
             Ok(Commit::Committed(seq)) => {
                 let mut checkpoint = cp;
                 checkpoint.seq = seq;

@@ -622,24 +622,13 @@ fn collect(
             *c.filter = (c.grow)(c.filter.len(), adding).map_err(FileError::Index)?;
         }
     }
-    let probe = cross.as_mut().map(|c| {
-        let (live, epoch) = (c.filter.live(c.today), c.filter.epoch(c.today));
-        crate::ingest::totals::Probe {
-            shards: c.filter.shards_mut(),
-            live,
-            epoch,
-        }
+    let probe = cross.as_ref().map(|c| crate::ingest::totals::Probe {
+        shards: c.filter.shards(),
+        live: c.filter.live(c.today),
     });
     let t_scan = Instant::now();
     let scan = crate::ingest::totals::scan_ids(&mut spills, threads, probe);
     let scan_seconds = t_scan.elapsed().as_secs_f64();
-    if let Some(c) = cross.as_ref() {
-        tracing::debug!(
-            held = c.filter.len(),
-            stashed = c.filter.stashed(),
-            "cross-file filter after the file's ids"
-        );
-    }
     drop(spills);
     let crate::ingest::totals::IdScan {
         parts,
@@ -647,6 +636,7 @@ fn collect(
         repeated,
         maybe,
         candidate_starts,
+        sorted,
     } = scan;
     // Without the cross-file index the id buffers are done with.
     let parts = if cross.is_some() { parts } else { Vec::new() };
@@ -771,7 +761,9 @@ fn collect(
     }
     if cross.is_some() {
         let t_encode = Instant::now();
-        out.index = Some(encode_index(parts, id_bytes, &dup_at, threads));
+        let mut index = encode_index(parts, id_bytes, &dup_at, threads);
+        index.filter_adds = sorted;
+        out.index = Some(index);
         crate::ingest::totals::release_freed_memory();
         tracing::debug!(
             scan_seconds,
@@ -897,6 +889,7 @@ fn encode_index(
     crate::ingest::dedup::FileIndex {
         parts: done.into_iter().map(|d| d.1).collect(),
         ids,
+        filter_adds: Vec::new(),
     }
 }
 

@@ -395,12 +395,10 @@ pub fn repeated_ids<S: BorrowMut<Spill>>(spills: &mut [S], threads: usize) -> Fx
     scan_ids(spills, threads, None).repeated
 }
 
-/// The cross-file filter handed to [`scan_ids`]: its shards, the live epochs and the
-/// epoch of this file's ids.
+/// The cross-file filter handed to [`scan_ids`]: its shards and the live epochs.
 pub struct Probe<'a> {
-    pub shards: &'a mut [crate::ingest::dedup::Shard],
+    pub shards: &'a [crate::ingest::dedup::Shard],
     pub live: u8,
-    pub epoch: u8,
 }
 
 /// What [`scan_ids`] found, with the id buffers it took (per id partition, per worker).
@@ -417,11 +415,15 @@ pub struct IdScan {
     /// Where the lines of every repeated or maybe-held hash start, sorted: the rated
     /// records a duplicate check must look at again, found without a pass over the file.
     pub candidate_starts: Vec<u64>,
+    /// With a probe: each id partition's hashes, sorted (what the file adds to the
+    /// filter once it is committed).
+    pub sorted: Vec<Vec<u64>>,
 }
 
 /// Takes the spills' id buffers and finds, per id partition on `threads` threads, the
 /// hashes repeated in the file and, with a `probe`, those the cross-file filter may
-/// hold (each partition probes, then adds, its own shards of the filter).
+/// hold (each partition probes its own shards of the filter; the file's hashes are
+/// returned sorted, to be added when the file commits).
 pub fn scan_ids<S: BorrowMut<Spill>>(
     spills: &mut [S],
     threads: usize,
@@ -453,15 +455,16 @@ pub fn scan_ids<S: BorrowMut<Spill>>(
     };
     type Job<'s, 'b> = (
         &'b [Vec<IdAt>],
-        Option<(&'s mut [crate::ingest::dedup::Shard], usize)>,
+        Option<(&'s [crate::ingest::dedup::Shard], usize)>,
     );
     let mut jobs: Vec<Vec<Job<'_, '_>>> = (0..threads).map(|_| Vec::new()).collect();
-    let (live, epoch) = probe.as_ref().map_or((0, 0), |p| (p.live, p.epoch));
+    let live = probe.as_ref().map_or(0, |p| p.live);
+    let keep_sorted = probe.is_some();
     let per = crate::ingest::dedup::SHARDS / layout.id_parts;
-    let mut shard_runs: Vec<Option<(&mut [crate::ingest::dedup::Shard], usize)>> = match probe {
+    let mut shard_runs: Vec<Option<(&[crate::ingest::dedup::Shard], usize)>> = match probe {
         Some(p) => p
             .shards
-            .chunks_mut(per)
+            .chunks(per)
             .enumerate()
             .map(|(i, c)| Some((c, i * per)))
             .collect(),
@@ -473,7 +476,8 @@ pub fn scan_ids<S: BorrowMut<Spill>>(
             jobs[p % threads].push((bufs, shards));
         }
     }
-    let found: Vec<(Vec<u64>, Vec<u64>, Vec<u64>)> = std::thread::scope(|s| {
+    type Found = (Vec<u64>, Vec<u64>, Vec<u64>, Vec<Vec<u64>>);
+    let found: Vec<Found> = std::thread::scope(|s| {
         let handles: Vec<_> = jobs
             .into_iter()
             .map(|mine| {
@@ -481,19 +485,22 @@ pub fn scan_ids<S: BorrowMut<Spill>>(
                     let mut repeated = Vec::new();
                     let mut maybe = Vec::new();
                     let mut starts = Vec::new();
+                    let mut kept = Vec::new();
                     for (bufs, shards) in mine {
                         let (r0, m0) = (repeated.len(), maybe.len());
                         let sorted = sorted_hashes(bufs, layout.id_shift);
                         if let Some((shards, base)) = shards {
-                            maybe.extend(crate::ingest::dedup::probe_and_insert(
-                                shards, base, &sorted, live, epoch,
+                            maybe.extend(crate::ingest::dedup::probe_sorted(
+                                shards, base, &sorted, live,
                             ));
                         }
                         repeats_in(&sorted, &mut repeated);
-                        drop(sorted);
+                        if keep_sorted {
+                            kept.push(sorted);
+                        }
                         starts_of(bufs, &repeated[r0..], &maybe[m0..], &mut starts);
                     }
-                    (repeated, maybe, starts)
+                    (repeated, maybe, starts, kept)
                 })
             })
             .collect();
@@ -507,10 +514,11 @@ pub fn scan_ids<S: BorrowMut<Spill>>(
         id_bytes,
         ..IdScan::default()
     };
-    for (r, m, starts) in found {
+    for (r, m, starts, kept) in found {
         scan.repeated.extend(r);
         scan.maybe.extend(m);
         scan.candidate_starts.extend(starts);
+        scan.sorted.extend(kept);
     }
     scan.candidate_starts.sort_unstable();
     scan

@@ -771,13 +771,23 @@ fn cross_file_filter_grows_for_a_file_and_holds_all_its_ids() {
         )
         .unwrap()
     };
+    // What the engine does while a file commits: its sorted hashes join the filter.
+    let commit = |index: &tollgate::ingest::dedup::FileIndex, filter: &mut Filter| {
+        let epoch = filter.epoch(today);
+        for part in &index.filter_adds {
+            filter.add_sorted(part, epoch);
+        }
+    };
     let o = run(&first, &mut filter);
     assert_eq!((o.rated, o.rejects.len()), (5000, 1));
     assert_eq!(*grown.lock().unwrap(), vec![(0, 5000)]);
+    // Rating only probes; the ids are added at the commit.
+    assert_eq!(filter.len(), 0);
+    let index = o.index.unwrap();
+    commit(&index, &mut filter);
     assert_eq!(filter.len(), 5000);
     let live = filter.live(today);
     let mut indexed: Vec<Vec<u8>> = Vec::new();
-    let index = o.index.unwrap();
     assert_eq!(index.ids, 5000);
     for part in &index.parts {
         for &(_, s, e) in &part.chunks {
@@ -812,7 +822,8 @@ fn cross_file_filter_grows_for_a_file_and_holds_all_its_ids() {
     assert!(resent.iter().all(|id| asked.contains(id)), "{asked:?}");
     assert_eq!(o.cross_duplicates, vec![5, 16]);
     assert_eq!(o.rated, 78);
-    // Every rated id went into the filter while it was probed, the two duplicates too
-    // (a second copy only makes a later "maybe", never a reject).
+    // Every rated id joins the filter at the commit, the two duplicates too (a second
+    // copy only makes a later "maybe", never a reject).
+    commit(&o.index.unwrap(), &mut filter);
     assert_eq!(filter.len(), 5080);
 }

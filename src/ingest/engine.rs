@@ -739,6 +739,8 @@ fn rebuild_filter(
     ledger.dedup_expire(first_day, false);
     let per = 1u32 << (crate::store::DEDUP_BUCKET_BITS - SHARDS.trailing_zeros());
     let failed: std::sync::Mutex<Option<LedgerError>> = Default::default();
+    // Shards hold about the same number of ids: each reserves what the last one read.
+    let last = std::sync::atomic::AtomicUsize::new(0);
     let f = Filter::from_ids(
         window_days,
         DEDUP_HEADROOM,
@@ -746,11 +748,15 @@ fn rebuild_filter(
         capacity.max(DEDUP_MIN_IDS),
         threads,
         |s| {
-            let mut ids = Vec::new();
+            let mut ids =
+                Vec::with_capacity(last.load(std::sync::atomic::Ordering::Relaxed) * 21 / 20);
             match ledger.dedup_scan(s as u32 * per, (s as u32 + 1) * per, first_day, |h, d| {
                 ids.push((h, d))
             }) {
-                Ok(_) => Ok(ids),
+                Ok(_) => {
+                    last.store(ids.len(), std::sync::atomic::Ordering::Relaxed);
+                    Ok(ids)
+                }
                 Err(e) => {
                     let m = e.to_string();
                     *failed.lock().expect("lock") = Some(e);

@@ -221,31 +221,27 @@ impl Ledger {
         let mut ro = rocksdb::ReadOptions::default();
         ro.set_iterate_upper_bound(index_key(to, 0, 0).to_vec());
         ro.fill_cache(false);
-        let start = index_key(from, 0, 0);
+        // A raw iterator: keys and values are read in place (the plain iterator copied
+        // each into two new allocations).
+        let mut it = self.db.raw_iterator_cf_opt(cf, ro);
+        it.seek(index_key(from, 0, 0));
         let mut n = 0u64;
-        for item in self.db.iterator_cf_opt(
-            cf,
-            ro,
-            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
-        ) {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            if k.len() != 17 {
-                continue;
+        while let Some((k, v)) = it.item() {
+            if k.len() == 17 {
+                let day = u32::from_be_bytes(k[5..9].try_into().expect("4 bytes"));
+                if day >= first_day {
+                    let read = for_each_id(v, |id| f(xxhash_rust::xxh3::xxh3_64(id), day))
+                        .ok_or_else(|| LedgerError::Corrupt {
+                            path: self.path.clone(),
+                            key: format!("dedup/{}", hex(k)),
+                            message: "not an index value".into(),
+                        })?;
+                    n += read;
+                }
             }
-            let day = u32::from_be_bytes(k[5..9].try_into().expect("4 bytes"));
-            if day < first_day {
-                continue;
-            }
-            let held = decode_ids(&v).ok_or_else(|| LedgerError::Corrupt {
-                path: self.path.clone(),
-                key: format!("dedup/{}", hex(&k)),
-                message: "not an index value".into(),
-            })?;
-            for id in held {
-                f(xxhash_rust::xxh3::xxh3_64(id), day);
-                n += 1;
-            }
+            it.next();
         }
+        it.status().map_err(|e| self.err(e))?;
         Ok(n)
     }
 
@@ -283,6 +279,29 @@ impl Ledger {
     }
 }
 
+/// Calls `f` with each id of an index value (format 1), in order; the ids read, or
+/// `None` when it is not such a value (`f` may have been called for the ids before the
+/// fault). A length below 128 (one varint byte) is read without the general decoder.
+fn for_each_id(v: &[u8], mut f: impl FnMut(&[u8])) -> Option<u64> {
+    let (&fmt, mut rest) = v.split_first()?;
+    if fmt != 1 {
+        return None;
+    }
+    let mut n = 0;
+    while let Some(&b) = rest.first() {
+        let (len, used) = if b < 0x80 {
+            (b as usize, 1)
+        } else {
+            usize::decode_var(rest)?
+        };
+        let id = rest.get(used..used + len)?;
+        f(id);
+        n += 1;
+        rest = &rest[used + len..];
+    }
+    Some(n)
+}
+
 /// The ids of an index value (format 1).
 fn decode_ids(v: &[u8]) -> Option<Vec<&[u8]>> {
     let (&fmt, mut rest) = v.split_first()?;
@@ -304,4 +323,36 @@ fn decode_ids(v: &[u8]) -> Option<Vec<&[u8]>> {
 
 fn hex(k: &[u8]) -> String {
     k.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both readers of an index value agree on good values (one-byte and longer
+    /// lengths) and refuse the same bad ones.
+    #[test]
+    fn index_values_read_alike() {
+        let long = vec![b'x'; 200];
+        let mut v = vec![1u8];
+        for id in [&b"K-1"[..], b"", &long[..], b"uuid-0"] {
+            let mut tmp = [0u8; 10];
+            let n = id.len().encode_var(&mut tmp);
+            v.extend_from_slice(&tmp[..n]);
+            v.extend_from_slice(id);
+        }
+        let mut seen = Vec::new();
+        assert_eq!(for_each_id(&v, |id| seen.push(id.to_vec())), Some(4));
+        let listed: Vec<Vec<u8>> = decode_ids(&v)
+            .unwrap()
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect();
+        assert_eq!(seen, listed);
+        assert_eq!(seen[2], long);
+        for bad in [&[][..], &[2, 0][..], &[1, 5, b'a'][..], &[1, 0x80][..]] {
+            assert_eq!(for_each_id(bad, |_| {}), None, "{bad:?}");
+            assert!(decode_ids(bad).is_none(), "{bad:?}");
+        }
+    }
 }

@@ -167,6 +167,10 @@ impl Ledger {
         let cf = self.cf(CF_DEDUP);
         let mut ro = rocksdb::ReadOptions::default();
         ro.set_iterate_upper_bound(index_key(last + 1, 0, 0).to_vec());
+        // The buckets asked are scattered over the whole index and rarely asked again:
+        // their blocks are not put in the block cache (doing so cost 0.28-0.30 s for
+        // ~16 000 ids against 108 M held, 0.16-0.24 s without).
+        ro.fill_cache(false);
         let mut it = self.db.raw_iterator_cf_opt(cf, ro);
         let mut rest = order;
         while let Some(&(bucket, _)) = rest.first() {

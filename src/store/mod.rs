@@ -701,6 +701,11 @@ impl Ledger {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(5);
+        // The WAL is handed to the disk every 1 MiB as it is written (sync_file_range),
+        // so the fsync that ends a file's commit finds little left to write: a 10 M-record
+        // file's batch is ~170 MB with the cross-file index (commit 0.38-0.42 s -> 0.33-0.35
+        // s). Durability is unchanged: every commit still syncs.
+        opts.set_wal_bytes_per_sync(1 << 20);
         // Table files are opened at start by this many threads per column family (the
         // default, 16, started ~300 short-lived threads for 19 families).
         opts.set_max_file_opening_threads(2);

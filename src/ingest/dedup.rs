@@ -577,35 +577,10 @@ pub fn entry_len(buf: &[u8]) -> usize {
     }
 }
 
-/// The ids of one encoded value; `None` when it is not a value of this format.
+/// The ids of one encoded value; `None` when it is not a value of this format (the
+/// store's reader, [`crate::store::decode_index_value`]).
 pub fn decode_value(v: &[u8]) -> Option<Vec<&[u8]>> {
-    let (&fmt, mut rest) = v.split_first()?;
-    if fmt != 1 {
-        return None;
-    }
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let mut n = 0usize;
-        let mut shift = 0;
-        loop {
-            let (&b, r) = rest.split_first()?;
-            rest = r;
-            n |= ((b & 0x7f) as usize) << shift;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            if shift > 28 {
-                return None;
-            }
-        }
-        if rest.len() < n {
-            return None;
-        }
-        out.push(&rest[..n]);
-        rest = &rest[n..];
-    }
-    Some(out)
+    crate::store::decode_index_value(v)
 }
 
 #[cfg(test)]

@@ -286,7 +286,7 @@ impl Ledger {
 /// Calls `f` with each id of an index value (format 1), in order; the ids read, or
 /// `None` when it is not such a value (`f` may have been called for the ids before the
 /// fault). A length below 128 (one varint byte) is read without the general decoder.
-fn for_each_id(v: &[u8], mut f: impl FnMut(&[u8])) -> Option<u64> {
+fn for_each_id<'a>(v: &'a [u8], mut f: impl FnMut(&'a [u8])) -> Option<u64> {
     let (&fmt, mut rest) = v.split_first()?;
     if fmt != 1 {
         return None;
@@ -306,22 +306,10 @@ fn for_each_id(v: &[u8], mut f: impl FnMut(&[u8])) -> Option<u64> {
     Some(n)
 }
 
-/// The ids of an index value (format 1).
-fn decode_ids(v: &[u8]) -> Option<Vec<&[u8]>> {
-    let (&fmt, mut rest) = v.split_first()?;
-    if fmt != 1 {
-        return None;
-    }
+/// The ids of an index value (format 1); `None` when it is not such a value.
+pub fn decode_ids(v: &[u8]) -> Option<Vec<&[u8]>> {
     let mut out = Vec::new();
-    while !rest.is_empty() {
-        let (n, used) = usize::decode_var(rest)?;
-        rest = &rest[used..];
-        if rest.len() < n {
-            return None;
-        }
-        out.push(&rest[..n]);
-        rest = &rest[n..];
-    }
+    for_each_id(v, |id| out.push(id))?;
     Some(out)
 }
 

@@ -56,6 +56,7 @@ use serde::{Deserialize, Serialize};
 use crate::rate::money::{Cents, Micros};
 
 mod dedup;
+pub use dedup::decode_ids as decode_index_value;
 
 const CF_META: &str = "meta";
 const CF_FILES: &str = "files";

@@ -613,7 +613,8 @@ fn collect(
     // Totals sorted by key, and record-id hashes seen more than once (and, with the
     // cross-file check, those the filter may hold from earlier files: the file's ids
     // are added to the filter in the same pass, partition by partition).
-    let mut totals = totals.finish(&mut spills, threads);
+    let mut totals = totals;
+    totals.fold_last(&mut spills, threads);
     // The filter grows (a rebuild from the index) only when the ids this file adds,
     // counted exactly, would fill it past its load.
     if let Some(c) = cross.as_mut() {
@@ -667,7 +668,8 @@ fn collect(
     // candidate; candidates are confirmed by comparing the record ids themselves, in
     // file order: a repeat inside the file against the ids before it, the first of its
     // id against the ids earlier files committed (the exact check on the store).
-    let mut emptied = false;
+    // The totals of the duplicates, taken out when the totals are finished below.
+    let mut subs: Vec<(crate::ingest::totals::AggKey, Agg)> = Vec::new();
     // (hash, line start) of every duplicate: they stay out of the index.
     let mut dup_at: Vec<(u64, u64)> = Vec::new();
     drop(repeated);
@@ -728,15 +730,7 @@ fn collect(
                 r.month,
                 line_key(r.service, row.destination.to_native(), row.band),
             );
-            let a = totals.get_mut(&key).expect("duplicate was counted");
-            a.count -= 1;
-            a.usage -= r.usage;
-            a.billed -= r.billed;
-            a.charge_micros -= r.charge_micros;
-            // A total left at zero records is dropped below, in one pass:
-            // removing it here moved the tail of the totals once per
-            // duplicate (quadratic in the file's keys and duplicates).
-            emptied |= a.count == 0;
+            subs.push((key, Agg::one(r.usage, r.billed, r.charge_micros)));
             daily.sub(
                 r.month,
                 r.day,
@@ -756,9 +750,9 @@ fn collect(
         }
         rejects.sort_by_key(|r| r.line);
     }
-    if emptied {
-        totals.drop_empty();
-    }
+    let totals = totals
+        .finish_without(subs, threads)
+        .map_err(|k| FileError::Worker(format!("a duplicate's total {k:?} was not counted")))?;
     if cross.is_some() {
         let t_encode = Instant::now();
         let mut index = encode_index(parts, id_bytes, &dup_at, threads);

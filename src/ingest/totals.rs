@@ -254,18 +254,14 @@ impl Totals {
         self.fold_then(spills, threads, false);
     }
 
-    /// [`Totals::fold`]; with `last` (the last fold of a file), each partition's sums are
-    /// also sorted by key on the fold thread, its probe index freed, and the spills'
-    /// record buffers released instead of kept for another segment.
+    /// [`Totals::fold`]; with `last` (the last fold of a file), the spills' record
+    /// buffers are released instead of kept for another segment.
     fn fold_then<S: BorrowMut<Spill>>(&mut self, spills: &mut [S], threads: usize, last: bool) {
         let threads = threads.max(1);
         // Deal partitions round-robin: skewed partitions (popular accounts) spread out.
         let mut jobs: Vec<Vec<FoldJob>> = (0..threads).map(|_| Vec::new()).collect();
         for p in 0..self.layout.account_parts {
-            let empty = spills.iter_mut().all(|s| s.borrow_mut().recs[p].is_empty());
-            // Sums still unsorted (they have an index) are sorted by the last fold.
-            let unsorted = last && !self.parts[p].index.is_empty();
-            if empty && !unsorted {
+            if spills.iter_mut().all(|s| s.borrow_mut().recs[p].is_empty()) {
                 continue;
             }
             let bufs = spills
@@ -274,40 +270,18 @@ impl Totals {
                 .collect();
             jobs[p % threads].push((p, std::mem::take(&mut self.parts[p]), bufs));
         }
-        let done: Vec<Vec<FoldJob>> = std::thread::scope(|s| {
-            let handles: Vec<_> = jobs
-                .into_iter()
-                .map(|mine| {
-                    s.spawn(move || {
-                        mine.into_iter()
-                            .map(|(p, mut sums, mut bufs)| {
-                                for r in bufs.iter().flatten() {
-                                    sums.add(r);
-                                }
-                                if last {
-                                    bufs = Vec::new();
-                                    sums.index = Vec::new();
-                                    // One 128-bit compare instead of three.
-                                    sums.entries.sort_unstable_by_key(|e| {
-                                        (e.0 .0 as u128) << 64
-                                            | (e.0 .1 as u128) << 32
-                                            | e.0 .2 as u128
-                                    });
-                                } else {
-                                    bufs.iter_mut().for_each(Vec::clear);
-                                }
-                                (p, sums, bufs)
-                            })
-                            .collect()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("totals thread panicked"))
-                .collect()
+        let done = on_threads(jobs, move |(p, mut sums, mut bufs): FoldJob| {
+            for r in bufs.iter().flatten() {
+                sums.add(r);
+            }
+            if last {
+                bufs = Vec::new();
+            } else {
+                bufs.iter_mut().for_each(Vec::clear);
+            }
+            (p, sums, bufs)
         });
-        for (p, sums, bufs) in done.into_iter().flatten() {
+        for (p, sums, bufs) in done {
             self.parts[p] = sums;
             for (s, b) in spills.iter_mut().zip(bufs) {
                 s.borrow_mut().recs[p] = b;
@@ -320,22 +294,100 @@ impl Totals {
         }
     }
 
-    /// Folds what is left and returns the totals sorted by key. The spills' record
-    /// buffers are released (their id buffers are left for [`repeated_ids`]).
-    pub fn finish<S: BorrowMut<Spill>>(mut self, spills: &mut [S], threads: usize) -> FileTotals {
+    /// The last fold of a file: what is left is folded and the spills' record buffers
+    /// are released (their id buffers are left for [`scan_ids`]). The sums keep their
+    /// index until [`Totals::finish_without`].
+    pub fn fold_last<S: BorrowMut<Spill>>(&mut self, spills: &mut [S], threads: usize) {
         self.fold_then(spills, threads, true);
+    }
+
+    /// Folds what is left and returns the totals sorted by key ([`Totals::fold_last`],
+    /// then [`Totals::finish_without`] nothing).
+    pub fn finish<S: BorrowMut<Spill>>(mut self, spills: &mut [S], threads: usize) -> FileTotals {
+        self.fold_last(spills, threads);
+        self.finish_without(Vec::new(), threads)
+            .expect("nothing to take out")
+    }
+
+    /// The totals sorted by key, after taking out `subs` (the records of duplicates
+    /// found once the file was folded): on `threads` threads, per partition, each sub is
+    /// found through the partition's index (a sub costs a lookup, not a search of the
+    /// sorted totals), totals left at zero records are dropped, then the partition is
+    /// sorted. Fails, naming the key, when a sub has no total or takes more records out
+    /// than it holds.
+    pub fn finish_without(
+        self,
+        subs: Vec<(AggKey, Agg)>,
+        threads: usize,
+    ) -> Result<FileTotals, AggKey> {
+        let threads = threads.max(1);
+        let mut per_part: Vec<Vec<(AggKey, Agg)>> = vec![Vec::new(); self.parts.len()];
+        for s in subs {
+            let p = (s.0 .0 >> self.layout.account_shift) as usize;
+            per_part.get_mut(p).ok_or(s.0)?.push(s);
+        }
+        type Job = (usize, PartSums, Vec<(AggKey, Agg)>);
+        let mut jobs: Vec<Vec<Job>> = (0..threads).map(|_| Vec::new()).collect();
+        for (p, (sums, subs)) in self.parts.into_iter().zip(per_part).enumerate() {
+            if !sums.entries.is_empty() || !subs.is_empty() {
+                jobs[p % threads].push((p, sums, subs));
+            }
+        }
+        let mut done = on_threads(jobs, |(p, mut sums, subs): Job| {
+            let mut emptied = false;
+            for (key, a) in subs {
+                let e = match sums.find(&key) {
+                    Some(i) => &mut sums.entries[i].1,
+                    None => return (p, Err(key)),
+                };
+                let Some(count) = e.count.checked_sub(a.count) else {
+                    return (p, Err(key));
+                };
+                e.count = count;
+                e.usage -= a.usage;
+                e.billed -= a.billed;
+                e.charge_micros -= a.charge_micros;
+                emptied |= count == 0;
+            }
+            sums.index = Vec::new();
+            if emptied {
+                sums.entries.retain(|e| e.1.count > 0);
+            }
+            // One 128-bit compare instead of three.
+            sums.entries.sort_unstable_by_key(|e| {
+                (e.0 .0 as u128) << 64 | (e.0 .1 as u128) << 32 | e.0 .2 as u128
+            });
+            (p, Ok(sums.entries))
+        });
+        done.sort_unstable_by_key(|d| d.0);
         // Account partitions are ranges of accounts: in partition order, sorted sums are
         // sorted by key. They are moved, not copied: a copy doubled the memory the
         // totals take at their peak.
-        FileTotals {
-            parts: self
-                .parts
-                .into_iter()
-                .map(|p| p.entries)
-                .filter(|e| !e.is_empty())
-                .collect(),
+        let mut parts = Vec::with_capacity(done.len());
+        for (_, run) in done {
+            let run = run?;
+            if !run.is_empty() {
+                parts.push(run);
+            }
         }
+        Ok(FileTotals { parts })
     }
+}
+
+/// Runs `f` on every job, each list of jobs on a thread of its own; the results in no
+/// particular order.
+fn on_threads<J: Send, R: Send>(jobs: Vec<Vec<J>>, f: impl Fn(J) -> R + Sync) -> Vec<R> {
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|mine| s.spawn(move || mine.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("totals thread panicked"))
+            .collect()
+    })
 }
 
 /// The totals of one file, sorted by key, one entry per key: sorted runs of ascending
@@ -364,22 +416,14 @@ impl FileTotals {
     }
 
     /// The total of `key`.
-    pub fn get_mut(&mut self, key: &AggKey) -> Option<&mut Agg> {
+    pub fn get(&self, key: &AggKey) -> Option<&Agg> {
         // The first run whose last key is not below `key`.
         let p = self
             .parts
             .partition_point(|run| run.last().is_some_and(|l| l.0 < *key));
-        let run = self.parts.get_mut(p)?;
+        let run = self.parts.get(p)?;
         let i = run.binary_search_by_key(key, |e| e.0).ok()?;
-        Some(&mut run[i].1)
-    }
-
-    /// Drops the totals left at zero records (and runs left empty).
-    pub fn drop_empty(&mut self) {
-        for run in &mut self.parts {
-            run.retain(|e| e.1.count > 0);
-        }
-        self.parts.retain(|run| !run.is_empty());
+        Some(&run[i].1)
     }
 
     /// The runs, in key order, each sorted by key; for consumers that release them
@@ -607,6 +651,26 @@ impl PartSums {
         }
     }
 
+    /// The entry of `key`, if it has one.
+    fn find(&self, key: &AggKey) -> Option<usize> {
+        if self.index.is_empty() {
+            return None;
+        }
+        let shift = 64 - self.index.len().trailing_zeros();
+        let mask = self.index.len() - 1;
+        let mut i = (key_hash(key) >> shift) as usize;
+        loop {
+            let e = self.index[i];
+            if e == 0 {
+                return None;
+            }
+            if self.entries[e as usize - 1].0 == *key {
+                return Some(e as usize - 1);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
     #[cold]
     fn grow(&mut self) {
         let cap = (self.index.len() * 2).max(256);
@@ -624,30 +688,59 @@ impl PartSums {
 }
 
 /// The record-id hashes of one id partition (`bufs`, whose hashes share the bits above
-/// `id_shift`), ascending: a counting sort by the 12 bits below the partition's bits,
-/// then a sort of each of the 4 096 runs (a few dozen hashes each, in cache). Sorted,
-/// the hashes walk the cross-file filter in order and repeats are neighbours.
+/// `id_shift`), ascending: a least-significant-digit radix sort by the 24 bits below
+/// the partition's bits (two stable counting passes of 12 bits, both counted in one
+/// read), after which only hashes sharing all of those bits can be out of order: each
+/// such run (a handful in a partition of 150 000) is sorted on its own. Sorted, the
+/// hashes walk the cross-file filter in order and repeats are neighbours. (A counting
+/// sort by 12 bits and a sort of each of the 4 096 runs of a few dozen hashes cost
+/// twice as much: the small sorts' compares and branches.)
 fn sorted_hashes(bufs: &[Vec<IdAt>], id_shift: u32) -> Vec<u64> {
     const BITS: u32 = 12;
-    let shift = id_shift.saturating_sub(BITS);
-    let digit = |h: u64| (h >> shift) as usize & ((1 << BITS) - 1);
-    let mut at = vec![0usize; (1 << BITS) + 1];
+    const DIGITS: usize = 1 << BITS;
+    let major = id_shift.saturating_sub(BITS);
+    let minor = major.saturating_sub(BITS);
+    let digit = |h: u64, shift: u32| (h >> shift) as usize & (DIGITS - 1);
+    let n: usize = bufs.iter().map(Vec::len).sum();
+    let mut at_major = vec![0usize; DIGITS];
+    let mut at_minor = vec![0usize; DIGITS];
     for e in bufs.iter().flatten() {
-        at[digit(e.0) + 1] += 1;
+        at_major[digit(e.0, major)] += 1;
+        at_minor[digit(e.0, minor)] += 1;
     }
-    for d in 1..at.len() {
-        at[d] += at[d - 1];
+    let starts = |at: &mut [usize]| {
+        let mut sum = 0;
+        for c in at.iter_mut() {
+            (*c, sum) = (sum, sum + *c);
+        }
+    };
+    starts(&mut at_major);
+    starts(&mut at_minor);
+    let mut by_minor = vec![0u64; n];
+    for e in bufs.iter().flatten() {
+        let d = digit(e.0, minor);
+        by_minor[at_minor[d]] = e.0;
+        at_minor[d] += 1;
     }
-    let n = at[1 << BITS];
     let mut out = vec![0u64; n];
-    let mut next = at.clone();
-    for e in bufs.iter().flatten() {
-        let d = digit(e.0);
-        out[next[d]] = e.0;
-        next[d] += 1;
+    for &h in &by_minor {
+        let d = digit(h, major);
+        out[at_major[d]] = h;
+        at_major[d] += 1;
     }
-    for w in at.windows(2) {
-        out[w[0]..w[1]].sort_unstable();
+    drop(by_minor);
+    // Runs of hashes equal in the sorted bits, in any order among themselves.
+    let mut k = 0;
+    while k < n {
+        let prefix = out[k] >> minor;
+        let mut end = k + 1;
+        while end < n && out[end] >> minor == prefix {
+            end += 1;
+        }
+        if end - k > 1 {
+            out[k..end].sort_unstable();
+        }
+        k = end;
     }
     out
 }
@@ -759,51 +852,116 @@ mod tests {
             assert_eq!(got.len(), want.len());
             assert_eq!(got.iter().copied().collect::<Vec<_>>(), want);
             // Every key is found through the runs; others are not.
-            let mut got = got;
             for (k, a) in &want {
-                assert_eq!(got.get_mut(k).copied(), Some(*a));
+                assert_eq!(got.get(k).copied(), Some(*a));
             }
-            assert_eq!(got.get_mut(&(n_accounts as u32, 0, 0)), None);
-            assert_eq!(got.get_mut(&(0, 0, 31)), None);
+            assert_eq!(got.get(&(n_accounts as u32, 0, 0)), None);
+            assert_eq!(got.get(&(0, 0, 31)), None);
             let want_rep: FxHashSet<u64> =
                 seen.into_iter().filter(|e| e.1 > 1).map(|e| e.0).collect();
             assert_eq!(repeated, want_rep);
         }
     }
 
-    /// Totals over several runs: lookups find every key in its run, totals emptied by
-    /// duplicates are dropped with the runs they empty, and the rest keep their order.
+    /// Totals over several runs: lookups find every key in its run; duplicates taken out
+    /// after the fold drop the totals they empty (and the runs left empty), the rest
+    /// keep their order; a sub without its total, or taking out more records than the
+    /// total holds, fails naming the key.
     #[test]
-    fn file_totals_find_and_drop_across_runs() {
+    fn totals_without_duplicates_across_runs() {
         let a = |count, charge| Agg {
             count,
             usage: 60 * count,
             billed: 60 * count,
             charge_micros: charge,
         };
-        let mut t = FileTotals {
-            parts: vec![
-                vec![((0, 5, 1), a(1, 10)), ((3, 5, 1), a(2, 20))],
-                vec![((4, 5, 1), a(1, 30))],
-                vec![((8, 4, 9), a(3, 40)), ((8, 5, 0), a(1, 50))],
-            ],
+        // 16 accounts in 4 partitions of 4.
+        let l = Layout::new(16, 1 << 16, 1 << 16);
+        assert_eq!(l.account_parts, 4);
+        let build = || {
+            let mut spills = vec![Spill::new(l, 0, 0, false), Spill::new(l, 0, 0, false)];
+            for (i, (key, charge)) in [
+                ((8, 5, 0), 50),
+                ((0, 5, 1), 10),
+                ((3, 5, 1), 5),
+                ((8, 4, 9), 10),
+                ((4, 5, 1), 30),
+                ((3, 5, 1), 15),
+                ((8, 4, 9), 10),
+                ((8, 4, 9), 20),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let rec = Rec {
+                    key,
+                    count: 1,
+                    usage: 60,
+                    billed: 60,
+                    charge_micros: charge,
+                };
+                spills[i % 2].push(rec, i as u64, 0);
+            }
+            let mut t = Totals::new(l);
+            t.fold_last(&mut spills, 2);
+            t
         };
+        let t = build().finish_without(Vec::new(), 2).unwrap();
         assert_eq!(t.len(), 5);
-        assert_eq!(t.get_mut(&(4, 5, 1)).map(|x| x.charge_micros), Some(30));
-        assert_eq!(t.get_mut(&(8, 5, 0)).map(|x| x.charge_micros), Some(50));
-        assert_eq!(t.get_mut(&(3, 5, 2)), None);
-        assert_eq!(t.get_mut(&(9, 0, 0)), None);
-        for key in [(4, 5, 1), (8, 5, 0)] {
-            let x = t.get_mut(&key).unwrap();
-            x.count -= 1;
-            x.charge_micros = 0;
-        }
-        t.drop_empty();
+        assert_eq!(t.get(&(4, 5, 1)).map(|x| x.charge_micros), Some(30));
+        assert_eq!(t.get(&(8, 4, 9)), Some(&a(3, 40)));
+        assert_eq!(t.get(&(3, 5, 2)), None);
+        assert_eq!(t.get(&(9, 0, 0)), None);
+        assert_eq!(t.clone().into_runs().len(), 3);
+        let bad = |subs| build().finish_without(subs, 2).err();
+        assert_eq!(bad(vec![((3, 5, 2), a(1, 0))]), Some((3, 5, 2)));
+        assert_eq!(bad(vec![((16, 5, 1), a(1, 0))]), Some((16, 5, 1)));
         assert_eq!(
-            t.iter().map(|e| (e.0, e.1.count)).collect::<Vec<_>>(),
-            vec![((0, 5, 1), 1), ((3, 5, 1), 2), ((8, 4, 9), 3)]
+            bad(vec![((0, 5, 1), a(1, 10)), ((0, 5, 1), a(1, 10))]),
+            Some((0, 5, 1))
+        );
+        // Out of order; two of one key; one run emptied, one total of another.
+        let t = build()
+            .finish_without(
+                vec![
+                    ((8, 5, 0), a(1, 50)),
+                    ((3, 5, 1), a(1, 5)),
+                    ((4, 5, 1), a(1, 30)),
+                    ((3, 5, 1), a(1, 15)),
+                ],
+                2,
+            )
+            .unwrap();
+        assert_eq!(
+            t.iter()
+                .map(|e| (e.0, e.1.count, e.1.charge_micros))
+                .collect::<Vec<_>>(),
+            vec![((0, 5, 1), 1, 10), ((8, 4, 9), 3, 40)]
         );
         assert_eq!(t.into_runs().len(), 2);
+    }
+
+    /// The radix sort of a partition's hashes equals a plain sort: random hashes, hashes
+    /// alike in every sorted bit (a long run left to the run sort), exact repeats, one
+    /// partition (shift 64) and one of 64 (shift 58), and no hashes at all.
+    #[test]
+    fn sorted_hashes_are_sorted() {
+        let mut x = 99u64;
+        for (id_shift, parts) in [(64u32, 1u64), (58, 64)] {
+            let top = |h: u64| if parts == 1 { h } else { (h >> 6) | (17 << 58) };
+            let mut all: Vec<u64> = (0..50_000).map(|_| top(xorshift(&mut x))).collect();
+            let alike = top(xorshift(&mut x)) & !((1u64 << (id_shift - 24)) - 1);
+            all.extend((0..300).map(|i| alike | (i * 7919) % (1 << (id_shift - 24))));
+            all.extend(all[..500].to_vec());
+            let bufs: Vec<Vec<IdAt>> = all
+                .chunks(7000)
+                .map(|c| c.iter().map(|&h| (h, 0)).collect())
+                .collect();
+            let mut want = all.clone();
+            want.sort_unstable();
+            assert_eq!(sorted_hashes(&bufs, id_shift), want);
+        }
+        assert!(sorted_hashes(&[], 58).is_empty());
     }
 
     #[test]
@@ -823,10 +981,10 @@ mod tests {
         assert!(repeated_ids::<Spill>(&mut [], 2).is_empty());
         let l = Layout::new(10, 0, 0);
         let mut spills = vec![Spill::new(l, 0, 0, false), Spill::new(l, 0, 0, false)];
-        let mut t = Totals::new(l).finish(&mut spills, 2);
+        let t = Totals::new(l).finish(&mut spills, 2);
         assert!(t.is_empty() && repeated_ids(&mut spills, 2).is_empty());
         assert_eq!(t.len(), 0);
-        assert_eq!(t.get_mut(&(0, 0, 0)), None);
+        assert_eq!(t.get(&(0, 0, 0)), None);
     }
 
     /// Counts are summed in 64 bits: a key with more records than a u32 holds adds up.

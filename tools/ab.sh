@@ -2,7 +2,8 @@
 # A/B of tollgate binaries on the workspaces and files of tools/throughput.sh (both
 # shapes, tidy and backlog), in one window.
 #
-# Interleaves, per round and shape: `wc -l` on the shape's file, then one whole-process
+# Interleaves, per round and shape: the shape's file read afresh into the page cache (see
+# fresh_cache in tools/shapes.sh), `wc -l` on it, then one whole-process
 # `tollgate ingest --stats` per binary (fresh data dir each time). Prints, per shape and
 # binary, the median and the runs of the wall time, its ratio to the shape's median
 # `wc -l`, records/s, the medians of the in-process phases and of peak RSS.
@@ -20,7 +21,7 @@ while [ $# -gt 0 ]; do
     --runs) runs="$2"; shift 2 ;;
     --dir) dir="$2"; shift 2 ;;
     --shapes) shapes="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -36,7 +37,7 @@ trap 'rm -rf "$out"' EXIT
 for _ in $(seq 1 "$runs"); do
   for shape in $shapes; do
     shape_paths "$shape"
-    cat "$cdr" > /dev/null   # page-cached, as for wc -l
+    fresh_cache "$cdr"   # page-cached afresh, for wc -l and the ingests alike
     /usr/bin/time -f %e -o "$out/t" wc -l "$cdr" > /dev/null
     cat "$out/t" >> "$out/wc.$shape"
     for i in $(seq 1 $#); do

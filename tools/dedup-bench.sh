@@ -74,7 +74,7 @@ fi
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 for r in $(seq 1 "$runs"); do
-  cat "$cdr_file" > /dev/null
+  fresh_cache "$cdr_file"
   /usr/bin/time -f %e -o "$out/t" wc -l "$cdr_file" > /dev/null
   cat "$out/t" >> "$out/wc"
   for mode in off on; do

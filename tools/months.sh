@@ -44,7 +44,7 @@ for m in $months; do
   f="$dir/cdr-backlog-$records-m$m.csv"
   [ -f "$f" ] || "$bin/tollgate-gen" cdrs --out "$f" --records "$records" --month 2026-06 \
     --shape backlog --months "$m" --accounts 100000 --prefixes 400 --seed 7 --tag K > /dev/null
-  cat "$f" > /dev/null   # page cache
+  fresh_cache "$f"   # page cache
   peaks=()
   for _ in $(seq 1 "$runs"); do
     rm -rf "$ws/data" "$ws/spool"

@@ -41,7 +41,7 @@ for shape in $shapes; do
   shape_paths "$shape"
   shape_generate "$shape" "$bin/tollgate-gen"
   sed -i "s/^workers = .*/workers = $workers/" "$ws/tollgate.toml"
-  cat "$cdr" > /dev/null   # page cache
+  fresh_cache "$cdr"   # page cache
   wc_times=() ing_times=() stats=()
   for i in $(seq 1 "$runs"); do
     t0=$(now); wc -l "$cdr" > /dev/null; t1=$(now)

@@ -586,6 +586,10 @@ fn lines_at(
         .collect()
 }
 
+/// A candidate duplicate rated again: line number, byte range, rating, record id and
+/// its hash.
+type Candidate = (u64, usize, usize, crate::rate::rating::Rated, Vec<u8>, u64);
+
 /// Merges worker outputs into the file outcome and resolves duplicate record ids: those
 /// repeated inside the file and, with `cross`, those an earlier file committed.
 #[allow(clippy::too_many_arguments)]
@@ -676,29 +680,51 @@ fn collect(
     if !candidate_starts.is_empty() {
         // The rated lines whose id hash is a candidate, where the id spill says they
         // start, in file order.
-        let found = lines_at(bytes, chunks, &chunk_outs, &bases, &candidate_starts);
-        let mut rater = Rater::new(tariff, accounts, layout.clone(), now);
+        // Each candidate line found and rated again, on `threads` threads over runs of
+        // the candidates in file order; then, in file order, the first of each id
+        // against the ids before it.
+        let per = candidate_starts.len().div_ceil(threads.max(1));
+        let again: Vec<Vec<Candidate>> = std::thread::scope(|s| {
+            let handles: Vec<_> = candidate_starts
+                .chunks(per.max(1))
+                .map(|starts| {
+                    let (chunk_outs, bases) = (&chunk_outs, &bases);
+                    s.spawn(move || {
+                        let mut rater = Rater::new(tariff, accounts, layout.clone(), now);
+                        lines_at(bytes, chunks, chunk_outs, bases, starts)
+                            .into_iter()
+                            .filter_map(|(line_no, line_start, line_end)| {
+                                let (r, _) = rater.rate_in(bytes, line_start, line_end).ok()?;
+                                let line = &bytes[line_start..line_end];
+                                let rid = rater.record_id(line).expect("line rated");
+                                let h = xxhash_rust::xxh3::xxh3_64(&rid);
+                                Some((line_no, line_start, line_end, r, rid, h))
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("candidate thread panicked"))
+                .collect()
+        });
         let table = tariff.table();
         let mut first_seen: rustc_hash::FxHashSet<Vec<u8>> = FxHashSet::default();
         // (line, start, end, rating, id hash, repeated in the file, index in `ask`).
-        let mut rated = Vec::with_capacity(found.len());
+        let mut rated = Vec::with_capacity(candidate_starts.len());
         let mut ask: Vec<Vec<u8>> = Vec::new();
-        for (line_no, line_start, line_end) in found {
-            let line = &bytes[line_start..line_end];
-            if let Ok((r, _)) = rater.rate_in(bytes, line_start, line_end) {
-                let rid = rater.record_id(line).expect("line rated");
-                let h = xxhash_rust::xxh3::xxh3_64(&rid);
-                let again = first_seen.contains(&rid);
-                let mut asked = usize::MAX;
-                if !again {
-                    if maybe.contains(&h) {
-                        asked = ask.len();
-                        ask.push(rid.clone());
-                    }
-                    first_seen.insert(rid);
+        for (line_no, line_start, line_end, r, rid, h) in again.into_iter().flatten() {
+            let again = first_seen.contains(&rid);
+            let mut asked = usize::MAX;
+            if !again {
+                if maybe.contains(&h) {
+                    asked = ask.len();
+                    ask.push(rid.clone());
                 }
-                rated.push((line_no, line_start, line_end, r, h, again, asked));
+                first_seen.insert(rid);
             }
+            rated.push((line_no, line_start, line_end, r, h, again, asked));
         }
         let earlier = match (&cross, ask.is_empty()) {
             (Some(c), false) => {

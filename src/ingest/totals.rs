@@ -951,7 +951,7 @@ mod tests {
             let top = |h: u64| if parts == 1 { h } else { (h >> 6) | (17 << 58) };
             let mut all: Vec<u64> = (0..50_000).map(|_| top(xorshift(&mut x))).collect();
             let alike = top(xorshift(&mut x)) & !((1u64 << (id_shift - 24)) - 1);
-            all.extend((0..300).map(|i| alike | (i * 7919) % (1 << (id_shift - 24))));
+            all.extend((0..300).map(|i| alike | ((i * 7919) % (1 << (id_shift - 24)))));
             all.extend(all[..500].to_vec());
             let bufs: Vec<Vec<IdAt>> = all
                 .chunks(7000)

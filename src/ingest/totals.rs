@@ -15,7 +15,8 @@
 //!    partition are added to them. The spill buffers are then emptied and reused by the
 //!    next segment, so their pages are touched once per file run, not once per record,
 //!    and their size is bounded by the segment, not the file.
-//! 3. **Finish**: each partition's sums are sorted by key in place; account partitions
+//! 3. **Finish**: each partition's sums, less the records of duplicates found meanwhile
+//!    ([`Totals::finish_without`]), are sorted by key in place; account partitions
 //!    are ranges, so the sorted partitions in partition order are the file's totals
 //!    sorted by key ([`FileTotals`]: moved, never copied, and released run by run by the
 //!    encoder of the commit batch). Id partitions yield the hashes seen more than once.

@@ -982,7 +982,7 @@ fn rerate(
         std::io::ErrorKind::NotFound => "the spooled file is no longer in done/".to_string(),
         _ => format!("cannot read {}: {e}", path.display()),
     })?;
-    if format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes)) != content_hash {
+    if crate::fsutil::content_hash(&bytes) != content_hash {
         return Err("the file in done/ differs from the committed content".into());
     }
     let Some((layout, body, first_line)) =

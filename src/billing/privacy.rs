@@ -300,7 +300,7 @@ pub fn erase(
         layouts.insert(cp.name.clone(), l);
         if removed > 0 {
             crate::fsutil::write_atomic(&path, &out).map_err(io(&path))?;
-            let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&out));
+            let hash = crate::fsutil::content_hash(&out);
             notes.push((
                 format!("file/{}", cp.name),
                 serde_json::to_vec(&Rewritten { content_hash: hash }).expect("serializes"),

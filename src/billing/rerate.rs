@@ -509,7 +509,7 @@ fn rerate_file(
     allowances: Option<&Allowances>,
 ) -> Result<Rerated, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes)) != cp.content_hash {
+    if crate::fsutil::content_hash(&bytes) != cp.content_hash {
         return Err("the file in done/ differs from the committed content".into());
     }
     let mut out = Rerated::default();

@@ -129,7 +129,7 @@ fn day_of(unix: i64) -> u32 {
 }
 
 fn hash_hex(bytes: &[u8]) -> String {
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
+    crate::fsutil::content_hash(bytes)
 }
 
 impl Engine {

@@ -843,29 +843,43 @@ fn encode_index(
                             .filter(|d| part_of(d.0) == p)
                             .map(|d| d.1)
                             .collect();
-                        // Every (bucket, entry) of the partition, in spill order.
-                        let entries = || {
-                            bufs.iter().zip(&kept).flat_map(|(ids, bytes)| {
-                                let mut at = 0usize;
-                                ids.iter().map(move |&(h, line)| {
-                                    let n = entry_len(&bytes[at..]);
-                                    let e = &bytes[at..at + n];
-                                    at += n;
-                                    (h, line, e)
-                                })
-                            })
-                        };
                         let local_bits = BUCKET_BITS_DISK - part_bits;
                         let first = (p as u32) << local_bits;
-                        let keep = |line: u64| dups.is_empty() || !dups.contains(&line);
+                        // A 256 Ki-bit map of the duplicates' line starts answers "keep"
+                        // for almost every entry before the set is asked (every entry is
+                        // asked twice, and every partition of a file with in-file
+                        // duplicates has some).
+                        let bit = |line: u64| {
+                            let x = line.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 46;
+                            ((x >> 6) as usize, 1u64 << (x & 63))
+                        };
+                        let mut marked = vec![0u64; if dups.is_empty() { 0 } else { 4096 }];
+                        for &line in &dups {
+                            let (w, b) = bit(line);
+                            marked[w] |= b;
+                        }
+                        let keep = |line: u64| {
+                            dups.is_empty() || {
+                                let (w, b) = bit(line);
+                                marked[w] & b == 0 || !dups.contains(&line)
+                            }
+                        };
                         // Bytes per bucket; then each non-empty bucket's value is its
                         // format byte and its entries.
                         let mut size = vec![0usize; 1usize << local_bits];
                         let mut n = 0u64;
-                        for (h, line, e) in entries() {
-                            if keep(line) {
-                                size[(disk_bucket(h) - first) as usize] += e.len();
-                                n += 1;
+                        // Every entry of the partition, in spill order: its hash, line
+                        // start and bytes (plain loops: a flat_map over the workers'
+                        // buffers did not optimise into one).
+                        for (ids, bytes) in bufs.iter().zip(&kept) {
+                            let mut at = 0usize;
+                            for &(h, line) in ids {
+                                let len = entry_len(&bytes[at..]);
+                                if keep(line) {
+                                    size[(disk_bucket(h) - first) as usize] += len;
+                                    n += 1;
+                                }
+                                at += len;
                             }
                         }
                         let mut part = IndexPart {
@@ -885,11 +899,17 @@ fn encode_index(
                         for &(_, start, _) in &part.chunks {
                             part.buf[start] = 1;
                         }
-                        for (h, line, e) in entries() {
-                            if keep(line) {
-                                let at = &mut next[(disk_bucket(h) - first) as usize];
-                                part.buf[*at..*at + e.len()].copy_from_slice(e);
-                                *at += e.len();
+                        for (ids, bytes) in bufs.iter().zip(&kept) {
+                            let mut from = 0usize;
+                            for &(h, line) in ids {
+                                let len = entry_len(&bytes[from..]);
+                                if keep(line) {
+                                    let at = &mut next[(disk_bucket(h) - first) as usize];
+                                    part.buf[*at..*at + len]
+                                        .copy_from_slice(&bytes[from..from + len]);
+                                    *at += len;
+                                }
+                                from += len;
                             }
                         }
                         drop((bufs, kept));

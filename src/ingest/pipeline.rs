@@ -597,7 +597,7 @@ fn collect(
     bytes: &[u8],
     chunks: &[(u32, usize, usize)],
     first_line: u64,
-    totals: crate::ingest::totals::Totals,
+    mut totals: crate::ingest::totals::Totals,
     states: Vec<WorkerState>,
     mut chunk_outs: Vec<ChunkOut>,
     tariff: &Tariff,
@@ -614,10 +614,7 @@ fn collect(
         daily.merge(&s.daily);
         spills.push(s.spill);
     }
-    // Totals sorted by key, and record-id hashes seen more than once (and, with the
-    // cross-file check, those the filter may hold from earlier files: the file's ids
-    // are added to the filter in the same pass, partition by partition).
-    let mut totals = totals;
+    // The last fold; the sums are sorted once the file's duplicates are known (below).
     totals.fold_last(&mut spills, threads);
     // The filter grows (a rebuild from the index) only when the ids this file adds,
     // counted exactly, would fill it past its load.
@@ -678,13 +675,12 @@ fn collect(
     let mut dup_at: Vec<(u64, u64)> = Vec::new();
     drop(repeated);
     if !candidate_starts.is_empty() {
-        // The rated lines whose id hash is a candidate, where the id spill says they
-        // start, in file order.
-        // Each candidate line found and rated again, on `threads` threads over runs of
-        // the candidates in file order; then, in file order, the first of each id
-        // against the ids before it.
+        // The rated lines whose id hash is a candidate (where the id spill says they
+        // start), found and rated again on `threads` threads, each over a run of the
+        // candidates in file order; then, in file order, the first of each id against
+        // the ids before it.
         let per = candidate_starts.len().div_ceil(threads.max(1));
-        let again: Vec<Vec<Candidate>> = std::thread::scope(|s| {
+        let rerated: Vec<Vec<Candidate>> = std::thread::scope(|s| {
             let handles: Vec<_> = candidate_starts
                 .chunks(per.max(1))
                 .map(|starts| {
@@ -714,7 +710,7 @@ fn collect(
         // (line, start, end, rating, id hash, repeated in the file, index in `ask`).
         let mut rated = Vec::with_capacity(candidate_starts.len());
         let mut ask: Vec<Vec<u8>> = Vec::new();
-        for (line_no, line_start, line_end, r, rid, h) in again.into_iter().flatten() {
+        for (line_no, line_start, line_end, r, rid, h) in rerated.into_iter().flatten() {
             let again = first_seen.contains(&rid);
             let mut asked = usize::MAX;
             if !again {

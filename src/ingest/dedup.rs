@@ -577,12 +577,6 @@ pub fn entry_len(buf: &[u8]) -> usize {
     }
 }
 
-/// The ids of one encoded value; `None` when it is not a value of this format (the
-/// store's reader, [`crate::store::decode_index_value`]).
-pub fn decode_value(v: &[u8]) -> Option<Vec<&[u8]>> {
-    crate::store::decode_index_value(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -748,9 +742,11 @@ mod tests {
         for id in [&b"A-1"[..], b"", &long] {
             encode_entry(&mut buf, id);
         }
-        let ids = decode_value(&buf).unwrap();
+        // Encoded here, read by the store's reader.
+        let decode = crate::store::decode_index_value;
+        let ids = decode(&buf).unwrap();
         assert_eq!(ids, vec![&b"A-1"[..], b"", &long[..]]);
-        assert!(decode_value(&[2, 0]).is_none());
-        assert!(decode_value(&[1, 5, b'a']).is_none());
+        assert!(decode(&[2, 0]).is_none());
+        assert!(decode(&[1, 5, b'a']).is_none());
     }
 }

@@ -128,10 +128,6 @@ fn day_of(unix: i64) -> u32 {
     unix.div_euclid(86_400).max(0) as u32
 }
 
-fn hash_hex(bytes: &[u8]) -> String {
-    crate::fsutil::content_hash(bytes)
-}
-
 impl Engine {
     /// Opens the ledger, compiles the tariff if its archive is missing or stale, loads
     /// the accounts and starts the worker pool.
@@ -218,7 +214,7 @@ impl Engine {
             path: cfg.accounts_file.clone(),
             message: format!("cannot read: {e}"),
         })?;
-        let accounts_hash = hash_hex(&bytes);
+        let accounts_hash = crate::fsutil::content_hash(&bytes);
         // Keep the snapshot a checkpoint's `accounts_hash` names, so rated detail can be
         // derived again later (itemised invoices, disputes). Written (and synced) on a
         // second thread while the accounts are parsed: the parse is the longer of the two
@@ -395,7 +391,7 @@ impl Engine {
         };
         let bytes: &[u8] = (*data).as_ref();
         match self.ledger.file(name) {
-            Ok(Some(cp)) if recovering && cp.content_hash == hash_hex(bytes) => {
+            Ok(Some(cp)) if recovering && cp.content_hash == crate::fsutil::content_hash(bytes) => {
                 return FileResult::AlreadyCommitted(cp)
             }
             Ok(Some(cp)) => {
@@ -447,7 +443,7 @@ impl Engine {
         // thread would only wait); a file whose content was committed before is then
         // refused before anything of it is written.
         let (content_hash, outcome) = std::thread::scope(|s| {
-            let hash = s.spawn(|| hash_hex(bytes));
+            let hash = s.spawn(|| crate::fsutil::content_hash(bytes));
             let cross = filter
                 .as_deref_mut()
                 .map(|f| crate::ingest::pipeline::Cross {

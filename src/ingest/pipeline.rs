@@ -841,24 +841,11 @@ fn encode_index(
                             .collect();
                         let local_bits = BUCKET_BITS_DISK - part_bits;
                         let first = (p as u32) << local_bits;
-                        // A 256 Ki-bit map of the duplicates' line starts answers "keep"
-                        // for almost every entry before the set is asked (every entry is
-                        // asked twice, and every partition of a file with in-file
-                        // duplicates has some).
-                        let bit = |line: u64| {
-                            let x = line.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 46;
-                            ((x >> 6) as usize, 1u64 << (x & 63))
-                        };
-                        let mut marked = vec![0u64; if dups.is_empty() { 0 } else { 4096 }];
-                        for &line in &dups {
-                            let (w, b) = bit(line);
-                            marked[w] |= b;
-                        }
+                        // Every entry is asked twice, and every partition of a file with
+                        // in-file duplicates has some: the set is asked only past a map.
+                        let marks = crate::ingest::totals::Prefilter::new(dups.iter().copied(), 18);
                         let keep = |line: u64| {
-                            dups.is_empty() || {
-                                let (w, b) = bit(line);
-                                marked[w] & b == 0 || !dups.contains(&line)
-                            }
+                            dups.is_empty() || !marks.may_hold(line) || !dups.contains(&line)
                         };
                         // Bytes per bucket; then each non-empty bucket's value is its
                         // format byte and its entries.

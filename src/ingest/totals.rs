@@ -304,6 +304,7 @@ impl Totals {
 
     /// Folds what is left and returns the totals sorted by key ([`Totals::fold_last`],
     /// then [`Totals::finish_without`] nothing).
+    #[cfg(test)]
     pub fn finish<S: BorrowMut<Spill>>(mut self, spills: &mut [S], threads: usize) -> FileTotals {
         self.fold_last(spills, threads);
         self.finish_without(Vec::new(), threads)
@@ -417,6 +418,7 @@ impl FileTotals {
     }
 
     /// The total of `key`.
+    #[cfg(test)]
     pub fn get(&self, key: &AggKey) -> Option<&Agg> {
         // The first run whose last key is not below `key`.
         let p = self
@@ -436,6 +438,7 @@ impl FileTotals {
 
 /// The record-id hashes every worker spilled that occur more than once, found on
 /// `threads` threads. Empties the spills' id buffers.
+#[cfg(test)]
 pub fn repeated_ids<S: BorrowMut<Spill>>(spills: &mut [S], threads: usize) -> FxHashSet<u64> {
     scan_ids(spills, threads, None).repeated
 }
@@ -576,24 +579,52 @@ fn starts_of(bufs: &[Vec<IdAt>], repeated: &[u64], maybe: &[u64], out: &mut Vec<
     if repeated.is_empty() && maybe.is_empty() {
         return;
     }
-    // A 64 Ki-bit map of the candidates' low bits answers "no" for almost every id
-    // before the set is asked.
-    let mut bits = vec![0u64; 1024];
-    let bit = |h: u64| ((h as usize >> 6) & 1023, 1u64 << (h & 63));
-    for &h in repeated.iter().chain(maybe) {
-        let (w, b) = bit(h);
-        bits[w] |= b;
-    }
+    let marks = Prefilter::new(repeated.iter().chain(maybe).copied(), 16);
     let wanted: FxHashSet<u64> = repeated.iter().chain(maybe).copied().collect();
-    out.extend(
-        bufs.iter()
-            .flatten()
-            .filter(|e| {
-                let (w, b) = bit(e.0);
-                bits[w] & b != 0 && wanted.contains(&e.0)
-            })
-            .map(|e| e.1),
-    );
+    for buf in bufs {
+        for e in buf {
+            if marks.may_hold(e.0) && wanted.contains(&e.0) {
+                out.push(e.1);
+            }
+        }
+    }
+}
+
+/// A map of 2^`bits` bits over a set of values: it answers "not in the set" for almost
+/// every other value without asking the set (a hash set's probe misses the cache; the
+/// map, 8 to 32 KB, stays in it). A value's bit comes from its Fibonacci hash, so line
+/// offsets mark as evenly as id hashes do.
+pub(crate) struct Prefilter {
+    bits: Vec<u64>,
+    shift: u32,
+}
+
+impl Prefilter {
+    /// The map of `values`, 2^`bits` bits (6..=32).
+    pub(crate) fn new(values: impl IntoIterator<Item = u64>, bits: u32) -> Prefilter {
+        let mut p = Prefilter {
+            bits: vec![0u64; 1 << (bits - 6)],
+            shift: 64 - bits,
+        };
+        for v in values {
+            let (w, b) = p.slot(v);
+            p.bits[w] |= b;
+        }
+        p
+    }
+
+    #[inline]
+    fn slot(&self, v: u64) -> (usize, u64) {
+        let x = v.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift;
+        ((x >> 6) as usize, 1u64 << (x & 63))
+    }
+
+    /// False when `v` is certainly not one of the values.
+    #[inline]
+    pub(crate) fn may_hold(&self, v: u64) -> bool {
+        let (w, b) = self.slot(v);
+        self.bits[w] & b != 0
+    }
 }
 
 /// The running sums of one account partition: one entry per key in the order keys first

@@ -717,8 +717,9 @@ fn tariff_errors_name_file_line_and_column() {
 #[test]
 fn cross_file_filter_grows_for_a_file_and_holds_all_its_ids() {
     use std::sync::Mutex;
-    use tollgate::ingest::dedup::{decode_value, Filter};
+    use tollgate::ingest::dedup::Filter;
     use tollgate::ingest::pipeline::Cross;
+    use tollgate::store::decode_index_value as decode_value;
     let f = fixture();
     let line = |i: u32| {
         let id = if i.is_multiple_of(7) {

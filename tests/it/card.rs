@@ -447,6 +447,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from selenium.webdriver.support import expected_conditions as EC
+from selenium.common.exceptions import WebDriverException
 
 base, maildir, downloads, chromium, driver_bin, stripe, sk = sys.argv[1:8]
 opts = webdriver.ChromeOptions()
@@ -479,7 +480,16 @@ def submit(by, sel):
     # Click a control that loads a new page; return once the old page is gone.
     old = d.find_element(By.TAG_NAME, "html")
     d.find_element(by, sel).click()
-    WebDriverWait(d, 30).until(EC.staleness_of(old))
+    def gone(_):
+        try:
+            return EC.staleness_of(old)(d)
+        except WebDriverException as e:
+            # Chromedriver may answer for a node of the page being replaced with this
+            # instead of a stale-element error: the old page is gone all the same.
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+    WebDriverWait(d, 30).until(gone)
 out = {}
 try:
     d.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})

@@ -1,5 +1,5 @@
 //! The cross-file duplicate index in memory: a cuckoo filter over record-id hashes that
-//! answers "maybe seen in an earlier file" or "certainly not", and forgets ids by age.
+//! answers "maybe seen in an earlier file" or "certainly not".
 //!
 //! The exact index is on disk (the `dedup` column family, written in each file's commit
 //! batch: see `store`); this filter only keeps the exact check away from the records
@@ -10,10 +10,9 @@
 //! Layout: 64 shards by the top 6 bits of the 64-bit id hash (the collector's id
 //! partitions are ranges of the same bits, so each partition probes and fills its own
 //! shards, in parallel and without a lock). A shard is an array of buckets of 4 slots of
-//! 15 bits, packed: 60 bits, 7.5 bytes a bucket. A slot holds a 12-bit fingerprint (the
-//! low 12 bits of the hash) and a 3-bit epoch (the commit day divided by
-//! `ceil(window / 6)` days, modulo 8): every id costs 1.875 bytes at full load, ≤ 2
-//! bytes per id held from 94 % load on. An id's first bucket comes from the 32 bits below
+//! 12 bits, packed: 48 bits, 6 bytes a bucket. A slot holds a 12-bit fingerprint (the
+//! low 12 bits of the hash): every id costs 1.5 bytes at full load, 1.58 at the load a
+//! shard is sized for, ≤ 2 bytes per id held from 75 % load on. An id's first bucket comes from the 32 bits below
 //! the shard bits (`i1 = bits · m >> 32`, so hashes in ascending order walk a shard's
 //! buckets in order); its second lies in the same chunk of [`CHUNK`] buckets (120 KB,
 //! well inside a core's L2 cache; the last chunk takes the remainder, up to twice that):
@@ -24,21 +23,22 @@
 //! (cuckoo kicks, inside the chunk); after 500 kicks the homeless slot goes to a small
 //! stash that every probe also reads, so nothing is ever dropped (no false negatives).
 //!
-//! Expiry: an epoch is live while some day of it is inside the window; `expire` clears
-//! every slot of the epochs no longer live. With the epoch length `ceil(window / 6)`, at
-//! most 7 epochs are live at once and an epoch number comes back 8 epochs later, at
-//! least one epoch after its slots died, so an old slot never passes for a new one.
+//! Expiry: the filter is read from the index (the ids committed inside the window) and
+//! read again once [`Filter::stale`] says `ceil(window / 6)` days have passed since: an
+//! id whose window ended stays in the filter at most that long. It is never a wrong
+//! answer: the exact check reads only index values of the window, so an expired id's
+//! "maybe" costs a lookup and is answered "not a duplicate". (Slots carried a 3-bit
+//! epoch before, cleared in place when it died: a fifth of the filter's memory for
+//! what a read of the index every `ceil(window / 6)` days does as well.)
 
 /// Shards, by the top [`SHARD_BITS`] bits of the id hash.
 pub const SHARD_BITS: u32 = 6;
 pub const SHARDS: usize = 1 << SHARD_BITS;
 const SLOTS: u32 = 4;
-const SLOT_BITS: u32 = 15;
+const SLOT_BITS: u32 = 12;
 const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
 const BUCKET_BITS: u64 = SLOT_BITS as u64 * SLOTS as u64;
 const BUCKET_MASK: u64 = (1 << BUCKET_BITS) - 1;
-const EPOCH_BITS: u32 = 3;
-const EPOCHS: u32 = 1 << EPOCH_BITS;
 const MAX_KICKS: usize = 500;
 /// Load a shard is sized for.
 const TARGET_LOAD: f64 = 0.95;
@@ -56,7 +56,7 @@ fn fingerprint(h: u64) -> u64 {
 
 /// One shard: packed buckets, a count and the stash.
 pub struct Shard {
-    /// 7.5 bytes per bucket, plus 8 so that every bucket can be read as a u64.
+    /// 6 bytes per bucket, plus 8 so that every bucket can be read as a u64.
     bytes: Vec<u8>,
     /// Buckets (at least 1).
     m: u64,
@@ -158,27 +158,23 @@ impl Shard {
     }
 
     #[inline]
-    fn has(v: u64, fp: u64, live: u8) -> bool {
-        (0..SLOTS).any(|k| {
-            let s = (v >> (k * SLOT_BITS)) & SLOT_MASK;
-            s >> EPOCH_BITS == fp && live & (1 << (s & (EPOCHS as u64 - 1))) != 0
-        })
+    fn has(v: u64, fp: u64) -> bool {
+        (0..SLOTS).any(|k| (v >> (k * SLOT_BITS)) & SLOT_MASK == fp)
     }
 
-    /// Whether `h` may have been inserted with a live epoch.
+    /// Whether `h` may have been inserted.
     #[inline]
-    pub fn contains(&self, h: u64, live: u8) -> bool {
+    pub fn contains(&self, h: u64) -> bool {
         let fp = fingerprint(h);
         let i1 = self.index(h);
         let i2 = self.alt(i1, fp);
-        Shard::has(self.read(i1), fp, live)
-            || Shard::has(self.read(i2), fp, live)
+        Shard::has(self.read(i1), fp)
+            || Shard::has(self.read(i2), fp)
             || (!self.stash.is_empty()
-                && self.stash.iter().any(|&(b, s)| {
-                    (b == i1 || b == i2)
-                        && s >> EPOCH_BITS == fp
-                        && live & (1 << (s & (EPOCHS as u64 - 1))) != 0
-                }))
+                && self
+                    .stash
+                    .iter()
+                    .any(|&(b, s)| (b == i1 || b == i2) && s == fp))
     }
 
     /// Puts `slot` into a free slot of bucket `b`; false when it is full.
@@ -194,10 +190,10 @@ impl Shard {
         false
     }
 
-    /// Adds `h` with `epoch`.
-    pub fn insert(&mut self, h: u64, epoch: u8) {
+    /// Adds `h`.
+    pub fn insert(&mut self, h: u64) {
         let fp = fingerprint(h);
-        let slot = fp << EPOCH_BITS | epoch as u64;
+        let slot = fp;
         let i1 = self.index(h);
         let i2 = self.alt(i1, fp);
         self.len += 1;
@@ -210,7 +206,7 @@ impl Shard {
             let v = self.read(b);
             for k in 0..SLOTS {
                 let victim = (v >> (k * SLOT_BITS)) & SLOT_MASK;
-                if self.put(self.alt(b, victim >> EPOCH_BITS), victim) {
+                if self.put(self.alt(b, victim), victim) {
                     let v = self.read(b);
                     self.write(
                         b,
@@ -233,7 +229,7 @@ impl Shard {
                 (v & !(SLOT_MASK << (k * SLOT_BITS))) | slot << (k * SLOT_BITS),
             );
             slot = victim;
-            b = self.alt(b, victim >> EPOCH_BITS);
+            b = self.alt(b, victim);
             if self.put(b, slot) {
                 return;
             }
@@ -241,46 +237,19 @@ impl Shard {
         self.stash.push((b, slot));
     }
 
-    /// Clears the slots whose epoch is not in `live`; returns how many.
-    fn expire(&mut self, live: u8) -> u64 {
-        let mut gone = 0;
-        for b in 0..self.m {
-            let v = self.read(b);
-            if v == 0 {
-                continue;
-            }
-            let mut w = v;
-            for k in 0..SLOTS {
-                let s = (v >> (k * SLOT_BITS)) & SLOT_MASK;
-                if s != 0 && live & (1 << (s & (EPOCHS as u64 - 1))) == 0 {
-                    w &= !(SLOT_MASK << (k * SLOT_BITS));
-                    gone += 1;
-                }
-            }
-            if w != v {
-                self.write(b, w);
-            }
-        }
-        let before = self.stash.len();
-        self.stash
-            .retain(|&(_, s)| live & (1 << (s & (EPOCHS as u64 - 1))) != 0);
-        gone += (before - self.stash.len()) as u64;
-        self.len -= gone.min(self.len);
-        gone
-    }
-
     fn bytes(&self) -> usize {
         self.bytes.capacity() + self.stash.capacity() * 16
     }
 }
 
-/// The filter: 64 shards, the window and its epochs.
+/// The filter: 64 shards, the window, and the day its ids were read from the index.
 pub struct Filter {
     shards: Vec<Shard>,
     window_days: u32,
-    epoch_days: u32,
-    /// The live epochs the shards were last expired for.
-    expired_for: u8,
+    /// Days after [`Filter::built_on`] the filter is [`Filter::stale`]: `ceil(window / 6)`.
+    refresh_days: u32,
+    /// The day the filter's ids were read from the index.
+    built_day: u32,
 }
 
 impl Filter {
@@ -292,27 +261,9 @@ impl Filter {
         Filter {
             shards: (0..SHARDS).map(|_| Shard::with_buckets(m)).collect(),
             window_days,
-            epoch_days: window_days.div_ceil(6),
-            expired_for: u8::MAX,
+            refresh_days: window_days.div_ceil(6),
+            built_day: 0,
         }
-    }
-
-    /// The epoch of ids committed on `day` (days since 1970-01-01, UTC).
-    pub fn epoch(&self, day: u32) -> u8 {
-        ((day / self.epoch_days) % EPOCHS) as u8
-    }
-
-    /// The epochs with a day inside the window that ends on `today`: an id committed on
-    /// day d is held while `today < d + window_days`.
-    pub fn live(&self, today: u32) -> u8 {
-        let first = today.saturating_sub(self.window_days - 1);
-        let mut mask = 0u8;
-        let mut e = first / self.epoch_days;
-        while e * self.epoch_days <= today {
-            mask |= 1 << (e % EPOCHS);
-            e += 1;
-        }
-        mask
     }
 
     /// The first commit day still inside the window that ends on `today`.
@@ -320,32 +271,27 @@ impl Filter {
         today.saturating_sub(self.window_days - 1)
     }
 
-    /// Forgets the ids whose window ended by `today` (their whole epoch); a no-op when
-    /// the live epochs did not change since the last call. Returns the slots cleared.
-    pub fn expire(&mut self, today: u32) -> u64 {
-        let live = self.live(today);
-        if live == self.expired_for {
-            return 0;
-        }
-        self.expired_for = live;
-        self.shards.iter_mut().map(|s| s.expire(live)).sum()
+    /// Says that the filter's ids were read from the index on `today`: the ids of the
+    /// window ending that day, and no older one.
+    pub fn built_on(&mut self, today: u32) {
+        self.built_day = today;
     }
 
-    /// Says that the filter holds no id committed before the window that ends on
-    /// `today` (a rebuild read only those): an [`Filter::expire`] for the same live
-    /// epochs then has nothing to clear and does not walk the shards.
-    pub fn expired_through(&mut self, today: u32) {
-        self.expired_for = self.live(today);
+    /// True when `ceil(window / 6)` days or more have passed since the filter's ids were
+    /// read from the index: time to read them again, leaving out the ids whose window
+    /// ended meanwhile.
+    pub fn stale(&self, today: u32) -> bool {
+        today >= self.built_day.saturating_add(self.refresh_days)
     }
 
-    /// Whether `h` may be held with a live epoch.
-    pub fn contains(&self, h: u64, live: u8) -> bool {
-        self.shards[(h >> (64 - SHARD_BITS)) as usize].contains(h, live)
+    /// Whether `h` may be held.
+    pub fn contains(&self, h: u64) -> bool {
+        self.shards[(h >> (64 - SHARD_BITS)) as usize].contains(h)
     }
 
-    /// Adds `h`, committed on a day of `epoch`.
-    pub fn insert(&mut self, h: u64, epoch: u8) {
-        self.shards[(h >> (64 - SHARD_BITS)) as usize].insert(h, epoch)
+    /// Adds `h`.
+    pub fn insert(&mut self, h: u64) {
+        self.shards[(h >> (64 - SHARD_BITS)) as usize].insert(h)
     }
 
     /// A filter for `window_days` whose shards are built by `shard(s)` from the ids of
@@ -357,13 +303,12 @@ impl Filter {
         room: u64,
         min_capacity: u64,
         threads: usize,
-        shard: impl Fn(usize) -> Result<Vec<(u64, u32)>, String> + Sync,
+        shard: impl Fn(usize) -> Result<Vec<u64>, String> + Sync,
     ) -> Result<Filter, String> {
         let mut f = Filter::new(0, window_days);
         let next = std::sync::atomic::AtomicUsize::new(0);
         let built: std::sync::Mutex<Vec<(usize, Shard)>> = Default::default();
         let failed: std::sync::Mutex<Option<String>> = Default::default();
-        let fref = &f;
         std::thread::scope(|sc| {
             for _ in 0..threads.clamp(1, SHARDS) {
                 sc.spawn(|| loop {
@@ -379,11 +324,11 @@ impl Filter {
                             let m =
                                 ((cap as f64 / (SLOTS as f64 * TARGET_LOAD)).ceil() as u64).max(1);
                             let mut sh = Shard::with_buckets(m);
-                            for (i, &(h, day)) in ids.iter().enumerate() {
-                                if let Some(&(a, _)) = ids.get(i + AHEAD) {
+                            for (i, &h) in ids.iter().enumerate() {
+                                if let Some(&a) = ids.get(i + AHEAD) {
                                     sh.prefetch(a);
                                 }
-                                sh.insert(h, fref.epoch(day));
+                                sh.insert(h);
                             }
                             built.lock().expect("lock").push((s, sh));
                         }
@@ -404,9 +349,9 @@ impl Filter {
         Ok(f)
     }
 
-    /// Adds the hashes of `sorted` (ascending; a hash repeated in it once) with `epoch`,
-    /// a chunk at a time (see [`probe_sorted`]).
-    pub fn add_sorted(&mut self, sorted: &[u64], epoch: u8) {
+    /// Adds the hashes of `sorted` (ascending; a hash repeated in it once), a chunk at a
+    /// time (see [`probe_sorted`]).
+    pub fn add_sorted(&mut self, sorted: &[u64]) {
         for (s, from, to) in chunk_runs(&self.shards, 0, sorted) {
             let (sh, run) = (&mut self.shards[s], &sorted[from..to]);
             if run.len() > 64 {
@@ -417,7 +362,7 @@ impl Filter {
                     sh.prefetch(a);
                 }
                 if k == 0 || run[k - 1] != h {
-                    sh.insert(h, epoch);
+                    sh.insert(h);
                 }
             }
         }
@@ -433,7 +378,8 @@ impl Filter {
         (self.len() + more) as f64 > self.slots() as f64 * TARGET_LOAD
     }
 
-    /// Ids held (inserted and not expired; an id inserted twice counts twice).
+    /// Ids held (read from the index or inserted since; an id inserted twice counts
+    /// twice).
     pub fn len(&self) -> u64 {
         self.shards.iter().map(|s| s.len).sum()
     }
@@ -472,7 +418,7 @@ impl Filter {
 /// asked for, so that every access after the chunk's first lands in cache. Returns the
 /// hashes that may have been held before (ascending, each once). The two buckets of a
 /// hash are prefetched 8 hashes (`AHEAD`) before it is probed.
-pub fn probe_sorted(shards: &[Shard], base: usize, sorted: &[u64], live: u8) -> Vec<u64> {
+pub fn probe_sorted(shards: &[Shard], base: usize, sorted: &[u64]) -> Vec<u64> {
     let mut maybe = Vec::new();
     // Shards holding nothing answer "no" to every probe.
     if shards.iter().all(|s| s.len == 0) {
@@ -487,7 +433,7 @@ pub fn probe_sorted(shards: &[Shard], base: usize, sorted: &[u64], live: u8) -> 
             if let Some(&a) = run.get(k + AHEAD) {
                 sh.prefetch(a);
             }
-            if sh.contains(h, live) && maybe.last() != Some(&h) {
+            if sh.contains(h) && maybe.last() != Some(&h) {
                 maybe.push(h);
             }
         }
@@ -592,27 +538,23 @@ mod tests {
     fn holds_every_id_with_few_false_positives_in_two_bytes_an_id() {
         let n = 2_000_000u64;
         let mut f = Filter::new(n, 62);
-        let e = f.epoch(20_000);
-        let live = f.live(20_000);
         for i in 0..n {
-            f.insert(hash(i), e);
+            f.insert(hash(i));
         }
         assert_eq!(f.len(), n);
         for i in 0..n {
-            assert!(f.contains(hash(i), live), "id {i} lost");
+            assert!(f.contains(hash(i)), "id {i} lost");
         }
         let probes = 1_000_000u64;
-        let fp = (0..probes)
-            .filter(|i| f.contains(hash(n + i), live))
-            .count() as f64
-            / probes as f64;
+        let fp = (0..probes).filter(|i| f.contains(hash(n + i))).count() as f64 / probes as f64;
         assert!(fp < 0.0025, "false-positive rate {fp}");
         assert!(
             fp > 0.0010,
             "false-positive rate {fp} (fingerprints unused?)"
         );
+        // 6-byte buckets sized for 95 % load: 1.58 bytes per id.
         let per_id = f.bytes() as f64 / n as f64;
-        assert!(per_id <= 2.0, "{per_id} bytes per id");
+        assert!((1.57..1.60).contains(&per_id), "{per_id} bytes per id");
         assert!(!f.needs_growth());
     }
 
@@ -638,54 +580,30 @@ mod tests {
         let mut hs: Vec<u64> = (0..n).map(hash).collect();
         hs.sort_unstable();
         for &h in &hs {
-            sh.insert(h, 3);
+            sh.insert(h);
         }
-        assert!(hs.iter().all(|&h| sh.contains(h, 0b1000)));
+        assert!(hs.iter().all(|&h| sh.contains(h)));
         assert!(sh.stash.len() <= 2, "stash {}", sh.stash.len());
-        let fp = (n..n + 200_000)
-            .filter(|&i| sh.contains(hash(i), 0b1000))
-            .count();
+        let fp = (n..n + 200_000).filter(|&i| sh.contains(hash(i))).count();
         assert!((200..500).contains(&fp), "{fp} false positives in 200 000");
     }
 
-    /// Ids leave when their window ends, not before; an epoch number coming back does
-    /// not revive old slots.
+    /// A filter is stale `ceil(window / 6)` days after its ids were read, not before.
     #[test]
-    fn ids_expire_with_their_window() {
-        let mut f = Filter::new(10_000, 62);
-        assert_eq!(f.epoch_days, 11);
+    fn stale_a_sixth_of_the_window_after_it_was_read() {
+        let mut f = Filter::new(1000, 62);
         let d0 = 20_001u32;
-        for i in 0..1000 {
-            f.insert(hash(i), f.epoch(d0));
-        }
-        for i in 1000..2000 {
-            f.insert(hash(i), f.epoch(d0 + 40));
-        }
-        // Held through the last day of the window (d0 + 61).
-        for today in [d0, d0 + 30, d0 + 61] {
-            f.expire(today);
-            let live = f.live(today);
-            assert!((0..1000).all(|i| f.contains(hash(i), live)), "day {today}");
-        }
-        // The epoch of d0 ends at most an epoch after d0 + 61: gone by then.
-        let later = d0 + 61 + 11;
-        assert!(f.expire(later) >= 1000);
-        let live = f.live(later);
-        // (What is left is false positives: fingerprints of the later ids.)
-        assert!((0..1000).filter(|&i| f.contains(hash(i), live)).count() <= 3);
-        assert!((1000..2000).all(|i| f.contains(hash(i), live)));
-        assert_eq!(f.len(), 1000);
-        // Eight epochs later the number of d0's epoch is live again: nothing of d0.
-        let again = d0 + 8 * 11;
-        assert_eq!(f.epoch(again), f.epoch(d0));
-        f.expire(again);
-        let live = f.live(again);
-        assert!((0..1000).filter(|&i| f.contains(hash(i), live)).count() <= 3);
-        assert_eq!(f.len(), 1000);
-        // At most 7 epochs are live at once.
-        for today in d0..d0 + 200 {
-            assert!(f.live(today).count_ones() <= 7);
-        }
+        f.built_on(d0);
+        assert_eq!(f.first_day(d0), d0 - 61);
+        assert!(!f.stale(d0));
+        assert!(!f.stale(d0 + 10));
+        assert!(f.stale(d0 + 11));
+        assert!(f.stale(d0 + 400));
+        let mut g = Filter::new(1000, 1);
+        g.built_on(d0);
+        assert_eq!(g.first_day(d0), d0);
+        assert!(!g.stale(d0));
+        assert!(g.stale(d0 + 1));
     }
 
     /// An overfull shard keeps every id (stash), and says it needs to grow.
@@ -694,19 +612,17 @@ mod tests {
         let mut f = Filter::new(64 * 10, 62);
         let n = 64 * 60;
         for i in 0..n {
-            f.insert(hash(i), 1);
+            f.insert(hash(i));
         }
-        assert!((0..n).all(|i| f.contains(hash(i), 0b10)));
+        assert!((0..n).all(|i| f.contains(hash(i))));
         assert!(f.needs_growth());
-        // The wrong epoch is not live.
-        assert!((0..n).all(|i| !f.contains(hash(i), 0b100)));
     }
 
     #[test]
     fn probe_reports_only_earlier_ids_then_add_holds_all() {
         let mut f = Filter::new(100_000, 62);
         for i in 0..50_000 {
-            f.insert(hash(i), 0);
+            f.insert(hash(i));
         }
         let hs: Vec<u64> = (40_000..60_000).map(hash).collect();
         let (mut all, mut adds) = (Vec::new(), Vec::new());
@@ -717,7 +633,7 @@ mod tests {
                 .filter(|h| (h >> 58) as usize == s)
                 .collect();
             mine.sort_unstable();
-            all.extend(probe_sorted(&f.shards()[s..s + 1], s, &mine, 1));
+            all.extend(probe_sorted(&f.shards()[s..s + 1], s, &mine));
             adds.push(mine);
         }
         let earlier: Vec<u64> = (40_000..50_000).map(hash).collect();
@@ -729,10 +645,10 @@ mod tests {
             if let Some(&h) = mine.first() {
                 mine.insert(0, h);
             }
-            f.add_sorted(&mine, 0);
+            f.add_sorted(&mine);
         }
         assert_eq!(f.len(), 70_000);
-        assert!((40_000..60_000).all(|i| f.contains(hash(i), 1)));
+        assert!((40_000..60_000).all(|i| f.contains(hash(i))));
     }
 
     #[test]

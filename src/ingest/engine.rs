@@ -170,15 +170,24 @@ impl Engine {
     }
 
     /// The daily upkeep of the cross-file index: ids whose window ended leave the
-    /// filter and (a compaction of the index) the disk.
+    /// disk (a compaction of the index) and, once the filter is stale, the filter (it
+    /// is read from the index again).
     pub fn dedup_upkeep(&self, now: i64) {
         if let Some(f) = &self.dedup {
             let today = day_of(now);
             let mut f = f.lock().expect("dedup filter");
-            if let Some(f) = f.as_mut() {
-                f.expire(today);
-                self.ledger.dedup_expire(f.first_day(today), true);
-                set_dedup_gauges(f);
+            if let Some(held) = f.as_mut() {
+                if held.stale(today) {
+                    match self.build_filter_on(today) {
+                        Ok(new) => *held = new,
+                        Err(e) => tracing::warn!(
+                            error = %e,
+                            "cross-file duplicate filter not read again (the next file tries)"
+                        ),
+                    }
+                }
+                self.ledger.dedup_expire(held.first_day(today), true);
+                set_dedup_gauges(held);
             }
         }
     }
@@ -196,7 +205,11 @@ impl Engine {
     }
 
     fn build_filter(&self) -> Result<crate::ingest::dedup::Filter, EngineError> {
-        let today = day_of(chrono::Utc::now().timestamp());
+        self.build_filter_on(day_of(chrono::Utc::now().timestamp()))
+    }
+
+    /// The filter of the ids committed inside the window that ends on `today`.
+    fn build_filter_on(&self, today: u32) -> Result<crate::ingest::dedup::Filter, EngineError> {
         rebuild_filter(
             &self.ledger,
             self.cfg.dedup_window_days,
@@ -413,20 +426,18 @@ impl Engine {
         let reference = self.reference();
         let today = day_of(now);
         // The cross-file filter, held while the file is rated (one file at a time);
-        // grown (rebuilt from the index) when the file's ids would not fit.
+        // read from the index when missing or stale (ids whose window ended leave it),
+        // grown (read again, bigger) when the file's ids would not fit.
         let mut held = self.dedup.as_ref().map(|f| f.lock().expect("dedup filter"));
         if let Some(h) = held.as_deref_mut() {
-            if h.is_none() {
-                match self.build_filter() {
+            if h.as_ref().is_none_or(|f| f.stale(today)) {
+                match self.build_filter_on(today) {
                     Ok(f) => *h = Some(f),
                     Err(e) => return FileResult::Failed(e.to_string()),
                 }
             }
         }
         let mut filter = held.as_deref_mut().and_then(Option::as_mut);
-        if let Some(f) = filter.as_deref_mut() {
-            f.expire(today);
-        }
         let (window, workers) = (self.cfg.dedup_window_days, self.cfg.workers);
         let grow = |held: u64, adding: u64| {
             let want = ((held + adding) as f64 * DEDUP_GROWTH) as u64;
@@ -448,7 +459,6 @@ impl Engine {
                 .as_deref_mut()
                 .map(|f| crate::ingest::pipeline::Cross {
                     filter: f,
-                    today,
                     exact: &exact,
                     grow: &grow,
                 });
@@ -555,10 +565,9 @@ impl Engine {
         // holds without the index costs an exact lookup, never a wrong reject).
         let committed = std::thread::scope(|s| {
             if let Some(f) = filter.as_deref_mut() {
-                let epoch = f.epoch(today);
                 s.spawn(move || {
                     for part in &filter_adds {
-                        f.add_sorted(part, epoch);
+                        f.add_sorted(part);
                     }
                     tracing::debug!(
                         held = f.len(),
@@ -746,8 +755,8 @@ fn rebuild_filter(
         |s| {
             let mut ids =
                 Vec::with_capacity(last.load(std::sync::atomic::Ordering::Relaxed) * 21 / 20);
-            match ledger.dedup_scan(s as u32 * per, (s as u32 + 1) * per, first_day, |h, d| {
-                ids.push((h, d))
+            match ledger.dedup_scan(s as u32 * per, (s as u32 + 1) * per, first_day, |h, _| {
+                ids.push(h)
             }) {
                 Ok(_) => {
                     last.store(ids.len(), std::sync::atomic::Ordering::Relaxed);
@@ -763,8 +772,7 @@ fn rebuild_filter(
     );
     match (f, failed.into_inner().expect("lock")) {
         (Ok(mut f), _) => {
-            // Only ids of the window were read: nothing to expire today.
-            f.expired_through(today);
+            f.built_on(today);
             tracing::info!(
                 ids = f.len(),
                 bytes = f.bytes(),

@@ -148,10 +148,9 @@ pub struct FileOutcome {
 
 /// The cross-file duplicate check of one file ([`Pool::rate_file_with`]).
 pub struct Cross<'a> {
-    /// The in-memory filter; the file's ids are added to it while they are probed.
+    /// The in-memory filter, probed with the file's ids (the engine adds them once the
+    /// file commits).
     pub filter: &'a mut crate::ingest::dedup::Filter,
-    /// The commit day (days since 1970-01-01, UTC).
-    pub today: u32,
     /// The exact check: which of these record ids an earlier file committed inside the
     /// window.
     pub exact: &'a ExactCheck<'a>,
@@ -626,7 +625,6 @@ fn collect(
     }
     let probe = cross.as_ref().map(|c| crate::ingest::totals::Probe {
         shards: c.filter.shards(),
-        live: c.filter.live(c.today),
     });
     let t_scan = Instant::now();
     let scan = crate::ingest::totals::scan_ids(&mut spills, threads, probe);

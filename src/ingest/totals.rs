@@ -443,10 +443,9 @@ pub fn repeated_ids<S: BorrowMut<Spill>>(spills: &mut [S], threads: usize) -> Fx
     scan_ids(spills, threads, None).repeated
 }
 
-/// The cross-file filter handed to [`scan_ids`]: its shards and the live epochs.
+/// The cross-file filter handed to [`scan_ids`]: its shards.
 pub struct Probe<'a> {
     pub shards: &'a [crate::ingest::dedup::Shard],
-    pub live: u8,
 }
 
 /// What [`scan_ids`] found, with the id buffers it took (per id partition, per worker).
@@ -506,7 +505,6 @@ pub fn scan_ids<S: BorrowMut<Spill>>(
         Option<(&'s [crate::ingest::dedup::Shard], usize)>,
     );
     let mut jobs: Vec<Vec<Job<'_, '_>>> = (0..threads).map(|_| Vec::new()).collect();
-    let live = probe.as_ref().map_or(0, |p| p.live);
     let keep_sorted = probe.is_some();
     let per = crate::ingest::dedup::SHARDS / layout.id_parts;
     let mut shard_runs: Vec<Option<(&[crate::ingest::dedup::Shard], usize)>> = match probe {
@@ -538,9 +536,7 @@ pub fn scan_ids<S: BorrowMut<Spill>>(
                         let (r0, m0) = (repeated.len(), maybe.len());
                         let sorted = sorted_hashes(bufs, layout.id_shift);
                         if let Some((shards, base)) = shards {
-                            maybe.extend(crate::ingest::dedup::probe_sorted(
-                                shards, base, &sorted, live,
-                            ));
+                            maybe.extend(crate::ingest::dedup::probe_sorted(shards, base, &sorted));
                         }
                         repeats_in(&sorted, &mut repeated);
                         if keep_sorted {

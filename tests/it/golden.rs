@@ -754,7 +754,6 @@ fn cross_file_filter_grows_for_a_file_and_holds_all_its_ids() {
         // Earlier files hold id3 and id14 only (the filter's other "maybe"s are not).
         Ok(ids.iter().map(|i| *i == b"id3" || *i == b"id14").collect())
     };
-    let today = 20_400;
     let run = |text: &str, filter: &mut Filter| {
         pool.rate_file_with(
             Arc::new(text.as_bytes().to_vec()),
@@ -765,7 +764,6 @@ fn cross_file_filter_grows_for_a_file_and_holds_all_its_ids() {
             Arc::new(AtomicBool::new(false)),
             Some(Cross {
                 filter,
-                today,
                 exact: &exact,
                 grow: &grow,
             }),
@@ -774,9 +772,8 @@ fn cross_file_filter_grows_for_a_file_and_holds_all_its_ids() {
     };
     // What the engine does while a file commits: its sorted hashes join the filter.
     let commit = |index: &tollgate::ingest::dedup::FileIndex, filter: &mut Filter| {
-        let epoch = filter.epoch(today);
         for part in &index.filter_adds {
-            filter.add_sorted(part, epoch);
+            filter.add_sorted(part);
         }
     };
     let o = run(&first, &mut filter);
@@ -787,7 +784,6 @@ fn cross_file_filter_grows_for_a_file_and_holds_all_its_ids() {
     let index = o.index.unwrap();
     commit(&index, &mut filter);
     assert_eq!(filter.len(), 5000);
-    let live = filter.live(today);
     let mut indexed: Vec<Vec<u8>> = Vec::new();
     assert_eq!(index.ids, 5000);
     for part in &index.parts {
@@ -805,7 +801,7 @@ fn cross_file_filter_grows_for_a_file_and_holds_all_its_ids() {
     want.sort();
     assert_eq!(indexed, want);
     for id in &want {
-        assert!(filter.contains(xxhash_rust::xxh3::xxh3_64(id), live));
+        assert!(filter.contains(xxhash_rust::xxh3::xxh3_64(id)));
     }
     // The ids of the first file were not asked (none was in the filter before it).
     assert!(asked.lock().unwrap().is_empty());

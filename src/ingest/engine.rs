@@ -192,6 +192,13 @@ impl Engine {
         }
     }
 
+    /// Ids the cross-file filter holds (`None` when the check is off or the filter was
+    /// not read from the index yet): the `tollgate_dedup_ids` gauge.
+    pub fn dedup_held(&self) -> Option<u64> {
+        let f = self.dedup.as_ref()?.lock().expect("dedup filter");
+        f.as_ref().map(|f| f.len())
+    }
+
     /// Builds the cross-file filter now, when the check is on and it is not built yet
     /// (the daemon, at start: its first file does not wait for the index to be read).
     pub fn dedup_warm(&self) -> Result<(), EngineError> {

@@ -214,3 +214,57 @@ fn a_record_resent_after_the_window_is_rated_again() {
         (102, 0)
     );
 }
+
+/// Ids whose window ended leave the in-memory filter when it is read from the index
+/// again, `ceil(window / 6)` days after it was read, not before; meanwhile an expired id
+/// the filter still holds is asked of the exact check, which rates it.
+#[test]
+fn the_filter_forgets_expired_ids_when_it_is_read_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A 12-day window: the filter is read again every 2 days.
+    let ws = Ws::synth(&tmp.path().join("ws"), &SPEC, "dedup_window_days = 12\n");
+    let cfg = tollgate::config::Config::load(Path::new(ws.config_arg())).unwrap();
+    let engine = tollgate::ingest::engine::Engine::open(cfg).unwrap();
+    let (header, a) = lines(200, "A");
+    let (_, b) = lines(100, "B");
+    let (_, d) = lines(10, "D");
+    let write = |name: &str, rows: &[String]| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, file(&header, rows)).unwrap();
+        p
+    };
+    // Day D = 2026-11-10 (noon UTC).
+    let t0 = 1_794_312_000i64;
+    let day = 86_400;
+    assert_eq!(engine.dedup_held(), None);
+    assert_eq!(process(&engine, &write("a.csv", &a), t0), (200, 0));
+    assert_eq!(engine.dedup_held(), Some(200));
+    // D+11, the last day of a.csv's window: the filter (read on D) is stale and read
+    // again; a.csv's ids are still in it, and b.csv's join it.
+    assert_eq!(
+        process(&engine, &write("b.csv", &b), t0 + 11 * day),
+        (100, 0)
+    );
+    assert_eq!(engine.dedup_held(), Some(300));
+    // D+12: a.csv's window ended. The filter, read on D+11, still holds its ids: the
+    // exact check is asked and answers "not a duplicate".
+    assert_eq!(
+        process(&engine, &write("c.csv", &a[..50]), t0 + 12 * day),
+        (50, 0)
+    );
+    assert_eq!(engine.dedup_held(), Some(350));
+    // D+13: read again from the index (the window now starts on D+2): a.csv's ids leave,
+    // b.csv's and c.csv's stay, d.csv's join.
+    assert_eq!(
+        process(&engine, &write("d.csv", &d), t0 + 13 * day),
+        (10, 0)
+    );
+    assert_eq!(engine.dedup_held(), Some(160));
+    // The ids c.csv sent again are duplicates still; a.csv's others are not.
+    let mut e = a[..5].to_vec();
+    e.extend_from_slice(&a[100..105]);
+    assert_eq!(
+        process(&engine, &write("e.csv", &e), t0 + 13 * day + 60),
+        (5, 5)
+    );
+}

@@ -176,17 +176,22 @@ impl Engine {
         if let Some(f) = &self.dedup {
             let today = day_of(now);
             let mut f = f.lock().expect("dedup filter");
-            if let Some(held) = f.as_mut() {
-                if held.stale(today) {
-                    match self.build_filter_on(today) {
-                        Ok(new) => *held = new,
-                        Err(e) => tracing::warn!(
-                            error = %e,
-                            "cross-file duplicate filter not read again (the next file tries)"
-                        ),
-                    }
+            if f.as_ref().is_some_and(|held| held.stale(today)) {
+                // The stale filter is dropped before its successor is read: memory
+                // stays at one filter. A failed read leaves none; the next file reads it.
+                *f = None;
+                match self.build_filter_on(today) {
+                    Ok(new) => *f = Some(new),
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "cross-file duplicate filter not read again (the next file does)"
+                    ),
                 }
-                self.ledger.dedup_expire(held.first_day(today), true);
+            }
+            let window = self.cfg.dedup_window_days.max(1);
+            self.ledger
+                .dedup_expire(today.saturating_sub(window - 1), true);
+            if let Some(held) = f.as_ref() {
                 set_dedup_gauges(held);
             }
         }
@@ -438,6 +443,7 @@ impl Engine {
         let mut held = self.dedup.as_ref().map(|f| f.lock().expect("dedup filter"));
         if let Some(h) = held.as_deref_mut() {
             if h.as_ref().is_none_or(|f| f.stale(today)) {
+                *h = None;
                 match self.build_filter_on(today) {
                     Ok(f) => *h = Some(f),
                     Err(e) => return FileResult::Failed(e.to_string()),

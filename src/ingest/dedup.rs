@@ -12,9 +12,10 @@
 //! shards, in parallel and without a lock). A shard is an array of buckets of 4 slots of
 //! 12 bits, packed: 48 bits, 6 bytes a bucket. A slot holds a 12-bit fingerprint (the
 //! low 12 bits of the hash): every id costs 1.5 bytes at full load, 1.58 at the load a
-//! shard is sized for, ≤ 2 bytes per id held from 75 % load on. An id's first bucket comes from the 32 bits below
-//! the shard bits (`i1 = bits · m >> 32`, so hashes in ascending order walk a shard's
-//! buckets in order); its second lies in the same chunk of [`CHUNK`] buckets (120 KB,
+//! shard is sized for, ≤ 2 bytes per id held from 75 % load on. An id's first bucket
+//! comes from the 32 bits below the shard bits (`i1 = bits · m >> 32`, so hashes in
+//! ascending order walk a shard's buckets in order); its second lies in the same chunk
+//! of [`CHUNK`] buckets (96 KB,
 //! well inside a core's L2 cache; the last chunk takes the remainder, up to twice that):
 //! `i2 = base + (H(fp) − (i1 − base)) mod len`, an involution for any chunk length, so
 //! shards are sized to their ids, not to a power of two. A file's hashes, sorted, probe

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The cross-file duplicate index at size: fills the index with --held record ids from
 # earlier files (backlog-shaped files of --records records, distinct ids), then times,
-# interleaved per round, `wc -l` on the backlog file, its ingest without the index
-# (`dedup_window_days = 0`) and its ingest against the full index (62), each on a fresh
-# copy of the data dir (into which a one-record file is ingested first, untimed: it
-# replays the copy's write-ahead log). Prints medians, ratios to `wc -l`, the phases, the
-# filter's memory per id held and its rebuild at start.
+# interleaved per round, `wc -l` on the backlog file and three ingests of it: without the
+# check (`dedup_window_days = 0`) into a new store (`off`), without the check into a copy
+# of the filled store (`held-off`: the same store history, so the same background
+# compactions, as `on`), and against the full index (62) in a copy of the filled store
+# (`on`). Into each copy a one-record file is ingested first, untimed: it replays the
+# copy's write-ahead log. `on` less `held-off` is what the index itself costs. Prints
+# medians, ratios to `wc -l`, the phases, the filter's memory per id held and its
+# rebuild at start.
 #
 #   tools/dedup-bench.sh --dir /var/tmp/tp [--records 10000000] [--held 100000000] [--runs 3]
 #
@@ -21,7 +24,7 @@ while [ $# -gt 0 ]; do
     --held) held="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --dir) dir="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -77,14 +80,17 @@ for r in $(seq 1 "$runs"); do
   fresh_cache "$cdr_file"
   /usr/bin/time -f %e -o "$out/t" wc -l "$cdr_file" > /dev/null
   cat "$out/t" >> "$out/wc"
-  for mode in off on; do
-    if [ $mode = on ]; then
-      w="$idx"; rm -rf "$w/data" "$w/spool"; cp -a "$w/data.held" "$w/data"; rm -f "$w/data/ids"
+  for mode in off held-off on; do
+    if [ $mode = off ]; then
+      w="$off"; rm -rf "$w/data" "$w/spool"; "$bin/tollgate" tariff compile --config "$w/tollgate.toml" > /dev/null
+    else
+      if [ $mode = on ]; then w="$idx"; else w="$off"; fi
+      rm -rf "$w/data" "$w/spool"; cp -a "$idx/data.held" "$w/data"; rm -f "$w/data/ids"
       # The copied store holds the last fill's write-ahead log: a one-record file first,
       # so that its replay and flush (~190 MB at 100 M ids) are not inside the timed run.
       { head -1 "$cdr_file"; sed -n 2p "$cdr_file" | sed 's/^[^,]*,/warm-up-1,/'; } > "$out/warm-up.csv"
       "$bin/tollgate" ingest --config "$w/tollgate.toml" "$out/warm-up.csv" > /dev/null 2>&1
-    else w="$off"; rm -rf "$w/data" "$w/spool"; "$bin/tollgate" tariff compile --config "$w/tollgate.toml" > /dev/null; fi
+    fi
     sync
     RUST_LOG=tollgate=info /usr/bin/time -f %e -o "$out/t" "$bin/tollgate" ingest --stats \
       --config "$w/tollgate.toml" "$cdr_file" > "$out/s" 2> "$out/log"
@@ -104,7 +110,7 @@ done
 median() { sort -n "$1" | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 w="$(median "$out/wc")"
 echo "== backlog file, $records records; index holding $ids ids from earlier files; wc -l median $w s"
-for mode in off on; do
+for mode in off held-off on; do
   s="$(median "$out/seconds.$mode")"
   echo "index $mode: file $s s = $(echo "scale=1; $s / $w" | bc)x wc -l (wall $(median "$out/wall.$mode") s);" \
     "phases: rate $(median "$out/rate.$mode") collect $(median "$out/collect.$mode") deltas $(median "$out/deltas.$mode") commit $(median "$out/commit.$mode") s;" \

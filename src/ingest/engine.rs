@@ -118,7 +118,7 @@ const DEDUP_MIN_IDS: u64 = 1 << 20;
 /// an eighth more, and at least [`DEDUP_FILE_ROOM`] ids more.
 const DEDUP_HEADROOM: f64 = 1.125;
 /// Ids a rebuilt filter has room for beyond those it holds, at least: a 10 M-record file
-/// fits without a rebuild (~32 MB of filter).
+/// fits without a rebuild (~26 MB of filter).
 const DEDUP_FILE_ROOM: u64 = 16 << 20;
 /// A filter that must grow for a file is rebuilt for this many times the ids it will
 /// hold after the file.

@@ -22,12 +22,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 . tools/setup.sh bc
-# TOLLGATE_BIN_DIR: binaries built already (tollgate, tollgate-gen), e.g. a private copy
-# while other builds share the target directory; else build them here.
-if [ -z "${TOLLGATE_BIN_DIR:-}" ]; then
-  cargo build --release --locked --bins >&2
-fi
-bin="${TOLLGATE_BIN_DIR:-$CARGO_TARGET_DIR/release}"
+# TOLLGATE_BIN_DIR: binaries built already (see bench_bins in tools/shapes.sh).
+. tools/shapes.sh
+bench_bins
 if [ -z "$dir" ]; then
   dir="$(mktemp -d /var/tmp/tollgate-allowance-bench.XXXXXX)"
   trap 'rm -rf "$dir"' EXIT

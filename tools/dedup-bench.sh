@@ -30,14 +30,9 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$dir" ] || { echo "usage: tools/dedup-bench.sh --dir DIR [--records N] [--held N] [--runs R]" >&2; exit 2; }
 . tools/setup.sh bc
-if [ -n "${TOLLGATE_BIN_DIR:-}" ]; then
-  bin="$TOLLGATE_BIN_DIR"
-else
-  cargo build --release --locked --bins >&2
-  bin="$CARGO_TARGET_DIR/release"
-fi
 mkdir -p "$dir"
 . tools/shapes.sh
+bench_bins
 shape_generate backlog "$bin/tollgate-gen"
 shape_paths backlog
 cdr_file="$cdr" base_ws="$ws"

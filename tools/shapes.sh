@@ -1,5 +1,17 @@
-# The workspaces and files of the two throughput shapes (sourced by tools/throughput.sh
-# and tools/ab.sh). Needs $dir and $records.
+# The workspaces and files of the two throughput shapes (sourced by tools/throughput.sh,
+# tools/ab.sh and the other benches). Needs $dir and $records.
+
+# Sets $bin, the directory of the tollgate and tollgate-gen binaries: $TOLLGATE_BIN_DIR
+# when set (binaries built already, e.g. a private copy while other builds share the
+# target directory), else a release build here.
+bench_bins() {
+  if [ -n "${TOLLGATE_BIN_DIR:-}" ]; then
+    bin="$TOLLGATE_BIN_DIR"
+  else
+    cargo build --release --locked --bins >&2
+    bin="$CARGO_TARGET_DIR/release"
+  fi
+}
 
 # Sets $ws and $cdr of a shape.
 shape_paths() {

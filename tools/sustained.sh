@@ -24,14 +24,9 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$dir" ] || { echo "usage: tools/sustained.sh --dir DIR [--files N] [--records N] [--runs R]" >&2; exit 2; }
 . tools/setup.sh bc
-if [ -n "${TOLLGATE_BIN_DIR:-}" ]; then
-  bin="$TOLLGATE_BIN_DIR"
-else
-  cargo build --release --locked --bins >&2
-  bin="$CARGO_TARGET_DIR/release"
-fi
 mkdir -p "$dir"
 . tools/shapes.sh
+bench_bins
 shape_generate_workspace backlog "$bin/tollgate-gen"
 shape_paths backlog
 list=()

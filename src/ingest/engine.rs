@@ -210,14 +210,10 @@ impl Engine {
         if let Some(f) = &self.dedup {
             let mut f = f.lock().expect("dedup filter");
             if f.is_none() {
-                *f = Some(self.build_filter()?);
+                *f = Some(self.build_filter_on(day_of(chrono::Utc::now().timestamp()))?);
             }
         }
         Ok(())
-    }
-
-    fn build_filter(&self) -> Result<crate::ingest::dedup::Filter, EngineError> {
-        self.build_filter_on(day_of(chrono::Utc::now().timestamp()))
     }
 
     /// The filter of the ids committed inside the window that ends on `today`.

@@ -564,9 +564,6 @@ import json, mailbox, os, sys, time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
-from selenium.webdriver.support import expected_conditions as EC
-from selenium.common.exceptions import WebDriverException
 
 base, maildir, downloads, shots, chromium, driver_bin = sys.argv[1:7]
 opts = webdriver.ChromeOptions()
@@ -578,21 +575,6 @@ opts.add_experimental_option("prefs", {"download.default_directory": downloads,
                                        "download.prompt_for_download": False,
                                        "intl.accept_languages": "en-GB,en"})
 d = webdriver.Chrome(service=Service(driver_bin), options=opts)
-
-def submit(by, sel):
-    # Click a control that loads a new page; return once the old page is gone.
-    old = d.find_element(By.TAG_NAME, "html")
-    d.find_element(by, sel).click()
-    def gone(_):
-        try:
-            return EC.staleness_of(old)(d)
-        except WebDriverException as e:
-            # Chromedriver may answer for a node of the page being replaced with this
-            # instead of a stale-element error: the old page is gone all the same.
-            if "does not belong to the document" in str(e):
-                return True
-            raise
-    WebDriverWait(d, 30).until(gone)
 out = {}
 try:
     d.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
@@ -653,7 +635,11 @@ fn a_customer_signs_in_sees_usage_and_downloads_a_pdf_in_headless_chromium() {
     let downloads = tempfile::tempdir().unwrap();
     let shots = screenshot_dir();
     let script = ws.root.join("browser.py");
-    std::fs::write(&script, BROWSER).unwrap();
+    std::fs::write(
+        &script,
+        [crate::common::tools::SELENIUM_SUBMIT, BROWSER].concat(),
+    )
+    .unwrap();
     let o = Command::new(&python)
         .arg(&script)
         .arg(&public)

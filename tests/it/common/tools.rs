@@ -119,3 +119,28 @@ pub fn selenium() -> Option<(PathBuf, PathBuf, PathBuf)> {
     let python = venv_python("selenium", "tools/pyenv.sh 'selenium==4.38.0'")?;
     Some((chromium, driver, python))
 }
+
+/// Python for the browser scripts, written before a script's own text: `submit(by, sel)`
+/// clicks a control that loads a new page and returns once the old page is gone (it
+/// uses the script's global driver `d`, looked up when it is called).
+pub const SELENIUM_SUBMIT: &str = r#"
+from selenium.common.exceptions import WebDriverException as _WebDriverException
+from selenium.webdriver.common.by import By as _By
+from selenium.webdriver.support import expected_conditions as _EC
+from selenium.webdriver.support.ui import WebDriverWait as _WebDriverWait
+
+def submit(by, sel):
+    # Click a control that loads a new page; return once the old page is gone.
+    old = d.find_element(_By.TAG_NAME, "html")
+    d.find_element(by, sel).click()
+    def gone(_):
+        try:
+            return _EC.staleness_of(old)(d)
+        except _WebDriverException as e:
+            # Chromedriver may answer for a node of the page being replaced with this
+            # instead of a stale-element error: the old page is gone all the same.
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+    _WebDriverWait(d, 30).until(gone)
+"#;

@@ -476,8 +476,8 @@ pub fn disk_bucket(h: u64) -> u32 {
 pub const BUCKET_BITS_DISK: u32 = crate::store::DEDUP_BUCKET_BITS;
 
 /// A file's index entries, encoded for the commit: one value per disk bucket the file
-/// touches (`1` (format), then per record: varint length, id bytes), built per id
-/// partition (the partitions are ranges of buckets, in order).
+/// touches ([`VALUE_FORMAT`], then per record one entry of [`encode_entry`]), built per
+/// id partition (the partitions are ranges of buckets, in order).
 #[derive(Debug, Default)]
 pub struct FileIndex {
     /// Per partition: the values back to back, and (bucket, start, end) of each, by
@@ -497,30 +497,205 @@ pub struct IndexPart {
     pub chunks: Vec<(u32, usize, usize)>,
 }
 
-/// Appends one encoded entry.
+/// The format byte of the index values this version writes: per record id, one entry
+/// of [`encode_entry`]. Values of format 1 (per id: varint length, id bytes), written
+/// before, are still read.
+pub const VALUE_FORMAT: u8 = 2;
+
+/// Entry tags (the first byte of an entry): `0..=0x7f`, an id of that many bytes
+/// follows; [`RAW_LONG`], a varint length and the id's bytes follow; `NUMBER + p`
+/// (`p` ≤ [`MAX_PREFIX`]), the id is `p` bytes of prefix then a decimal number, stored as
+/// the prefix and a varint; [`UUID_LOWER`] / [`UUID_UPPER`], the id is a UUID in
+/// canonical text (8-4-4-4-12 hex digits, lower or upper case), stored as its 16 bytes.
+const RAW_LONG: u8 = 0x80;
+const NUMBER: u8 = 0x81;
+const MAX_PREFIX: usize = 62;
+const UUID_LOWER: u8 = 0xc0;
+const UUID_UPPER: u8 = 0xc1;
+/// Byte offsets of the dashes of a UUID's text.
+const UUID_DASHES: [usize; 4] = [8, 13, 18, 23];
+
+/// Appends one encoded entry (format [`VALUE_FORMAT`]). Every id has exactly one
+/// encoding (the first of these that applies): a UUID as 16 bytes; an id ending in a
+/// decimal number of 1 to 19 digits without a leading zero, after at most 62 bytes of
+/// prefix not ending in a digit, as the prefix and the number; any other id as its
+/// bytes. So two ids are equal exactly when their entries are, and an entry is read back
+/// to the id's bytes ([`decode_entry`]). `K-1234567` takes 6 bytes (10 as bytes with a
+/// length), a UUID 17 (37).
 #[inline]
 pub fn encode_entry(buf: &mut Vec<u8>, id: &[u8]) {
-    let mut n = id.len();
+    if id.len() == 36 {
+        if let Some((tag, bytes)) = uuid_bytes(id) {
+            buf.push(tag);
+            buf.extend_from_slice(&bytes);
+            return;
+        }
+    }
+    if let Some((p, n)) = prefixed_number(id) {
+        buf.push(NUMBER + p as u8);
+        buf.extend_from_slice(&id[..p]);
+        push_varint(buf, n);
+        return;
+    }
+    if id.len() < RAW_LONG as usize {
+        buf.push(id.len() as u8);
+    } else {
+        buf.push(RAW_LONG);
+        push_varint(buf, id.len() as u64);
+    }
+    buf.extend_from_slice(id);
+}
+
+#[inline]
+fn push_varint(buf: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         buf.push((n as u8) | 0x80);
         n >>= 7;
     }
     buf.push(n as u8);
-    buf.extend_from_slice(id);
 }
 
-/// The length of the encoded entry at the start of `buf` (varint and id bytes).
+/// A varint at the start of `buf`: its value and length (at most 10 bytes).
+#[inline]
+fn read_varint(buf: &[u8]) -> Option<(u64, usize)> {
+    let mut n = 0u64;
+    for (i, &b) in buf.iter().enumerate().take(10) {
+        n |= ((b & 0x7f) as u64) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((n, i + 1));
+        }
+    }
+    None
+}
+
+/// `(prefix length, number)` when `id` is a prefix of at most [`MAX_PREFIX`] bytes then
+/// its whole trailing run of decimal digits: 1 to 19 of them (below 2^64), without a
+/// leading zero unless the number is `0`.
+#[inline]
+fn prefixed_number(id: &[u8]) -> Option<(usize, u64)> {
+    let digits = id.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let p = id.len() - digits;
+    if digits == 0 || digits > 19 || p > MAX_PREFIX || (digits > 1 && id[p] == b'0') {
+        return None;
+    }
+    Some((
+        p,
+        id[p..].iter().fold(0u64, |n, d| n * 10 + (d - b'0') as u64),
+    ))
+}
+
+/// The tag and 16 bytes of a UUID in canonical text, all lower or all upper case (one
+/// of only digits counts as lower).
+fn uuid_bytes(id: &[u8]) -> Option<(u8, [u8; 16])> {
+    let (mut lower, mut upper) = (true, true);
+    let mut out = [0u8; 16];
+    let mut nibbles = 0usize;
+    for (i, &c) in id.iter().enumerate() {
+        if UUID_DASHES.contains(&i) {
+            if c != b'-' {
+                return None;
+            }
+            continue;
+        }
+        let v = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => {
+                upper = false;
+                c - b'a' + 10
+            }
+            b'A'..=b'F' => {
+                lower = false;
+                c - b'A' + 10
+            }
+            _ => return None,
+        };
+        out[nibbles / 2] |= v << (4 * (1 - nibbles % 2));
+        nibbles += 1;
+    }
+    match (nibbles == 32, lower, upper) {
+        (true, true, _) => Some((UUID_LOWER, out)),
+        (true, false, true) => Some((UUID_UPPER, out)),
+        _ => None,
+    }
+}
+
+/// The length of the encoded entry at the start of `buf`, which [`encode_entry`] wrote.
 #[inline]
 pub fn entry_len(buf: &[u8]) -> usize {
-    let (mut n, mut i, mut shift) = (0usize, 0usize, 0);
-    loop {
-        let b = buf[i];
-        i += 1;
-        n |= ((b & 0x7f) as usize) << shift;
-        if b & 0x80 == 0 {
-            return i + n;
+    entry_len_checked(buf).expect("an entry encode_entry wrote")
+}
+
+/// The length of the entry at the start of `buf`; `None` when `buf` does not start with
+/// a whole entry (a corrupt value).
+#[inline]
+pub fn entry_len_checked(buf: &[u8]) -> Option<usize> {
+    let (&tag, rest) = buf.split_first()?;
+    let len = match tag {
+        0..=0x7f => 1 + tag as usize,
+        RAW_LONG => {
+            let (n, used) = read_varint(rest)?;
+            1 + used + usize::try_from(n).ok()?
         }
-        shift += 7;
+        NUMBER..=0xbf => {
+            let p = (tag - NUMBER) as usize;
+            1 + p + read_varint(rest.get(p..)?)?.1
+        }
+        UUID_LOWER | UUID_UPPER => 17,
+        _ => return None,
+    };
+    (len <= buf.len()).then_some(len)
+}
+
+/// The id of a whole entry ([`entry_len_checked`] long): its bytes, borrowed from the
+/// entry or written into `scratch`.
+pub fn decode_entry<'a>(entry: &'a [u8], scratch: &'a mut [u8; 96]) -> Option<&'a [u8]> {
+    let (&tag, rest) = entry.split_first()?;
+    match tag {
+        0..=0x7f => rest.get(..tag as usize),
+        RAW_LONG => {
+            let (n, used) = read_varint(rest)?;
+            rest.get(used..used + usize::try_from(n).ok()?)
+        }
+        NUMBER..=0xbf => {
+            let p = (tag - NUMBER) as usize;
+            let prefix = rest.get(..p)?;
+            let (mut n, _) = read_varint(&rest[p..])?;
+            scratch[..p].copy_from_slice(prefix);
+            // The digits, last first, then moved up to the prefix.
+            let mut digits = [0u8; 20];
+            let mut d = 20;
+            loop {
+                d -= 1;
+                digits[d] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            let len = p + 20 - d;
+            scratch[p..len].copy_from_slice(&digits[d..]);
+            Some(&scratch[..len])
+        }
+        UUID_LOWER | UUID_UPPER => {
+            let bytes = rest.get(..16)?;
+            let hex = if tag == UUID_LOWER {
+                b"0123456789abcdef"
+            } else {
+                b"0123456789ABCDEF"
+            };
+            let mut at = 0;
+            for (i, b) in bytes.iter().enumerate() {
+                if [4, 6, 8, 10].contains(&i) {
+                    scratch[at] = b'-';
+                    at += 1;
+                }
+                scratch[at] = hex[(b >> 4) as usize];
+                scratch[at + 1] = hex[(b & 15) as usize];
+                at += 2;
+            }
+            Some(&scratch[..36])
+        }
+        _ => None,
     }
 }
 
@@ -654,7 +829,7 @@ mod tests {
 
     #[test]
     fn values_round_trip() {
-        let mut buf = vec![1u8];
+        let mut buf = vec![VALUE_FORMAT];
         let long = vec![b'x'; 300];
         for id in [&b"A-1"[..], b"", &long] {
             encode_entry(&mut buf, id);
@@ -662,8 +837,85 @@ mod tests {
         // Encoded here, read by the store's reader.
         let decode = crate::store::decode_index_value;
         let ids = decode(&buf).unwrap();
-        assert_eq!(ids, vec![&b"A-1"[..], b"", &long[..]]);
-        assert!(decode(&[2, 0]).is_none());
+        assert_eq!(ids, vec![b"A-1".to_vec(), Vec::new(), long]);
+        assert!(decode(&[3, 0]).is_none());
         assert!(decode(&[1, 5, b'a']).is_none());
+        // A cut entry, a tag no entry has.
+        assert!(decode(&[VALUE_FORMAT, 5, b'a']).is_none());
+        assert!(decode(&[VALUE_FORMAT, 0x82, b'K']).is_none());
+        assert!(decode(&[VALUE_FORMAT, 0xc0, 1, 2]).is_none());
+        assert!(decode(&[VALUE_FORMAT, 0xc2]).is_none());
+    }
+
+    fn entry(id: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        encode_entry(&mut v, id);
+        assert_eq!(entry_len(&v), v.len(), "{:?}", String::from_utf8_lossy(id));
+        let mut scratch = [0u8; 96];
+        assert_eq!(decode_entry(&v, &mut scratch), Some(id));
+        v
+    }
+
+    /// Each kind of entry, its exact bytes, and ids that differ only in what a compact
+    /// entry could lose (a leading zero, case, digits beyond 19) keep entries of their
+    /// own.
+    #[test]
+    fn entries_are_compact_and_one_per_id() {
+        assert_eq!(
+            entry(b"K-1234567"),
+            vec![0x83, b'K', b'-', 0x87, 0xad, 0x4b]
+        );
+        assert_eq!(entry(b"0"), vec![0x81, 0]);
+        assert_eq!(entry(b"K-0"), vec![0x83, b'K', b'-', 0]);
+        assert_eq!(entry(b"K-007"), vec![5, b'K', b'-', b'0', b'0', b'7']);
+        assert_eq!(entry(b""), vec![0]);
+        assert_eq!(entry(b"abc"), vec![3, b'a', b'b', b'c']);
+        let max = b"9999999999999999999";
+        assert_eq!(entry(max)[0], 0x81);
+        assert_eq!(
+            entry(b"18446744073709551615")[0],
+            20,
+            "20 digits stay bytes"
+        );
+        let lower = b"0a1b2c3d-0000-4000-8000-00000000abcd";
+        let upper = b"0A1B2C3D-0000-4000-8000-00000000ABCD";
+        let mixed = b"0a1b2c3d-0000-4000-8000-00000000ABCD";
+        let e = entry(lower);
+        assert_eq!(e.len(), 17);
+        assert_eq!(&e[..5], &[0xc0, 0x0a, 0x1b, 0x2c, 0x3d]);
+        assert_eq!(entry(upper)[0], 0xc1);
+        assert_eq!(entry(mixed)[0], 36, "mixed case: bytes");
+        let digits_only = b"12345678-1234-1234-1234-123456789012";
+        assert_eq!(entry(digits_only)[0], 0xc0);
+        let prefix63 = [b'a'; 63];
+        let mut over = prefix63.to_vec();
+        over.extend_from_slice(b"12");
+        assert_eq!(entry(&over)[0], 65, "a prefix over 62 bytes: bytes");
+        let long = vec![b'x'; 300];
+        assert_eq!(&entry(&long)[..3], &[0x80, 0xac, 0x02]);
+        let near: [&[u8]; 12] = [
+            b"K-1", b"K-01", b"K-001", b"k-1", b"0", b"00", b"1", b"01", lower, upper, mixed,
+            b"K-1 ",
+        ];
+        for (i, a) in near.iter().enumerate() {
+            for b in &near[i + 1..] {
+                assert_ne!(entry(a), entry(b), "{a:?} {b:?}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Any id reads back from its entry, and two ids share an entry only when equal
+        /// (ids drawn from the shapes the compact entries cover, and any bytes).
+        #[test]
+        fn entries_read_back_and_tell_ids_apart(
+            a in "([A-Za-z:/-]{0,4}[0-9]{0,21}|[0-9a-fA-F]{8}-[0-9a-f]{4}-[0-9A-F]{4}-[0-9a-f]{4}-[0-9a-fA-F]{12})",
+            b in "([A-Za-z:/-]{0,4}[0-9]{0,21}|[0-9a-fA-F]{8}-[0-9a-f]{4}-[0-9A-F]{4}-[0-9a-f]{4}-[0-9a-fA-F]{12})",
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let (ea, eb, er) = (entry(a.as_bytes()), entry(b.as_bytes()), entry(&raw));
+            proptest::prop_assert_eq!(ea == eb, a == b);
+            proptest::prop_assert_eq!(ea == er, a.as_bytes() == &raw[..]);
+        }
     }
 }

@@ -878,7 +878,7 @@ fn encode_index(
                         }
                         part.buf = vec![0u8; total];
                         for &(_, start, _) in &part.chunks {
-                            part.buf[start] = 1;
+                            part.buf[start] = crate::ingest::dedup::VALUE_FORMAT;
                         }
                         for (ids, bytes) in bufs.iter().zip(&kept) {
                             let mut from = 0usize;

@@ -2,13 +2,14 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `i` bucket (u32 BE) commit day (u32 BE) seq (u64 BE) | format byte `1`, then per record id of that file in that bucket: varint length, id bytes |
+//! | `i` bucket (u32 BE) commit day (u32 BE) seq (u64 BE) | format byte `2`, then per record id of that file in that bucket one entry ([`crate::ingest::dedup::encode_entry`]: the id's bytes, or a UUID as 16 bytes, or a prefix and a decimal number as a varint); format `1` values (written before: per id, varint length and id bytes) are still read |
 //! | `x` file name | the file's lines rejected as cross-file duplicates: varint deltas, ascending |
 //!
 //! A bucket is the top 18 bits of the record id's XXH3-64 hash. Index values are written
 //! in the file's commit batch (under the writer lock, where its seq is known), so a
 //! file's ids are in the index exactly when the file is committed. A lookup reads the
-//! values of one bucket (a prefix scan) and compares id bytes: exact. Values of commit
+//! values of one bucket (a prefix scan) and compares entries (an id has one encoding in
+//! each format, so equal entries are equal ids): exact. Values of commit
 //! days before the window are skipped by lookups and dropped by compactions (a
 //! compaction filter reading the first day still held, [`Ledger::dedup_expire`]).
 //! `x` records are kept with the file's checkpoint: rerating and itemising leave those
@@ -71,8 +72,8 @@ pub(super) fn set_expiry_filter(o: &mut Options, first_day: Arc<AtomicU32>) {
 }
 
 impl super::FileBatch<'_> {
-    /// Stages the file's cross-file index: values (format byte, then varint length + id
-    /// bytes per record) back to back in `buf`, `(bucket, start, end)` of each; they are
+    /// Stages the file's cross-file index: values (format byte, then one entry per
+    /// record) back to back in `buf`, `(bucket, start, end)` of each; they are
     /// written with the commit day `day` and the file's seq when it commits.
     pub fn add_index_part(&mut self, day: u32, buf: Vec<u8>, chunks: Vec<(u32, usize, usize)>) {
         self.index.day = day;
@@ -117,7 +118,7 @@ impl Ledger {
     }
 
     /// Which of `ids` a committed file of commit day `first_day` or later holds in the
-    /// index: exact comparison of the id bytes. The ids are taken in bucket order, the
+    /// index: exact comparison of each id's entry in the value's format. The ids are taken in bucket order, the
     /// buckets split between two threads, each walking its buckets with one iterator
     /// (a seek per bucket asked).
     pub fn dedup_lookup(&self, ids: &[&[u8]], first_day: u32) -> Result<Vec<bool>, LedgerError> {
@@ -172,6 +173,19 @@ impl Ledger {
         // ~16 000 ids against 108 M held, 0.16-0.24 s without).
         ro.fill_cache(false);
         let mut it = self.db.raw_iterator_cf_opt(cf, ro);
+        // Each id asked (by its place in `order`), encoded as values of format 1 and of
+        // format 2 hold it.
+        let entries: Vec<[Vec<u8>; 2]> = order
+            .iter()
+            .map(|&(_, i)| {
+                let mut v1 = (ids[i].len() as u64).encode_var_vec();
+                v1.extend_from_slice(ids[i]);
+                let mut v2 = Vec::with_capacity(ids[i].len() + 2);
+                crate::ingest::dedup::encode_entry(&mut v2, ids[i]);
+                [v1, v2]
+            })
+            .collect();
+        let mut at = 0usize;
         let mut rest = order;
         while let Some(&(bucket, _)) = rest.first() {
             let n = rest
@@ -181,7 +195,9 @@ impl Ledger {
             let (group, tail) = rest.split_at(n);
             rest = tail;
             let to = index_key(bucket + 1, 0, 0);
-            let mut open: Vec<usize> = group.iter().map(|g| g.1).collect();
+            // Places in `order` of the ids not found yet.
+            let mut open: Vec<usize> = (at..at + group.len()).collect();
+            at += group.len();
             // A bucket's keys are in commit-day order: the seek passes over the values
             // of the days before the window.
             it.seek(index_key(bucket, first_day, 0));
@@ -189,15 +205,18 @@ impl Ledger {
                 if k >= &to[..] {
                     break;
                 }
-                let held = decode_ids(v).ok_or_else(|| LedgerError::Corrupt {
-                    path: self.path.clone(),
-                    key: format!("dedup/{}", hex(k)),
-                    message: "not an index value".into(),
-                })?;
-                open.retain(|&i| {
-                    let hit = held.iter().any(|h| *h == ids[i]);
+                let mut held = Vec::new();
+                let format =
+                    for_each_entry(v, |e| held.push(e)).ok_or_else(|| LedgerError::Corrupt {
+                        path: self.path.clone(),
+                        key: format!("dedup/{}", hex(k)),
+                        message: "not an index value".into(),
+                    })?;
+                let f = usize::from(format == crate::ingest::dedup::VALUE_FORMAT);
+                open.retain(|&o| {
+                    let hit = held.iter().any(|h| *h == entries[o][f]);
                     if hit {
-                        held_ids.push(i);
+                        held_ids.push(order[o].1);
                     }
                     !hit
                 });
@@ -283,33 +302,70 @@ impl Ledger {
     }
 }
 
-/// Calls `f` with each id of an index value (format 1), in order; the ids read, or
-/// `None` when it is not such a value (`f` may have been called for the ids before the
-/// fault). A length below 128 (one varint byte) is read without the general decoder.
-fn for_each_id<'a>(v: &'a [u8], mut f: impl FnMut(&'a [u8])) -> Option<u64> {
+/// Calls `f` with each entry of an index value, in order (format 1: varint length and
+/// id bytes; format 2: see [`crate::ingest::dedup::encode_entry`]); the value's format,
+/// or `None` when it is not such a value (`f` may have been called for the entries
+/// before the fault). In format 1 a length below 128 (one varint byte) is read without
+/// the general decoder.
+fn for_each_entry<'a>(v: &'a [u8], mut f: impl FnMut(&'a [u8])) -> Option<u8> {
     let (&fmt, mut rest) = v.split_first()?;
-    if fmt != 1 {
-        return None;
+    match fmt {
+        1 => {
+            while let Some(&b) = rest.first() {
+                let (len, used) = if b < 0x80 {
+                    (b as usize, 1)
+                } else {
+                    usize::decode_var(rest)?
+                };
+                rest.get(used..used + len)?;
+                f(&rest[..used + len]);
+                rest = &rest[used + len..];
+            }
+        }
+        crate::ingest::dedup::VALUE_FORMAT => {
+            while !rest.is_empty() {
+                let len = crate::ingest::dedup::entry_len_checked(rest)?;
+                f(&rest[..len]);
+                rest = &rest[len..];
+            }
+        }
+        _ => return None,
     }
-    let mut n = 0;
-    while let Some(&b) = rest.first() {
-        let (len, used) = if b < 0x80 {
-            (b as usize, 1)
-        } else {
-            usize::decode_var(rest)?
-        };
-        let id = rest.get(used..used + len)?;
-        f(id);
-        n += 1;
-        rest = &rest[used + len..];
-    }
-    Some(n)
+    Some(fmt)
 }
 
-/// The ids of an index value (format 1); `None` when it is not such a value.
-pub fn decode_ids(v: &[u8]) -> Option<Vec<&[u8]>> {
+/// Calls `f` with each id of an index value (of either format), in order; the ids read,
+/// or `None` when it is not such a value (`f` may have been called for the ids before
+/// the fault).
+fn for_each_id(v: &[u8], mut f: impl FnMut(&[u8])) -> Option<u64> {
+    let mut n = 0u64;
+    let mut bad = false;
+    let mut scratch = [0u8; 96];
+    for_each_entry(v, |e| {
+        if bad {
+            return;
+        }
+        let id = if v[0] == 1 {
+            let (len, used) = usize::decode_var(e).expect("checked by for_each_entry");
+            Some(&e[used..used + len])
+        } else {
+            crate::ingest::dedup::decode_entry(e, &mut scratch)
+        };
+        match id {
+            Some(id) => {
+                f(id);
+                n += 1;
+            }
+            None => bad = true,
+        }
+    })?;
+    (!bad).then_some(n)
+}
+
+/// The ids of an index value (of either format); `None` when it is not such a value.
+pub fn decode_ids(v: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut out = Vec::new();
-    for_each_id(v, |id| out.push(id))?;
+    for_each_id(v, |id| out.push(id.to_vec()))?;
     Some(out)
 }
 
@@ -321,28 +377,49 @@ fn hex(k: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    /// Both readers of an index value agree on good values (one-byte and longer
-    /// lengths) and refuse the same bad ones.
+    /// Both readers of an index value agree on good values of both formats (one-byte
+    /// and longer lengths, every kind of format-2 entry) and refuse the same bad ones.
     #[test]
     fn index_values_read_alike() {
         let long = vec![b'x'; 200];
-        let mut v = vec![1u8];
-        for id in [&b"K-1"[..], b"", &long[..], b"uuid-0"] {
+        let ids: [&[u8]; 6] = [
+            b"K-1",
+            b"",
+            &long,
+            b"uuid-0",
+            b"0a1b2c3d-0000-4000-8000-00000000abcd",
+            b"K-007",
+        ];
+        let mut v1 = vec![1u8];
+        let mut v2 = vec![crate::ingest::dedup::VALUE_FORMAT];
+        for id in ids {
             let mut tmp = [0u8; 10];
             let n = id.len().encode_var(&mut tmp);
-            v.extend_from_slice(&tmp[..n]);
-            v.extend_from_slice(id);
+            v1.extend_from_slice(&tmp[..n]);
+            v1.extend_from_slice(id);
+            crate::ingest::dedup::encode_entry(&mut v2, id);
         }
-        let mut seen = Vec::new();
-        assert_eq!(for_each_id(&v, |id| seen.push(id.to_vec())), Some(4));
-        let listed: Vec<Vec<u8>> = decode_ids(&v)
-            .unwrap()
-            .into_iter()
-            .map(<[u8]>::to_vec)
-            .collect();
-        assert_eq!(seen, listed);
-        assert_eq!(seen[2], long);
-        for bad in [&[][..], &[2, 0][..], &[1, 5, b'a'][..], &[1, 0x80][..]] {
+        assert!(v2.len() < v1.len());
+        for v in [&v1, &v2] {
+            let mut seen = Vec::new();
+            assert_eq!(for_each_id(v, |id| seen.push(id.to_vec())), Some(6));
+            assert_eq!(decode_ids(v).unwrap(), seen);
+            let want: Vec<Vec<u8>> = ids.iter().map(|i| i.to_vec()).collect();
+            assert_eq!(seen, want);
+            let mut entries = 0;
+            assert_eq!(for_each_entry(v, |_| entries += 1), Some(v[0]));
+            assert_eq!(entries, 6);
+        }
+        for bad in [
+            &[][..],
+            &[3, 0][..],
+            &[1, 5, b'a'][..],
+            &[1, 0x80][..],
+            &[2, 5, b'a'][..],
+            &[2, 0x80][..],
+            &[2, 0x83, b'K'][..],
+            &[2, 0xff][..],
+        ] {
             assert_eq!(for_each_id(bad, |_| {}), None, "{bad:?}");
             assert!(decode_ids(bad).is_none(), "{bad:?}");
         }

@@ -788,12 +788,7 @@ fn cross_file_filter_grows_for_a_file_and_holds_all_its_ids() {
     assert_eq!(index.ids, 5000);
     for part in &index.parts {
         for &(_, s, e) in &part.chunks {
-            indexed.extend(
-                decode_value(&part.buf[s..e])
-                    .unwrap()
-                    .into_iter()
-                    .map(<[u8]>::to_vec),
-            );
+            indexed.extend(decode_value(&part.buf[s..e]).unwrap());
         }
     }
     indexed.sort();

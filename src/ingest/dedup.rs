@@ -659,21 +659,12 @@ pub fn decode_entry<'a>(entry: &'a [u8], scratch: &'a mut [u8; 96]) -> Option<&'
         NUMBER..=0xbf => {
             let p = (tag - NUMBER) as usize;
             let prefix = rest.get(..p)?;
-            let (mut n, _) = read_varint(&rest[p..])?;
+            let (n, _) = read_varint(&rest[p..])?;
             scratch[..p].copy_from_slice(prefix);
-            // The digits, last first, then moved up to the prefix.
-            let mut digits = [0u8; 20];
-            let mut d = 20;
-            loop {
-                d -= 1;
-                digits[d] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
-            let len = p + 20 - d;
-            scratch[p..len].copy_from_slice(&digits[d..]);
+            let mut digits = itoa::Buffer::new();
+            let digits = digits.format(n).as_bytes();
+            let len = p + digits.len();
+            scratch[p..len].copy_from_slice(digits);
             Some(&scratch[..len])
         }
         UUID_LOWER | UUID_UPPER => {

@@ -14,7 +14,7 @@
 #
 # `seconds` is the file's time inside the process (what a running daemon spends on
 # it); `wall` adds process start, where a one-shot `tollgate ingest` rebuilds the filter
-# from the index. Needs ~1.5 GB of disk per 100 M ids held, besides the backlog file.
+# from the index. Needs ~1.2 GB of disk per 100 M ids held, besides the backlog file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 records=10000000 held=100000000 runs=3 dir=""

@@ -118,9 +118,9 @@ impl Ledger {
     }
 
     /// Which of `ids` a committed file of commit day `first_day` or later holds in the
-    /// index: exact comparison of each id's entry in the value's format. The ids are taken in bucket order, the
-    /// buckets split between two threads, each walking its buckets with one iterator
-    /// (a seek per bucket asked).
+    /// index: exact comparison of each id's entry in the format of the value read. The
+    /// ids are taken in bucket order, the buckets split between two threads, each walking
+    /// its buckets with one iterator (a seek per bucket asked).
     pub fn dedup_lookup(&self, ids: &[&[u8]], first_day: u32) -> Result<Vec<bool>, LedgerError> {
         let mut order: Vec<(u32, usize)> = ids
             .iter()

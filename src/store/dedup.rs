@@ -339,27 +339,20 @@ fn for_each_entry<'a>(v: &'a [u8], mut f: impl FnMut(&'a [u8])) -> Option<u8> {
 /// the fault).
 fn for_each_id(v: &[u8], mut f: impl FnMut(&[u8])) -> Option<u64> {
     let mut n = 0u64;
-    let mut bad = false;
+    let format1 = v.first() == Some(&1);
     let mut scratch = [0u8; 96];
     for_each_entry(v, |e| {
-        if bad {
-            return;
-        }
-        let id = if v[0] == 1 {
+        // Whole entries only: `for_each_entry` measured each.
+        let id = if format1 {
             let (len, used) = usize::decode_var(e).expect("checked by for_each_entry");
-            Some(&e[used..used + len])
+            &e[used..used + len]
         } else {
-            crate::ingest::dedup::decode_entry(e, &mut scratch)
+            crate::ingest::dedup::decode_entry(e, &mut scratch).expect("checked by for_each_entry")
         };
-        match id {
-            Some(id) => {
-                f(id);
-                n += 1;
-            }
-            None => bad = true,
-        }
+        f(id);
+        n += 1;
     })?;
-    (!bad).then_some(n)
+    Some(n)
 }
 
 /// The ids of an index value (of either format); `None` when it is not such a value.

@@ -341,6 +341,7 @@ impl Pool {
             })
             .collect();
         let mut totals = crate::ingest::totals::Totals::new(spill_layout);
+        totals.reserve_for(expected);
         let mut chunk_outs: Vec<ChunkOut> = Vec::with_capacity(chunks.len());
         let (mut rate_seconds, mut fold_seconds) = (0.0, 0.0);
         let mut rest = &chunks[..];

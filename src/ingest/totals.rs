@@ -236,6 +236,9 @@ type FoldJob = (usize, PartSums, Vec<Vec<Rec>>);
 pub struct Totals {
     layout: Layout,
     parts: Vec<PartSums>,
+    /// Entries each partition's sums reserve at their first fold (see
+    /// [`Totals::reserve_for`]).
+    reserve: usize,
 }
 
 impl Totals {
@@ -246,7 +249,15 @@ impl Totals {
             parts: (0..layout.account_parts)
                 .map(|_| PartSums::default())
                 .collect(),
+            reserve: 0,
         }
+    }
+
+    /// Has each partition's sums reserve room for its share of `records` (and a quarter
+    /// more) at their first fold, so that they never move to a bigger buffer while the
+    /// file is folded: reserved room that stays unused is never touched.
+    pub fn reserve_for(&mut self, records: usize) {
+        self.reserve = records / self.layout.account_parts.max(1) * 5 / 4;
     }
 
     /// Moves every record spilled so far into the running sums, on `threads` threads.
@@ -271,9 +282,13 @@ impl Totals {
                 .collect();
             jobs[p % threads].push((p, std::mem::take(&mut self.parts[p]), bufs));
         }
+        let reserve = self.reserve;
         let done = on_threads(jobs, move |(p, mut sums, mut bufs): FoldJob| {
-            for r in bufs.iter().flatten() {
-                sums.add(r);
+            if sums.entries.capacity() == 0 {
+                sums.entries.reserve_exact(reserve);
+            }
+            for buf in &bufs {
+                sums.add_all(buf);
             }
             if last {
                 bufs = Vec::new();
@@ -625,10 +640,11 @@ impl Prefilter {
 
 /// The running sums of one account partition: one entry per key in the order keys first
 /// came, found through an open-addressing index of entry numbers (plus one; 0 is free)
-/// kept at most half full. A partition's sums and index stay inside the per-core cache
-/// while its records are added, so each record costs a probe in cache instead of the
-/// sort and merge the fold did before (a counting sort by account, a small sort per
-/// account, then a merge of every running sum after every segment).
+/// kept at most half full. The sums are read back from memory once per segment: each
+/// record costs a probe in the index and an entry read, both loaded ahead of the add by
+/// [`PartSums::add_all`], instead of the sort and merge the fold did before (a counting
+/// sort by account, a small sort per account, then a merge of every running sum after
+/// every segment).
 #[derive(Default)]
 struct PartSums {
     /// Laid out as the finished totals are, so that finishing moves them, not copies.
@@ -643,7 +659,34 @@ fn key_hash(k: &AggKey) -> u64 {
     x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
+/// How far ahead of the record being added [`PartSums::add_all`] loads the index slot
+/// of a record, and (half as far) the entry that slot names.
+const FOLD_AHEAD: usize = 16;
+
 impl PartSums {
+    /// Adds `recs` in order, as [`PartSums::add`] each, loading ahead of the adds what they
+    /// will touch: the index slot of the record [`FOLD_AHEAD`] on, and the entry named by
+    /// the first slot of the record half as far on (the slot loaded by then). Without
+    /// this each add waited for its slot, then for its entry.
+    fn add_all(&mut self, recs: &[Rec]) {
+        for (i, r) in recs.iter().enumerate() {
+            if !self.index.is_empty() {
+                let shift = 64 - self.index.len().trailing_zeros();
+                if let Some(far) = recs.get(i + FOLD_AHEAD) {
+                    let slot = (key_hash(&far.key) >> shift) as usize;
+                    crate::rate::hint::prefetch(self.index.as_ptr().wrapping_add(slot));
+                }
+                if let Some(near) = recs.get(i + FOLD_AHEAD / 2) {
+                    let e = self.index[(key_hash(&near.key) >> shift) as usize] as usize;
+                    if e != 0 {
+                        crate::rate::hint::prefetch(self.entries.as_ptr().wrapping_add(e - 1));
+                    }
+                }
+            }
+            self.add(r);
+        }
+    }
+
     #[inline]
     fn add(&mut self, r: &Rec) {
         if (self.entries.len() + 1) * 2 > self.index.len() {

@@ -6,7 +6,9 @@
 # fresh_cache in tools/shapes.sh), `wc -l` on it, then one whole-process
 # `tollgate ingest --stats` per binary (fresh data dir each time). Prints, per shape and
 # binary, the median and the runs of the wall time, its ratio to the shape's median
-# `wc -l`, records/s, the medians of the in-process phases and of peak RSS.
+# `wc -l`, records/s, the CPU time the process used (user + system: on a busy host it
+# moves less than the wall time, so a small change shows there first), the medians of
+# the in-process phases and of peak RSS.
 # Interleaving matters: on a shared host the same binary's time moves by a third within
 # minutes, so only binaries measured side by side compare.
 #
@@ -44,8 +46,10 @@ for _ in $(seq 1 "$runs"); do
       bin="${!i}"
       rm -rf "$ws/data" "$ws/spool"
       "$bin" tariff compile --config "$ws/tollgate.toml" > /dev/null
-      /usr/bin/time -f %e -o "$out/t" "$bin" ingest --stats --config "$ws/tollgate.toml" "$cdr" > "$out/s"
-      cat "$out/t" >> "$out/wall.$shape.$i"
+      /usr/bin/time -f '%e %U %S' -o "$out/t" "$bin" ingest --stats --config "$ws/tollgate.toml" "$cdr" > "$out/s"
+      read -r wall user sys < "$out/t"
+      echo "$wall" >> "$out/wall.$shape.$i"
+      echo "$user + $sys" | bc >> "$out/cpu.$shape.$i"
       for p in rate collect deltas commit peak_rss_mb; do
         grep -o "\"$p\":[0-9.]*" "$out/s" | cut -d: -f2 >> "$out/$p.$shape.$i"
       done
@@ -59,7 +63,7 @@ for shape in $shapes; do
   for i in $(seq 1 $#); do
     m="$(median "$out/wall.$shape.$i")"
     echo "${!i}: median $m s (runs: $(sort -n "$out/wall.$shape.$i" | tr '\n' ' ')) = $(echo "scale=1; $m / $w" | bc)x wc -l," \
-      "$(echo "scale=2; $records / $m / 1000000" | bc) M records/s;" \
+      "$(echo "scale=2; $records / $m / 1000000" | bc) M records/s; cpu $(median "$out/cpu.$shape.$i") s;" \
       "phases: rate $(median "$out/rate.$shape.$i") collect $(median "$out/collect.$shape.$i") deltas $(median "$out/deltas.$shape.$i") commit $(median "$out/commit.$shape.$i") s;" \
       "peak RSS $(median "$out/peak_rss_mb.$shape.$i") MB"
   done

@@ -253,11 +253,14 @@ impl Totals {
         }
     }
 
-    /// Has each partition's sums reserve room for its share of `records` (and a quarter
-    /// more) at their first fold, so that they never move to a bigger buffer while the
-    /// file is folded: reserved room that stays unused is never touched.
+    /// Has each partition's sums reserve room for a quarter of its share of `records` at
+    /// their first fold, so that they do not move to a bigger buffer while the file is
+    /// folded (a move copies the sums into fresh pages): a file's distinct (account,
+    /// month, line) keys were 12 % of its records on the tidy benchmark file and 22 % on
+    /// the backlog file. Reserved room that stays unused is never touched; a quarter
+    /// bounds what is reserved (committed address space) without ever being used.
     pub fn reserve_for(&mut self, records: usize) {
-        self.reserve = records / self.layout.account_parts.max(1) * 5 / 4;
+        self.reserve = records / self.layout.account_parts.max(1) / 4;
     }
 
     /// Moves every record spilled so far into the running sums, on `threads` threads.

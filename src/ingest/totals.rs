@@ -257,8 +257,8 @@ impl Totals {
     /// their first fold, so that they do not move to a bigger buffer while the file is
     /// folded (a move copies the sums into fresh pages): a file's distinct (account,
     /// month, line) keys were 12 % of its records on the tidy benchmark file and 22 % on
-    /// the backlog file. Reserved room that stays unused is never touched; a quarter
-    /// bounds what is reserved (committed address space) without ever being used.
+    /// the backlog file. Reserved room that stays unused is never touched, but it is
+    /// address space the process commits: a quarter keeps that close to what is used.
     pub fn reserve_for(&mut self, records: usize) {
         self.reserve = records / self.layout.account_parts.max(1) / 4;
     }

@@ -81,14 +81,18 @@ const fn month_starts() -> [i32; TABLE_YEARS * 12 + 1] {
 }
 
 /// Validates `YYYY-MM-DD` and returns its day number.
-#[inline]
+#[cfg(test)]
 fn date_days(b: &[u8; 10]) -> Option<i64> {
     let y = d2(b[0], b[1])? * 100 + d2(b[2], b[3])?;
     if b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let mo = d2(b[5], b[6])?;
-    let d = d2(b[8], b[9])?;
+    date_days_of(y, d2(b[5], b[6])?, d2(b[8], b[9])?)
+}
+
+/// The day number of year `y`, month `mo`, day `d` (`None` when there is no such date).
+#[inline]
+fn date_days_of(y: u32, mo: u32, d: u32) -> Option<i64> {
     if !(1..=12).contains(&mo) || d == 0 {
         return None;
     }
@@ -112,12 +116,46 @@ pub fn parse_rfc3339(b: &[u8]) -> Option<i64> {
     TimeParser::default().parse(b)
 }
 
-/// An RFC 3339 parser that remembers the last date it validated: records of a file
-/// mostly share their date, so the date part is then one 10-byte comparison.
+/// An RFC 3339 parser that remembers the last date it read: records of a file mostly
+/// share their date (in time order), and the date's day number is then no lookup.
+///
+/// The fixed part `YYYY-MM-DDTHH:MM:SS` is read as three little-endian words: every
+/// digit checked at once (each byte XOR `'0'` must be 0..=9: no bit of its high nibble
+/// set, neither in it nor in it plus 6), the separators compared as bytes of the words,
+/// and each pair of digits turned into its number for all pairs of a word in one
+/// multiply (`10 × digit + next digit`, the masked digit bytes being ≤ 9 so no pair
+/// carries into the next). A record out of time order costs no more than one in order
+/// (the per-digit branches of the byte-wise parser cost a fifth of the rating time of a
+/// file in random time order).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TimeParser {
-    date: [u8; 10],
+    /// `YYYY-MM-` and `DD` of the last date read (0: none; a valid date is never 0).
+    date: (u64, u16),
     days: i64,
+}
+
+/// Bytes of `YYYY-MM-` that are digits.
+const DIGITS0: u64 = 0x00FF_FF00_FFFF_FFFF;
+/// Bytes of `DDTHH:MM` that are digits.
+const DIGITS1: u64 = 0xFFFF_00FF_FF00_FFFF;
+/// Bytes of `:SS` and the byte after them (where the offset starts) that are digits.
+const DIGITS2: u64 = 0x00FF_FF00;
+const ZEROS: u64 = 0x3030_3030_3030_3030;
+
+/// Nonzero when a byte that `mask` selects in `x` (bytes XOR `'0'`) is not 0..=9. A
+/// byte ≥ 0xFA carries into its neighbour when 6 is added, which can only flag that
+/// neighbour too, never hide a bad byte (and such a byte is itself bad, or a separator
+/// that the separator check refuses).
+#[inline(always)]
+fn not_digits(x: u64, mask: u64) -> u64 {
+    (x | x.wrapping_add(0x0606_0606_0606_0606)) & mask & 0xF0F0_F0F0_F0F0_F0F0
+}
+
+/// Each byte `i` of the result is `10 × byte i + byte i+1` of `x` (digit values ≤ 9,
+/// zero elsewhere, so nothing carries).
+#[inline(always)]
+fn pairs(x: u64) -> u64 {
+    x.wrapping_mul(10).wrapping_add(x >> 8)
 }
 
 impl TimeParser {
@@ -127,27 +165,42 @@ impl TimeParser {
         if b.len() < 20 {
             return None;
         }
-        let date: &[u8; 10] = b[..10].try_into().expect("10 bytes");
-        let days = if *date == self.date {
-            self.days
-        } else {
-            let days = date_days(date)?;
-            self.date = *date;
-            self.days = days;
-            days
-        };
-        let t: &[u8; 10] = b[10..20].try_into().expect("10 bytes");
-        if !matches!(t[0], b'T' | b't' | b' ') || t[3] != b':' || t[6] != b':' {
+        let w0 = u64::from_le_bytes(b[0..8].try_into().expect("8 bytes"));
+        let w1 = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
+        let w2 = u32::from_le_bytes(b[16..20].try_into().expect("4 bytes")) as u64;
+        let (x0, x1, x2) = (w0 ^ ZEROS, w1 ^ ZEROS, w2 ^ ZEROS);
+        let t = (w1 >> 16) as u8;
+        if not_digits(x0, DIGITS0) | not_digits(x1, DIGITS1) | not_digits(x2, DIGITS2) != 0
+            || w0 & 0xFF00_00FF_0000_0000 != 0x2D00_002D_0000_0000
+            || !matches!(t, b'T' | b't' | b' ')
+            || (w1 >> 40) as u8 != b':'
+            || w2 as u8 != b':'
+        {
             return None;
         }
-        let h = d2(t[1], t[2])?;
-        let mi = d2(t[4], t[5])?;
-        let s = d2(t[7], t[8])?;
+        let (p0, p1, p2) = (
+            pairs(x0 & DIGITS0),
+            pairs(x1 & DIGITS1),
+            pairs(x2 & DIGITS2),
+        );
+        let h = (p1 >> 24) as u8 as u32;
+        let mi = (p1 >> 48) as u8 as u32;
+        let s = (p2 >> 8) as u8 as u32;
         if h > 23 || mi > 59 || s > 60 {
             return None;
         }
+        let key = (w0, w1 as u16);
+        let days = if key == self.date {
+            self.days
+        } else {
+            let y = (p0 as u8 as u32) * 100 + (p0 >> 16) as u8 as u32;
+            let days = date_days_of(y, (p0 >> 40) as u8 as u32, p1 as u8 as u32)?;
+            self.date = key;
+            self.days = days;
+            days
+        };
         let mut i = 19;
-        if t[9] == b'.' {
+        if b[19] == b'.' {
             i += 1;
             let start = i;
             while i < b.len() && b[i].is_ascii_digit() {
@@ -244,6 +297,86 @@ mod tests {
         }
     }
 
+    /// The byte-wise parser the word-wise one replaced: a digit pair at a time.
+    fn bytewise(b: &[u8]) -> Option<i64> {
+        if b.len() < 20 {
+            return None;
+        }
+        let days = date_days(b[..10].try_into().unwrap())?;
+        let t = &b[10..20];
+        if !matches!(t[0], b'T' | b't' | b' ') || t[3] != b':' || t[6] != b':' {
+            return None;
+        }
+        let (h, mi, s) = (d2(t[1], t[2])?, d2(t[4], t[5])?, d2(t[7], t[8])?);
+        if h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        let mut i = 19;
+        if t[9] == b'.' {
+            i += 1;
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i == start {
+                return None;
+            }
+        }
+        let offset: i64 = match b.get(i)? {
+            b'Z' | b'z' if i + 1 == b.len() => 0,
+            sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+                let (oh, om) = (d2(b[i + 1], b[i + 2])?, d2(b[i + 4], b[i + 5])?);
+                if oh > 23 || om > 59 {
+                    return None;
+                }
+                let o = (oh * 3600 + om * 60) as i64;
+                if *sign == b'-' {
+                    -o
+                } else {
+                    o
+                }
+            }
+            _ => return None,
+        };
+        Some(days * 86_400 + (h * 3600 + mi * 60 + s) as i64 - offset)
+    }
+
+    #[test]
+    fn every_byte_of_the_fixed_part_is_checked() {
+        // Each of the first 20 bytes of a valid timestamp set to every byte value: the
+        // word-wise parser agrees with the byte-wise one (digits, separators, carries
+        // of bytes >= 0xFA into their neighbours, ranges of every field).
+        for base in [
+            "2026-10-05T10:00:00Z",
+            "1999-12-31T23:59:59+01:00",
+            "2024-02-29 00:00:60.25-02:30",
+            "1899-01-01t09:09:09z",
+        ] {
+            for i in 0..20 {
+                for v in 0..=255u8 {
+                    let mut b = base.as_bytes().to_vec();
+                    b[i] = v;
+                    assert_eq!(
+                        parse_rfc3339(&b),
+                        bytewise(&b),
+                        "{:?}",
+                        String::from_utf8_lossy(&b)
+                    );
+                    // A byte >= 0xFA before a digit: its carry must not hide or invent anything.
+                    if i + 1 < 20 {
+                        b[i + 1] = 0xFF;
+                        assert_eq!(
+                            parse_rfc3339(&b),
+                            bytewise(&b),
+                            "{:?}",
+                            String::from_utf8_lossy(&b)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn agrees_with_chrono(
@@ -262,6 +395,26 @@ mod tests {
             let ours = parse_rfc3339(s.as_bytes());
             let theirs = chrono::DateTime::parse_from_rfc3339(&s).ok().map(|d| d.timestamp());
             prop_assert_eq!(ours, theirs, "{}", s);
+        }
+
+        #[test]
+        fn agrees_with_the_bytewise_parser(
+            ts in -2_000_000_000i64..8_000_000_000i64,
+            off_min in -1439i32..1439,
+            edits in proptest::collection::vec((0usize..26, any::<u8>()), 0..4),
+        ) {
+            use chrono::{FixedOffset, TimeZone, SecondsFormat};
+            let dt = FixedOffset::east_opt(off_min * 60).unwrap().timestamp_opt(ts, 0).unwrap();
+            let mut b = dt.to_rfc3339_opts(SecondsFormat::Secs, false).into_bytes();
+            for (i, v) in edits {
+                if i < b.len() {
+                    b[i] = v;
+                }
+            }
+            let mut cached = TimeParser::default();
+            let _ = cached.parse(b"2026-10-05T10:00:00Z");
+            prop_assert_eq!(cached.parse(&b), bytewise(&b));
+            prop_assert_eq!(parse_rfc3339(&b), bytewise(&b));
         }
 
         #[test]

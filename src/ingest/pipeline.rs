@@ -35,8 +35,9 @@ pub type Data = Arc<dyn AsRef<[u8]> + Send + Sync>;
 pub type DayKey = (u32, u8, u8);
 
 /// Per-day totals of one worker (or of a whole file): for each month touched, a flat
-/// array of 31 days × 3 services. A file touches one or two months, so the lookup is a
-/// compare with the last month used; no hashing and no allocation per record.
+/// array of 31 days × 3 services. A file touches a handful of months, so the lookup is
+/// a compare with the last month used, else a search of those seen; no hashing and no
+/// allocation per record.
 #[derive(Debug, Default, Clone)]
 pub struct Daily {
     /// `(month index, local day number of the month's first day, totals by day × service)`.
@@ -50,7 +51,15 @@ impl Daily {
     pub fn add(&mut self, month: u32, day: i32, service: u8, a: &Agg) {
         let i = match self.months.get(self.last) {
             Some(m) if m.0 == month => self.last,
-            _ => self.slot(month),
+            // Records out of time order change month often: the months seen are
+            // searched here (a handful), only a new one takes the cold path.
+            _ => match self.months.iter().position(|m| m.0 == month) {
+                Some(i) => {
+                    self.last = i;
+                    i
+                }
+                None => self.slot(month),
+            },
         };
         let m = &mut self.months[i];
         let idx = ((day - m.1) as usize) * 3 + service as usize;

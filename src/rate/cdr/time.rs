@@ -200,35 +200,39 @@ impl TimeParser {
             self.days = days;
             days
         };
-        let mut i = 19;
-        if b[19] == b'.' {
+        let offset = offset_after_seconds(b)?;
+        Some(days * 86_400 + (h * 3600 + mi * 60 + s) as i64 - offset)
+    }
+}
+
+/// The UTC offset in seconds of a timestamp of at least 20 bytes whose seconds end at byte
+/// 19: an optional fraction (a dot and at least one digit, ignored), then `Z`/`z` or
+/// `±HH:MM`, and nothing after it.
+#[inline]
+fn offset_after_seconds(b: &[u8]) -> Option<i64> {
+    let mut i = 19;
+    if b[19] == b'.' {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
             i += 1;
-            let start = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i == start {
+        }
+        if i == start {
+            return None;
+        }
+    }
+    match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => Some(0),
+        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let oh = d2(b[i + 1], b[i + 2])?;
+            let om = d2(b[i + 4], b[i + 5])?;
+            if oh > 23 || om > 59 {
                 return None;
             }
+            let o = (oh * 3600 + om * 60) as i64;
+            Some(if *sign == b'-' { -o } else { o })
         }
-        let offset: i64 = match b.get(i)? {
-            b'Z' | b'z' if i + 1 == b.len() => 0,
-            sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-                let oh = d2(b[i + 1], b[i + 2])?;
-                let om = d2(b[i + 4], b[i + 5])?;
-                if oh > 23 || om > 59 {
-                    return None;
-                }
-                let o = (oh * 3600 + om * 60) as i64;
-                if *sign == b'-' {
-                    -o
-                } else {
-                    o
-                }
-            }
-            _ => return None,
-        };
-        Some(days * 86_400 + (h * 3600 + mi * 60 + s) as i64 - offset)
+        _ => None,
     }
 }
 
@@ -298,7 +302,8 @@ mod tests {
         }
     }
 
-    /// The byte-wise parser the word-wise one replaced: a digit pair at a time.
+    /// The byte-wise parser the word-wise one replaced: a digit pair at a time (the
+    /// fraction and offset after the seconds are read by the same code in both).
     fn bytewise(b: &[u8]) -> Option<i64> {
         if b.len() < 20 {
             return None;
@@ -312,33 +317,7 @@ mod tests {
         if h > 23 || mi > 59 || s > 60 {
             return None;
         }
-        let mut i = 19;
-        if t[9] == b'.' {
-            i += 1;
-            let start = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i == start {
-                return None;
-            }
-        }
-        let offset: i64 = match b.get(i)? {
-            b'Z' | b'z' if i + 1 == b.len() => 0,
-            sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-                let (oh, om) = (d2(b[i + 1], b[i + 2])?, d2(b[i + 4], b[i + 5])?);
-                if oh > 23 || om > 59 {
-                    return None;
-                }
-                let o = (oh * 3600 + om * 60) as i64;
-                if *sign == b'-' {
-                    -o
-                } else {
-                    o
-                }
-            }
-            _ => return None,
-        };
+        let offset = offset_after_seconds(b)?;
         Some(days * 86_400 + (h * 3600 + mi * 60 + s) as i64 - offset)
     }
 

@@ -746,10 +746,15 @@ impl PartSums {
     }
 
     #[cold]
+    #[allow(clippy::slow_vector_initialization)] // on purpose: see the index below
     fn grow(&mut self) {
         let cap = (self.index.len() * 2).max(256);
         let shift = 64 - cap.trailing_zeros();
-        let mut index = vec![0u32; cap];
+        // Written, not a zeroed allocation (clippy's suggestion): that maps the shared
+        // zero page, which the probes below read, and the first write to each page then
+        // replaced it under a TLB flush of every core (the fold's threads run on all).
+        let mut index = Vec::with_capacity(cap);
+        index.resize(cap, 0u32);
         for (n, e) in self.entries.iter().enumerate() {
             let mut i = (key_hash(&e.0) >> shift) as usize;
             while index[i] != 0 {

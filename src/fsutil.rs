@@ -53,6 +53,22 @@ pub fn write_renamed(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// [`write_renamed`] with the content written by `write` into the temp file (for
+/// content too big to build in memory first). The temp file is removed when `write`
+/// fails.
+pub fn write_renamed_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let (_, tmp) = temp_beside(path);
+    let written = std::fs::File::create(&tmp).and_then(|mut f| write(&mut f));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, path)
+}
+
 /// Flushes the whole filesystem holding `dir` (data and metadata) to stable storage.
 pub fn sync_fs(dir: &Path) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;

@@ -251,6 +251,9 @@ pub struct Filter {
     refresh_days: u32,
     /// The day the filter's ids were read from the index.
     built_day: u32,
+    /// The last file commit (its seq) whose ids the filter holds, every earlier one's
+    /// inside the window too ([`Filter::holds_through`]).
+    seq: u64,
 }
 
 impl Filter {
@@ -264,7 +267,144 @@ impl Filter {
             window_days,
             refresh_days: window_days.div_ceil(6),
             built_day: 0,
+            seq: 0,
         }
+    }
+
+    /// Says that the filter holds the ids of every file committed up to seq `seq`
+    /// (inside the window): set when it is read from the index (the last seq committed
+    /// then) and after each commit whose ids were added.
+    pub fn holds_through(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+
+    /// See [`Filter::holds_through`].
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The window the filter was built for, in days.
+    pub fn window_days(&self) -> u32 {
+        self.window_days
+    }
+
+    /// Writes the filter as a snapshot ([`Filter::read_snapshot`] reads it back): the
+    /// magic `TGDEDUPF`, format 1, window, refresh days, build day, shard count, seq;
+    /// per shard its buckets, ids, kick state, stash and packed bytes; then the XXH3-128
+    /// of all of that, so that a torn or altered file is refused, never half read. All
+    /// integers little-endian.
+    pub fn write_snapshot(&self, out: impl std::io::Write) -> std::io::Result<()> {
+        let mut w = Hashing {
+            inner: std::io::BufWriter::with_capacity(1 << 20, out),
+            hash: twox_hash::XxHash3_128::new(),
+        };
+        w.put(SNAPSHOT_MAGIC)?;
+        w.put(&SNAPSHOT_FORMAT.to_le_bytes())?;
+        for v in [
+            self.window_days,
+            self.refresh_days,
+            self.built_day,
+            self.shards.len() as u32,
+        ] {
+            w.put(&v.to_le_bytes())?;
+        }
+        w.put(&self.seq.to_le_bytes())?;
+        for s in &self.shards {
+            for v in [
+                s.m,
+                s.len,
+                s.rng,
+                s.stash.len() as u64,
+                s.bytes.len() as u64,
+            ] {
+                w.put(&v.to_le_bytes())?;
+            }
+            for &(b, slot) in &s.stash {
+                w.put(&b.to_le_bytes())?;
+                w.put(&slot.to_le_bytes())?;
+            }
+            w.put(&s.bytes)?;
+        }
+        let sum = w.hash.finish_128();
+        use std::io::Write;
+        w.inner.write_all(&sum.to_le_bytes())?;
+        w.inner.flush()
+    }
+
+    /// Reads a snapshot of `len` bytes written by [`Filter::write_snapshot`]; refuses
+    /// (saying why) a file of another format, with lengths that do not add up, or whose
+    /// checksum differs.
+    pub fn read_snapshot(input: impl std::io::Read, len: u64) -> Result<Filter, String> {
+        let mut r = Hashing {
+            inner: std::io::BufReader::with_capacity(1 << 20, input),
+            hash: twox_hash::XxHash3_128::new(),
+        };
+        let mut left = len
+            .checked_sub(16)
+            .ok_or_else(|| "shorter than a snapshot".to_string())?;
+        let mut magic = [0u8; 8];
+        r.take(&mut magic, &mut left)?;
+        if &magic != SNAPSHOT_MAGIC || r.u32(&mut left)? != SNAPSHOT_FORMAT {
+            return Err("not a filter snapshot of this format".into());
+        }
+        let (window_days, refresh_days, built_day, shards) = (
+            r.u32(&mut left)?,
+            r.u32(&mut left)?,
+            r.u32(&mut left)?,
+            r.u32(&mut left)?,
+        );
+        if shards as usize != SHARDS || window_days == 0 {
+            return Err("not a filter of this layout".into());
+        }
+        let seq = r.u64(&mut left)?;
+        let mut out = Vec::with_capacity(SHARDS);
+        for _ in 0..SHARDS {
+            let (m, held, rng, stashed, bytes) = (
+                r.u64(&mut left)?,
+                r.u64(&mut left)?,
+                r.u64(&mut left)?,
+                r.u64(&mut left)?,
+                r.u64(&mut left)?,
+            );
+            let want = m
+                .checked_mul(BUCKET_BITS)
+                .map(|b| b.div_ceil(8) + 8)
+                .filter(|_| m > 0);
+            let body = stashed.checked_mul(16).and_then(|s| s.checked_add(bytes));
+            if want != Some(bytes) || body.is_none_or(|n| n > left) {
+                return Err("shard lengths do not add up".into());
+            }
+            let mut stash = Vec::with_capacity(stashed as usize);
+            for _ in 0..stashed {
+                let b = r.u64(&mut left)?;
+                stash.push((b, r.u64(&mut left)?));
+            }
+            let mut packed = vec![0u8; bytes as usize];
+            r.take(&mut packed, &mut left)?;
+            out.push(Shard {
+                bytes: packed,
+                m,
+                len: held,
+                stash,
+                rng,
+            });
+        }
+        if left != 0 {
+            return Err("bytes after the last shard".into());
+        }
+        let sum = r.hash.finish_128();
+        let mut stored = [0u8; 16];
+        std::io::Read::read_exact(&mut r.inner, &mut stored).map_err(|e| e.to_string())?;
+        if u128::from_le_bytes(stored) != sum {
+            return Err("checksum differs".into());
+        }
+        Ok(Filter {
+            shards: out,
+            window_days,
+            refresh_days,
+            built_day,
+            seq,
+        })
     }
 
     /// The first commit day still inside the window that ends on `today`.
@@ -410,6 +550,47 @@ impl Filter {
     pub fn needs_growth(&self) -> bool {
         self.len() as f64 > self.slots() as f64 * 0.97
             || self.shards.iter().any(|s| s.stash.len() > 64)
+    }
+}
+
+/// The first bytes of a filter snapshot, and its format ([`Filter::write_snapshot`]).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"TGDEDUPF";
+const SNAPSHOT_FORMAT: u32 = 1;
+
+/// A snapshot's writer or reader and the hash of the bytes that went through it.
+struct Hashing<T> {
+    inner: T,
+    hash: twox_hash::XxHash3_128,
+}
+
+impl<W: std::io::Write> Hashing<W> {
+    fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.hash.write(b);
+        self.inner.write_all(b)
+    }
+}
+
+impl<R: std::io::Read> Hashing<R> {
+    /// Fills `buf`, of the `left` bytes that may still be read.
+    fn take(&mut self, buf: &mut [u8], left: &mut u64) -> Result<(), String> {
+        *left = left
+            .checked_sub(buf.len() as u64)
+            .ok_or_else(|| "shorter than its lengths say".to_string())?;
+        self.inner.read_exact(buf).map_err(|e| e.to_string())?;
+        self.hash.write(buf);
+        Ok(())
+    }
+
+    fn u32(&mut self, left: &mut u64) -> Result<u32, String> {
+        let mut b = [0u8; 4];
+        self.take(&mut b, left)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn u64(&mut self, left: &mut u64) -> Result<u64, String> {
+        let mut b = [0u8; 8];
+        self.take(&mut b, left)?;
+        Ok(u64::from_le_bytes(b))
     }
 }
 
@@ -843,6 +1024,77 @@ mod tests {
         }
         assert!((0..n).all(|i| f.contains(hash(i))));
         assert!(f.needs_growth());
+    }
+
+    /// A snapshot reads back as the same filter (every id, the stash, the counts, the
+    /// window, build day and seq, and the same answers to ids never inserted); a torn,
+    /// altered or foreign file is refused, saying why.
+    #[test]
+    fn a_snapshot_reads_back_the_same_filter_and_refuses_damage() {
+        let mut f = Filter::new(64 * 10, 30);
+        let n = 64 * 60;
+        for i in 0..n {
+            f.insert(hash(i));
+        }
+        assert!(f.stashed() > 0, "the test wants a stash");
+        f.built_on(20_000);
+        f.holds_through(17);
+        let mut buf = Vec::new();
+        f.write_snapshot(&mut buf).unwrap();
+        let g = Filter::read_snapshot(&buf[..], buf.len() as u64).unwrap();
+        assert_eq!(
+            (g.len(), g.stashed(), g.slots()),
+            (f.len(), f.stashed(), f.slots())
+        );
+        assert_eq!((g.window_days(), g.seq(), g.built_day), (30, 17, 20_000));
+        assert_eq!(g.refresh_days, 5);
+        assert!((0..n).all(|i| g.contains(hash(i))));
+        let probes = n..n + 100_000;
+        assert!(probes
+            .clone()
+            .all(|i| g.contains(hash(i)) == f.contains(hash(i))));
+        // Inserts go on from the same kick state.
+        let (mut f, mut g) = (f, g);
+        for i in n..n + 500 {
+            f.insert(hash(i));
+            g.insert(hash(i));
+        }
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        f.write_snapshot(&mut a).unwrap();
+        g.write_snapshot(&mut b).unwrap();
+        assert_eq!(a, b);
+
+        let refused = |bytes: &[u8]| Filter::read_snapshot(bytes, bytes.len() as u64).err();
+        let mut flipped = buf.clone();
+        flipped[buf.len() / 2] ^= 0x40;
+        assert_eq!(refused(&flipped).as_deref(), Some("checksum differs"));
+        let mut sum = buf.clone();
+        *sum.last_mut().unwrap() ^= 1;
+        assert_eq!(refused(&sum).as_deref(), Some("checksum differs"));
+        assert_eq!(
+            refused(&buf[..buf.len() - 1]).as_deref(),
+            Some("shard lengths do not add up")
+        );
+        assert_eq!(
+            refused(&buf[..40]).as_deref(),
+            Some("shorter than its lengths say")
+        );
+        assert_eq!(
+            refused(&buf[..3]).as_deref(),
+            Some("shorter than a snapshot")
+        );
+        let mut longer = buf.clone();
+        longer.extend_from_slice(&[0; 8]);
+        assert_eq!(
+            refused(&longer).as_deref(),
+            Some("bytes after the last shard")
+        );
+        let mut other = buf.clone();
+        other[7] = b'G';
+        assert_eq!(
+            refused(&other).as_deref(),
+            Some("not a filter snapshot of this format")
+        );
     }
 
     #[test]

@@ -164,6 +164,8 @@ pub async fn run(
         })
     });
 
+    // Kept for the end: the filter is kept for the next start once no file is processed.
+    let keeper = engine.clone();
     let watcher = {
         let spool = engine.spool.clone();
         let every = engine.cfg.poll_interval;
@@ -225,6 +227,7 @@ pub async fn run(
     hangup.abort();
     cancel.store(true, Ordering::SeqCst);
     let _ = tokio::task::spawn_blocking(move || processor.join()).await;
+    let _ = tokio::task::spawn_blocking(move || keeper.keep_dedup_filter()).await;
     let _ = stop_http_tx.send(());
     let _ = server.await;
     let _ = std::fs::remove_file(addr_file);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::common::{read_rejects, Daemon, Ws};
 use tollgate::demo::synth::{write_cdrs, CdrBatch, Spec};
+use tollgate::ingest::engine::DEDUP_SNAPSHOT;
 
 const SPEC: Spec = Spec {
     seed: 3,
@@ -71,8 +72,10 @@ fn cross_file_duplicates_are_rejected_across_a_daemon_restart() {
     assert!(!ws.rejects("a.csv").exists());
     assert_eq!(d.stop().code(), Some(0));
 
-    // After a restart (the filter is rebuilt from the index): 1000 new records, 500
-    // re-sent from a.csv, and one new record repeated inside the file.
+    // After a restart (the filter is read back from the snapshot the stopped daemon
+    // kept): 1000 new records, 500 re-sent from a.csv, and one new record repeated
+    // inside the file.
+    assert!(ws.data().join(DEDUP_SNAPSHOT).exists());
     let d = Daemon::start(&ws);
     d.wait_until("/readyz 200", || d.get("/readyz").0 == 200);
     let mut b: Vec<String> = a[..1000]
@@ -95,6 +98,9 @@ fn cross_file_duplicates_are_rejected_across_a_daemon_restart() {
         ),
         501.0
     );
+    assert!(d
+        .log()
+        .contains("cross-file duplicate filter read from its snapshot"));
     assert_eq!(d.stop().code(), Some(0));
     let want: Vec<(u64, String)> = (1002..=1502)
         .map(|l| (l, "duplicate_record".to_owned()))
@@ -148,6 +154,96 @@ fn cross_file_duplicates_are_rejected_across_a_daemon_restart() {
         out.stdout
             .contains("committed seq 5: 1 lines, 0 rated, 1 rejected"),
         "{out:#?}"
+    );
+}
+
+/// The filter a process keeps for the next one (`data/dedup-filter.snapshot`) is used
+/// only while it holds every committed file: one kept before the last commit, a damaged
+/// one, or none (a killed daemon took it at start and left nothing) make the next
+/// process read the index, and the duplicates are found all the same.
+#[test]
+fn a_kept_filter_is_used_only_while_it_holds_every_committed_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = Ws::synth(
+        &tmp.path().join("ws"),
+        &SPEC,
+        "poll_interval_ms = 50\ndedup_window_days = 62\n",
+    );
+    let (header, a) = lines(2000, "A");
+    let snap = ws.data().join(DEDUP_SNAPSHOT);
+    let ingest = |name: &str, rows: &[String], want: &str, log: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, file(&header, rows)).unwrap();
+        let out = ws.ingest(&[&p]).ok();
+        assert!(out.stdout.contains(want), "{name}: {out:#?}");
+        assert!(out.stderr.contains(log), "{name}: wanted `{log}`: {out:#?}");
+        assert!(snap.exists(), "{name}: no filter kept");
+    };
+    const BUILT: &str = "cross-file duplicate filter built from the index";
+    ingest(
+        "a.csv",
+        &a[..1000],
+        "committed seq 1: 1000 lines, 1000 rated",
+        BUILT,
+    );
+    let kept_after_a = std::fs::read(&snap).unwrap();
+    ingest(
+        "b.csv",
+        &a[1000..],
+        "committed seq 2: 1000 lines, 1000 rated",
+        "cross-file duplicate filter read from its snapshot",
+    );
+    // The filter kept after a.csv misses b.csv's ids: refused, the index is read.
+    std::fs::write(&snap, &kept_after_a).unwrap();
+    let c = [
+        a[1000].clone(),
+        a[0].clone(),
+        a[1999].replacen("A-", "C-", 1),
+    ];
+    ingest(
+        "c.csv",
+        &c,
+        "committed seq 3: 3 lines, 1 rated, 2 rejected",
+        "holds the files up to seq 1, the store has 2",
+    );
+    assert_eq!(
+        rejected(&ws.rejects("c.csv")),
+        vec![
+            (2, "duplicate_record".to_owned()),
+            (3, "duplicate_record".to_owned())
+        ]
+    );
+    // A damaged snapshot fails its checksum.
+    let mut damaged = std::fs::read(&snap).unwrap();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0x10;
+    std::fs::write(&snap, &damaged).unwrap();
+    let d = [a[1500].clone(), a[1998].replacen("A-", "D-", 1)];
+    ingest(
+        "d.csv",
+        &d,
+        "committed seq 4: 2 lines, 1 rated, 1 rejected",
+        "checksum differs",
+    );
+    // The daemon takes the snapshot at start; killed after a commit, it leaves none,
+    // and the next process reads the index (which holds e.csv's ids).
+    let daemon = Daemon::start(&ws);
+    daemon.wait_until("/readyz 200", || daemon.get("/readyz").0 == 200);
+    assert!(!snap.exists());
+    let e_new = a[1997].replacen("A-", "E-", 1);
+    ws.drop_file("e.csv", &file(&header, &[e_new.clone(), a[5].clone()]));
+    daemon.wait_until("e.csv done", || ws.done().join("e.csv").exists());
+    daemon.kill9();
+    assert!(!snap.exists());
+    ingest(
+        "f.csv",
+        &[e_new, a[1996].replacen("A-", "F-", 1)],
+        "committed seq 6: 2 lines, 1 rated, 1 rejected",
+        BUILT,
+    );
+    assert_eq!(
+        rejected(&ws.rejects("f.csv")),
+        vec![(2, "duplicate_record".to_owned())]
     );
 }
 

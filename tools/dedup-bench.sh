@@ -13,8 +13,9 @@
 #   tools/dedup-bench.sh --dir /var/tmp/tp [--records 10000000] [--held 100000000] [--runs 3]
 #
 # `seconds` is the file's time inside the process (what a running daemon spends on
-# it); `wall` adds process start, where a one-shot `tollgate ingest` rebuilds the filter
-# from the index. Needs ~1.2 GB of disk per 100 M ids held, besides the backlog file.
+# it); `wall` adds process start, where a one-shot `tollgate ingest` reads the filter
+# back from the snapshot the warm-up kept (the warm-up read it from the index), and exit,
+# where it keeps it again. Needs ~1.2 GB of disk per 100 M ids held, besides the backlog file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 records=10000000 held=100000000 runs=3 dir=""
@@ -80,11 +81,15 @@ for r in $(seq 1 "$runs"); do
       w="$off"; rm -rf "$w/data" "$w/spool"; "$bin/tollgate" tariff compile --config "$w/tollgate.toml" > /dev/null
     else
       if [ $mode = on ]; then w="$idx"; else w="$off"; fi
-      rm -rf "$w/data" "$w/spool"; cp -a "$idx/data.held" "$w/data"; rm -f "$w/data/ids"
+      rm -rf "$w/data" "$w/spool"; cp -a "$idx/data.held" "$w/data"
+      rm -f "$w/data/ids" "$w/data/dedup-filter.snapshot"
       # The copied store holds the last fill's write-ahead log: a one-record file first,
       # so that its replay and flush (~190 MB at 100 M ids) are not inside the timed run.
       { head -1 "$cdr_file"; sed -n 2p "$cdr_file" | sed 's/^[^,]*,/warm-up-1,/'; } > "$out/warm-up.csv"
-      "$bin/tollgate" ingest --config "$w/tollgate.toml" "$out/warm-up.csv" > /dev/null 2>&1
+      # The warm-up reads the filter from the index and keeps it at exit: the timed run
+      # reads it back from that snapshot.
+      RUST_LOG=tollgate=info "$bin/tollgate" ingest --config "$w/tollgate.toml" "$out/warm-up.csv" \
+        > /dev/null 2> "$out/warm-log"
     fi
     sync
     RUST_LOG=tollgate=info /usr/bin/time -f %e -o "$out/t" "$bin/tollgate" ingest --stats \
@@ -95,9 +100,13 @@ for r in $(seq 1 "$runs"); do
       grep -o "\"$p\":[0-9.]*" "$out/s" | cut -d: -f2 >> "$out/$p.$mode"
     done
     if [ $mode = on ]; then
-      sed 's/\x1b\[[0-9;]*m//g' "$out/log" | grep 'filter built' | head -1 > "$out/built"
+      sed 's/\x1b\[[0-9;]*m//g' "$out/warm-log" | grep 'filter built' | head -1 > "$out/built"
       grep -o 'seconds=[0-9.]*' "$out/built" | cut -d= -f2 >> "$out/build"
       grep -o 'bytes=[0-9]*' "$out/built" | cut -d= -f2 > "$out/bytes"
+      sed 's/\x1b\[[0-9;]*m//g' "$out/log" | grep 'read from its snapshot' | head -1 \
+        | grep -o 'seconds=[0-9.]*' | cut -d= -f2 >> "$out/snapshot"
+      sed 's/\x1b\[[0-9;]*m//g' "$out/log" | grep 'kept for the next start' | head -1 \
+        | grep -o 'seconds=[0-9.]*' | cut -d= -f2 >> "$out/kept"
     fi
     echo "run $r $mode: wall $(tail -1 "$out/wall.$mode") s, file $(tail -1 "$out/seconds.$mode") s" >&2
   done
@@ -111,4 +120,5 @@ for mode in off held-off on; do
     "phases: rate $(median "$out/rate.$mode") collect $(median "$out/collect.$mode") deltas $(median "$out/deltas.$mode") commit $(median "$out/commit.$mode") s;" \
     "peak RSS $(median "$out/peak_rss_mb.$mode") MB"
 done
-echo "filter at start: $(median "$out/build") s to rebuild from the index, $(cat "$out/bytes") bytes = $(echo "scale=2; $(cat "$out/bytes") / $ids" | bc) bytes per id held"
+echo "filter at start: $(median "$out/build") s to read from the index (the warm-up), $(cat "$out/bytes") bytes = $(echo "scale=2; $(cat "$out/bytes") / $ids" | bc) bytes per id held;" \
+  "$(median "$out/snapshot") s to read back from the snapshot kept at exit (the timed run; keeping it at its exit $(median "$out/kept") s)"

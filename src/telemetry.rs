@@ -29,6 +29,8 @@ pub const DEDUP_IDS: &str = "tollgate_dedup_ids";
 pub const DEDUP_BYTES: &str = "tollgate_dedup_filter_bytes";
 pub const DB_SIZE: &str = "tollgate_rocksdb_size_bytes";
 pub const DB_STALL: &str = "tollgate_rocksdb_write_stall_seconds_total";
+pub const DB_PENDING_COMPACTION: &str = "tollgate_rocksdb_pending_compaction_bytes";
+pub const DB_RUNNING_COMPACTIONS: &str = "tollgate_rocksdb_running_compactions";
 pub const WORKERS: &str = "tollgate_workers";
 pub const WORKER_BUSY: &str = "tollgate_worker_busy_seconds_total";
 pub const WORKER_UTILIZATION: &str = "tollgate_worker_utilization_ratio";
@@ -196,6 +198,16 @@ fn describe() {
         DB_SIZE,
         Unit::Bytes,
         "RocksDB size: SST files plus memtables, all column families"
+    );
+    describe_gauge!(
+        DB_PENDING_COMPACTION,
+        Unit::Bytes,
+        "RocksDB's estimate of the bytes compactions still have to rewrite, all column families"
+    );
+    describe_gauge!(
+        DB_RUNNING_COMPACTIONS,
+        Unit::Count,
+        "RocksDB compactions running now"
     );
     describe_gauge!(WORKERS, Unit::Count, "rating threads");
     describe_gauge!(

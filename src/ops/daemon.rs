@@ -111,9 +111,12 @@ pub async fn run(
                 t.tick().await;
                 handle.run_upkeep();
                 let l = ledger.clone();
-                if let Ok((size, stall)) = tokio::task::spawn_blocking(move || l.db_stats()).await {
-                    metrics::gauge!(m::DB_SIZE).set(size as f64);
-                    m::DB_STALL_MICROS.store(stall, Ordering::Relaxed);
+                if let Ok(db) = tokio::task::spawn_blocking(move || l.db_stats()).await {
+                    metrics::gauge!(m::DB_SIZE).set(db.size as f64);
+                    metrics::gauge!(m::DB_PENDING_COMPACTION)
+                        .set(db.pending_compaction_bytes as f64);
+                    metrics::gauge!(m::DB_RUNNING_COMPACTIONS).set(db.running_compactions as f64);
+                    m::DB_STALL_MICROS.store(db.stall_micros, Ordering::Relaxed);
                 }
                 let now = (
                     std::time::Instant::now(),

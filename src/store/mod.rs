@@ -165,6 +165,20 @@ impl Tx {
 /// Version of the on-disk layout, stored under `meta/format`.
 pub const STORE_FORMAT: u64 = 1;
 
+/// RocksDB figures for metrics ([`Ledger::db_stats`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DbStats {
+    /// SST files plus memtables, bytes.
+    pub size: u64,
+    /// Cumulative write stall, microseconds.
+    pub stall_micros: u64,
+    /// What compactions still have to rewrite to bring every level to its target size
+    /// (RocksDB's estimate), bytes: the store's compaction debt.
+    pub pending_compaction_bytes: u64,
+    /// Compactions running now.
+    pub running_compactions: u64,
+}
+
 /// A ledger error.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -1087,30 +1101,34 @@ impl Ledger {
         Ok(out)
     }
 
-    /// RocksDB figures for metrics: (total SST + memtable bytes, cumulative write stall
-    /// microseconds), summed over the column families.
-    pub fn db_stats(&self) -> (u64, u64) {
-        let mut size = 0u64;
+    /// RocksDB figures for metrics, summed over the column families.
+    pub fn db_stats(&self) -> DbStats {
+        let mut stats = DbStats::default();
+        let int = |cf, p: &str| {
+            self.db
+                .property_int_value_cf(cf, p)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
         for name in CFS {
             let Some(cf) = self.db.cf_handle(name) else {
                 continue;
             };
-            for p in [
-                "rocksdb.total-sst-files-size",
-                "rocksdb.cur-size-all-mem-tables",
-            ] {
-                size += self
-                    .db
-                    .property_int_value_cf(cf, p)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(0);
-            }
+            stats.size += int(cf, "rocksdb.total-sst-files-size")
+                + int(cf, "rocksdb.cur-size-all-mem-tables");
+            stats.pending_compaction_bytes += int(cf, "rocksdb.estimate-pending-compaction-bytes");
         }
-        let stall = self
+        stats.running_compactions = self
+            .db
+            .property_int_value("rocksdb.num-running-compactions")
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        stats.stall_micros = self
             .opts
             .get_ticker_count(rocksdb::statistics::Ticker::StallMicros);
-        (size, stall)
+        stats
     }
 
     /// The last closed period, if any.
@@ -1760,7 +1778,7 @@ mod tests {
         assert_eq!(days[0].1 .0[2].count, 3);
         assert_eq!(days[0].1.total().charge_micros, 7);
         assert!(l.daily("2026-11").unwrap().is_empty());
-        let (size, _stall) = l.db_stats();
+        let size = l.db_stats().size;
         assert!(size > 0);
     }
 }

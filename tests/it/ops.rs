@@ -188,6 +188,15 @@ fn metrics_cover_records_files_workers_and_rocksdb() {
     assert!(m
         .get("tollgate_rocksdb_write_stall_seconds_total", &[])
         .is_some());
+    // Two small files stay in the memtables: nothing to compact, nothing compacting.
+    assert_eq!(
+        m.get("tollgate_rocksdb_pending_compaction_bytes", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.get("tollgate_rocksdb_running_compactions", &[]),
+        Some(0.0)
+    );
     assert!(m.get("tollgate_last_file_timestamp_seconds", &[]).unwrap() > 1.7e9);
     assert_eq!(
         m.get("tollgate_file_processing_seconds_count", &[]),
@@ -254,9 +263,19 @@ fn metrics_cover_records_files_workers_and_rocksdb() {
     for line in m.text.lines().filter(|l| l.starts_with("# TYPE tollgate_")) {
         let name = line.split_whitespace().nth(2).unwrap();
         assert!(
-            ["_total", "_seconds", "_bytes", "_files", "_ids", "_ratio", "_info", "_workers"]
-                .iter()
-                .any(|u| name.ends_with(u)),
+            [
+                "_total",
+                "_seconds",
+                "_bytes",
+                "_files",
+                "_ids",
+                "_ratio",
+                "_info",
+                "_workers",
+                "_compactions"
+            ]
+            .iter()
+            .any(|u| name.ends_with(u)),
             "{name}: no unit in the name"
         );
     }

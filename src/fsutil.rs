@@ -48,9 +48,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Writes `bytes` to `path` through a hidden temp file and a rename, without fsync:
 /// readers see the old or the new file. Call [`sync_fs`] once after a batch.
 pub fn write_renamed(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let (_, tmp) = temp_beside(path);
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    write_renamed_with(path, |f| f.write_all(bytes))
 }
 
 /// [`write_renamed`] with the content written by `write` into the temp file (for

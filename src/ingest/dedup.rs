@@ -289,7 +289,7 @@ impl Filter {
     }
 
     /// Writes the filter as a snapshot ([`Filter::read_snapshot`] reads it back): the
-    /// magic `TGDEDUPF`, format 1, window, refresh days, build day, shard count, seq;
+    /// magic `TGDEDUPF`, format 1, window, build day, shard count, seq;
     /// per shard its buckets, ids, kick state, stash and packed bytes; then the XXH3-128
     /// of all of that, so that a torn or altered file is refused, never half read. All
     /// integers little-endian.
@@ -300,12 +300,7 @@ impl Filter {
         };
         w.put(SNAPSHOT_MAGIC)?;
         w.put(&SNAPSHOT_FORMAT.to_le_bytes())?;
-        for v in [
-            self.window_days,
-            self.refresh_days,
-            self.built_day,
-            self.shards.len() as u32,
-        ] {
+        for v in [self.window_days, self.built_day, self.shards.len() as u32] {
             w.put(&v.to_le_bytes())?;
         }
         w.put(&self.seq.to_le_bytes())?;
@@ -347,12 +342,8 @@ impl Filter {
         if &magic != SNAPSHOT_MAGIC || r.u32(&mut left)? != SNAPSHOT_FORMAT {
             return Err("not a filter snapshot of this format".into());
         }
-        let (window_days, refresh_days, built_day, shards) = (
-            r.u32(&mut left)?,
-            r.u32(&mut left)?,
-            r.u32(&mut left)?,
-            r.u32(&mut left)?,
-        );
+        let (window_days, built_day, shards) =
+            (r.u32(&mut left)?, r.u32(&mut left)?, r.u32(&mut left)?);
         if shards as usize != SHARDS || window_days == 0 {
             return Err("not a filter of this layout".into());
         }
@@ -398,10 +389,11 @@ impl Filter {
         if u128::from_le_bytes(stored) != sum {
             return Err("checksum differs".into());
         }
+        // The refresh interval follows from the window, as in [`Filter::new`].
         Ok(Filter {
             shards: out,
             window_days,
-            refresh_days,
+            refresh_days: window_days.div_ceil(6),
             built_day,
             seq,
         })
@@ -1049,10 +1041,7 @@ mod tests {
         assert_eq!((g.window_days(), g.seq(), g.built_day), (30, 17, 20_000));
         assert_eq!(g.refresh_days, 5);
         assert!((0..n).all(|i| g.contains(hash(i))));
-        let probes = n..n + 100_000;
-        assert!(probes
-            .clone()
-            .all(|i| g.contains(hash(i)) == f.contains(hash(i))));
+        assert!((n..n + 100_000).all(|i| g.contains(hash(i)) == f.contains(hash(i))));
         // Inserts go on from the same kick state.
         let (mut f, mut g) = (f, g);
         for i in n..n + 500 {

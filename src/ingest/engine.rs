@@ -304,10 +304,13 @@ impl Engine {
             tracing::warn!(path = %path.display(), error = %e, "cross-file filter snapshot not taken: cannot remove it");
             return None;
         }
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         let refused = |why: String| {
             tracing::info!(path = %path.display(), why, "cross-file filter snapshot not used: reading the index");
             None
+        };
+        let len = match file.metadata() {
+            Ok(m) => m.len(),
+            Err(e) => return refused(e.to_string()),
         };
         let f = match crate::ingest::dedup::Filter::read_snapshot(file, len) {
             Ok(f) => f,

@@ -167,7 +167,8 @@ pub async fn run(
         })
     });
 
-    // Kept for the end: the filter is kept for the next start once no file is processed.
+    // For the end of the shutdown: once no file is being processed, the cross-file
+    // filter is kept for the next start.
     let keeper = engine.clone();
     let watcher = {
         let spool = engine.spool.clone();
